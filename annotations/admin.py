@@ -1,0 +1,65 @@
+from django.contrib import admin
+
+from .models import Annotation, Assignment, DatasetExport, Generation, Project, Prompt, Span, TokenReward
+
+
+class SpanInline(admin.TabularInline):
+    model = Span
+    extra = 0
+    fields = ("start", "end", "text", "label", "polarity", "weight", "critique", "origin", "score")
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "annotations_per_output", "is_archived", "created_at")
+    list_filter = ("kind", "is_archived")
+    search_fields = ("name", "description")
+
+
+@admin.register(Prompt)
+class PromptAdmin(admin.ModelAdmin):
+    list_display = ("id", "project", "external_id", "short_text", "created_at")
+    list_filter = ("project",)
+    search_fields = ("text", "external_id")
+    readonly_fields = ("content_hash",)
+
+    @admin.display(description="text")
+    def short_text(self, obj: Prompt) -> str:
+        return obj.text[:80]
+
+
+@admin.register(Generation)
+class GenerationAdmin(admin.ModelAdmin):
+    list_display = ("id", "prompt", "model_version", "finish_reason", "annotation_count", "created_at")
+    list_filter = ("model_version", "finish_reason", "prompt__project")
+    search_fields = ("text",)
+    raw_id_fields = ("prompt",)
+    readonly_fields = ("content_hash",)
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ("id", "generation", "annotator", "status", "leased_at", "expires_at")
+    list_filter = ("status",)
+    raw_id_fields = ("generation",)
+
+
+@admin.register(Annotation)
+class AnnotationAdmin(admin.ModelAdmin):
+    list_display = ("id", "generation", "annotator", "status", "rating", "time_spent_seconds", "submitted_at")
+    list_filter = ("status", "annotator", "generation__prompt__project")
+    search_fields = ("overall_critique",)
+    raw_id_fields = ("generation",)
+    inlines = [SpanInline]
+
+
+@admin.register(TokenReward)
+class TokenRewardAdmin(admin.ModelAdmin):
+    list_display = ("id", "annotation", "tokenizer_fingerprint", "computed_at")
+    raw_id_fields = ("annotation",)
+
+
+@admin.register(DatasetExport)
+class DatasetExportAdmin(admin.ModelAdmin):
+    list_display = ("id", "kind", "format", "status", "row_count", "content_hash", "created_by", "created_at")
+    list_filter = ("kind", "format", "status")

@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class AnnotationsConfig(AppConfig):
+    name = "annotations"
+    verbose_name = "Annotations"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from .roles import roles_sync
+
+        # After each app migrates (no sender: the training app's permissions appear after ours).
+        post_migrate.connect(roles_sync, dispatch_uid="t2g_roles_sync")

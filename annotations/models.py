@@ -1,0 +1,310 @@
+"""The feedback data: projects, prompts, model outputs, annotations, spans and their token rewards.
+
+Every row records where it came from (a Generation knows its ModelVersion and sampling parameters), so a
+dataset snapshot or a training round can cite exactly what it used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+DEFAULT_LABELS = [
+    {"name": "good", "polarity": 1, "color": "#2e7d32"},
+    {"name": "poor", "polarity": -1, "color": "#c62828"},
+]
+DEFAULT_REWARD_SCHEME = {"good": 1.0, "poor": -1.0, "outside": 0.0, "conflict": "negative", "combine": "mean"}
+
+
+def content_hash(*parts: str) -> str:
+    """A stable sha256 of text parts, used to detect duplicate prompts and outputs."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\x1f")
+    return digest.hexdigest()
+
+
+def default_labels() -> list[dict]:
+    return [dict(label) for label in DEFAULT_LABELS]
+
+
+def default_reward_scheme() -> dict:
+    return dict(DEFAULT_REWARD_SCHEME)
+
+
+class Project(models.Model):
+    class Kind(models.TextChoices):
+        CODE = "code", "Code generation"
+        SUMMARIZATION = "summarization", "Summarization"
+        QA = "qa", "Question answering"
+        GENERAL = "general", "General"
+
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.GENERAL)
+    description = models.TextField(blank=True)
+    instructions = models.TextField(blank=True, help_text="Shown to annotators above every output.")
+    system_prompt = models.TextField(blank=True, help_text="Optional system message for generation.")
+    label_set = models.JSONField(default=default_labels, help_text="[{name, polarity (-1/0/1), color}]")
+    annotations_per_output = models.PositiveSmallIntegerField(default=1)
+    reward_scheme = models.JSONField(default=default_reward_scheme)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    is_archived = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(annotations_per_output__gte=1), name="project_quota_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_code(self) -> bool:
+        return self.kind == self.Kind.CODE
+
+    def label(self, name: str) -> dict | None:
+        return next((label for label in self.label_set if label.get("name") == name), None)
+
+    def clean(self) -> None:
+        labels = self.label_set
+        if not isinstance(labels, list) or not labels:
+            raise ValidationError({"label_set": "The label set must be a non-empty list."})
+        names = set()
+        for label in labels:
+            if not isinstance(label, dict) or not isinstance(label.get("name"), str) or not label["name"]:
+                raise ValidationError({"label_set": "Every label needs a non-empty name."})
+            if label.get("polarity") not in (-1, 0, 1):
+                raise ValidationError({"label_set": f"Label {label['name']!r}: polarity must be -1, 0 or 1."})
+            if label["name"] in names:
+                raise ValidationError({"label_set": f"Label {label['name']!r} appears twice."})
+            names.add(label["name"])
+
+
+class Prompt(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    text = models.TextField()
+    external_id = models.CharField(max_length=200, blank=True, help_text="Id in the source dataset.")
+    reference = models.TextField(blank=True, help_text="A reference answer or test, if the source has one.")
+    metadata = models.JSONField(default=dict, blank=True)
+    content_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "content_hash"], name="prompt_unique_per_project"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project}: {self.text[:60]}"
+
+    def save(self, *args, **kwargs) -> None:
+        self.content_hash = content_hash(self.text)
+        super().save(*args, **kwargs)
+
+    def chat_messages(self) -> list[dict]:
+        """The prompt as chat messages for the model's chat template."""
+        messages = []
+        if self.project.system_prompt:
+            messages.append({"role": "system", "content": self.project.system_prompt})
+        messages.append({"role": "user", "content": self.text})
+        return messages
+
+
+class Generation(models.Model):
+    """One model output for a prompt, with what is needed to train on it later."""
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="generations")
+    model_version = models.ForeignKey(
+        "training.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="generations"
+    )
+    source_model = models.CharField(max_length=300, blank=True, help_text="For imported outputs.")
+    text = models.TextField()
+    prompt_token_ids = models.JSONField(default=list, blank=True)
+    response_token_ids = models.JSONField(default=list, blank=True)
+    behaviour_logprobs = models.JSONField(default=list, blank=True)
+    tokenizer_fingerprint = models.CharField(max_length=64, blank=True)
+    sampling_params = models.JSONField(default=dict, blank=True)
+    finish_reason = models.CharField(max_length=20, blank=True)
+    content_hash = models.CharField(max_length=64, editable=False, db_index=True)
+    annotation_count = models.PositiveIntegerField(
+        default=0, help_text="Submitted annotations, kept in step by the annotation services."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["prompt", "annotation_count"])]
+
+    def __str__(self) -> str:
+        return f"Generation {self.pk} for prompt {self.prompt_id}"
+
+    def save(self, *args, **kwargs) -> None:
+        self.content_hash = content_hash(self.prompt.text, self.text)
+        super().save(*args, **kwargs)
+
+    @property
+    def project(self) -> Project:
+        return self.prompt.project
+
+
+class Assignment(models.Model):
+    """A lease on one generation for one annotator: the queue hands these out."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        COMPLETED = "completed"
+        SKIPPED = "skipped"
+        EXPIRED = "expired"
+
+    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    leased_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    skip_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-leased_at"]
+        constraints = [
+            # Never the same annotator twice on one output, whatever happened to the first lease.
+            models.UniqueConstraint(fields=["generation", "annotator"], name="assignment_once_per_annotator"),
+        ]
+        indexes = [models.Index(fields=["generation", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} on generation {self.generation_id} ({self.status})"
+
+
+class Annotation(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        SUBMITTED = "submitted"
+
+    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="annotations")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations"
+    )
+    overall_critique = models.TextField(blank=True)
+    rating = models.PositiveSmallIntegerField(null=True, blank=True, help_text="1 (bad) to 5 (excellent)")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    time_spent_seconds = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["generation", "annotator"], name="annotation_once_per_annotator"),
+            models.CheckConstraint(
+                condition=Q(rating__isnull=True) | Q(rating__gte=1, rating__lte=5),
+                name="annotation_rating_1_5",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "submitted_at"])]
+
+    def __str__(self) -> str:
+        return f"Annotation {self.pk} by {self.annotator} ({self.status})"
+
+
+class Span(models.Model):
+    """A highlighted range of a generation's text, in Python code points, with its label and critique."""
+
+    class Origin(models.TextChoices):
+        MANUAL = "manual", "Drawn by hand"
+        ALIGNED = "aligned", "Proposed from a critique"
+        LLM = "llm", "Proposed by an LLM aligner"
+
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="spans")
+    start = models.PositiveIntegerField()
+    end = models.PositiveIntegerField()
+    text = models.TextField(help_text="A copy of generation.text[start:end], to detect drift.")
+    label = models.CharField(max_length=64)
+    polarity = models.SmallIntegerField(choices=[(-1, "negative"), (0, "neutral"), (1, "positive")])
+    weight = models.FloatField(default=1.0)
+    critique = models.TextField(blank=True)
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.MANUAL)
+    score = models.FloatField(null=True, blank=True, help_text="Aligner confidence, for proposed spans.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["start", "end", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(start__lt=F("end")), name="span_start_before_end"),
+            models.CheckConstraint(condition=Q(weight__gt=0) & Q(weight__lte=10), name="span_weight_range"),
+            models.CheckConstraint(condition=Q(polarity__in=[-1, 0, 1]), name="span_polarity_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} [{self.start}, {self.end})"
+
+    def token_range(self, offsets: list[tuple[int, int]]) -> tuple[int, int]:
+        """First and one-past-last token index whose characters overlap this span."""
+        hits = [i for i, (a, b) in enumerate(offsets) if a < self.end and self.start < b]
+        return (hits[0], hits[-1] + 1) if hits else (0, 0)
+
+
+class TokenReward(models.Model):
+    """The per-token reward vector of one annotation under one tokenizer."""
+
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="token_rewards")
+    tokenizer_fingerprint = models.CharField(max_length=64)
+    token_ids = models.JSONField()
+    offsets = models.JSONField(default=list, help_text="Code-point [start, end) of each token in the text.")
+    rewards = models.JSONField()
+    scheme = models.JSONField(default=dict)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["annotation", "tokenizer_fingerprint"], name="token_reward_once_per_tokenizer"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Rewards for annotation {self.annotation_id} ({self.tokenizer_fingerprint[:8]})"
+
+
+class DatasetExport(models.Model):
+    """A recorded export: its query, row count and content hash make it a citable dataset snapshot."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    kind = models.CharField(max_length=20)  # spans | token-rewards | kto | dpo
+    format = models.CharField(max_length=10)  # jsonl | csv | parquet
+    query = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    row_count = models.PositiveIntegerField(default=0)
+    total_rows = models.PositiveIntegerField(default=0)
+    content_hash = models.CharField(max_length=64, blank=True)
+    file_path = models.CharField(max_length=500, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Export {self.pk} {self.kind}.{self.format} ({self.status})"

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Start the web server and a Celery worker together on the embedded defaults; Ctrl-C stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+HOST=${HOST:-127.0.0.1}
+PORT=${PORT:-8000}
+mkdir -p var/log
+
+pids=()
+cleanup() { trap - INT TERM EXIT; kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup INT TERM EXIT
+
+# One worker process per queue kind: generation and training each keep their model loaded between tasks.
+$BIN/celery -A text2grad_web worker -n "default@%h" -Q default,generation -c 1 -l info >>var/log/worker.log 2>&1 &
+pids+=($!)
+$BIN/celery -A text2grad_web worker -n "training@%h" -Q training -c 1 -l info >>var/log/worker-training.log 2>&1 &
+pids+=($!)
+$BIN/gunicorn text2grad_web.wsgi -b "$HOST:$PORT" -w "${WEB_WORKERS:-3}" --access-logfile - &
+pids+=($!)
+
+echo
+echo "Text2Grad Studio is running at http://$HOST:$PORT/  (worker logs: var/log/worker*.log)"
+[ -f var/demo-credentials.txt ] && cat var/demo-credentials.txt
+echo "Press Ctrl-C to stop."
+wait -n "${pids[@]}"

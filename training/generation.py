@@ -1,0 +1,124 @@
+"""Sampling outputs from the policy, recording what PPO needs later: token ids and behaviour logprobs.
+
+The behaviour logprobs are log-softmax of the model's raw (untempered) logits at each sampled token, the
+same quantity the trainer computes, so a truncated importance ratio between them is meaningful even when
+sampling used a temperature.
+
+>>> outs = sample(model, tok, [[{"role": "user", "content": "Hi"}]], n_per_prompt=2)  # doctest: +SKIP
+>>> len(outs[0]), len(outs[0][0].response_ids) == len(outs[0][0].logprobs)  # doctest: +SKIP
+(2, True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class SampledOutput:
+    prompt_ids: list[int]
+    response_ids: list[int]
+    logprobs: list[float]
+    text: str
+    finish_reason: str  # "stop" (end-of-sequence token) or "length"
+    params: dict = field(default_factory=dict)
+
+
+def encode_prompt(tokenizer, messages: list[dict]) -> list[int]:
+    """Token ids of a chat prompt, ending where the assistant's answer begins."""
+    if getattr(tokenizer, "chat_template", None):
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+            ids = ids["input_ids"]
+        return list(ids)
+    text = "\n".join(m["content"] for m in messages) + "\n"
+    return tokenizer(text, add_special_tokens=True)["input_ids"]
+
+
+@torch.no_grad()
+def sample(
+    model,
+    tokenizer,
+    prompts: list[list[dict]],
+    *,
+    n_per_prompt: int = 1,
+    max_new_tokens: int = 160,
+    temperature: float = 0.6,
+    top_p: float = 0.95,
+    seed: int | None = None,
+    batch_size: int = 8,
+) -> list[list[SampledOutput]]:
+    """Sample ``n_per_prompt`` outputs for every chat prompt; returns one list per prompt."""
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0 (sampling); use a small value for near-greedy output")
+    if seed is not None:
+        torch.manual_seed(seed)
+    eos_ids = _eos_ids(tokenizer, model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+    params = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "seed": seed}
+
+    jobs = [
+        (p, encode_prompt(tokenizer, messages))
+        for p, messages in enumerate(prompts)
+        for _ in range(n_per_prompt)
+    ]
+    results: list[list[SampledOutput]] = [[] for _ in prompts]
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start : start + batch_size]
+        width = max(len(ids) for _, ids in chunk)
+        # Left padding keeps every prompt's last token at the same position, where generation starts.
+        input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, (_, ids) in enumerate(chunk):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention[row, width - len(ids) :] = 1
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=attention,
+            do_sample=True,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=pad_id,
+            eos_token_id=eos_ids,
+            return_dict_in_generate=True,
+            output_logits=True,
+        )
+        new_tokens = out.sequences[:, width:]
+        raw_logprobs = torch.stack(out.logits, dim=1).float().log_softmax(-1)
+        chosen = raw_logprobs.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)
+        for row, (prompt_index, prompt_ids) in enumerate(chunk):
+            ids = new_tokens[row].tolist()
+            finish = "length"
+            cut = len(ids)
+            for pos, token in enumerate(ids):
+                if token in eos_ids:
+                    cut, finish = pos, "stop"
+                    break
+            response_ids = ids[:cut]
+            results[prompt_index].append(
+                SampledOutput(
+                    prompt_ids=list(prompt_ids),
+                    response_ids=response_ids,
+                    logprobs=[round(float(x), 6) for x in chosen[row, :cut].tolist()],
+                    text=tokenizer.decode(response_ids, skip_special_tokens=True),
+                    finish_reason=finish,
+                    params=params,
+                )
+            )
+    return results
+
+
+def _eos_ids(tokenizer, model) -> list[int]:
+    ids: list[int] = []
+    config_eos = getattr(model.generation_config, "eos_token_id", None)
+    for candidate in (config_eos, tokenizer.eos_token_id):
+        if isinstance(candidate, int):
+            ids.append(candidate)
+        elif isinstance(candidate, list | tuple):
+            ids.extend(int(c) for c in candidate)
+    if not ids:
+        raise ValueError("The tokenizer has no end-of-sequence token")
+    return list(dict.fromkeys(ids))

@@ -1,0 +1,109 @@
+"""Worker-side services: the work that loads the model. Imported only inside Celery tasks and commands."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from annotations.models import Generation, Prompt
+
+from . import generation, model_store
+from .models import GenerationJob, ModelVersion
+
+logger = logging.getLogger(__name__)
+
+
+def configure_threads() -> None:
+    if settings.T2G_TORCH_THREADS > 0:
+        torch.set_num_threads(settings.T2G_TORCH_THREADS)
+
+
+def base_dir() -> Path:
+    return model_store.ensure_base(models_dir=settings.T2G_MODELS_DIR, base_ref=settings.T2G_BASE_MODEL)
+
+
+def adapter_dir(version: ModelVersion | None) -> Path | None:
+    if version is None or not version.adapter_path:
+        return None
+    path = Path(version.adapter_path)
+    return path if path.is_absolute() else settings.T2G_MODELS_DIR / path
+
+
+def load_version(version: ModelVersion | None):
+    """(model, tokenizer) for a version, from this process's cache."""
+    configure_threads()
+    return model_store.model_cache.get(base_dir(), adapter_dir(version))
+
+
+def generation_job_run(*, job_id: int) -> None:
+    """Sample outputs for the job's prompts, writing Generation rows batch by batch as they finish."""
+    job = GenerationJob.objects.select_related("project", "model_version").get(pk=job_id)
+    if not job.claim():
+        logger.info("Generation job %s is %s; nothing to do", job_id, job.status)
+        return
+    try:
+        _run_generation(job)
+    except Exception as exc:
+        logger.exception("Generation job %s failed", job_id)
+        job.mark_failed(f"{type(exc).__name__}: {exc}")
+        raise
+    GenerationJob.objects.filter(pk=job.pk).update(
+        status=GenerationJob.Status.SUCCEEDED, finished_at=timezone.now()
+    )
+
+
+def _run_generation(job: GenerationJob) -> None:
+    prompts = Prompt.objects.filter(project=job.project).select_related("project").order_by("id")
+    if job.prompt_ids:
+        prompts = prompts.filter(id__in=job.prompt_ids)
+    prompts = list(prompts)
+    version = job.model_version
+    model, tokenizer = load_version(version)
+    fingerprint = model_store.tokenizer_fingerprint(tokenizer)
+    params = {
+        "temperature": settings.T2G_TEMPERATURE,
+        "top_p": settings.T2G_TOP_P,
+        "max_new_tokens": settings.T2G_MAX_NEW_TOKENS,
+        **job.sampling_params,
+    }
+    batch = max(1, settings.T2G_GENERATION_BATCH // job.per_prompt)
+    job.report_progress(0, len(prompts) * job.per_prompt)
+    done = 0
+    for start in range(0, len(prompts), batch):
+        if GenerationJob.objects.filter(pk=job.pk, status=GenerationJob.Status.CANCELLED).exists():
+            return
+        chunk = prompts[start : start + batch]
+        seed = params.get("seed")
+        outputs = generation.sample(
+            model,
+            tokenizer,
+            [p.chat_messages() for p in chunk],
+            n_per_prompt=job.per_prompt,
+            max_new_tokens=int(params["max_new_tokens"]),
+            temperature=float(params["temperature"]),
+            top_p=float(params["top_p"]),
+            seed=None if seed is None else int(seed) + start,
+            batch_size=settings.T2G_GENERATION_BATCH,
+        )
+        with transaction.atomic():
+            for prompt, samples in zip(chunk, outputs, strict=True):
+                for sample in samples:
+                    Generation(
+                        prompt=prompt,
+                        model_version=version,
+                        source_model=version.name if version else "",
+                        text=sample.text,
+                        prompt_token_ids=sample.prompt_ids,
+                        response_token_ids=sample.response_ids,
+                        behaviour_logprobs=sample.logprobs,
+                        tokenizer_fingerprint=fingerprint,
+                        sampling_params=sample.params,
+                        finish_reason=sample.finish_reason,
+                    ).save()
+        done += len(chunk) * job.per_prompt
+        job.report_progress(done)

@@ -1,0 +1,19 @@
+"""Convert the embedded model (or check T2G_BASE_MODEL) once, so the first task does not wait for it."""
+
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = "Build the base model's safetensors cache under var/models/base (once) and check it loads."
+
+    def handle(self, *args, **options):
+        from training import jobs, model_store
+
+        started = time.perf_counter()
+        try:
+            path = jobs.base_dir()
+        except model_store.ModelStoreError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"Base model ready at {path} ({time.perf_counter() - started:.1f} s).")

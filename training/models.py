@@ -1,0 +1,193 @@
+"""Model versions, generation jobs and training rounds: the rows the workers claim and report into."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class ModelVersion(models.Model):
+    """One state of the shared model: the base plus (optionally) a LoRA adapter and value head."""
+
+    name = models.CharField(max_length=100, unique=True)
+    base_model = models.CharField(max_length=500, help_text="Base model reference (path or id).")
+    adapter_path = models.CharField(max_length=500, blank=True, help_text="Empty: the bare base model.")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    created_by_round = models.OneToOneField(
+        "TrainingRound", null=True, blank=True, on_delete=models.SET_NULL, related_name="produced_version"
+    )
+    is_active = models.BooleanField(default=False)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"], condition=Q(is_active=True), name="one_active_version"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name + (" (active)" if self.is_active else "")
+
+    def lineage(self) -> list[ModelVersion]:
+        """This version and its ancestors, newest first."""
+        chain, node, seen = [], self, set()
+        while node is not None and node.pk not in seen:
+            chain.append(node)
+            seen.add(node.pk)
+            node = node.parent
+        return chain
+
+
+class Job(models.Model):
+    """Shared shape of a worker job: a row with a status, claimed with a conditional update."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    progress_step = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED)
+
+    @property
+    def percent(self) -> int:
+        if not self.progress_total:
+            return 100 if self.status == self.Status.SUCCEEDED else 0
+        return min(100, round(100 * self.progress_step / self.progress_total))
+
+    def claim(self) -> bool:
+        """Move QUEUED → RUNNING; False if another worker got there first."""
+        now = timezone.now()
+        won = (
+            type(self)
+            .objects.filter(pk=self.pk, status=self.Status.QUEUED)
+            .update(status=self.Status.RUNNING, started_at=now, heartbeat_at=now)
+        )
+        if won:
+            self.refresh_from_db()
+        return bool(won)
+
+    def mark_failed(self, reason: str) -> None:
+        type(self).objects.filter(pk=self.pk).update(
+            status=self.Status.FAILED, error=reason[:10_000], finished_at=timezone.now()
+        )
+        self.refresh_from_db()
+
+    def report_progress(self, step: int, total: int | None = None) -> None:
+        fields = {"progress_step": step, "heartbeat_at": timezone.now()}
+        if total is not None:
+            fields["progress_total"] = total
+        type(self).objects.filter(pk=self.pk).update(**fields)
+
+
+class GenerationJob(Job):
+    """Sample K outputs for each of a project's prompts with the active (or a chosen) model version."""
+
+    project = models.ForeignKey(
+        "annotations.Project", on_delete=models.CASCADE, related_name="generation_jobs"
+    )
+    model_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT)
+    per_prompt = models.PositiveSmallIntegerField(default=1)
+    prompt_ids = models.JSONField(default=list, blank=True, help_text="Empty: every prompt of the project.")
+    sampling_params = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Generation job {self.pk} for {self.project} ({self.status})"
+
+
+class TrainingRound(Job):
+    """One incremental PPO round over a snapshot of submitted annotations."""
+
+    class Mode(models.TextChoices):
+        TOKEN = "token", "Token-level rewards (TEXT2GRAD)"
+        SCALAR = "scalar", "Scalar reward on the last token (PPO baseline)"
+
+    project = models.ForeignKey(
+        "annotations.Project",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="training_rounds",
+    )
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.TOKEN)
+    config = models.JSONField(default=dict)
+    selection = models.JSONField(default=dict, help_text="The filters that chose the snapshot.")
+    snapshot = models.JSONField(default=list, help_text="Annotation ids used, sorted.")
+    snapshot_hash = models.CharField(max_length=64, blank=True)
+    base_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="rounds_started_from"
+    )
+    output_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    auto_promote = models.BooleanField(default=False)
+    cancel_requested = models.BooleanField(default=False)
+    checkpoint_path = models.CharField(max_length=500, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    summary = models.JSONField(default=dict, blank=True, help_text="Final metrics and stage timings.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # Only one round trains the shared model at a time.
+            models.UniqueConstraint(
+                fields=["status"], condition=Q(status="running"), name="one_running_round"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Round {self.pk} ({self.mode}, {self.status})"
+
+    @property
+    def snapshot_size(self) -> int:
+        return len(self.snapshot)
+
+
+class RoundMetric(models.Model):
+    """Metrics of one optimizer step of a round (policy/value loss, KL, reward, clip fraction...)."""
+
+    training_round = models.ForeignKey(TrainingRound, on_delete=models.CASCADE, related_name="metrics")
+    step = models.PositiveIntegerField()
+    data = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["step"]
+        constraints = [
+            models.UniqueConstraint(fields=["training_round", "step"], name="metric_once_per_step")
+        ]
+
+    def __str__(self) -> str:
+        return f"Round {self.training_round_id} step {self.step}"
