@@ -1,0 +1,3 @@
+"""Researcher pages under /data/: exports and imports."""
+
+urlpatterns: list = []
