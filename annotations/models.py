@@ -262,7 +262,8 @@ class TokenReward(models.Model):
 
     annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="token_rewards")
     tokenizer_fingerprint = models.CharField(max_length=64)
-    token_ids = models.JSONField()
+    prompt_token_ids = models.JSONField(default=list, help_text="The chat-templated prompt (no rewards).")
+    token_ids = models.JSONField(help_text="Response token ids, one per reward.")
     offsets = models.JSONField(default=list, help_text="Code-point [start, end) of each token in the text.")
     rewards = models.JSONField()
     scheme = models.JSONField(default=dict)

@@ -191,3 +191,20 @@ class RoundMetric(models.Model):
 
     def __str__(self) -> str:
         return f"Round {self.training_round_id} step {self.step}"
+
+
+class AlignmentRequest(Job):
+    """'Suggest spans' for one annotation: the worker aligns its critiques to the output (MiniLM, quotes)."""
+
+    annotation = models.ForeignKey(
+        "annotations.Annotation", on_delete=models.CASCADE, related_name="alignment_requests"
+    )
+    critique = models.TextField(help_text="The critique text that was aligned.")
+    use_llm = models.BooleanField(default=False)
+    proposals = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Alignment {self.pk} for annotation {self.annotation_id} ({self.status})"

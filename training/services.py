@@ -5,13 +5,16 @@ The work that needs the model runs in the worker: see ``training/jobs.py``.
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from annotations.models import Project
+from annotations.models import Project, content_hash
 
-from .models import GenerationJob, ModelVersion
+from .models import GenerationJob, ModelVersion, TrainingRound
 
 BASE_VERSION_NAME = "v0-base"
 
@@ -72,3 +75,113 @@ def generation_job_create(
 
         transaction.on_commit(lambda: generate.delay(job.pk))
     return job
+
+
+# --- training rounds -------------------------------------------------------------------------------
+ROUND_STALE_AFTER_S = 15 * 60
+
+
+def round_snapshot(*, selection: dict) -> list[int]:
+    """Submitted annotation ids chosen by project, submission date range and generating model version."""
+    from annotations.models import Annotation
+
+    queryset = Annotation.objects.filter(status=Annotation.Status.SUBMITTED)
+    if selection.get("project_id"):
+        queryset = queryset.filter(generation__prompt__project_id=selection["project_id"])
+    if selection.get("since"):
+        queryset = queryset.filter(submitted_at__gte=selection["since"])
+    if selection.get("until"):
+        queryset = queryset.filter(submitted_at__lte=selection["until"])
+    if selection.get("model_version_id"):
+        queryset = queryset.filter(generation__model_version_id=selection["model_version_id"])
+    return sorted(queryset.values_list("id", flat=True))
+
+
+def round_launch(
+    *,
+    mode: str = "token",
+    selection: dict | None = None,
+    config: dict | None = None,
+    auto_promote: bool = False,
+    created_by=None,
+) -> TrainingRound:
+    """Freeze the snapshot and config, and queue the round on the training worker."""
+    from .config import TrainingConfig  # pure dataclass; no torch
+
+    selection = {k: v for k, v in (selection or {}).items() if v not in (None, "")}
+    checked = TrainingConfig.from_dict({**(config or {}), "mode": mode})  # raises ValueError if bad
+    with transaction.atomic():
+        snapshot = round_snapshot(selection=selection)
+        if not snapshot:
+            raise ValueError("No submitted annotations match this selection; nothing to train on")
+        project_id = selection.get("project_id")
+        training_round = TrainingRound.objects.create(
+            project_id=project_id,
+            mode=mode,
+            config=checked.to_dict(),
+            selection={k: str(v) for k, v in selection.items()},
+            snapshot=snapshot,
+            snapshot_hash=content_hash(
+                ",".join(map(str, snapshot)), json.dumps(checked.to_dict(), sort_keys=True)
+            ),
+            base_version=model_version_bootstrap(),
+            auto_promote=auto_promote,
+            progress_total=checked.steps,
+            created_by=created_by,
+        )
+        _enqueue_round(training_round)
+    return training_round
+
+
+def _enqueue_round(training_round: TrainingRound) -> None:
+    from .tasks import train_round
+
+    transaction.on_commit(lambda: train_round.delay(training_round.pk))
+
+
+def round_cancel(*, training_round: TrainingRound) -> TrainingRound:
+    """Queued rounds stop at once; a running one stops before its next optimizer step."""
+    with transaction.atomic():
+        TrainingRound.objects.filter(pk=training_round.pk, status=TrainingRound.Status.QUEUED).update(
+            status=TrainingRound.Status.CANCELLED,
+            finished_at=timezone.now(),
+            error="Cancelled before it started.",
+        )
+        TrainingRound.objects.filter(pk=training_round.pk).update(cancel_requested=True)
+    training_round.refresh_from_db()
+    return training_round
+
+
+def round_resume(*, training_round: TrainingRound) -> TrainingRound:
+    """Queue a failed round again; it continues from its last checkpoint if it has one."""
+    with transaction.atomic():
+        updated = TrainingRound.objects.filter(
+            pk=training_round.pk, status__in=[TrainingRound.Status.FAILED, TrainingRound.Status.CANCELLED]
+        ).update(status=TrainingRound.Status.QUEUED, error="", cancel_requested=False, finished_at=None)
+        if not updated:
+            raise ValueError("Only a failed or cancelled round can be resumed")
+        training_round.refresh_from_db()
+        _enqueue_round(training_round)
+    return training_round
+
+
+def round_retry(*, training_round: TrainingRound, created_by=None) -> TrainingRound:
+    """A fresh round with the same snapshot selection and config (starting from the active version)."""
+    return round_launch(
+        mode=training_round.mode,
+        selection=training_round.selection,
+        config=training_round.config,
+        auto_promote=training_round.auto_promote,
+        created_by=created_by,
+    )
+
+
+def rounds_reap_stale(*, stale_after_s: int = ROUND_STALE_AFTER_S) -> int:
+    """Mark running rounds whose worker stopped reporting (killed, out of memory) as failed."""
+    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
+    return TrainingRound.objects.filter(status=TrainingRound.Status.RUNNING, heartbeat_at__lt=cutoff).update(
+        status=TrainingRound.Status.FAILED,
+        finished_at=timezone.now(),
+        error=f"The worker stopped reporting for over {stale_after_s} s (killed or out of memory). "
+        "Resume continues from the last checkpoint.",
+    )

@@ -13,3 +13,37 @@ def generate(job_id: int) -> None:
     from . import jobs
 
     jobs.generation_job_run(job_id=job_id)
+
+
+@shared_task(name="training.compute_rewards", acks_late=True, soft_time_limit=300, time_limit=330)
+def compute_rewards(annotation_id: int) -> None:
+    from . import reward_pipeline
+
+    reward_pipeline.annotation_rewards_compute(annotation_id=annotation_id)
+
+
+@shared_task(
+    name="training.recompute_all_rewards", acks_late=True, soft_time_limit=3 * 3600, time_limit=3 * 3600 + 60
+)
+def recompute_all_rewards(project_id: int | None = None) -> int:
+    from . import reward_pipeline
+
+    return reward_pipeline.rewards_recompute_all(project_id=project_id)
+
+
+@shared_task(
+    bind=True,
+    name="training.train_round",
+    acks_late=True,
+    soft_time_limit=12 * 3600,
+    time_limit=12 * 3600 + 300,
+    max_retries=None,
+)
+def train_round(self, round_id: int) -> str:
+    from . import rounds
+
+    status = rounds.round_run(round_id=round_id)
+    if status == "busy":
+        # Another round holds the shared model: wait for it rather than fail.
+        raise self.retry(countdown=30)
+    return status

@@ -1,0 +1,46 @@
+import pytest
+
+
+@pytest.fixture
+def tiny_settings(settings, tiny_model_dir, tmp_path):
+    """Point the model store at the tiny model and a throwaway models folder."""
+    settings.T2G_BASE_MODEL = str(tiny_model_dir)
+    settings.T2G_MODELS_DIR = tmp_path / "models"
+    settings.T2G_TORCH_THREADS = 2
+    return settings
+
+
+@pytest.fixture
+def critiqued(db, project, make_generation, annotator, annotator2):
+    """Two generations, each critiqued by two annotators: a poor span and a good span per output."""
+    from django.utils import timezone
+
+    from annotations.models import Annotation, Span
+
+    # The poor span comes first: with γ=1, λ=0.95 a good span followed closely by a longer poor span gets
+    # almost no net advantage (the poor rewards flow back into it), which would make "good went up" noise.
+    texts = [
+        "It was invented in 1999 by aliens. The cat sat on the mat.",
+        "Cheese is blue. Water boils at 100 C.",
+    ]
+    poor_phrases = ["invented in 1999 by aliens", "Cheese is blue"]
+    good_phrases = ["The cat sat on the mat", "Water boils at 100 C"]
+    result = []
+    for text, poor, good in zip(texts, poor_phrases, good_phrases, strict=True):
+        generation = make_generation(project, text)
+        for user in (annotator, annotator2):
+            annotation = Annotation.objects.create(
+                generation=generation,
+                annotator=user,
+                status="submitted",
+                submitted_at=timezone.now(),
+                rating=2,
+            )
+            for phrase, label, polarity in ((poor, "poor", -1), (good, "good", 1)):
+                start = text.index(phrase)
+                Span.objects.create(
+                    annotation=annotation, start=start, end=start + len(phrase), text=phrase,
+                    label=label, polarity=polarity, critique=f"{label} part",
+                )  # fmt: skip
+        result.append((generation, poor, good))
+    return result

@@ -1,0 +1,126 @@
+"""Training rounds end to end on a tiny model: rewards, PPO, a new version, promotion, failure handling."""
+
+import pytest
+import torch
+
+from annotations.models import TokenReward
+from training import jobs, model_store, rounds, services
+from training.models import ModelVersion, RoundMetric, TrainingRound
+
+pytestmark = pytest.mark.django_db
+
+FAST = {
+    "learning_rate": 5e-3,
+    "steps": 6,
+    "batch_size": 2,
+    "minibatch_size": 2,
+    "ppo_epochs": 2,
+    "kl_coef": 0.01,
+}
+
+
+def _span_logprob(version, generation, phrase) -> float:
+    """Mean log-probability the version's model gives to the tokens of ``phrase`` in the generation."""
+    from training import generation as gen_mod
+    from training import rewards
+
+    model, tokenizer = model_store.load(jobs.base_dir(), jobs.adapter_dir(version))
+    tokenized = rewards.tokenize_response(tokenizer, generation.text)
+    prompt_ids = gen_mod.encode_prompt(tokenizer, generation.prompt.chat_messages())
+    start = generation.text.index(phrase)
+    end = start + len(phrase)
+    picked = [i for i, (a, b) in enumerate(tokenized.response_offsets) if a < end and start < b]
+    ids = torch.tensor([prompt_ids + tokenized.response_ids])
+    with torch.no_grad():
+        logits = model(ids).logits[0, len(prompt_ids) - 1 : -1].log_softmax(-1)
+    chosen = logits.gather(-1, torch.tensor(tokenized.response_ids)[:, None]).squeeze(-1)
+    return chosen[picked].mean().item()
+
+
+def test_round_moves_poor_spans_down_and_good_spans_up(tiny_settings, critiqued, admin_user):
+    start_version = services.model_version_bootstrap()
+    before = {
+        g.pk: (_span_logprob(start_version, g, poor), _span_logprob(start_version, g, good))
+        for g, poor, good in critiqued
+    }
+
+    training_round = services.round_launch(mode="token", config=FAST, created_by=admin_user)
+    assert training_round.snapshot_size == 4
+    assert rounds.round_run(round_id=training_round.pk) == TrainingRound.Status.SUCCEEDED
+    training_round.refresh_from_db()
+
+    assert TokenReward.objects.count() == 4  # computed for every snapshot annotation
+    version = training_round.output_version
+    assert version.parent == start_version and version.created_by_round == training_round
+    assert not version.is_active  # promotion is explicit unless the round asks for it
+    assert (tiny_settings.T2G_MODELS_DIR / version.adapter_path / "adapter_config.json").is_file()
+    assert (
+        RoundMetric.objects.filter(training_round=training_round).count() == 6 * 2
+    )  # updates x epochs x minibatches
+    assert set(training_round.summary["timings"]) == {"rewards", "load", "train", "save", "promote"}
+
+    # Averaged over all critiqued spans: a tiny random model shares most of its parameters between tokens,
+    # so one short span can drift with the rest; the mean over spans is what the update must move.
+    poor_shift = sum(_span_logprob(version, g, poor) - before[g.pk][0] for g, poor, _ in critiqued) / len(
+        critiqued
+    )
+    good_shift = sum(_span_logprob(version, g, good) - before[g.pk][1] for g, _, good in critiqued) / len(
+        critiqued
+    )
+    assert poor_shift < -0.02, poor_shift
+    assert good_shift > 0.02, good_shift
+
+    services.model_version_activate(version=version)
+    assert ModelVersion.objects.get(is_active=True) == version
+    services.model_version_activate(version=start_version)  # rollback is the same one action
+    assert ModelVersion.objects.get(is_active=True) == start_version
+
+
+def test_failed_round_leaves_active_version_and_can_resume(tiny_settings, critiqued):
+    active = services.model_version_bootstrap()
+    training_round = services.round_launch(mode="scalar", config={**FAST, "steps": 2})
+    # Break the run after the first checkpoint by pointing the base model somewhere that cannot load.
+    TrainingRound.objects.filter(pk=training_round.pk).update(config={**training_round.config, "lora_r": 0})
+    assert rounds.round_run(round_id=training_round.pk) == TrainingRound.Status.FAILED
+    training_round.refresh_from_db()
+    assert "lora_r" in training_round.error
+    assert ModelVersion.objects.get(is_active=True) == active
+    assert ModelVersion.objects.count() == 1
+
+    TrainingRound.objects.filter(pk=training_round.pk).update(config={**training_round.config, "lora_r": 16})
+    services.round_resume(training_round=training_round)
+    assert rounds.round_run(round_id=training_round.pk) == TrainingRound.Status.SUCCEEDED
+    training_round.refresh_from_db()
+    assert training_round.attempts == 2 and training_round.output_version is not None
+
+
+def test_round_refuses_an_empty_snapshot(tiny_settings, project):
+    with pytest.raises(ValueError, match="No submitted annotations"):
+        services.round_launch(selection={"project_id": project.pk})
+
+
+def test_round_refuses_a_bad_config(tiny_settings, critiqued):
+    with pytest.raises(ValueError, match="unknown training config key"):
+        services.round_launch(config={"learnin_rate": 1})
+
+
+def test_cancel_stops_a_queued_round(tiny_settings, critiqued):
+    training_round = services.round_launch(config=FAST)
+    services.round_cancel(training_round=training_round)
+    assert rounds.round_run(round_id=training_round.pk).startswith("not claimed")
+    training_round.refresh_from_db()
+    assert training_round.status == TrainingRound.Status.CANCELLED
+
+
+def test_stale_running_round_is_reaped(tiny_settings, critiqued):
+    from django.utils import timezone
+
+    training_round = services.round_launch(config=FAST)
+    TrainingRound.objects.filter(pk=training_round.pk).update(
+        status="running", heartbeat_at=timezone.now() - timezone.timedelta(hours=1)
+    )
+    assert services.rounds_reap_stale(stale_after_s=60) == 1
+    training_round.refresh_from_db()
+    assert (
+        training_round.status == TrainingRound.Status.FAILED and "stopped reporting" in training_round.error
+    )

@@ -1,0 +1,273 @@
+"""Worker-side: run one training round from its annotation snapshot to a new ModelVersion.
+
+Stages (each timed into ``round.summary["timings"]``): rewards (compute any missing token rewards),
+load (base model + the starting version's adapter and value head), train (``steps`` PPO updates with a
+checkpoint after each), save (the new adapter written to a temporary folder and renamed into place),
+promote (only when the round asks for it). Any failure marks the round failed with its reason and leaves
+the active version as it was; a round that died can be resumed from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from annotations.models import Annotation, TokenReward
+
+from . import model_store, reward_pipeline, services
+from .config import TrainingConfig
+from .engine import Sample, make_kl_controller, make_optimizer, ppo_update
+from .generation import encode_prompt
+from .jobs import adapter_dir, base_dir, configure_threads
+from .models import ModelVersion, RoundMetric, TrainingRound
+from .policy import build_policy, save_policy, save_policy_atomic
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_STATE = "trainer_state.pt"
+
+
+class RoundCancelled(Exception):
+    pass
+
+
+def round_run(*, round_id: int) -> str:
+    """Claim and run a round. Returns the final status (or why it did not run)."""
+    training_round = TrainingRound.objects.select_related("base_version", "project").get(pk=round_id)
+    try:
+        claimed = training_round.claim()
+    except IntegrityError:
+        return "busy"  # another round holds the shared model; the task retries later
+    if not claimed:
+        return f"not claimed ({training_round.status})"
+    TrainingRound.objects.filter(pk=round_id).update(attempts=training_round.attempts + 1)
+    try:
+        _run(training_round)
+    except RoundCancelled:
+        TrainingRound.objects.filter(pk=round_id).update(
+            status=TrainingRound.Status.CANCELLED, finished_at=timezone.now(), error="Cancelled by a user."
+        )
+        return TrainingRound.Status.CANCELLED
+    except Exception as exc:
+        logger.exception("Training round %s failed", round_id)
+        training_round.mark_failed(f"{type(exc).__name__}: {exc}")
+        return TrainingRound.Status.FAILED
+    return TrainingRound.Status.SUCCEEDED
+
+
+def build_samples(
+    training_round: TrainingRound, config: TrainingConfig, tokenizer, fingerprint: str
+) -> list[Sample]:
+    """One sample per generation: its annotators' reward vectors combined (mean by default)."""
+    annotations = (
+        Annotation.objects.filter(pk__in=training_round.snapshot)
+        .select_related("generation__prompt__project")
+        .prefetch_related("spans")
+    )
+    missing = set(training_round.snapshot) - set(
+        TokenReward.objects.filter(
+            annotation_id__in=training_round.snapshot, tokenizer_fingerprint=fingerprint
+        ).values_list("annotation_id", flat=True)
+    )
+    for annotation in annotations:
+        if annotation.pk in missing:
+            reward_pipeline._store(annotation, tokenizer, fingerprint)
+    rows = TokenReward.objects.filter(
+        annotation_id__in=training_round.snapshot, tokenizer_fingerprint=fingerprint
+    ).select_related("annotation__generation__prompt__project")
+    by_generation: dict[int, list[TokenReward]] = defaultdict(list)
+    for row in rows:
+        by_generation[row.annotation.generation_id].append(row)
+    samples = []
+    for _generation_id, group in sorted(by_generation.items()):
+        generation = group[0].annotation.generation
+        if not group[0].token_ids:
+            continue  # an empty output has nothing to learn from
+        how = (generation.prompt.project.reward_scheme or {}).get("combine", "mean")
+        combined = reward_pipeline.rewards.combine_rewards([row.rewards for row in group], how=how)
+        same_tokens = (
+            generation.tokenizer_fingerprint == fingerprint
+            and generation.response_token_ids == group[0].token_ids
+            and len(generation.behaviour_logprobs) == len(group[0].token_ids)
+        )
+        ratings = [row.annotation.rating for row in group if row.annotation.rating]
+        samples.append(
+            Sample(
+                prompt_ids=group[0].prompt_token_ids
+                or encode_prompt(tokenizer, generation.prompt.chat_messages()),
+                response_ids=list(group[0].token_ids),
+                token_rewards=combined,
+                behaviour_logprobs=list(generation.behaviour_logprobs) if same_tokens else None,
+                rating=((sum(ratings) / len(ratings)) - 3) / 2 if ratings else None,
+            )
+        )
+    return samples
+
+
+def _run(training_round: TrainingRound) -> None:
+    timings: dict[str, float] = {}
+    config = TrainingConfig.from_dict({**training_round.config, "mode": training_round.mode})
+    configure_threads()
+
+    started = time.perf_counter()
+    base = base_dir()
+    tokenizer, fingerprint = reward_pipeline.base_tokenizer()
+    samples = build_samples(training_round, config, tokenizer, fingerprint)
+    if not samples:
+        raise ValueError("The snapshot has no submitted annotation with rewards to train on")
+    timings["rewards"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    checkpoint = Path(training_round.checkpoint_path) if training_round.checkpoint_path else None
+    resume = checkpoint is not None and (checkpoint / CHECKPOINT_STATE).is_file()
+    base_model, _ = model_store.load(base, None, trainable=True)
+    start_dir = checkpoint if resume else adapter_dir(training_round.base_version)
+    policy = build_policy(base_model, config, adapter_dir=start_dir)
+    optimizer = make_optimizer(policy, config)
+    kl_ctl = make_kl_controller(config)
+    first_step = 0
+    if resume:
+        state = torch.load(checkpoint / CHECKPOINT_STATE, weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        kl_ctl.value = state["kl_coef"]
+        first_step = state["step"]
+        logger.info("Round %s resumes at update %d from %s", training_round.pk, first_step, checkpoint)
+    timings["load"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    _train(training_round, config, policy, optimizer, kl_ctl, samples, first_step)
+    timings["train"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    name = f"r{training_round.pk}-{config.mode}-{timezone.now():%Y%m%d-%H%M%S}"
+    relative = Path("versions") / name
+    save_policy_atomic(policy, settings.T2G_MODELS_DIR / relative)
+    (settings.T2G_MODELS_DIR / relative / "round.json").write_text(
+        json.dumps(
+            {
+                "round": training_round.pk,
+                "config": config.to_dict(),
+                "snapshot_hash": training_round.snapshot_hash,
+            }
+        )
+    )
+    timings["save"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    with transaction.atomic():
+        version = ModelVersion.objects.create(
+            name=name,
+            base_model=services.base_model_reference(),
+            adapter_path=str(relative),
+            parent=training_round.base_version,
+            created_by_round=training_round,
+            notes=f"{config.mode} round over {len(training_round.snapshot)} annotation(s)",
+        )
+        if training_round.auto_promote:
+            services.model_version_activate(version=version)
+        summary = {**training_round.summary, "timings": timings, "samples": len(samples)}
+        summary["final"] = _last_metrics(training_round)
+        TrainingRound.objects.filter(pk=training_round.pk).update(
+            status=TrainingRound.Status.SUCCEEDED,
+            output_version=version,
+            finished_at=timezone.now(),
+            summary=summary,
+        )
+    timings["promote"] = time.perf_counter() - started
+    TrainingRound.objects.filter(pk=training_round.pk).update(summary={**summary, "timings": timings})
+    if checkpoint is not None:
+        shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+def _train(training_round, config, policy, optimizer, kl_ctl, samples, first_step: int) -> None:
+    steps = config.steps
+    order = list(range(len(samples)))
+    random.Random(config.seed).shuffle(order)
+    checkpoint = Path(
+        training_round.checkpoint_path
+        or settings.T2G_MODELS_DIR / "checkpoints" / f"round-{training_round.pk}"
+    )
+    if not training_round.checkpoint_path:
+        TrainingRound.objects.filter(pk=training_round.pk).update(checkpoint_path=str(checkpoint))
+        training_round.checkpoint_path = str(checkpoint)
+    round_started = time.perf_counter()
+    metric_step = RoundMetric.objects.filter(training_round=training_round).count()
+    generator = torch.Generator().manual_seed(config.seed + first_step)
+    training_round.report_progress(first_step, steps)
+
+    def cancelled() -> bool:
+        return TrainingRound.objects.filter(pk=training_round.pk, cancel_requested=True).exists()
+
+    for update in range(first_step, steps):
+        if cancelled():
+            raise RoundCancelled
+        batch = [
+            samples[order[(update * config.batch_size + i) % len(samples)]]
+            for i in range(min(config.batch_size, len(samples)))
+        ]
+        records: list[dict] = []
+        metrics = ppo_update(
+            policy,
+            batch,
+            config,
+            kl_ctl,
+            optimizer=optimizer,
+            on_step=records.append,
+            should_stop=cancelled,
+            generator=generator,
+        )
+        if metrics.get("stopped"):
+            raise RoundCancelled
+        elapsed = time.perf_counter() - round_started
+        done = update + 1
+        eta = elapsed / (done - first_step) * (steps - done)
+        RoundMetric.objects.bulk_create(
+            [
+                RoundMetric(training_round=training_round, step=metric_step + i, data={**r, "update": update})
+                for i, r in enumerate(records)
+            ]
+        )
+        metric_step += len(records)
+        _save_checkpoint(checkpoint, policy, optimizer, kl_ctl, done)
+        TrainingRound.objects.filter(pk=training_round.pk).update(
+            progress_step=done,
+            progress_total=steps,
+            heartbeat_at=timezone.now(),
+            summary={"elapsed_s": round(elapsed, 2), "eta_s": round(eta, 2), "last_update": _floats(metrics)},
+        )
+        training_round.summary = {"elapsed_s": round(elapsed, 2), "eta_s": round(eta, 2)}
+
+
+def _save_checkpoint(directory: Path, policy, optimizer, kl_ctl, step: int) -> None:
+    """Adapter, value head, optimizer, KL coefficient and step: enough to resume the round exactly."""
+    tmp = directory.parent / f".{directory.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_policy(policy, tmp)
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "kl_coef": kl_ctl.value, "step": step}, tmp / CHECKPOINT_STATE
+    )
+    old = directory.parent / f".{directory.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        directory.rename(old)
+    tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _floats(metrics: dict) -> dict:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+
+
+def _last_metrics(training_round: TrainingRound) -> dict:
+    last = RoundMetric.objects.filter(training_round=training_round).order_by("-step").first()
+    return last.data if last else {}
