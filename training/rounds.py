@@ -15,6 +15,7 @@ import random
 import shutil
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -35,14 +36,19 @@ from .policy import build_policy, save_policy, save_policy_atomic
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_STATE = "trainer_state.pt"
+# Rollout-level numbers of each update, copied onto its optimizer steps so every chart reads one table.
+ROLLOUT_KEYS = ("kl", "kl_coef", "mean_token_reward", "mean_shaped_reward", "importance_weight")
 
 
 class RoundCancelled(Exception):
     pass
 
 
-def round_run(*, round_id: int) -> str:
-    """Claim and run a round. Returns the final status (or why it did not run)."""
+def round_run(*, round_id: int, on_update: Callable[[int, int, dict], None] | None = None) -> str:
+    """Claim and run a round. Returns the final status (or why it did not run).
+
+    ``on_update(done, total, metrics)`` is called after each PPO update (the CLI draws a progress bar).
+    """
     training_round = TrainingRound.objects.select_related("base_version", "project").get(pk=round_id)
     try:
         claimed = training_round.claim()
@@ -52,7 +58,7 @@ def round_run(*, round_id: int) -> str:
         return f"not claimed ({training_round.status})"
     TrainingRound.objects.filter(pk=round_id).update(attempts=training_round.attempts + 1)
     try:
-        _run(training_round)
+        _run(training_round, on_update)
     except RoundCancelled:
         TrainingRound.objects.filter(pk=round_id).update(
             status=TrainingRound.Status.CANCELLED, finished_at=timezone.now(), error="Cancelled by a user."
@@ -114,7 +120,7 @@ def build_samples(
     return samples
 
 
-def _run(training_round: TrainingRound) -> None:
+def _run(training_round: TrainingRound, on_update=None) -> None:
     timings: dict[str, float] = {}
     config = TrainingConfig.from_dict({**training_round.config, "mode": training_round.mode})
     configure_threads()
@@ -145,7 +151,7 @@ def _run(training_round: TrainingRound) -> None:
     timings["load"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    _train(training_round, config, policy, optimizer, kl_ctl, samples, first_step)
+    _train(training_round, config, policy, optimizer, kl_ctl, samples, first_step, on_update)
     timings["train"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -189,7 +195,9 @@ def _run(training_round: TrainingRound) -> None:
         shutil.rmtree(checkpoint, ignore_errors=True)
 
 
-def _train(training_round, config, policy, optimizer, kl_ctl, samples, first_step: int) -> None:
+def _train(
+    training_round, config, policy, optimizer, kl_ctl, samples, first_step: int, on_update=None
+) -> None:
     steps = config.steps
     order = list(range(len(samples)))
     random.Random(config.seed).shuffle(order)
@@ -233,7 +241,11 @@ def _train(training_round, config, policy, optimizer, kl_ctl, samples, first_ste
         eta = elapsed / (done - first_step) * (steps - done)
         RoundMetric.objects.bulk_create(
             [
-                RoundMetric(training_round=training_round, step=metric_step + i, data={**r, "update": update})
+                RoundMetric(
+                    training_round=training_round,
+                    step=metric_step + i,
+                    data={**_floats(r), **{k: float(metrics[k]) for k in ROLLOUT_KEYS}, "update": update},
+                )
                 for i, r in enumerate(records)
             ]
         )
@@ -246,6 +258,8 @@ def _train(training_round, config, policy, optimizer, kl_ctl, samples, first_ste
             summary={"elapsed_s": round(elapsed, 2), "eta_s": round(eta, 2), "last_update": _floats(metrics)},
         )
         training_round.summary = {"elapsed_s": round(elapsed, 2), "eta_s": round(eta, 2)}
+        if on_update is not None:
+            on_update(done, steps, metrics)
 
 
 def _save_checkpoint(directory: Path, policy, optimizer, kl_ctl, step: int) -> None:

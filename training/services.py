@@ -104,8 +104,10 @@ def round_launch(
     config: dict | None = None,
     auto_promote: bool = False,
     created_by=None,
+    enqueue: bool = True,
 ) -> TrainingRound:
-    """Freeze the snapshot and config, and queue the round on the training worker."""
+    """Freeze the snapshot and config, and queue the round on the training worker (unless ``enqueue``
+    is false: the ``train_round`` command runs it in its own process)."""
     from .config import TrainingConfig  # pure dataclass; no torch
 
     selection = {k: v for k, v in (selection or {}).items() if v not in (None, "")}
@@ -129,7 +131,8 @@ def round_launch(
             progress_total=checked.steps,
             created_by=created_by,
         )
-        _enqueue_round(training_round)
+        if enqueue:
+            _enqueue_round(training_round)
     return training_round
 
 
@@ -184,4 +187,21 @@ def rounds_reap_stale(*, stale_after_s: int = ROUND_STALE_AFTER_S) -> int:
         finished_at=timezone.now(),
         error=f"The worker stopped reporting for over {stale_after_s} s (killed or out of memory). "
         "Resume continues from the last checkpoint.",
+    )
+
+
+# --- evaluation ------------------------------------------------------------------------------------
+EVAL_PROMPTS = 8  # the first prompts of a project form its fixed evaluation set
+
+
+def evaluation_generate(*, project: Project, model_version: ModelVersion, created_by=None) -> GenerationJob:
+    """Sample one output per evaluation prompt with a given version, for side-by-side comparison."""
+    prompt_ids = list(project.prompts.order_by("id").values_list("id", flat=True)[:EVAL_PROMPTS])
+    return generation_job_create(
+        project=project,
+        per_prompt=1,
+        prompt_ids=prompt_ids,
+        model_version=model_version,
+        sampling_params={"purpose": "evaluation", "seed": 1234},
+        created_by=created_by,
     )

@@ -3,6 +3,13 @@ from django.urls import path
 from . import views
 
 urlpatterns = [
+    path("training/", views.training_home, name="training_home"),
+    path("training/rounds/", views.round_launch, name="round_launch"),
+    path("training/rounds/<int:pk>/", views.round_detail, name="round_detail"),
+    path("training/rounds/<int:pk>/<str:action>/", views.round_action, name="round_action"),
+    path("training/versions/<int:pk>/activate/", views.version_activate, name="version_activate"),
+    path("training/compare/", views.version_compare, name="version_compare"),
+    path("training/compare/generate/", views.version_compare_generate, name="version_compare_generate"),
     path("projects/<int:project_pk>/generate/", views.generation_job_start, name="generation_job_start"),
     path("generation-jobs/<int:pk>/", views.generation_job_status, name="generation_job_status"),
 ]

@@ -1,23 +1,173 @@
-"""HTML views for model work: generation jobs (training rounds come with the training UI)."""
+"""HTML views for model work: training rounds, model versions, comparisons and generation jobs.
+
+Admins launch, cancel and promote; researchers may look. Every write goes through ``training.services``.
+"""
 
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from annotations import roles
-from annotations.models import Project
+from annotations.models import Generation, Project
 
-from . import services
-from .models import GenerationJob
+from . import charts, selectors, services
+from .forms import RoundLaunchForm
+from .models import GenerationJob, ModelVersion, RoundMetric, TrainingRound
+
+CHARTS = [
+    ("Mean token reward", ["mean_token_reward", "mean_shaped_reward"]),
+    ("KL to the base model", ["kl"]),
+    ("Losses", ["policy_loss", "value_loss"]),
+    ("Clip fraction and ratio", ["clipfrac", "ratio"]),
+]
 
 
 def _require_admin(request: HttpRequest) -> None:
     if not roles.is_admin(request.user):
         raise PermissionDenied("Only admins can do this.")
+
+
+def _require_viewer(request: HttpRequest) -> None:
+    if not roles.is_researcher(request.user):
+        raise PermissionDenied("Training is visible to researchers and admins.")
+
+
+@login_required
+def training_home(request: HttpRequest) -> HttpResponse:
+    _require_viewer(request)
+    services.rounds_reap_stale()
+    form = RoundLaunchForm()
+    context = {
+        "form": form,
+        "rounds": TrainingRound.objects.select_related("project", "output_version", "base_version")[:30],
+        "versions": selectors.version_list(),
+    }
+    return render(request, "training/home.html", context)
+
+
+@require_POST
+@login_required
+def round_launch(request: HttpRequest) -> HttpResponse:
+    _require_admin(request)
+    form = RoundLaunchForm(request.POST)
+    if form.is_valid():
+        try:
+            training_round = services.round_launch(
+                mode=form.cleaned_data["mode"],
+                selection=form.selection(),
+                config=form.config(),
+                auto_promote=form.cleaned_data["auto_promote"],
+                created_by=request.user,
+            )
+        except ValueError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(
+                request, f"Round {training_round.pk} queued with {training_round.snapshot_size} annotations."
+            )
+            return redirect("round_detail", pk=training_round.pk)
+    context = {"form": form, "rounds": TrainingRound.objects.all()[:30], "versions": selectors.version_list()}
+    return render(request, "training/home.html", context, status=400)
+
+
+@login_required
+@vary_on_headers("HX-Request")
+def round_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    _require_viewer(request)
+    training_round = get_object_or_404(
+        TrainingRound.objects.select_related("project", "output_version"), pk=pk
+    )
+    metrics = list(RoundMetric.objects.filter(training_round=training_round).values_list("data", flat=True))
+    svgs = [
+        mark_safe(
+            charts.line_chart({key: [m.get(key, float("nan")) for m in metrics] for key in keys}, title=title)
+        )  # safe: built from numbers; every label is escaped in charts.line_chart
+        for title, keys in CHARTS
+    ]
+    context = {"round": training_round, "charts": svgs, "metric_count": len(metrics)}
+    template = "training/_round_live.html" if request.htmx else "training/round_detail.html"
+    return render(request, template, context)
+
+
+@require_POST
+@login_required
+def round_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    _require_admin(request)
+    training_round = get_object_or_404(TrainingRound, pk=pk)
+    try:
+        if action == "cancel":
+            services.round_cancel(training_round=training_round)
+            messages.info(request, "Cancellation requested: the round stops before its next step.")
+        elif action == "resume":
+            services.round_resume(training_round=training_round)
+            messages.success(request, "Round queued again; it continues from its last checkpoint.")
+        elif action == "retry":
+            training_round = services.round_retry(training_round=training_round, created_by=request.user)
+            messages.success(
+                request, f"New round {training_round.pk} queued with the same selection and config."
+            )
+        else:
+            raise PermissionDenied("Unknown action")
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    return redirect("round_detail", pk=training_round.pk)
+
+
+@require_POST
+@login_required
+def version_activate(request: HttpRequest, pk: int) -> HttpResponse:
+    _require_admin(request)
+    version = get_object_or_404(ModelVersion, pk=pk)
+    services.model_version_activate(version=version)
+    messages.success(request, f"{version.name} is now the active model: new generations use it.")
+    return redirect("training_home")
+
+
+@login_required
+def version_compare(request: HttpRequest) -> HttpResponse:
+    """Outputs of two versions on the same evaluation prompts, side by side."""
+    _require_viewer(request)
+    versions = selectors.version_list()
+    projects = Project.objects.filter(is_archived=False)
+    a = versions.filter(pk=request.GET.get("a")).first() if request.GET.get("a", "").isdigit() else None
+    b = versions.filter(pk=request.GET.get("b")).first() if request.GET.get("b", "").isdigit() else None
+    project = (
+        projects.filter(pk=request.GET.get("project")).first()
+        if request.GET.get("project", "").isdigit()
+        else None
+    )
+    rows = []
+    if a and b and project:
+        prompts = list(project.prompts.order_by("id")[: services.EVAL_PROMPTS])
+        outputs = Generation.objects.filter(prompt__in=prompts, model_version__in=[a, b]).order_by("id")
+        by_key: dict[tuple[int, int], list[Generation]] = {}
+        for generation in outputs:
+            by_key.setdefault((generation.prompt_id, generation.model_version_id), []).append(generation)
+        rows = [(p, by_key.get((p.pk, a.pk), []), by_key.get((p.pk, b.pk), [])) for p in prompts]
+    context = {"versions": versions, "projects": projects, "a": a, "b": b, "project": project, "rows": rows}
+    return render(request, "training/compare.html", context)
+
+
+@require_POST
+@login_required
+def version_compare_generate(request: HttpRequest) -> HttpResponse:
+    _require_admin(request)
+    project = get_object_or_404(Project, pk=request.POST.get("project"))
+    chosen = ModelVersion.objects.filter(pk__in=request.POST.getlist("version"))
+    for version in chosen:
+        services.evaluation_generate(project=project, model_version=version, created_by=request.user)
+    messages.success(request, f"Queued evaluation outputs for {len(chosen)} version(s); refresh in a minute.")
+    query = {"project": project.pk, **dict(zip("ab", request.POST.getlist("version"), strict=False))}
+    return redirect(f"{reverse('version_compare')}?{urlencode(query)}")
 
 
 @require_POST

@@ -1,0 +1,61 @@
+"""The round launch form: data selection and the hyperparameters people change most, with defaults."""
+
+from __future__ import annotations
+
+from django import forms
+
+from annotations.models import Project
+
+from .config import TrainingConfig
+from .models import ModelVersion, TrainingRound
+
+_DEFAULTS = TrainingConfig()
+# (field, label, min, max): the knobs worth a form field; the rest keep their config defaults.
+FLOAT_KNOBS = [
+    ("learning_rate", "Learning rate", 1e-7, 1.0),
+    ("kl_coef", "Initial KL coefficient β", 0.0, 10.0),
+    ("lam", "GAE λ", 0.0, 1.0),
+    ("gamma", "Discount γ", 0.0, 1.0),
+    ("clip_eps", "Clip ε", 0.01, 1.0),
+]
+INT_KNOBS = [
+    ("steps", "PPO updates", 1, 10_000),
+    ("batch_size", "Samples per update", 1, 4096),
+    ("minibatch_size", "Minibatch size", 1, 512),
+    ("ppo_epochs", "Epochs per update", 1, 64),
+    ("seed", "Seed", 0, 2**31 - 1),
+]
+
+
+class RoundLaunchForm(forms.Form):
+    mode = forms.ChoiceField(choices=TrainingRound.Mode.choices, initial=TrainingRound.Mode.TOKEN)
+    project = forms.ModelChoiceField(queryset=Project.objects.filter(is_archived=False), required=False,
+                                     empty_label="All projects")  # fmt: skip
+    since = forms.DateTimeField(required=False, help_text="Annotations submitted at or after")
+    until = forms.DateTimeField(required=False, help_text="Annotations submitted at or before")
+    model_version = forms.ModelChoiceField(queryset=ModelVersion.objects.all(), required=False,
+                                           empty_label="Outputs of any version")  # fmt: skip
+    adaptive_kl = forms.BooleanField(required=False, initial=_DEFAULTS.adaptive_kl)
+    auto_promote = forms.BooleanField(required=False, help_text="Make the new version active when done")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, label, low, high in FLOAT_KNOBS:
+            self.fields[name] = forms.FloatField(label=label, min_value=low, max_value=high,
+                                                 initial=getattr(_DEFAULTS, name))  # fmt: skip
+        for name, label, low, high in INT_KNOBS:
+            self.fields[name] = forms.IntegerField(label=label, min_value=low, max_value=high,
+                                                   initial=getattr(_DEFAULTS, name))  # fmt: skip
+
+    def selection(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "project_id": data["project"].pk if data["project"] else None,
+            "since": data["since"].isoformat() if data["since"] else None,
+            "until": data["until"].isoformat() if data["until"] else None,
+            "model_version_id": data["model_version"].pk if data["model_version"] else None,
+        }
+
+    def config(self) -> dict:
+        names = [name for name, *_ in FLOAT_KNOBS + INT_KNOBS] + ["adaptive_kl"]
+        return {name: self.cleaned_data[name] for name in names}

@@ -1,0 +1,69 @@
+"""Run one training round in this process, with a progress bar: for scripts and GPU machines."""
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from annotations.models import Project
+from training.config import TrainingConfig
+
+
+class Command(BaseCommand):
+    help = "Launch and run a training round here (not in the worker), printing progress and the result."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--project", help="Only annotations of this project (by name)")
+        parser.add_argument("--mode", choices=["token", "scalar"], default="token")
+        parser.add_argument("--steps", type=int, help="PPO updates (default from the config)")
+        parser.add_argument("--lr", type=float, dest="learning_rate", help="Learning rate")
+        parser.add_argument("--batch-size", type=int)
+        parser.add_argument("--since", help="Annotations submitted at or after (ISO date)")
+        parser.add_argument("--until", help="Annotations submitted at or before (ISO date)")
+        parser.add_argument("--config", help="Extra config as JSON, e.g. '{\"kl_coef\": 0.05}'")
+        parser.add_argument("--promote", action="store_true", help="Make the new version active")
+
+    def handle(self, *args, **options):
+        from tqdm import tqdm
+
+        from training import rounds, services
+
+        selection = {"since": options["since"], "until": options["until"]}
+        if options["project"]:
+            project = Project.objects.filter(name=options["project"]).first()
+            if project is None:
+                raise CommandError(f"No project named {options['project']!r}")
+            selection["project_id"] = project.pk
+        config = json.loads(options["config"]) if options["config"] else {}
+        for key in ("steps", "learning_rate", "batch_size"):
+            if options[key] is not None:
+                config[key] = options[key]
+        try:
+            training_round = services.round_launch(
+                mode=options["mode"],
+                selection=selection,
+                config=config,
+                auto_promote=options["promote"],
+                enqueue=False,
+            )
+        except (ValueError, json.JSONDecodeError) as exc:
+            raise CommandError(str(exc)) from exc
+        total = TrainingConfig.from_dict(training_round.config).steps
+        self.stdout.write(
+            f"Round {training_round.pk}: {training_round.snapshot_size} annotation(s), {total} update(s)"
+        )
+        with tqdm(total=total, unit="update") as bar:
+
+            def on_update(done: int, _total: int, metrics: dict) -> None:
+                bar.n = done
+                bar.set_postfix(reward=f"{metrics['mean_token_reward']:.3f}", kl=f"{metrics['kl']:.3f}")
+                bar.refresh()
+
+            status = rounds.round_run(round_id=training_round.pk, on_update=on_update)
+        training_round.refresh_from_db()
+        if status != "succeeded":
+            raise CommandError(f"Round {training_round.pk} {status}: {training_round.error}")
+        version = training_round.output_version
+        self.stdout.write(
+            f"Round {training_round.pk} succeeded: version {version.name}"
+            + (" (active)" if version.is_active else "; promote it on the training page")
+        )
