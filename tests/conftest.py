@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -128,28 +127,20 @@ def tiny_model_dir(tmp_path_factory, base_tokenizer_dir) -> Path:
 
 
 # --- a real Celery worker -------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker, tiny_model_dir, tmp_path_factory):
-    """Start `celery worker` as a separate process against the test database and the real broker.
-
-    Tests using it must be ``django_db(transaction=True)`` so their rows are committed and visible.
-    """
+def _worker_env(tiny_model_dir: Path, models_dir: Path) -> dict:
     from django.conf import settings
     from django.db import connection
 
-    broker = settings.CELERY_BROKER_URL
-    env = dict(os.environ)
     db = connection.settings_dict
-    if db["ENGINE"].endswith("postgresql"):
-        env["DATABASE_URL"] = (
-            f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-        )
-    else:
+    if not db["ENGINE"].endswith("postgresql"):
         pytest.skip("the worker integration tests need PostgreSQL (set DATABASE_URL)")
-    models_dir = tmp_path_factory.mktemp("worker-models")
+    env = dict(os.environ)
     env.update(
         {
-            "CELERY_BROKER_URL": broker,
+            "DATABASE_URL": (
+                f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+            ),
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "T2G_BASE_MODEL": str(tiny_model_dir),
             "T2G_MODELS_DIR": str(models_dir),
             "T2G_VAR_DIR": str(settings.VAR_DIR),
@@ -158,38 +149,66 @@ def celery_worker_process(django_db_setup, django_db_blocker, tiny_model_dir, tm
             "PYTHONUNBUFFERED": "1",
         }
     )
-    if broker.startswith("redis://"):
-        import redis
+    return env
 
-        redis.Redis.from_url(broker).flushdb()  # stale messages from an earlier run must not leak in
-    log_path = tmp_path_factory.mktemp("worker-log") / "worker.log"
-    log = open(log_path, "w")  # noqa: SIM115 (closed at teardown)
+
+def start_worker(
+    env: dict, log_path: Path, name: str, queues: str = "default,generation,training"
+) -> subprocess.Popen:
+    """Start `celery worker` as a separate process and wait until it is ready to consume."""
+    log = open(log_path, "w")  # noqa: SIM115 (the process owns it; closed by stop_worker)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "text2grad_web", "worker", "-Q", "default,generation,training",
-         "-c", "1", "--pool", "solo", "-l", "info", "-n", f"test-{os.getpid()}@%h", "--without-gossip",
+        [sys.executable, "-m", "celery", "-A", "text2grad_web", "worker", "-Q", queues,
+         "-c", "1", "--pool", "solo", "-l", "info", "-n", f"{name}-{os.getpid()}@%h", "--without-gossip",
          "--without-mingle", "--without-heartbeat"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    proc.log_file = log
+    proc.log_path = log_path
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"celery worker exited early:\n{log_path.read_text()[-3000:]}")
         if "ready." in log_path.read_text():
-            break
+            return proc
         time.sleep(0.3)
-    else:
-        proc.terminate()
-        raise RuntimeError(f"celery worker did not start:\n{log_path.read_text()[-3000:]}")
-    proc.log_path = log_path
-    proc.models_dir = models_dir
-    yield proc
     proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-    shutil.rmtree(models_dir, ignore_errors=True)
+    raise RuntimeError(f"celery worker did not start:\n{log_path.read_text()[-3000:]}")
+
+
+def stop_worker(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    proc.log_file.close()
+
+
+@pytest.fixture(scope="session")
+def worker_env(django_db_setup, tiny_model_dir, tmp_path_factory) -> dict:
+    from django.conf import settings
+
+    broker = settings.CELERY_BROKER_URL
+    if broker.startswith("redis://"):
+        import redis
+
+        redis.Redis.from_url(broker).flushdb()  # stale messages from an earlier run must not leak in
+    return _worker_env(tiny_model_dir, tmp_path_factory.mktemp("worker-models"))
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(worker_env, tmp_path_factory):
+    """A worker process against the test database and the real broker, shared by the session.
+
+    Tests using it must be ``django_db(transaction=True)`` so their rows are committed and visible.
+    """
+    proc = start_worker(worker_env, tmp_path_factory.mktemp("worker-log") / "worker.log", "test")
+    proc.models_dir = Path(worker_env["T2G_MODELS_DIR"])
+    yield proc
+    stop_worker(proc)
 
 
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.25, message: str = "condition"):

@@ -44,6 +44,16 @@ class RoundCancelled(Exception):
     pass
 
 
+class RoundLost(Exception):
+    """This run no longer owns the round (it was reaped as stale and resumed elsewhere): stop quietly."""
+
+
+def _owned(training_round: TrainingRound):
+    return TrainingRound.objects.filter(
+        pk=training_round.pk, status=TrainingRound.Status.RUNNING, attempts=training_round.attempts
+    )
+
+
 def round_run(*, round_id: int, on_update: Callable[[int, int, dict], None] | None = None) -> str:
     """Claim and run a round. Returns the final status (or why it did not run).
 
@@ -56,9 +66,13 @@ def round_run(*, round_id: int, on_update: Callable[[int, int, dict], None] | No
         return "busy"  # another round holds the shared model; the task retries later
     if not claimed:
         return f"not claimed ({training_round.status})"
-    TrainingRound.objects.filter(pk=round_id).update(attempts=training_round.attempts + 1)
+    training_round.attempts += 1
+    TrainingRound.objects.filter(pk=round_id).update(attempts=training_round.attempts)
     try:
         _run(training_round, on_update)
+    except RoundLost:
+        logger.warning("Round %s attempt %s lost ownership; stopping", round_id, training_round.attempts)
+        return "lost"
     except RoundCancelled:
         TrainingRound.objects.filter(pk=round_id).update(
             status=TrainingRound.Status.CANCELLED, finished_at=timezone.now(), error="Cancelled by a user."
@@ -183,12 +197,14 @@ def _run(training_round: TrainingRound, on_update=None) -> None:
             services.model_version_activate(version=version)
         summary = {**training_round.summary, "timings": timings, "samples": len(samples)}
         summary["final"] = _last_metrics(training_round)
-        TrainingRound.objects.filter(pk=training_round.pk).update(
+        won = _owned(training_round).update(
             status=TrainingRound.Status.SUCCEEDED,
             output_version=version,
             finished_at=timezone.now(),
             summary=summary,
         )
+        if not won:
+            raise RoundLost  # rolls back the version row: another attempt owns this round now
     timings["promote"] = time.perf_counter() - started
     TrainingRound.objects.filter(pk=training_round.pk).update(summary={**summary, "timings": timings})
     if checkpoint is not None:
@@ -214,7 +230,16 @@ def _train(
     training_round.report_progress(first_step, steps)
 
     def cancelled() -> bool:
-        return TrainingRound.objects.filter(pk=training_round.pk, cancel_requested=True).exists()
+        state = TrainingRound.objects.filter(pk=training_round.pk).values(
+            "cancel_requested", "status", "attempts"
+        )
+        current = state.first()
+        if (
+            current["status"] != TrainingRound.Status.RUNNING
+            or current["attempts"] != training_round.attempts
+        ):
+            raise RoundLost
+        return current["cancel_requested"]
 
     for update in range(first_step, steps):
         if cancelled():
@@ -251,7 +276,7 @@ def _train(
         )
         metric_step += len(records)
         _save_checkpoint(checkpoint, policy, optimizer, kl_ctl, done)
-        TrainingRound.objects.filter(pk=training_round.pk).update(
+        _owned(training_round).update(
             progress_step=done,
             progress_total=steps,
             heartbeat_at=timezone.now(),

@@ -205,3 +205,64 @@ def evaluation_generate(*, project: Project, model_version: ModelVersion, create
         sampling_params={"purpose": "evaluation", "seed": 1234},
         created_by=created_by,
     )
+
+
+# --- suggested spans ("Suggest spans" in the annotate page) -----------------------------------------
+MAX_CRITIQUE_CHARS = 20_000
+
+
+def alignment_request_create(*, annotation, critique: str, use_llm: bool = False):
+    """Queue an alignment of ``critique`` to the annotation's output; the worker fills the proposals."""
+    from .models import AlignmentRequest
+
+    critique = (critique or "").strip()
+    if not critique:
+        raise ValueError("Write a critique first: the suggestions come from what it says.")
+    if len(critique) > MAX_CRITIQUE_CHARS:
+        raise ValueError(f"The critique is too long to align (over {MAX_CRITIQUE_CHARS:,} characters).")
+    with transaction.atomic():
+        request = AlignmentRequest.objects.create(annotation=annotation, critique=critique, use_llm=use_llm)
+        from .tasks import align_critique
+
+        transaction.on_commit(lambda: align_critique.delay(request.pk))
+    return request
+
+
+def alignment_proposal_decide(*, request, index: int, accept: bool, user):
+    """Accept a proposal (it becomes a span with origin 'aligned') or reject it. Returns the span or None."""
+    from annotations.models import Span
+    from annotations.services import span_create
+
+    from .models import AlignmentRequest
+
+    with transaction.atomic():
+        locked = AlignmentRequest.objects.select_for_update().get(pk=request.pk)
+        if not 0 <= index < len(locked.proposals):
+            raise ValueError("No such suggestion.")
+        proposal = locked.proposals[index]
+        if proposal.get("state") != "open":
+            raise ValueError(f"This suggestion was {proposal.get('state')} already.")
+        span = None
+        if accept:
+            project = locked.annotation.generation.prompt.project
+            label = next(
+                (item["name"] for item in project.label_set if item.get("polarity") == proposal["polarity"]),
+                None,
+            )
+            if label is None:
+                raise ValueError("The project has no label with this polarity.")
+            span = span_create(
+                annotation=locked.annotation,
+                start=proposal["start"],
+                end=proposal["end"],
+                text=proposal["text"],
+                label=label,
+                critique=proposal["evidence"][:2000],
+                origin=Span.Origin.LLM if proposal["method"] == "llm" else Span.Origin.ALIGNED,
+                score=proposal["score"],
+                user=user,
+            )
+        proposal["state"] = "accepted" if accept else "rejected"
+        locked.save(update_fields=["proposals"])
+    request.refresh_from_db()
+    return span

@@ -47,3 +47,10 @@ def train_round(self, round_id: int) -> str:
         # Another round holds the shared model: wait for it rather than fail.
         raise self.retry(countdown=30)
     return status
+
+
+@shared_task(name="training.align_critique", acks_late=True, soft_time_limit=120, time_limit=150)
+def align_critique(request_id: int) -> None:
+    from . import alignment_jobs
+
+    alignment_jobs.alignment_request_run(request_id=request_id)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import feedback_views, views
 
 urlpatterns = [
     path("training/", views.training_home, name="training_home"),
@@ -12,4 +12,12 @@ urlpatterns = [
     path("training/compare/generate/", views.version_compare_generate, name="version_compare_generate"),
     path("projects/<int:project_pk>/generate/", views.generation_job_start, name="generation_job_start"),
     path("generation-jobs/<int:pk>/", views.generation_job_status, name="generation_job_status"),
+    path("annotations/<int:pk>/suggest/", feedback_views.annotation_suggest, name="annotation_suggest"),
+    path("annotations/<int:pk>/heatmap/", feedback_views.annotation_heatmap, name="annotation_heatmap"),
+    path("suggestions/<int:pk>/", feedback_views.alignment_status, name="alignment_status"),
+    path(
+        "suggestions/<int:pk>/<int:index>/<str:decision>/",
+        feedback_views.alignment_decide,
+        name="alignment_decide",
+    ),
 ]

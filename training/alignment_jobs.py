@@ -1,0 +1,63 @@
+"""Worker-side: run a 'Suggest spans' request (quotes, line references, MiniLM, optionally an LLM)."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.utils import timezone
+
+from . import alignment
+from .models import AlignmentRequest
+
+logger = logging.getLogger(__name__)
+
+
+def alignment_request_run(*, request_id: int) -> None:
+    request = AlignmentRequest.objects.select_related("annotation__generation__prompt__project").get(
+        pk=request_id
+    )
+    if not request.claim():
+        return
+    try:
+        proposals = _propose(request)
+    except Exception as exc:
+        logger.exception("Alignment request %s failed", request_id)
+        request.mark_failed(f"{type(exc).__name__}: {exc}")
+        return
+    AlignmentRequest.objects.filter(pk=request.pk).update(
+        proposals=proposals, status=AlignmentRequest.Status.SUCCEEDED, finished_at=timezone.now()
+    )
+
+
+def _propose(request: AlignmentRequest) -> list[dict]:
+    generation = request.annotation.generation
+    project = generation.prompt.project
+    found = alignment.align_critique(
+        generation.text, request.critique, is_code=project.is_code, embedder=alignment.default_embedder()
+    )
+    if request.use_llm and settings.T2G_LLM_ALIGNER_URL:
+        aligner = alignment.LLMAligner(
+            base_url=settings.T2G_LLM_ALIGNER_URL,
+            api_key=settings.T2G_LLM_ALIGNER_KEY or None,
+            model=settings.T2G_LLM_ALIGNER_MODEL,
+        )
+        found += aligner.align(generation.text, request.critique, prompt=generation.prompt.text)
+    existing = set(request.annotation.spans.values_list("start", "end"))
+    proposals = []
+    for proposal in sorted(found, key=lambda p: (p.start, p.end)):
+        if (proposal.start, proposal.end) in existing:
+            continue  # the annotator highlighted it already
+        proposals.append(
+            {
+                "start": proposal.start,
+                "end": proposal.end,
+                "text": proposal.text_in(generation.text),
+                "polarity": proposal.polarity,
+                "score": round(proposal.score, 3),
+                "method": proposal.method,
+                "evidence": proposal.evidence,
+                "state": "open",
+            }
+        )
+    return proposals

@@ -1,0 +1,130 @@
+"""Views of the reward engine inside the annotation workflow: 'Suggest spans' and the token heatmap.
+
+Access: the annotator who owns an annotation reads and changes it; researchers and admins read every
+annotation; anyone else gets a 404, as if it did not exist.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from annotations import roles
+from annotations.models import Annotation, TokenReward
+
+from . import heatmap, services
+from .models import AlignmentRequest
+
+
+def _annotation_for(request: HttpRequest, pk: int, *, write: bool = False) -> Annotation:
+    annotation = get_object_or_404(
+        Annotation.objects.select_related("generation__prompt__project", "annotator"), pk=pk
+    )
+    own = annotation.annotator_id == request.user.pk
+    if not own and not roles.can_read_all_feedback(request.user):
+        raise Http404("No such annotation")
+    if write and not own:
+        raise PermissionDenied("Only the annotator who wrote this annotation can change it.")
+    return annotation
+
+
+def _suggestions(request: HttpRequest, alignment: AlignmentRequest, *, error: str = "", status: int = 200):
+    context = {
+        "alignment": alignment,
+        "error": error,
+        "editable": alignment.annotation.annotator_id == request.user.pk,
+    }
+    return render(request, "training/_suggestions.html", context, status=status)
+
+
+@require_POST
+@login_required
+def annotation_suggest(request: HttpRequest, pk: int) -> HttpResponse:
+    annotation = _annotation_for(request, pk, write=True)
+    critique = request.POST.get("critique", annotation.overall_critique)
+    try:
+        alignment = services.alignment_request_create(
+            annotation=annotation, critique=critique, use_llm=request.POST.get("use_llm") == "1"
+        )
+    except ValueError as exc:
+        return render(
+            request, "training/_suggestions.html", {"alignment": None, "error": str(exc)}, status=400
+        )
+    return _suggestions(request, alignment)
+
+
+@require_GET
+@login_required
+def alignment_status(request: HttpRequest, pk: int) -> HttpResponse:
+    alignment = get_object_or_404(AlignmentRequest, pk=pk)
+    _annotation_for(request, alignment.annotation_id)
+    return _suggestions(request, alignment)
+
+
+@require_POST
+@login_required
+def alignment_decide(request: HttpRequest, pk: int, index: int, decision: str) -> HttpResponse:
+    alignment = get_object_or_404(AlignmentRequest, pk=pk)
+    _annotation_for(request, alignment.annotation_id, write=True)
+    if decision not in ("accept", "reject"):
+        raise Http404("Unknown decision")
+    try:
+        services.alignment_proposal_decide(
+            request=alignment, index=index, accept=decision == "accept", user=request.user
+        )
+    except (ValueError, ValidationError) as exc:
+        message = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+        alignment.refresh_from_db()
+        return _suggestions(request, alignment, error=message, status=400)
+    alignment.refresh_from_db()
+    response = _suggestions(request, alignment)
+    if decision == "accept":
+        response["HX-Trigger"] = "spans-changed"  # the annotate page reloads its span list and highlights
+    return response
+
+
+@lru_cache(maxsize=4)
+def _token_strings_source(tokenizer_json: str):
+    # The Rust tokenizers package alone (no transformers, no torch) is enough to name token ids.
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(tokenizer_json)
+
+
+def _token_strings(token_ids: list[int]) -> list[str]:
+    path = Path(settings.T2G_BASE_MODEL or settings.T2G_MODELS_DIR / "base") / "tokenizer.json"
+    if not path.is_file():
+        return []
+    tokenizer = _token_strings_source(str(path))
+    return [tokenizer.id_to_token(i) or f"<{i}>" for i in token_ids]
+
+
+@require_GET
+@login_required
+@vary_on_headers("HX-Request")
+def annotation_heatmap(request: HttpRequest, pk: int) -> HttpResponse:
+    annotation = _annotation_for(request, pk)
+    row = TokenReward.objects.filter(annotation=annotation).order_by("-computed_at").first()
+    cells, summary = [], {}
+    if row is not None:
+        spans = [(s.start, s.end, s.label, s.critique) for s in annotation.spans.all()]
+        token_strings = _token_strings(row.token_ids) if len(row.token_ids) <= 20_000 else []
+        cells = heatmap.heatmap_cells(
+            annotation.generation.text, row.offsets, row.rewards, row.token_ids, spans, token_strings
+        )
+        summary = {
+            "tokens": len(row.rewards),
+            "negative": sum(1 for r in row.rewards if r < 0),
+            "positive": sum(1 for r in row.rewards if r > 0),
+        }
+    context = {"annotation": annotation, "row": row, "cells": cells, "summary": summary}
+    template = "training/_heatmap.html" if request.htmx else "training/heatmap.html"
+    return render(request, template, context)
