@@ -275,6 +275,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 T2G_BASE_MODEL = env_str("T2G_BASE_MODEL")
 T2G_MODELS_DIR = Path(env_str("T2G_MODELS_DIR", str(VAR_DIR / "models")))
 T2G_TORCH_THREADS = env_int("T2G_TORCH_THREADS", 0)  # 0: torch's default
+# >1: the training task runs each round as that many torchrun processes (one per GPU; gloo on CPU).
+T2G_TRAIN_PROCS = env_int("T2G_TRAIN_PROCS", 1)
 T2G_MAX_NEW_TOKENS = env_int("T2G_MAX_NEW_TOKENS", 160)
 T2G_TEMPERATURE = env_float("T2G_TEMPERATURE", 0.6)
 T2G_TOP_P = env_float("T2G_TOP_P", 0.95)

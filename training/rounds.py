@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
+import re
 import shutil
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import torch
 from django.conf import settings
@@ -44,6 +49,11 @@ class RoundCancelled(Exception):
     pass
 
 
+# Exit codes of a training.ddp_round rank, so the launching task can tell cancel and loss from failure.
+EXIT_CANCELLED = 3
+EXIT_LOST = 4
+
+
 class RoundLost(Exception):
     """This run no longer owns the round (it was reaped as stale and resumed elsewhere): stop quietly."""
 
@@ -69,7 +79,10 @@ def round_run(*, round_id: int, on_update: Callable[[int, int, dict], None] | No
     training_round.attempts += 1
     TrainingRound.objects.filter(pk=round_id).update(attempts=training_round.attempts)
     try:
-        _run(training_round, on_update)
+        if settings.T2G_TRAIN_PROCS > 1:
+            _run_distributed(training_round, settings.T2G_TRAIN_PROCS)
+        else:
+            _run(training_round, on_update)
     except RoundLost:
         logger.warning("Round %s attempt %s lost ownership; stopping", round_id, training_round.attempts)
         return "lost"
@@ -83,6 +96,56 @@ def round_run(*, round_id: int, on_update: Callable[[int, int, dict], None] | No
         training_round.mark_failed(f"{type(exc).__name__}: {exc}")
         return TrainingRound.Status.FAILED
     return TrainingRound.Status.SUCCEEDED
+
+
+def _database_url() -> str:
+    """The URL of the database this process uses (the test database in tests), for the rank processes."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] or "postgres"
+    if db.get("PASSWORD"):
+        auth += f":{quote(db['PASSWORD'], safe='')}"
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def _run_distributed(training_round: TrainingRound, procs: int) -> None:
+    """Launch ``procs`` ranks of ``training.ddp_round`` under torchrun and wait for them."""
+    config = TrainingConfig.from_dict({**training_round.config, "mode": training_round.mode})
+    tokenizer, fingerprint = reward_pipeline.base_tokenizer()
+    build_samples(training_round, config, tokenizer, fingerprint)  # ranks must only read the rewards
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "T2G_BASE_MODEL": settings.T2G_BASE_MODEL,
+        "T2G_MODELS_DIR": str(settings.T2G_MODELS_DIR),
+        "T2G_VAR_DIR": str(settings.VAR_DIR),
+        "T2G_TRAIN_PROCS": "1",
+        "T2G_TORCH_THREADS": str(settings.T2G_TORCH_THREADS or 1),
+    }
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
+               "-m", "training.ddp_round", "--round-id", str(training_round.pk)]  # fmt: skip
+    result = subprocess.run(command, env=env, cwd=Path(__file__).resolve().parent.parent, capture_output=True,
+                            text=True, check=False)  # fmt: skip
+    codes = {int(code) for code in re.findall(r"exitcode\s*:\s*(\d+)", result.stderr)} | {result.returncode}
+    if EXIT_CANCELLED in codes:
+        raise RoundCancelled
+    if EXIT_LOST in codes:
+        raise RoundLost
+    log_dir = settings.VAR_DIR / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"round-{training_round.pk}-ddp.log"
+    log_path.write_text(result.stdout + "\n" + result.stderr)
+    if result.returncode != 0:
+        # The ranks' own tracebacks come before torchrun's summary; name the first exception line.
+        lines = (result.stdout + "\n" + result.stderr).splitlines()
+        errors = [line for line in lines if re.match(r"^\[rank\d+\]:\s*[A-Za-z_][\w.]*:\s", line)]
+        first = errors[0].strip() if errors else "see the log"
+        raise RuntimeError(
+            f"{procs} training processes failed (exit {result.returncode}): {first} (log: {log_path})"
+        )
 
 
 def build_samples(
@@ -134,7 +197,10 @@ def build_samples(
     return samples
 
 
-def _run(training_round: TrainingRound, on_update=None) -> None:
+def _run(training_round: TrainingRound, on_update=None, collective=None) -> None:
+    """The round's stages. With a ``collective`` this is one rank of several (see ``ddp_round``): every
+    rank trains on the same samples, and only rank 0 writes checkpoints, metrics and the new version."""
+    main = collective is None or collective.rank == 0
     timings: dict[str, float] = {}
     config = TrainingConfig.from_dict({**training_round.config, "mode": training_round.mode})
     configure_threads()
@@ -153,6 +219,10 @@ def _run(training_round: TrainingRound, on_update=None) -> None:
     base_model, _ = model_store.load(base, None, trainable=True)
     start_dir = checkpoint if resume else adapter_dir(training_round.base_version)
     policy = build_policy(base_model, config, adapter_dir=start_dir)
+    if collective is not None:
+        from .distributed import sync_trainable_parameters
+
+        sync_trainable_parameters(policy, collective)
     optimizer = make_optimizer(policy, config)
     kl_ctl = make_kl_controller(config)
     first_step = 0
@@ -165,8 +235,10 @@ def _run(training_round: TrainingRound, on_update=None) -> None:
     timings["load"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    _train(training_round, config, policy, optimizer, kl_ctl, samples, first_step, on_update)
+    _train(training_round, config, policy, optimizer, kl_ctl, samples, first_step, on_update, collective)
     timings["train"] = time.perf_counter() - started
+    if not main:
+        return
 
     started = time.perf_counter()
     name = f"r{training_round.pk}-{config.mode}-{timezone.now():%Y%m%d-%H%M%S}"
@@ -207,13 +279,22 @@ def _run(training_round: TrainingRound, on_update=None) -> None:
             raise RoundLost  # rolls back the version row: another attempt owns this round now
     timings["promote"] = time.perf_counter() - started
     TrainingRound.objects.filter(pk=training_round.pk).update(summary={**summary, "timings": timings})
-    if checkpoint is not None:
-        shutil.rmtree(checkpoint, ignore_errors=True)
+    if training_round.checkpoint_path:
+        shutil.rmtree(training_round.checkpoint_path, ignore_errors=True)  # the version holds the result now
 
 
 def _train(
-    training_round, config, policy, optimizer, kl_ctl, samples, first_step: int, on_update=None
+    training_round,
+    config,
+    policy,
+    optimizer,
+    kl_ctl,
+    samples,
+    first_step: int,
+    on_update=None,
+    collective=None,
 ) -> None:
+    main = collective is None or collective.rank == 0
     steps = config.steps
     order = list(range(len(samples)))
     random.Random(config.seed).shuffle(order)
@@ -222,12 +303,14 @@ def _train(
         or settings.T2G_MODELS_DIR / "checkpoints" / f"round-{training_round.pk}"
     )
     if not training_round.checkpoint_path:
-        TrainingRound.objects.filter(pk=training_round.pk).update(checkpoint_path=str(checkpoint))
+        if main:
+            TrainingRound.objects.filter(pk=training_round.pk).update(checkpoint_path=str(checkpoint))
         training_round.checkpoint_path = str(checkpoint)
     round_started = time.perf_counter()
     metric_step = RoundMetric.objects.filter(training_round=training_round).count()
     generator = torch.Generator().manual_seed(config.seed + first_step)
-    training_round.report_progress(first_step, steps)
+    if main:
+        training_round.report_progress(first_step, steps)
 
     def cancelled() -> bool:
         state = TrainingRound.objects.filter(pk=training_round.pk).values(
@@ -242,7 +325,8 @@ def _train(
         return current["cancel_requested"]
 
     for update in range(first_step, steps):
-        if cancelled():
+        # Several ranks must agree on stopping; ppo_update polls should_stop collectively for them.
+        if collective is None and cancelled():
             raise RoundCancelled
         batch = [
             samples[order[(update * config.batch_size + i) % len(samples)]]
@@ -258,9 +342,12 @@ def _train(
             on_step=records.append,
             should_stop=cancelled,
             generator=generator,
+            collective=collective,
         )
         if metrics.get("stopped"):
             raise RoundCancelled
+        if not main:
+            continue
         elapsed = time.perf_counter() - round_started
         done = update + 1
         eta = elapsed / (done - first_step) * (steps - done)

@@ -124,3 +124,30 @@ def test_stale_running_round_is_reaped(tiny_settings, critiqued):
     assert (
         training_round.status == TrainingRound.Status.FAILED and "stopped reporting" in training_round.error
     )
+
+
+@pytest.mark.django_db(transaction=True)  # the rank processes read the round from the database
+def test_two_process_round_matches_one_process(tiny_settings, critiqued):
+    """The Celery-side launcher runs the round as 2 gloo ranks under torchrun: same adapter as 1 process."""
+    from safetensors.torch import load_file
+
+    config = {**FAST, "steps": 2, "batch_size": 4, "minibatch_size": 2, "lora_dropout": 0.0}
+    single = services.round_launch(config=config, enqueue=False)
+    assert rounds.round_run(round_id=single.pk) == TrainingRound.Status.SUCCEEDED
+    tiny_settings.T2G_TRAIN_PROCS = 2
+    double = services.round_launch(config=config, enqueue=False)
+    assert rounds.round_run(round_id=double.pk) == TrainingRound.Status.SUCCEEDED
+    single.refresh_from_db()
+    double.refresh_from_db()
+    assert double.metrics.count() == single.metrics.count() > 0
+
+    def weights(training_round):
+        folder = tiny_settings.T2G_MODELS_DIR / training_round.output_version.adapter_path
+        return load_file(str(folder / "adapter_model.safetensors"))
+
+    one, two = weights(single), weights(double)
+    assert one.keys() == two.keys()
+    for key in one:
+        assert torch.allclose(one[key], two[key], atol=1e-4), key
+    start = next(iter(one))
+    assert not torch.equal(one[start], torch.zeros_like(one[start]))
