@@ -10,7 +10,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/text2grad
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install model browser migrate seed run worker test test-fast lint format check-deploy clean screenshots
+.PHONY: install model browser migrate seed run test test-fast lint format check-deploy clean screenshots
 
 install: $(STAMP)
 
@@ -61,3 +61,6 @@ check-deploy: install
 
 clean:
 	rm -rf staticfiles .pytest_cache .ruff_cache
+
+screenshots: install browser
+	$(BIN)/python scripts/screenshots.py

@@ -1,0 +1,69 @@
+"""Forms for the annotation workspace. They only parse what the browser sends; the services decide what is
+valid (offsets, labels, weights, ratings), so the REST API and the views refuse the same things."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+
+from .services import UNSET
+
+
+class SpanForm(forms.Form):
+    """One span, offsets in code points (``static/js/annotate.js`` converts the browser's UTF-16)."""
+
+    start = forms.IntegerField()
+    end = forms.IntegerField()
+    # Never strip: a selection may begin or end with spaces, tabs or line breaks, and the copy must match.
+    text = forms.CharField(required=False, strip=False, empty_value=None)
+    label = forms.CharField(max_length=64)
+    weight = forms.FloatField(required=False)
+    critique = forms.CharField(required=False, strip=False)
+
+
+class SpanEditForm(forms.Form):
+    """A change to an existing span: only the fields sent are changed."""
+
+    label = forms.CharField(max_length=64, required=False)
+    weight = forms.FloatField(required=False)
+    critique = forms.CharField(required=False, strip=False)
+
+    def changes(self, data) -> dict[str, Any]:
+        return {name: self.cleaned_data[name] for name in self.fields if name in data}
+
+
+class OverallForm(forms.Form):
+    """The overall critique, the rating, the running time spent and, optionally, every span as JSON."""
+
+    overall_critique = forms.CharField(required=False, strip=False)
+    rating = forms.CharField(required=False)
+    time_spent = forms.CharField(required=False)
+    spans = forms.CharField(required=False, strip=False, help_text="A JSON list replacing all spans.")
+
+    def clean_spans(self) -> Any:
+        raw = self.cleaned_data.get("spans")
+        if not raw:
+            return None
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            raise forms.ValidationError(f"spans is not valid JSON: {exc}") from None
+        if not isinstance(value, list):
+            raise forms.ValidationError("spans must be a JSON list of span objects.")
+        return value
+
+    def service_kwargs(self, data) -> dict[str, Any]:
+        """Keyword arguments for the save and submit services; a field the request left out stays as is."""
+        kwargs = {
+            name: self.cleaned_data[name] if name in data else UNSET
+            for name in ("overall_critique", "rating", "time_spent")
+        }
+        if "spans" in data and self.cleaned_data.get("spans") is not None:
+            kwargs["spans"] = self.cleaned_data["spans"]
+        return kwargs
+
+
+class SkipForm(forms.Form):
+    reason = forms.CharField(max_length=1000, widget=forms.Textarea)

@@ -1,0 +1,602 @@
+/* Text2Grad Studio: the annotation workspace.
+ *
+ * Vanilla JS, no framework. The output is untrusted text: it is read from a JSON script element and put
+ * into the page only as DOM text nodes (textContent), never as HTML.
+ *
+ * Offsets: the server stores spans in Unicode code points (Python's str indexing); the DOM counts UTF-16
+ * code units. Code points are counted here by iterating the string with for..of, and every span sent to
+ * the server carries the selected text, which the server checks against its own copy of the output.
+ */
+(function () {
+  "use strict";
+
+  const workspace = document.getElementById("workspace");
+  if (!workspace) return;
+
+  const readJSON = (id) => {
+    const el = document.getElementById(id);
+    return el ? JSON.parse(el.textContent) : null;
+  };
+  const outputText = readJSON("t2g-output") || "";
+  const labels = readJSON("t2g-labels") || [];
+  const editable = workspace.dataset.editable === "1";
+  const outputEl = document.getElementById("output-text");
+  const popover = document.getElementById("span-popover");
+  const toastEl = document.getElementById("ws-toast");
+  const helpDialog = document.getElementById("help-dialog");
+  const skipDialog = document.getElementById("skip-dialog");
+  const overallForm = document.getElementById("overall-form");
+  const csrfToken = (() => {
+    try {
+      return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || "";
+    } catch (err) {
+      return "";
+    }
+  })();
+
+  // --- offsets: code points <-> UTF-16 ----------------------------------------------------------
+  // cpToUnit[i] is the UTF-16 offset of code point i; built by iterating code points with for..of.
+  const cpToUnit = [0];
+  for (const ch of outputText) cpToUnit.push(cpToUnit[cpToUnit.length - 1] + ch.length);
+  const cpLength = cpToUnit.length - 1;
+
+  /** The code point at a UTF-16 offset; an offset inside a surrogate pair rounds down, or up with roundUp. */
+  function unitToCp(unit, roundUp) {
+    let lo = 0;
+    let hi = cpLength;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (cpToUnit[mid] <= unit) lo = mid;
+      else hi = mid - 1;
+    }
+    return roundUp && cpToUnit[lo] < unit ? Math.min(lo + 1, cpLength) : lo;
+  }
+  const sliceCp = (start, end) => outputText.slice(cpToUnit[start], cpToUnit[end]);
+
+  // --- spans and highlights ------------------------------------------------------------------------
+  let spans = [];
+  let pending = null; // the range being labelled, drawn as a dashed highlight
+  let activeSpanId = null;
+  const labelByName = new Map(labels.map((label) => [label.name, label]));
+  const colorOf = (span) => span.color || (labelByName.get(span.label) || {}).color || "#5b6b8c";
+
+  function loadSpans() {
+    spans = readJSON("t2g-spans") || [];
+  }
+
+  /** Draw the output as text nodes, with one <mark> per stretch covered by the same set of spans. */
+  function render() {
+    const all = pending ? spans.concat([pending]) : spans;
+    const cuts = new Set([0, cpLength]);
+    for (const span of all) {
+      cuts.add(Math.max(0, Math.min(span.start, cpLength)));
+      cuts.add(Math.max(0, Math.min(span.end, cpLength)));
+    }
+    const points = Array.from(cuts).sort((a, b) => a - b);
+    const fragment = document.createDocumentFragment();
+    for (let i = 0; i + 1 < points.length; i++) {
+      const a = points[i];
+      const b = points[i + 1];
+      const piece = sliceCp(a, b);
+      // Innermost (shortest) first: it gives the background; every covering span adds an underline band.
+      const covering = all
+        .filter((span) => span.start <= a && span.end >= b)
+        .sort((x, y) => x.end - x.start - (y.end - y.start));
+      if (!covering.length) {
+        fragment.appendChild(document.createTextNode(piece));
+        continue;
+      }
+      const mark = document.createElement("mark");
+      mark.className = "hl";
+      if (covering.length > 1) mark.classList.add("hl-overlap");
+      if (covering.some((span) => span === pending)) mark.classList.add("hl-pending");
+      if (activeSpanId !== null && covering.some((span) => span.id === activeSpanId)) {
+        mark.classList.add("hl-active");
+      }
+      mark.dataset.spanIds = covering
+        .filter((span) => span !== pending)
+        .map((span) => span.id)
+        .join(" ");
+      mark.style.setProperty("--c", colorOf(covering[0]));
+      mark.style.boxShadow = covering
+        .map((span, depth) => `inset 0 -${3 * (depth + 1)}px 0 ${colorOf(span)}`)
+        .join(", ");
+      mark.title = covering
+        .filter((span) => span !== pending)
+        .map((span) => span.label + (span.critique ? ": " + span.critique : ""))
+        .join("\n");
+      mark.textContent = piece;
+      fragment.appendChild(mark);
+    }
+    outputEl.replaceChildren(fragment);
+    for (const item of document.querySelectorAll(".span-item")) {
+      item.classList.toggle("active", Number(item.dataset.spanId) === activeSpanId);
+    }
+  }
+
+  // --- selection -> code-point offsets -------------------------------------------------------------
+  function unitsBefore(node, offset) {
+    const range = document.createRange();
+    range.setStart(outputEl, 0);
+    range.setEnd(node, offset);
+    return range.toString().length;
+  }
+
+  /** The current selection clamped to the output, as {start, end, text} in code points, or null. */
+  function selectionOffsets() {
+    const selection = window.getSelection();
+    if (!selection || selection.rangeCount === 0 || selection.isCollapsed) return null;
+    const range = selection.getRangeAt(0);
+    const whole = document.createRange();
+    whole.selectNodeContents(outputEl);
+    let [startNode, startOffset] = [range.startContainer, range.startOffset];
+    let [endNode, endOffset] = [range.endContainer, range.endOffset];
+    try {
+      if (whole.comparePoint(startNode, startOffset) < 0) [startNode, startOffset] = [outputEl, 0];
+      if (whole.comparePoint(endNode, endOffset) > 0) {
+        [endNode, endOffset] = [outputEl, outputEl.childNodes.length];
+      }
+      if (whole.comparePoint(startNode, startOffset) > 0 || whole.comparePoint(endNode, endOffset) < 0) {
+        return null;
+      }
+    } catch (err) {
+      return null; // the selection is in another document or shadow tree
+    }
+    const startUnit = unitsBefore(startNode, startOffset);
+    const endUnit = unitsBefore(endNode, endOffset);
+    if (endUnit <= startUnit) return null;
+    const start = unitToCp(startUnit, false);
+    const end = unitToCp(endUnit, true);
+    return { start, end, text: sliceCp(start, end) };
+  }
+
+  // --- talking to the server -----------------------------------------------------------------------
+  async function post(url, values) {
+    const body = new URLSearchParams();
+    for (const [name, value] of Object.entries(values)) body.append(name, value == null ? "" : String(value));
+    const response = await fetch(url, {
+      method: "POST",
+      body,
+      credentials: "same-origin",
+      headers: { "X-CSRFToken": csrfToken, "HX-Request": "true" },
+    });
+    return { ok: response.ok && !response.redirected, status: response.status, text: await response.text(), response };
+  }
+
+  function explain(result) {
+    if (result.response.redirected) return "Your session has ended: log in again (nothing was changed).";
+    if (result.status === 422) return result.text;
+    if (result.status === 403) return "You cannot change this annotation.";
+    if (result.status === 404) return "This annotation or span no longer exists.";
+    return `The server answered ${result.status}; nothing was changed.`;
+  }
+
+  /** POST a span change, swap in the new span panel and redraw. Resolves to the new spans, or null. */
+  async function spanWrite(url, values) {
+    let result;
+    try {
+      result = await post(url, values);
+    } catch (err) {
+      showError("The network failed; nothing was saved. " + err.message);
+      return null;
+    }
+    if (!result.ok) {
+      showError(explain(result));
+      return null;
+    }
+    htmx.swap("#span-panel", result.text, { swapStyle: "outerHTML" });
+    loadSpans();
+    render();
+    return spans;
+  }
+
+  const spanUrl = (template, id) => template.replace(/\/0\/(delete\/)?$/, `/${id}/$1`);
+  const urls = {
+    create: workspace.dataset.spanCreateUrl,
+    update: (id) => spanUrl(workspace.dataset.spanUrl, id),
+    remove: (id) => spanUrl(workspace.dataset.spanDeleteUrl, id),
+  };
+
+  // --- undo ----------------------------------------------------------------------------------------
+  const undoStack = [];
+  const spanValues = (span) => ({
+    start: span.start,
+    end: span.end,
+    text: span.text,
+    label: span.label,
+    weight: span.weight,
+    critique: span.critique,
+  });
+
+  async function createSpan(values) {
+    const before = new Set(spans.map((span) => span.id));
+    const after = await spanWrite(urls.create, values);
+    if (!after) return null;
+    return after.find((span) => !before.has(span.id)) || null;
+  }
+
+  async function deleteSpan(id, { recordUndo = true } = {}) {
+    const span = spans.find((item) => item.id === id);
+    if (!span) return false;
+    const ok = await spanWrite(urls.remove(id), {});
+    if (ok && recordUndo) undoStack.push({ kind: "recreate", values: spanValues(span), oldId: id });
+    return Boolean(ok);
+  }
+
+  async function undo() {
+    const step = undoStack.pop();
+    if (!step) {
+      toast("Nothing to undo.");
+      return;
+    }
+    if (step.kind === "remove") {
+      if (await deleteSpan(step.id, { recordUndo: false })) toast("Undone: span added.");
+    } else if (step.kind === "restore") {
+      if (await spanWrite(urls.update(step.id), step.values)) toast("Undone: span edited.");
+    } else if (step.kind === "recreate") {
+      const created = await createSpan(step.values);
+      if (created) {
+        // Later undo steps still name the deleted span's id: point them at its re-creation.
+        for (const other of undoStack) if (other.id === step.oldId) other.id = created.id;
+        toast("Undone: span deleted.");
+      }
+    }
+  }
+
+  // --- the span popover ----------------------------------------------------------------------------
+  let popoverState = null; // {mode: "create", start, end, text} | {mode: "edit", id}
+  const popoverOpen = () => popover && !popover.hidden;
+
+  function placePopover(rect) {
+    popover.hidden = false;
+    const width = popover.offsetWidth;
+    const left = Math.max(8, Math.min(window.scrollX + rect.left, window.scrollX + window.innerWidth - width - 8));
+    popover.style.left = `${left}px`;
+    popover.style.top = `${window.scrollY + rect.bottom + 8}px`;
+  }
+
+  function excerpt(text) {
+    const chars = Array.from(text);
+    return chars.length > 80 ? chars.slice(0, 79).join("") + "…" : text;
+  }
+
+  function chooseLabel(label) {
+    const radio = Array.from(popover.elements.label || []).find((input) => input.value === label.name);
+    if (radio) radio.checked = true;
+    document.getElementById("popover-critique").focus();
+  }
+
+  function openCreate(selection, label) {
+    if (!editable || !popover) return;
+    popoverState = { mode: "create", ...selection };
+    popover.reset();
+    document.getElementById("popover-title").textContent = "New span";
+    document.getElementById("popover-quote").textContent = excerpt(selection.text);
+    document.getElementById("popover-delete").hidden = true;
+    hidePopoverError();
+    // Drawn as a pending highlight: the native selection is gone once focus moves into the popover.
+    const rect = rangeRect();
+    pending = { id: null, start: selection.start, end: selection.end, label: label ? label.name : "", color: "#3b5bdb" };
+    window.getSelection().removeAllRanges();
+    render();
+    placePopover(rect || outputEl.getBoundingClientRect());
+    if (label) chooseLabel(label);
+  }
+
+  function openEdit(id, anchor) {
+    const span = spans.find((item) => item.id === id);
+    if (!span || !editable || !popover) return;
+    popoverState = { mode: "edit", id };
+    popover.reset();
+    document.getElementById("popover-title").textContent = "Edit span";
+    document.getElementById("popover-quote").textContent = excerpt(span.text);
+    document.getElementById("popover-delete").hidden = false;
+    hidePopoverError();
+    const radio = Array.from(popover.elements.label || []).find((input) => input.value === span.label);
+    if (radio) radio.checked = true;
+    popover.elements.weight.value = span.weight;
+    popover.elements.critique.value = span.critique;
+    activeSpanId = id;
+    pending = null;
+    render();
+    const mark = outputEl.querySelector(`mark[data-span-ids~="${id}"]`);
+    placePopover((anchor || mark || outputEl).getBoundingClientRect());
+    popover.elements.critique.focus();
+  }
+
+  function closePopover() {
+    if (!popover) return;
+    popover.hidden = true;
+    popoverState = null;
+    pending = null;
+    render();
+  }
+
+  function rangeRect() {
+    const selection = window.getSelection();
+    if (!selection || selection.rangeCount === 0) return null;
+    const rect = selection.getRangeAt(0).getBoundingClientRect();
+    return rect.width || rect.height ? rect : null;
+  }
+
+  function showPopoverError(message) {
+    const el = document.getElementById("popover-error");
+    el.textContent = message;
+    el.hidden = false;
+  }
+  function hidePopoverError() {
+    const el = document.getElementById("popover-error");
+    if (el) el.hidden = true;
+  }
+
+  async function savePopover() {
+    if (!popoverState) return;
+    const data = new FormData(popover);
+    const label = data.get("label");
+    if (!label) {
+      showPopoverError("Choose a label (keys 1–9).");
+      return;
+    }
+    const values = { label, weight: data.get("weight") || "1", critique: data.get("critique") || "" };
+    const saveButton = document.getElementById("popover-save");
+    saveButton.disabled = true;
+    try {
+      if (popoverState.mode === "create") {
+        const { start, end, text } = popoverState;
+        const created = await createSpan({ ...values, start, end, text });
+        if (!created) return; // the popover stays open with what was typed; the error is shown
+        undoStack.push({ kind: "remove", id: created.id });
+        closePopover();
+        toast(`Added “${created.label}” span.`);
+      } else {
+        const span = spans.find((item) => item.id === popoverState.id);
+        if (!span) return closePopover();
+        const before = { label: span.label, weight: span.weight, critique: span.critique };
+        if (!(await spanWrite(urls.update(span.id), values))) return;
+        undoStack.push({ kind: "restore", id: span.id, values: before });
+        closePopover();
+        toast("Span updated.");
+      }
+    } finally {
+      saveButton.disabled = false;
+    }
+  }
+
+  function showError(message) {
+    if (popoverOpen()) showPopoverError(message);
+    toast(message, true);
+  }
+
+  let toastTimer = null;
+  function toast(message, isError) {
+    if (!toastEl) return;
+    toastEl.textContent = message;
+    toastEl.classList.toggle("error", Boolean(isError));
+    toastEl.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => (toastEl.hidden = true), isError ? 8000 : 2500);
+  }
+
+  // --- the draft: autosave status, save now, submit, time spent ------------------------------------
+  let dirty = false;
+  const timeInput = document.getElementById("time-spent");
+  const startedWith = timeInput ? Number(timeInput.value) || 0 : 0;
+  let activeSeconds = 0;
+  let lastActivity = Date.now();
+  for (const type of ["keydown", "mousedown", "mousemove", "scroll", "input"]) {
+    document.addEventListener(type, () => (lastActivity = Date.now()), { passive: true });
+  }
+  if (timeInput) {
+    // Count a second only while the page is visible and someone touched it in the last two minutes.
+    setInterval(() => {
+      if (!document.hidden && Date.now() - lastActivity < 120000) {
+        activeSeconds += 1;
+        timeInput.value = String(startedWith + activeSeconds);
+      }
+    }, 1000);
+  }
+
+  async function saveDraft() {
+    if (!overallForm || !editable) return;
+    const result = await post(workspace.dataset.saveUrl, Object.fromEntries(new FormData(overallForm)));
+    if (!result.ok) {
+      showError(explain(result));
+      return;
+    }
+    htmx.swap("#save-status", result.text, { swapStyle: "outerHTML" });
+    dirty = false;
+    toast("Draft saved.");
+  }
+
+  function submitAnnotation() {
+    const button = document.getElementById("submit-button");
+    if (!overallForm || !button) return;
+    dirty = false;
+    overallForm.requestSubmit(button);
+  }
+
+  let leaving = false;
+  if (overallForm && editable) {
+    overallForm.addEventListener("input", () => (dirty = true));
+    overallForm.addEventListener("submit", () => {
+      // The form itself carries every field; an autosave still waiting out its delay would reach the
+      // server after the submission and be refused.
+      dirty = false;
+      leaving = true;
+    });
+    document.body.addEventListener("htmx:beforeRequest", (event) => {
+      if (leaving) event.preventDefault();
+    });
+    document.body.addEventListener("htmx:afterRequest", (event) => {
+      if (event.detail.elt && event.detail.elt.closest && event.detail.elt.closest("#overall-form")) {
+        if (event.detail.successful) dirty = false;
+      }
+    });
+    // Leaving within the autosave delay: send what was typed (the form carries its CSRF token).
+    window.addEventListener("pagehide", () => {
+      if (dirty) navigator.sendBeacon(workspace.dataset.saveUrl, new FormData(overallForm));
+    });
+  }
+  document.body.addEventListener("htmx:responseError", (event) => {
+    const xhr = event.detail.xhr;
+    showError(xhr.status === 422 ? xhr.responseText : `Not saved: the server answered ${xhr.status}.`);
+  });
+  document.body.addEventListener("htmx:sendError", () => showError("Not saved: the network failed."));
+
+  // --- mouse ---------------------------------------------------------------------------------------
+  if (editable) {
+    // On the document: a drag that starts in the output may end over the span list.
+    document.addEventListener("mouseup", (event) => {
+      if (popover && popover.contains(event.target)) return;
+      // After the browser has finished updating the selection.
+      setTimeout(() => {
+        const selection = selectionOffsets();
+        if (selection) openCreate(selection, null);
+      }, 0);
+    });
+  }
+  outputEl.addEventListener("click", (event) => {
+    const selection = window.getSelection();
+    if (selection && !selection.isCollapsed) return;
+    const mark = event.target.closest("mark.hl");
+    if (!mark || !mark.dataset.spanIds) return;
+    const id = Number(mark.dataset.spanIds.split(" ")[0]);
+    if (editable) openEdit(id, mark);
+    else {
+      activeSpanId = id;
+      render();
+    }
+  });
+
+  if (popover) {
+    popover.addEventListener("submit", (event) => {
+      event.preventDefault();
+      savePopover();
+    });
+    popover.addEventListener("change", (event) => {
+      if (event.target.name === "label") document.getElementById("popover-critique").focus();
+    });
+    document.getElementById("popover-cancel").addEventListener("click", closePopover);
+    document.getElementById("popover-delete").addEventListener("click", async () => {
+      if (popoverState && popoverState.mode === "edit" && (await deleteSpan(popoverState.id))) {
+        closePopover();
+        toast("Span deleted. Press U to undo.");
+      }
+    });
+  }
+
+  workspace.addEventListener("click", async (event) => {
+    const button = event.target.closest("[data-action]");
+    if (button) {
+      const id = Number(button.dataset.spanId);
+      if (button.dataset.action === "edit-span") openEdit(id, button);
+      if (button.dataset.action === "delete-span" && (await deleteSpan(id))) toast("Span deleted. Press U to undo.");
+      return;
+    }
+    const item = event.target.closest(".span-item");
+    if (item) {
+      activeSpanId = Number(item.dataset.spanId);
+      render();
+      const mark = outputEl.querySelector(`mark[data-span-ids~="${activeSpanId}"]`);
+      if (mark) mark.scrollIntoView({ block: "nearest" });
+    }
+  });
+
+  const skipButton = document.getElementById("skip-button");
+  if (skipButton) skipButton.addEventListener("click", openSkip);
+  const skipCancel = document.getElementById("skip-cancel");
+  if (skipCancel) skipCancel.addEventListener("click", () => skipDialog.close());
+  document.getElementById("help-button").addEventListener("click", toggleHelp);
+
+  function openSkip() {
+    if (!skipDialog) return;
+    closePopover();
+    skipDialog.showModal();
+    document.getElementById("skip-reason").focus();
+  }
+
+  function toggleHelp() {
+    if (helpDialog.open) helpDialog.close();
+    else helpDialog.showModal();
+  }
+
+  // --- keyboard ------------------------------------------------------------------------------------
+  const TEXT_FIELDS =
+    "textarea, select, [contenteditable], input:not([type=radio]):not([type=checkbox]):not([type=button]):not([type=submit])";
+
+  document.addEventListener("keydown", (event) => {
+    const inField = Boolean(event.target.closest && event.target.closest(TEXT_FIELDS));
+    const ctrl = event.ctrlKey || event.metaKey;
+    const key = event.key;
+
+    if (skipDialog && skipDialog.open) {
+      if (ctrl && key === "Enter") {
+        event.preventDefault();
+        document.getElementById("skip-form").requestSubmit();
+      }
+      return; // Esc closes the dialog natively
+    }
+    if (helpDialog.open) {
+      if (key === "?") {
+        event.preventDefault();
+        helpDialog.close();
+      }
+      return;
+    }
+    if (key === "Escape") {
+      if (popoverOpen()) closePopover();
+      else window.getSelection().removeAllRanges();
+      return;
+    }
+    if (ctrl && key === "Enter") {
+      event.preventDefault();
+      if (popoverOpen()) savePopover();
+      else if (editable) submitAnnotation();
+      return;
+    }
+    if (ctrl && (key === "s" || key === "S")) {
+      event.preventDefault();
+      if (popoverOpen()) savePopover();
+      else saveDraft();
+      return;
+    }
+    if (ctrl && (key === "z" || key === "Z") && !inField && editable) {
+      event.preventDefault();
+      undo();
+      return;
+    }
+    if (inField || ctrl || event.altKey) return;
+
+    if (key === "?") {
+      event.preventDefault();
+      toggleHelp();
+    } else if (/^[1-9]$/.test(key) && editable) {
+      const label = labels[Number(key) - 1];
+      if (!label) return;
+      event.preventDefault();
+      if (popoverOpen()) {
+        chooseLabel(label);
+        return;
+      }
+      const selection = selectionOffsets();
+      if (selection) openCreate(selection, label);
+      else toast("Select some text in the output first.");
+    } else if ((key === "u" || key === "U") && editable) {
+      event.preventDefault();
+      undo();
+    } else if ((key === "s" || key === "S") && editable) {
+      event.preventDefault();
+      openSkip();
+    } else if (key === "n" || key === "N") {
+      event.preventDefault();
+      const nextForm = document.getElementById("next-form");
+      if (nextForm) nextForm.requestSubmit();
+      else if (editable) toast("Submit (Ctrl + Enter) or skip (S) this output first.");
+    }
+  });
+
+  // --- start ---------------------------------------------------------------------------------------
+  loadSpans();
+  render();
+  workspace.dataset.ready = "1";
+})();
