@@ -1,0 +1,157 @@
+"""Researcher pages under /data/: dataset exports (with a live progress bar) and prompt imports."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from training.models import ModelVersion
+
+from . import datasets, exports, roles
+from .importers import ImportFileError, detect_format
+from .models import DatasetExport, Project
+
+QUERY_FIELDS = (
+    "project",
+    "model_version",
+    "annotator",
+    "status",
+    "submitted_after",
+    "submitted_before",
+    "tokenizer_fingerprint",
+    "kto_desirable_min",
+    "kto_undesirable_max",
+    "dpo_min_margin",
+)
+
+
+def _require_researcher(request: HttpRequest) -> None:
+    if not roles.can_read_all_feedback(request.user):
+        raise PermissionDenied("Only researchers and admins can export feedback.")
+
+
+def _get_export_for_user(request: HttpRequest, pk: int) -> DatasetExport:
+    _require_researcher(request)
+    return get_object_or_404(DatasetExport.objects.select_related("created_by"), pk=pk)
+
+
+def _form_choices() -> dict:
+    return {
+        "kinds": exports.KINDS,
+        "formats": exports.FORMATS,
+        "statuses": exports.STATUSES,
+        "projects": Project.objects.order_by("name").values_list("pk", "name"),
+        "versions": ModelVersion.objects.order_by("-created_at", "-id").values_list("pk", "name"),
+        "annotators": get_user_model()
+        .objects.filter(groups__name=roles.ANNOTATOR)
+        .order_by("username")
+        .values_list("pk", "username"),
+    }
+
+
+def _query_from_post(post) -> dict:
+    query = {key: post.get(key, "").strip() for key in QUERY_FIELDS if post.get(key, "").strip()}
+    query["identify_annotators"] = post.get("identify_annotators") == "on"
+    return query
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def export_list(request: HttpRequest) -> HttpResponse:
+    _require_researcher(request)
+    errors, posted = {}, {}
+    if request.method == "POST":
+        posted = request.POST
+        try:
+            export = datasets.export_create(
+                kind=posted.get("kind", ""),
+                fmt=posted.get("format", ""),
+                query=_query_from_post(posted),
+                created_by=request.user,
+            )
+        except exports.ExportQueryError as exc:
+            errors = exc.errors
+        else:
+            messages.success(request, f"Export {export.pk} queued: the worker writes it in the background.")
+            return redirect("data_export_detail", pk=export.pk)
+    page = Paginator(DatasetExport.objects.select_related("created_by"), 25).get_page(request.GET.get("page"))
+    context = {"page": page, "errors": errors, "posted": posted, **_form_choices()}
+    return render(request, "data/export_list.html", context, status=400 if errors else 200)
+
+
+@login_required
+@vary_on_headers("HX-Request")
+def export_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    export = _get_export_for_user(request, pk)
+    template = "data/_export_status.html" if request.htmx else "data/export_detail.html"
+    return render(request, template, {"export": export})
+
+
+@login_required
+def export_download(request: HttpRequest, pk: int) -> FileResponse:
+    export = _get_export_for_user(request, pk)
+    path = datasets.export_file(export)
+    if path is None:
+        raise Http404("This export has no file to download.")
+    response = FileResponse(
+        open(path, "rb"),  # noqa: SIM115 (FileResponse closes it)
+        as_attachment=True,
+        filename=datasets.export_download_name(export),
+        content_type=exports.CONTENT_TYPES[export.format],
+    )
+    response["X-Content-SHA256"] = export.content_hash
+    return response
+
+
+@login_required
+@require_POST
+def export_again(request: HttpRequest, pk: int) -> HttpResponse:
+    export = _get_export_for_user(request, pk)
+    try:
+        again = datasets.export_again(export=export, created_by=request.user)
+    except exports.ExportQueryError as exc:
+        messages.error(request, f"Could not run it again: {exc}")
+        return redirect("data_export_detail", pk=export.pk)
+    messages.success(request, f"Export {again.pk} queued with the same query.")
+    return redirect("data_export_detail", pk=again.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def prompt_import(request: HttpRequest) -> HttpResponse:
+    if not roles.is_admin(request.user):
+        raise PermissionDenied("Only admins can import prompts.")
+    projects = Project.objects.filter(is_archived=False).order_by("name")
+    context = {"projects": projects, "report": None, "error": "", "posted": request.POST}
+    if request.method == "POST":
+        project_id = request.POST.get("project", "")
+        project = projects.filter(pk=int(project_id)).first() if project_id.isdigit() else None
+        upload = request.FILES.get("file")
+        limit = settings.T2G_IMPORT_MAX_BYTES
+        if project is None or upload is None:
+            context["error"] = "Choose a project and a file."
+        elif upload.size > limit:
+            context["error"] = f"The file is {upload.size:,} bytes; the limit is {limit:,} bytes."
+        else:
+            try:
+                context["report"] = datasets.prompts_upload(
+                    project=project,
+                    data=upload.read(limit + 1),
+                    fmt=request.POST.get("format") or detect_format(upload.name or ""),
+                    allow_partial=request.POST.get("allow_partial") == "on",
+                    user=request.user,
+                )
+            except ImportFileError as exc:
+                context["error"] = str(exc)
+            context["project"] = project
+        bad = context["error"] or (context["report"] and not context["report"].committed)
+        return render(request, "data/import.html", context, status=400 if bad else 200)
+    return render(request, "data/import.html", context)

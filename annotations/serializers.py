@@ -1,0 +1,386 @@
+"""REST representations of projects, prompts, outputs, annotations, token rewards and exports."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from . import exports
+from .models import Annotation, DatasetExport, Generation, Project, Prompt, Span, TokenReward
+from .services import project_create
+
+MAX_JSON_DEPTH = 8
+MAX_JSON_BYTES = 64 * 1024
+
+
+def validate_json_value(value, *, depth: int = 0):
+    """JSON that PostgreSQL's jsonb accepts: no NUL characters, bounded depth and size."""
+    if depth > MAX_JSON_DEPTH:
+        raise serializers.ValidationError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise serializers.ValidationError("contains a NUL character")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            validate_json_value(key, depth=depth + 1)
+            validate_json_value(item, depth=depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            validate_json_value(item, depth=depth + 1)
+    return value
+
+
+class SafeJSONField(serializers.JSONField):
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        validate_json_value(value)
+        if len(repr(value)) > MAX_JSON_BYTES:
+            raise serializers.ValidationError(f"larger than {MAX_JSON_BYTES // 1024} KiB")
+        return value
+
+
+class SafeJSONObjectField(SafeJSONField):
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("must be a JSON object")
+        return value
+
+
+def _text_field(**kwargs) -> serializers.CharField:
+    return serializers.CharField(max_length=settings.T2G_MAX_TEXT_CHARS, **kwargs)
+
+
+# --- projects and prompts -------------------------------------------------------------------------
+class LabelSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64)
+    polarity = serializers.ChoiceField(choices=[-1, 0, 1])
+    color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False)
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    label_set = LabelSerializer(many=True, required=False)
+    reward_scheme = SafeJSONObjectField(required=False)
+    description = _text_field(required=False, allow_blank=True)
+    instructions = _text_field(required=False, allow_blank=True)
+    system_prompt = _text_field(required=False, allow_blank=True)
+    annotations_per_output = serializers.IntegerField(min_value=1, max_value=20, required=False)
+
+    class Meta:
+        model = Project
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "description",
+            "instructions",
+            "system_prompt",
+            "label_set",
+            "annotations_per_output",
+            "reward_scheme",
+            "is_archived",
+            "created_at",
+        ]
+        read_only_fields = ["id", "created_at"]
+
+    def create(self, validated_data):
+        try:
+            with transaction.atomic():
+                return project_create(created_by=self.context["request"].user, **validated_data)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+
+    def update(self, instance, validated_data):
+        for key, value in validated_data.items():
+            setattr(instance, key, value)
+        try:
+            instance.full_clean()
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        instance.save()
+        return instance
+
+
+class PromptSerializer(serializers.ModelSerializer):
+    text = _text_field()
+    reference = _text_field(required=False, allow_blank=True)
+    metadata = SafeJSONObjectField(required=False)
+    project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.filter(is_archived=False))
+
+    class Meta:
+        model = Prompt
+        fields = [
+            "id",
+            "project",
+            "text",
+            "external_id",
+            "reference",
+            "metadata",
+            "content_hash",
+            "created_at",
+        ]
+        read_only_fields = ["id", "content_hash", "created_at"]
+
+    def validate_text(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("must not be blank")
+        return value
+
+    def create(self, validated_data):
+        try:
+            with transaction.atomic():
+                prompt = Prompt(**validated_data)
+                prompt.save()
+        except IntegrityError as exc:
+            raise serializers.ValidationError({"text": "this project already has this prompt"}) from exc
+        return prompt
+
+
+class PromptImportSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="A .jsonl or .csv file (see docs/api.md for the columns).")
+    format = serializers.ChoiceField(
+        choices=["jsonl", "csv"], required=False, help_text="Default: by file name."
+    )
+    allow_partial = serializers.BooleanField(
+        default=False, help_text="Import the good lines even if some are bad (default: all or nothing)."
+    )
+
+
+class ImportErrorSerializer(serializers.Serializer):
+    line = serializers.IntegerField()
+    message = serializers.CharField()
+
+
+class ImportReportSerializer(serializers.Serializer):
+    created_prompts = serializers.IntegerField()
+    created_outputs = serializers.IntegerField()
+    duplicate_lines = serializers.ListField(child=serializers.IntegerField())
+    errors = ImportErrorSerializer(many=True)
+    committed = serializers.BooleanField()
+
+
+# --- outputs and feedback -------------------------------------------------------------------------
+class GenerationSerializer(serializers.ModelSerializer):
+    project = serializers.IntegerField(source="prompt.project_id", read_only=True)
+    model_version_name = serializers.CharField(source="model_version.name", read_only=True, allow_null=True)
+    prompt_token_ids = serializers.ListField(child=serializers.IntegerField(), read_only=True)
+    response_token_ids = serializers.ListField(child=serializers.IntegerField(), read_only=True)
+    behaviour_logprobs = serializers.ListField(child=serializers.FloatField(), read_only=True)
+    sampling_params = serializers.DictField(read_only=True)
+
+    class Meta:
+        model = Generation
+        fields = [
+            "id",
+            "prompt",
+            "project",
+            "text",
+            "model_version",
+            "model_version_name",
+            "source_model",
+            "prompt_token_ids",
+            "response_token_ids",
+            "behaviour_logprobs",
+            "tokenizer_fingerprint",
+            "sampling_params",
+            "finish_reason",
+            "annotation_count",
+            "content_hash",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class SpanSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Span
+        fields = ["id", "start", "end", "text", "label", "polarity", "weight", "critique", "origin", "score"]
+        read_only_fields = fields
+
+
+class AnnotationSerializer(serializers.ModelSerializer):
+    prompt = serializers.IntegerField(source="generation.prompt_id", read_only=True)
+    project = serializers.IntegerField(source="generation.prompt.project_id", read_only=True)
+    annotator_username = serializers.CharField(source="annotator.username", read_only=True)
+    spans = SpanSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Annotation
+        fields = [
+            "id",
+            "generation",
+            "prompt",
+            "project",
+            "annotator",
+            "annotator_username",
+            "status",
+            "overall_critique",
+            "rating",
+            "time_spent_seconds",
+            "spans",
+            "created_at",
+            "updated_at",
+            "submitted_at",
+        ]
+        read_only_fields = fields
+
+
+class TokenRewardSerializer(serializers.ModelSerializer):
+    generation = serializers.IntegerField(source="annotation.generation_id", read_only=True)
+    prompt_token_ids = serializers.SerializerMethodField()
+    token_ids = serializers.ListField(child=serializers.IntegerField(), read_only=True)
+    offsets = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField(), min_length=2, max_length=2),
+        read_only=True,
+    )
+    rewards = serializers.ListField(child=serializers.FloatField(), read_only=True)
+    scheme = serializers.DictField(read_only=True)
+
+    class Meta:
+        model = TokenReward
+        fields = [
+            "id",
+            "annotation",
+            "generation",
+            "tokenizer_fingerprint",
+            "prompt_token_ids",
+            "token_ids",
+            "offsets",
+            "rewards",
+            "scheme",
+            "computed_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
+    def get_prompt_token_ids(self, obj: TokenReward) -> list[int]:
+        ids = getattr(obj, "prompt_token_ids", None)
+        if ids is None and obj.annotation.generation.tokenizer_fingerprint == obj.tokenizer_fingerprint:
+            ids = obj.annotation.generation.prompt_token_ids
+        return list(ids or [])
+
+
+# --- exports --------------------------------------------------------------------------------------
+class ExportQuerySerializer(serializers.Serializer):
+    """The documented shape of an export query; ``exports.ExportQuery.from_dict`` does the validating."""
+
+    project = serializers.IntegerField(required=False, allow_null=True, help_text="Project id.")
+    model_version = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Model version id that generated the outputs."
+    )
+    annotator = serializers.IntegerField(required=False, allow_null=True, help_text="Annotator's user id.")
+    status = serializers.ChoiceField(choices=list(exports.STATUSES), required=False, default="submitted")
+    submitted_after = serializers.DateTimeField(required=False, allow_null=True, help_text="Inclusive.")
+    submitted_before = serializers.DateTimeField(required=False, allow_null=True, help_text="Exclusive.")
+    tokenizer_fingerprint = serializers.CharField(
+        required=False, allow_blank=True, help_text="token-rewards: empty means the most recently computed."
+    )
+    identify_annotators = serializers.BooleanField(
+        required=False, default=False, help_text="Usernames instead of pseudonyms (admins only)."
+    )
+    kto_desirable_min = serializers.FloatField(required=False, default=4.0)
+    kto_undesirable_max = serializers.FloatField(required=False, default=2.0)
+    dpo_min_margin = serializers.FloatField(required=False, default=1.0)
+
+
+class ExportCreateSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=list(exports.KINDS))
+    format = serializers.ChoiceField(choices=list(exports.FORMATS))
+    query = ExportQuerySerializer(required=False)
+
+    def to_internal_value(self, data):
+        # Keep the raw query: ExportQuery.from_dict is the one validator the UI and the command share too.
+        validated = super().to_internal_value(data)
+        raw_query = data.get("query") if hasattr(data, "get") else None
+        validated["query"] = raw_query if isinstance(raw_query, dict) else {}
+        return validated
+
+
+class DatasetExportSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", read_only=True, allow_null=True)
+    percent = serializers.SerializerMethodField()
+    download_url = serializers.SerializerMethodField()
+    query = serializers.DictField(read_only=True)
+
+    class Meta:
+        model = DatasetExport
+        fields = [
+            "id",
+            "kind",
+            "format",
+            "query",
+            "status",
+            "row_count",
+            "total_rows",
+            "percent",
+            "content_hash",
+            "error",
+            "created_by",
+            "created_at",
+            "finished_at",
+            "download_url",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_percent(self, obj: DatasetExport) -> int | None:
+        if obj.status == DatasetExport.Status.SUCCEEDED:
+            return 100
+        if not obj.total_rows:
+            return None
+        return min(99, round(100 * obj.row_count / obj.total_rows))
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_download_url(self, obj: DatasetExport) -> str | None:
+        if obj.status != DatasetExport.Status.SUCCEEDED or not obj.file_path:
+            return None
+        url = reverse("api-export-download", kwargs={"pk": obj.pk})
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request else url
+
+
+class MeSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    roles = serializers.ListField(child=serializers.ChoiceField(choices=["admin", "researcher", "annotator"]))
+
+
+# --- annotator writes (shapes only: annotations.services does the checking) ---------------------------
+class SpanInputSerializer(serializers.Serializer):
+    """A span in Python code points (not the browser's UTF-16 units); ``text`` guards against drift."""
+
+    start = serializers.IntegerField(min_value=0, max_value=10_000_000)
+    end = serializers.IntegerField(min_value=1, max_value=10_000_000)
+    label = serializers.CharField(max_length=64)
+    text = serializers.CharField(
+        required=False, trim_whitespace=False, max_length=settings.T2G_MAX_TEXT_CHARS
+    )
+    weight = serializers.FloatField(required=False, allow_null=True)
+    critique = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, max_length=10_000
+    )
+    origin = serializers.ChoiceField(choices=Span.Origin.choices, required=False)
+    score = serializers.FloatField(required=False, allow_null=True)
+
+
+class AnnotationOverallSerializer(serializers.Serializer):
+    overall_critique = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, max_length=20_000
+    )
+    rating = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=5)
+    time_spent_seconds = serializers.IntegerField(required=False, min_value=0, max_value=7 * 24 * 3600)
+
+
+class AnnotationDraftSerializer(AnnotationOverallSerializer):
+    spans = SpanInputSerializer(
+        many=True, required=False, max_length=200, help_text="The complete list; it replaces the stored one."
+    )
+
+
+class AnnotationNextSerializer(serializers.Serializer):
+    annotation = AnnotationSerializer()
+    expires_at = serializers.DateTimeField()

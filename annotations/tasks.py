@@ -1,0 +1,21 @@
+"""Celery tasks for the annotations app: thin wrappers that take ids and call one service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(
+    bind=True,
+    name="annotations.export_run",
+    acks_late=True,
+    soft_time_limit=2 * 3600,
+    time_limit=2 * 3600 + 60,
+)
+def export_run(self, export_id: int) -> None:
+    from . import datasets
+
+    # acks_late redelivers the message if the worker died mid-export; the time limit is far below the
+    # broker's visibility timeout, so a redelivered message means that run is gone.
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    datasets.export_run(export_id=export_id, previous_run_lost=redelivered)

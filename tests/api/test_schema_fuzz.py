@@ -1,0 +1,51 @@
+"""Schemathesis against the OpenAPI schema, through the WSGI app: no server errors, responses as documented.
+
+The admin's token reaches every operation (writes included); a small dataset makes some generated ids real.
+Bounded: a few examples per operation, so the whole run stays well under two minutes.
+"""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
+
+from text2grad_web.wsgi import application
+
+schema = schemathesis.openapi.from_wsgi("/api/v1/schema/?format=json", application)
+CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+
+
+@pytest.fixture
+def admin_token(feedback, admin_user):
+    """The admin's token, with the WSGI app kept from closing the test's transaction-bound connection
+    at the end of each request (what Django's own test client does too)."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+    from rest_framework.authtoken.models import Token
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield Token.objects.get_or_create(user=admin_user)[0].key
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
+@pytest.mark.django_db
+@schema.parametrize()
+@settings(
+    max_examples=6,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+    ],
+)
+def test_api_conforms_to_its_schema(case, admin_token):
+    case.call_and_validate(headers={"Authorization": f"Token {admin_token}"}, checks=CHECKS)
