@@ -49,7 +49,10 @@ def _suggestions(request: HttpRequest, alignment: AlignmentRequest, *, error: st
 @login_required
 def annotation_suggest(request: HttpRequest, pk: int) -> HttpResponse:
     annotation = _annotation_for(request, pk, write=True)
-    critique = request.POST.get("critique", annotation.overall_critique)
+    # The annotate page sends the overall critique as typed (it may not be autosaved yet).
+    critique = (
+        request.POST.get("critique") or request.POST.get("overall_critique") or annotation.overall_critique
+    )
     try:
         alignment = services.alignment_request_create(
             annotation=annotation, critique=critique, use_llm=request.POST.get("use_llm") == "1"

@@ -6,6 +6,7 @@ The work that needs the model runs in the worker: see ``training/jobs.py``.
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 from django.conf import settings
@@ -228,6 +229,13 @@ def alignment_request_create(*, annotation, critique: str, use_llm: bool = False
     return request
 
 
+def _critique_sentence(critique: str, evidence: str) -> str:
+    """The sentence of the critique a proposal came from: the span's own critique once accepted."""
+    sentences = [part.strip() for part in re.split(r"(?<=[.!?])\s+", critique) if part.strip()]
+    chosen = next((sentence for sentence in sentences if evidence and evidence in sentence), None)
+    return (chosen or evidence or critique)[:2000]
+
+
 def alignment_proposal_decide(*, request, index: int, accept: bool, user):
     """Accept a proposal (it becomes a span with origin 'aligned') or reject it. Returns the span or None."""
     from annotations.models import Span
@@ -257,7 +265,7 @@ def alignment_proposal_decide(*, request, index: int, accept: bool, user):
                 end=proposal["end"],
                 text=proposal["text"],
                 label=label,
-                critique=proposal["evidence"][:2000],
+                critique=_critique_sentence(locked.critique, proposal["evidence"]),
                 origin=Span.Origin.LLM if proposal["method"] == "llm" else Span.Origin.ALIGNED,
                 score=proposal["score"],
                 user=user,

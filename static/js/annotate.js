@@ -64,9 +64,20 @@
     spans = readJSON("t2g-spans") || [];
   }
 
+  // Suggested spans ("Suggest spans"): open proposals are drawn dashed until accepted or rejected.
+  let proposals = [];
+  function loadProposals() {
+    proposals = Array.from(document.querySelectorAll("#suggestions .suggestion[data-state='open']")).map((el) => ({
+      start: Number(el.dataset.start),
+      end: Number(el.dataset.end),
+      proposal: true,
+      color: Number(el.dataset.polarity) < 0 ? "#c62828" : "#2e7d32",
+    }));
+  }
+
   /** Draw the output as text nodes, with one <mark> per stretch covered by the same set of spans. */
   function render() {
-    const all = pending ? spans.concat([pending]) : spans;
+    const all = (pending ? spans.concat([pending]) : spans).concat(proposals);
     const cuts = new Set([0, cpLength]);
     for (const span of all) {
       cuts.add(Math.max(0, Math.min(span.start, cpLength)));
@@ -90,11 +101,12 @@
       mark.className = "hl";
       if (covering.length > 1) mark.classList.add("hl-overlap");
       if (covering.some((span) => span === pending)) mark.classList.add("hl-pending");
+      if (covering.some((span) => span.proposal)) mark.classList.add("hl-proposal");
       if (activeSpanId !== null && covering.some((span) => span.id === activeSpanId)) {
         mark.classList.add("hl-active");
       }
       mark.dataset.spanIds = covering
-        .filter((span) => span !== pending)
+        .filter((span) => span !== pending && !span.proposal)
         .map((span) => span.id)
         .join(" ");
       mark.style.setProperty("--c", colorOf(covering[0]));
@@ -102,7 +114,7 @@
         .map((span, depth) => `inset 0 -${3 * (depth + 1)}px 0 ${colorOf(span)}`)
         .join(", ");
       mark.title = covering
-        .filter((span) => span !== pending)
+        .filter((span) => span !== pending && !span.proposal)
         .map((span) => span.label + (span.critique ? ": " + span.critique : ""))
         .join("\n");
       mark.textContent = piece;
@@ -596,6 +608,23 @@
   });
 
   // --- start ---------------------------------------------------------------------------------------
+  // A suggestion list arrived or changed: redraw its dashed highlights. An accepted suggestion became a
+  // span on the server (HX-Trigger: spans-changed): fetch the span panel and redraw.
+  document.body.addEventListener("htmx:afterSettle", (event) => {
+    const target = event.detail && event.detail.target;
+    if (target && target.id === "suggestions") {
+      loadProposals();
+      render();
+    }
+  });
+  document.body.addEventListener("spans-changed", () => {
+    htmx.ajax("GET", window.location.pathname, { target: "#span-panel", swap: "outerHTML" }).then(() => {
+      loadSpans();
+      loadProposals();
+      render();
+    });
+  });
+
   loadSpans();
   render();
   workspace.dataset.ready = "1";

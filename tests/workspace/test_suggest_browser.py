@@ -1,0 +1,55 @@
+"""Suggest spans in the browser, through the real worker: critique → proposals → accept → heatmap."""
+
+from __future__ import annotations
+
+import pytest
+
+from annotations import services
+from annotations.models import Annotation, Span, TokenReward
+from tests.conftest import wait_for
+
+from .conftest import open_workspace
+
+pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+OUTPUT = "The bridge opened in 1932. It is made of pure gold and spans 500 metres."
+
+
+def test_critique_quote_becomes_a_span_and_shows_in_the_heatmap(
+    celery_worker_process, login_browser, annotator, make_generation
+):
+    project = services.project_create(name="Suggest project", annotations_per_output=1)
+    generation = make_generation(project, OUTPUT, prompt_text="Describe the bridge.")
+    services.assignment_next(project=project, annotator=annotator)
+    annotation = Annotation.objects.get(generation=generation, annotator=annotator)
+    page = login_browser(annotator)
+    open_workspace(page, f"/annotations/{annotation.pk}/")
+
+    page.fill("#overall-critique", 'The claim "made of pure gold" is invented; the bridge is steel.')
+    page.click("#suggest-button")
+    suggestion = page.locator("#suggestions .suggestion[data-state='open']").first
+    suggestion.wait_for(timeout=60_000)  # the worker aligns the critique (MiniLM loads once)
+    assert "made of pure gold" in suggestion.inner_text()
+    # Shown in the output as a dashed proposal before anyone accepts it.
+    assert page.locator("#output-text mark.hl-proposal").first.inner_text() == "made of pure gold"
+
+    suggestion.get_by_role("button", name="Accept").click()
+    page.wait_for_selector(".span-item")
+    span = Span.objects.get(annotation=annotation)
+    assert (OUTPUT[span.start : span.end], span.origin, span.label) == (
+        "made of pure gold",
+        "aligned",
+        "poor",
+    )
+    assert page.locator("#output-text mark.hl-proposal").count() == 0
+    assert "made of pure gold" in page.locator(".span-item").first.inner_text()
+
+    page.click("#submit-button")
+    wait_for(lambda: TokenReward.objects.filter(annotation=annotation).exists(), timeout=60,
+             message="token rewards from the worker")  # fmt: skip
+    page.goto(f"/annotations/{annotation.pk}/heatmap/")
+    negative = page.locator("pre.heatmap span.tok[data-reward^='-']")
+    assert negative.count() >= 3
+    assert "".join(negative.all_inner_texts()).strip() == "made of pure gold"
+    assert "invented" in negative.first.get_attribute("title")
+    assert not page.errors and not page.dialogs
