@@ -8,8 +8,19 @@ PORT=${PORT:-8000}
 mkdir -p var/log
 
 pids=()
-cleanup() { trap - INT TERM EXIT; kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+cleanup() {
+  trap - INT TERM EXIT
+  kill "${pids[@]}" 2>/dev/null || true
+  # A worker in the middle of a long task would finish it first; give it a moment, then stop it.
+  for _ in 1 2 3 4 5; do kill -0 "${pids[@]}" 2>/dev/null || break; sleep 1; done
+  pkill -KILL -P "$(IFS=,; echo "${pids[*]}")" 2>/dev/null || true
+  kill -KILL "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
 trap cleanup INT TERM EXIT
+
+# Nothing runs before the workers start: jobs still marked running were cut off by the last stop.
+$BIN/python manage.py recover_jobs
 
 # One worker process per queue kind: generation and training each keep their model loaded between tasks.
 $BIN/celery -A text2grad_web worker -n "default@%h" -Q default,generation -c 1 -l info >>var/log/worker.log 2>&1 &

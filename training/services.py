@@ -274,3 +274,24 @@ def alignment_proposal_decide(*, request, index: int, accept: bool, user):
         locked.save(update_fields=["proposals"])
     request.refresh_from_db()
     return span
+
+
+def jobs_recover_after_restart() -> dict:
+    """Called by the embedded launcher before its workers start: nothing can be running yet, so jobs left
+    RUNNING by a stopped worker are orphans. Generation jobs are queued again (they only add outputs);
+    rounds end failed with a reason, so an admin can resume them from their checkpoint."""
+    with transaction.atomic():
+        orphaned = list(GenerationJob.objects.select_for_update().filter(status=GenerationJob.Status.RUNNING))
+        GenerationJob.objects.filter(pk__in=[job.pk for job in orphaned]).update(
+            status=GenerationJob.Status.QUEUED
+        )
+        from .tasks import generate
+
+        for job in orphaned:
+            transaction.on_commit(lambda pk=job.pk: generate.delay(pk))
+        rounds = TrainingRound.objects.filter(status=TrainingRound.Status.RUNNING).update(
+            status=TrainingRound.Status.FAILED,
+            finished_at=timezone.now(),
+            error="The worker stopped while this round was running. Resume continues from the last checkpoint.",
+        )
+    return {"generation_jobs_requeued": len(orphaned), "rounds_failed": rounds}

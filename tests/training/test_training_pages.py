@@ -81,3 +81,19 @@ def test_train_round_command(critiqued, tiny_settings, capsys):
     out = capsys.readouterr().out
     assert "succeeded: version" in out and "(active)" in out
     assert ModelVersion.objects.get(is_active=True).created_by_round is not None
+
+
+def test_recover_jobs_after_a_restart(project, critiqued, django_capture_on_commit_callbacks):
+    from django.core.management import call_command
+
+    from training.models import GenerationJob
+
+    job = GenerationJob.objects.create(project=project, status="running")
+    training_round = services.round_launch(config=FAST, enqueue=False)
+    TrainingRound.objects.filter(pk=training_round.pk).update(status="running")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        call_command("recover_jobs")
+    job.refresh_from_db()
+    training_round.refresh_from_db()
+    assert job.status == "queued" and len(callbacks) == 1  # re-enqueued once, after commit
+    assert training_round.status == "failed" and "Resume" in training_round.error
