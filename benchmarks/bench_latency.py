@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,14 +27,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the clean-up below on kill too
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--annotations", type=int, default=32)
     parser.add_argument("--steps", type=int, default=2, help="PPO updates in the round")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--keep", action="store_true", help="Keep the temporary var/ folder")
+    parser.add_argument("--var", help="Reuse this var/ folder from a --keep run (skips generating outputs)")
     args = parser.parse_args()
 
-    var = Path(tempfile.mkdtemp(prefix="t2g-latency-"))
+    var = Path(args.var) if args.var else Path(tempfile.mkdtemp(prefix="t2g-latency-"))
+    args.keep = args.keep or bool(args.var)
     env = {**os.environ, "T2G_VAR_DIR": str(var), "T2G_MODELS_DIR": str(REPO / "var" / "models"),
            "DJANGO_SETTINGS_MODULE": "text2grad_web.settings", "T2G_MAX_NEW_TOKENS": "64"}  # fmt: skip
     for key in ("DATABASE_URL", "CELERY_BROKER_URL"):
@@ -42,8 +46,9 @@ def main() -> None:
     os.environ.update(env)
     # Versions go to a throwaway folder: keep the shared base cache, write adapters elsewhere.
     models = var / "models"
-    models.mkdir()
-    (models / "base").symlink_to(REPO / "var" / "models" / "base")
+    models.mkdir(exist_ok=True)
+    if not (models / "base").exists():
+        (models / "base").symlink_to(REPO / "var" / "models" / "base")
     os.environ["T2G_MODELS_DIR"] = str(models)
     env["T2G_MODELS_DIR"] = str(models)
 
@@ -55,18 +60,19 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     logs = var / "log"
-    logs.mkdir()
+    logs.mkdir(exist_ok=True)
     workers = [
         subprocess.Popen([sys.executable, "-m", "celery", "-A", "text2grad_web", "worker", "-Q", queues, "-c", "1",
                           "-n", f"{name}@%h", "-l", "info"], cwd=REPO, env=env,
-                         stdout=open(logs / f"{name}.log", "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
+                         stdout=open(logs / f"{name}.log", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
+                         start_new_session=True)
         for name, queues in (("default", "default,generation"), ("training", "training"))
     ]  # fmt: skip
     try:
         run(args)
     finally:
-        for worker in workers:
-            worker.terminate()
+        for worker in workers:  # the whole group: the pool's child processes too
+            os.killpg(worker.pid, signal.SIGKILL)
         for worker in workers:
             worker.wait(timeout=30)
         if not args.keep:
@@ -94,21 +100,29 @@ def run(args) -> None:
     from annotations import roles
     from annotations import services as annotation_services
     from annotations.demo_data import SUMMARY_INSTRUCTION, SUMMARY_TEXTS
-    from annotations.models import Annotation, Generation, Prompt, TokenReward
+    from annotations.models import Annotation, Generation, Project, Prompt, TokenReward
     from training import services
     from training.models import GenerationJob, ModelVersion, TrainingRound
 
-    user = get_user_model().objects.create_user("bench-annotator", password="x-bench-pass-1")
+    services.jobs_recover_after_restart()  # a reused folder may hold jobs of an interrupted run
+    project = Project.objects.filter(name="latency").first()
+    if project is None or not Generation.objects.filter(prompt__project=project).exists():
+        project = project or annotation_services.project_create(name="latency", kind="summarization")
+        for i in range(args.annotations):
+            text = SUMMARY_TEXTS[i % len(SUMMARY_TEXTS)]
+            Prompt(project=project, text=f"{SUMMARY_INSTRUCTION}{text}\n(variant {i})").save()
+        print(f"setup: generating {args.annotations} outputs with SmolLM2 in the worker ...", flush=True)
+        job = services.generation_job_create(project=project, per_prompt=1)
+        wait(lambda: GenerationJob.objects.get(pk=job.pk).is_finished, 3600, "setup generations")
+    base = services.model_version_bootstrap()
+    # A fresh annotator each run, so a reused folder gets a fresh set of 32 annotations.
+    user = get_user_model().objects.create_user(f"bench-{timezone.now():%H%M%S%f}", password="x-bench-pass-1")
     roles.assign_role(user, roles.ANNOTATOR)
-    project = annotation_services.project_create(name="latency", kind="summarization")
-    for i in range(args.annotations):
-        text = SUMMARY_TEXTS[i % len(SUMMARY_TEXTS)]
-        Prompt(project=project, text=f"{SUMMARY_INSTRUCTION}{text}\n(variant {i})").save()
-    print(f"setup: generating {args.annotations} outputs with SmolLM2 in the worker ...", flush=True)
-    job = services.generation_job_create(project=project, per_prompt=1)
-    wait(lambda: GenerationJob.objects.get(pk=job.pk).is_finished, 1800, "setup generations")
-    base = ModelVersion.objects.get(is_active=True)
+    project.annotations_per_output = 50  # room for this run's annotator on every output of a reused folder
+    project.save(update_fields=["annotations_per_output"])
 
+    # Annotations arrive one by one (the queue leases one output at a time); the first 31 are submitted
+    # during setup, as a team would, and their rewards are computed in the background meanwhile.
     drafts = []
     while (assignment := annotation_services.assignment_next(project=project, annotator=user)) is not None:
         annotation = Annotation.objects.get(generation=assignment.generation, annotator=user)
@@ -120,16 +134,22 @@ def run(args) -> None:
         ] if len(text) > 1 else []  # fmt: skip
         annotation_services.annotation_save_draft(annotation=annotation, spans=spans, user=user)
         drafts.append(annotation)
+        if len(drafts) == args.annotations:
+            break
+        annotation_services.annotation_submit(
+            annotation=annotation, overall_critique="ok", rating=3, user=user
+        )
     assert len(drafts) == args.annotations, len(drafts)
+    wait(lambda: TokenReward.objects.filter(annotation_id__in=[a.pk for a in drafts[:-1]]).count()
+         == len(drafts) - 1, 900, "rewards of the first annotations")  # fmt: skip
 
-    print("timed: submit → rewards → round → promote → generation with the new version", flush=True)
-    for annotation in drafts:
-        annotation_services.annotation_submit(annotation=annotation, overall_critique="ok", rating=3, user=user)
+    print("timed: last submit → rewards → round → promote → generation with the new version", flush=True)
+    annotation_services.annotation_submit(annotation=drafts[-1], overall_critique="ok", rating=3, user=user)
     t0 = time.perf_counter()
     last_submit = timezone.now()
     training_round = services.round_launch(
         mode="token",
-        selection={"project_id": project.pk},
+        selection={"project_id": project.pk, "since": drafts[0].created_at.isoformat()},
         config={"steps": args.steps, "batch_size": args.batch_size},
         auto_promote=True,
     )
@@ -144,15 +164,21 @@ def run(args) -> None:
     version = training_round.output_version
     assert ModelVersion.objects.get(is_active=True) == version
 
-    serve = services.generation_job_create(project=project, per_prompt=1, prompt_ids=[drafts[0].generation.prompt_id])
-    wait(lambda: Generation.objects.filter(model_version=version).exists(), 600, "a generation from the new version")
+    serve = services.generation_job_create(
+        project=project, per_prompt=1, prompt_ids=[drafts[0].generation.prompt_id]
+    )
+    wait(
+        lambda: Generation.objects.filter(model_version=version).exists(),
+        600,
+        "a generation from the new version",
+    )
     t_serving = time.perf_counter() - t0
     serve.refresh_from_db()
 
     timings = training_round.summary["timings"]
     queued = (training_round.started_at - training_round.created_at).total_seconds()
     rows = [
-        ("reward computation (all 32 TokenRewards stored, in parallel with the round's own check)", t_rewards),
+        ("reward computation of the last annotation (worker, in parallel with the round's start)", t_rewards),
         ("round queueing (created → claimed by the training worker)", queued),
         ("round: rewards check/compute", timings["rewards"]),
         ("round: model load (base + LoRA + value head)", timings["load"]),
