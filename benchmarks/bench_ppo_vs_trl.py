@@ -29,6 +29,10 @@ Then, from the repository root::
 
     .venv/bin/python benchmarks/bench_ppo_vs_trl.py --setup            # once
     .venv/bin/python benchmarks/bench_ppo_vs_trl.py --trl-python /tmp/trl-venv/bin/python --repeats 3
+
+``--ours-config '{"lora_dropout": 0.0}'`` overrides fields of our ``TrainingConfig``: TRL's trainer zeroes
+every ``nn.Dropout`` (peft's LoRA dropout included), so that is the like-for-like setting. Results and
+caveats: ``docs/bench-notes/ppo_vs_trl.md``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -132,7 +137,7 @@ def _token_rewards(response_ids: list[int]) -> list[float]:
 
 
 # -- child: Text2Grad Studio -------------------------------------------------------------------------------
-def run_ours(base: Path) -> dict:
+def run_ours(base: Path, overrides: dict | None = None) -> dict:
     sys.path.insert(0, str(REPO_ROOT))
     import torch
 
@@ -158,6 +163,8 @@ def run_ours(base: Path) -> dict:
         lora_target_modules=list(LORA["target_modules"]),
         seed=SEED,
     )
+    if overrides:
+        config = TrainingConfig.from_dict({**config.to_dict(), **overrides})
     policy = build_policy(model, config)
     optimizer = engine.make_optimizer(policy, config)
     kl_ctl = engine.make_kl_controller(config)
@@ -222,6 +229,7 @@ def run_ours(base: Path) -> dict:
         "response_tokens": [len(s.response_ids) for s in samples],
         "prompt_tokens": prompt_lengths,
         "trainable_params": sum(p.numel() for p in policy.trainable_parameters()),
+        "config_overrides": overrides or {},
         "peak_rss_kib": max(peak_before_kib, update_peak_kib),
         "peak_rss_before_update_kib": peak_before_kib,
         "update_peak_rss_kib": update_peak_kib if reset else None,
@@ -373,12 +381,16 @@ def child_env() -> dict:
     return env
 
 
-def run_child(python: str, system: str, base: Path, workdir: Path, index: int) -> dict:
+def run_child(
+    python: str, system: str, base: Path, workdir: Path, index: int, overrides: dict | None = None
+) -> dict:
     """One fresh process for one system; returns its report plus the kernel's view of its peak RSS."""
     result_path = workdir / f"{index:02d}-{system}.json"
     log_path = workdir / f"{index:02d}-{system}.log"
     command = [python, str(Path(__file__).resolve()), "--child", system, "--base", str(base)]
     command += ["--result", str(result_path)]
+    if system == "ours" and overrides:
+        command += ["--ours-config", json.dumps(overrides)]
     started = time.perf_counter()
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=child_env(), stdout=log, stderr=log)
@@ -449,6 +461,7 @@ def render(runs: dict[str, list[dict]], command: str) -> str:
         f"Prompt tokens: {ours[0]['prompt_tokens']}. Response tokens (last run): "
         f"ours {ours[-1]['response_tokens']}, TRL {trl[-1]['response_tokens']}.",
         f"Versions: ours {ours[0]['versions']}; TRL venv {trl[0]['versions']}.",
+        f"Our TrainingConfig overrides beyond the workload: {ours[0].get('config_overrides') or 'none'}.",
         "",
         f"Goal (issue 5a): peak RSS ≤ 0.4× TRL and update time ≤ 0.5× TRL. Measured: "
         f"{_median(ours, 'peak_rss_kib') / _median(trl, 'peak_rss_kib'):.2f}× memory, "
@@ -475,12 +488,19 @@ def main(argv: list[str] | None = None) -> None:
         "--setup", action="store_true", help=f"create {DEFAULT_TRL_VENV} with TRL 1.12 and exit"
     )
     parser.add_argument("--json", type=Path, help="also write every run's report here")
+    parser.add_argument(
+        "--ours-config",
+        type=json.loads,
+        default={},
+        help="JSON object of TrainingConfig fields for our side, e.g. '{\"lora_dropout\": 0.0}' (TRL zeroes every "
+        "dropout, LoRA's included)",
+    )
     parser.add_argument("--child", choices=["ours", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:
-        report = run_ours(args.base) if args.child == "ours" else run_trl(args.base)
+        report = run_ours(args.base, args.ours_config) if args.child == "ours" else run_trl(args.base)
         args.result.write_text(json.dumps(report))
         return
     if args.setup:
@@ -496,7 +516,7 @@ def main(argv: list[str] | None = None) -> None:
         for repeat in range(args.repeats):
             order = ["ours", "trl"] if repeat % 2 == 0 else ["trl", "ours"]
             for system in order:
-                report = run_child(pythons[system], system, args.base, Path(tmp), index)
+                report = run_child(pythons[system], system, args.base, Path(tmp), index, args.ours_config)
                 index += 1
                 runs[system].append(report)
                 print(
@@ -511,7 +531,7 @@ def main(argv: list[str] | None = None) -> None:
     python = os.path.relpath(sys.executable, REPO_ROOT)
     if python.startswith(".."):
         python = sys.executable
-    command = " ".join([python, "benchmarks/bench_ppo_vs_trl.py", *(argv or sys.argv[1:])])
+    command = shlex.join([python, "benchmarks/bench_ppo_vs_trl.py", *(argv or sys.argv[1:])])
     print(render(runs, command))
 
 
