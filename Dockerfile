@@ -31,4 +31,4 @@ USER t2g
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"
-CMD ["gunicorn", "text2grad_web.wsgi", "-b", "0.0.0.0:8000", "-w", "3", "--access-logfile", "-"]
+CMD ["gunicorn", "text2grad_web.wsgi", "-c", "python:text2grad_web.gunicorn_conf", "-b", "0.0.0.0:8000", "--access-logfile", "-"]

@@ -249,13 +249,11 @@ def _start_gunicorn(env: dict, port: int, workers: int, threads: int) -> subproc
         str(Path(PYTHON).parent / "gunicorn"),
         "text2grad_web.wsgi:application",
         "--bind", f"127.0.0.1:{port}",
-        "--workers", str(workers),
-        "--worker-class", "gthread",
-        "--threads", str(threads),
-        "--backlog", "2048",
-        "--keep-alive", "30",
+        "--config", "python:text2grad_web.gunicorn_conf",  # what `make run` and the image use
         "--log-level", "warning",
     ]  # fmt: skip
+    command += ["--workers", str(workers)] if workers else []
+    command += ["--threads", str(threads)] if threads else []
     proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -521,8 +519,15 @@ def main() -> None:
     )
     parser.add_argument("--generations", type=int, default=10_000)
     parser.add_argument("--annotated", type=int, default=1_500, help="outputs already annotated by others")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="gunicorn worker processes (default: text2grad_web/gunicorn_conf.py)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="threads per gunicorn worker (default: the same config)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the seeded database (for profiling)")
     args = parser.parse_args()
     args.clients = [int(n) for n in args.clients.split(",")]
@@ -543,8 +548,12 @@ def main() -> None:
         finally:
             for clean in [] if args.keep else backend.cleanup:
                 clean()
+    sys.path.insert(0, str(REPO_ROOT))
+    from text2grad_web import gunicorn_conf
+
     print(
-        f"\ngunicorn gthread {args.workers}x{args.threads}, {args.generations} outputs, "
+        f"\ngunicorn gthread {args.workers or gunicorn_conf.workers}x{args.threads or gunicorn_conf.threads}, "
+        f"{args.generations} outputs, "
         f"{args.duration:g} s measured per row, {os.cpu_count()} CPUs, load average "
         f"{load_before[0]:.1f} before and {os.getloadavg()[0]:.1f} after\n"
     )

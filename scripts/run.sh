@@ -27,7 +27,7 @@ $BIN/celery -A text2grad_web worker -n "default@%h" -Q default,generation -c 1 -
 pids+=($!)
 $BIN/celery -A text2grad_web worker -n "training@%h" -Q training -c 1 -l info >>var/log/worker-training.log 2>&1 &
 pids+=($!)
-$BIN/gunicorn text2grad_web.wsgi -b "$HOST:$PORT" -w "${WEB_WORKERS:-3}" --access-logfile - &
+$BIN/gunicorn text2grad_web.wsgi -c python:text2grad_web.gunicorn_conf -b "$HOST:$PORT" --access-logfile - &
 pids+=($!)
 
 echo

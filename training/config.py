@@ -87,6 +87,10 @@ class TrainingConfig:
     ppo_epochs: int = 4
     # Sequences per optimiser step: 4×128 tokens take ~2.2 s forward+backward on the 2-core CPU (DESIGN.md).
     minibatch_size: int = 4
+    # Rows per forward/backward inside a minibatch (gradients accumulate to the same optimiser step): only
+    # one micro-batch's activations are alive at a time; 2 rows cut peak memory by a quarter at no cost in
+    # time on the 2-core CPU (docs/bench-notes/ppo_vs_trl.md). Raise it on a GPU with memory to spare.
+    micro_batch_size: int = 2
     # Samples per PPO update (one rollout); 16 gives 4 optimiser steps per epoch at minibatch 4.
     batch_size: int = 16
     # PPO updates per round; each takes the next batch_size samples of the round's shuffled snapshot.
@@ -159,7 +163,15 @@ class TrainingConfig:
 
     def _check_values(self) -> None:
         positive = ["learning_rate", "lora_r", "lora_alpha", "clip_eps", "value_clip", "ppo_epochs"]
-        positive += ["minibatch_size", "batch_size", "steps", "temperature", "importance_cap", "kl_target"]
+        positive += [
+            "minibatch_size",
+            "micro_batch_size",
+            "batch_size",
+            "steps",
+            "temperature",
+            "importance_cap",
+            "kl_target",
+        ]
         positive += ["kl_horizon", "max_grad_norm", "adam_eps"]
         for name in positive:
             if not getattr(self, name) > 0:

@@ -320,6 +320,59 @@ def ppo_update(
         policy.train(was_training)
 
 
+def _micro_step(
+    policy: PolicyWithValueHead,
+    rows: Sequence[Sample],
+    index: list[int],
+    config: TrainingConfig,
+    num_tokens: Tensor,
+    old_logprobs: Tensor,
+    old_values: Tensor,
+    advantages: Tensor,
+    returns: Tensor,
+    mask: Tensor,
+    weights: Tensor,
+) -> Tensor:
+    """Forward and backward of one micro-batch (gradients accumulate in ``.grad``); returns its metric sums:
+    [tokens, clipfrac, approx_kl, ratio, vf_clipfrac, value, entropy, policy loss, value loss]."""
+    device = policy.device
+    batch = collate(rows, policy.pad_token_id, device)
+    cols = slice(0, batch.response_width)
+    rows_mask = mask[index, cols]
+    scores = policy.score_responses(batch, temperature=config.temperature, return_logits=True)
+    p_loss, p_stats = policy_loss(
+        scores.logprobs,
+        old_logprobs[index, cols],
+        advantages[index, cols],
+        rows_mask,
+        config.clip_eps,
+        weights[index, cols],
+        num_tokens=num_tokens,
+    )
+    v_loss, v_stats = value_loss(
+        scores.values,
+        old_values[index, cols],
+        returns[index, cols],
+        rows_mask,
+        config.value_clip,
+        num_tokens=num_tokens,
+    )
+    (p_loss + config.vf_coef * v_loss).backward()
+    local_tokens = float(rows_mask.sum())
+    with torch.no_grad():
+        entropy = _entropy_sum(scores.logits, rows_mask).item()
+    per_token = [p_stats["clipfrac"], p_stats["approx_kl"], p_stats["ratio"], v_stats["vf_clipfrac"]]
+    per_token.append(v_stats["value_mean"])
+    values = [
+        local_tokens,
+        *(stat * local_tokens for stat in per_token),
+        entropy,
+        p_loss.item(),
+        v_loss.item(),
+    ]
+    return torch.tensor(values, dtype=torch.float32, device=device)
+
+
 def _update(
     policy: PolicyWithValueHead,
     samples: Sequence[Sample],
@@ -379,47 +432,14 @@ def _update(
             optimizer.zero_grad(set_to_none=True)
             # [local tokens, clipfrac, approx_kl, ratio, vf_clipfrac, value, entropy, policy loss, value loss]
             sums = torch.zeros(9, dtype=torch.float32, device=device)
-            if mine:
-                batch = collate([samples[i] for i in mine], policy.pad_token_id, device)
-                cols = slice(0, batch.response_width)
-                rows_mask = mask[mine, cols]
-                scores = policy.score_responses(batch, temperature=config.temperature, return_logits=True)
-                p_loss, p_stats = policy_loss(
-                    scores.logprobs,
-                    old_logprobs[mine, cols],
-                    advantages[mine, cols],
-                    rows_mask,
-                    config.clip_eps,
-                    weights[mine, cols],
-                    num_tokens=num_tokens,
-                )
-                v_loss, v_stats = value_loss(
-                    scores.values,
-                    old_values[mine, cols],
-                    returns[mine, cols],
-                    rows_mask,
-                    config.value_clip,
-                    num_tokens=num_tokens,
-                )
-                (p_loss + config.vf_coef * v_loss).backward()
-                local_tokens = float(rows_mask.sum())
-                with torch.no_grad():
-                    entropy = _entropy_sum(scores.logits, rows_mask).item()
-                sums = torch.tensor(
-                    [
-                        local_tokens,
-                        p_stats["clipfrac"] * local_tokens,
-                        p_stats["approx_kl"] * local_tokens,
-                        p_stats["ratio"] * local_tokens,
-                        v_stats["vf_clipfrac"] * local_tokens,
-                        v_stats["value_mean"] * local_tokens,
-                        entropy,
-                        p_loss.item(),
-                        v_loss.item(),
-                    ],
-                    dtype=torch.float32,
-                    device=device,
-                )
+            # Micro-batches: each backward frees its activations before the next forward; the losses are
+            # normalised by the whole minibatch's tokens, so the accumulated gradient is the minibatch's.
+            for micro_start in range(0, len(mine), config.micro_batch_size):
+                micro = mine[micro_start : micro_start + config.micro_batch_size]
+                sums += _micro_step(
+                    policy, [samples[i] for i in micro], micro, config, num_tokens,
+                    old_logprobs, old_values, advantages, returns, mask, weights,
+                )  # fmt: skip
             _sync_gradients(params, collective)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm).item()
             optimizer.step()

@@ -22,6 +22,7 @@ INT_KNOBS = [
     ("steps", "PPO updates", 1, 10_000),
     ("batch_size", "Samples per update", 1, 4096),
     ("minibatch_size", "Minibatch size", 1, 512),
+    ("micro_batch_size", "Rows per forward/backward", 1, 512),
     ("ppo_epochs", "Epochs per update", 1, 64),
     ("seed", "Seed", 0, 2**31 - 1),
 ]

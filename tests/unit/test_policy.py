@@ -125,6 +125,27 @@ def test_update_changes_adapter_and_value_head_but_not_base_weights():
     assert 0 < metrics["entropy"] <= math.log(VOCAB) + 1e-4
 
 
+def test_micro_batches_accumulate_to_the_same_update_and_metrics():
+    """Splitting each minibatch into micro-batches changes only how many rows are alive at once."""
+    whole, _ = trained_policy(cfg(minibatch_size=4, micro_batch_size=4))
+    split, _ = trained_policy(cfg(minibatch_size=4, micro_batch_size=1))
+    uneven, _ = trained_policy(cfg(minibatch_size=4, micro_batch_size=3))
+    reference = adapter_state(whole)
+    assert reference["value_head.bias"].abs().sum() > 0  # the update did move something
+    for other in (split, uneven):
+        for name, value in adapter_state(other).items():
+            torch.testing.assert_close(value, reference[name], atol=1e-6, rtol=1e-5, msg=name)
+
+    metrics = {}
+    for micro in (4, 1):
+        config = cfg(minibatch_size=4, micro_batch_size=micro)
+        metrics[micro] = ppo_update(
+            build_policy(tiny_base(), config), SAMPLES, config, make_kl_controller(config)
+        )
+    for key in ("policy_loss", "value_loss", "clipfrac", "ratio", "entropy", "grad_norm", "num_tokens"):
+        assert metrics[1][key] == pytest.approx(metrics[4][key], rel=1e-5, abs=1e-7), key
+
+
 def test_reference_logprobs_are_the_base_model_and_differ_from_the_policy():
     policy, pristine = trained_policy()
     batch = collate(SAMPLES, policy.pad_token_id)
