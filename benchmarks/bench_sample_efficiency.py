@@ -71,12 +71,15 @@ FULL = {
     "n_train": 400,
     "n_eval": 64,
     "updates": 4,
-    "eval_every": 2,
+    "eval_every": 1,
     "batch": 8,
     "ppo_epochs": 2,
     "max_new_tokens": 32,
     "temperature": 0.8,
-    "sweep_lrs": [1e-3, 3e-3],
+    "sweep_lrs": [1e-3, 2e-3],
+    # GAE λ is swept too, for both modes: 0.95 (the paper's) spreads a token's reward over the ~20 tokens
+    # before it, 0.5 keeps it near the token; scalar mode, whose only reward is at the end, needs a long λ.
+    "sweep_lams": [0.95, 0.5],
     "sweep_seeds": [0],
     "seeds": [0, 1, 2, 3, 4],
 }
@@ -90,6 +93,7 @@ QUICK = {
     "max_new_tokens": 12,
     "temperature": 0.8,
     "sweep_lrs": [1e-3],
+    "sweep_lams": [0.95],
     "sweep_seeds": [0],
     "seeds": [0],
 }
@@ -261,6 +265,7 @@ def run_job(job: dict) -> dict:
         batch_size=cfg["batch"],
         minibatch_size=min(4, cfg["batch"]),
         ppo_epochs=cfg["ppo_epochs"],
+        lam=job["lam"],
         seed=job["seed"],
     )
     policy = build_policy(model, config)
@@ -325,6 +330,7 @@ def run_job(job: dict) -> dict:
         "phase": job["phase"],
         "mode": job["mode"],
         "lr": job["lr"],
+        "lam": job["lam"],
         "seed": job["seed"],
         "evals": history,
         "updates": updates,
@@ -333,8 +339,12 @@ def run_job(job: dict) -> dict:
 
 
 # -- orchestration ------------------------------------------------------------------------------------------
-def _key(mode: str, lr: float, seed: int) -> str:
-    return f"{mode}/lr={lr:g}/seed={seed}"
+def _key(mode: str, lr: float, lam: float, seed: int) -> str:
+    return f"{mode}/lr={lr:g}/lam={lam:g}/seed={seed}"
+
+
+def _setting(run: dict) -> tuple[float, float]:
+    return run["lr"], run.get("lam", 0.95)
 
 
 def _save(path: Path, data: dict) -> None:
@@ -357,18 +367,21 @@ def _run_pool(jobs: list[dict], n_procs: int, data: dict, out: Path, fn) -> None
             print(f"done {result['key']}", flush=True)
 
 
-def choose_lr(data: dict, mode: str, kl_max: float) -> float:
-    """The rate with the smallest mean behaviour rate over its evaluations, among those with final KL < kl_max."""
+def choose_setting(data: dict, mode: str, kl_max: float) -> list[float]:
+    """The (lr, λ) with the smallest mean behaviour rate over its evaluations, among those whose final KL
+    stays under kl_max (the same rule for both modes)."""
     scores = {}
     for run in data["runs"].values():
         if run["phase"] != "sweep" or run["mode"] != mode:
             continue
         rates = [e["behaviour_rate"] for e in run["evals"]]
         final_kl = run["evals"][-1]["kl"]
-        scores.setdefault(run["lr"], []).append((statistics.fmean(rates), final_kl))
-    ok = {lr: statistics.fmean(a for a, _ in v) for lr, v in scores.items() if max(k for _, k in v) < kl_max}
-    pool = ok or {lr: statistics.fmean(a for a, _ in v) for lr, v in scores.items()}
-    return min(pool, key=pool.get)
+        scores.setdefault(_setting(run), []).append((statistics.fmean(rates), final_kl))
+    ok = {
+        key: statistics.fmean(a for a, _ in v) for key, v in scores.items() if max(k for _, k in v) < kl_max
+    }
+    pool = ok or {key: statistics.fmean(a for a, _ in v) for key, v in scores.items()}
+    return list(min(pool, key=pool.get))
 
 
 def updates_to_halve(base_rate: float, evals: list[dict]) -> tuple[int | None, float | None]:
@@ -417,32 +430,43 @@ def main() -> None:
         job_cfg = {**cfg, "eval_items": eval_items, "train_items": train_items}
         data["eval_items"] = [i["text"] for i in eval_items]
 
-        def jobs_for(phase: str, mode: str, lrs: list[float], seeds: list[int]) -> list[dict]:
+        def jobs_for(
+            phase: str, mode: str, settings: list[tuple[float, float]], seeds: list[int]
+        ) -> list[dict]:
             return [
-                {"key": _key(mode, lr, s), "phase": phase, "mode": mode, "lr": lr, "seed": s, "cfg": job_cfg}
+                {
+                    "key": _key(mode, lr, lam, s),
+                    "phase": phase,
+                    "mode": mode,
+                    "lr": lr,
+                    "lam": lam,
+                    "seed": s,
+                    "cfg": job_cfg,
+                }  # fmt: skip
                 for s in seeds
-                for lr in lrs
-                if _key(mode, lr, s) not in data["runs"]
+                for lr, lam in settings
+                if _key(mode, lr, lam, s) not in data["runs"]
             ]
 
+        grid = [(lr, lam) for lr in cfg["sweep_lrs"] for lam in cfg["sweep_lams"]]
         sweep = [
             j
             for pair in zip(
-                jobs_for("sweep", "token", cfg["sweep_lrs"], cfg["sweep_seeds"]),
-                jobs_for("sweep", "scalar", cfg["sweep_lrs"], cfg["sweep_seeds"]),
+                jobs_for("sweep", "token", grid, cfg["sweep_seeds"]),
+                jobs_for("sweep", "scalar", grid, cfg["sweep_seeds"]),
                 strict=False,
             )
             for j in pair
         ]
         first = ([job_cfg] if "base" not in data else []) + sweep
         _run_pool(first, args.jobs, data, args.out, _dispatch)
-        data["chosen_lr"] = {m: choose_lr(data, m, args.kl_max) for m in ("token", "scalar")}
+        data["chosen"] = {m: choose_setting(data, m, args.kl_max) for m in ("token", "scalar")}
         seeds = [s for s in cfg["seeds"] if s not in cfg["sweep_seeds"]]
         main_jobs = [
             j
             for s in seeds
             for m in ("token", "scalar")
-            for j in jobs_for("main", m, [data["chosen_lr"][m]], [s])
+            for j in jobs_for("main", m, [tuple(data["chosen"][m])], [s])
         ]
         _run_pool(main_jobs, args.jobs, data, args.out, _dispatch)
         data["wall_s"] += time.time() - started
@@ -455,12 +479,22 @@ def _dispatch(job: dict) -> dict:
 
 
 def _curves(data: dict, mode: str, metric: str) -> tuple[list[int], list[list[float]], list[int]]:
-    lr = data["chosen_lr"][mode]
-    runs = [r for r in data["runs"].values() if r["mode"] == mode and r["lr"] == lr]
+    runs = _chosen_runs(data, mode)
     runs.sort(key=lambda r: r["seed"])
     xs = [0] + [e["update"] for e in runs[0]["evals"]] if runs else [0]
     ys = [[data["base"][metric]] + [e[metric] for e in r["evals"]] for r in runs]
     return xs, ys, [r["seed"] for r in runs]
+
+
+def _chosen_runs(data: dict, mode: str) -> list[dict]:
+    chosen = tuple(data["chosen"][mode])
+    runs = [r for r in data["runs"].values() if r["mode"] == mode and _setting(r) == chosen]
+    return sorted(runs, key=lambda r: r["seed"])
+
+
+def _label(data: dict, mode: str) -> str:
+    lr, lam = data["chosen"][mode]
+    return f"lr {lr:g}, λ {lam:g}"
 
 
 def report(data: dict, png: Path) -> None:
@@ -468,17 +502,28 @@ def report(data: dict, png: Path) -> None:
     base = data["base"]
     print(f"\nbase behaviour rate {base['behaviour_rate']:.3f} on {len(data['eval_items'])} held-out items; "
           f"retention {base['fact_retention']:.3f}, length {base['mean_length']:.1f}")  # fmt: skip
-    print("\n| mode | lr | seed | mean behaviour over evals | final behaviour | final KL | final length |")
-    print("|---|---|---|---|---|---|---|")
-    for run in sorted(
-        data["runs"].values(), key=lambda r: (r["phase"] != "sweep", r["mode"], r["lr"], r["seed"])
-    ):
+    print("\n| mode | lr | λ | seed | behaviour per eval | mean over evals | final KL | final length |")
+    print("|---|---|---|---|---|---|---|---|")
+    for run in sorted(data["runs"].values(), key=lambda r: (r["mode"], *_setting(r), r["seed"])):
         if run["phase"] != "sweep":
             continue
         ev = run["evals"]
-        print(f"| {run['mode']} | {run['lr']:g} | {run['seed']} | {statistics.fmean(e['behaviour_rate'] for e in ev):.3f} "
-              f"| {ev[-1]['behaviour_rate']:.3f} | {ev[-1]['kl']:.2f} | {ev[-1]['mean_length']:.1f} |")  # fmt: skip
-    print(f"\nchosen learning rates: {data['chosen_lr']}")
+        per_eval = " / ".join(f"{e['behaviour_rate']:.2f}" for e in ev)
+        print(f"| {run['mode']} | {run['lr']:g} | {_setting(run)[1]:g} | {run['seed']} | {per_eval} "
+              f"| {statistics.fmean(e['behaviour_rate'] for e in ev):.3f} | {ev[-1]['kl']:.2f} "
+              f"| {ev[-1]['mean_length']:.1f} |")  # fmt: skip
+    print(f"\nchosen (lr, λ): {data['chosen']}")
+    print("\n| mode | update | behaviour mean ± sd | KL mean | length mean | retention mean | reward mean |")
+    print("|---|---|---|---|---|---|---|")
+    for mode in ("token", "scalar"):
+        runs = _chosen_runs(data, mode)
+        for k in range(len(runs[0]["evals"]) if runs else 0):
+            col = [r["evals"][k] for r in runs]
+            rates = [e["behaviour_rate"] for e in col]
+            print(f"| {mode} | {col[0]['update']} | {statistics.fmean(rates):.3f} ± {statistics.pstdev(rates):.3f} "
+                  f"| {statistics.fmean(e['kl'] for e in col):.2f} | {statistics.fmean(e['mean_length'] for e in col):.1f} "
+                  f"| {statistics.fmean(e['fact_retention'] for e in col):.2f} "
+                  f"| {statistics.fmean(e['mean_reward'] for e in col):.2f} |")  # fmt: skip
     halves: dict[str, dict[int, tuple]] = {}
     n_up = data["config"]["updates"]
     print(
@@ -486,10 +531,7 @@ def report(data: dict, png: Path) -> None:
     )
     print("|---|---|---|---|---|---|---|")
     for mode in ("token", "scalar"):
-        lr = data["chosen_lr"][mode]
-        for run in sorted(data["runs"].values(), key=lambda r: r["seed"]):
-            if run["mode"] != mode or run["lr"] != lr:
-                continue
+        for run in _chosen_runs(data, mode):
             u, interp = updates_to_halve(base["behaviour_rate"], run["evals"])
             at = next((e for e in run["evals"] if e["update"] == u), run["evals"][-1])
             halves.setdefault(mode, {})[run["seed"]] = (u, interp)
@@ -544,7 +586,7 @@ def _plot(data: dict, png: Path) -> None:
             sd = [statistics.pstdev(col) for col in zip(*ys, strict=True)]
             lo = [min(col) for col in zip(*ys, strict=True)]
             hi = [max(col) for col in zip(*ys, strict=True)]
-            label = f"{mode} (lr {data['chosen_lr'][mode]:g}, {len(ys)} seeds)"
+            label = f"{mode} ({_label(data, mode)}, {len(ys)} seeds)"
             ax.plot(xs, mean, marker="o", color=colours[mode], label=label)
             ax.fill_between(xs, [m - s for m, s in zip(mean, sd, strict=True)],
                             [m + s for m, s in zip(mean, sd, strict=True)], color=colours[mode], alpha=0.25)  # fmt: skip

@@ -193,6 +193,9 @@ def test_other_annotators_get_404_and_researchers_read_only(
     assert annotation.overall_critique == "" and annotation.status == "draft" and span.critique == ""
     assert Assignment.objects.get(generation=annotation.generation).status == "active"
     assert client.get(reverse("annotate", args=[999999])).status_code == 404
+    client.force_login(annotator)
+    missing = client.post(reverse("annotation_save", args=[999999]), {"overall_critique": "x"}, **HTMX)
+    assert missing.status_code == 404
 
 
 def test_every_htmx_write_needs_the_csrf_token(annotator, leased):
