@@ -19,3 +19,11 @@ def export_run(self, export_id: int) -> None:
     # broker's visibility timeout, so a redelivered message means that run is gone.
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     datasets.export_run(export_id=export_id, previous_run_lost=redelivered)
+
+
+@shared_task(name="annotations.expire_leases", ignore_result=True)
+def expire_leases() -> int:
+    """Periodic (``CELERY_BEAT_SCHEDULE``): mark lapsed leases expired and drop their untouched drafts."""
+    from . import services
+
+    return services.assignments_expire()

@@ -23,7 +23,8 @@ trap cleanup INT TERM EXIT
 $BIN/python manage.py recover_jobs
 
 # One worker process per queue kind: generation and training each keep their model loaded between tasks.
-$BIN/celery -A text2grad_web worker -n "default@%h" -Q default,generation -c 1 -l info >>var/log/worker.log 2>&1 &
+# -B: this worker also runs the beat that schedules housekeeping (CELERY_BEAT_SCHEDULE in settings).
+$BIN/celery -A text2grad_web worker -B -n "default@%h" -Q default,generation -c 1 -l info >>var/log/worker.log 2>&1 &
 pids+=($!)
 $BIN/celery -A text2grad_web worker -n "training@%h" -Q training -c 1 -l info >>var/log/worker-training.log 2>&1 &
 pids+=($!)

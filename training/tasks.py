@@ -54,3 +54,12 @@ def align_critique(request_id: int) -> None:
     from . import alignment_jobs
 
     alignment_jobs.alignment_request_run(request_id=request_id)
+
+
+@shared_task(name="training.reap_stale_rounds", ignore_result=True)
+def reap_stale_rounds() -> int:
+    """Periodic (``CELERY_BEAT_SCHEDULE``): fail running rounds whose worker stopped reporting, so the admin
+    page offers Resume without waiting for someone to open it."""
+    from . import services
+
+    return services.rounds_reap_stale()

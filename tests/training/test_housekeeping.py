@@ -1,0 +1,74 @@
+"""Periodic housekeeping: a real `celery beat` process schedules it, the session's real worker runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from annotations import services as annotation_services
+from annotations.models import Annotation, Assignment
+from tests.conftest import REPO, wait_for
+from training import services
+from training.models import TrainingRound
+
+
+def test_the_beat_schedule_names_registered_tasks():
+    from text2grad_web.celery import app
+
+    app.loader.import_default_modules()
+    scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert scheduled == {"annotations.expire_leases", "training.reap_stale_rounds"}
+    assert scheduled <= set(app.tasks)
+
+
+@pytest.mark.django_db(transaction=True)  # the worker must see the rows
+def test_beat_expires_lapsed_leases_and_fails_stale_rounds(
+    celery_worker_process,
+    worker_env,
+    tmp_path,
+    tiny_settings,
+    critiqued,
+    project,
+    make_generation,
+    annotator,
+    annotator2,
+):
+    make_generation(project, "an output")  # `critiqued` holds the submitted annotations a round needs
+    lapsed = annotation_services.assignment_next(project=project, annotator=annotator)
+    live = annotation_services.assignment_next(project=project, annotator=annotator2)
+    Assignment.objects.filter(pk=lapsed.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    stale = services.round_launch(config={"steps": 1}, enqueue=False)
+    TrainingRound.objects.filter(pk=stale.pk).update(
+        status="running", heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
+
+    env = {**worker_env, "T2G_EXPIRE_LEASES_EVERY_S": "1", "T2G_REAP_ROUNDS_EVERY_S": "1"}
+    log = tmp_path / "beat.log"
+    with open(log, "w") as out:
+        beat = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "text2grad_web", "beat", "-l", "info",
+             "-s", str(tmp_path / "schedule")],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_for(
+                lambda: (
+                    Assignment.objects.get(pk=lapsed.pk).status == "expired"
+                    and TrainingRound.objects.get(pk=stale.pk).status == "failed"
+                ),
+                timeout=60,
+                message="beat + worker housekeeping",
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nbeat log:\n{log.read_text()[-2000:]}") from None
+        finally:
+            beat.terminate()
+            beat.wait(timeout=20)
+    assert Assignment.objects.get(pk=live.pk).status == "active"  # an unexpired lease is left alone
+    assert not Annotation.objects.filter(generation_id=lapsed.generation_id, annotator=annotator).exists()
+    assert "stopped reporting" in TrainingRound.objects.get(pk=stale.pk).error
