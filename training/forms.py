@@ -42,10 +42,10 @@ class RoundLaunchForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         for name, label, low, high in FLOAT_KNOBS:
-            self.fields[name] = forms.FloatField(label=label, min_value=low, max_value=high,
+            self.fields[name] = forms.FloatField(label=label, min_value=low, max_value=high, required=False,
                                                  initial=getattr(_DEFAULTS, name))  # fmt: skip
         for name, label, low, high in INT_KNOBS:
-            self.fields[name] = forms.IntegerField(label=label, min_value=low, max_value=high,
+            self.fields[name] = forms.IntegerField(label=label, min_value=low, max_value=high, required=False,
                                                    initial=getattr(_DEFAULTS, name))  # fmt: skip
 
     def selection(self) -> dict:
@@ -58,5 +58,6 @@ class RoundLaunchForm(forms.Form):
         }
 
     def config(self) -> dict:
+        """The hyperparameters given; a knob left empty takes TrainingConfig's default."""
         names = [name for name, *_ in FLOAT_KNOBS + INT_KNOBS] + ["adaptive_kl"]
-        return {name: self.cleaned_data[name] for name in names}
+        return {name: self.cleaned_data[name] for name in names if self.cleaned_data[name] is not None}

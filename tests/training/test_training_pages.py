@@ -37,6 +37,7 @@ def test_admin_launches_a_round_from_the_form(
     assert len(callbacks) == 1  # the task is enqueued once, after commit
     assert training_round.mode == "scalar" and training_round.config["seed"] == 3
     assert training_round.config["steps"] == 2 and training_round.snapshot_size == 4
+    assert training_round.config["micro_batch_size"] == 2  # left out of the form: the config's default
 
 
 def test_form_errors_are_shown(login, admin_user, critiqued):
