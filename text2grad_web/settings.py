@@ -273,8 +273,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Housekeeping, run by the beat embedded in the default worker (scripts/run.sh) or by a `celery beat`
 # service (docker-compose.yml). Both tasks are idempotent, so an extra or missed tick does no harm.
 CELERY_BEAT_SCHEDULE = {
-    "expire-leases": {"task": "annotations.expire_leases", "schedule": env_int("T2G_EXPIRE_LEASES_EVERY_S", 300)},
-    "reap-stale-rounds": {"task": "training.reap_stale_rounds", "schedule": env_int("T2G_REAP_ROUNDS_EVERY_S", 60)},
+    "expire-leases": {
+        "task": "annotations.expire_leases",
+        "schedule": env_int("T2G_EXPIRE_LEASES_EVERY_S", 300),
+    },
+    "reap-stale-rounds": {
+        "task": "training.reap_stale_rounds",
+        "schedule": env_int("T2G_REAP_ROUNDS_EVERY_S", 60),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
