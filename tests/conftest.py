@@ -131,15 +131,15 @@ def _worker_env(tiny_model_dir: Path, models_dir: Path) -> dict:
     from django.conf import settings
     from django.db import connection
 
+    from text2grad_web.dburl import current_database_url
+
     db = connection.settings_dict
     if not db["ENGINE"].endswith("postgresql"):
         pytest.skip("the worker integration tests need PostgreSQL (set DATABASE_URL)")
     env = dict(os.environ)
     env.update(
         {
-            "DATABASE_URL": (
-                f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-            ),
+            "DATABASE_URL": current_database_url(),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "T2G_BASE_MODEL": str(tiny_model_dir),
             "T2G_MODELS_DIR": str(models_dir),

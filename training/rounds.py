@@ -21,7 +21,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import quote
 
 import torch
 from django.conf import settings
@@ -29,6 +28,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotations.models import Annotation, TokenReward
+from text2grad_web.dburl import current_database_url
 
 from . import model_store, reward_pipeline, services
 from .config import TrainingConfig
@@ -98,19 +98,6 @@ def round_run(*, round_id: int, on_update: Callable[[int, int, dict], None] | No
     return TrainingRound.Status.SUCCEEDED
 
 
-def _database_url() -> str:
-    """The URL of the database this process uses (the test database in tests), for the rank processes."""
-    from django.db import connection
-
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    auth = db["USER"] or "postgres"
-    if db.get("PASSWORD"):
-        auth += f":{quote(db['PASSWORD'], safe='')}"
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 def _run_distributed(training_round: TrainingRound, procs: int) -> None:
     """Launch ``procs`` ranks of ``training.ddp_round`` under torchrun and wait for them."""
     config = TrainingConfig.from_dict({**training_round.config, "mode": training_round.mode})
@@ -118,7 +105,7 @@ def _run_distributed(training_round: TrainingRound, procs: int) -> None:
     build_samples(training_round, config, tokenizer, fingerprint)  # ranks must only read the rewards
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": current_database_url(),
         "T2G_BASE_MODEL": settings.T2G_BASE_MODEL,
         "T2G_MODELS_DIR": str(settings.T2G_MODELS_DIR),
         "T2G_VAR_DIR": str(settings.VAR_DIR),
