@@ -116,18 +116,27 @@ def export_run(*, export_id: int, previous_run_lost: bool = False) -> DatasetExp
     except Exception as exc:
         partial.unlink(missing_ok=True)
         logger.exception("Export %s failed", export_id)
-        DatasetExport.objects.filter(pk=export.pk).update(
-            status=DatasetExport.Status.FAILED,
-            error=f"{type(exc).__name__}: {exc}"[:10_000],
-            finished_at=timezone.now(),
-        )
+        _finish_failed(export, exc)
         raise
+    return _finish_succeeded(export, count, sink.hexdigest, str(final.relative_to(settings.VAR_DIR)))
+
+
+def _finish_failed(export: DatasetExport, exc: BaseException) -> None:
+    DatasetExport.objects.filter(pk=export.pk).update(
+        status=DatasetExport.Status.FAILED,
+        error=f"{type(exc).__name__}: {exc}"[:10_000],
+        finished_at=timezone.now(),
+    )
+
+
+def _finish_succeeded(export: DatasetExport, count: int, content_hash: str, file_path: str) -> DatasetExport:
+    """Record the dataset snapshot: row count, sha256 of the bytes written, and where they are."""
     DatasetExport.objects.filter(pk=export.pk).update(
         status=DatasetExport.Status.SUCCEEDED,
         row_count=count,
         total_rows=count,
-        content_hash=sink.hexdigest,
-        file_path=str(final.relative_to(settings.VAR_DIR)),
+        content_hash=content_hash,
+        file_path=file_path,
         finished_at=timezone.now(),
     )
     export.refresh_from_db()
@@ -167,22 +176,9 @@ def export_write(
         count = exports.write_export(kind, fmt, resolved, hashing)
         hashing.flush()
     except BaseException as exc:
-        DatasetExport.objects.filter(pk=export.pk).update(
-            status=DatasetExport.Status.FAILED,
-            error=f"{type(exc).__name__}: {exc}"[:10_000],
-            finished_at=timezone.now(),
-        )
+        _finish_failed(export, exc)
         raise
-    DatasetExport.objects.filter(pk=export.pk).update(
-        status=DatasetExport.Status.SUCCEEDED,
-        row_count=count,
-        total_rows=count,
-        content_hash=hashing.hexdigest,
-        file_path=file_path,
-        finished_at=timezone.now(),
-    )
-    export.refresh_from_db()
-    return export
+    return _finish_succeeded(export, count, hashing.hexdigest, file_path)
 
 
 def export_file(export: DatasetExport) -> Path | None:
