@@ -411,6 +411,12 @@ def main() -> None:
         "--kl-max", type=float, default=15.0, help="sweep: reject rates whose final KL exceeds"
     )
     parser.add_argument("--report", action="store_true", help="only plot and summarise --out")
+    parser.add_argument(
+        "--seeds",
+        type=lambda text: [int(x) for x in text.split(",")],
+        default=None,
+        help="comma-separated seeds of the main phase (default 0,1,2,3,4); adding seeds resumes a finished run",
+    )
     args = parser.parse_args()
 
     cfg = dict(QUICK if args.quick else FULL)
@@ -419,9 +425,12 @@ def main() -> None:
     )
     data = json.loads(args.out.read_text()) if args.out.exists() else {}
     if not args.report:
-        if data.get("config") not in (None, cfg):
+        if args.seeds is not None:
+            cfg["seeds"] = args.seeds  # more seeds extend a finished run; they are not another configuration
+        stored = data.get("config")
+        if stored is not None and {**stored, "seeds": None} != {**cfg, "seeds": None}:
             raise SystemExit(f"{args.out} holds results of another configuration; use another --out")
-        data.setdefault("config", cfg)
+        data["config"] = cfg
         data.setdefault("runs", {})
         data.setdefault("wall_s", 0.0)
         started = time.time()
