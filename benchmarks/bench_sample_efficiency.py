@@ -568,8 +568,38 @@ def report(data: dict, png: Path) -> None:
         print(f"ratio token/scalar of medians: first eval {med['token'][0] / med['scalar'][0]:.2f}, "
               f"interpolated {med['token'][1] / med['scalar'][1]:.2f}; "
               f"median per-seed paired ratio (interpolated) {statistics.median(paired):.2f}")  # fmt: skip
+    _by_kl(data)
     print(f"wall time (s): {data.get('wall_s', 0):.0f}")
     _plot(data, png)
+
+
+KL_BINS = [(0, 3), (3, 6), (6, 10), (10, float("inf"))]
+
+
+def _by_kl(data: dict) -> None:
+    """Behaviour rate at matched distance from the reference: every evaluation of every run (sweep and main),
+    binned by its KL, so a mode that only takes bigger steps cannot look faster."""
+    print(
+        "\n| KL to reference (nats) | token: evals, mean behaviour, mean length | scalar: evals, mean behaviour, mean length |"
+    )
+    print("|---|---|---|")
+    for low, high in KL_BINS:
+        cells = []
+        for mode in ("token", "scalar"):
+            points = [
+                e
+                for r in data["runs"].values()
+                if r["mode"] == mode
+                for e in r["evals"]
+                if low <= e["kl"] < high
+            ]
+            if points:
+                rate = statistics.fmean(e["behaviour_rate"] for e in points)
+                length = statistics.fmean(e["mean_length"] for e in points)
+                cells.append(f"{len(points)}, {rate:.3f}, {length:.1f}")
+            else:
+                cells.append("–")
+        print(f"| {low:g}–{high:g} | {cells[0]} | {cells[1]} |")
 
 
 def _plot(data: dict, png: Path) -> None:
