@@ -412,6 +412,12 @@ def main() -> None:
     )
     parser.add_argument("--report", action="store_true", help="only plot and summarise --out")
     parser.add_argument(
+        "--setting",
+        action="append",
+        metavar="MODE,LR,LAMBDA",
+        help="run the main phase of MODE at this (lr, λ) instead of the swept choice (use another --out)",
+    )
+    parser.add_argument(
         "--seeds",
         type=lambda text: [int(x) for x in text.split(",")],
         default=None,
@@ -470,6 +476,9 @@ def main() -> None:
         first = ([job_cfg] if "base" not in data else []) + sweep
         _run_pool(first, args.jobs, data, args.out, _dispatch)
         data["chosen"] = {m: choose_setting(data, m, args.kl_max) for m in ("token", "scalar")}
+        for forced in args.setting or []:  # e.g. both modes at one (lr, λ): a matched-step comparison
+            mode, lr, lam = forced.split(",")
+            data["chosen"][mode] = [float(lr), float(lam)]
         seeds = [s for s in cfg["seeds"] if s not in cfg["sweep_seeds"]]
         main_jobs = [
             j
