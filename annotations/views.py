@@ -82,16 +82,21 @@ def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 # --- helpers --------------------------------------------------------------------------------------
+def _refusal(request: HttpRequest) -> Exception:
+    """What a user who is not the author gets for an annotation they may not use: researchers and admins
+    403 (they may read it), anyone else 404 (for them another person's annotation does not exist)."""
+    if roles.can_read_all_feedback(request.user):
+        return PermissionDenied("Researchers and admins can read annotations but not change them.")
+    return Http404("No such annotation.")
+
+
 def _check_access(request: HttpRequest, annotation: Annotation, *, write: bool) -> None:
-    """Authors read and change their own annotations; researchers and admins read all and change none
-    (403); to anyone else another person's annotation does not exist (404)."""
+    """Authors read and change their own annotations; researchers and admins read all and change none."""
     if annotation.annotator_id == request.user.pk:
         return
-    if roles.can_read_all_feedback(request.user):
-        if write:
-            raise PermissionDenied("Researchers and admins can read annotations but not change them.")
+    if roles.can_read_all_feedback(request.user) and not write:
         return
-    raise Http404("No such annotation.")
+    raise _refusal(request)
 
 
 def _get_annotation_for_user(request: HttpRequest, pk: int, *, write: bool = False) -> Annotation:
@@ -266,18 +271,14 @@ def annotate(request: HttpRequest, pk: int) -> HttpResponse:
 
 @contextlib.contextmanager
 def _service_access(request: HttpRequest) -> Iterator[None]:
-    """Answer a service's refusals as ``_check_access`` would: a missing annotation, or another annotator's,
-    is 404; researchers and admins get 403. For writes whose service loads and locks the row itself."""
+    """Answer a service's refusals as ``_check_access`` would, for writes whose service loads and locks the
+    row itself: a missing annotation is 404, another person's gets ``_refusal``."""
     try:
         yield
     except Annotation.DoesNotExist:
         raise Http404("No such annotation.") from None
     except PermissionDenied:
-        if roles.can_read_all_feedback(request.user):
-            raise PermissionDenied(
-                "Researchers and admins can read annotations but not change them."
-            ) from None
-        raise Http404("No such annotation.") from None
+        raise _refusal(request) from None
 
 
 @login_required
