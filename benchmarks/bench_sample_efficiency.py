@@ -166,24 +166,29 @@ def _load_base():
     return load(REPO / "var" / "models" / "base")
 
 
-def evaluate(policy, tokenizer, items: list[dict], cfg: dict, eval_seed: int) -> dict:
-    """Sample one response per held-out item (same seed for every run) and measure the critic and the KL."""
-    import torch
-
+def _sample(policy, tokenizer, items: list[dict], cfg: dict, seed: int):
+    """One response per item, all in one batch, with the run's sampling settings (training and evaluation)."""
     from training.generation import sample
-    from training.policy import pad_batch
 
-    outs = sample(
+    return sample(
         policy.model,
         tokenizer,
         [messages(item) for item in items],
         max_new_tokens=cfg["max_new_tokens"],
         temperature=cfg["temperature"],
         top_p=1.0,
-        seed=eval_seed,
+        seed=seed,
         batch_size=len(items),
     )
-    rows = [o[0] for o in outs]
+
+
+def evaluate(policy, tokenizer, items: list[dict], cfg: dict, eval_seed: int) -> dict:
+    """Sample one response per held-out item (same seed for every run) and measure the critic and the KL."""
+    import torch
+
+    from training.policy import pad_batch
+
+    rows = [o[0] for o in _sample(policy, tokenizer, items, cfg, eval_seed)]
     kls: list[float] = []
     scored = [(i, r) for i, r in enumerate(rows) if r.response_ids]
     with torch.no_grad():
@@ -253,7 +258,6 @@ def run_job(job: dict) -> dict:
 
     from training.config import TrainingConfig
     from training.engine import Sample, make_kl_controller, make_optimizer, ppo_update
-    from training.generation import sample
     from training.policy import build_policy
 
     cfg = job["cfg"]
@@ -280,16 +284,7 @@ def run_job(job: dict) -> dict:
     for update in range(1, cfg["updates"] + 1):
         t0 = time.time()
         batch_items = prompt_rng.sample(train_items, cfg["batch"])
-        outs = sample(
-            policy.model,
-            tokenizer,
-            [messages(item) for item in batch_items],
-            max_new_tokens=cfg["max_new_tokens"],
-            temperature=cfg["temperature"],
-            top_p=1.0,
-            seed=job["seed"] * 100_003 + update,
-            batch_size=cfg["batch"],
-        )
+        outs = _sample(policy, tokenizer, batch_items, cfg, seed=job["seed"] * 100_003 + update)
         samples, bad, seq_rewards = [], 0, []
         for item, (out,) in zip(batch_items, outs, strict=True):
             spans, _, facts = critique(item, out.text)
