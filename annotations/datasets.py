@@ -12,12 +12,14 @@ import logging
 import os
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from . import exports, roles
@@ -85,14 +87,12 @@ def export_run(*, export_id: int, previous_run_lost: bool = False) -> DatasetExp
     still RUNNING then belongs to nobody and is marked failed, so it can be run again.
     """
     claimed = DatasetExport.objects.filter(pk=export_id, status=DatasetExport.Status.QUEUED).update(
-        status=DatasetExport.Status.RUNNING
+        status=DatasetExport.Status.RUNNING, heartbeat_at=timezone.now()
     )
     if not claimed:
         if previous_run_lost:
             DatasetExport.objects.filter(pk=export_id, status=DatasetExport.Status.RUNNING).update(
-                status=DatasetExport.Status.FAILED,
-                error="The worker writing this export stopped (killed or out of memory). Run it again.",
-                finished_at=timezone.now(),
+                status=DatasetExport.Status.FAILED, error=WORKER_LOST, finished_at=timezone.now()
             )
         logger.info("Export %s is not queued any more; nothing to do", export_id)
         return None
@@ -121,6 +121,33 @@ def export_run(*, export_id: int, previous_run_lost: bool = False) -> DatasetExp
     return _finish_succeeded(export, count, sink.hexdigest, str(final.relative_to(settings.VAR_DIR)))
 
 
+WORKER_LOST = "The worker writing this export stopped (killed or out of memory). Run it again."
+EXPORT_STALE_AFTER_S = 15 * 60  # a running export reports every chunk of rows, seconds apart
+
+
+def exports_reap_stale(*, stale_after_s: int = EXPORT_STALE_AFTER_S) -> int:
+    """Fail running exports whose worker stopped writing, and delete their partial files.
+
+    Run periodically by the beat (with ``stale_after_s=0`` at start, when nothing can be running): without
+    it such an export stays "running" until the broker redelivers its task, hours later.
+    """
+    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
+    with transaction.atomic():
+        stale = list(
+            DatasetExport.objects.select_for_update(skip_locked=True)
+            .filter(status=DatasetExport.Status.RUNNING)
+            .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff))
+            .values_list("pk", flat=True)
+        )
+        DatasetExport.objects.filter(pk__in=stale).update(
+            status=DatasetExport.Status.FAILED, error=WORKER_LOST, finished_at=timezone.now()
+        )
+    for pk in stale:
+        for partial in export_dir().glob(f".export-{pk}-*.part"):
+            partial.unlink(missing_ok=True)
+    return len(stale)
+
+
 def _finish_failed(export: DatasetExport, exc: BaseException) -> None:
     DatasetExport.objects.filter(pk=export.pk).update(
         status=DatasetExport.Status.FAILED,
@@ -147,7 +174,7 @@ def _progress_reporter(export_id: int, total: int) -> Callable[[int], None]:
     def report(rows_written: int) -> None:
         # An upper-bound total (kto) may be passed; keep the bar under 100% until the end.
         DatasetExport.objects.filter(pk=export_id).update(
-            row_count=rows_written, total_rows=max(total, rows_written)
+            row_count=rows_written, total_rows=max(total, rows_written), heartbeat_at=timezone.now()
         )
 
     return report

@@ -303,6 +303,9 @@ class DatasetExport(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Written when the worker claims the export and with every chunk; a RUNNING export whose heartbeat
+    # is old lost its worker (``exports_reap_stale``).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

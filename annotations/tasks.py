@@ -27,3 +27,12 @@ def expire_leases() -> int:
     from . import services
 
     return services.assignments_expire()
+
+
+@shared_task(name="annotations.reap_stale_exports", ignore_result=True)
+def reap_stale_exports() -> int:
+    """Periodic (``CELERY_BEAT_SCHEDULE``): fail exports whose worker stopped writing, so "Export again"
+    is offered at once instead of after the broker's redelivery hours later."""
+    from . import datasets
+
+    return datasets.exports_reap_stale()

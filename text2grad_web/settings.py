@@ -277,9 +277,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "annotations.expire_leases",
         "schedule": env_int("T2G_EXPIRE_LEASES_EVERY_S", 300),
     },
-    "reap-stale-rounds": {
-        "task": "training.reap_stale_rounds",
-        "schedule": env_int("T2G_REAP_ROUNDS_EVERY_S", 60),
+    "reap-stale-jobs": {
+        "task": "training.reap_stale_jobs",
+        "schedule": env_int("T2G_REAP_JOBS_EVERY_S", 60),
+    },
+    "reap-stale-exports": {
+        "task": "annotations.reap_stale_exports",
+        "schedule": env_int("T2G_REAP_JOBS_EVERY_S", 60),
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

@@ -50,11 +50,18 @@ def generation_job_run(*, job_id: int) -> None:
         _run_generation(job)
     except Exception as exc:
         logger.exception("Generation job %s failed", job_id)
-        job.mark_failed(f"{type(exc).__name__}: {exc}")
+        _ours(job).update(
+            status=GenerationJob.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:10_000],
+            finished_at=timezone.now(),
+        )  # fmt: skip
         raise
-    GenerationJob.objects.filter(pk=job.pk).update(
-        status=GenerationJob.Status.SUCCEEDED, finished_at=timezone.now()
-    )
+    # A cancelled job, or one requeued while this run looked lost, keeps the status someone else set.
+    _ours(job).update(status=GenerationJob.Status.SUCCEEDED, finished_at=timezone.now())
+
+
+def _ours(job: GenerationJob):
+    """The job's row while this run still owns it: RUNNING, and not requeued since this run claimed it."""
+    return GenerationJob.objects.filter(pk=job.pk, status=GenerationJob.Status.RUNNING, requeues=job.requeues)
 
 
 def _run_generation(job: GenerationJob) -> None:
@@ -72,10 +79,12 @@ def _run_generation(job: GenerationJob) -> None:
         **job.sampling_params,
     }
     batch = max(1, settings.T2G_GENERATION_BATCH // job.per_prompt)
-    job.report_progress(0, len(prompts) * job.per_prompt)
-    done = 0
-    for start in range(0, len(prompts), batch):
-        if GenerationJob.objects.filter(pk=job.pk, status=GenerationJob.Status.CANCELLED).exists():
+    # A requeued job resumes after the prompts whose outputs it committed: ``progress_step`` counts
+    # exactly those, because it is written in the same transaction as their rows.
+    done = min(job.progress_step, len(prompts) * job.per_prompt)
+    job.report_progress(done, len(prompts) * job.per_prompt)
+    for start in range(done // job.per_prompt, len(prompts), batch):
+        if not _ours(job).exists():  # cancelled, or requeued while this run looked lost
             return
         chunk = prompts[start : start + batch]
         seed = params.get("seed")
@@ -91,6 +100,8 @@ def _run_generation(job: GenerationJob) -> None:
             batch_size=settings.T2G_GENERATION_BATCH,
         )
         with transaction.atomic():
+            if not list(_ours(job).select_for_update().values_list("pk", flat=True)):
+                return  # lost the job while sampling: its rows would duplicate the next run's
             for prompt, samples in zip(chunk, outputs, strict=True):
                 for sample in samples:
                     Generation(
@@ -105,5 +116,5 @@ def _run_generation(job: GenerationJob) -> None:
                         sampling_params=sample.params,
                         finish_reason=sample.finish_reason,
                     ).save()
-        done += len(chunk) * job.per_prompt
-        job.report_progress(done)
+            done += len(chunk) * job.per_prompt
+            job.report_progress(done)

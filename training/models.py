@@ -116,6 +116,9 @@ class GenerationJob(Job):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Times the job was queued again because its worker stopped mid-run; it resumes after the outputs
+    # it had committed (``progress_step``), and a job that keeps killing workers ends failed.
+    requeues = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]

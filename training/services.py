@@ -278,20 +278,58 @@ def alignment_proposal_decide(*, request, index: int, accept: bool, user):
 
 def jobs_recover_after_restart() -> dict:
     """Called by the embedded launcher before its workers start: nothing can be running yet, so jobs left
-    RUNNING by a stopped worker are orphans. Generation jobs are queued again (they only add outputs);
-    rounds end failed with a reason, so an admin can resume them from their checkpoint."""
+    RUNNING by a stopped worker are orphans. Generation jobs are queued again (they resume after the
+    outputs they had committed); rounds end failed with a reason, so an admin can resume them from their
+    checkpoint."""
     with transaction.atomic():
-        orphaned = list(GenerationJob.objects.select_for_update().filter(status=GenerationJob.Status.RUNNING))
-        GenerationJob.objects.filter(pk__in=[job.pk for job in orphaned]).update(
-            status=GenerationJob.Status.QUEUED
-        )
-        from .tasks import generate
-
-        for job in orphaned:
-            transaction.on_commit(lambda pk=job.pk: generate.delay(pk))
+        generation = _generation_jobs_requeue(GenerationJob.objects.all())
         rounds = TrainingRound.objects.filter(status=TrainingRound.Status.RUNNING).update(
             status=TrainingRound.Status.FAILED,
             finished_at=timezone.now(),
             error="The worker stopped while this round was running. Resume continues from the last checkpoint.",
         )
-    return {"generation_jobs_requeued": len(orphaned), "rounds_failed": rounds}
+    return {
+        "generation_jobs_requeued": generation["requeued"],
+        "generation_jobs_failed": generation["failed"],
+        "rounds_failed": rounds,
+    }
+
+
+# --- jobs whose worker died (run periodically by the beat) -----------------------------------------
+GENERATION_STALE_AFTER_S = 15 * 60  # a chunk of 8 prompts takes seconds to a few minutes
+GENERATION_MAX_REQUEUES = 3  # a job that keeps killing its worker (out of memory) must end
+
+
+def generation_jobs_reap_stale(*, stale_after_s: int = GENERATION_STALE_AFTER_S) -> dict:
+    """Queue again the running generation jobs whose worker stopped reporting."""
+    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
+    with transaction.atomic():
+        return _generation_jobs_requeue(GenerationJob.objects.filter(heartbeat_at__lt=cutoff))
+
+
+def _generation_jobs_requeue(candidates) -> dict:
+    """Within a transaction: requeue RUNNING jobs among ``candidates`` (bumping ``requeues``, which also
+    tells a still-living old run that the job is no longer its own), or fail those requeued too often."""
+    from django.db.models import F
+
+    from .tasks import generate
+
+    orphaned = list(
+        candidates.select_for_update(skip_locked=True)
+        .filter(status=GenerationJob.Status.RUNNING)
+        .values_list("pk", "requeues")
+    )
+    again = [pk for pk, requeues in orphaned if requeues < GENERATION_MAX_REQUEUES]
+    given_up = [pk for pk, requeues in orphaned if requeues >= GENERATION_MAX_REQUEUES]
+    GenerationJob.objects.filter(pk__in=again).update(
+        status=GenerationJob.Status.QUEUED, requeues=F("requeues") + 1
+    )
+    GenerationJob.objects.filter(pk__in=given_up).update(
+        status=GenerationJob.Status.FAILED,
+        finished_at=timezone.now(),
+        error=f"The worker running this job stopped {GENERATION_MAX_REQUEUES + 1} times (killed or out of "
+        "memory). The outputs it wrote are kept; start a new job for the rest.",
+    )
+    for pk in again:
+        transaction.on_commit(lambda pk=pk: generate.delay(pk))
+    return {"requeued": len(again), "failed": len(given_up)}

@@ -11,10 +11,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from annotations import services as annotation_services
-from annotations.models import Annotation, Assignment
+from annotations.models import Annotation, Assignment, DatasetExport, Generation, Prompt
 from tests.conftest import REPO, wait_for
 from training import services
-from training.models import TrainingRound
+from training.models import GenerationJob, TrainingRound
 
 
 def test_the_beat_schedule_names_registered_tasks():
@@ -22,7 +22,11 @@ def test_the_beat_schedule_names_registered_tasks():
 
     app.loader.import_default_modules()
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert scheduled == {"annotations.expire_leases", "training.reap_stale_rounds"}
+    assert scheduled == {
+        "annotations.expire_leases",
+        "training.reap_stale_jobs",
+        "annotations.reap_stale_exports",
+    }
     assert scheduled <= set(app.tasks)
 
 
@@ -47,7 +51,18 @@ def test_beat_expires_lapsed_leases_and_fails_stale_rounds(
         status="running", heartbeat_at=timezone.now() - timedelta(hours=1)
     )
 
-    env = {**worker_env, "T2G_EXPIRE_LEASES_EVERY_S": "1", "T2G_REAP_ROUNDS_EVERY_S": "1"}
+    # A generation job whose worker died after committing the outputs of its first prompt.
+    prompts = [Prompt.objects.create(project=project, text=f"Resume prompt {i}") for i in range(3)]
+    Generation.objects.create(prompt=prompts[0], text="written before the worker died", source_model="test")
+    orphan = GenerationJob.objects.create(
+        project=project, prompt_ids=[p.pk for p in prompts], status="running", progress_step=1,
+        progress_total=3, heartbeat_at=timezone.now() - timedelta(hours=1),
+    )  # fmt: skip
+    stale_export = DatasetExport.objects.create(
+        kind="spans", format="jsonl", status="running", heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
+
+    env = {**worker_env, "T2G_EXPIRE_LEASES_EVERY_S": "1", "T2G_REAP_JOBS_EVERY_S": "1"}
     log = tmp_path / "beat.log"
     with open(log, "w") as out:
         beat = subprocess.Popen(
@@ -60,8 +75,10 @@ def test_beat_expires_lapsed_leases_and_fails_stale_rounds(
                 lambda: (
                     Assignment.objects.get(pk=lapsed.pk).status == "expired"
                     and TrainingRound.objects.get(pk=stale.pk).status == "failed"
+                    and DatasetExport.objects.get(pk=stale_export.pk).status == "failed"
+                    and GenerationJob.objects.get(pk=orphan.pk).is_finished
                 ),
-                timeout=60,
+                timeout=120,
                 message="beat + worker housekeeping",
             )
         except AssertionError as exc:
@@ -72,3 +89,8 @@ def test_beat_expires_lapsed_leases_and_fails_stale_rounds(
     assert Assignment.objects.get(pk=live.pk).status == "active"  # an unexpired lease is left alone
     assert not Annotation.objects.filter(generation_id=lapsed.generation_id, annotator=annotator).exists()
     assert "stopped reporting" in TrainingRound.objects.get(pk=stale.pk).error
+    assert "Run it again" in DatasetExport.objects.get(pk=stale_export.pk).error
+    orphan.refresh_from_db()
+    assert (orphan.status, orphan.requeues, orphan.progress_step) == ("succeeded", 1, 3), orphan.error
+    # Resumed after the committed output: one output per prompt, none written twice.
+    assert [Generation.objects.filter(prompt=p).count() for p in prompts] == [1, 1, 1]

@@ -1,0 +1,117 @@
+"""Jobs whose worker died: generation jobs are queued again and resume, exports fail and clean up."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from annotations import datasets
+from annotations.models import DatasetExport, Generation, Prompt
+from training import jobs, services
+from training.models import GenerationJob
+
+pytestmark = pytest.mark.django_db
+
+HOUR_AGO = timedelta(hours=1)
+
+
+@pytest.fixture
+def prompts(project):
+    return [Prompt.objects.create(project=project, text=f"Summarize item {i}.") for i in range(4)]
+
+
+def _orphan(project, prompts, *, done: int, **fields) -> GenerationJob:
+    """A job whose worker died after committing the outputs of the first ``done`` prompts."""
+    for prompt in prompts[:done]:
+        Generation.objects.create(prompt=prompt, text="written before the worker died", source_model="test")
+    return GenerationJob.objects.create(
+        project=project, prompt_ids=[p.pk for p in prompts], status="running", progress_step=done,
+        progress_total=len(prompts), heartbeat_at=timezone.now() - HOUR_AGO, **fields,
+    )  # fmt: skip
+
+
+def test_a_requeued_generation_job_resumes_after_its_committed_outputs(
+    project, prompts, tiny_settings, django_capture_on_commit_callbacks
+):
+    tiny_settings.T2G_GENERATION_BATCH = 2
+    orphan = _orphan(project, prompts, done=2)
+    fresh = GenerationJob.objects.create(project=project, status="running", heartbeat_at=timezone.now())
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert services.generation_jobs_reap_stale() == {"requeued": 1, "failed": 0}
+    assert len(callbacks) == 1  # enqueued once, after commit
+    orphan.refresh_from_db()
+    assert (orphan.status, orphan.requeues) == ("queued", 1)
+    assert GenerationJob.objects.get(pk=fresh.pk).status == "running"  # still reporting: left alone
+
+    jobs.generation_job_run(job_id=orphan.pk)
+    orphan.refresh_from_db()
+    assert (orphan.status, orphan.progress_step, orphan.progress_total) == ("succeeded", 4, 4), orphan.error
+    counts = [Generation.objects.filter(prompt=p).count() for p in prompts]
+    assert counts == [1, 1, 1, 1]  # the first two were not sampled again
+    assert Generation.objects.filter(prompt__in=prompts[2:], source_model="test").count() == 0
+
+
+def test_a_job_that_keeps_losing_its_worker_ends_failed(project, prompts):
+    orphan = _orphan(project, prompts, done=1, requeues=services.GENERATION_MAX_REQUEUES)
+    assert services.generation_jobs_reap_stale() == {"requeued": 0, "failed": 1}
+    orphan.refresh_from_db()
+    assert orphan.status == "failed" and "stopped 4 times" in orphan.error
+    assert Generation.objects.filter(prompt=prompts[0]).count() == 1  # what it wrote is kept
+
+
+def test_a_run_that_lost_its_job_writes_nothing_and_leaves_the_status(project, prompts, tiny_settings):
+    job = GenerationJob.objects.create(project=project, prompt_ids=[p.pk for p in prompts])
+    assert job.claim()
+    # The worker looked dead (heartbeat older than the threshold) and the job was queued again...
+    assert services.generation_jobs_reap_stale(stale_after_s=0)["requeued"] == 1
+    # ...but the old run was only slow: it must neither write outputs nor mark the job finished.
+    jobs._run_generation(job)
+    assert not Generation.objects.filter(prompt__in=prompts).exists()
+    assert GenerationJob.objects.get(pk=job.pk).status == "queued"
+
+
+def test_recover_jobs_requeues_generation_and_fails_exports(project, prompts, tmp_path, settings):
+    settings.VAR_DIR = tmp_path
+    orphan = _orphan(project, prompts, done=0)
+    GenerationJob.objects.filter(pk=orphan.pk).update(heartbeat_at=timezone.now())  # fresh, yet orphaned
+    export = DatasetExport.objects.create(kind="spans", format="jsonl", status="running")
+    call_command("recover_jobs")
+    assert GenerationJob.objects.get(pk=orphan.pk).status == "queued"
+    export.refresh_from_db()
+    assert export.status == "failed" and export.error == datasets.WORKER_LOST
+
+
+def test_a_stale_export_fails_and_its_partial_file_goes(tmp_path, settings):
+    settings.VAR_DIR = tmp_path
+    directory = datasets.export_dir()
+    directory.mkdir(parents=True)
+    stale = DatasetExport.objects.create(
+        kind="spans", format="jsonl", status="running", heartbeat_at=timezone.now() - HOUR_AGO
+    )
+    live = DatasetExport.objects.create(
+        kind="spans", format="jsonl", status="running", heartbeat_at=timezone.now()
+    )
+    stale_part = directory / f".export-{stale.pk}-0123abcd.part"
+    live_part = directory / f".export-{live.pk}-4567ef01.part"
+    stale_part.write_bytes(b'{"half": ')
+    live_part.write_bytes(b'{"half": ')
+
+    assert datasets.exports_reap_stale() == 1
+    stale.refresh_from_db()
+    assert stale.status == "failed" and stale.finished_at is not None
+    assert DatasetExport.objects.get(pk=live.pk).status == "running"
+    assert not stale_part.exists() and live_part.exists()
+    assert datasets.exports_reap_stale() == 0  # idempotent
+
+
+def test_a_running_export_reports_a_heartbeat(tmp_path, settings, critiqued):
+    settings.VAR_DIR = tmp_path
+    export = datasets.export_create(kind="spans", fmt="jsonl", query={}, enqueue=False)
+    datasets.export_run(export_id=export.pk)
+    export.refresh_from_db()
+    assert export.status == "succeeded" and export.heartbeat_at is not None
+    assert export.heartbeat_at >= export.created_at
