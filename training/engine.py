@@ -320,39 +320,46 @@ def ppo_update(
         policy.train(was_training)
 
 
+@dataclass(frozen=True)
+class _Rollout:
+    """Per-token tensors of one update's samples, fixed before its gradient steps ([samples, width])."""
+
+    old_logprobs: Tensor
+    old_values: Tensor
+    advantages: Tensor
+    returns: Tensor
+    mask: Tensor
+    weights: Tensor  # truncated importance weights; the mask where the sample is on-policy
+
+
 def _micro_step(
     policy: PolicyWithValueHead,
     rows: Sequence[Sample],
     index: list[int],
     config: TrainingConfig,
     num_tokens: Tensor,
-    old_logprobs: Tensor,
-    old_values: Tensor,
-    advantages: Tensor,
-    returns: Tensor,
-    mask: Tensor,
-    weights: Tensor,
+    rollout: _Rollout,
 ) -> Tensor:
     """Forward and backward of one micro-batch (gradients accumulate in ``.grad``); returns its metric sums:
     [tokens, clipfrac, approx_kl, ratio, vf_clipfrac, value, entropy, policy loss, value loss]."""
     device = policy.device
     batch = collate(rows, policy.pad_token_id, device)
     cols = slice(0, batch.response_width)
-    rows_mask = mask[index, cols]
+    rows_mask = rollout.mask[index, cols]
     scores = policy.score_responses(batch, temperature=config.temperature, return_logits=True)
     p_loss, p_stats = policy_loss(
         scores.logprobs,
-        old_logprobs[index, cols],
-        advantages[index, cols],
+        rollout.old_logprobs[index, cols],
+        rollout.advantages[index, cols],
         rows_mask,
         config.clip_eps,
-        weights[index, cols],
+        rollout.weights[index, cols],
         num_tokens=num_tokens,
     )
     v_loss, v_stats = value_loss(
         scores.values,
-        old_values[index, cols],
-        returns[index, cols],
+        rollout.old_values[index, cols],
+        rollout.returns[index, cols],
         rows_mask,
         config.value_clip,
         num_tokens=num_tokens,
@@ -414,6 +421,8 @@ def _update(
             old_logprobs[stale], behaviour, mask[stale], config.importance_cap
         )
 
+    rollout = _Rollout(old_logprobs, old_values, advantages, returns, mask, weights)
+
     # -- optimisation: ppo_epochs passes over shuffled minibatches ------------------------------------------
     policy.train()  # LoRA dropout (config.lora_dropout) applies to the gradient steps only
     step_metrics: list[dict] = []
@@ -436,10 +445,7 @@ def _update(
             # normalised by the whole minibatch's tokens, so the accumulated gradient is the minibatch's.
             for micro_start in range(0, len(mine), config.micro_batch_size):
                 micro = mine[micro_start : micro_start + config.micro_batch_size]
-                sums += _micro_step(
-                    policy, [samples[i] for i in micro], micro, config, num_tokens,
-                    old_logprobs, old_values, advantages, returns, mask, weights,
-                )  # fmt: skip
+                sums += _micro_step(policy, [samples[i] for i in micro], micro, config, num_tokens, rollout)
             _sync_gradients(params, collective)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm).item()
             optimizer.step()
