@@ -306,16 +306,17 @@ def annotation_save(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def span_create(request: HttpRequest, pk: int) -> HttpResponse:
-    annotation = _get_annotation_for_user(request, pk, write=True)
+    # Hot like the autosave (every highlight): the service's locked read checks the author.
     back = reverse("annotate", args=[pk])
     form = SpanForm(request.POST)
     if not form.is_valid():
         return _refused(request, _form_error(form), back)
     try:
-        services.span_create(annotation=annotation, user=request.user, **form.cleaned_data)
+        with _service_access(request):
+            services.span_create(annotation=Annotation(pk=pk), user=request.user, **form.cleaned_data)
     except ValidationError as exc:
         return _refused(request, exc, back)
-    return _span_panel(request, annotation.pk, back)
+    return _span_panel(request, pk, back)
 
 
 @login_required

@@ -196,6 +196,8 @@ def test_other_annotators_get_404_and_researchers_read_only(
     client.force_login(annotator)
     missing = client.post(reverse("annotation_save", args=[999999]), {"overall_critique": "x"}, **HTMX)
     assert missing.status_code == 404
+    span_data = {"start": 0, "end": 1, "label": "good"}
+    assert client.post(reverse("span_create", args=[999999]), span_data, **HTMX).status_code == 404
 
 
 def test_every_htmx_write_needs_the_csrf_token(annotator, leased):
