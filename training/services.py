@@ -78,6 +78,16 @@ def generation_job_create(
     return job
 
 
+def generation_job_cancel(*, job: GenerationJob) -> bool:
+    """Cancel a queued or running job; a running one stops before its next chunk of prompts, keeping the
+    outputs it has written. False when the job had already finished."""
+    return bool(
+        GenerationJob.objects.filter(
+            pk=job.pk, status__in=[GenerationJob.Status.QUEUED, GenerationJob.Status.RUNNING]
+        ).update(status=GenerationJob.Status.CANCELLED, finished_at=timezone.now())
+    )
+
+
 # --- training rounds -------------------------------------------------------------------------------
 ROUND_STALE_AFTER_S = 15 * 60
 

@@ -12,6 +12,7 @@ urlpatterns = [
     path("training/compare/generate/", views.version_compare_generate, name="version_compare_generate"),
     path("projects/<int:project_pk>/generate/", views.generation_job_start, name="generation_job_start"),
     path("generation-jobs/<int:pk>/", views.generation_job_status, name="generation_job_status"),
+    path("generation-jobs/<int:pk>/cancel/", views.generation_job_cancel, name="generation_job_cancel"),
     path("annotations/<int:pk>/suggest/", feedback_views.annotation_suggest, name="annotation_suggest"),
     path("annotations/<int:pk>/heatmap/", feedback_views.annotation_heatmap, name="annotation_heatmap"),
     path("suggestions/<int:pk>/", feedback_views.alignment_status, name="alignment_status"),

@@ -184,6 +184,22 @@ def generation_job_start(request: HttpRequest, project_pk: int) -> HttpResponse:
     return redirect("project_detail", pk=project.pk)
 
 
+@require_POST
+@login_required
+def generation_job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    _require_admin(request)
+    job = get_object_or_404(GenerationJob, pk=pk)
+    cancelled = services.generation_job_cancel(job=job)
+    if request.htmx:  # the job's row, now showing its final status
+        job.refresh_from_db()
+        return render(request, "training/_generation_job.html", {"job": job})
+    if cancelled:
+        messages.info(request, f"Generation job {job.pk} cancelled; the outputs it wrote are kept.")
+    else:
+        messages.error(request, f"Generation job {job.pk} had already finished.")
+    return redirect("project_detail", pk=job.project_id)
+
+
 @require_GET
 def generation_job_status(request: HttpRequest, pk: int) -> HttpResponse:
     if not request.user.is_authenticated:

@@ -1,4 +1,5 @@
-"""Jobs whose worker died: generation jobs are queued again and resume, exports fail and clean up."""
+"""Generation jobs and exports beyond the happy path: cancellation, and a worker that dies mid-job
+(generation jobs are queued again and resume, exports fail and clean up)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 from django.utils import timezone
 
 from annotations import datasets
@@ -115,3 +117,38 @@ def test_a_running_export_reports_a_heartbeat(tmp_path, settings, critiqued):
     export.refresh_from_db()
     assert export.status == "succeeded" and export.heartbeat_at is not None
     assert export.heartbeat_at >= export.created_at
+
+
+def test_admin_cancels_a_running_job_from_its_row(
+    login, admin_user, annotator, project, prompts, tiny_settings
+):
+    tiny_settings.T2G_GENERATION_BATCH = 2
+    job = GenerationJob.objects.create(project=project, prompt_ids=[p.pk for p in prompts])
+    assert job.claim()
+    page = login(admin_user).get(reverse("project_detail", args=[project.pk])).content.decode()
+    assert reverse("generation_job_cancel", args=[job.pk]) in page  # the row offers Cancel while running
+
+    assert login(annotator).post(reverse("generation_job_cancel", args=[job.pk])).status_code == 403
+    assert GenerationJob.objects.get(pk=job.pk).status == "running"
+    client = login(admin_user)
+    row = client.post(reverse("generation_job_cancel", args=[job.pk]), HTTP_HX_REQUEST="true")
+    assert row.status_code == 200
+    body = row.content.decode()
+    assert "cancelled" in body and "hx-trigger" not in body  # final: no more polling, no Cancel button
+    assert reverse("generation_job_cancel", args=[job.pk]) not in body
+
+    # The worker notices before its next chunk: nothing written, and the status stays cancelled.
+    jobs._run_generation(job)
+    assert not Generation.objects.filter(prompt__in=prompts).exists()
+    job.refresh_from_db()
+    assert job.status == "cancelled" and job.finished_at is not None
+    again = client.post(reverse("generation_job_cancel", args=[job.pk]), follow=True)
+    assert "had already finished" in again.content.decode()
+
+
+def test_a_cancelled_queued_job_is_never_run(project, prompts, tiny_settings):
+    job = GenerationJob.objects.create(project=project, prompt_ids=[p.pk for p in prompts])
+    assert services.generation_job_cancel(job=job)
+    jobs.generation_job_run(job_id=job.pk)
+    assert GenerationJob.objects.get(pk=job.pk).status == "cancelled"
+    assert not Generation.objects.filter(prompt__in=prompts).exists()
