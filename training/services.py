@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from annotations.models import Project, content_hash
@@ -320,8 +321,6 @@ def generation_jobs_reap_stale(*, stale_after_s: int = GENERATION_STALE_AFTER_S)
 def _generation_jobs_requeue(candidates) -> dict:
     """Within a transaction: requeue RUNNING jobs among ``candidates`` (bumping ``requeues``, which also
     tells a still-living old run that the job is no longer its own), or fail those requeued too often."""
-    from django.db.models import F
-
     from .tasks import generate
 
     orphaned = list(
