@@ -84,3 +84,16 @@ def test_web_process_never_imports_torch():
     )
     result = _run(["-c", code], DJANGO_SETTINGS_MODULE="text2grad_web.settings")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("preload", "expected"), [("1", "True"), ("0", "False")])
+def test_a_starting_worker_imports_the_model_code_unless_told_not_to(preload, expected):
+    # Fired by Celery in a worker's main process before its pool forks (the web process never fires it).
+    code = (
+        "import sys; from celery.signals import worker_init; import text2grad_web;"
+        "worker_init.send(sender=None);"
+        "print('torch' in sys.modules and 'peft' in sys.modules)"
+    )
+    result = _run(["-c", code], DJANGO_SETTINGS_MODULE="text2grad_web.settings", T2G_WORKER_PRELOAD=preload)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
