@@ -29,8 +29,11 @@ from training.alignment import (
     infer_polarity,
     looks_like_code,
 )
+from training.alignment import proposals as proposals_module
+from training.alignment import semantic as semantic_module
 
 REPO = Path(__file__).resolve().parents[2]
+ALIGNMENT_MODULES = ("align", "critique", "llm", "proposals", "quotes", "references", "semantic", "text")
 CASES_PATH = REPO / "tests" / "data" / "alignment_cases.jsonl"
 
 
@@ -302,7 +305,7 @@ def test_merge_keeps_opposite_polarities_and_sorts():
         SpanProposal(12, 18, 1, 0.5, "semantic", "c"),
         SpanProposal(0, 4, -1, 1.0, "quote-exact", "d"),
     ]
-    merged = alignment._merge(proposals)
+    merged = proposals_module._merge(proposals)
     assert [(p.start, p.end, p.polarity, p.evidence) for p in merged] == [
         (0, 4, -1, "d"),
         (12, 18, -1, "b"),
@@ -400,11 +403,11 @@ def test_minilm_embeddings_are_normalised_and_meaningful(minilm):
 def test_minilm_loads_once_and_restores_threads(minilm):
     import torch
 
-    before = alignment._load_minilm.cache_info().misses
+    before = semantic_module._load_minilm.cache_info().misses
     other = MiniLMEmbedder(num_threads=1, batch_size=2)
     threads = torch.get_num_threads()
     batched = other.encode(["a", "b", "c"])
-    assert alignment._load_minilm.cache_info().misses == before  # same process: no second load
+    assert semantic_module._load_minilm.cache_info().misses == before  # same process: no second load
     assert torch.get_num_threads() == threads
     assert np.allclose(batched, minilm.encode(["a", "b", "c"]), atol=1e-5)
 
@@ -423,9 +426,12 @@ def test_minilm_semantic_alignment_on_prose(minilm):
 
 
 def test_module_doctests(minilm):
-    results = doctest.testmod(alignment, optionflags=doctest.ELLIPSIS)
-    assert results.attempted >= 8
-    assert results.failed == 0
+    attempted = 0
+    for module in (alignment, *(getattr(alignment, name) for name in ALIGNMENT_MODULES)):
+        results = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert results.failed == 0, module.__name__
+        attempted += results.attempted
+    assert attempted >= 8
 
 
 # ------------------------------------------------------------------------------------------ gold evaluation

@@ -1,0 +1,60 @@
+"""The unit every pass produces, a proposed span, and how overlapping proposals are merged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+POOR = -1
+GOOD = +1
+
+METHODS = ("quote-exact", "quote-fuzzy", "line-ref", "semantic", "llm")
+# Higher is more trusted; breaks score ties when overlapping proposals are merged.
+_METHOD_TRUST = {"quote-exact": 5, "line-ref": 4, "quote-fuzzy": 3, "llm": 2, "semantic": 1}
+
+
+@dataclass(frozen=True)
+class SpanProposal:
+    """A proposed span of the output, ``[start, end)`` in code points.
+
+    Example:
+        >>> p = SpanProposal(4, 9, -1, 1.0, "quote-exact", '"quick"')
+        >>> p.text_in("the quick fox")
+        'quick'
+    """
+
+    start: int
+    end: int
+    polarity: int
+    score: float
+    method: str
+    evidence: str
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start < self.end:
+            raise ValueError(f"invalid span [{self.start}, {self.end})")
+        if self.polarity not in (POOR, GOOD):
+            raise ValueError(f"polarity must be -1 or +1, got {self.polarity}")
+        if not 0.0 <= self.score <= 1.0:
+            raise ValueError(f"score must be in [0, 1], got {self.score}")
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}")
+
+    def text_in(self, output: str) -> str:
+        """The proposed span's text in ``output``."""
+        return output[self.start : self.end]
+
+
+def _merge(proposals: list[SpanProposal]) -> list[SpanProposal]:
+    """Drop same-polarity proposals that overlap a better one; sort by start."""
+    ranked = sorted(
+        proposals, key=lambda p: (-p.score, -_METHOD_TRUST[p.method], -(p.end - p.start), p.start)
+    )
+    kept: list[SpanProposal] = []
+    for proposal in ranked:
+        if any(
+            k.polarity == proposal.polarity and k.start < proposal.end and proposal.start < k.end
+            for k in kept
+        ):
+            continue
+        kept.append(proposal)
+    return sorted(kept, key=lambda p: (p.start, p.end, p.polarity))
