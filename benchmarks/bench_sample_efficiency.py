@@ -586,6 +586,7 @@ def report(data: dict, png: Path) -> None:
         else:
             print()
     _paired_area(data)
+    _repetition(data)
     _by_kl(data)
     print(f"wall time (s): {data.get('wall_s', 0):.0f}")
     _plot(data, png)
@@ -611,6 +612,36 @@ def _paired_area(data: dict) -> None:
     lower = sum(d < 0 for d in diffs)
     print(f"\nbehaviour averaged over the evaluations, token - scalar, paired by seed: mean {statistics.fmean(diffs):+.3f} "
           f"(bootstrap 95% interval {low:+.3f} to {high:+.3f}); token lower on {lower} of {len(diffs)} seeds")  # fmt: skip
+
+
+def _repeats(text: str) -> bool:
+    """A summary that says one number or one full name twice: how a critic that rewards every occurrence
+    of a kept fact is gamed."""
+    numbers = re.findall(r"\d+", text)
+    names = re.findall(r"[A-Z][a-z]+ [A-Z][a-z]+", text)
+    return len(numbers) != len(set(numbers)) or len(names) != len(set(names))
+
+
+def _repetition(data: dict) -> None:
+    """Share of the stored example outputs (the first 4 held-out items of every evaluation) that repeat a
+    fact, per mode and evaluation."""
+    print(
+        "\n| mode | "
+        + " | ".join(f"update {e['update']}" for e in _chosen_runs(data, "token")[0]["evals"])
+        + " |"
+    )
+    print("|---|" + "---|" * len(_chosen_runs(data, "token")[0]["evals"]))
+    base = sum(map(_repeats, data["base"]["examples"]))
+    for mode in ("token", "scalar"):
+        runs = _chosen_runs(data, mode)
+        cells = []
+        for k in range(len(runs[0]["evals"])):
+            examples = [x for r in runs for x in r["evals"][k]["examples"]]
+            cells.append(f"{sum(map(_repeats, examples))}/{len(examples)}")
+        print(f"| {mode} | " + " | ".join(cells) + " |")
+    print(
+        f"(example outputs that repeat a number or a full name; base model: {base}/{len(data['base']['examples'])})"
+    )
 
 
 def _mean_curve_halving(data: dict, mode: str) -> float | None:
