@@ -100,7 +100,7 @@ def export_run(*, export_id: int, previous_run_lost: bool = False) -> DatasetExp
     directory = export_dir()
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"export-{export.pk}-{export.kind}.{EXTENSIONS[export.format]}"
-    partial = directory / f".export-{export.pk}-{uuid.uuid4().hex}.part"
+    partial = directory / _partial_name(export.pk, uuid.uuid4().hex)
     try:
         query = exports.ExportQuery.from_dict(export.query, kind=export.kind)
         total = exports.estimate_total(export.kind, query)
@@ -119,6 +119,11 @@ def export_run(*, export_id: int, previous_run_lost: bool = False) -> DatasetExp
         _finish_failed(export, exc)
         raise
     return _finish_succeeded(export, count, sink.hexdigest, str(final.relative_to(settings.VAR_DIR)))
+
+
+def _partial_name(pk: int, token: str) -> str:
+    """The hidden file an export is written to before its rename (``token="*"``: a glob for all of them)."""
+    return f".export-{pk}-{token}.part"
 
 
 WORKER_LOST = "The worker writing this export stopped (killed or out of memory). Run it again."
@@ -143,7 +148,7 @@ def exports_reap_stale(*, stale_after_s: int = EXPORT_STALE_AFTER_S) -> int:
             status=DatasetExport.Status.FAILED, error=WORKER_LOST, finished_at=timezone.now()
         )
     for pk in stale:
-        for partial in export_dir().glob(f".export-{pk}-*.part"):
+        for partial in export_dir().glob(_partial_name(pk, "*")):
             partial.unlink(missing_ok=True)
     return len(stale)
 

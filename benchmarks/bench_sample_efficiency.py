@@ -625,12 +625,9 @@ def _repeats(text: str) -> bool:
 def _repetition(data: dict) -> None:
     """Share of the stored example outputs (the first 4 held-out items of every evaluation) that repeat a
     fact, per mode and evaluation."""
-    print(
-        "\n| mode | "
-        + " | ".join(f"update {e['update']}" for e in _chosen_runs(data, "token")[0]["evals"])
-        + " |"
-    )
-    print("|---|" + "---|" * len(_chosen_runs(data, "token")[0]["evals"]))
+    evals = _chosen_runs(data, "token")[0]["evals"]
+    print("\n| mode | " + " | ".join(f"update {e['update']}" for e in evals) + " |")
+    print("|---|" + "---|" * len(evals))
     base = sum(map(_repeats, data["base"]["examples"]))
     for mode in ("token", "scalar"):
         runs = _chosen_runs(data, mode)
@@ -646,14 +643,12 @@ def _repetition(data: dict) -> None:
 
 def _mean_curve_halving(data: dict, mode: str) -> float | None:
     """Interpolated update at which the seed-mean behaviour curve first reaches half the base rate."""
-    runs = _chosen_runs(data, mode)
-    if not runs:
+    xs, ys, _ = _curves(data, mode, "behaviour_rate")
+    if not ys:
         return None
-    columns = zip(*([e["behaviour_rate"] for e in r["evals"]] for r in runs), strict=True)
-    mean_evals = [
-        {"update": e["update"], "behaviour_rate": statistics.fmean(col)}
-        for e, col in zip(runs[0]["evals"], columns, strict=True)
-    ]
+    mean = [statistics.fmean(col) for col in zip(*ys, strict=True)]
+    # Column 0 is the shared base evaluation (update 0), the start of every curve.
+    mean_evals = [{"update": x, "behaviour_rate": rate} for x, rate in zip(xs[1:], mean[1:], strict=True)]
     return updates_to_halve(data["base"]["behaviour_rate"], mean_evals)[1]
 
 

@@ -14,7 +14,7 @@ app.autodiscover_tasks()
 
 @worker_init.connect
 def _preload_model_code(**_) -> None:
-    """Import torch, transformers and peft (about 4 s here) when a worker starts rather than inside its
+    """Import torch, transformers and peft (about 3 s here) when a worker starts rather than inside its
     first task, so the first round or generation job starts at once. This runs in the worker's main
     process, before its pool forks; nothing is computed, so no thread pool exists yet to be forked.
     ``T2G_WORKER_PRELOAD=0`` turns it off (a web-only tool or a test that wants a lean worker)."""

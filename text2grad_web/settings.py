@@ -271,7 +271,8 @@ CELERY_TASK_ROUTES = {
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Housekeeping, run by the beat embedded in the default worker (scripts/run.sh) or by a `celery beat`
-# service (docker-compose.yml). Both tasks are idempotent, so an extra or missed tick does no harm.
+# service (docker-compose.yml). Every task is idempotent, so an extra or missed tick does no harm.
+_REAP_JOBS_EVERY_S = env_int("T2G_REAP_JOBS_EVERY_S", 60)
 CELERY_BEAT_SCHEDULE = {
     "expire-leases": {
         "task": "annotations.expire_leases",
@@ -279,11 +280,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     "reap-stale-jobs": {
         "task": "training.reap_stale_jobs",
-        "schedule": env_int("T2G_REAP_JOBS_EVERY_S", 60),
+        "schedule": _REAP_JOBS_EVERY_S,
     },
     "reap-stale-exports": {
         "task": "annotations.reap_stale_exports",
-        "schedule": env_int("T2G_REAP_JOBS_EVERY_S", 60),
+        "schedule": _REAP_JOBS_EVERY_S,
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
