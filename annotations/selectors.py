@@ -7,15 +7,18 @@ from datetime import datetime
 
 from django.db.models import (
     Count,
+    Exists,
     F,
     IntegerField,
     Max,
+    OuterRef,
     Prefetch,
     Q,
     QuerySet,
+    Subquery,
     Sum,
 )
-from django.db.models.functions import Least
+from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from .models import Annotation, Assignment, Generation, Project, Prompt
@@ -90,8 +93,6 @@ AVAILABLE_CAP = 100  # the queue says "100+" rather than counting every waiting 
 
 def _available_for(project: Project, annotator, now: datetime) -> int:
     """Outputs this annotator could be handed now, counted up to ``AVAILABLE_CAP + 1`` (it stops early)."""
-    from .services import next_candidates
-
     return len(next_candidates(project, annotator, now).values_list("pk", flat=True)[: AVAILABLE_CAP + 1])
 
 
@@ -223,3 +224,49 @@ def recent_annotations(project: Project, limit: int = 50) -> QuerySet[Annotation
         .annotate(span_count=Count("spans"))
         .order_by("-submitted_at", "-id")[:limit]
     )
+
+
+def holding_slot(now: datetime, prefix: str = "") -> Q:
+    """Assignments that occupy one of an output's slots: submitted ones and unexpired leases."""
+    return Q(**{f"{prefix}status": Assignment.Status.COMPLETED}) | Q(
+        **{f"{prefix}status": Assignment.Status.ACTIVE, f"{prefix}expires_at__gt": now}
+    )
+
+
+def next_candidates(project: Project, annotator, now: datetime):
+    """Outputs of ``project`` that ``annotator`` could be leased now, lowest id first."""
+    quota = project.annotations_per_output
+    taken = Coalesce(
+        Subquery(
+            Assignment.objects.filter(holding_slot(now), generation=OuterRef("pk"))
+            .order_by()
+            .values("generation")
+            .annotate(n=Count("pk"))
+            .values("n")[:1]
+        ),
+        0,
+    )
+    return (
+        Generation.objects.filter(prompt__project=project, annotation_count__lt=quota)
+        .exclude(Exists(Assignment.objects.filter(generation=OuterRef("pk"), annotator=annotator)))
+        .exclude(Exists(Annotation.objects.filter(generation=OuterRef("pk"), annotator=annotator)))
+        .alias(taken=taken)
+        .filter(taken__lt=quota)
+        .order_by("id")
+    )
+
+
+def model_versions_with_outputs() -> list[tuple[int, str]]:
+    """(id, name) of the model versions that generated outputs, newest first: the exports' version filter."""
+    rows = (
+        Generation.objects.filter(model_version__isnull=False)
+        .values_list("model_version_id", "model_version__name")
+        .distinct()
+        .order_by("-model_version_id")
+    )
+    return list(rows)
+
+
+def model_version_model():
+    """The model-version model, reached through ``Generation.model_version``: this app imports no training."""
+    return Generation._meta.get_field("model_version").related_model

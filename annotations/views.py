@@ -26,8 +26,6 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
-from training import selectors as training_selectors
-
 from . import roles, selectors, services
 from .forms import OverallForm, SkipForm, SpanEditForm, SpanForm
 from .models import Annotation, Assignment, Project, Span
@@ -75,8 +73,6 @@ def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "project": project,
         "page": page,
         "progress": selectors.project_progress(project),
-        "jobs": training_selectors.generation_jobs_for_project(project.pk)[:5],
-        "active_version": training_selectors.active_version(),
     }
     return render(request, "annotations/project_detail.html", context)
 

@@ -4,8 +4,8 @@ Same workload for both systems: 8 chat-templated prompts (~70 tokens), 48 sample
 temperature 0.6, 2 PPO epochs over minibatches of 4 (4 optimiser steps), LoRA r=16/α=32 on q/k/v/o, fp32,
 2 threads, SmolLM2-135M-Instruct loaded from ``var/models/base``.
 
-- **ours**: one model in memory. ``training.generation.sample`` samples, a fixed rule turns the response ids
-  into token rewards, then ONE ``training.engine.ppo_update`` runs (rollout statistics + 4 optimiser steps).
+- **ours**: one model in memory. ``text2grad.generation.sample`` samples, a fixed rule turns the response ids
+  into token rewards, then ONE ``text2grad.engine.ppo_update`` runs (rollout statistics + 4 optimiser steps).
 - **TRL**: ``trl.experimental.ppo.PPOTrainer`` with a LoRA ``peft_config`` (reference = adapter disabled),
   the separate, fully trained value model and the reward model it requires (both
   ``AutoModelForSequenceClassification`` with ``num_labels=1`` from the same SmolLM2 weights), and ONE
@@ -141,11 +141,11 @@ def run_ours(base: Path, overrides: dict | None = None) -> dict:
     sys.path.insert(0, str(REPO_ROOT))
     import torch
 
-    from training import engine
-    from training.config import TrainingConfig
-    from training.generation import encode_prompt, sample
-    from training.model_store import load
-    from training.policy import build_policy
+    from text2grad import engine
+    from text2grad.config import TrainingConfig
+    from text2grad.generation import encode_prompt, sample
+    from text2grad.model_store import load
+    from text2grad.policy import build_policy
 
     _set_threads(torch)
     t0 = time.perf_counter()

@@ -25,7 +25,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from training.rewards import RewardScheme, SpanReward, batch_token_rewards  # noqa: E402
+from text2grad.rewards import RewardScheme, SpanReward, batch_token_rewards  # noqa: E402
 
 PROSE_SAMPLE = (
     "the model returns a summary of the article but omits the key figures and misstates who "

@@ -162,14 +162,14 @@ def _setup_torch() -> None:
 
 
 def _load_base():
-    from training.model_store import load
+    from text2grad.model_store import load
 
     return load(REPO / "var" / "models" / "base")
 
 
 def _sample(policy, tokenizer, items: list[dict], cfg: dict, seed: int):
     """One response per item, all in one batch, with the run's sampling settings (training and evaluation)."""
-    from training.generation import sample
+    from text2grad.generation import sample
 
     return sample(
         policy.model,
@@ -187,7 +187,7 @@ def evaluate(policy, tokenizer, items: list[dict], cfg: dict, eval_seed: int) ->
     """Sample one response per held-out item (same seed for every run) and measure the critic and the KL."""
     import torch
 
-    from training.policy import pad_batch
+    from text2grad.policy import pad_batch
 
     rows = [o[0] for o in _sample(policy, tokenizer, items, cfg, eval_seed)]
     kls: list[float] = []
@@ -229,7 +229,7 @@ def _sequence_reward(tokenizer, text: str, spans) -> float:
 
 
 def _token_rewards(tokenizer, text: str, spans) -> tuple[list[int], list[float]]:
-    from training.rewards import SpanReward, token_rewards_from_offsets, tokenize_response
+    from text2grad.rewards import SpanReward, token_rewards_from_offsets, tokenize_response
 
     tokenized = tokenize_response(tokenizer, text)
     rewards = token_rewards_from_offsets(
@@ -241,8 +241,8 @@ def _token_rewards(tokenizer, text: str, spans) -> tuple[list[int], list[float]]
 def base_job(cfg: dict) -> dict:
     """The shared update-0 evaluation (the adapter starts at zero, so every run starts from this point)."""
     _setup_torch()
-    from training.config import TrainingConfig
-    from training.policy import build_policy
+    from text2grad.config import TrainingConfig
+    from text2grad.policy import build_policy
 
     model, tokenizer = _load_base()
     policy = build_policy(model, TrainingConfig(seed=0))
@@ -257,9 +257,9 @@ def run_job(job: dict) -> dict:
     _setup_torch()
     import torch
 
-    from training.config import TrainingConfig
-    from training.engine import Sample, make_kl_controller, make_optimizer, ppo_update
-    from training.policy import build_policy
+    from text2grad.config import TrainingConfig
+    from text2grad.engine import Sample, make_kl_controller, make_optimizer, ppo_update
+    from text2grad.policy import build_policy
 
     cfg = job["cfg"]
     started = time.time()

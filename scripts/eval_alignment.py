@@ -1,4 +1,4 @@
-"""Evaluate critique-to-span alignment (training.alignment) against the hand-written gold cases.
+"""Evaluate critique-to-span alignment (text2grad.alignment) against the hand-written gold cases.
 
 Usage:
     .venv/bin/python scripts/eval_alignment.py [--cases tests/data/alignment_cases.jsonl] [--no-semantic]
@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from training.alignment import Embedder, SpanProposal, align_critique  # noqa: E402
+from text2grad.alignment import Embedder, SpanProposal, align_critique  # noqa: E402
 
 DEFAULT_CASES = REPO / "tests" / "data" / "alignment_cases.jsonl"
 IOU_THRESHOLD = 0.5

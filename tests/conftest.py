@@ -131,7 +131,7 @@ def _worker_env(tiny_model_dir: Path, models_dir: Path) -> dict:
     from django.conf import settings
     from django.db import connection
 
-    from text2grad_web.dburl import current_database_url
+    from jobs.dburl import current_database_url
 
     db = connection.settings_dict
     if not db["ENGINE"].endswith("postgresql"):

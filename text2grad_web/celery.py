@@ -25,5 +25,5 @@ def _preload_model_code(**_) -> None:
     import django
 
     django.setup()  # idempotent; the model code imports the apps' models
-    for module in ("training.jobs", "training.rounds"):  # generation and the PPO engine
+    for module in ("training.worker.generation", "training.worker.rounds"):  # generation and the PPO engine
         importlib.import_module(module)

@@ -107,6 +107,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "django_htmx",
+    "jobs",
     "annotations",
     "training",
 ]

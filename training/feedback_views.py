@@ -6,10 +6,6 @@ annotation; anyone else gets a 404, as if it did not exist.
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
-
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -94,22 +90,6 @@ def alignment_decide(request: HttpRequest, pk: int, index: int, decision: str) -
     return response
 
 
-@lru_cache(maxsize=4)
-def _token_strings_source(tokenizer_json: str):
-    # The Rust tokenizers package alone (no transformers, no torch) is enough to name token ids.
-    from tokenizers import Tokenizer
-
-    return Tokenizer.from_file(tokenizer_json)
-
-
-def _token_strings(token_ids: list[int]) -> list[str]:
-    path = Path(settings.T2G_BASE_MODEL or settings.T2G_MODELS_DIR / "base") / "tokenizer.json"
-    if not path.is_file():
-        return []
-    tokenizer = _token_strings_source(str(path))
-    return [tokenizer.id_to_token(i) or f"<{i}>" for i in token_ids]
-
-
 @require_GET
 @login_required
 @vary_on_headers("HX-Request")
@@ -119,7 +99,8 @@ def annotation_heatmap(request: HttpRequest, pk: int) -> HttpResponse:
     cells, summary = [], {}
     if row is not None:
         spans = [(s.start, s.end, s.label, s.critique) for s in annotation.spans.all()]
-        token_strings = _token_strings(row.token_ids) if len(row.token_ids) <= 20_000 else []
+        # The worker spells the tokens when it computes the rewards: the web process loads no tokenizer.
+        token_strings = row.token_strings if len(row.token_strings) == len(row.token_ids) else None
         cells = heatmap.heatmap_cells(
             annotation.generation.text, row.offsets, row.rewards, row.token_ids, spans, token_strings
         )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from django import forms
 
 from annotations.models import Project
+from text2grad.config import TrainingConfig
 
-from .config import TrainingConfig
 from .models import ModelVersion, TrainingRound
 
 _DEFAULTS = TrainingConfig()

@@ -36,15 +36,6 @@ class ModelVersion(models.Model):
     def __str__(self) -> str:
         return self.name + (" (active)" if self.is_active else "")
 
-    def lineage(self) -> list[ModelVersion]:
-        """This version and its ancestors, newest first."""
-        chain, node, seen = [], self, set()
-        while node is not None and node.pk not in seen:
-            chain.append(node)
-            seen.add(node.pk)
-            node = node.parent
-        return chain
-
 
 class Job(models.Model):
     """Shared shape of a worker job: a row with a status, claimed with a conditional update."""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from jobs import dispatch
+
 
 def enqueue_rewards(sender, annotation_id: int, **kwargs) -> None:
-    from .tasks import compute_rewards
-
     # Sent after the submit transaction commits, so the worker sees the submitted row.
-    compute_rewards.delay(annotation_id)
+    dispatch.send("training.compute_rewards", annotation_id)
 
 
 def connect() -> None:

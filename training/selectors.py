@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from .models import GenerationJob, ModelVersion, TrainingRound
+from .models import GenerationJob, ModelVersion
 
 
 def active_version() -> ModelVersion | None:
@@ -17,7 +17,3 @@ def version_list() -> QuerySet[ModelVersion]:
 
 def generation_jobs_for_project(project_id: int) -> QuerySet[GenerationJob]:
     return GenerationJob.objects.filter(project_id=project_id).select_related("model_version")
-
-
-def running_round() -> TrainingRound | None:
-    return TrainingRound.objects.filter(status=TrainingRound.Status.RUNNING).first()

@@ -15,6 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotations.models import Project, content_hash
+from jobs import dispatch
 
 from .models import GenerationJob, ModelVersion, TrainingRound
 
@@ -73,9 +74,7 @@ def generation_job_create(
             sampling_params=sampling_params or {},
             created_by=created_by,
         )
-        from .tasks import generate
-
-        transaction.on_commit(lambda: generate.delay(job.pk))
+        dispatch.enqueue("training.generate", job.pk)
     return job
 
 
@@ -120,7 +119,7 @@ def round_launch(
 ) -> TrainingRound:
     """Freeze the snapshot and config, and queue the round on the training worker (unless ``enqueue``
     is false: the ``train_round`` command runs it in its own process)."""
-    from .config import TrainingConfig  # pure dataclass; no torch
+    from text2grad.config import TrainingConfig  # pure dataclass; no torch
 
     selection = {k: v for k, v in (selection or {}).items() if v not in (None, "")}
     checked = TrainingConfig.from_dict({**(config or {}), "mode": mode})  # raises ValueError if bad
@@ -149,9 +148,7 @@ def round_launch(
 
 
 def _enqueue_round(training_round: TrainingRound) -> None:
-    from .tasks import train_round
-
-    transaction.on_commit(lambda: train_round.delay(training_round.pk))
+    dispatch.enqueue("training.train_round", training_round.pk)
 
 
 def round_cancel(*, training_round: TrainingRound) -> TrainingRound:
@@ -234,9 +231,7 @@ def alignment_request_create(*, annotation, critique: str, use_llm: bool = False
         raise ValueError(f"The critique is too long to align (over {MAX_CRITIQUE_CHARS:,} characters).")
     with transaction.atomic():
         request = AlignmentRequest.objects.create(annotation=annotation, critique=critique, use_llm=use_llm)
-        from .tasks import align_critique
-
-        transaction.on_commit(lambda: align_critique.delay(request.pk))
+        dispatch.enqueue("training.align_critique", request.pk)
     return request
 
 
@@ -321,7 +316,6 @@ def generation_jobs_reap_stale(*, stale_after_s: int = GENERATION_STALE_AFTER_S)
 def _generation_jobs_requeue(candidates) -> dict:
     """Within a transaction: requeue RUNNING jobs among ``candidates`` (bumping ``requeues``, which also
     tells a still-living old run that the job is no longer its own), or fail those requeued too often."""
-    from .tasks import generate
 
     orphaned = list(
         candidates.select_for_update(skip_locked=True)
@@ -340,5 +334,5 @@ def _generation_jobs_requeue(candidates) -> dict:
         "memory). The outputs it wrote are kept; start a new job for the rest.",
     )
     for pk in again:
-        transaction.on_commit(lambda pk=pk: generate.delay(pk))
+        dispatch.enqueue("training.generate", pk)
     return {"requeued": len(again), "failed": len(given_up)}

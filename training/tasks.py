@@ -10,25 +10,25 @@ from celery import shared_task
 
 @shared_task(name="training.generate", acks_late=True, soft_time_limit=6 * 3600, time_limit=6 * 3600 + 120)
 def generate(job_id: int) -> None:
-    from . import jobs
+    from .worker import generation
 
-    jobs.generation_job_run(job_id=job_id)
+    generation.generation_job_run(job_id=job_id)
 
 
 @shared_task(name="training.compute_rewards", acks_late=True, soft_time_limit=300, time_limit=330)
 def compute_rewards(annotation_id: int) -> None:
-    from . import reward_pipeline
+    from .worker import rewards
 
-    reward_pipeline.annotation_rewards_compute(annotation_id=annotation_id)
+    rewards.annotation_rewards_compute(annotation_id=annotation_id)
 
 
 @shared_task(
     name="training.recompute_all_rewards", acks_late=True, soft_time_limit=3 * 3600, time_limit=3 * 3600 + 60
 )
 def recompute_all_rewards(project_id: int | None = None) -> int:
-    from . import reward_pipeline
+    from .worker import rewards
 
-    return reward_pipeline.rewards_recompute_all(project_id=project_id)
+    return rewards.rewards_recompute_all(project_id=project_id)
 
 
 @shared_task(
@@ -40,7 +40,7 @@ def recompute_all_rewards(project_id: int | None = None) -> int:
     max_retries=None,
 )
 def train_round(self, round_id: int) -> str:
-    from . import rounds
+    from .worker import rounds
 
     status = rounds.round_run(round_id=round_id)
     if status == "busy":
@@ -51,9 +51,9 @@ def train_round(self, round_id: int) -> str:
 
 @shared_task(name="training.align_critique", acks_late=True, soft_time_limit=120, time_limit=150)
 def align_critique(request_id: int) -> None:
-    from . import alignment_jobs
+    from .worker import alignment
 
-    alignment_jobs.alignment_request_run(request_id=request_id)
+    alignment.alignment_request_run(request_id=request_id)
 
 
 @shared_task(name="training.reap_stale_jobs", ignore_result=True)

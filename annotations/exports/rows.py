@@ -23,9 +23,6 @@ from ..models import Annotation, Generation, Project, Prompt, Span, TokenReward
 from .formats import _chunks, jsonl_chunks
 from .query import DEFAULT_CHUNK, ExportQuery, annotation_filters, annotations_for
 
-# TokenReward rows gained their own prompt ids later; older schemas fall back to the generation's.
-_REWARD_HAS_PROMPT_IDS = any(f.name == "prompt_token_ids" for f in TokenReward._meta.get_fields())
-
 
 def pseudonym(user_id: int) -> str:
     """A stable, non-reversible name for an annotator: an HMAC of the user id keyed by SECRET_KEY."""
@@ -188,7 +185,8 @@ _ISO_UTC = (
 def _spans_jsonl_sql(query: ExportQuery) -> tuple[str, list]:
     from django.contrib.auth import get_user_model
 
-    from training.models import ModelVersion
+    # The version that generated an output, reached through the relation: this app imports no training.
+    ModelVersion = Generation._meta.get_field("model_version").related_model
 
     selected, params = annotations_for(query).values("id").query.sql_with_params()
     tables = {
@@ -304,9 +302,7 @@ def token_reward_rows(query: ExportQuery, *, chunk_size: int = DEFAULT_CHUNK) ->
     rewards = TokenReward.objects.filter(**annotation_filters(query, prefix="annotation__"))
     if query.tokenizer_fingerprint:
         rewards = rewards.filter(tokenizer_fingerprint=query.tokenizer_fingerprint)
-    prompt_ids_column = (
-        "prompt_token_ids" if _REWARD_HAS_PROMPT_IDS else "annotation__generation__prompt_token_ids"
-    )
+    prompt_ids_column = "prompt_token_ids"
     columns = (
         "annotation_id",
         "annotation__generation_id",
@@ -347,8 +343,6 @@ def token_reward_rows(query: ExportQuery, *, chunk_size: int = DEFAULT_CHUNK) ->
         behaviour_logprobs,
     ) in cursor:
         same_tokenizer = generation_fingerprint == fingerprint
-        if not _REWARD_HAS_PROMPT_IDS and not same_tokenizer:
-            prompt_token_ids = []
         yield {
             "annotation_id": annotation_id,
             "generation_id": generation_id,

@@ -5,7 +5,7 @@ import torch
 
 from annotations.models import Generation
 from tests.conftest import wait_for
-from training import generation, model_store
+from text2grad import generation, model_store
 from training.models import GenerationJob
 
 

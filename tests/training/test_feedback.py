@@ -5,8 +5,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotations.models import Annotation, Span, TokenReward
-from training import alignment_jobs, reward_pipeline, services
+from training import services
 from training.models import AlignmentRequest
+from training.worker import alignment as alignment_jobs
+from training.worker import rewards as reward_pipeline
 
 pytestmark = pytest.mark.django_db
 

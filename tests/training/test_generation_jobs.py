@@ -12,8 +12,9 @@ from django.utils import timezone
 
 from annotations import datasets
 from annotations.models import DatasetExport, Generation, Prompt
-from training import jobs, services
+from training import services
 from training.models import GenerationJob
+from training.worker import generation as jobs
 
 pytestmark = pytest.mark.django_db
 

@@ -4,8 +4,11 @@ import pytest
 import torch
 
 from annotations.models import TokenReward
-from training import jobs, model_store, rounds, services
+from text2grad import model_store
+from training import services
 from training.models import ModelVersion, RoundMetric, TrainingRound
+from training.worker import rounds
+from training.worker import runtime as jobs
 
 pytestmark = pytest.mark.django_db
 
@@ -21,8 +24,8 @@ FAST = {
 
 def _span_logprob(version, generation, phrase) -> float:
     """Mean log-probability the version's model gives to the tokens of ``phrase`` in the generation."""
-    from training import generation as gen_mod
-    from training import rewards
+    from text2grad import generation as gen_mod
+    from text2grad import rewards
 
     model, tokenizer = model_store.load(jobs.base_dir(), jobs.adapter_dir(version))
     tokenized = rewards.tokenize_response(tokenizer, generation.text)

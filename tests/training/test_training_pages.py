@@ -3,8 +3,9 @@
 import pytest
 from django.urls import reverse
 
-from training import rounds, services
+from training import services
 from training.models import ModelVersion, TrainingRound
+from training.worker import rounds
 
 pytestmark = pytest.mark.django_db
 

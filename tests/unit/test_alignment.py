@@ -1,4 +1,4 @@
-"""training.alignment: quotes, line references, polarity, merging, semantic pass, LLM aligner, gold F1.
+"""text2grad.alignment: quotes, line references, polarity, merging, semantic pass, LLM aligner, gold F1.
 
 Tests that need all-MiniLM-L6-v2 share one session-scoped embedder, so the model loads once.
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import alignment
-from training.alignment import (
+from text2grad import alignment
+from text2grad.alignment import (
     LLMAligner,
     LLMAlignerError,
     MiniLMEmbedder,
@@ -29,8 +29,8 @@ from training.alignment import (
     infer_polarity,
     looks_like_code,
 )
-from training.alignment import proposals as proposals_module
-from training.alignment import semantic as semantic_module
+from text2grad.alignment import proposals as proposals_module
+from text2grad.alignment import semantic as semantic_module
 
 REPO = Path(__file__).resolve().parents[2]
 ALIGNMENT_MODULES = ("align", "critique", "llm", "proposals", "quotes", "references", "semantic", "text")

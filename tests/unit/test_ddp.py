@@ -25,9 +25,9 @@ WORKER = textwrap.dedent(
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from training.config import TrainingConfig
-    from training.engine import Sample, make_kl_controller, make_optimizer, ppo_update
-    from training.policy import build_policy
+    from text2grad.config import TrainingConfig
+    from text2grad.engine import Sample, make_kl_controller, make_optimizer, ppo_update
+    from text2grad.policy import build_policy
 
     # Minibatches of 2 over 5 samples: sizes 2, 2, 1, so one step leaves rank 1 without rows, and the
     # ranks hold different token counts; one sample is off-policy (importance weights).
@@ -65,7 +65,7 @@ WORKER = textwrap.dedent(
     if __name__ == "__main__":
         import torch.distributed as dist
 
-        from training.distributed import init_distributed, sync_trainable_parameters, trainable_parameters_in_sync
+        from text2grad.distributed import init_distributed, sync_trainable_parameters, trainable_parameters_in_sync
 
         torch.set_num_threads(1)
         collective = init_distributed("gloo")

@@ -1,4 +1,4 @@
-"""training.policy and training.engine on a tiny randomly initialised llama (no hub, no Django)."""
+"""text2grad.policy and text2grad.engine on a tiny randomly initialised llama (no hub, no Django)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from training.config import TrainingConfig
-from training.engine import Sample, collate, make_kl_controller, make_optimizer, ppo_update
-from training.policy import (
+from text2grad.config import TrainingConfig
+from text2grad.engine import Sample, collate, make_kl_controller, make_optimizer, ppo_update
+from text2grad.policy import (
     VALUE_HEAD_FILE,
     PolicyWithValueHead,
     build_policy,
@@ -21,7 +21,7 @@ from training.policy import (
     response_logprobs,
     save_policy_atomic,
 )
-from training.ppo import full_kl
+from text2grad.ppo import full_kl
 
 VOCAB = 512
 EMBEDDED_MODEL = Path(__file__).resolve().parents[2] / "var" / "models" / "base"

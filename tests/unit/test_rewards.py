@@ -1,4 +1,4 @@
-"""training.rewards against a slow, obvious per-character reference, on three real tokenizer families.
+"""text2grad.rewards against a slow, obvious per-character reference, on three real tokenizer families.
 
 No database and no Django: run with ``python -m pytest tests/unit/test_rewards.py -p no:django``.
 """
@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from training import rewards as rewards_module
-from training.rewards import (
+from text2grad import rewards as rewards_module
+from text2grad.rewards import (
     RewardScheme,
     SpanReward,
     batch_token_rewards,

@@ -7,8 +7,6 @@ from datetime import timedelta
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
-from hypothesis import given
-from hypothesis import strategies as st
 
 from annotations import services
 from annotations.models import Annotation, Assignment, Generation, Span
@@ -33,28 +31,6 @@ def draft(project, make_generation, annotator):
     assignment = services.assignment_next(project=project, annotator=annotator)
     assert assignment.generation_id == generation.pk
     return Annotation.objects.get(generation=generation, annotator=annotator)
-
-
-# --- offsets ------------------------------------------------------------------------------------------
-def test_utf16_and_code_point_offsets_on_tricky_text():
-    phrase = "東京は晴れ"
-    start = TRICKY.index(phrase)
-    # 👋🏽 is two astral code points: four UTF-16 units for two code points.
-    assert services.codepoints_to_utf16(TRICKY, start) == start + 2
-    assert services.utf16_to_codepoints(TRICKY, start + 2) == start
-    with pytest.raises(ValueError, match="surrogate pair"):
-        services.utf16_to_codepoints(TRICKY, 4)  # inside 👋
-    with pytest.raises(ValueError, match="past the end"):
-        services.utf16_to_codepoints("abc", 4)
-
-
-@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=40), st.data())
-def test_offset_conversion_round_trips(text, data):
-    index = data.draw(st.integers(min_value=0, max_value=len(text)))
-    units = services.codepoints_to_utf16(text, index)
-    assert services.utf16_to_codepoints(text, units) == index
-    # The UTF-16 prefix is exactly what a browser would count.
-    assert len(text[:index].encode("utf-16-le")) == 2 * units
 
 
 # --- validate_spans ----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotations import datasets, exports
 from annotations.models import Project
-from training.models import ModelVersion
+from annotations.selectors import model_version_model
 
 
 class Command(BaseCommand):
@@ -46,7 +46,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         query = {
             "project": _lookup(Project, "name", options["project"]),
-            "model_version": _lookup(ModelVersion, "name", options["model_version"]),
+            "model_version": _lookup(model_version_model(), "name", options["model_version"]),
             "annotator": _lookup(get_user_model(), "username", options["annotator"], by_id=False),
             "status": options["status"],
             "submitted_after": options["since"],

@@ -22,15 +22,15 @@ class Command(BaseCommand):
             raise CommandError(f"Project {project.name!r} has no prompts; import some first")
         try:
             if options["wait"]:
-                from training import jobs
                 from training.models import GenerationJob
+                from training.worker import generation
 
                 job = GenerationJob.objects.create(
                     project=project,
                     model_version=services.model_version_bootstrap(),
                     per_prompt=options["per_prompt"],
                 )
-                jobs.generation_job_run(job_id=job.pk)
+                generation.generation_job_run(job_id=job.pk)
                 job.refresh_from_db()
                 self.stdout.write(f"Job {job.pk}: {job.status}, {job.progress_step} output(s).")
             else:

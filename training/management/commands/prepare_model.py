@@ -9,11 +9,12 @@ class Command(BaseCommand):
     help = "Build the base model's safetensors cache under var/models/base (once) and check it loads."
 
     def handle(self, *args, **options):
-        from training import jobs, model_store
+        from text2grad import model_store
+        from training.worker import runtime
 
         started = time.perf_counter()
         try:
-            path = jobs.base_dir()
+            path = runtime.base_dir()
         except model_store.ModelStoreError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"Base model ready at {path} ({time.perf_counter() - started:.1f} s).")

@@ -26,9 +26,7 @@ class Command(BaseCommand):
             recompute_all_rewards.delay(project_id)
             self.stdout.write("Queued the recomputation; the worker runs it.")
             return
-        from training import reward_pipeline
+        from training.worker import rewards
 
-        count = reward_pipeline.rewards_recompute_all(
-            project_id=project_id, missing_only=options["missing_only"]
-        )
+        count = rewards.rewards_recompute_all(project_id=project_id, missing_only=options["missing_only"])
         self.stdout.write(f"Recomputed token rewards for {count} annotation(s).")

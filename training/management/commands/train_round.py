@@ -5,7 +5,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from annotations.models import Project
-from training.config import TrainingConfig
+from text2grad.config import TrainingConfig
 
 
 class Command(BaseCommand):
@@ -25,7 +25,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from tqdm import tqdm
 
-        from training import rounds, services
+        from training import services
+        from training.worker import rounds
 
         selection = {"since": options["since"], "until": options["until"]}
         if options["project"]:

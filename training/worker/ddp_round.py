@@ -1,4 +1,4 @@
-"""One rank of a training round run by several processes: ``torchrun --nproc_per_node N -m training.ddp_round``.
+"""One rank of a training round run by several processes: ``torchrun --nproc_per_node N -m training.worker.ddp_round``.
 
 The Celery task (see ``rounds.round_run`` with ``T2G_TRAIN_PROCS`` > 1) claims the round and computes any
 missing token rewards first, then launches this module; every rank loads the same snapshot, and the
@@ -25,9 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     import torch.distributed as dist
 
-    from training import rounds
-    from training.distributed import init_distributed
+    from text2grad.distributed import init_distributed
     from training.models import TrainingRound
+    from training.worker import rounds
 
     collective = init_distributed(args.backend)
     try:

@@ -26,7 +26,7 @@ def align_critique(
     min_score: float = DEFAULT_MIN_SCORE,
     semantic: bool = True,
 ) -> list[SpanProposal]:
-    """Propose spans of ``output`` that ``critique`` talks about (the rules are in the docstring of ``training.alignment``).
+    """Propose spans of ``output`` that ``critique`` talks about (the rules are in the docstring of ``text2grad.alignment``).
 
     Args:
         output: the model output the critique is about.

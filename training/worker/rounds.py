@@ -28,15 +28,18 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotations.models import Annotation, TokenReward
-from text2grad_web.dburl import current_database_url
+from jobs.dburl import current_database_url
+from text2grad import model_store
+from text2grad.config import TrainingConfig
+from text2grad.engine import Sample, make_kl_controller, make_optimizer, ppo_update
+from text2grad.generation import encode_prompt
+from text2grad.policy import build_policy, save_policy, save_policy_atomic
+from text2grad.rewards import combine_rewards
+from training import services
+from training.models import ModelVersion, RoundMetric, TrainingRound
 
-from . import model_store, reward_pipeline, services
-from .config import TrainingConfig
-from .engine import Sample, make_kl_controller, make_optimizer, ppo_update
-from .generation import encode_prompt
-from .jobs import adapter_dir, base_dir, configure_threads
-from .models import ModelVersion, RoundMetric, TrainingRound
-from .policy import build_policy, save_policy, save_policy_atomic
+from .rewards import base_tokenizer, token_rewards_store
+from .runtime import adapter_dir, base_dir, configure_threads
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ class RoundCancelled(Exception):
     pass
 
 
-# Exit codes of a training.ddp_round rank, so the launching task can tell cancel and loss from failure.
+# Exit codes of a training.worker.ddp_round rank, so the launching task can tell cancel and loss from failure.
 EXIT_CANCELLED = 3
 EXIT_LOST = 4
 
@@ -99,9 +102,9 @@ def round_run(*, round_id: int, on_update: Callable[[int, int, dict], None] | No
 
 
 def _run_distributed(training_round: TrainingRound, procs: int) -> None:
-    """Launch ``procs`` ranks of ``training.ddp_round`` under torchrun and wait for them."""
+    """Launch ``procs`` ranks of ``training.worker.ddp_round`` under torchrun and wait for them."""
     config = TrainingConfig.from_dict({**training_round.config, "mode": training_round.mode})
-    tokenizer, fingerprint = reward_pipeline.base_tokenizer()
+    tokenizer, fingerprint = base_tokenizer()
     build_samples(training_round, config, tokenizer, fingerprint)  # ranks must only read the rewards
     env = {
         **os.environ,
@@ -113,7 +116,7 @@ def _run_distributed(training_round: TrainingRound, procs: int) -> None:
         "T2G_TORCH_THREADS": str(settings.T2G_TORCH_THREADS or 1),
     }
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
-               "-m", "training.ddp_round", "--round-id", str(training_round.pk)]  # fmt: skip
+               "-m", "training.worker.ddp_round", "--round-id", str(training_round.pk)]  # fmt: skip
     result = subprocess.run(command, env=env, cwd=Path(__file__).resolve().parent.parent, capture_output=True,
                             text=True, check=False)  # fmt: skip
     codes = {int(code) for code in re.findall(r"exitcode\s*:\s*(\d+)", result.stderr)} | {result.returncode}
@@ -149,9 +152,9 @@ def build_samples(
             annotation_id__in=training_round.snapshot, tokenizer_fingerprint=fingerprint
         ).values_list("annotation_id", flat=True)
     )
-    for annotation in annotations:
-        if annotation.pk in missing:
-            reward_pipeline._store(annotation, tokenizer, fingerprint)
+    token_rewards_store(
+        annotations=[a for a in annotations if a.pk in missing], tokenizer=tokenizer, fingerprint=fingerprint
+    )
     rows = TokenReward.objects.filter(
         annotation_id__in=training_round.snapshot, tokenizer_fingerprint=fingerprint
     ).select_related("annotation__generation__prompt__project")
@@ -164,7 +167,7 @@ def build_samples(
         if not group[0].token_ids:
             continue  # an empty output has nothing to learn from
         how = (generation.prompt.project.reward_scheme or {}).get("combine", "mean")
-        combined = reward_pipeline.rewards.combine_rewards([row.rewards for row in group], how=how)
+        combined = combine_rewards([row.rewards for row in group], how=how)
         same_tokens = (
             generation.tokenizer_fingerprint == fingerprint
             and generation.response_token_ids == group[0].token_ids
@@ -194,7 +197,7 @@ def _run(training_round: TrainingRound, on_update=None, collective=None) -> None
 
     started = time.perf_counter()
     base = base_dir()
-    tokenizer, fingerprint = reward_pipeline.base_tokenizer()
+    tokenizer, fingerprint = base_tokenizer()
     samples = build_samples(training_round, config, tokenizer, fingerprint)
     if not samples:
         raise ValueError("The snapshot has no submitted annotation with rewards to train on")
@@ -207,7 +210,7 @@ def _run(training_round: TrainingRound, on_update=None, collective=None) -> None
     start_dir = checkpoint if resume else adapter_dir(training_round.base_version)
     policy = build_policy(base_model, config, adapter_dir=start_dir)
     if collective is not None:
-        from .distributed import sync_trainable_parameters
+        from text2grad.distributed import sync_trainable_parameters
 
         sync_trainable_parameters(policy, collective)
     optimizer = make_optimizer(policy, config)

@@ -7,8 +7,8 @@ import logging
 from django.conf import settings
 from django.utils import timezone
 
-from . import alignment
-from .models import AlignmentRequest
+from text2grad import alignment
+from training.models import AlignmentRequest
 
 logger = logging.getLogger(__name__)
 

@@ -55,6 +55,7 @@ __all__ = [
     "TokenizedResponse",
     "TokenizedRewards",
     "batch_token_rewards",
+    "batch_tokenized_rewards",
     "combine_rewards",
     "token_rewards",
     "token_rewards_from_offsets",
@@ -476,6 +477,19 @@ def batch_token_rewards(
     >>> batch_token_rewards(tok, ["good", "bad"], [[SpanReward(0, 4, 1)], [SpanReward(0, 3, -1)]])  # doctest: +SKIP
     [[1.0], [-1.0]]
     """
+    return [
+        item.rewards for item in batch_tokenized_rewards(tokenizer, responses, spans_per_response, scheme)
+    ]
+
+
+def batch_tokenized_rewards(
+    tokenizer: PreTrainedTokenizerBase,
+    responses: Sequence[str],
+    spans_per_response: Sequence[Sequence[SpanReward]],
+    scheme: RewardScheme = DEFAULT_SCHEME,
+) -> list[TokenizedRewards]:
+    """:func:`batch_token_rewards` with each response's ids and offsets kept (``prompt_ids`` left empty):
+    what the studio stores per annotation. One batched tokenizer call and the numpy mapping for all."""
     if len(responses) != len(spans_per_response):
         raise ValueError(
             f"got {len(responses)} responses but {len(spans_per_response)} span lists; they must pair up"
@@ -486,9 +500,21 @@ def batch_token_rewards(
     if not responses:
         return []
     encoded = tokenizer(list(responses), **_RESPONSE_ENCODE_KWARGS)
-    return _batch_rewards_from_offsets(
-        encoded["offset_mapping"], spans_per_response, [len(response) for response in responses], scheme
+    offsets = encoded["offset_mapping"]
+    rewards = _batch_rewards_from_offsets(
+        offsets, spans_per_response, [len(response) for response in responses], scheme
     )
+    return [
+        TokenizedRewards(
+            prompt_ids=[],
+            response_ids=list(ids),
+            response_offsets=[(start, end) for start, end in response_offsets],
+            rewards=response_rewards,
+        )
+        for ids, response_offsets, response_rewards in zip(
+            encoded["input_ids"], offsets, rewards, strict=True
+        )
+    ]
 
 
 _COMBINERS: dict[str, Callable[[Sequence[float]], float]] = {

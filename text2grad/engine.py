@@ -1,12 +1,12 @@
 """One TEXT2GRAD PPO update over a batch of critiqued samples (no Django; tensors and the policy only).
 
 >>> import torch
->>> from training.config import TrainingConfig
+>>> from text2grad.config import TrainingConfig
 >>> cfg = TrainingConfig(ppo_epochs=1, minibatch_size=2)
 >>> sample = Sample(prompt_ids=[1, 2], response_ids=[3, 4], token_rewards=[0.0, -1.0])
 >>> # metrics = ppo_update(policy, [sample], cfg, make_kl_controller(cfg), optimizer=make_optimizer(policy, cfg))
 
-The update follows the paper's recipe with the fixes listed in DESIGN.md: rollout statistics without
+The update follows the paper's recipe with these fixes: rollout statistics without
 gradients (old and reference log-probabilities, values, KL), per-token shaped rewards, GAE that carries
 over masked positions, whitened advantages, then ``ppo_epochs`` epochs of clipped policy and value losses
 over shuffled minibatches with gradient clipping. Samples sampled from an older model version carry their
@@ -29,9 +29,9 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from training.config import TrainingConfig
-from training.policy import PaddedBatch, PolicyWithValueHead, pad_batch
-from training.ppo import (
+from text2grad.config import TrainingConfig
+from text2grad.policy import PaddedBatch, PolicyWithValueHead, pad_batch
+from text2grad.ppo import (
     AdaptiveKLController,
     FixedKLController,
     full_kl,
@@ -285,7 +285,7 @@ def ppo_update(
     ``should_stop`` is polled before each step (a cancelled round stops between steps; the returned
     metrics then have ``stopped=True``). ``generator`` shuffles minibatches; pass one per round so updates
     see different orders, and the same seed on every rank when distributed. ``collective`` makes the
-    update one of several processes (see :mod:`training.distributed`); every rank must pass the same
+    update one of several processes (see :mod:`text2grad.distributed`); every rank must pass the same
     ``samples`` in the same order.
 
     ``kl_ctl`` is updated at the end with the rollout's mean per-sequence KL. The returned summary holds

@@ -1,43 +1,20 @@
-"""Worker-side services: the work that loads the model. Imported only inside Celery tasks and commands."""
+"""Generation jobs: sample outputs for a project's prompts with a model version, batch by batch."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
-import torch
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from annotations.models import Generation, Prompt
+from text2grad import generation, model_store
+from training.models import GenerationJob
 
-from . import generation, model_store
-from .models import GenerationJob, ModelVersion
+from .runtime import load_version
 
 logger = logging.getLogger(__name__)
-
-
-def configure_threads() -> None:
-    if settings.T2G_TORCH_THREADS > 0:
-        torch.set_num_threads(settings.T2G_TORCH_THREADS)
-
-
-def base_dir() -> Path:
-    return model_store.ensure_base(models_dir=settings.T2G_MODELS_DIR, base_ref=settings.T2G_BASE_MODEL)
-
-
-def adapter_dir(version: ModelVersion | None) -> Path | None:
-    if version is None or not version.adapter_path:
-        return None
-    path = Path(version.adapter_path)
-    return path if path.is_absolute() else settings.T2G_MODELS_DIR / path
-
-
-def load_version(version: ModelVersion | None):
-    """(model, tokenizer) for a version, from this process's cache."""
-    configure_threads()
-    return model_store.model_cache.get(base_dir(), adapter_dir(version))
 
 
 def generation_job_run(*, job_id: int) -> None:

@@ -85,7 +85,7 @@ class TrainingConfig:
     vf_coef: float = 0.1
     # Paper/TRL: optimisation epochs over one batch of rollouts.
     ppo_epochs: int = 4
-    # Sequences per optimiser step: 4×128 tokens take ~2.2 s forward+backward on the 2-core CPU (DESIGN.md).
+    # Sequences per optimiser step: 4×128 tokens take ~2.2 s forward+backward on the 2-core CPU.
     minibatch_size: int = 4
     # Rows per forward/backward inside a minibatch (gradients accumulate to the same optimiser step): only
     # one micro-batch's activations are alive at a time; 2 rows cut peak memory by a quarter at no cost in

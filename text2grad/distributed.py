@@ -1,4 +1,4 @@
-"""Run :func:`training.engine.ppo_update` as one of several processes (``torchrun``; gloo on CPU, NCCL on GPU).
+"""Run :func:`text2grad.engine.ppo_update` as one of several processes (``torchrun``; gloo on CPU, NCCL on GPU).
 
 There is no DistributedDataParallel wrapper: the trainable parameters (LoRA factors and the value head)
 are a few MB, so after each backward their gradients are summed in one flat ``all_reduce``. That keeps
@@ -26,8 +26,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from training.engine import shard_indices
-from training.policy import PolicyWithValueHead
+from text2grad.engine import shard_indices
+from text2grad.policy import PolicyWithValueHead
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ __all__ = [
 
 
 class TorchDistCollective:
-    """:class:`training.engine.Collective` over an initialised ``torch.distributed`` process group."""
+    """:class:`text2grad.engine.Collective` over an initialised ``torch.distributed`` process group."""
 
     def __init__(self, group: dist.ProcessGroup | None = None) -> None:
         if not dist.is_initialized():

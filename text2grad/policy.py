@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
-from training.config import TrainingConfig
+from text2grad.config import TrainingConfig
 
 logger = logging.getLogger(__name__)
 
