@@ -117,7 +117,7 @@ def _run_distributed(training_round: TrainingRound, procs: int) -> None:
     }
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
                "-m", "training.worker.ddp_round", "--round-id", str(training_round.pk)]  # fmt: skip
-    result = subprocess.run(command, env=env, cwd=Path(__file__).resolve().parent.parent, capture_output=True,
+    result = subprocess.run(command, env=env, cwd=Path(__file__).resolve().parents[2], capture_output=True,
                             text=True, check=False)  # fmt: skip
     codes = {int(code) for code in re.findall(r"exitcode\s*:\s*(\d+)", result.stderr)} | {result.returncode}
     if EXIT_CANCELLED in codes:
