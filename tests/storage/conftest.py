@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.training.conftest import critiqued, tiny_settings  # noqa: F401 (shared fixtures)
+
 MOTO_SERVER = Path(sys.executable).with_name("moto_server")
 CREDENTIALS = {"key": "testing", "secret": "testing", "region": "us-east-1"}
 
