@@ -185,6 +185,22 @@ class ArtifactStore:
         start = len(self.root) + 1
         return sorted(path[start:] for path in found if path.startswith(base + "/"))
 
+    def list_modified(self, prefix: str) -> dict[str, float]:
+        """``{key: last modified (epoch seconds)}`` for every object under ``prefix/``."""
+        base = self._path(prefix)
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return {}
+        start = len(self.root) + 1
+        modified = {}
+        for path, info in found.items():
+            if not path.startswith(base + "/"):
+                continue
+            stamp = info.get("LastModified", info.get("mtime", 0))
+            modified[path[start:]] = stamp.timestamp() if hasattr(stamp, "timestamp") else float(stamp)
+        return modified
+
     def signed_url(
         self, key: str, *, expires_s: int = 300, filename: str = "", content_type: str = ""
     ) -> str:

@@ -288,6 +288,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "annotations.reap_stale_exports",
         "schedule": _REAP_JOBS_EVERY_S,
     },
+    "collect-orphan-versions": {
+        "task": "training.collect_orphan_versions",
+        "schedule": env_int("T2G_COLLECT_ORPHANS_EVERY_S", 6 * 3600),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

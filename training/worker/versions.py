@@ -52,6 +52,23 @@ def version_dir(version: ModelVersion | None) -> Path | None:
     return path if path.is_absolute() else settings.T2G_MODELS_DIR / path
 
 
+def versions_collect_orphans(*, min_age_s: int = 24 * 3600) -> list[str]:
+    """Delete version folders in the store that no row names and that nobody wrote to for ``min_age_s``:
+    what a worker killed between upload and commit left behind. Returns the deleted keys."""
+    store = default_store()
+    newest: dict[str, float] = {}
+    for key, stamp in store.list_modified(VERSIONS_PREFIX).items():
+        folder = "/".join(key.split("/")[:3])
+        newest[folder] = max(newest.get(folder, 0.0), stamp)
+    named = set(ModelVersion.objects.exclude(storage_key="").values_list("storage_key", flat=True))
+    cutoff = time.time() - min_age_s
+    orphans = sorted(folder for folder, stamp in newest.items() if folder not in named and stamp < cutoff)
+    for folder in orphans:
+        logger.warning("Deleting %s: no model version names it (an upload that never committed)", folder)
+        store.delete(folder)
+    return orphans
+
+
 def checkpoint_key(round_id: int, step: int) -> str:
     return f"{CHECKPOINTS_PREFIX}/round-{round_id}/step-{step}"
 
