@@ -101,3 +101,19 @@ def test_signed_url_downloads_without_credentials(store):
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.read() == b"signed"
         assert "s.txt" in response.headers["Content-Disposition"]
+
+
+def test_a_storage_url_of_another_scheme_stops_the_start(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {**os.environ, "T2G_STORAGE_URL": "ftp://files.example.org/studio", "T2G_VAR_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='text2grad_web.settings';"
+         " django.setup()"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0 and "T2G_STORAGE_URL='ftp://files.example.org/studio'" in result.stderr

@@ -72,3 +72,21 @@ def test_a_version_whose_objects_changed_is_refused(s3_tiny, critiqued, tmp_path
     with pytest.raises(StorageError, match="do not match"):
         runtime.adapter_dir(version)
     assert not (s3_tiny.T2G_MODEL_CACHE_DIR / version.content_hash).exists()
+
+
+def test_orphaned_version_folders_are_collected_and_named_ones_kept(tiny_settings, tmp_path):
+    from training.models import ModelVersion
+    from training.worker.versions import version_publish, versions_collect_orphans
+
+    source = tmp_path / "adapter"
+    source.mkdir()
+    (source / "adapter_config.json").write_text("{}")
+    key, digest = version_publish(source_dir=source, name="kept")
+    ModelVersion.objects.create(name="kept", base_model="tiny", storage_key=key, content_hash=digest)
+    version_publish(source_dir=source, name="never-committed")
+    assert versions_collect_orphans(min_age_s=3600) == []
+    assert versions_collect_orphans(min_age_s=0) == ["models/versions/never-committed"]
+    assert default_store().list("models/versions") == [
+        "models/versions/kept/MANIFEST.json",
+        "models/versions/kept/adapter_config.json",
+    ]
