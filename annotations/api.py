@@ -14,7 +14,7 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponseRedirect
 from django_filters import rest_framework as filters
 from django_filters.fields import IsoDateTimeField
 from drf_spectacular.types import OpenApiTypes
@@ -501,14 +501,17 @@ class ExportViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def download(self, request, pk=None):
         """The export's file; its sha256 is in the ``X-Content-SHA256`` header and in ``content_hash``."""
         export = self.get_object()
-        path = datasets.export_file(export)
-        if path is None:
+        signed_url = datasets.export_signed_url(export)
+        if signed_url:
+            return HttpResponseRedirect(signed_url)
+        stream = datasets.export_open(export)
+        if stream is None:
             return Response(
                 {"detail": f"Export {export.pk} has no file to download (status: {export.status})."},
                 status=status.HTTP_409_CONFLICT,
             )
         response = FileResponse(
-            open(path, "rb"),  # noqa: SIM115 (FileResponse closes it)
+            stream,  # streamed from the artifact store in blocks; FileResponse closes it
             as_attachment=True,
             filename=datasets.export_download_name(export),
             content_type=exports.CONTENT_TYPES[export.format],

@@ -94,13 +94,16 @@ def export_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def export_download(request: HttpRequest, pk: int) -> FileResponse:
+def export_download(request: HttpRequest, pk: int) -> HttpResponse:
     export = _get_export_for_user(request, pk)
-    path = datasets.export_file(export)
-    if path is None:
+    signed_url = datasets.export_signed_url(export)
+    if signed_url:
+        return redirect(signed_url)
+    stream = datasets.export_open(export)
+    if stream is None:
         raise Http404("This export has no file to download.")
     response = FileResponse(
-        open(path, "rb"),  # noqa: SIM115 (FileResponse closes it)
+        stream,  # streamed from the artifact store in blocks; FileResponse closes it
         as_attachment=True,
         filename=datasets.export_download_name(export),
         content_type=exports.CONTENT_TYPES[export.format],

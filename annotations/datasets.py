@@ -2,14 +2,15 @@
 
 An export is a DatasetExport row: its resolved query, row count and the sha256 of the bytes written make it
 a dataset snapshot a paper or a training round can cite. Background exports are claimed by the worker with a
-conditional update (QUEUED → RUNNING), written to a temporary file under ``VAR_DIR/exports`` and renamed into
-place, so a half-written file is never offered for download.
+conditional update (QUEUED → RUNNING) and written to the artifact store under ``exports/`` (a local temporary
+file renamed into place, or an S3 multipart upload completed only on success), so a half-written file is
+never offered for download. ``file_path`` holds the store key: any web process can stream it.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import logging
-import os
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -22,6 +23,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from artifacts import StorageError, default_store
 from jobs import dispatch
 
 from . import exports, roles
@@ -34,8 +36,11 @@ logger = logging.getLogger(__name__)
 EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet"}
 
 
+EXPORTS_PREFIX = "exports"  # the store key prefix of exports (a folder of VAR_DIR with the local store)
+
+
 def export_dir() -> Path:
-    return Path(settings.VAR_DIR) / "exports"
+    return Path(settings.VAR_DIR) / EXPORTS_PREFIX
 
 
 def export_validate(*, kind: str, fmt: str, query: dict | None, user=None) -> exports.ExportQuery:
@@ -97,28 +102,22 @@ def export_run(*, export_id: int, previous_run_lost: bool = False) -> DatasetExp
         logger.info("Export %s is not queued any more; nothing to do", export_id)
         return None
     export = DatasetExport.objects.get(pk=export_id)
-    directory = export_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / f"export-{export.pk}-{export.kind}.{EXTENSIONS[export.format]}"
-    partial = directory / _partial_name(export.pk, uuid.uuid4().hex)
+    key = f"{EXPORTS_PREFIX}/export-{export.pk}-{export.kind}.{EXTENSIONS[export.format]}"
+    partial_key = f"{EXPORTS_PREFIX}/{_partial_name(export.pk, uuid.uuid4().hex)}"
     try:
         query = exports.ExportQuery.from_dict(export.query, kind=export.kind)
         total = exports.estimate_total(export.kind, query)
         DatasetExport.objects.filter(pk=export.pk).update(total_rows=total)
-        with open(partial, "wb") as raw:
+        with default_store().writer(key, partial_key=partial_key) as raw:
             sink = exports.HashingSink(raw)
             count = exports.write_export(
                 export.kind, export.format, query, sink, progress=_progress_reporter(export.pk, total)
             )
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(partial, final)
     except Exception as exc:
-        partial.unlink(missing_ok=True)
         logger.exception("Export %s failed", export_id)
         _finish_failed(export, exc)
         raise
-    return _finish_succeeded(export, count, sink.hexdigest, str(final.relative_to(settings.VAR_DIR)))
+    return _finish_succeeded(export, count, sink.hexdigest, key)
 
 
 def _partial_name(pk: int, token: str) -> str:
@@ -147,9 +146,12 @@ def exports_reap_stale(*, stale_after_s: int = EXPORT_STALE_AFTER_S) -> int:
         DatasetExport.objects.filter(pk__in=stale).update(
             status=DatasetExport.Status.FAILED, error=WORKER_LOST, finished_at=timezone.now()
         )
-    for pk in stale:
-        for partial in export_dir().glob(_partial_name(pk, "*")):
-            partial.unlink(missing_ok=True)
+    if stale:
+        store = default_store()  # S3 never lists an unfinished upload; a local store has partial files
+        patterns = [f"{EXPORTS_PREFIX}/{_partial_name(pk, '*')}" for pk in stale]
+        for key in store.list(EXPORTS_PREFIX):
+            if any(fnmatch.fnmatch(key, pattern) for pattern in patterns):
+                store.delete(key)
     return len(stale)
 
 
@@ -213,15 +215,39 @@ def export_write(
     return _finish_succeeded(export, count, hashing.hexdigest, file_path)
 
 
-def export_file(export: DatasetExport) -> Path | None:
-    """The export's file if it is a finished export under ``VAR_DIR/exports`` that still exists."""
+def export_key(export: DatasetExport) -> str | None:
+    """The export's store key if it is a finished export under ``exports/`` whose file still exists."""
     if export.status != DatasetExport.Status.SUCCEEDED or not export.file_path:
         return None
-    root = export_dir().resolve()
-    path = (Path(settings.VAR_DIR) / export.file_path).resolve()
-    if root not in path.parents or not path.is_file():
+    key = export.file_path
+    if not key.startswith(f"{EXPORTS_PREFIX}/"):
+        return None  # written by the command line to a file of its own choosing
+    try:
+        return key if default_store().is_file(key) else None
+    except StorageError:  # not a well-formed key (``..`` and such)
         return None
-    return path
+
+
+def export_open(export: DatasetExport) -> IO[bytes] | None:
+    """A stream of the export's bytes, read in blocks from the store (never the whole file at once)."""
+    key = export_key(export)
+    return default_store().open(key) if key else None
+
+
+def export_signed_url(export: DatasetExport) -> str | None:
+    """A short-lived URL of the object store, when downloads are configured to go there directly."""
+    store = default_store()
+    if not settings.T2G_STORAGE_SIGNED_DOWNLOADS or store.is_local:
+        return None
+    key = export_key(export)
+    if key is None:
+        return None
+    return store.signed_url(
+        key,
+        expires_s=settings.T2G_STORAGE_SIGNED_URL_EXPIRY_S,
+        filename=export_download_name(export),
+        content_type=exports.CONTENT_TYPES[export.format],
+    )
 
 
 def export_download_name(export: DatasetExport) -> str:

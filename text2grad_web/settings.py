@@ -108,6 +108,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_htmx",
     "jobs",
+    "artifacts",
     "annotations",
     "training",
 ]
@@ -287,6 +288,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "annotations.reap_stale_exports",
         "schedule": _REAP_JOBS_EVERY_S,
     },
+    "collect-orphan-versions": {
+        "task": "training.collect_orphan_versions",
+        "schedule": env_int("T2G_COLLECT_ORPHANS_EVERY_S", 6 * 3600),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -301,6 +306,25 @@ T2G_MAX_NEW_TOKENS = env_int("T2G_MAX_NEW_TOKENS", 160)
 T2G_TEMPERATURE = env_float("T2G_TEMPERATURE", 0.6)
 T2G_TOP_P = env_float("T2G_TOP_P", 0.95)
 T2G_GENERATION_BATCH = env_int("T2G_GENERATION_BATCH", 8)
+
+# --- Artifacts (model versions, checkpoints, exports, logs) ----------------------------------------
+# Empty: the local folder T2G_VAR_DIR (one host). s3://bucket/prefix: S3-compatible object storage shared
+# by every host (AWS S3, MinIO, Ceph RGW). Empty keys fall back to botocore's chain (AWS_* vars, roles).
+T2G_STORAGE_URL = env_str("T2G_STORAGE_URL")
+if T2G_STORAGE_URL and not T2G_STORAGE_URL.startswith(("s3://", "file://")):
+    raise ImproperlyConfigured(f"T2G_STORAGE_URL={T2G_STORAGE_URL!r}: use s3://bucket/prefix or file:///path")
+T2G_STORAGE_OPTIONS = {
+    "endpoint_url": env_str("T2G_STORAGE_ENDPOINT_URL"),
+    "key": env_str("T2G_STORAGE_ACCESS_KEY_ID"),
+    "secret": env_str("T2G_STORAGE_SECRET_ACCESS_KEY"),
+    "region": env_str("T2G_STORAGE_REGION"),
+}
+# Downloads: stream through the web process (default), or redirect to a signed URL of the object store
+# (the browser must reach the store's endpoint).
+T2G_STORAGE_SIGNED_DOWNLOADS = env_bool("T2G_STORAGE_SIGNED_DOWNLOADS", False)
+T2G_STORAGE_SIGNED_URL_EXPIRY_S = env_int("T2G_STORAGE_SIGNED_URL_EXPIRY_S", 300)
+# Each worker's local copies of model versions, one folder per content hash.
+T2G_MODEL_CACHE_DIR = Path(env_str("T2G_MODEL_CACHE_DIR", str(T2G_MODELS_DIR / "cache")))
 
 # Optional LLM aligner (OpenAI-compatible endpoint), as the paper used GPT-4o.
 T2G_LLM_ALIGNER_URL = env_str("T2G_LLM_ALIGNER_URL")

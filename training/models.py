@@ -13,7 +13,16 @@ class ModelVersion(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     base_model = models.CharField(max_length=500, help_text="Base model reference (path or id).")
-    adapter_path = models.CharField(max_length=500, blank=True, help_text="Empty: the bare base model.")
+    adapter_path = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Legacy: a folder under T2G_MODELS_DIR. New versions use storage_key.",
+    )
+    # Where the adapter folder was published in the artifact store, and the sha256 of its manifest: set
+    # only after every object was uploaded and read back, so a row never points at a partial upload.
+    # Both empty (and no adapter_path): the bare base model.
+    storage_key = models.CharField(max_length=500, blank=True)
+    content_hash = models.CharField(max_length=64, blank=True)
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
     )
@@ -35,6 +44,10 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return self.name + (" (active)" if self.is_active else "")
+
+    @property
+    def has_adapter(self) -> bool:
+        return bool(self.storage_key or self.adapter_path)
 
 
 class Job(models.Model):
@@ -145,6 +158,8 @@ class TrainingRound(Job):
     )
     auto_promote = models.BooleanField(default=False)
     cancel_requested = models.BooleanField(default=False)
+    # A storage key (checkpoints/round-N/step-K) set after each checkpoint is uploaded; legacy rows hold a
+    # local folder path.
     checkpoint_path = models.CharField(max_length=500, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     summary = models.JSONField(default=dict, blank=True, help_text="Final metrics and stage timings.")

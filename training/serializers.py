@@ -15,6 +15,8 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "name",
             "base_model",
             "adapter_path",
+            "storage_key",
+            "content_hash",
             "parent",
             "created_by_round",
             "is_active",

@@ -64,3 +64,11 @@ def reap_stale_jobs() -> dict:
     from . import services
 
     return {"rounds_failed": services.rounds_reap_stale(), **services.generation_jobs_reap_stale()}
+
+
+@shared_task(name="training.collect_orphan_versions", ignore_result=True)
+def collect_orphan_versions() -> list[str]:
+    """Periodic: delete version folders in the artifact store that no ModelVersion names (a day old)."""
+    from .worker import versions
+
+    return versions.versions_collect_orphans()

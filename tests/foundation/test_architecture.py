@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("text2grad", "jobs", "annotations", "training", "text2grad_web")
+PACKAGES = ("text2grad", "jobs", "artifacts", "annotations", "training", "text2grad_web")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 ML_ROOTS = ("torch", "transformers", "peft", "tokenizers", "safetensors", "accelerate")
 

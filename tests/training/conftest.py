@@ -6,6 +6,8 @@ def tiny_settings(settings, tiny_model_dir, tmp_path):
     """Point the model store at the tiny model and a throwaway models folder."""
     settings.T2G_BASE_MODEL = str(tiny_model_dir)
     settings.T2G_MODELS_DIR = tmp_path / "models"
+    settings.T2G_MODEL_CACHE_DIR = tmp_path / "models" / "cache"
+    settings.T2G_STORAGE_URL = f"file://{tmp_path / 'store'}"
     settings.T2G_TORCH_THREADS = 2
     return settings
 

@@ -26,6 +26,7 @@ def test_the_beat_schedule_names_registered_tasks():
         "annotations.expire_leases",
         "training.reap_stale_jobs",
         "annotations.reap_stale_exports",
+        "training.collect_orphan_versions",
     }
     assert scheduled <= set(app.tasks)
 

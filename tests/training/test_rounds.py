@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from annotations.models import TokenReward
+from artifacts import default_store
 from text2grad import model_store
 from training import services
 from training.models import ModelVersion, RoundMetric, TrainingRound
@@ -56,7 +57,9 @@ def test_round_moves_poor_spans_down_and_good_spans_up(tiny_settings, critiqued,
     version = training_round.output_version
     assert version.parent == start_version and version.created_by_round == training_round
     assert not version.is_active  # promotion is explicit unless the round asks for it
-    assert (tiny_settings.T2G_MODELS_DIR / version.adapter_path / "adapter_config.json").is_file()
+    assert version.storage_key == f"models/versions/{version.name}" and len(version.content_hash) == 64
+    assert (jobs.adapter_dir(version) / "adapter_config.json").is_file()
+    assert default_store().list("checkpoints") == []  # the version holds the result; checkpoints are gone
     assert (
         RoundMetric.objects.filter(training_round=training_round).count() == 6 * 2
     )  # updates x epochs x minibatches
@@ -145,7 +148,7 @@ def test_two_process_round_matches_one_process(tiny_settings, critiqued):
     assert double.metrics.count() == single.metrics.count() > 0
 
     def weights(training_round):
-        folder = tiny_settings.T2G_MODELS_DIR / training_round.output_version.adapter_path
+        folder = jobs.adapter_dir(training_round.output_version)
         return load_file(str(folder / "adapter_model.safetensors"))
 
     one, two = weights(single), weights(double)

@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -33,13 +34,14 @@ from text2grad import model_store
 from text2grad.config import TrainingConfig
 from text2grad.engine import Sample, make_kl_controller, make_optimizer, ppo_update
 from text2grad.generation import encode_prompt
-from text2grad.policy import build_policy, save_policy, save_policy_atomic
+from text2grad.policy import build_policy, save_policy
 from text2grad.rewards import combine_rewards
 from training import services
 from training.models import ModelVersion, RoundMetric, TrainingRound
 
 from .rewards import base_tokenizer, token_rewards_store
 from .runtime import adapter_dir, base_dir, configure_threads
+from .versions import checkpoint_fetch, checkpoint_publish, checkpoints_delete, log_publish, version_publish
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +116,18 @@ def _run_distributed(training_round: TrainingRound, procs: int) -> None:
         "T2G_VAR_DIR": str(settings.VAR_DIR),
         "T2G_TRAIN_PROCS": "1",
         "T2G_TORCH_THREADS": str(settings.T2G_TORCH_THREADS or 1),
+        # The ranks read and write the same artifact store as this process.
+        "T2G_STORAGE_URL": settings.T2G_STORAGE_URL,
+        "T2G_MODEL_CACHE_DIR": str(settings.T2G_MODEL_CACHE_DIR),
+        **{
+            f"T2G_STORAGE_{name.upper()}": value
+            for name, value in {
+                "endpoint_url": settings.T2G_STORAGE_OPTIONS.get("endpoint_url", ""),
+                "access_key_id": settings.T2G_STORAGE_OPTIONS.get("key", ""),
+                "secret_access_key": settings.T2G_STORAGE_OPTIONS.get("secret", ""),
+                "region": settings.T2G_STORAGE_OPTIONS.get("region", ""),
+            }.items()
+        },
     }
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
                "-m", "training.worker.ddp_round", "--round-id", str(training_round.pk)]  # fmt: skip
@@ -124,10 +138,9 @@ def _run_distributed(training_round: TrainingRound, procs: int) -> None:
         raise RoundCancelled
     if EXIT_LOST in codes:
         raise RoundLost
-    log_dir = settings.VAR_DIR / "log"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"round-{training_round.pk}-ddp.log"
-    log_path.write_text(result.stdout + "\n" + result.stderr)
+    log_path = log_publish(
+        name=f"round-{training_round.pk}-ddp.log", text=result.stdout + "\n" + result.stderr
+    )
     if result.returncode != 0:
         # The ranks' own tracebacks come before torchrun's summary; name the first exception line.
         lines = (result.stdout + "\n" + result.stderr).splitlines()
@@ -204,7 +217,7 @@ def _run(training_round: TrainingRound, on_update=None, collective=None) -> None
     timings["rewards"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    checkpoint = Path(training_round.checkpoint_path) if training_round.checkpoint_path else None
+    checkpoint = checkpoint_fetch(training_round.checkpoint_path)  # from the store: any host can resume
     resume = checkpoint is not None and (checkpoint / CHECKPOINT_STATE).is_file()
     base_model, _ = model_store.load(base, None, trainable=True)
     start_dir = checkpoint if resume else adapter_dir(training_round.base_version)
@@ -232,17 +245,21 @@ def _run(training_round: TrainingRound, on_update=None, collective=None) -> None
 
     started = time.perf_counter()
     name = f"r{training_round.pk}-{config.mode}-{timezone.now():%Y%m%d-%H%M%S}"
-    relative = Path("versions") / name
-    save_policy_atomic(policy, settings.T2G_MODELS_DIR / relative)
-    (settings.T2G_MODELS_DIR / relative / "round.json").write_text(
-        json.dumps(
-            {
-                "round": training_round.pk,
-                "config": config.to_dict(),
-                "snapshot_hash": training_round.snapshot_hash,
-            }
+    settings.T2G_MODELS_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".publish-", dir=settings.T2G_MODELS_DIR) as scratch:
+        folder = Path(scratch) / name
+        save_policy(policy, folder)
+        (folder / "round.json").write_text(
+            json.dumps(
+                {
+                    "round": training_round.pk,
+                    "config": config.to_dict(),
+                    "snapshot_hash": training_round.snapshot_hash,
+                }
+            )
         )
-    )
+        # Uploaded and verified before any row names it: a killed worker leaves no half-published version.
+        storage_key, content_hash = version_publish(source_dir=folder, name=name)
     timings["save"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -250,7 +267,8 @@ def _run(training_round: TrainingRound, on_update=None, collective=None) -> None
         version = ModelVersion.objects.create(
             name=name,
             base_model=services.base_model_reference(),
-            adapter_path=str(relative),
+            storage_key=storage_key,
+            content_hash=content_hash,
             parent=training_round.base_version,
             created_by_round=training_round,
             notes=f"{config.mode} round over {len(training_round.snapshot)} annotation(s)",
@@ -269,8 +287,9 @@ def _run(training_round: TrainingRound, on_update=None, collective=None) -> None
             raise RoundLost  # rolls back the version row: another attempt owns this round now
     timings["promote"] = time.perf_counter() - started
     TrainingRound.objects.filter(pk=training_round.pk).update(summary={**summary, "timings": timings})
-    if training_round.checkpoint_path:
-        shutil.rmtree(training_round.checkpoint_path, ignore_errors=True)  # the version holds the result now
+    # The version holds the result now.
+    checkpoints_delete(round_id=training_round.pk)
+    shutil.rmtree(_local_checkpoint_dir(training_round), ignore_errors=True)
 
 
 def _train(
@@ -288,14 +307,7 @@ def _train(
     steps = config.steps
     order = list(range(len(samples)))
     random.Random(config.seed).shuffle(order)
-    checkpoint = Path(
-        training_round.checkpoint_path
-        or settings.T2G_MODELS_DIR / "checkpoints" / f"round-{training_round.pk}"
-    )
-    if not training_round.checkpoint_path:
-        if main:
-            TrainingRound.objects.filter(pk=training_round.pk).update(checkpoint_path=str(checkpoint))
-        training_round.checkpoint_path = str(checkpoint)
+    checkpoint = _local_checkpoint_dir(training_round)
     round_started = time.perf_counter()
     metric_step = RoundMetric.objects.filter(training_round=training_round).count()
     generator = torch.Generator().manual_seed(config.seed + first_step)
@@ -353,15 +365,25 @@ def _train(
         )
         metric_step += len(records)
         _save_checkpoint(checkpoint, policy, optimizer, kl_ctl, done)
+        # The row moves to the new checkpoint only once it is whole in the store; then the older goes.
+        checkpoint_key = checkpoint_publish(source_dir=checkpoint, round_id=training_round.pk, step=done)
         _owned(training_round).update(
+            checkpoint_path=checkpoint_key,
             progress_step=done,
             progress_total=steps,
             heartbeat_at=timezone.now(),
             summary={"elapsed_s": round(elapsed, 2), "eta_s": round(eta, 2), "last_update": _floats(metrics)},
         )
         training_round.summary = {"elapsed_s": round(elapsed, 2), "eta_s": round(eta, 2)}
+        training_round.checkpoint_path = checkpoint_key
+        checkpoints_delete(round_id=training_round.pk, keep=checkpoint_key)
         if on_update is not None:
             on_update(done, steps, metrics)
+
+
+def _local_checkpoint_dir(training_round: TrainingRound) -> Path:
+    """This host's scratch copy of the round's checkpoint; the store holds the one that counts."""
+    return settings.T2G_MODELS_DIR / "checkpoints" / f"round-{training_round.pk}"
 
 
 def _save_checkpoint(directory: Path, policy, optimizer, kl_ctl, step: int) -> None:

@@ -10,6 +10,8 @@ from django.conf import settings
 from text2grad import model_store
 from training.models import ModelVersion
 
+from .versions import version_dir
+
 
 def configure_threads() -> None:
     if settings.T2G_TORCH_THREADS > 0:
@@ -21,10 +23,8 @@ def base_dir() -> Path:
 
 
 def adapter_dir(version: ModelVersion | None) -> Path | None:
-    if version is None or not version.adapter_path:
-        return None
-    path = Path(version.adapter_path)
-    return path if path.is_absolute() else settings.T2G_MODELS_DIR / path
+    """The version's adapter on this host's disk, fetched from the artifact store when needed."""
+    return version_dir(version)
 
 
 def load_version(version: ModelVersion | None):

@@ -6,13 +6,13 @@ import os
 import sys
 from pathlib import Path
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from annotations import datasets, exports
 from annotations.models import Project
 from annotations.selectors import model_version_model
+from artifacts import default_store
 
 
 class Command(BaseCommand):
@@ -61,9 +61,13 @@ class Command(BaseCommand):
         try:
             if options["background"]:
                 if output:
-                    raise CommandError("--background writes under var/exports/; leave out --output")
+                    raise CommandError(
+                        "--background writes to the artifact store (exports/); leave out --output"
+                    )
                 export = datasets.export_create(kind=kind, fmt=fmt, query=query)
-                self.stdout.write(f"Queued export {export.pk}; the worker writes it under var/exports/.")
+                self.stdout.write(
+                    f"Queued export {export.pk}; the worker writes it to the artifact store under exports/."
+                )
                 return
             if output == "-":
                 export = datasets.export_write(kind=kind, fmt=fmt, query=query, sink=sys.stdout.buffer)
@@ -77,7 +81,8 @@ class Command(BaseCommand):
                 export = datasets.export_run(export_id=export.pk)
         except exports.ExportQueryError as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(_summary(export, str(Path(settings.VAR_DIR) / export.file_path)))
+        where = export.file_path if output else default_store().describe(export.file_path)
+        self.stdout.write(_summary(export, where))
 
 
 def _lookup(model, field: str, value: str | None, *, by_id: bool = True) -> int | None:
