@@ -4,7 +4,8 @@ Generates ``--n`` realistic responses (prose and code, 200–1500 characters, so
 each, from a fixed seed, then times in one process, alternating, ``--repeats`` times each:
 
 (a) bare batch tokenization: ``tokenizer(texts, add_special_tokens=False)``;
-(b) the whole reward computation: ``batch_token_rewards`` (batch tokenization with offsets + mapping).
+(b) the whole reward computation as the worker runs it: ``batch_tokenized_rewards`` (batch tokenization
+    with offsets + mapping, ids and offsets kept for storage).
 
 It prints the medians and the ratio (b)/(a) as a markdown table. The goal is a ratio of at most 1.5.
 
@@ -25,7 +26,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from text2grad.rewards import RewardScheme, SpanReward, batch_token_rewards  # noqa: E402
+from text2grad.rewards import RewardScheme, SpanReward, batch_tokenized_rewards  # noqa: E402
 
 PROSE_SAMPLE = (
     "the model returns a summary of the article but omits the key figures and misstates who "
@@ -144,7 +145,7 @@ def main() -> None:
 
     # Warm up both paths (thread pool start, caches) so the first timed run is not an outlier.
     tokenizer(texts[:200], add_special_tokens=False)
-    batch_token_rewards(tokenizer, texts[:200], spans_per_text[:200], scheme)
+    batch_tokenized_rewards(tokenizer, texts[:200], spans_per_text[:200], scheme)
     n_tokens = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
 
     bare: list[tuple[float, float]] = []
@@ -152,7 +153,7 @@ def main() -> None:
     for _ in range(args.repeats):
         # Alternate the two so that machine noise (other processes, CPU clock) hits both alike.
         bare.append(timed(lambda: tokenizer(texts, add_special_tokens=False)))
-        full.append(timed(lambda: batch_token_rewards(tokenizer, texts, spans_per_text, scheme)))
+        full.append(timed(lambda: batch_tokenized_rewards(tokenizer, texts, spans_per_text, scheme)))
 
     chars = sum(len(text) for text in texts)
     spans = sum(len(spans) for spans in spans_per_text)
@@ -167,7 +168,7 @@ def main() -> None:
     print("| measurement | wall s median | wall s min | CPU s median | wall s, every run |")
     print("|---|---:|---:|---:|---|")
     summary = {}
-    for name, runs in (("(a) bare batch tokenization", bare), ("(b) batch_token_rewards", full)):
+    for name, runs in (("(a) bare batch tokenization", bare), ("(b) batch_tokenized_rewards", full)):
         walls, cpus = [run[0] for run in runs], [run[1] for run in runs]
         summary[name] = (statistics.median(walls), min(walls), statistics.median(cpus))
         wall_median, wall_min, cpu_median = summary[name]

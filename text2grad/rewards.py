@@ -504,12 +504,10 @@ def batch_tokenized_rewards(
     rewards = _batch_rewards_from_offsets(
         offsets, spans_per_response, [len(response) for response in responses], scheme
     )
+    # The tokenizer's own lists are kept as they are: no per-token copy on the path every submission takes.
     return [
         TokenizedRewards(
-            prompt_ids=[],
-            response_ids=list(ids),
-            response_offsets=[(start, end) for start, end in response_offsets],
-            rewards=response_rewards,
+            prompt_ids=[], response_ids=ids, response_offsets=response_offsets, rewards=response_rewards
         )
         for ids, response_offsets, response_rewards in zip(
             encoded["input_ids"], offsets, rewards, strict=True
