@@ -111,7 +111,11 @@ def align_critique(
         polarity_p, scope_p = classifier.read(texts)
         clause_p = polarity_p[: len(clauses)]
         sentence_p = polarity_p[len(clauses) : len(clauses) + len(sentences)]
-        sentence_scope = scope_p[len(clauses) : len(clauses) + len(sentences)]
+        # A sentence points somewhere if the sentence or any of its clauses does ("X is unreliable; this
+        # should use Y" is about X even though its second clause is a suggested fix).
+        sentence_scope = list(scope_p[len(clauses) : len(clauses) + len(sentences)])
+        for clause, scope in zip(clauses, scope_p[: len(clauses)], strict=True):
+            sentence_scope[clause.sentence_index] = max(sentence_scope[clause.sentence_index], scope)
         overall_p = polarity_p[-1]
     sentence_polarity = [infer_polarity(masked[s:e]) for s, e in sentences]
     overall_polarity = infer_polarity(masked)
@@ -159,11 +163,15 @@ def align_critique(
             return (vectors[1:] @ vectors[0]).astype(np.float64).tolist()
 
     # Sentences that name a line number: a backticked name in them is about that line, not on its own.
-    line_ref_sentences = {
-        clause.sentence_index
-        for clause in clauses
-        if _structural_refs(output, masked[clause.start : clause.end], is_code=is_code, allow_ordinals=False)
-    }
+    # In code, an expression quoted inside the named line is read as that line too ("Setting `hi` to
+    # `len(xs)` on line 2" is about line 2).
+    referenced_lines: dict[int, list[tuple[int, int]]] = {}
+    for clause in clauses:
+        for start, end, _ in _structural_refs(
+            output, masked[clause.start : clause.end], is_code=is_code, allow_ordinals=False
+        ):
+            referenced_lines.setdefault(clause.sentence_index, []).append((start, end))
+    line_ref_sentences = set(referenced_lines)
 
     proposals: list[SpanProposal] = []
     sentences_with_hits: set[int] = set()
@@ -182,6 +190,12 @@ def align_critique(
         ]
         if identifier and sentence_index in line_ref_sentences:
             hits = []
+        elif is_code and sentence_index in referenced_lines:
+            named = referenced_lines[sentence_index]
+            inside = [h for h in hits if any(s <= h[0] and h[1] <= e and (s, e) != h[:2] for s, e in named)]
+            if inside:
+                hits = [h for h in hits if h not in inside]
+                sentences_with_quote_hits.add(sentence_index)
         if len(hits) > 1:
             ordinal = ordinal_before(critique, quote.start)
             if ordinal is not None and abs(ordinal) <= len(hits):
