@@ -121,6 +121,9 @@ def _find_normalised(output: str, phrase: str, *, drop_spaces: bool) -> list[tup
     i = norm_out.find(norm_phrase)
     while i >= 0 and len(found) < MAX_OCCURRENCES:
         start, end = out_map[i], out_map[i + len(norm_phrase) - 1] + 1
+        # Backticks are dropped when normalising: close an inline code span the match opened.
+        if output[start:end].count("`") % 2 and output[end : end + 1] == "`":
+            end += 1
         if _respects_boundaries(output, start, end):
             found.append((start, end))
         i = norm_out.find(norm_phrase, i + len(norm_phrase))
