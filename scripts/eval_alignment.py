@@ -1,8 +1,14 @@
 """Evaluate critique-to-span alignment (text2grad.alignment) against the hand-written gold cases.
 
 Usage:
-    .venv/bin/python scripts/eval_alignment.py [--cases tests/data/alignment_cases.jsonl] [--no-semantic]
-                                               [--details] [--json]
+    .venv/bin/python scripts/eval_alignment.py [--cases FILE ...] [--no-semantic] [--details] [--json]
+
+Without ``--cases`` it reports the protocol of issue 17, each split in its own table: the dev set
+(``tests/data/alignment_dev.jsonl``, 206 cases, what the aligner may be tuned on) and the FROZEN test split
+(``tests/data/alignment_test_frozen.jsonl``, 65 cases written at the same time, never tuned on: ``--details``
+never prints its cases). Kinds are ``quoted``, ``unquoted`` and ``code``; the domain (summary, qa, chat,
+code) is the second part of a case id (``dev-summary-001-quoted``) and gets its own rows. The 81 original
+cases (``tests/data/alignment_cases.jsonl``, kinds quoted/unquoted) stay as a regression set.
 
 Matching criterion (span level): a proposal matches a gold span when the polarities agree and their
 character-overlap IoU, |P ∩ G| / |P ∪ G| in code points, is at least 0.5. Matching is one-to-one (greedy
@@ -38,6 +44,8 @@ if str(REPO) not in sys.path:
 from text2grad.alignment import Embedder, SpanProposal, align_critique  # noqa: E402
 
 DEFAULT_CASES = REPO / "tests" / "data" / "alignment_cases.jsonl"
+DEV_CASES = REPO / "tests" / "data" / "alignment_dev.jsonl"
+FROZEN_TEST_CASES = REPO / "tests" / "data" / "alignment_test_frozen.jsonl"
 IOU_THRESHOLD = 0.5
 
 
@@ -146,7 +154,11 @@ def evaluate(
             len(case["output"]), [(g["start"], g["end"], g["polarity"]) for g in case["gold"]]
         )
         char_tp = sum(1 for p, g in zip(predicted_labels, gold_labels, strict=True) if p and p == g)
-        for kind in (case["kind"], "all"):
+        parts = case["id"].split("-")
+        domain = f"domain:{parts[1]}" if len(parts) > 2 and parts[0] in ("dev", "test") else None
+        for kind in (case["kind"], domain, "all"):
+            if kind is None:
+                continue
             counts = results.setdefault(kind, Counts())
             counts.cases += 1
             counts.proposals += len(proposals)
@@ -156,7 +168,7 @@ def evaluate(
             counts.char_pred += sum(1 for p in predicted_labels if p)
             counts.char_gold += sum(1 for g in gold_labels if g)
             imperfect = len(matches) != len(proposals) or len(matches) != len(case["gold"])
-            if imperfect and kind != "all":
+            if imperfect and kind != "all" and not kind.startswith("domain:"):
                 counts.failures.append(case["id"])
     return results, predictions
 
@@ -166,7 +178,7 @@ def markdown_table(results: dict[str, Counts]) -> str:
         "| kind | cases | gold | proposed | matched | span P | span R | span F1 | char P | char R | char F1 |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for kind in sorted(results, key=lambda k: (k == "all", k)):
+    for kind in sorted(results, key=lambda k: (k == "all", k.startswith("domain:"), k)):
         c = results[kind]
         sp, sr, sf = c.span_prf
         cp, cr, cf = c.char_prf
@@ -189,46 +201,62 @@ def _describe(case: dict, proposals: list[SpanProposal]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=Path, default=DEFAULT_CASES)
+    parser.add_argument(
+        "--cases",
+        type=Path,
+        action="append",
+        help="a JSONL case file (repeatable); default: the dev set and the frozen test split",
+    )
     parser.add_argument("--no-semantic", action="store_true", help="skip the MiniLM pass")
-    parser.add_argument("--details", action="store_true", help="print gold and proposals of imperfect cases")
+    parser.add_argument(
+        "--details",
+        action="store_true",
+        help="print gold and proposals of imperfect cases (never frozen ones)",
+    )
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON instead of markdown")
     args = parser.parse_args(argv)
 
-    cases = load_cases(args.cases)
-    started = time.perf_counter()
-    results, predictions = evaluate(cases, semantic=not args.no_semantic)
-    elapsed = time.perf_counter() - started
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    kind: {
-                        "cases": c.cases,
-                        "span_precision": c.span_prf[0],
-                        "span_recall": c.span_prf[1],
-                        "span_f1": c.span_prf[2],
-                        "char_precision": c.char_prf[0],
-                        "char_recall": c.char_prf[1],
-                        "char_f1": c.char_prf[2],
-                    }
-                    for kind, c in results.items()
-                },
-                indent=2,
-            )
-        )
-        return 0
-    print(f"{len(cases)} cases from {args.cases}, {elapsed:.1f} s (semantic: {not args.no_semantic})\n")
-    print(markdown_table(results))
-    for kind, c in sorted(results.items()):
-        if kind != "all" and c.failures:
-            print(f"\nimperfect {kind} cases: {', '.join(c.failures)}")
-    if args.details:
-        by_id = {case["id"]: case for case in cases}
+    paths = args.cases or [DEV_CASES, FROZEN_TEST_CASES]
+    report: dict[str, dict] = {}
+    for path in paths:
+        cases = load_cases(path)
+        frozen = path.resolve() == FROZEN_TEST_CASES.resolve()
+        started = time.perf_counter()
+        results, predictions = evaluate(cases, semantic=not args.no_semantic)
+        elapsed = time.perf_counter() - started
+        if args.json:
+            report[path.name] = {
+                kind: {
+                    "cases": c.cases,
+                    "span_precision": c.span_prf[0],
+                    "span_recall": c.span_prf[1],
+                    "span_f1": c.span_prf[2],
+                    "char_precision": c.char_prf[0],
+                    "char_recall": c.char_prf[1],
+                    "char_f1": c.char_prf[2],
+                }
+                for kind, c in results.items()
+            }
+            continue
+        label = " (FROZEN test split: report only, never tune on it)" if frozen else ""
+        print(f"## {path.name}{label}\n")
+        print(f"{len(cases)} cases, {elapsed:.1f} s (semantic: {not args.no_semantic})\n")
+        print(markdown_table(results))
+        if frozen:
+            print()
+            continue
         for kind, c in sorted(results.items()):
-            for case_id in c.failures if kind != "all" else []:
-                print()
-                print(_describe(by_id[case_id], predictions[case_id]))
+            if kind != "all" and c.failures:
+                print(f"\nimperfect {kind} cases: {', '.join(c.failures)}")
+        if args.details:
+            by_id = {case["id"]: case for case in cases}
+            for kind, c in sorted(results.items()):
+                for case_id in c.failures if kind != "all" else []:
+                    print()
+                    print(_describe(by_id[case_id], predictions[case_id]))
+        print()
+    if args.json:
+        print(json.dumps(report if len(report) > 1 else next(iter(report.values())), indent=2))
     return 0
 
 

@@ -73,12 +73,19 @@ def alignment_status(request: HttpRequest, pk: int) -> HttpResponse:
 def alignment_decide(request: HttpRequest, pk: int, index: int, decision: str) -> HttpResponse:
     alignment = get_object_or_404(AlignmentRequest, pk=pk)
     _annotation_for(request, alignment.annotation_id, write=True)
-    if decision not in ("accept", "reject"):
+    if decision not in ("accept", "reject", "flip"):
         raise Http404("Unknown decision")
     try:
-        services.alignment_proposal_decide(
-            request=alignment, index=index, accept=decision == "accept", user=request.user
-        )
+        if decision == "flip":
+            services.alignment_proposal_flip(request=alignment, index=index, user=request.user)
+        else:
+            services.alignment_proposal_decide(
+                request=alignment,
+                index=index,
+                accept=decision == "accept",
+                user=request.user,
+                label=request.POST.get("label") or None,
+            )
     except (ValueError, ValidationError) as exc:
         message = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
         alignment.refresh_from_db()

@@ -10,6 +10,7 @@ import re
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -242,8 +243,22 @@ def _critique_sentence(critique: str, evidence: str) -> str:
     return (chosen or evidence or critique)[:2000]
 
 
-def alignment_proposal_decide(*, request, index: int, accept: bool, user):
-    """Accept a proposal (it becomes a span with origin 'aligned') or reject it. Returns the span or None."""
+def _open_proposal(locked, index: int) -> dict:
+    if not 0 <= index < len(locked.proposals):
+        raise ValueError("No such suggestion.")
+    proposal = locked.proposals[index]
+    if proposal.get("state") != "open":
+        raise ValueError(f"This suggestion was {proposal.get('state')} already.")
+    return proposal
+
+
+def alignment_proposal_decide(*, request, index: int, accept: bool, user, label: str | None = None):
+    """Accept a proposal (it becomes a span with origin 'aligned') or reject it. Returns the span or None.
+
+    ``label`` (accept only) stores the span under that project label instead of the first label of the
+    proposal's polarity: the annotator agrees with the place but reads the critique differently. The
+    proposal then records the label's polarity, so the list shows what was accepted.
+    """
     from annotations.models import Span
     from annotations.services import span_create
 
@@ -251,20 +266,28 @@ def alignment_proposal_decide(*, request, index: int, accept: bool, user):
 
     with transaction.atomic():
         locked = AlignmentRequest.objects.select_for_update().get(pk=request.pk)
-        if not 0 <= index < len(locked.proposals):
-            raise ValueError("No such suggestion.")
-        proposal = locked.proposals[index]
-        if proposal.get("state") != "open":
-            raise ValueError(f"This suggestion was {proposal.get('state')} already.")
+        proposal = _open_proposal(locked, index)
         span = None
         if accept:
             project = locked.annotation.generation.prompt.project
-            label = next(
-                (item["name"] for item in project.label_set if item.get("polarity") == proposal["polarity"]),
-                None,
-            )
-            if label is None:
-                raise ValueError("The project has no label with this polarity.")
+            if label:
+                chosen = project.label(label)
+                if chosen is None:
+                    raise ValueError("The project has no such label.")
+                if chosen.get("polarity") in (-1, 1) and chosen["polarity"] != proposal["polarity"]:
+                    proposal["polarity"] = chosen["polarity"]
+                    proposal["flipped"] = not proposal.get("flipped", False)
+            else:
+                label = next(
+                    (
+                        item["name"]
+                        for item in project.label_set
+                        if item.get("polarity") == proposal["polarity"]
+                    ),
+                    None,
+                )
+                if label is None:
+                    raise ValueError("The project has no label with this polarity.")
             span = span_create(
                 annotation=locked.annotation,
                 start=proposal["start"],
@@ -280,6 +303,26 @@ def alignment_proposal_decide(*, request, index: int, accept: bool, user):
         locked.save(update_fields=["proposals"])
     request.refresh_from_db()
     return span
+
+
+def alignment_proposal_flip(*, request, index: int, user) -> dict:
+    """Turn an open proposal's polarity around (poor ↔ good) before it is accepted; flipping twice restores it.
+
+    The aligner reads praise as criticism now and then; the annotator fixes the label, not the place.
+    Returns the proposal as stored.
+    """
+    from .models import AlignmentRequest
+
+    with transaction.atomic():
+        locked = AlignmentRequest.objects.select_for_update().select_related("annotation").get(pk=request.pk)
+        if locked.annotation.annotator_id != getattr(user, "pk", None):
+            raise PermissionDenied("Only the annotator who wrote this annotation can change it.")
+        proposal = _open_proposal(locked, index)
+        proposal["polarity"] = -proposal["polarity"]
+        proposal["flipped"] = not proposal.get("flipped", False)
+        locked.save(update_fields=["proposals"])
+    request.refresh_from_db()
+    return proposal
 
 
 def jobs_recover_after_restart() -> dict:

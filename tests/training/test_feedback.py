@@ -140,3 +140,67 @@ def test_line_reference_in_code(tiny_settings, code_project, make_generation, an
     alignment_jobs.alignment_request_run(request_id=request.pk)
     request.refresh_from_db()
     assert [(p["text"], p["method"]) for p in request.proposals] == [("return xs[0]", "line-ref")]
+
+
+def test_suggest_flip_before_accepting(
+    tiny_settings, project, make_generation, annotator, annotator2, researcher, login
+):
+    """Issue 17: the annotator turns a suggestion's label around, then accepts it under the new label."""
+    text = "The sky is green. Grass is green. Water is wet."
+    annotation = _draft(project, make_generation, annotator, text)
+    request = services.alignment_request_create(
+        annotation=annotation, critique='Saying "The sky is green" is wrong. "Water is wet" is correct.'
+    )
+    alignment_jobs.alignment_request_run(request_id=request.pk)
+    request.refresh_from_db()
+    sky = next(i for i, p in enumerate(request.proposals) if p["text"] == "The sky is green")
+    assert request.proposals[sky]["polarity"] == -1
+    flip = reverse("alignment_decide", args=[request.pk, sky, "flip"])
+
+    assert login(annotator2).post(flip).status_code == 404  # someone else's annotation
+    assert login(researcher).post(flip).status_code == 403  # may read it, may not change it
+    client = login(annotator)
+    response = client.post(flip, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200 and "HX-Trigger" not in response
+    page = response.content.decode()
+    assert "(flipped)" in page and "Flip to poor" in page and 'data-polarity="1"' in page
+    request.refresh_from_db()
+    assert (request.proposals[sky]["polarity"], request.proposals[sky]["state"]) == (1, "open")
+    assert Span.objects.count() == 0  # flipping stores no span
+
+    client.post(flip)  # twice: back to what the aligner said
+    request.refresh_from_db()
+    assert (request.proposals[sky]["polarity"], request.proposals[sky]["flipped"]) == (-1, False)
+    client.post(flip)
+
+    response = client.post(reverse("alignment_decide", args=[request.pk, sky, "accept"]))
+    assert response.status_code == 200 and response["HX-Trigger"] == "spans-changed"
+    span = Span.objects.get(annotation=annotation)
+    assert (span.text, span.label, span.polarity, span.origin) == ("The sky is green", "good", 1, "aligned")
+    assert client.post(flip).status_code == 400  # decided already: nothing to flip
+    request.refresh_from_db()
+    assert request.proposals[sky]["polarity"] == 1
+
+
+def test_suggest_accept_with_a_label(tiny_settings, project, make_generation, annotator, login):
+    annotation = _draft(project, make_generation, annotator, "The sky is green. Water is wet.")
+    request = services.alignment_request_create(annotation=annotation, critique='"Water is wet" is correct.')
+    alignment_jobs.alignment_request_run(request_id=request.pk)
+    request.refresh_from_db()
+    water = next(i for i, p in enumerate(request.proposals) if p["text"] == "Water is wet")
+    assert request.proposals[water]["polarity"] == 1
+    url = reverse("alignment_decide", args=[request.pk, water, "accept"])
+    client = login(annotator)
+
+    response = client.post(url, {"label": "no-such-label"})
+    assert response.status_code == 400 and "no such label" in response.content.decode()
+    assert Span.objects.count() == 0
+    request.refresh_from_db()
+    assert request.proposals[water]["state"] == "open"
+
+    assert client.post(url, {"label": "poor"}).status_code == 200
+    span = Span.objects.get(annotation=annotation)
+    assert (span.text, span.label, span.polarity) == ("Water is wet", "poor", -1)
+    request.refresh_from_db()
+    stored = request.proposals[water]
+    assert (stored["polarity"], stored["flipped"], stored["state"]) == (-1, True, "accepted")

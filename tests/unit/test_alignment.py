@@ -33,7 +33,19 @@ from text2grad.alignment import proposals as proposals_module
 from text2grad.alignment import semantic as semantic_module
 
 REPO = Path(__file__).resolve().parents[2]
-ALIGNMENT_MODULES = ("align", "critique", "llm", "proposals", "quotes", "references", "semantic", "text")
+ALIGNMENT_MODULES = (
+    "align",
+    "classifier",
+    "critique",
+    "llm",
+    "occurrences",
+    "phrases",
+    "proposals",
+    "quotes",
+    "references",
+    "semantic",
+    "text",
+)
 CASES_PATH = REPO / "tests" / "data" / "alignment_cases.jsonl"
 
 
@@ -141,8 +153,11 @@ def test_all_exact_occurrences_and_word_boundaries():
     assert [p.start for p in found] == [3, 25, 42]
     # "i" is a variable here, not the letter inside "print" or "if"
     code = "for i in range(3):\n    print(i)\n"
-    found = align_critique(code, "`i` is a poor name", semantic=False, is_code=True)
+    found = align_critique(code, "`i` is a poor name", semantic=False, is_code=False)
     assert [(p.start, p.end) for p in found] == [(4, 5), (29, 30)]
+    # In code a backticked name is about one line (issue 17): here the one that introduces it.
+    found = align_critique(code, "`i` is a poor name", semantic=False, is_code=True)
+    assert [code[p.start : p.end] for p in found] == ["for i in range(3):"]
 
 
 def test_fuzzy_misquote_is_located_with_lower_score():

@@ -53,3 +53,40 @@ def test_critique_quote_becomes_a_span_and_shows_in_the_heatmap(
     assert "".join(negative.all_inner_texts()).strip() == "made of pure gold"
     assert "invented" in negative.first.get_attribute("title")
     assert not page.errors and not page.dialogs
+
+
+def test_flip_a_suggestion_then_accept_it(celery_worker_process, login_browser, annotator, make_generation):
+    """Issue 17: a suggestion read as criticism is flipped to good in the page, then accepted as good."""
+    project = services.project_create(name="Flip project", annotations_per_output=1)
+    generation = make_generation(project, OUTPUT, prompt_text="Describe the bridge.")
+    services.assignment_next(project=project, annotator=annotator)
+    annotation = Annotation.objects.get(generation=generation, annotator=annotator)
+    page = login_browser(annotator)
+    open_workspace(page, f"/annotations/{annotation.pk}/")
+
+    page.fill("#overall-critique", 'The claim "made of pure gold" is invented; the bridge is steel.')
+    page.click("#suggest-button")
+    suggestion = page.locator("#suggestions .suggestion[data-state='open']").first
+    suggestion.wait_for(timeout=60_000)
+    assert suggestion.get_attribute("data-polarity") == "-1"
+    assert suggestion.locator(".suggestion-label").inner_text() == "poor"
+    mark = page.locator("#output-text mark.hl-proposal").first
+    assert mark.evaluate("m => m.style.getPropertyValue('--c')") == "#c62828"  # poor: red
+
+    suggestion.get_by_role("button", name="Flip to good").click()
+    flipped = page.locator("#suggestions .suggestion[data-state='open'][data-polarity='1']")
+    flipped.wait_for()
+    assert "(flipped)" in flipped.inner_text()
+    # The dashed proposal in the output is redrawn in the good colour, and nothing is stored yet.
+    mark = page.locator("#output-text mark.hl-proposal").first
+    assert mark.inner_text() == "made of pure gold"
+    page.wait_for_function(
+        "() => document.querySelector('#output-text mark.hl-proposal').style.getPropertyValue('--c') === '#2e7d32'"
+    )
+    assert not Span.objects.filter(annotation=annotation).exists()
+
+    flipped.get_by_role("button", name="Accept").click()
+    page.wait_for_selector(".span-item")
+    span = Span.objects.get(annotation=annotation)
+    assert (OUTPUT[span.start : span.end], span.label, span.polarity) == ("made of pure gold", "good", 1)
+    assert not page.errors and not page.dialogs

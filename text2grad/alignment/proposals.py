@@ -7,9 +7,9 @@ from dataclasses import dataclass
 POOR = -1
 GOOD = +1
 
-METHODS = ("quote-exact", "quote-fuzzy", "line-ref", "semantic", "llm")
+METHODS = ("quote-exact", "quote-fuzzy", "line-ref", "phrase", "semantic", "llm")
 # Higher is more trusted; breaks score ties when overlapping proposals are merged.
-_METHOD_TRUST = {"quote-exact": 5, "line-ref": 4, "quote-fuzzy": 3, "llm": 2, "semantic": 1}
+_METHOD_TRUST = {"quote-exact": 6, "line-ref": 5, "quote-fuzzy": 4, "phrase": 3, "llm": 2, "semantic": 1}
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,12 @@ _SUGGESTION_BEFORE = re.compile(
     re.I,
 )
 
+# "... but `sum(nums)` would be simpler": the quote is the replacement, not output text.
+_SUGGESTION_AFTER = re.compile(
+    r"\s*(?:would be (?:simpler|better|cleaner|clearer|safer|faster)|is (?:simpler|better|cleaner)|instead\b)",
+    re.I,
+)
+
 _ELLIPSIS_END = re.compile(r"\s*(?:\.\.\.|\u2026)\s*$")
 _ELLIPSIS_START = re.compile(r"^\s*(?:\.\.\.|\u2026)\s*")
 
@@ -115,6 +121,9 @@ def _find_normalised(output: str, phrase: str, *, drop_spaces: bool) -> list[tup
     i = norm_out.find(norm_phrase)
     while i >= 0 and len(found) < MAX_OCCURRENCES:
         start, end = out_map[i], out_map[i + len(norm_phrase) - 1] + 1
+        # Backticks are dropped when normalising: close an inline code span the match opened.
+        if output[start:end].count("`") % 2 and output[end : end + 1] == "`":
+            end += 1
         if _respects_boundaries(output, start, end):
             found.append((start, end))
         i = norm_out.find(norm_phrase, i + len(norm_phrase))
@@ -204,7 +213,9 @@ def _locate_quote(
         found = [(s, e, 1.0, "quote-exact") for s, e in _find_exact(output, candidate)]
         if found:
             break
-    is_suggestion = bool(_SUGGESTION_BEFORE.search(critique[: quote.start]))
+    is_suggestion = bool(
+        _SUGGESTION_BEFORE.search(critique[: quote.start]) or _SUGGESTION_AFTER.match(critique, quote.end)
+    )
     if not found and not is_suggestion:
         for candidate in candidates:
             found = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .text import _line_spans, _sentence_spans
+from .text import _line_spans, _list_items, _sentence_spans
 
 _NUMBER = r"(\d{1,5})"
 # "line 3" / "Lines 4-5" in any case, but "L12" upper-case only ("l12" is rarely a line reference).
@@ -43,9 +43,24 @@ _ORDINALS = {
 _ORDINAL_REF = re.compile(
     r"\b("
     + "|".join(sorted((re.escape(k) for k in _ORDINALS), key=len, reverse=True))
-    + r")\s+(sentence|line)\b",
+    + r")\s+(sentence|line|step|item|tip|point|bullet|question)\b",
     re.I,
 )
+# "Step 4", "item #2": a numbered list item (or, without a list, the numbered sentence).
+_NUMBERED_ITEM = re.compile(r"\b(step|item|tip|point|bullet)\s*#?\s*(\d{1,3})\b", re.I)
+_LIST_NOUNS = ("step", "item", "tip", "point", "bullet")
+
+
+def _ordinal_units(output: str, noun: str, lines: list, *, is_code: bool) -> list[tuple[int, int]]:
+    """The units an ordinal counts: lines, list items, questions or sentences."""
+    if noun == "line":
+        return [span for span in lines if span]
+    if noun in _LIST_NOUNS:
+        return _list_items(output) or _sentence_spans(output)
+    sentences = [span for span in lines if span] if is_code else _sentence_spans(output)
+    if noun == "question":
+        return [(s, e) for s, e in sentences if output[s:e].rstrip().endswith("?")]
+    return sentences
 
 
 def _line_range_span(lines: list[tuple[int, int] | None], first: int, last: int) -> tuple[int, int] | None:
@@ -80,13 +95,17 @@ def _structural_refs(
     if allow_ordinals:
         for m in _ORDINAL_REF.finditer(clause):
             index = _ORDINALS[m.group(1).lower()]
-            if m.group(2).lower() == "line":
-                units = [span for span in lines if span]
-                if len(units) < 2:
-                    continue  # "the first line" of a one-line answer is the whole answer, not a pointer
-            else:
-                units = [span for span in lines if span] if is_code else _sentence_spans(output)
+            noun = m.group(2).lower()
+            units = _ordinal_units(output, noun, lines, is_code=is_code)
+            if noun == "line" and len(units) < 2:
+                continue  # "the first line" of a one-line answer is the whole answer, not a pointer
             position = index - 1 if index > 0 else len(units) + index
             if 0 <= position < len(units):
                 found.append((*units[position], m.group(0)))
+        if not is_code:
+            for m in _NUMBERED_ITEM.finditer(clause):
+                units = _ordinal_units(output, m.group(1).lower(), lines, is_code=is_code)
+                position = int(m.group(2)) - 1
+                if 0 <= position < len(units):
+                    found.append((*units[position], m.group(0)))
     return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 _CJK_RANGES = (
     (0x3040, 0x30FF),  # kana
@@ -32,12 +33,36 @@ def _respects_boundaries(text: str, start: int, end: int) -> bool:
 
 
 _TYPOGRAPHIC = str.maketrans(
-    {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-", "\u00a0": " "}
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2212": "-",
+        "\u00a0": " ",
+    }
 )
+# Dropped when normalising: a caret ("λ^4" for "λ⁴", whose superscript folds to "4") and the backticks an
+# output wraps code in (a quote of the sentence rarely copies them).
+_DROPPED = frozenset("^`")
+
+
+def _fold(ch: str) -> str:
+    """One character without its accents and with compatibility forms folded ("é" → "e", "⁴" → "4")."""
+    if ch.isascii():
+        return ch
+    decomposed = unicodedata.normalize("NFKD", ch)
+    base = "".join(c for c in decomposed if not unicodedata.combining(c)).translate(_TYPOGRAPHIC)
+    # Keep characters whose folding is empty or spreads over several letters (ligatures, CJK compat).
+    return base if len(base) == 1 else ch
 
 
 def _normalise_with_map(text: str, *, drop_spaces: bool = False) -> tuple[str, list[int]]:
-    """Lower-case, straighten quotes/dashes and collapse (or drop) whitespace, keeping an index map.
+    """Lower-case, fold accents and superscripts, straighten quotes/dashes, drop carets and backticks, and
+    collapse (or drop) whitespace, keeping an index map.
 
     ``index_map[i]`` is the offset in ``text`` of normalised character ``i``, so a match found in the
     normalised string maps back to exact code-point offsets in the original.
@@ -46,6 +71,9 @@ def _normalise_with_map(text: str, *, drop_spaces: bool = False) -> tuple[str, l
     index_map: list[int] = []
     previous_space = True
     for i, ch in enumerate(text.translate(_TYPOGRAPHIC)):
+        ch = _fold(ch)
+        if ch in _DROPPED:
+            continue
         if ch.isspace():
             if drop_spaces or previous_space:
                 continue
@@ -74,6 +102,23 @@ def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
 
 # Sentence ends: ASCII terminators followed by space/end/closing quote, or CJK terminators anywhere.
 _ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "mr.", "mrs.", "dr.", "st.", "no.", "fig.")
+_CLOCK_ABBREVIATIONS = ("a.m.", "p.m.")
+_LIST_MARKER = re.compile(r"(?:\d{1,3}[.)]|[-*\u2022])[ \t]+")
+
+
+def _without_list_marker(text: str, start: int, end: int) -> tuple[int, int]:
+    """A list item's span without its ``1.`` / ``-`` marker (the marker is layout, not content)."""
+    m = _LIST_MARKER.match(text, start, end)
+    return (m.end(), end) if m and m.end() < end else (start, end)
+
+
+def _list_items(text: str) -> list[tuple[int, int]]:
+    """Spans of the output's list items (lines opening with ``1.``, ``2)``, ``-``, ``*`` or ``•``)."""
+    items = []
+    for span in _line_spans(text):
+        if span and _LIST_MARKER.match(text, span[0], span[1]):
+            items.append(_without_list_marker(text, *span))
+    return items
 
 
 def _sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -98,7 +143,13 @@ def _sentence_spans(text: str) -> list[tuple[int, int]]:
                 k += 1
             if k >= n or text[k].isspace() or _is_cjk(text[k]):
                 word_start = text.rfind(" ", start, i) + 1
-                if text[word_start : j + 1].lower() not in _ABBREVIATIONS:
+                word = text[word_start : j + 1].lower()
+                if word in _CLOCK_ABBREVIATIONS:
+                    # "at 3 p.m. in room 4B" goes on; "until 4 a.m. I left" ends the sentence.
+                    following = text[k:].lstrip()
+                    if following[:1].isupper():
+                        cut = k
+                elif word not in _ABBREVIATIONS:
                     cut = k
             i = j
         if cut is not None:

@@ -33,6 +33,8 @@ def alignment_request_run(*, request_id: int) -> None:
 def _propose(request: AlignmentRequest) -> list[dict]:
     generation = request.annotation.generation
     project = generation.prompt.project
+    # The clause classifier trains on first use; its weights are kept under var/ for the next process.
+    alignment.configure_cache_dir(settings.VAR_DIR / "cache" / "alignment")
     found = alignment.align_critique(
         generation.text, request.critique, is_code=project.is_code, embedder=alignment.default_embedder()
     )
