@@ -26,13 +26,16 @@
   const helpDialog = document.getElementById("help-dialog");
   const skipDialog = document.getElementById("skip-dialog");
   const overallForm = document.getElementById("overall-form");
-  const csrfToken = (() => {
+  let csrfToken = (() => {
     try {
       return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || "";
     } catch (err) {
       return "";
     }
   })();
+
+  // Logging in again in place (draft.js) rotates the token.
+  document.addEventListener("t2g:csrf", (event) => (csrfToken = event.detail));
 
   // --- offsets: code points <-> UTF-16 ----------------------------------------------------------
   // cpToUnit[i] is the UTF-16 offset of code point i; built by iterating code points with for..of.
@@ -176,7 +179,10 @@
   }
 
   function explain(result) {
-    if (result.response.redirected) return "Your session has ended: log in again (nothing was changed).";
+    if (result.response.redirected || result.status === 401) {
+      if (window.t2gDraft) window.t2gDraft.sessionEnded();
+      return "Your session has ended: log in again (nothing was changed).";
+    }
     if (result.status === 422) return result.text;
     if (result.status === 403) return "You cannot change this annotation.";
     if (result.status === 404) return "This annotation or span no longer exists.";
@@ -389,8 +395,7 @@
     toastTimer = setTimeout(() => (toastEl.hidden = true), isError ? 8000 : 2500);
   }
 
-  // --- the draft: autosave status, save now, submit, time spent ------------------------------------
-  let dirty = false;
+  // --- the draft: time spent, save now, submit (the autosave itself is static/js/draft.js) -----------
   const timeInput = document.getElementById("time-spent");
   const startedWith = timeInput ? Number(timeInput.value) || 0 : 0;
   let activeSeconds = 0;
@@ -408,49 +413,29 @@
     }, 1000);
   }
 
-  async function saveDraft() {
-    if (!overallForm || !editable) return;
-    const result = await post(workspace.dataset.saveUrl, Object.fromEntries(new FormData(overallForm)));
-    if (!result.ok) {
-      showError(explain(result));
-      return;
-    }
-    htmx.swap("#save-status", result.text, { swapStyle: "outerHTML" });
-    dirty = false;
-    toast("Draft saved.");
+  function saveDraft() {
+    if (!overallForm || !editable || !window.t2gDraft) return;
+    window.t2gDraft.saveNow().then((saved) => saved && toast("Draft saved."));
   }
 
   function submitAnnotation() {
     const button = document.getElementById("submit-button");
     if (!overallForm || !button) return;
-    dirty = false;
     overallForm.requestSubmit(button);
   }
 
   let leaving = false;
   if (overallForm && editable) {
-    overallForm.addEventListener("input", () => (dirty = true));
-    overallForm.addEventListener("submit", () => {
-      // The form itself carries every field; an autosave still waiting out its delay would reach the
-      // server after the submission and be refused.
-      dirty = false;
-      leaving = true;
+    overallForm.addEventListener("submit", (event) => {
+      if (!event.defaultPrevented) leaving = true;
     });
     document.body.addEventListener("htmx:beforeRequest", (event) => {
       if (leaving) event.preventDefault();
     });
-    document.body.addEventListener("htmx:afterRequest", (event) => {
-      if (event.detail.elt && event.detail.elt.closest && event.detail.elt.closest("#overall-form")) {
-        if (event.detail.successful) dirty = false;
-      }
-    });
-    // Leaving within the autosave delay: send what was typed (the form carries its CSRF token).
-    window.addEventListener("pagehide", () => {
-      if (dirty) navigator.sendBeacon(workspace.dataset.saveUrl, new FormData(overallForm));
-    });
   }
   document.body.addEventListener("htmx:responseError", (event) => {
     const xhr = event.detail.xhr;
+    if (xhr.status === 401 && window.t2gDraft) window.t2gDraft.sessionEnded();
     showError(xhr.status === 422 ? xhr.responseText : `Not saved: the server answered ${xhr.status}.`);
   });
   document.body.addEventListener("htmx:sendError", () => showError("Not saved: the network failed."));
