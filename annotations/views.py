@@ -32,6 +32,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from . import roles, selectors, services
 from .forms import OverallForm, SkipForm, SpanEditForm, SpanForm
+from .highlight import code_tokens
 from .models import Annotation, Assignment, Project, Span
 
 # The workspace's keyboard shortcuts; the help overlay is rendered from this list.
@@ -210,11 +211,32 @@ def _labels(project: Project) -> list[dict]:
     ]
 
 
+def _lines_of(text: str, start: int, end: int) -> str:
+    """Where a span sits, as an annotator says it ("line 3", "lines 3–5"), not as raw offsets."""
+    first = text.count("\n", 0, start) + 1
+    last = text.count("\n", 0, max(start, end - 1)) + 1
+    return f"line {first}" if first == last else f"lines {first}–{last}"
+
+
+def _polarity_clashes(spans: list[Span]) -> list[str]:
+    """The stretches labelled both positive and negative: a warning, since their rewards cancel out."""
+    clashes = []
+    for i, one in enumerate(spans):
+        for other in spans[i + 1 :]:
+            if one.polarity * other.polarity < 0 and one.start < other.end and other.start < one.end:
+                start, end = max(one.start, other.start), min(one.end, other.end)
+                text = one.text[start - one.start : end - one.start]
+                clashes.append(f"“{text[:60]}” is labelled both {one.label} and {other.label}.")
+    return clashes
+
+
 def _panel_context(annotation: Annotation, editable: bool) -> dict:
-    labels = services.project_labels(annotation.generation.prompt.project)
+    project = annotation.generation.prompt.project
+    labels = services.project_labels(project)
     spans = list(annotation.spans.all())
     for span in spans:
         span.color = _safe_color(labels.get(span.label), span.polarity)
+        span.where = _lines_of(annotation.generation.text, span.start, span.end) if project.is_code else ""
     spans_data = [
         {
             "id": span.pk,
@@ -230,7 +252,13 @@ def _panel_context(annotation: Annotation, editable: bool) -> dict:
         }
         for span in spans
     ]
-    return {"annotation": annotation, "spans": spans, "spans_data": spans_data, "editable": editable}
+    return {
+        "annotation": annotation,
+        "spans": spans,
+        "spans_data": spans_data,
+        "editable": editable,
+        "clashes": _polarity_clashes(spans),
+    }
 
 
 def _next_or_queue(request: HttpRequest, project: Project, done: str) -> HttpResponse:
@@ -311,6 +339,7 @@ def annotate(request: HttpRequest, pk: int) -> HttpResponse:
         "mine_submitted": selectors.annotator_submitted_count(annotation.annotator, project),
         "shortcuts": SHORTCUTS,
         "max_critique": services.MAX_OVERALL_CRITIQUE_CHARS,
+        "code_tokens": code_tokens(annotation.generation.text) if project.is_code else None,
         "ratings": [(1, "bad"), (2, "weak"), (3, "fair"), (4, "good"), (5, "excellent")],
     }
     return render(request, "annotations/annotate.html", context)

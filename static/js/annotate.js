@@ -78,6 +78,29 @@
     }));
   }
 
+  // Code outputs: Pygments' token classes ([start, end, class] in code points, from the server) and one
+  // block per line, numbered by CSS counters (generated content is not text: offsets stay exact).
+  const tokens = readJSON("t2g-tokens") || [];
+  const numbered = outputEl.classList.contains("numbered");
+  const lineStarts = [0];
+  if (numbered) {
+    let at = 0;
+    for (const ch of outputText) {
+      at += 1;
+      if (ch === "\n" && at < cpLength) lineStarts.push(at);
+    }
+  }
+
+  /** The text of [a, b), wrapped in its token's class when it has one. */
+  function textPiece(a, b, tokenClass) {
+    const text = document.createTextNode(sliceCp(a, b));
+    if (!tokenClass) return text;
+    const span = document.createElement("span");
+    span.className = tokenClass;
+    span.appendChild(text);
+    return span;
+  }
+
   /** Draw the output as text nodes, with one <mark> per stretch covered by the same set of spans. */
   function render() {
     const all = (pending ? spans.concat([pending]) : spans).concat(proposals);
@@ -86,18 +109,33 @@
       cuts.add(Math.max(0, Math.min(span.start, cpLength)));
       cuts.add(Math.max(0, Math.min(span.end, cpLength)));
     }
+    for (const [start, end] of tokens) {
+      cuts.add(Math.min(start, cpLength));
+      cuts.add(Math.min(end, cpLength));
+    }
+    for (const start of lineStarts) cuts.add(start);
     const points = Array.from(cuts).sort((a, b) => a - b);
     const fragment = document.createDocumentFragment();
+    let line = fragment;
+    let nextLine = 0; // index into lineStarts
+    let token = 0; // index into tokens
     for (let i = 0; i + 1 < points.length; i++) {
       const a = points[i];
       const b = points[i + 1];
-      const piece = sliceCp(a, b);
+      if (numbered && nextLine < lineStarts.length && lineStarts[nextLine] === a) {
+        line = document.createElement("span");
+        line.className = "line";
+        fragment.appendChild(line);
+        nextLine += 1;
+      }
+      while (token < tokens.length && tokens[token][1] <= a) token += 1;
+      const tokenClass = token < tokens.length && tokens[token][0] <= a ? tokens[token][2] : "";
       // Innermost (shortest) first: it gives the background; every covering span adds an underline band.
       const covering = all
         .filter((span) => span.start <= a && span.end >= b)
         .sort((x, y) => x.end - x.start - (y.end - y.start));
       if (!covering.length) {
-        fragment.appendChild(document.createTextNode(piece));
+        line.appendChild(textPiece(a, b, tokenClass));
         continue;
       }
       const mark = document.createElement("mark");
@@ -120,13 +158,21 @@
         .filter((span) => span !== pending && !span.proposal)
         .map((span) => span.label + (span.critique ? ": " + span.critique : ""))
         .join("\n");
-      mark.textContent = piece;
-      fragment.appendChild(mark);
+      mark.appendChild(textPiece(a, b, tokenClass));
+      line.appendChild(mark);
     }
     outputEl.replaceChildren(fragment);
     for (const item of document.querySelectorAll(".span-item")) {
       item.classList.toggle("active", Number(item.dataset.spanId) === activeSpanId);
     }
+  }
+
+  const wrapToggle = document.getElementById("wrap-toggle");
+  if (wrapToggle) {
+    wrapToggle.addEventListener("click", () => {
+      const wrapped = outputEl.classList.toggle("wrapped");
+      wrapToggle.setAttribute("aria-pressed", String(wrapped));
+    });
   }
 
   // --- selection -> code-point offsets -------------------------------------------------------------
@@ -160,10 +206,20 @@
     const startUnit = unitsBefore(startNode, startOffset);
     const endUnit = unitsBefore(endNode, endOffset);
     if (endUnit <= startUnit) return null;
-    const start = unitToCp(startUnit, false);
-    const end = unitToCp(endUnit, true);
+    let start = unitToCp(startUnit, false);
+    let end = unitToCp(endUnit, true);
+    if (snapToWords) {
+      // A drag that ends inside a word takes the whole word ("A water ma" -> "A water main"); Alt keeps
+      // the exact selection.
+      while (start > 0 && isWordChar(start - 1) && isWordChar(start)) start -= 1;
+      while (end < cpLength && isWordChar(end) && isWordChar(end - 1)) end += 1;
+    }
     return { start, end, text: sliceCp(start, end) };
   }
+
+  let snapToWords = true;
+  const WORD_CHAR = /[\p{L}\p{N}\p{M}_]/u;
+  const isWordChar = (cp) => cp >= 0 && cp < cpLength && WORD_CHAR.test(sliceCp(cp, cp + 1));
 
   // --- talking to the server -----------------------------------------------------------------------
   async function post(url, values) {
@@ -445,6 +501,7 @@
     // On the document: a drag that starts in the output may end over the span list.
     document.addEventListener("mouseup", (event) => {
       if (popover && popover.contains(event.target)) return;
+      snapToWords = !event.altKey;
       // After the browser has finished updating the selection.
       setTimeout(() => {
         const selection = selectionOffsets();
@@ -575,6 +632,7 @@
         chooseLabel(label);
         return;
       }
+      snapToWords = true;
       const selection = selectionOffsets();
       if (selection) openCreate(selection, label);
       else toast("Select some text in the output first.");
