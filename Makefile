@@ -75,3 +75,7 @@ screenshots: install browser
 # The code view's token colours, generated from the installed Pygments.
 code-css: install
 	$(BIN)/python scripts/code_css.py
+
+# Browser libraries from their npm packages into static/vendor/ (versions in scripts/vendor.sh).
+vendor:
+	./scripts/vendor.sh
