@@ -75,7 +75,9 @@ class Command(BaseCommand):
             else:
                 export = datasets.export_create(kind=kind, fmt=fmt, query=query, enqueue=False)
                 export = datasets.export_run(export_id=export.pk)
-        except exports.ExportQueryError as exc:
+                if export.status == export.Status.FAILED:
+                    raise CommandError(export.error)
+        except (exports.ExportQueryError, datasets.EmptyExportError) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(_summary(export, str(Path(settings.VAR_DIR) / export.file_path)))
 
