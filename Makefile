@@ -42,7 +42,7 @@ seed: migrate
 	$(BIN)/python manage.py seed_demo
 
 run: model migrate
-	@test -f var/.seeded || { $(BIN)/python manage.py seed_demo && touch var/.seeded; }
+	@test -f var/.seeded || { $(BIN)/python manage.py seed_demo --credentials-to-file-only && touch var/.seeded; }
 	HOST=$(HOST) PORT=$(PORT) ./scripts/run.sh
 
 test: model browser

@@ -121,6 +121,10 @@ class Prompt(models.Model):
         return messages
 
 
+# ``Generation.sampling_params["purpose"]`` of outputs sampled to compare versions: never queued for annotators.
+EVALUATION_PURPOSE = "evaluation"
+
+
 class Generation(models.Model):
     """One model output for a prompt, with what is needed to train on it later."""
 

@@ -73,7 +73,8 @@ def project_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=pk, is_archived=False)
-    page = Paginator(selectors.prompts_with_generations(project), 20).get_page(request.GET.get("page"))
+    prompts = selectors.prompts_with_generations(project, viewer=request.user)
+    page = Paginator(prompts, 20).get_page(request.GET.get("page"))
     context = {
         "project": project,
         "page": page,

@@ -155,9 +155,19 @@ def version_compare_generate(request: HttpRequest) -> HttpResponse:
     _require_admin(request)
     project = get_object_or_404(Project, pk=request.POST.get("project"))
     chosen = ModelVersion.objects.filter(pk__in=request.POST.getlist("version"))
-    for version in chosen:
-        services.evaluation_generate(project=project, model_version=version, created_by=request.user)
-    messages.success(request, f"Queued evaluation outputs for {len(chosen)} version(s); refresh in a minute.")
+    jobs = [
+        services.evaluation_generate(project=project, model_version=v, created_by=request.user)
+        for v in chosen
+    ]
+    queued = [version.name for version, job in zip(chosen, jobs, strict=True) if job is not None]
+    covered = [version.name for version, job in zip(chosen, jobs, strict=True) if job is None]
+    if queued:
+        messages.success(request, f"Queued evaluation outputs for {', '.join(queued)}; refresh in a minute.")
+    if covered:
+        messages.info(
+            request,
+            f"{', '.join(covered)} already has outputs for every evaluation prompt: none sampled again.",
+        )
     query = {"project": project.pk, **dict(zip("ab", request.POST.getlist("version"), strict=False))}
     return redirect(f"{reverse('version_compare')}?{urlencode(query)}")
 
