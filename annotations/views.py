@@ -220,7 +220,8 @@ def _lines_of(text: str, start: int, end: int) -> str:
 
 
 def _polarity_clashes(spans: list[Span]) -> list[str]:
-    """The stretches labelled both positive and negative: a warning, since their rewards cancel out."""
+    """The stretches labelled both positive and negative: a warning, since the negative one silently wins
+    there (overlapping rewards merge to the minimum)."""
     clashes = []
     for i, one in enumerate(spans):
         for other in spans[i + 1 :]:
