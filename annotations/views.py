@@ -37,6 +37,7 @@ from .models import Annotation, Assignment, Project, Span
 
 # The workspace's keyboard shortcuts; the help overlay is rendered from this list.
 SHORTCUTS = [
+    ("Tab, then Shift + arrows", "Select text in the output from the keyboard (Ctrl + Shift + arrows: by word)"),
     ("1 … 9", "Label the selected text with that label (opens the span popover, critique focused)"),
     ("Ctrl + Enter", "In the span popover: save the span. Elsewhere: submit and go to the next output"),
     ("Ctrl + S", "Save now: the span being edited, otherwise the draft"),

@@ -574,6 +574,27 @@
     else helpDialog.showModal();
   }
 
+  // --- selecting from the keyboard ----------------------------------------------------------------
+  // The output is focusable (Tab). Arrows move an invisible caret, Shift + arrows select (Ctrl: by word,
+  // Up/Down: by line, Home/End: to the line's ends), then 1-9 labels the selection as with the mouse.
+  const CARET_KEYS = {
+    ArrowRight: ["forward", "character"],
+    ArrowLeft: ["backward", "character"],
+    ArrowDown: ["forward", "line"],
+    ArrowUp: ["backward", "line"],
+    End: ["forward", "lineboundary"],
+    Home: ["backward", "lineboundary"],
+  };
+  outputEl.addEventListener("keydown", (event) => {
+    const move = CARET_KEYS[event.key];
+    if (!move || event.altKey) return;
+    const selection = window.getSelection();
+    if (!selection.rangeCount || !outputEl.contains(selection.anchorNode)) selection.collapse(outputEl, 0);
+    const granularity = (event.ctrlKey || event.metaKey) && move[1] === "character" ? "word" : move[1];
+    selection.modify(event.shiftKey ? "extend" : "move", move[0], granularity);
+    event.preventDefault();
+  });
+
   // --- keyboard ------------------------------------------------------------------------------------
   const TEXT_FIELDS =
     "textarea, select, [contenteditable], input:not([type=radio]):not([type=checkbox]):not([type=button]):not([type=submit])";

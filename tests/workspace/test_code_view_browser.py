@@ -107,3 +107,25 @@ def test_drag_snaps_to_whole_words_and_good_and_poor_on_one_text_warns(
     page.wait_for_function("document.querySelectorAll('.span-item').length === 2")
     warning = page.inner_text(".span-warning")
     assert "“water” is labelled both" in warning and "good" in warning and "poor" in warning
+
+
+def test_a_span_can_be_made_from_the_keyboard_alone(page, login_browser, annotator, project, make_generation):
+    text = "A water main burst on Elm Street today."
+    annotation = _open(page, login_browser, annotator, project, make_generation, text)
+    page.focus("#output-text")
+    for _ in range(2):
+        page.keyboard.press("ArrowRight")  # the caret moves: nothing selected yet
+    assert page.evaluate("window.getSelection().toString()") == ""
+    page.keyboard.press("Control+ArrowRight")  # to the end of "water"
+    for _ in range(2):
+        page.keyboard.press("Control+Shift+ArrowRight")
+    selected = page.evaluate("window.getSelection().toString()")
+    assert selected.strip() in ("main burst", "main"), selected
+    page.keyboard.press("2")
+    page.wait_for_selector("#span-popover:not([hidden])")
+    page.keyboard.type("Keyboard only.")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function("document.querySelectorAll('.span-item').length === 1")
+    span = annotation.spans.get()
+    assert text[span.start : span.end] == span.text and span.text.strip().startswith("main")
+    assert span.critique == "Keyboard only."
