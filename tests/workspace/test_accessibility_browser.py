@@ -124,3 +124,24 @@ def test_every_page_has_no_serious_accessibility_violations(page, login_browser,
         paths = _pages(site, role)
     problems = [problem for path in paths for problem in _audit(page, path)]
     assert problems == [], "\n".join(problems)
+
+
+def test_heatmap_with_rewards_keeps_text_contrast(page, login_browser, annotator, project, make_generation):
+    """The strongest rewards give the darkest cells: they must still pass axe's colour contrast."""
+    from annotations.models import TokenReward
+
+    text = "Good start, bad ending here."
+    generation = make_generation(project, text)
+    services.assignment_next(project=project, annotator=annotator)
+    annotation = Annotation.objects.get(generation=generation, annotator=annotator)
+    services.span_create(annotation=annotation, start=0, end=10, label="good", user=annotator)
+    services.annotation_submit(annotation=annotation, overall_critique="Mixed.", user=annotator)
+    offsets = [[0, 4], [4, 10], [10, 11], [11, 15], [15, 22], [22, 27], [27, 28]]
+    TokenReward.objects.create(
+        annotation=annotation, tokenizer_fingerprint="f" * 16, token_ids=list(range(7)), offsets=offsets,
+        rewards=[1.0, 1.0, 0.0, -1.0, -1.0, -0.5, 0.0], token_strings=["Good", " start", ",", " bad", " ending", " here", "."],
+    )  # fmt: skip
+    login_browser(annotator)
+    problems = _audit(page, reverse("annotation_heatmap", args=[annotation.pk]))
+    assert page.locator("#heatmap span.tok[data-reward]").count() >= 5
+    assert problems == [], "\n".join(problems)
