@@ -100,8 +100,13 @@ def test_promote_and_roll_back_ask_first_and_work_from_the_keyboard(page, login_
 
 
 def test_new_scripts_run_under_a_strict_script_policy(
-    page, login_browser, admin_user, annotator, project, make_generation
-):  # noqa: F811
+    page,  # noqa: F811
+    login_browser,  # noqa: F811
+    admin_user,
+    annotator,
+    project,
+    make_generation,
+):
     """Charts, confirmations, the autosave and the output view need no inline script and no eval: with
     ``script-src 'self'`` the pages still work and the browser reports no violation."""
     from annotations import services
