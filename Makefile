@@ -10,7 +10,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/text2grad
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install lock model browser migrate seed run test test-fast lint format check-deploy clean screenshots
+.PHONY: install lock model browser migrate seed run test test-fast lint format check-deploy clean screenshots code-css vendor
 
 install: $(STAMP)
 
@@ -42,7 +42,7 @@ seed: migrate
 	$(BIN)/python manage.py seed_demo
 
 run: model migrate
-	@test -f var/.seeded || { $(BIN)/python manage.py seed_demo && touch var/.seeded; }
+	@test -f var/.seeded || { $(BIN)/python manage.py seed_demo --credentials-to-file-only && touch var/.seeded; }
 	HOST=$(HOST) PORT=$(PORT) ./scripts/run.sh
 
 test: model browser
@@ -71,3 +71,11 @@ clean:
 
 screenshots: install browser
 	$(BIN)/python scripts/screenshots.py
+
+# The code view's token colours, generated from the installed Pygments.
+code-css: install
+	$(BIN)/python scripts/code_css.py
+
+# Browser libraries from their npm packages into static/vendor/ (versions in scripts/vendor.sh).
+vendor:
+	./scripts/vendor.sh

@@ -90,7 +90,37 @@ def export_list(request: HttpRequest) -> HttpResponse:
 def export_detail(request: HttpRequest, pk: int) -> HttpResponse:
     export = _get_export_for_user(request, pk)
     template = "data/_export_status.html" if request.htmx else "data/export_detail.html"
-    return render(request, template, {"export": export})
+    return render(request, template, {"export": export, "query_rows": _query_rows(export)})
+
+
+# The export query as people read it; the stored keys stay as they are (scripts and citations use them).
+QUERY_LABELS = {
+    "project": "Project",
+    "model_version": "Model version",
+    "annotator": "Annotator",
+    "status": "Annotation status",
+    "submitted_after": "Submitted from",
+    "submitted_before": "Submitted before",
+    "tokenizer_fingerprint": "Tokenizer",
+    "identify_annotators": "Usernames instead of pseudonyms",
+    "kto_desirable_min": "KTO: desirable at mean rating ≥",
+    "kto_undesirable_max": "KTO: undesirable at mean rating ≤",
+    "dpo_min_margin": "DPO: minimum rating margin",
+}
+
+
+def _query_rows(export) -> list[tuple[str, str, object]]:
+    """(label, stored key, value); a project id is shown with its name."""
+    rows = []
+    for key, value in (export.query or {}).items():
+        shown = value
+        if key == "project" and value:
+            name = Project.objects.filter(pk=value).values_list("name", flat=True).first()
+            shown = f"{name or '(deleted)'} (#{value})"
+        elif isinstance(value, bool):
+            shown = "yes" if value else "no"
+        rows.append((QUERY_LABELS.get(key, key.replace("_", " ").capitalize()), key, shown))
+    return rows
 
 
 @login_required

@@ -39,6 +39,47 @@ EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet"}
 EXPORTS_PREFIX = "exports"  # the store key prefix of exports (a folder of VAR_DIR with the local store)
 
 
+class EmptyExportError(Exception):
+    """The query matched no rows: no file is offered (an empty JSONL file cannot even be loaded by
+    ``datasets.load_dataset``); the message says why, in terms of the query."""
+
+
+def empty_reason(kind: str, query: exports.ExportQuery) -> str:
+    """Why a query gave no rows, with the counts a researcher needs to widen it."""
+    matched = exports.annotations_for(query)
+    submitted = matched.count()
+    if submitted == 0:
+        return "Nothing to export: no submitted annotation matches these filters. Widen the project, dates or status."
+    if kind == "token-rewards":
+        return (
+            f"Nothing to export: {submitted} annotations match, but none has token rewards"
+            f"{' for this tokenizer' if query.tokenizer_fingerprint else ''} yet (they are computed by the worker "
+            "after submission)."
+        )
+    rated = matched.filter(rating__isnull=False)
+    if kind == "kto":
+        return (
+            f"Nothing to export: {rated.count()} of {submitted} matching annotations carry a rating, and no output's "
+            f"mean rating is at least {query.kto_desirable_min} or at most {query.kto_undesirable_max}."
+        )
+    if kind == "dpo":
+        outputs = rated.values("generation_id").distinct().count()
+        return (
+            f"Nothing to export: a DPO pair needs two rated outputs of the same prompt whose mean ratings differ by "
+            f"at least {query.dpo_min_margin}. {submitted} annotations match, {rated.count()} rated, over {outputs} "
+            "outputs: no prompt has two such outputs. Generate more outputs per prompt, or lower the margin."
+        )
+    return "Nothing to export: no rows match this query."
+
+
+def _finish_empty(export: DatasetExport, reason: str) -> DatasetExport:
+    DatasetExport.objects.filter(pk=export.pk).update(
+        status=DatasetExport.Status.FAILED, error=reason, row_count=0, finished_at=timezone.now()
+    )
+    export.refresh_from_db()
+    return export
+
+
 def export_dir() -> Path:
     return Path(settings.VAR_DIR) / EXPORTS_PREFIX
 
@@ -113,6 +154,9 @@ def export_run(*, export_id: int, previous_run_lost: bool = False) -> DatasetExp
             count = exports.write_export(
                 export.kind, export.format, query, sink, progress=_progress_reporter(export.pk, total)
             )
+        if count == 0:
+            default_store().delete(key)
+            return _finish_empty(export, empty_reason(export.kind, query))
     except Exception as exc:
         logger.exception("Export %s failed", export_id)
         _finish_failed(export, exc)
@@ -212,6 +256,10 @@ def export_write(
     except BaseException as exc:
         _finish_failed(export, exc)
         raise
+    if count == 0:
+        reason = empty_reason(kind, resolved)
+        _finish_empty(export, reason)
+        raise EmptyExportError(reason)
     return _finish_succeeded(export, count, hashing.hexdigest, file_path)
 
 

@@ -41,6 +41,7 @@ class OverallForm(forms.Form):
     rating = forms.CharField(required=False)
     time_spent = forms.CharField(required=False)
     spans = forms.CharField(required=False, strip=False, help_text="A JSON list replacing all spans.")
+    version = forms.IntegerField(required=False, min_value=0, help_text="The version this text was based on.")
 
     def clean_spans(self) -> Any:
         raw = self.cleaned_data.get("spans")
@@ -60,6 +61,8 @@ class OverallForm(forms.Form):
             name: self.cleaned_data[name] if name in data else UNSET
             for name in ("overall_critique", "rating", "time_spent")
         }
+        if self.cleaned_data.get("version") is not None:
+            kwargs["expected_version"] = self.cleaned_data["version"]
         if "spans" in data and self.cleaned_data.get("spans") is not None:
             kwargs["spans"] = self.cleaned_data["spans"]
         return kwargs

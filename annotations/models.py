@@ -121,6 +121,10 @@ class Prompt(models.Model):
         return messages
 
 
+# ``Generation.sampling_params["purpose"]`` of outputs sampled to compare versions: never queued for annotators.
+EVALUATION_PURPOSE = "evaluation"
+
+
 class Generation(models.Model):
     """One model output for a prompt, with what is needed to train on it later."""
 
@@ -204,6 +208,9 @@ class Annotation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
+    # Goes up by one with every save of the overall fields: a save that names an older version was typed
+    # over someone else's (another tab's) and is refused with 409 instead of overwriting it.
+    version = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["id"]

@@ -21,7 +21,8 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
-from .models import Annotation, Assignment, Generation, Project, Prompt
+from . import roles
+from .models import EVALUATION_PURPOSE, Annotation, Assignment, Generation, Project, Prompt
 
 
 def project_list_with_counts() -> QuerySet[Project]:
@@ -36,8 +37,17 @@ def project_list_with_counts() -> QuerySet[Project]:
     )
 
 
-def prompts_with_generations(project: Project) -> QuerySet[Prompt]:
-    generations = Generation.objects.select_related("model_version").order_by("id")
+def prompts_with_generations(project: Project, viewer=None) -> QuerySet[Prompt]:
+    """A project's prompts with their outputs and, per output, the annotations ``viewer`` may open (all of
+    them for researchers and admins, their own for an annotator)."""
+    annotations = Annotation.objects.select_related("annotator").order_by("id")
+    if viewer is not None and not roles.can_read_all_feedback(viewer):
+        annotations = annotations.filter(annotator_id=viewer.pk)
+    generations = (
+        Generation.objects.select_related("model_version")
+        .prefetch_related(Prefetch("annotations", queryset=annotations, to_attr="visible_annotations"))
+        .order_by("id")
+    )
     return (
         Prompt.objects.filter(project=project)
         .prefetch_related(Prefetch("generations", queryset=generations))
@@ -67,9 +77,18 @@ class QueueRow:
         return int(100 * self.filled / self.slots) if self.slots else 0
 
 
+def for_annotation(generations: QuerySet[Generation]) -> QuerySet[Generation]:
+    """Outputs that go to annotators: not those sampled only to compare model versions side by side."""
+    # Not a plain exclude(): SQL's NOT (NULL = 'evaluation') is NULL, which would drop every output that
+    # has no "purpose" key at all.
+    return generations.filter(
+        Q(sampling_params__purpose__isnull=True) | ~Q(sampling_params__purpose=EVALUATION_PURPOSE)
+    )
+
+
 def _project_fill(project_ids: list[int]) -> dict[int, dict]:
     rows = (
-        Generation.objects.filter(prompt__project_id__in=project_ids)
+        for_annotation(Generation.objects.filter(prompt__project_id__in=project_ids))
         .values("prompt__project_id")
         .annotate(
             outputs=Count("id"),
@@ -247,7 +266,7 @@ def next_candidates(project: Project, annotator, now: datetime):
         0,
     )
     return (
-        Generation.objects.filter(prompt__project=project, annotation_count__lt=quota)
+        for_annotation(Generation.objects.filter(prompt__project=project, annotation_count__lt=quota))
         .exclude(Exists(Assignment.objects.filter(generation=OuterRef("pk"), annotator=annotator)))
         .exclude(Exists(Annotation.objects.filter(generation=OuterRef("pk"), annotator=annotator)))
         .alias(taken=taken)

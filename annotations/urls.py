@@ -9,6 +9,7 @@ urlpatterns = [
     path("projects/<int:pk>/progress/", views.project_progress, name="project_progress"),
     path("queue/", views.queue, name="queue"),
     path("annotations/<int:pk>/", views.annotate, name="annotate"),
+    path("session/token/", views.session_token, name="session_token"),
     path("annotations/<int:pk>/save/", views.annotation_save, name="annotation_save"),
     path("annotations/<int:pk>/submit/", views.annotation_submit, name="annotation_submit"),
     path("annotations/<int:pk>/skip/", views.annotation_skip, name="annotation_skip"),

@@ -9,40 +9,31 @@ admins read every annotation and change none (403).
 from __future__ import annotations
 
 import contextlib
-import re
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
 from . import roles, selectors, services
 from .forms import OverallForm, SkipForm, SpanEditForm, SpanForm
+from .highlight import code_tokens
 from .models import Annotation, Assignment, Project, Span
-
-# The workspace's keyboard shortcuts; the help overlay is rendered from this list.
-SHORTCUTS = [
-    ("1 … 9", "Label the selected text with that label (opens the span popover, critique focused)"),
-    ("Ctrl + Enter", "In the span popover: save the span. Elsewhere: submit and go to the next output"),
-    ("Ctrl + S", "Save now: the span being edited, otherwise the draft"),
-    ("N", "Next output (once this one is submitted)"),
-    ("S", "Skip this output (asks for a reason)"),
-    ("U  or  Ctrl + Z", "Undo the last span change (create, edit or delete)"),
-    ("Esc", "Close the popover, dialog or help; clear the selection"),
-    ("?", "Show or hide this help"),
-]
-_HEX_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
-_POLARITY_COLORS = {1: "#2e7d32", -1: "#c62828", 0: "#5b6b8c"}
+from .panels import SHORTCUTS, labels_for, panel_context
 
 
 @require_GET
@@ -68,13 +59,59 @@ def project_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=pk, is_archived=False)
-    page = Paginator(selectors.prompts_with_generations(project), 20).get_page(request.GET.get("page"))
+    prompts = selectors.prompts_with_generations(project, viewer=request.user)
+    page = Paginator(prompts, 20).get_page(request.GET.get("page"))
     context = {
         "project": project,
         "page": page,
         "progress": selectors.project_progress(project),
     }
     return render(request, "annotations/project_detail.html", context)
+
+
+@login_required
+@require_GET
+@never_cache
+def session_token(request: HttpRequest) -> JsonResponse:
+    """The CSRF token of the current session: the workspace asks for it after logging in again in place
+    (logging in rotates the token, and the page's copy is then stale)."""
+    return JsonResponse({"csrf_token": get_token(request), "username": request.user.get_username()})
+
+
+def _login_then_annotate(view: Callable) -> Callable:
+    """``login_required`` for the workspace's POSTs. A script (htmx, fetch) whose session ended gets 401, so
+    the page can ask to log in again in place; a plain form is sent to log in and then back to the
+    annotation page (not to this POST-only URL, which a browser would follow with a GET: 405)."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, pk: int) -> HttpResponse:
+        if request.user.is_authenticated:
+            return view(request, pk)
+        if request.htmx:
+            return HttpResponse(
+                "Your session has ended: log in again.", status=401, content_type="text/plain; charset=utf-8"
+            )
+        return redirect_to_login(reverse("annotate", args=[pk]))
+
+    return wrapper
+
+
+def _conflict(request: HttpRequest, conflict: services.DraftConflict, back: str) -> HttpResponse:
+    """Another tab saved different overall fields: scripts get 409 and what is stored, to show both texts."""
+    current = conflict.current
+    if request.htmx:
+        data = {
+            "version": current.version,
+            "overall_critique": current.overall_critique,
+            "rating": current.rating,
+        }
+        return JsonResponse(data, status=409)
+    messages.error(
+        request,
+        "Another tab or window saved a different overall critique while you typed; nothing was changed. "
+        "Both texts are shown on the page: choose which to keep.",
+    )
+    return redirect(back)
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -142,48 +179,6 @@ def _go(request: HttpRequest, url: str) -> HttpResponse:
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
-def _safe_color(label: dict | None, polarity: int) -> str:
-    color = (label or {}).get("color")
-    if isinstance(color, str) and _HEX_COLOR.fullmatch(color):
-        return color
-    return _POLARITY_COLORS.get(polarity, _POLARITY_COLORS[0])
-
-
-def _labels(project: Project) -> list[dict]:
-    return [
-        {
-            "name": label["name"],
-            "polarity": label.get("polarity", 0),
-            "color": _safe_color(label, label.get("polarity", 0)),
-            "key": str(number) if number <= 9 else "",
-        }
-        for number, label in enumerate(project.label_set, 1)
-    ]
-
-
-def _panel_context(annotation: Annotation, editable: bool) -> dict:
-    labels = services.project_labels(annotation.generation.prompt.project)
-    spans = list(annotation.spans.all())
-    for span in spans:
-        span.color = _safe_color(labels.get(span.label), span.polarity)
-    spans_data = [
-        {
-            "id": span.pk,
-            "start": span.start,
-            "end": span.end,
-            "text": span.text,
-            "label": span.label,
-            "polarity": span.polarity,
-            "weight": span.weight,
-            "critique": span.critique,
-            "origin": span.origin,
-            "color": span.color,
-        }
-        for span in spans
-    ]
-    return {"annotation": annotation, "spans": spans, "spans_data": spans_data, "editable": editable}
-
-
 def _next_or_queue(request: HttpRequest, project: Project, done: str) -> HttpResponse:
     assignment = services.assignment_next(project=project, annotator=request.user)
     if assignment is None:
@@ -234,11 +229,12 @@ def project_progress(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 @vary_on_headers("HX-Request")
+@never_cache  # Back after submitting must fetch the read-only page, not show the cached editable draft
 def annotate(request: HttpRequest, pk: int) -> HttpResponse:
     annotation = _get_annotation_for_user(request, pk)
     is_owner = annotation.annotator_id == request.user.pk
     editable = is_owner and annotation.status == Annotation.Status.DRAFT
-    context = _panel_context(annotation, editable)
+    context = panel_context(annotation, editable)
     if request.htmx:
         return render(request, "annotations/_span_panel.html", context)
     project = annotation.generation.prompt.project
@@ -253,13 +249,15 @@ def annotate(request: HttpRequest, pk: int) -> HttpResponse:
         "generation": annotation.generation,
         "prompt": annotation.generation.prompt,
         "project": project,
-        "labels": _labels(project),
+        "labels": labels_for(project),
         "is_owner": is_owner,
         "lease": lease,
         "lease_lapsed": editable
         and (lease is None or lease.status != Assignment.Status.ACTIVE or lease.expires_at <= timezone.now()),
         "mine_submitted": selectors.annotator_submitted_count(annotation.annotator, project),
         "shortcuts": SHORTCUTS,
+        "max_critique": services.MAX_OVERALL_CRITIQUE_CHARS,
+        "code_tokens": code_tokens(annotation.generation.text) if project.is_code else None,
         "ratings": [(1, "bad"), (2, "weak"), (3, "fair"), (4, "good"), (5, "excellent")],
     }
     return render(request, "annotations/annotate.html", context)
@@ -277,7 +275,7 @@ def _service_access(request: HttpRequest) -> Iterator[None]:
         raise _refusal(request) from None
 
 
-@login_required
+@_login_then_annotate
 @require_POST
 def annotation_save(request: HttpRequest, pk: int) -> HttpResponse:
     # Autosave is the hottest write: the service's locked read checks the author, so the row is not read
@@ -291,6 +289,8 @@ def annotation_save(request: HttpRequest, pk: int) -> HttpResponse:
             annotation = services.annotation_save_draft(
                 annotation=Annotation(pk=pk), user=request.user, **form.service_kwargs(request.POST)
             )
+    except services.DraftConflict as conflict:
+        return _conflict(request, conflict, back)
     except ValidationError as exc:
         return _refused(request, exc, back)
     if request.htmx:
@@ -299,7 +299,7 @@ def annotation_save(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(back)
 
 
-@login_required
+@_login_then_annotate
 @require_POST
 def span_create(request: HttpRequest, pk: int) -> HttpResponse:
     # Hot like the autosave (every highlight): the service's locked read checks the author.
@@ -352,11 +352,11 @@ def _span_panel(request: HttpRequest, annotation_pk: int, back: str) -> HttpResp
         return redirect(back)
     annotation = selectors.annotation_for_page(annotation_pk)
     return _partial(
-        "annotations/_span_panel.html", _panel_context(annotation, editable=True) | {"saved": True}
+        "annotations/_span_panel.html", panel_context(annotation, editable=True) | {"saved": True}
     )
 
 
-@login_required
+@_login_then_annotate
 @require_POST
 def annotation_submit(request: HttpRequest, pk: int) -> HttpResponse:
     annotation = _get_annotation_for_user(request, pk, write=True)
@@ -366,16 +366,18 @@ def annotation_submit(request: HttpRequest, pk: int) -> HttpResponse:
     fields.pop("spans", None)
     try:
         services.annotation_submit(annotation=annotation, user=request.user, **fields)
+    except services.DraftConflict as conflict:
+        return _conflict(request, conflict, reverse("annotate", args=[pk]))
     except ValidationError as exc:
         # Keep what was typed even though the submission was refused.
-        with contextlib.suppress(ValidationError):
+        with contextlib.suppress(ValidationError, services.DraftConflict):
             services.annotation_save_draft(annotation=annotation, user=request.user, **fields)
         return _refused(request, exc, reverse("annotate", args=[pk]))
     project = annotation.generation.prompt.project
     return _next_or_queue(request, project, f"Submitted output #{annotation.generation_id}. ")
 
 
-@login_required
+@_login_then_annotate
 @require_POST
 def annotation_skip(request: HttpRequest, pk: int) -> HttpResponse:
     annotation = _get_annotation_for_user(request, pk, write=True)

@@ -17,7 +17,10 @@ cleanup() {
   kill -KILL "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
 }
-trap cleanup INT TERM EXIT
+# Ctrl-C (or a TERM from a supervisor) is how this is meant to stop: clean up and exit 0, so `make run`
+# ends quietly instead of reporting "make: *** [run] Error 1".
+trap 'cleanup; exit 0' INT TERM
+trap cleanup EXIT
 
 # Nothing runs before the workers start: jobs still marked running were cut off by the last stop.
 $BIN/python manage.py recover_jobs

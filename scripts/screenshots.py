@@ -1,8 +1,8 @@
-"""Take the README's screenshots of the annotator queue and the annotate page.
+"""A visual tour: every page of every role, rendered in headless Chromium into docs/screenshots/.
 
 Seeds a little demo data into a throwaway SQLite database (a temporary ``T2G_VAR_DIR``, removed afterwards),
-starts the development server on a free loopback port, logs in as an annotator in headless Chromium and
-saves ``docs/screenshots/queue.png`` and ``docs/screenshots/annotate.png``.
+starts the development server on a free loopback port, logs in as each role and saves one PNG per page:
+``<role>-<page>.png`` (annotator, researcher, admin), plus the README's ``queue.png`` and ``annotate.png``.
 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--chromium /usr/bin/chromium]
 """
@@ -61,6 +61,9 @@ def seed() -> int:
     for name in ("annotator1", "annotator2", "annotator3"):
         people[name] = User.objects.create_user(username=name, password=PASSWORD)
         roles.assign_role(people[name], roles.ANNOTATOR)
+    for name, role in (("researcher", roles.RESEARCHER), ("admin", roles.ADMIN)):
+        people[name] = User.objects.create_user(username=name, password=PASSWORD)
+        roles.assign_role(people[name], role)
 
     news = services.project_create(
         name="News summaries",
@@ -138,7 +141,77 @@ def seed() -> int:
             span("Mayor Elena Ruiz", "good", "Keeps the name."),
         ],  # fmt: skip
     )
+    _seed_training(news, people["admin"])
     return draft.pk
+
+
+def _seed_training(project, admin) -> None:
+    """A finished round with a few steps of metrics, the version it made and a failed (empty) export."""
+    from annotations.models import Annotation, DatasetExport
+    from training.models import ModelVersion, RoundMetric, TrainingRound
+
+    base = ModelVersion.objects.create(name="v0-base", base_model="SmolLM2-135M-Instruct", is_active=True)
+    submitted = list(Annotation.objects.filter(status="submitted").values_list("pk", flat=True))
+    training_round = TrainingRound.objects.create(
+        project=project, status="succeeded", progress_step=8, progress_total=8, snapshot=submitted,
+        config={"mode": "token", "learning_rate": 0.0001, "kl_coef": 0.1, "steps": 8, "lora_r": 16,
+                "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
+        summary={"elapsed_s": 95.0}, created_by=admin, base_version=base,
+    )  # fmt: skip
+    for step in range(8):
+        RoundMetric.objects.create(
+            training_round=training_round, step=step,
+            data={"mean_token_reward": -0.4 + 0.07 * step, "mean_shaped_reward": -0.45 + 0.065 * step,
+                  "kl": 0.002 * step, "policy_loss": 0.3 / (step + 1), "value_loss": 0.2 - 0.01 * step,
+                  "clipfrac": 0.05 * (step % 3), "ratio": 1.0 + 0.01 * (step % 2)},
+        )  # fmt: skip
+    version = ModelVersion.objects.create(name="v1-token", base_model=base.base_model, parent=base,
+                                          created_by_round=training_round)  # fmt: skip
+    TrainingRound.objects.filter(pk=training_round.pk).update(output_version=version)
+    DatasetExport.objects.create(
+        kind="dpo", format="jsonl", status="failed", created_by=admin, query={"status": "submitted"},
+        error="Nothing to export: a DPO pair needs two rated outputs of the same prompt whose mean ratings differ.",
+    )  # fmt: skip
+
+
+def tour(project_ids: dict, draft_id: int) -> dict[str, list[tuple[str, str]]]:
+    """(name, path) of every page each role sees."""
+    from annotations.models import Annotation, DatasetExport
+    from training.models import TrainingRound
+
+    news, code = project_ids["news"], project_ids["code"]
+    submitted = Annotation.objects.filter(status="submitted").order_by("id").first()
+    code_annotation = Annotation.objects.filter(generation__prompt__project_id=code).order_by("id").first()
+    round_id = TrainingRound.objects.order_by("id").first().pk
+    export_id = DatasetExport.objects.order_by("id").first().pk
+    shared = [
+        ("projects", "/projects/"),
+        ("project", f"/projects/{news}/"),
+        ("code-project", f"/projects/{code}/"),
+    ]
+    watcher = [
+        *shared,
+        ("progress", f"/projects/{news}/progress/"),
+        ("annotation-read-only", f"/annotations/{submitted.pk}/"),
+        ("heatmap", f"/annotations/{submitted.pk}/heatmap/"),
+        ("exports", "/data/exports/"),
+        ("export", f"/data/exports/{export_id}/"),
+        ("import", "/data/import/"),
+        ("training", "/training/"),
+        ("round", f"/training/rounds/{round_id}/"),
+        ("compare", "/training/compare/"),
+    ]
+    return {
+        "annotator": [
+            ("queue", "/queue/"),
+            *shared,
+            ("annotate", f"/annotations/{draft_id}/"),
+            ("annotate-code", f"/annotations/{code_annotation.pk}/"),
+            ("heatmap", f"/annotations/{code_annotation.pk}/heatmap/"),
+        ],
+        "researcher": watcher,
+        "admin": watcher,
+    }
 
 
 def _free_port() -> int:
@@ -162,24 +235,50 @@ def _wait_for(port: int, proc: subprocess.Popen) -> None:
     raise SystemExit("the development server did not answer /healthz")
 
 
-def shoot(base_url: str, draft_id: int, out: Path, chromium: str) -> None:
+def _login(page, username: str) -> None:
+    page.context.clear_cookies()
+    page.goto("/accounts/login/")
+    page.fill('input[name="username"]', username)
+    page.fill('input[name="password"]', PASSWORD)
+    page.click('main button[type="submit"]')
+    page.wait_for_load_state()
+
+
+def _settle(page, path: str) -> None:
+    page.wait_for_load_state("load")
+    if path.startswith("/annotations/") and "heatmap" not in path:
+        page.wait_for_selector('#workspace[data-ready="1"]')
+    if path.startswith("/training/rounds/"):
+        page.wait_for_function("!!window.t2gCharts")
+
+
+def shoot(base_url: str, draft_id: int, pages: dict, out: Path, chromium: str) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
+    written = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 820}, base_url=base_url)
         page.goto("/accounts/login/")
-        page.fill('input[name="username"]', "annotator1")
-        page.fill('input[name="password"]', PASSWORD)
-        page.click('button[type="submit"]')
+        page.screenshot(path=str(out / "anonymous-login.png"), full_page=True)
+        written.append(out / "anonymous-login.png")
+        for role, visits in pages.items():
+            _login(page, {"annotator": "annotator1"}.get(role, role))
+            for name, path in visits:
+                page.goto(path)
+                _settle(page, path)
+                target = out / f"{role}-{name}.png"
+                page.screenshot(path=str(target), full_page=True)
+                written.append(target)
+
+        # The README's two: the queue, and a selection being labelled from the keyboard.
+        _login(page, "annotator1")
         page.goto("/queue/")
         page.wait_for_selector(".queue-row")
         page.screenshot(path=str(out / "queue.png"), full_page=True)
-
         page.goto(f"/annotations/{draft_id}/")
         page.wait_for_selector('#workspace[data-ready="1"]')
         page.evaluate("document.querySelector('details.instructions')?.removeAttribute('open')")
-        # A selection in progress, labelled from the keyboard, critique being typed.
         page.evaluate(
             """() => {
                 const node = document.getElementById("output-text");
@@ -202,7 +301,9 @@ def shoot(base_url: str, draft_id: int, out: Path, chromium: str) -> None:
         page.keyboard.press("1")
         page.keyboard.type("Right: the text says autumn of next year.")
         page.screenshot(path=str(out / "annotate.png"), full_page=True)
+        written += [out / "queue.png", out / "annotate.png"]
         browser.close()
+    return written
 
 
 def main() -> None:
@@ -227,6 +328,13 @@ def main() -> None:
             [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO_ROOT, check=True
         )
         draft_id = seed()
+        from annotations.models import Project
+
+        project_ids = {
+            "news": Project.objects.get(name="News summaries").pk,
+            "code": Project.objects.get(name="HumanEval code").pk,
+        }
+        pages = tour(project_ids, draft_id)
         port = _free_port()
         server = subprocess.Popen(
             [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"],
@@ -235,8 +343,8 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
         _wait_for(port, server)
-        shoot(f"http://127.0.0.1:{port}", draft_id, args.out, args.chromium)
-        print(f"wrote {args.out / 'queue.png'} and {args.out / 'annotate.png'}")
+        written = shoot(f"http://127.0.0.1:{port}", draft_id, pages, args.out, args.chromium)
+        print(f"wrote {len(written)} screenshots into {args.out}")
     finally:
         if server is not None:
             server.terminate()

@@ -1,12 +1,16 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from annotations import views as annotation_views
 
 urlpatterns = [
     path("", annotation_views.home, name="home"),
     path("healthz", annotation_views.healthz, name="healthz"),
+    # Pages link the SVG icon; this answers browsers (and the admin) that ask for the classic path.
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include("text2grad_web.api_urls")),

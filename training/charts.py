@@ -1,65 +1,90 @@
-"""Server-rendered SVG line charts for round metrics: no chart library, nothing loaded from a CDN.
+"""What the round page's charts show: series of round metrics with human names, as JSON for uPlot.
 
->>> svg = line_chart({"loss": [1.0, 0.5, 0.25]}, title="Loss")
->>> svg.startswith("<svg") and "polyline" in svg
-True
+The browser draws them (``static/js/charts.js`` with uPlot, vendored from its npm package): legends with
+the value under the cursor, labelled axes with ticks. Missing values are ``None`` (a gap, not a zero).
+
+>>> specs = chart_specs([{"kl": 0.5}, {"kl": 0.25, "policy_loss": 1.0}])
+>>> [spec["title"] for spec in specs][:2]
+['Mean token reward', 'KL to the base model']
+>>> specs[1]["series"][0]
+{'label': 'KL per token', 'values': [0.5, 0.25]}
+>>> specs[0]["series"][0]["values"]
+[None, None]
 """
 
 from __future__ import annotations
 
 import math
-from html import escape
+from typing import Any
 
-PALETTE = ["#3b5bdb", "#c62828", "#2e7d32", "#b26a00", "#7048e8"]
+# (title, y-axis label, [(metric key, human name)])
+CHARTS: list[tuple[str, str, list[tuple[str, str]]]] = [
+    (
+        "Mean token reward",
+        "reward per token",
+        [
+            ("mean_token_reward", "Human token reward"),
+            ("mean_shaped_reward", "Shaped reward (after KL penalty)"),
+        ],
+    ),
+    ("KL to the base model", "nats per token", [("kl", "KL per token")]),
+    ("Losses", "loss", [("policy_loss", "Policy loss"), ("value_loss", "Value loss")]),
+    ("Clipping", "fraction / ratio", [("clipfrac", "Clipped fraction"), ("ratio", "Mean policy ratio")]),
+]
 
 
-def _fmt(value: float) -> str:
-    if value == 0:
-        return "0"
-    if abs(value) >= 100 or abs(value) < 0.01:
-        return f"{value:.2e}"
-    return f"{value:.3g}"
+def _number(value: Any) -> float | None:
+    return value if isinstance(value, int | float) and math.isfinite(value) else None
 
 
-def line_chart(series: dict[str, list[float]], *, title: str, width: int = 420, height: int = 180) -> str:
-    """An SVG with one polyline per series, shared axes, min/max labels and a legend."""
-    pad_left, pad_right, pad_top, pad_bottom = 56, 10, 26, 24
-    points = [v for values in series.values() for v in values if math.isfinite(v)]
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" '
-        f'role="img" aria-label="{escape(title)}">',
-        f'<text x="{pad_left}" y="16" class="chart-title">{escape(title)}</text>',
+def chart_specs(metrics: list[dict]) -> list[dict]:
+    """One spec per chart: ``{title, y_label, x_label, steps, series: [{label, values}]}``."""
+    steps = list(range(1, len(metrics) + 1))
+    return [
+        {
+            "title": title,
+            "y_label": y_label,
+            "x_label": "optimizer step",
+            "steps": steps,
+            "series": [
+                {"label": name, "values": [_number(m.get(key)) for m in metrics]} for key, name in series
+            ],
+        }
+        for title, y_label, series in CHARTS
     ]
-    if not points:
-        parts.append(
-            f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="chart-empty">no data yet</text>'
-        )
-        return "".join(parts) + "</svg>"
-    low, high = min(points), max(points)
-    if high - low < 1e-12:
-        low, high = low - 1, high + 1
-    longest = max(len(values) for values in series.values())
-    plot_w, plot_h = width - pad_left - pad_right, height - pad_top - pad_bottom
 
-    def xy(index: int, value: float) -> str:
-        x = pad_left + (plot_w * index / max(1, longest - 1))
-        y = pad_top + plot_h * (1 - (value - low) / (high - low))
-        return f"{x:.1f},{y:.1f}"
 
-    parts.append(
-        f'<rect x="{pad_left}" y="{pad_top}" width="{plot_w}" height="{plot_h}" class="chart-frame"/>'
-        f'<text x="{pad_left - 4}" y="{pad_top + 4}" text-anchor="end" class="chart-axis">{_fmt(high)}</text>'
-        f'<text x="{pad_left - 4}" y="{pad_top + plot_h}" text-anchor="end" class="chart-axis">{_fmt(low)}</text>'
-        f'<text x="{pad_left + plot_w}" y="{height - 6}" text-anchor="end" class="chart-axis">step {longest - 1}</text>'
-    )
-    if low < 0 < high:
-        parts.append(f'<polyline points="{xy(0, 0)} {xy(longest - 1, 0)}" class="chart-zero"/>')
-    for n, (name, values) in enumerate(series.items()):
-        color = PALETTE[n % len(PALETTE)]
-        coords = " ".join(xy(i, v) for i, v in enumerate(values) if math.isfinite(v))
-        parts.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="1.6"/>')
-        parts.append(
-            f'<text x="{pad_left + 6 + 110 * n}" y="{height - 6}" fill="{color}" class="chart-legend">'
-            f"{escape(name)}</text>"
-        )
-    return "".join(parts) + "</svg>"
+# The round's config, as a table a person reads: words for the keys, acronyms spelled as people write them.
+_WORDS = {
+    "kl": "KL",
+    "lora": "LoRA",
+    "ppo": "PPO",
+    "lr": "LR",
+    "eps": "ε",
+    "lam": "GAE λ",
+    "vf": "value-function",
+}
+
+
+def config_label(key: str) -> str:
+    """>>> config_label("lora_target_modules")
+    'LoRA target modules'
+    """
+    words = [_WORDS.get(word, word) for word in key.split("_")]
+    text = " ".join(words)
+    return text[0].upper() + text[1:] if text else key
+
+
+def config_rows(config: dict) -> list[tuple[str, str]]:
+    rows = []
+    for key, value in sorted((config or {}).items()):
+        if isinstance(value, list):
+            shown = ", ".join(str(item) for item in value) or "—"
+        elif isinstance(value, bool):
+            shown = "yes" if value else "no"
+        elif value is None:
+            shown = "—"
+        else:
+            shown = str(value)
+        rows.append((config_label(key), shown))
+    return rows

@@ -28,15 +28,32 @@ INT_KNOBS = [
 ]
 
 
+# The browser's date-and-time picker sends "2026-12-01T20:30"; typed ISO dates still parse.
+_DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]
+
+
+def _datetime_field(label: str, help_text: str) -> forms.DateTimeField:
+    return forms.DateTimeField(
+        label=label,
+        required=False,
+        help_text=help_text,
+        input_formats=_DATETIME_FORMATS,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+
+
 class RoundLaunchForm(forms.Form):
-    mode = forms.ChoiceField(choices=TrainingRound.Mode.choices, initial=TrainingRound.Mode.TOKEN)
+    mode = forms.ChoiceField(
+        label="Reward mode", choices=TrainingRound.Mode.choices, initial=TrainingRound.Mode.TOKEN
+    )
     project = forms.ModelChoiceField(queryset=Project.objects.filter(is_archived=False), required=False,
                                      empty_label="All projects")  # fmt: skip
-    since = forms.DateTimeField(required=False, help_text="Annotations submitted at or after")
-    until = forms.DateTimeField(required=False, help_text="Annotations submitted at or before")
-    model_version = forms.ModelChoiceField(queryset=ModelVersion.objects.all(), required=False,
-                                           empty_label="Outputs of any version")  # fmt: skip
-    adaptive_kl = forms.BooleanField(required=False, initial=_DEFAULTS.adaptive_kl)
+    since = _datetime_field("Submitted from", "Annotations submitted at or after (optional)")
+    until = _datetime_field("Submitted until", "Annotations submitted at or before (optional)")
+    model_version = forms.ModelChoiceField(label="Outputs of version", queryset=ModelVersion.objects.all(),
+                                           required=False, empty_label="Any version")  # fmt: skip
+    adaptive_kl = forms.BooleanField(label="Adaptive KL controller", required=False, initial=_DEFAULTS.adaptive_kl,
+                                     help_text="Adjust β during the round towards the target KL")  # fmt: skip
     auto_promote = forms.BooleanField(required=False, help_text="Make the new version active when done")
 
     def __init__(self, *args, **kwargs):

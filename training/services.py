@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from annotations.models import Project, content_hash
+from annotations.models import EVALUATION_PURPOSE, Generation, Project, content_hash
 from jobs import dispatch
 
 from .models import GenerationJob, ModelVersion, TrainingRound
@@ -204,15 +204,38 @@ def rounds_reap_stale(*, stale_after_s: int = ROUND_STALE_AFTER_S) -> int:
 EVAL_PROMPTS = 8  # the first prompts of a project form its fixed evaluation set
 
 
-def evaluation_generate(*, project: Project, model_version: ModelVersion, created_by=None) -> GenerationJob:
-    """Sample one output per evaluation prompt with a given version, for side-by-side comparison."""
+def evaluation_generate(
+    *, project: Project, model_version: ModelVersion, created_by=None
+) -> GenerationJob | None:
+    """Sample one output per evaluation prompt with a given version, for side-by-side comparison.
+
+    Prompts that already have an output of this version (or a queued job for it) are left alone: outputs
+    are not sampled twice. The new outputs are marked ``purpose: evaluation`` and never reach annotators'
+    queues. Returns None when every evaluation prompt is covered already.
+    """
     prompt_ids = list(project.prompts.order_by("id").values_list("id", flat=True)[:EVAL_PROMPTS])
+    covered = set(
+        Generation.objects.filter(prompt_id__in=prompt_ids, model_version=model_version).values_list(
+            "prompt_id", flat=True
+        )
+    )
+    pending = GenerationJob.objects.filter(
+        project=project,
+        model_version=model_version,
+        status__in=[GenerationJob.Status.QUEUED, GenerationJob.Status.RUNNING],
+        sampling_params__purpose=EVALUATION_PURPOSE,
+    ).values_list("prompt_ids", flat=True)
+    for ids in pending:
+        covered.update(ids)
+    missing = [pk for pk in prompt_ids if pk not in covered]
+    if not missing:
+        return None
     return generation_job_create(
         project=project,
         per_prompt=1,
-        prompt_ids=prompt_ids,
+        prompt_ids=missing,
         model_version=model_version,
-        sampling_params={"purpose": "evaluation", "seed": 1234},
+        sampling_params={"purpose": EVALUATION_PURPOSE, "seed": 1234},
         created_by=created_by,
     )
 

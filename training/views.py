@@ -12,7 +12,6 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
-from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
@@ -22,13 +21,6 @@ from annotations.models import Generation, Project
 from . import charts, selectors, services
 from .forms import RoundLaunchForm
 from .models import GenerationJob, ModelVersion, RoundMetric, TrainingRound
-
-CHARTS = [
-    ("Mean token reward", ["mean_token_reward", "mean_shaped_reward"]),
-    ("KL to the base model", ["kl"]),
-    ("Losses", ["policy_loss", "value_loss"]),
-    ("Clip fraction and ratio", ["clipfrac", "ratio"]),
-]
 
 
 def _require_admin(request: HttpRequest) -> None:
@@ -87,13 +79,13 @@ def round_detail(request: HttpRequest, pk: int) -> HttpResponse:
         TrainingRound.objects.select_related("project", "output_version"), pk=pk
     )
     metrics = list(RoundMetric.objects.filter(training_round=training_round).values_list("data", flat=True))
-    svgs = [
-        mark_safe(
-            charts.line_chart({key: [m.get(key, float("nan")) for m in metrics] for key in keys}, title=title)
-        )  # safe: built from numbers; every label is escaped in charts.line_chart
-        for title, keys in CHARTS
-    ]
-    context = {"round": training_round, "charts": svgs, "metric_count": len(metrics)}
+    context = {
+        "round": training_round,
+        "charts": charts.chart_specs(metrics),
+        "metric_count": len(metrics),
+        "config_rows": charts.config_rows(training_round.config),
+        "round_charts_id": f"round-charts-{training_round.pk}",
+    }
     template = "training/_round_live.html" if request.htmx else "training/round_detail.html"
     return render(request, template, context)
 
@@ -163,9 +155,19 @@ def version_compare_generate(request: HttpRequest) -> HttpResponse:
     _require_admin(request)
     project = get_object_or_404(Project, pk=request.POST.get("project"))
     chosen = ModelVersion.objects.filter(pk__in=request.POST.getlist("version"))
-    for version in chosen:
-        services.evaluation_generate(project=project, model_version=version, created_by=request.user)
-    messages.success(request, f"Queued evaluation outputs for {len(chosen)} version(s); refresh in a minute.")
+    jobs = [
+        services.evaluation_generate(project=project, model_version=v, created_by=request.user)
+        for v in chosen
+    ]
+    queued = [version.name for version, job in zip(chosen, jobs, strict=True) if job is not None]
+    covered = [version.name for version, job in zip(chosen, jobs, strict=True) if job is None]
+    if queued:
+        messages.success(request, f"Queued evaluation outputs for {', '.join(queued)}; refresh in a minute.")
+    if covered:
+        messages.info(
+            request,
+            f"{', '.join(covered)} already has outputs for every evaluation prompt: none sampled again.",
+        )
     query = {"project": project.pk, **dict(zip("ab", request.POST.getlist("version"), strict=False))}
     return redirect(f"{reverse('version_compare')}?{urlencode(query)}")
 

@@ -153,7 +153,8 @@ def _json_default(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-# Datetimes become ISO 8601 text (``datasets`` reads them back as timestamps); NaN is refused, not written.
+# Datetimes become ISO 8601 text (``datasets`` reads it back as a string: pyarrow infers a timestamp only
+# when no value has fractional seconds); NaN is refused, not written.
 _json_line = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default
 ).encode

@@ -9,6 +9,7 @@ quotas) hold whatever the client. One module per subject: ``projects`` (projects
 
 from .annotating import (
     SPAN_EDITABLE_FIELDS,
+    DraftConflict,
     annotation_save_draft,
     annotation_submit,
     span_create,
@@ -38,6 +39,7 @@ __all__ = [
     "SPAN_EDITABLE_FIELDS",
     "SPAN_WEIGHT_MAX",
     "UNSET",
+    "DraftConflict",
     "ImportReport",
     "annotation_save_draft",
     "annotation_submit",

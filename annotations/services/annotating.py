@@ -30,6 +30,31 @@ from .validation import (
 logger = logging.getLogger(__name__)
 
 
+class DraftConflict(Exception):
+    """A save named an older version of the overall fields than the stored one, and would change them:
+    another tab (or person's session) saved in between. Nothing was written; ``current`` is what is stored."""
+
+    def __init__(self, current: Annotation):
+        super().__init__(f"Annotation {current.pk} is at version {current.version}.")
+        self.current = current
+
+
+def _check_version(annotation: Annotation, updates: dict[str, Any], expected_version: Any) -> None:
+    """Refuse a save over a newer version; a save that changes nothing of it is never a conflict."""
+    if expected_version in (None, "", UNSET):
+        return
+    version = as_int(expected_version)
+    if version is None or version < 0:
+        raise ValidationError(f"The version must be a whole number (got {expected_version!r}).")
+    changes = any(
+        getattr(annotation, name) != updates[name]
+        for name in ("overall_critique", "rating")
+        if name in updates
+    )
+    if version != annotation.version and changes:
+        raise DraftConflict(annotation)
+
+
 def _annotation_for_write(annotation: Annotation, user) -> Annotation:
     """Lock the annotation row (only it: a join would lock the project row for every writer)."""
     locked = (
@@ -81,9 +106,17 @@ def _apply_overall(annotation: Annotation, updates: dict[str, Any]) -> list[str]
     if "time_spent_seconds" in updates:
         # The client reports its running total; a stale tab must not lower what a newer one stored.
         updates["time_spent_seconds"] = max(annotation.time_spent_seconds, updates["time_spent_seconds"])
+    fields = [*updates, "updated_at"]
+    if any(
+        getattr(annotation, name) != updates[name]
+        for name in ("overall_critique", "rating")
+        if name in updates
+    ):
+        annotation.version += 1
+        fields.append("version")
     for name, value in updates.items():
         setattr(annotation, name, value)
-    return [*updates, "updated_at"]
+    return fields
 
 
 def _lease_renew(annotation: Annotation, now: datetime) -> None:
@@ -102,6 +135,7 @@ def annotation_save_draft(
     rating: Any = UNSET,
     spans: Any = UNSET,
     time_spent: Any = UNSET,
+    expected_version: Any = None,
     user=None,
     now: datetime | None = None,
 ) -> Annotation:
@@ -109,11 +143,15 @@ def annotation_save_draft(
     seconds (the client's running total; the stored value never goes down) and ``spans`` (the complete
     list, replacing the stored one; ``[]`` clears them). Arguments left out (or ``spans=None``) stay as
     they are. Everything is validated before anything is written, so a refused save loses nothing.
+
+    ``expected_version``: the ``version`` the client's text was based on; when the stored one is newer and
+    this save would change the critique or rating, ``DraftConflict`` is raised and nothing is written.
     """
     now = now or timezone.now()
     with transaction.atomic():
         locked = _annotation_for_write(annotation, user)
         updates = _clean_overall(overall_critique=overall_critique, rating=rating, time_spent=time_spent)
+        _check_version(locked, updates, expected_version)
         cleaned = None
         if spans is not UNSET and spans is not None:
             cleaned = validate_spans(locked.generation.text, spans, locked.generation.prompt.project)
@@ -213,10 +251,12 @@ def annotation_submit(
     overall_critique: Any = UNSET,
     rating: Any = UNSET,
     time_spent: Any = UNSET,
+    expected_version: Any = None,
     user=None,
     now: datetime | None = None,
 ) -> Annotation:
-    """Submit a draft (saving the given overall fields first, in the same transaction).
+    """Submit a draft (saving the given overall fields first, in the same transaction; a stale
+    ``expected_version`` raises ``DraftConflict`` as in ``annotation_save_draft``).
 
     Needs at least one span or an overall critique; every stored span's text copy is checked against the
     output again. The output's slot is checked under its row lock: an unexpired lease holds it; after
@@ -227,6 +267,7 @@ def annotation_submit(
     with transaction.atomic():
         locked = _annotation_for_write(annotation, user)
         updates = _clean_overall(overall_critique=overall_critique, rating=rating, time_spent=time_spent)
+        _check_version(locked, updates, expected_version)
         update_fields = _apply_overall(locked, updates)
         generation = locked.generation
         project = generation.prompt.project

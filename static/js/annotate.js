@@ -26,7 +26,7 @@
   const helpDialog = document.getElementById("help-dialog");
   const skipDialog = document.getElementById("skip-dialog");
   const overallForm = document.getElementById("overall-form");
-  const csrfToken = (() => {
+  let csrfToken = (() => {
     try {
       return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || "";
     } catch (err) {
@@ -34,26 +34,23 @@
     }
   })();
 
-  // --- offsets: code points <-> UTF-16 ----------------------------------------------------------
-  // cpToUnit[i] is the UTF-16 offset of code point i; built by iterating code points with for..of.
-  const cpToUnit = [0];
-  for (const ch of outputText) cpToUnit.push(cpToUnit[cpToUnit.length - 1] + ch.length);
-  const cpLength = cpToUnit.length - 1;
+  // Logging in again in place (draft.js) rotates the token.
+  document.addEventListener("t2g:csrf", (event) => (csrfToken = event.detail));
 
-  /** The code point at a UTF-16 offset; an offset inside a surrogate pair rounds down, or up with roundUp. */
-  function unitToCp(unit, roundUp) {
-    let lo = 0;
-    let hi = cpLength;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (cpToUnit[mid] <= unit) lo = mid;
-      else hi = mid - 1;
+  // --- spans and highlights (drawn by static/js/output-view.js) -------------------------------------
+  const view = window.T2GOutputView(outputEl, outputText, readJSON("t2g-tokens") || []);
+  let snapToWords = true;
+  const selectionOffsets = () => view.selection(snapToWords);
+
+  function render() {
+    const all = (pending ? spans.concat([pending]) : spans).concat(proposals);
+    view.draw(all, { pending, activeSpanId, colorOf });
+    for (const item of document.querySelectorAll(".span-item")) {
+      item.classList.toggle("active", Number(item.dataset.spanId) === activeSpanId);
     }
-    return roundUp && cpToUnit[lo] < unit ? Math.min(lo + 1, cpLength) : lo;
   }
-  const sliceCp = (start, end) => outputText.slice(cpToUnit[start], cpToUnit[end]);
 
-  // --- spans and highlights ------------------------------------------------------------------------
+  // --- spans ------------------------------------------------------------------------
   let spans = [];
   let pending = null; // the range being labelled, drawn as a dashed highlight
   let activeSpanId = null;
@@ -75,93 +72,6 @@
     }));
   }
 
-  /** Draw the output as text nodes, with one <mark> per stretch covered by the same set of spans. */
-  function render() {
-    const all = (pending ? spans.concat([pending]) : spans).concat(proposals);
-    const cuts = new Set([0, cpLength]);
-    for (const span of all) {
-      cuts.add(Math.max(0, Math.min(span.start, cpLength)));
-      cuts.add(Math.max(0, Math.min(span.end, cpLength)));
-    }
-    const points = Array.from(cuts).sort((a, b) => a - b);
-    const fragment = document.createDocumentFragment();
-    for (let i = 0; i + 1 < points.length; i++) {
-      const a = points[i];
-      const b = points[i + 1];
-      const piece = sliceCp(a, b);
-      // Innermost (shortest) first: it gives the background; every covering span adds an underline band.
-      const covering = all
-        .filter((span) => span.start <= a && span.end >= b)
-        .sort((x, y) => x.end - x.start - (y.end - y.start));
-      if (!covering.length) {
-        fragment.appendChild(document.createTextNode(piece));
-        continue;
-      }
-      const mark = document.createElement("mark");
-      mark.className = "hl";
-      if (covering.length > 1) mark.classList.add("hl-overlap");
-      if (covering.some((span) => span === pending)) mark.classList.add("hl-pending");
-      if (covering.some((span) => span.proposal)) mark.classList.add("hl-proposal");
-      if (activeSpanId !== null && covering.some((span) => span.id === activeSpanId)) {
-        mark.classList.add("hl-active");
-      }
-      mark.dataset.spanIds = covering
-        .filter((span) => span !== pending && !span.proposal)
-        .map((span) => span.id)
-        .join(" ");
-      mark.style.setProperty("--c", colorOf(covering[0]));
-      mark.style.boxShadow = covering
-        .map((span, depth) => `inset 0 -${3 * (depth + 1)}px 0 ${colorOf(span)}`)
-        .join(", ");
-      mark.title = covering
-        .filter((span) => span !== pending && !span.proposal)
-        .map((span) => span.label + (span.critique ? ": " + span.critique : ""))
-        .join("\n");
-      mark.textContent = piece;
-      fragment.appendChild(mark);
-    }
-    outputEl.replaceChildren(fragment);
-    for (const item of document.querySelectorAll(".span-item")) {
-      item.classList.toggle("active", Number(item.dataset.spanId) === activeSpanId);
-    }
-  }
-
-  // --- selection -> code-point offsets -------------------------------------------------------------
-  function unitsBefore(node, offset) {
-    const range = document.createRange();
-    range.setStart(outputEl, 0);
-    range.setEnd(node, offset);
-    return range.toString().length;
-  }
-
-  /** The current selection clamped to the output, as {start, end, text} in code points, or null. */
-  function selectionOffsets() {
-    const selection = window.getSelection();
-    if (!selection || selection.rangeCount === 0 || selection.isCollapsed) return null;
-    const range = selection.getRangeAt(0);
-    const whole = document.createRange();
-    whole.selectNodeContents(outputEl);
-    let [startNode, startOffset] = [range.startContainer, range.startOffset];
-    let [endNode, endOffset] = [range.endContainer, range.endOffset];
-    try {
-      if (whole.comparePoint(startNode, startOffset) < 0) [startNode, startOffset] = [outputEl, 0];
-      if (whole.comparePoint(endNode, endOffset) > 0) {
-        [endNode, endOffset] = [outputEl, outputEl.childNodes.length];
-      }
-      if (whole.comparePoint(startNode, startOffset) > 0 || whole.comparePoint(endNode, endOffset) < 0) {
-        return null;
-      }
-    } catch (err) {
-      return null; // the selection is in another document or shadow tree
-    }
-    const startUnit = unitsBefore(startNode, startOffset);
-    const endUnit = unitsBefore(endNode, endOffset);
-    if (endUnit <= startUnit) return null;
-    const start = unitToCp(startUnit, false);
-    const end = unitToCp(endUnit, true);
-    return { start, end, text: sliceCp(start, end) };
-  }
-
   // --- talking to the server -----------------------------------------------------------------------
   async function post(url, values) {
     const body = new URLSearchParams();
@@ -176,7 +86,10 @@
   }
 
   function explain(result) {
-    if (result.response.redirected) return "Your session has ended: log in again (nothing was changed).";
+    if (result.response.redirected || result.status === 401) {
+      if (window.t2gDraft) window.t2gDraft.sessionEnded();
+      return "Your session has ended: log in again (nothing was changed).";
+    }
     if (result.status === 422) return result.text;
     if (result.status === 403) return "You cannot change this annotation.";
     if (result.status === 404) return "This annotation or span no longer exists.";
@@ -389,8 +302,7 @@
     toastTimer = setTimeout(() => (toastEl.hidden = true), isError ? 8000 : 2500);
   }
 
-  // --- the draft: autosave status, save now, submit, time spent ------------------------------------
-  let dirty = false;
+  // --- the draft: time spent, save now, submit (the autosave itself is static/js/draft.js) -----------
   const timeInput = document.getElementById("time-spent");
   const startedWith = timeInput ? Number(timeInput.value) || 0 : 0;
   let activeSeconds = 0;
@@ -408,49 +320,29 @@
     }, 1000);
   }
 
-  async function saveDraft() {
-    if (!overallForm || !editable) return;
-    const result = await post(workspace.dataset.saveUrl, Object.fromEntries(new FormData(overallForm)));
-    if (!result.ok) {
-      showError(explain(result));
-      return;
-    }
-    htmx.swap("#save-status", result.text, { swapStyle: "outerHTML" });
-    dirty = false;
-    toast("Draft saved.");
+  function saveDraft() {
+    if (!overallForm || !editable || !window.t2gDraft) return;
+    window.t2gDraft.saveNow().then((saved) => saved && toast("Draft saved."));
   }
 
   function submitAnnotation() {
     const button = document.getElementById("submit-button");
     if (!overallForm || !button) return;
-    dirty = false;
     overallForm.requestSubmit(button);
   }
 
   let leaving = false;
   if (overallForm && editable) {
-    overallForm.addEventListener("input", () => (dirty = true));
-    overallForm.addEventListener("submit", () => {
-      // The form itself carries every field; an autosave still waiting out its delay would reach the
-      // server after the submission and be refused.
-      dirty = false;
-      leaving = true;
+    overallForm.addEventListener("submit", (event) => {
+      if (!event.defaultPrevented) leaving = true;
     });
     document.body.addEventListener("htmx:beforeRequest", (event) => {
       if (leaving) event.preventDefault();
     });
-    document.body.addEventListener("htmx:afterRequest", (event) => {
-      if (event.detail.elt && event.detail.elt.closest && event.detail.elt.closest("#overall-form")) {
-        if (event.detail.successful) dirty = false;
-      }
-    });
-    // Leaving within the autosave delay: send what was typed (the form carries its CSRF token).
-    window.addEventListener("pagehide", () => {
-      if (dirty) navigator.sendBeacon(workspace.dataset.saveUrl, new FormData(overallForm));
-    });
   }
   document.body.addEventListener("htmx:responseError", (event) => {
     const xhr = event.detail.xhr;
+    if (xhr.status === 401 && window.t2gDraft) window.t2gDraft.sessionEnded();
     showError(xhr.status === 422 ? xhr.responseText : `Not saved: the server answered ${xhr.status}.`);
   });
   document.body.addEventListener("htmx:sendError", () => showError("Not saved: the network failed."));
@@ -460,6 +352,7 @@
     // On the document: a drag that starts in the output may end over the span list.
     document.addEventListener("mouseup", (event) => {
       if (popover && popover.contains(event.target)) return;
+      snapToWords = !event.altKey;
       // After the browser has finished updating the selection.
       setTimeout(() => {
         const selection = selectionOffsets();
@@ -590,6 +483,7 @@
         chooseLabel(label);
         return;
       }
+      snapToWords = true;
       const selection = selectionOffsets();
       if (selection) openCreate(selection, label);
       else toast("Select some text in the output first.");

@@ -139,3 +139,17 @@ def test_import_page_size_limit_and_missing_fields(client, feedback, admin_user,
     upload = SimpleUploadedFile("p.csv", b"prompt\nmuch more than ten bytes\n")
     response = client.post("/data/import/", {"project": feedback.project.pk, "file": upload})
     assert response.status_code == 400 and "the limit is 10 bytes" in response.content.decode()
+
+
+def test_export_page_shows_the_query_with_readable_labels_and_an_empty_reason(login, researcher, project):
+    from django.urls import reverse
+
+    export = dataset_services.export_create(
+        kind="dpo", fmt="jsonl", query={"project": project.pk}, enqueue=False
+    )
+    dataset_services.export_run(export_id=export.pk)
+    page = login(researcher).get(reverse("data_export_detail", args=[export.pk])).content.decode()
+    assert "Annotation status" in page and "DPO: minimum rating margin" in page
+    assert f"{project.name} (#{project.pk})" in page
+    assert "<th>dpo_min_margin</th>" not in page
+    assert "Nothing to export: no submitted annotation matches" in page

@@ -8,7 +8,6 @@ import json
 from datetime import UTC
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 from django.conf import settings
 
@@ -254,16 +253,38 @@ def test_unknown_kind_and_format(db):
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_empty_export_is_a_valid_file(db, fmt):
-    export, path = run_export("spans", fmt)
-    assert export.row_count == 0
-    if fmt == "parquet":
-        table = pq.read_table(path)
-        assert table.num_rows == 0 and table.schema.names == exports.columns_for("spans")
-    elif fmt == "csv":
-        assert path.read_text().splitlines() == [",".join(exports.columns_for("spans"))]
-    else:
-        assert path.read_bytes() == b""
+def test_empty_export_is_refused_with_a_reason_and_no_file(db, fmt, tmp_path):
+    # An empty JSONL, a header-only CSV and a 0-row Parquet all fail in datasets.load_dataset: no such file
+    # is offered; the export says why instead.
+    export = dataset_services.export_create(kind="spans", fmt=fmt, enqueue=False)
+    export = dataset_services.export_run(export_id=export.pk)
+    assert export.status == DatasetExport.Status.FAILED and export.row_count == 0
+    assert export.error.startswith("Nothing to export: no submitted annotation matches")
+    assert export.file_path == "" and dataset_services.export_file(export) is None
+    assert not list((Path(settings.VAR_DIR) / "exports").glob("*")), "no file, partial or final"
+    with pytest.raises(dataset_services.EmptyExportError, match="no submitted annotation"):
+        dataset_services.export_write(kind="spans", fmt=fmt, query=None, sink=(tmp_path / "out").open("wb"))
+
+
+def test_empty_dpo_export_explains_what_a_pair_needs(feedback):
+    export = dataset_services.export_create(
+        kind="dpo", fmt="jsonl", query={"dpo_min_margin": 4.0}, enqueue=False
+    )
+    export = dataset_services.export_run(export_id=export.pk)
+    assert export.status == DatasetExport.Status.FAILED
+    assert "a DPO pair needs two rated outputs of the same prompt" in export.error
+    assert "at least 4.0" in export.error
+
+
+def test_jsonl_export_loads_with_datasets_and_submitted_at_is_a_string(feedback):
+    load_dataset = pytest.importorskip("datasets").load_dataset
+    # Real submissions carry microseconds (timezone.now()); pyarrow then infers a string, not a timestamp.
+    one = Annotation.objects.filter(status="submitted").first()
+    Annotation.objects.filter(pk=one.pk).update(submitted_at=one.submitted_at.replace(microsecond=123456))
+    _, path = run_export("spans", "jsonl")
+    table = load_dataset("json", data_files=str(path), split="train")
+    assert table.num_rows > 0
+    assert table.features["submitted_at"].dtype == "string"  # as docs/api.md says
 
 
 def test_a_claimed_export_runs_once(feedback):

@@ -53,7 +53,9 @@ def test_round_page_shows_progress_charts_and_live_fragment(login, admin_user, c
     rounds.round_run(round_id=training_round.pk)
     client = login(admin_user)
     page = client.get(reverse("round_detail", args=[training_round.pk])).content.decode()
-    assert "update 2 of 2" in page and page.count("<svg") == 4 and "polyline" in page
+    assert "update 2 of 2" in page and page.count('class="card chart-card"') == 4
+    assert "Human token reward" in page and "optimizer step" in page  # human names, labelled axes
+    assert "Learning rate" in page and "{'" not in page  # the config as a labelled table, not a dict
     fragment = client.get(reverse("round_detail", args=[training_round.pk]), headers={"HX-Request": "true"})
     body = fragment.content.decode()
     assert body.lstrip().startswith('<div id="round-live"') and "<html" not in body

@@ -20,6 +20,11 @@ def test_admin_cancels_a_running_job_and_the_row_stops_polling(login_browser, ad
     assert "running" in row.inner_text()
 
     row.get_by_role("button", name="Cancel").click()
+    # It asks first (a native <dialog>, not window.confirm); confirming sends the htmx request.
+    page.wait_for_selector("#confirm-dialog[open]")
+    assert f"Cancel generation job #{job.pk}?" in page.inner_text("#confirm-message")
+    assert GenerationJob.objects.get(pk=job.pk).status == "running"
+    page.click("#confirm-yes")
     page.wait_for_selector(f"#generation-job-{job.pk} .status-cancelled")
     row = page.locator(f"#generation-job-{job.pk}")
     assert row.get_by_role("button", name="Cancel").count() == 0

@@ -67,7 +67,8 @@ def test_annotate_page_shows_prompt_output_labels_and_exact_text(login, annotato
     )
     assert [(label["name"], label["key"]) for label in labels] == [("good", "1"), ("poor", "2")]
     assert (
-        'id="span-popover"' in page and 'hx-post="' + reverse("annotation_save", args=[annotation.pk]) in page
+        'id="span-popover"' in page
+        and 'data-save-url="' + reverse("annotation_save", args=[annotation.pk]) in page
     )
     assert "Keyboard shortcuts" in page and "Ctrl + Enter" in page
 

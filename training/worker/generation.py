@@ -17,6 +17,10 @@ from .runtime import load_version
 logger = logging.getLogger(__name__)
 
 
+def _purpose(job) -> dict:
+    return {"purpose": job.sampling_params["purpose"]} if "purpose" in job.sampling_params else {}
+
+
 def generation_job_run(*, job_id: int) -> None:
     """Sample outputs for the job's prompts, writing Generation rows batch by batch as they finish."""
     job = GenerationJob.objects.select_related("project", "model_version").get(pk=job_id)
@@ -90,7 +94,8 @@ def _run_generation(job: GenerationJob) -> None:
                         response_token_ids=sample.response_ids,
                         behaviour_logprobs=sample.logprobs,
                         tokenizer_fingerprint=fingerprint,
-                        sampling_params=sample.params,
+                        # The job's purpose travels with each output (evaluation outputs stay out of queues).
+                        sampling_params=sample.params | _purpose(job),
                         finish_reason=sample.finish_reason,
                     ).save()
             done += len(chunk) * job.per_prompt

@@ -79,7 +79,9 @@ class Command(BaseCommand):
             else:
                 export = datasets.export_create(kind=kind, fmt=fmt, query=query, enqueue=False)
                 export = datasets.export_run(export_id=export.pk)
-        except exports.ExportQueryError as exc:
+                if export.status == export.Status.FAILED:
+                    raise CommandError(export.error)
+        except (exports.ExportQueryError, datasets.EmptyExportError) as exc:
             raise CommandError(str(exc)) from exc
         where = export.file_path if output else default_store().describe(export.file_path)
         self.stdout.write(_summary(export, where))

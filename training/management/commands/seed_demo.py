@@ -31,6 +31,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--no-generate", action="store_true", help="Do not queue generation jobs")
         parser.add_argument("--code-limit", type=int, default=164, help="How many HumanEval problems")
+        parser.add_argument(
+            "--credentials-to-file-only",
+            action="store_true",
+            help="Write the demo logins to var/demo-credentials.txt without printing them (make run prints "
+            "that file when the app starts, so they are shown once)",
+        )
 
     def handle(self, *args, **options):
         credentials = self._users()
@@ -47,11 +53,16 @@ class Command(BaseCommand):
                     self.stdout.write(f"Queued generation job {job.pk} for {project.name!r}.")
         if credentials:
             lines = [f"  {name:<11} {password}  ({role})" for name, role, password in credentials]
-            text = "Demo logins (shown once; also saved in var/demo-credentials.txt):\n" + "\n".join(lines)
+            text = "Demo logins (kept in var/demo-credentials.txt, readable only by you):\n" + "\n".join(
+                lines
+            )
             path = settings.VAR_DIR / "demo-credentials.txt"
             path.write_text(text + "\n")
             path.chmod(0o600)
-            self.stdout.write(text)
+            if options["credentials_to_file_only"]:
+                self.stdout.write(f"Demo users created; their logins are in {path}.")
+            else:
+                self.stdout.write(text)
         else:
             self.stdout.write("Demo users exist already; logins are in var/demo-credentials.txt.")
 
