@@ -55,3 +55,12 @@ def submit(django_capture_on_commit_callbacks):
         return annotation
 
     return _submit
+
+
+@pytest.fixture
+def tiny_settings(settings, tiny_model_dir, tmp_path):
+    """Point the model store at the tiny model and a throwaway models folder."""
+    settings.T2G_BASE_MODEL = str(tiny_model_dir)
+    settings.T2G_MODELS_DIR = tmp_path / "models"
+    settings.T2G_TORCH_THREADS = 2
+    return settings
