@@ -282,6 +282,14 @@ class ExportQuerySerializer(serializers.Serializer):
     identify_annotators = serializers.BooleanField(
         required=False, default=False, help_text="Usernames instead of pseudonyms (admins only)."
     )
+    review = serializers.ChoiceField(
+        choices=list(exports.REVIEWS), required=False, default="any", help_text="By the reviewer's verdict."
+    )
+    gold_only = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Only the outputs' gold annotations (adjudicated or honeypot).",
+    )
     kto_desirable_min = serializers.FloatField(required=False, default=4.0)
     kto_undesirable_max = serializers.FloatField(required=False, default=2.0)
     dpo_min_margin = serializers.FloatField(required=False, default=1.0)
