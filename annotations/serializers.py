@@ -202,7 +202,16 @@ class SpanSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ReviewVerdictSerializer(serializers.Serializer):
+    """The reviewer's verdict on an annotation, as its annotator sees it (not who gave it)."""
+
+    verdict = serializers.CharField(read_only=True)
+    comment = serializers.CharField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+
 class AnnotationSerializer(serializers.ModelSerializer):
+    review = ReviewVerdictSerializer(read_only=True, allow_null=True, help_text="Null until reviewed.")
     prompt = serializers.IntegerField(source="generation.prompt_id", read_only=True)
     project = serializers.IntegerField(source="generation.prompt.project_id", read_only=True)
     annotator_username = serializers.CharField(source="annotator.username", read_only=True)
@@ -225,6 +234,9 @@ class AnnotationSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
             "submitted_at",
+            "is_gold",
+            "gold_origin",
+            "review",
         ]
         read_only_fields = fields
 
