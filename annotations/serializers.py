@@ -212,6 +212,9 @@ class ReviewVerdictSerializer(serializers.Serializer):
 
 class AnnotationSerializer(serializers.ModelSerializer):
     review = ReviewVerdictSerializer(read_only=True, allow_null=True, help_text="Null until reviewed.")
+    gold_origin = serializers.CharField(
+        read_only=True, help_text="For a gold annotation: adjudicated or honeypot; empty otherwise."
+    )
     prompt = serializers.IntegerField(source="generation.prompt_id", read_only=True)
     project = serializers.IntegerField(source="generation.prompt.project_id", read_only=True)
     annotator_username = serializers.CharField(source="annotator.username", read_only=True)
@@ -366,7 +369,9 @@ class DatasetExportSerializer(serializers.ModelSerializer):
 class MeSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     username = serializers.CharField()
-    roles = serializers.ListField(child=serializers.ChoiceField(choices=["admin", "researcher", "annotator"]))
+    roles = serializers.ListField(
+        child=serializers.ChoiceField(choices=["admin", "researcher", "reviewer", "annotator"])
+    )
 
 
 # --- annotator writes (shapes only: annotations.services does the checking) ---------------------------

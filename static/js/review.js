@@ -286,4 +286,5 @@
   const hashed = cards.findIndex((card) => `#${card.id}` === window.location.hash);
   if (hashed >= 0) focusCard(hashed);
   refresh();
+  root.dataset.ready = "1";
 })();

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import _make_user
+from tests.workspace.conftest import browser, login_browser, page  # noqa: F401  (the browser fixtures)
 
 
 @pytest.fixture
