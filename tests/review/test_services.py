@@ -126,3 +126,15 @@ def test_honeypot_is_admin_only_and_invisible_to_the_queue(
     row = OutputAgreement.objects.get(generation=generation)
     assert row.gold == [{"annotator": annotator.pk, "f1": 1.0, "o": row.gold[0]["o"]}]
     assert Generation.objects.get(pk=generation.pk).annotation_count == 1
+
+
+def test_recompute_agreement_command(project, make_generation, annotator, annotator2, submit, capsys):
+    from django.core.management import call_command
+
+    generation = make_generation(project, TEXT)
+    submit(annotator, generation, [("divides by zero", "poor", "")])
+    submit(annotator2, generation, [("divides by zero", "poor", "")])
+    OutputAgreement.objects.all().delete()
+    call_command("recompute_agreement", "--project", project.name)
+    assert OutputAgreement.objects.get(generation=generation).score == 1.0
+    assert "1 output(s)" in capsys.readouterr().out
