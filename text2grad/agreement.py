@@ -266,8 +266,8 @@ def _char_matrix(outputs: Sequence[OutputInput], width: int) -> tuple[np.ndarray
     owner = np.repeat(np.arange(len(outputs)), lengths)
     coder_counts = np.array([len(o.coders) for o in outputs], dtype=np.int64)
     # Difference arrays: +1 at a span's start, -1 at its end, per coder row; a cumulative sum paints them.
-    good = np.zeros((width, total + 1), dtype=np.int32)
-    poor = np.zeros((width, total + 1), dtype=np.int32)
+    good = np.zeros((width, total + 1), dtype=np.int16)
+    poor = np.zeros((width, total + 1), dtype=np.int16)
     rows, firsts, lasts, signs = [], [], [], []
     for index, output in enumerate(outputs):
         base = starts[index]
@@ -285,8 +285,8 @@ def _char_matrix(outputs: Sequence[OutputInput], width: int) -> tuple[np.ndarray
         for target, chosen in ((poor, negative), (good, ~negative)):
             np.add.at(target, (rows_a[chosen], firsts_a[chosen]), 1)
             np.add.at(target, (rows_a[chosen], lasts_a[chosen]), -1)
-    values = np.where(np.cumsum(good, axis=1)[:, :total] > 0, GOOD, NONE)
-    values = np.where(np.cumsum(poor, axis=1)[:, :total] > 0, POOR, values).astype(np.int8)
+    values = np.where(np.cumsum(good, axis=1, dtype=np.int16)[:, :total] > 0, GOOD, NONE).astype(np.int8)
+    values[np.cumsum(poor, axis=1, dtype=np.int16)[:, :total] > 0] = POOR
     present = np.arange(width)[:, None] < coder_counts[owner][None, :]
     return np.where(present, values, MISSING).astype(np.int8), owner, starts
 
@@ -377,7 +377,7 @@ def _grouped_coincidence(
 
 def batch_agreement(outputs: Sequence[OutputInput]) -> BatchAgreement:
     """Agreement of many outputs at once: characters of all outputs in one array, coincidences by one
-    ``bincount`` per ordered pair of coder slots, span pairs by one vectorised join."""
+    ``bincount`` per pair of coder slots, span pairs by one vectorised join."""
     count = len(outputs)
     width = max((len(o.coders) for o in outputs), default=0)
     values, owner, _starts = _char_matrix(outputs, width) if count else (np.zeros((0, 0)), None, None)
@@ -385,35 +385,28 @@ def batch_agreement(outputs: Sequence[OutputInput]) -> BatchAgreement:
     pair_output, pair_first, pair_second = _pairs(outputs)
     cells = len(CATEGORIES) ** 2
 
-    # Annotators only (the reference left out): each character with m >= 2 values adds 1/(m-1) per pair.
-    coincidence = (
-        _grouped_coincidence(values, owner, reference[owner], count, len(CATEGORIES))
-        if count
-        else np.zeros((0, 3, 3))
-    )
-
-    # Each pair of coders (two values per character: weight 1, both orders).
+    # One bincount per pair of coder slots, over the characters both coded: the pair's coincidences (weight
+    # 1, both orders: the matrix plus its transpose). Every character of an output has the same coders, so
+    # an output's coincidences among its m annotators are the sum of its annotator pairs' over (m - 1).
     pair_coincidence = np.zeros((len(pair_output), 3, 3))
+    slot_of = {}
+    for row, (first, second) in enumerate(zip(pair_first.tolist(), pair_second.tolist(), strict=True)):
+        slot_of.setdefault((min(first, second), max(first, second)), []).append(row)
+    for (first, second), rows in slot_of.items():
+        rows = np.array(rows)
+        both = np.flatnonzero((values[first] != MISSING) & (values[second] != MISSING))
+        index = owner[both] * cells + values[first, both].astype(np.int64) * 3 + values[second, both]
+        per_output = np.bincount(index, minlength=count * cells).reshape(count, 3, 3).astype(float)
+        per_output = per_output + per_output.transpose(0, 2, 1)
+        pair_coincidence[rows] = per_output[pair_output[rows]]
+    annotator_counts = np.array([len(o.coders) - (o.reference is not None) for o in outputs], dtype=np.int64)
+    among = pair_second != reference[pair_output] if len(pair_output) else np.zeros(0, bool)
+    coincidence = np.zeros((count, 3, 3))
     if len(pair_output):
-        for first in range(width):
-            for second in range(first + 1, width):
-                chosen = np.flatnonzero(
-                    ((pair_first == first) & (pair_second == second))
-                    | ((pair_first == second) & (pair_second == first))
-                )
-                if not len(chosen):
-                    continue
-                slot = np.full(count, -1, dtype=np.int64)
-                slot[pair_output[chosen]] = np.arange(len(chosen))
-                both = (values[first] != MISSING) & (values[second] != MISSING) & (slot[owner] >= 0)
-                a, b = values[first, both].astype(np.int64), values[second, both].astype(np.int64)
-                index = slot[owner[both]] * cells
-                flat = np.bincount(index + a * 3 + b, minlength=len(chosen) * cells)
-                flat = flat + np.bincount(index + b * 3 + a, minlength=len(chosen) * cells)
-                pair_coincidence[chosen] = flat.reshape(len(chosen), 3, 3)
+        np.add.at(coincidence, pair_output[among], pair_coincidence[among])
+    coincidence /= np.maximum(annotator_counts - 1, 1)[:, None, None]
 
     pair_f1 = _span_f1_pairs(outputs, pair_output, pair_first, pair_second)
-    among = pair_second != reference[pair_output] if len(pair_output) else np.zeros(0, bool)
     f1_sum = np.bincount(pair_output[among], weights=pair_f1[among], minlength=count)
     f1_count = np.bincount(pair_output[among], minlength=count)
     with np.errstate(invalid="ignore", divide="ignore"):

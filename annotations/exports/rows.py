@@ -407,10 +407,11 @@ def token_reward_rows(query: ExportQuery, *, chunk_size: int = DEFAULT_CHUNK) ->
 
 
 def _rated_generations(query: ExportQuery):
-    """(generation id, prompt id, mean rating, annotation count) of outputs with a rating, by prompt."""
+    """(generation id, prompt id, mean rating, annotation count) of outputs with a rating, by prompt. The
+    gold's rating is not one more vote: it counts only in a ``gold_only`` export, alone."""
     return (
         annotations_for(query)
-        .filter(rating__isnull=False)
+        .filter(rating__isnull=False, is_gold=query.gold_only)
         .values("generation_id", "generation__prompt_id")
         .annotate(mean_rating=Avg("rating"), ratings=Count("id"))
         .order_by("generation__prompt_id", "generation_id")

@@ -73,3 +73,16 @@ def test_whole_number_agreement_prints_like_python(project, make_generation, ann
     assert OutputAgreement.objects.get(generation=generation).score == 1.0
     fast, generic = _lines(exports.ExportQuery.from_dict({"project": project.pk}, kind="spans"))
     assert fast == generic and b'"agreement":1.0,"span_f1":1.0,' in fast
+
+
+def test_gold_rating_is_not_one_more_vote(reviewed, project):
+    a1, a2, gold = reviewed
+    for annotation, rating in ((a1, 5), (a2, 5)):
+        annotation.rating = rating
+        annotation.save(update_fields=["rating"])
+    gold.rating = 1
+    gold.save(update_fields=["rating"])
+    rows = list(exports.rows_for("kto", exports.ExportQuery.from_dict({}, kind="kto")))
+    assert [(row["rating"], row["ratings"]) for row in rows] == [(5.0, 2)]
+    rows = list(exports.rows_for("kto", exports.ExportQuery.from_dict({"gold_only": True}, kind="kto")))
+    assert [(row["rating"], row["ratings"], row["label"]) for row in rows] == [(1.0, 1, False)]

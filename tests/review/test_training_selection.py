@@ -77,6 +77,8 @@ def test_launch_form_records_the_choice(client, login, admin_user, reviewed, ann
         "exclude_annotators": [annotator2.pk],
     }  # fmt: skip
     assert training_round.snapshot == sorted([reviewed["a1"].pk, reviewed["b1"].pk])
+    detail = client.get(f"/training/rounds/{training_round.pk}/").content.decode()
+    assert '<span id="round-review">accepted</span>' in detail and "1 annotator left out" in detail
     assert client.post("/training/rounds/", {"mode": "token", "min_agreement": "3"}).status_code == 400
     assert TrainingRound.objects.count() == 1
 

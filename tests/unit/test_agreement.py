@@ -171,7 +171,7 @@ def test_batch_matches_one_output_at_a_time():
             [unit_labels(output.length, [(s, e, p) for s, e, p, _ in output.coders[c]]) for c in annotators]
         )
         if len(annotators) >= 2:
-            assert np.array_equal(result.coincidence[index], coincidence_matrix(chars, 3))
+            assert np.allclose(result.coincidence[index], coincidence_matrix(chars, 3), rtol=0, atol=1e-9)
             expected = reference_alpha(chars, 3, "nominal") if len(np.unique(chars)) > 1 else math.nan
             assert result.alpha[index] == pytest.approx(expected, nan_ok=True)
             tokens = np.stack([token_labels(row, output.token_offsets) for row in chars])
