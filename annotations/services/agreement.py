@@ -53,9 +53,10 @@ def _refresh_chunk(ids: list[int]) -> int:
     by_generation: dict[int, list[tuple]] = defaultdict(list)
     for row in annotations:
         by_generation[row[1]].append(row)
+    annotation_ids = [row[0] for row in annotations]
     spans: dict[int, list[tuple]] = defaultdict(list)
     for annotation_id, start, end, polarity, label in (
-        Span.objects.filter(annotation__generation_id__in=ids, annotation__status=Annotation.Status.SUBMITTED)
+        Span.objects.filter(annotation_id__in=annotation_ids)  # by the indexed key, not a join
         .order_by()
         .values_list("annotation_id", "start", "end", "polarity", "label")
         .iterator(chunk_size=20_000)
@@ -66,7 +67,7 @@ def _refresh_chunk(ids: list[int]) -> int:
         .annotate(length=Length("text"))
         .values_list("pk", "length")
     )
-    offsets = _token_offsets(list(by_generation))
+    offsets = _token_offsets(annotation_ids)
 
     order, inputs = [], []
     for generation_id, rows in by_generation.items():
@@ -85,15 +86,21 @@ def _refresh_chunk(ids: list[int]) -> int:
 
     pairs: dict[int, list[dict]] = defaultdict(list)
     gold: dict[int, list[dict]] = defaultdict(list)
-    for row in range(len(result.pair_output)):
-        position = int(result.pair_output[row])
+    # Converted to Python lists once for the whole chunk (per row it costs more than the maths).
+    pair_matrices = _matrix(result.pair_coincidence)
+    pair_f1 = np.round(result.pair_f1, 6).tolist()
+    for row, (position, first_index, second_index) in enumerate(
+        zip(result.pair_output.tolist(), result.pair_first.tolist(), result.pair_second.tolist(), strict=True)
+    ):
         rows = by_generation[order[position]]
-        first, second = rows[result.pair_first[row]], rows[result.pair_second[row]]
-        entry = {"f1": _finite(result.pair_f1[row]), "o": _matrix(result.pair_coincidence[row])}
+        first, second = rows[first_index], rows[second_index]
+        entry = {"f1": pair_f1[row] if np.isfinite(result.pair_f1[row]) else None, "o": pair_matrices[row]}
         if second[3]:
             gold[position].append({"annotator": first[2], **entry})
         else:
             pairs[position].append({"a": first[2], "b": second[2], **entry})
+    coincidences = _matrix(result.coincidence)
+    rating_coincidences = _matrix(result.rating_coincidence)
     objects = []
     for position, generation_id in enumerate(order):
         rows = by_generation[generation_id]
@@ -109,8 +116,8 @@ def _refresh_chunk(ids: list[int]) -> int:
                 token_alpha=_finite(result.token_alpha[position]),
                 span_f1=_finite(result.span_f1[position]),
                 score=score if annotators >= 2 else None,
-                coincidence=_matrix(result.coincidence[position]),
-                rating_coincidence=_matrix(result.rating_coincidence[position]),
+                coincidence=coincidences[position],
+                rating_coincidence=rating_coincidences[position],
                 pairs=pairs.get(position, []),
                 gold=gold.get(position, []),
                 has_gold=any(row[3] for row in rows),
@@ -162,12 +169,12 @@ def _upsert_by_copy(objects: list[OutputAgreement]) -> None:
         cursor.execute("DROP TABLE t2g_agreement_in")
 
 
-def _token_offsets(generation_ids: list[int]) -> dict[int, list[tuple[int, int]]]:
+def _token_offsets(annotation_ids: list[int]) -> dict[int, list[tuple[int, int]]]:
     """Token offsets of each output under the most recent tokenizer that rewarded one of its annotations
     (all annotations of an output share them: they depend on the text and the tokenizer only)."""
     found: dict[int, list[tuple[int, int]]] = {}
     rows = (
-        TokenReward.objects.filter(annotation__generation_id__in=generation_ids)
+        TokenReward.objects.filter(annotation_id__in=annotation_ids)
         .order_by("annotation__generation_id", "-computed_at")
         .values_list("annotation__generation_id", "offsets")
     )
