@@ -80,7 +80,9 @@ class GoldForm(forms.Form):
     """The gold annotation as the review page's editor sends it: the complete span list as JSON."""
 
     spans = forms.CharField(required=False, strip=False, widget=forms.HiddenInput)
-    overall_critique = forms.CharField(required=False, max_length=20_000, strip=False, widget=forms.Textarea)
+    overall_critique = forms.CharField(
+        required=False, max_length=20_000, strip=False, widget=forms.Textarea(attrs={"rows": 3})
+    )
     rating = forms.TypedChoiceField(
         required=False, coerce=int, empty_value=None, choices=[("", "—")] + [(n, str(n)) for n in range(1, 6)]
     )

@@ -3,6 +3,8 @@ and a round trained on gold only learns from exactly the gold spans (its token r
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.core.management import call_command
 from django.urls import reverse
@@ -95,6 +97,8 @@ def test_reviewer_adjudicates_and_a_gold_round_trains_on_the_gold_spans(
         reviewer,
     )
 
+    if os.environ.get("T2G_SCREENSHOTS"):  # for looking at the page: T2G_SCREENSHOTS=/tmp/shots
+        page.screenshot(path=f"{os.environ['T2G_SCREENSHOTS']}/review.png", full_page=True)
     # Adjudicate: take A1's poor span, add a good span by selecting text and pressing 1, edit a critique.
     page.click(f'#annotation-{first.pk} [data-take="0:0"]')
     page.evaluate(_SELECT_JS, "sits in Canberra")
@@ -105,6 +109,12 @@ def test_reviewer_adjudicates_and_a_gold_round_trains_on_the_gold_spans(
     with page.expect_navigation():
         page.keyboard.press("Control+s")
     assert not page.errors, page.errors
+    if os.environ.get("T2G_SCREENSHOTS"):
+        page.screenshot(path=f"{os.environ['T2G_SCREENSHOTS']}/review-gold.png", full_page=True)
+        page.goto(reverse("review_output", args=[generation.pk]) + "?view=side")
+        page.screenshot(path=f"{os.environ['T2G_SCREENSHOTS']}/side-by-side.png", full_page=True)
+        page.goto(reverse("project_agreement", args=[project.pk]))
+        page.screenshot(path=f"{os.environ['T2G_SCREENSHOTS']}/agreement.png", full_page=True)
 
     gold = Annotation.objects.get(generation=generation, is_gold=True)
     spans = [(s.start, s.end, s.label, s.polarity, s.critique) for s in gold.spans.order_by("start")]
