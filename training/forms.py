@@ -50,6 +50,7 @@ class RoundLaunchForm(forms.Form):
         label="Data by review status",
         choices=list(REVIEW_CHOICES.items()),
         initial="submitted",
+        required=False,  # left out: every submitted annotation, as before reviews existed
         help_text="Gold only trains on exactly the adjudicated spans (the gold annotation's rewards).",
     )
     min_agreement = forms.FloatField(
@@ -84,7 +85,7 @@ class RoundLaunchForm(forms.Form):
             "since": data["since"].isoformat() if data["since"] else None,
             "until": data["until"].isoformat() if data["until"] else None,
             "model_version_id": data["model_version"].pk if data["model_version"] else None,
-            "review": data["review"],
+            "review": data["review"] or "submitted",
             "min_agreement": data["min_agreement"],
             "exclude_annotators": sorted(user.pk for user in data["exclude_annotators"]),
         }
