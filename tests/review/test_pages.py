@@ -131,3 +131,17 @@ def test_agreement_page(client, login, disputed, admin_user, annotator, project)
     generation, _, _ = disputed
     assert f'data-generation="{generation.pk}"' in page
     assert f"/review/outputs/{generation.pk}/?view=side" in page
+
+
+def test_own_annotation_has_no_verdict_buttons(
+    client, login, project, make_generation, admin_user, annotator, submit
+):
+    generation = make_generation(project, TEXT)
+    own = submit(admin_user, generation, [("divides by zero", "poor", "")])
+    other = submit(annotator, generation, [("divides by zero", "poor", "")])
+    login(admin_user)
+    page = client.get(f"/review/outputs/{generation.pk}/").content.decode()
+    assert f'action="/review/annotations/{own.pk}/"' not in page
+    assert f'action="/review/annotations/{other.pk}/"' in page
+    assert client.post(f"/review/annotations/{own.pk}/", {"verdict": "accepted"}).status_code == 403
+    assert not Review.objects.exists()
