@@ -1,6 +1,17 @@
 from django.contrib import admin
 
-from .models import Annotation, Assignment, DatasetExport, Generation, Project, Prompt, Span, TokenReward
+from .models import (
+    Annotation,
+    Assignment,
+    DatasetExport,
+    Generation,
+    OutputAgreement,
+    Project,
+    Prompt,
+    Review,
+    Span,
+    TokenReward,
+)
 
 
 class SpanInline(admin.TabularInline):
@@ -11,7 +22,7 @@ class SpanInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ("name", "kind", "annotations_per_output", "is_archived", "created_at")
+    list_display = ("name", "kind", "annotations_per_output", "review_scope", "is_archived", "created_at")
     list_filter = ("kind", "is_archived")
     search_fields = ("name", "description")
 
@@ -63,3 +74,17 @@ class TokenRewardAdmin(admin.ModelAdmin):
 class DatasetExportAdmin(admin.ModelAdmin):
     list_display = ("id", "kind", "format", "status", "row_count", "content_hash", "created_by", "created_at")
     list_filter = ("kind", "format", "status")
+
+
+@admin.register(Review)
+class ReviewAdmin(admin.ModelAdmin):
+    list_display = ("id", "annotation", "verdict", "updated_at")
+    list_filter = ("verdict",)
+    raw_id_fields = ("annotation", "reviewer")
+
+
+@admin.register(OutputAgreement)
+class OutputAgreementAdmin(admin.ModelAdmin):
+    list_display = ("generation", "annotators", "alpha", "span_f1", "score", "has_gold", "computed_at")
+    list_filter = ("has_gold",)
+    raw_id_fields = ("generation",)

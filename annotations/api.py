@@ -404,7 +404,7 @@ class AnnotationViewSet(mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> QuerySet[Annotation]:
         return (
             annotations_visible_to(self.request.user)
-            .select_related("annotator", "generation__prompt")
+            .select_related("annotator", "generation__prompt", "review")
             .prefetch_related("spans")
         )
 

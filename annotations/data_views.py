@@ -25,6 +25,7 @@ QUERY_FIELDS = (
     "submitted_after",
     "submitted_before",
     "tokenizer_fingerprint",
+    "review",
     "kto_desirable_min",
     "kto_undesirable_max",
     "dpo_min_margin",
@@ -46,6 +47,7 @@ def _form_choices() -> dict:
         "kinds": exports.KINDS,
         "formats": exports.FORMATS,
         "statuses": exports.STATUSES,
+        "reviews": exports.REVIEWS,
         "projects": Project.objects.order_by("name").values_list("pk", "name"),
         "versions": selectors.model_versions_with_outputs(),
         "annotators": get_user_model()
@@ -58,6 +60,7 @@ def _form_choices() -> dict:
 def _query_from_post(post) -> dict:
     query = {key: post.get(key, "").strip() for key in QUERY_FIELDS if post.get(key, "").strip()}
     query["identify_annotators"] = post.get("identify_annotators") == "on"
+    query["gold_only"] = post.get("gold_only") == "on"
     return query
 
 

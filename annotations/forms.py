@@ -70,3 +70,35 @@ class OverallForm(forms.Form):
 
 class SkipForm(forms.Form):
     reason = forms.CharField(max_length=1000, widget=forms.Textarea)
+
+
+class ReviewForm(forms.Form):
+    """A verdict on one annotation; ``clear`` withdraws it."""
+
+    verdict = forms.ChoiceField(choices=[("accepted", "Accept"), ("rejected", "Reject"), ("clear", "Clear")])
+    comment = forms.CharField(required=False, max_length=5_000, strip=False)
+
+
+class GoldForm(forms.Form):
+    """The gold annotation as the review page's editor sends it: the complete span list as JSON."""
+
+    spans = forms.CharField(required=False, strip=False, widget=forms.HiddenInput)
+    overall_critique = forms.CharField(
+        required=False, max_length=20_000, strip=False, widget=forms.Textarea(attrs={"rows": 3})
+    )
+    rating = forms.TypedChoiceField(
+        required=False, coerce=int, empty_value=None, choices=[("", "—")] + [(n, str(n)) for n in range(1, 6)]
+    )
+    copy_from = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+    def clean_spans(self) -> list:
+        raw = self.cleaned_data.get("spans") or "[]"
+        if len(raw) > 2_000_000:
+            raise forms.ValidationError("The span list is too long.")
+        try:
+            spans = json.loads(raw)
+        except json.JSONDecodeError:
+            raise forms.ValidationError("The spans must be a JSON list.") from None
+        if not isinstance(spans, list):
+            raise forms.ValidationError("The spans must be a JSON list.")
+        return spans

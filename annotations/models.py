@@ -53,6 +53,19 @@ class Project(models.Model):
     label_set = models.JSONField(default=default_labels, help_text="[{name, polarity (-1/0/1), color}]")
     annotations_per_output = models.PositiveSmallIntegerField(default=1)
     reward_scheme = models.JSONField(default=default_reward_scheme)
+    review_scope = models.CharField(
+        max_length=10,
+        choices=[
+            ("all", "Every output whose annotations are all in"),
+            ("below", "Only outputs whose agreement is below the threshold"),
+        ],
+        default="all",
+        help_text="Which complete outputs enter the review queue (lowest agreement first either way).",
+    )
+    review_threshold = models.FloatField(
+        default=0.667,
+        help_text="Agreement (Krippendorff's alpha over characters) below which an output needs review.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -197,6 +210,10 @@ class Annotation(models.Model):
         DRAFT = "draft"
         SUBMITTED = "submitted"
 
+    class GoldOrigin(models.TextChoices):
+        ADJUDICATED = "adjudicated", "Adjudicated by a reviewer from the annotators' work"
+        HONEYPOT = "honeypot", "Set by an admin before annotators saw the output"
+
     generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="annotations")
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations"
@@ -211,11 +228,22 @@ class Annotation(models.Model):
     # Goes up by one with every save of the overall fields: a save that names an older version was typed
     # over someone else's (another tab's) and is refused with 409 instead of overwriting it.
     version = models.PositiveIntegerField(default=0)
+    # The output's gold annotation (at most one): written by a reviewer or admin, never counted as one of
+    # the output's annotations, never shown to annotators; rounds and exports can choose it alone.
+    is_gold = models.BooleanField(default=False)
+    gold_origin = models.CharField(max_length=12, choices=GoldOrigin.choices, blank=True)
 
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["generation", "annotator"], name="annotation_once_per_annotator"),
+            models.UniqueConstraint(
+                fields=["generation", "annotator"],
+                condition=Q(is_gold=False),
+                name="annotation_once_per_annotator",
+            ),
+            models.UniqueConstraint(
+                fields=["generation"], condition=Q(is_gold=True), name="gold_once_per_output"
+            ),
             models.CheckConstraint(
                 condition=Q(rating__isnull=True) | Q(rating__gte=1, rating__lte=5),
                 name="annotation_rating_1_5",
@@ -285,6 +313,70 @@ class TokenReward(models.Model):
 
     def __str__(self) -> str:
         return f"Rewards for annotation {self.annotation_id} ({self.tokenizer_fingerprint[:8]})"
+
+
+class Review(models.Model):
+    """A reviewer's verdict on one submitted annotation; the annotator sees it on their own work."""
+
+    class Verdict(models.TextChoices):
+        ACCEPTED = "accepted"
+        REJECTED = "rejected"
+
+    annotation = models.OneToOneField(Annotation, on_delete=models.CASCADE, related_name="review")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews_given"
+    )
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        indexes = [models.Index(fields=["verdict"])]
+
+    def __str__(self) -> str:
+        return f"{self.verdict} annotation {self.annotation_id}"
+
+
+class OutputAgreement(models.Model):
+    """How much one output's annotators agree, recomputed whenever one of its annotations (or its gold)
+    changes. The coincidence matrices add up: a project's, a pair's or a week's alpha is the alpha of the
+    summed matrices (``text2grad.agreement``)."""
+
+    generation = models.OneToOneField(
+        Generation, primary_key=True, on_delete=models.CASCADE, related_name="agreement"
+    )
+    annotators = models.PositiveSmallIntegerField(
+        default=0, help_text="Submitted annotations, gold not counted."
+    )
+    alpha = models.FloatField(
+        null=True, blank=True, help_text="Nominal alpha over characters (none/poor/good)."
+    )
+    token_alpha = models.FloatField(
+        null=True, blank=True, help_text="The same over the base tokenizer's tokens."
+    )
+    span_f1 = models.FloatField(
+        null=True, blank=True, help_text="Mean pairwise span F1 (IoU >= 0.5, same label)."
+    )
+    score = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="What queues sort by: alpha, or 1 where alpha is undefined because everyone agreed.",
+    )
+    coincidence = models.JSONField(default=list)
+    rating_coincidence = models.JSONField(default=list)
+    pairs = models.JSONField(default=list, help_text="[{a, b, f1, o}] per annotator pair (user ids).")
+    gold = models.JSONField(default=list, help_text="[{annotator, f1, o}] each annotator against gold.")
+    has_gold = models.BooleanField(default=False)
+    completed_at = models.DateTimeField(null=True, blank=True, help_text="The latest submission.")
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["score"]), models.Index(fields=["completed_at"])]
+
+    def __str__(self) -> str:
+        return f"Agreement of generation {self.generation_id}: {self.score}"
 
 
 class DatasetExport(models.Model):

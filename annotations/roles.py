@@ -1,4 +1,4 @@
-"""The three roles, as Django groups: annotator, researcher, admin (staff).
+"""The roles, as Django groups: annotator, researcher, reviewer, admin (staff). Admins are reviewers too.
 
 Checks go through these helpers so every view and API endpoint asks the same question the same way.
 """
@@ -10,7 +10,8 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 ANNOTATOR = "annotator"
 RESEARCHER = "researcher"
 ADMIN = "admin"
-ROLES = (ANNOTATOR, RESEARCHER, ADMIN)
+REVIEWER = "reviewer"
+ROLES = (ANNOTATOR, RESEARCHER, ADMIN, REVIEWER)
 
 # Model permissions each group holds; object-level rules (own annotations only) live in the services.
 ROLE_PERMISSIONS: dict[str, list[str]] = {
@@ -36,6 +37,17 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "annotations.add_datasetexport",
         "training.view_modelversion",
         "training.view_traininground",
+    ],
+    REVIEWER: [
+        "annotations.view_project",
+        "annotations.view_prompt",
+        "annotations.view_generation",
+        "annotations.view_annotation",
+        "annotations.view_span",
+        "annotations.view_review",
+        "annotations.add_review",
+        "annotations.change_review",
+        "annotations.view_outputagreement",
     ],
     ADMIN: ["*"],
 }
@@ -63,6 +75,11 @@ def is_annotator(user) -> bool:
     return user.is_authenticated and (ANNOTATOR in _group_names(user) or is_admin(user))
 
 
+def is_reviewer(user) -> bool:
+    """Reviewers judge submitted annotations and build gold ones; admins are reviewers too."""
+    return is_admin(user) or REVIEWER in _group_names(user)
+
+
 def can_read_all_feedback(user) -> bool:
     """Researchers and admins read every annotation; annotators only their own."""
     return is_researcher(user)
@@ -71,7 +88,12 @@ def can_read_all_feedback(user) -> bool:
 def role_names(user) -> list[str]:
     return [
         role
-        for role, check in ((ADMIN, is_admin), (RESEARCHER, is_researcher), (ANNOTATOR, is_annotator))
+        for role, check in (
+            (ADMIN, is_admin),
+            (RESEARCHER, is_researcher),
+            (REVIEWER, is_reviewer),
+            (ANNOTATOR, is_annotator),
+        )
         if check(user)
     ]
 

@@ -123,7 +123,10 @@ def queue_for_annotator(annotator, *, now: datetime | None = None) -> list[Queue
     fill = _project_fill(ids)
     mine = dict(
         Annotation.objects.filter(
-            annotator=annotator, status=Annotation.Status.SUBMITTED, generation__prompt__project_id__in=ids
+            annotator=annotator,
+            status=Annotation.Status.SUBMITTED,
+            is_gold=False,
+            generation__prompt__project_id__in=ids,
         )
         .values_list("generation__prompt__project_id")
         .annotate(n=Count("id"))
@@ -172,14 +175,17 @@ def annotation_for_page(pk: int) -> Annotation:
 
 def annotator_submitted_count(annotator, project: Project) -> int:
     return Annotation.objects.filter(
-        annotator=annotator, status=Annotation.Status.SUBMITTED, generation__prompt__project=project
+        annotator=annotator,
+        status=Annotation.Status.SUBMITTED,
+        is_gold=False,
+        generation__prompt__project=project,
     ).count()
 
 
 def annotator_counts(project: Project) -> list[dict]:
     """Who did what in a project: per annotator submitted, drafts, skipped, spans, time, last submission."""
     annotations = (
-        Annotation.objects.filter(generation__prompt__project=project)
+        Annotation.objects.filter(generation__prompt__project=project, is_gold=False)
         .values("annotator_id", "annotator__username")
         .annotate(
             submitted=Count("id", filter=Q(status=Annotation.Status.SUBMITTED), distinct=True),
@@ -208,7 +214,9 @@ def annotator_counts(project: Project) -> list[dict]:
         for row in annotations
     }
     seconds = (
-        Annotation.objects.filter(generation__prompt__project=project, status=Annotation.Status.SUBMITTED)
+        Annotation.objects.filter(
+            generation__prompt__project=project, status=Annotation.Status.SUBMITTED, is_gold=False
+        )
         .values("annotator_id")
         .annotate(total=Sum("time_spent_seconds"))
         .values_list("annotator_id", "total")
@@ -238,7 +246,9 @@ def annotator_counts(project: Project) -> list[dict]:
 def recent_annotations(project: Project, limit: int = 50) -> QuerySet[Annotation]:
     """The latest submitted annotations of a project, newest first, with their span counts."""
     return (
-        Annotation.objects.filter(generation__prompt__project=project, status=Annotation.Status.SUBMITTED)
+        Annotation.objects.filter(
+            generation__prompt__project=project, status=Annotation.Status.SUBMITTED, is_gold=False
+        )
         .select_related("annotator", "generation")
         .annotate(span_count=Count("spans"))
         .order_by("-submitted_at", "-id")[:limit]

@@ -202,7 +202,19 @@ class SpanSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ReviewVerdictSerializer(serializers.Serializer):
+    """The reviewer's verdict on an annotation, as its annotator sees it (not who gave it)."""
+
+    verdict = serializers.CharField(read_only=True)
+    comment = serializers.CharField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+
 class AnnotationSerializer(serializers.ModelSerializer):
+    review = ReviewVerdictSerializer(read_only=True, allow_null=True, help_text="Null until reviewed.")
+    gold_origin = serializers.CharField(
+        read_only=True, help_text="For a gold annotation: adjudicated or honeypot; empty otherwise."
+    )
     prompt = serializers.IntegerField(source="generation.prompt_id", read_only=True)
     project = serializers.IntegerField(source="generation.prompt.project_id", read_only=True)
     annotator_username = serializers.CharField(source="annotator.username", read_only=True)
@@ -225,6 +237,9 @@ class AnnotationSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
             "submitted_at",
+            "is_gold",
+            "gold_origin",
+            "review",
         ]
         read_only_fields = fields
 
@@ -281,6 +296,14 @@ class ExportQuerySerializer(serializers.Serializer):
     )
     identify_annotators = serializers.BooleanField(
         required=False, default=False, help_text="Usernames instead of pseudonyms (admins only)."
+    )
+    review = serializers.ChoiceField(
+        choices=list(exports.REVIEWS), required=False, default="any", help_text="By the reviewer's verdict."
+    )
+    gold_only = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Only the outputs' gold annotations (adjudicated or honeypot).",
     )
     kto_desirable_min = serializers.FloatField(required=False, default=4.0)
     kto_undesirable_max = serializers.FloatField(required=False, default=2.0)
@@ -346,7 +369,9 @@ class DatasetExportSerializer(serializers.ModelSerializer):
 class MeSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     username = serializers.CharField()
-    roles = serializers.ListField(child=serializers.ChoiceField(choices=["admin", "researcher", "annotator"]))
+    roles = serializers.ListField(
+        child=serializers.ChoiceField(choices=["admin", "researcher", "reviewer", "annotator"])
+    )
 
 
 # --- annotator writes (shapes only: annotations.services does the checking) ---------------------------

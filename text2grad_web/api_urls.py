@@ -1,12 +1,13 @@
 """REST API routes under /api/v1/, the OpenAPI schema and its interactive docs (served offline)."""
 
 from django.templatetags.static import static
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.settings import spectacular_settings
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from annotations import api as annotation_api
+from annotations import review_api
 from training import api as training_api
 
 router = DefaultRouter()
@@ -16,6 +17,8 @@ router.register("generations", annotation_api.GenerationViewSet, basename="api-g
 router.register("annotations", annotation_api.AnnotationViewSet, basename="api-annotation")
 router.register("token-rewards", annotation_api.TokenRewardViewSet, basename="api-token-reward")
 router.register("exports", annotation_api.ExportViewSet, basename="api-export")
+router.register("reviews", review_api.ReviewViewSet, basename="api-review")
+router.register("agreement", review_api.AgreementViewSet, basename="api-agreement")
 router.register("model-versions", training_api.ModelVersionViewSet, basename="api-model-version")
 router.register("training-rounds", training_api.TrainingRoundViewSet, basename="api-training-round")
 
@@ -49,5 +52,16 @@ urlpatterns = [
     path("me/", annotation_api.MeView.as_view(), name="api-me"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", OfflineSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Ids beyond bigint are a 404 from the resolver, never a database error.
+    re_path(
+        rf"^projects/(?P<pk>{annotation_api.ID_REGEX})/agreement/$",
+        review_api.ProjectAgreementView.as_view(),
+        name="api-project-agreement",
+    ),
+    re_path(
+        rf"^generations/(?P<pk>{annotation_api.ID_REGEX})/gold/$",
+        review_api.GoldView.as_view(),
+        name="api-generation-gold",
+    ),
     path("", include(router.urls)),
 ]

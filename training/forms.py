@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from django import forms
+from django.contrib.auth import get_user_model
 
+from annotations.exports import pseudonym
 from annotations.models import Project
 from text2grad.config import TrainingConfig
 
 from .models import ModelVersion, TrainingRound
+from .services import REVIEW_CHOICES
 
 _DEFAULTS = TrainingConfig()
 # (field, label, min, max): the knobs worth a form field; the rest keep their config defaults.
@@ -42,6 +45,13 @@ def _datetime_field(label: str, help_text: str) -> forms.DateTimeField:
     )
 
 
+class _AnnotatorChoiceField(forms.ModelMultipleChoiceField):
+    """Annotators by pseudonym: the launch form never shows usernames."""
+
+    def label_from_instance(self, obj) -> str:
+        return pseudonym(obj.pk)
+
+
 class RoundLaunchForm(forms.Form):
     mode = forms.ChoiceField(
         label="Reward mode", choices=TrainingRound.Mode.choices, initial=TrainingRound.Mode.TOKEN
@@ -52,12 +62,32 @@ class RoundLaunchForm(forms.Form):
     until = _datetime_field("Submitted until", "Annotations submitted at or before (optional)")
     model_version = forms.ModelChoiceField(label="Outputs of version", queryset=ModelVersion.objects.all(),
                                            required=False, empty_label="Any version")  # fmt: skip
+    review = forms.ChoiceField(
+        label="Data by review status",
+        choices=list(REVIEW_CHOICES.items()),
+        initial="submitted",
+        required=False,  # left out: every submitted annotation, as before reviews existed
+        help_text="Gold only trains on exactly the adjudicated spans (the gold annotation's rewards).",
+    )
+    min_agreement = forms.FloatField(
+        label="Minimum agreement (α)",
+        required=False,
+        min_value=-1.0,
+        max_value=1.0,
+        help_text="Only outputs whose annotators agree at least this much (leaves out unmeasured outputs).",
+    )
+    exclude_annotators = _AnnotatorChoiceField(
+        queryset=get_user_model().objects.none(), required=False, label="Annotators to leave out"
+    )
     adaptive_kl = forms.BooleanField(label="Adaptive KL controller", required=False, initial=_DEFAULTS.adaptive_kl,
                                      help_text="Adjust β during the round towards the target KL")  # fmt: skip
     auto_promote = forms.BooleanField(required=False, help_text="Make the new version active when done")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["exclude_annotators"].queryset = (
+            get_user_model().objects.filter(annotations__is_gold=False).distinct().order_by("pk")
+        )
         for name, label, low, high in FLOAT_KNOBS:
             self.fields[name] = forms.FloatField(label=label, min_value=low, max_value=high, required=False,
                                                  initial=getattr(_DEFAULTS, name))  # fmt: skip
@@ -72,6 +102,9 @@ class RoundLaunchForm(forms.Form):
             "since": data["since"].isoformat() if data["since"] else None,
             "until": data["until"].isoformat() if data["until"] else None,
             "model_version_id": data["model_version"].pk if data["model_version"] else None,
+            "review": data["review"] or "submitted",
+            "min_agreement": data["min_agreement"],
+            "exclude_annotators": sorted(user.pk for user in data["exclude_annotators"]),
         }
 
     def config(self) -> dict:

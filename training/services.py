@@ -93,11 +93,68 @@ def generation_job_cancel(*, job: GenerationJob) -> bool:
 ROUND_STALE_AFTER_S = 15 * 60
 
 
+REVIEW_CHOICES = {
+    "submitted": "Every submitted annotation",
+    "accepted": "Annotations a reviewer accepted",
+    "gold": "Gold annotations only (adjudicated and honeypot)",
+}
+
+
+def selection_clean(selection: dict | None) -> dict:
+    """The snapshot filters, checked and in their stored form (JSON values). Raises ValueError.
+
+    ``review`` chooses by review status (REVIEW_CHOICES); ``min_agreement`` keeps outputs whose agreement
+    score (alpha over characters) is at least this, which leaves out outputs it cannot be measured on;
+    ``exclude_annotators`` lists user ids whose annotations are left out (gold is never excluded by it).
+    """
+    cleaned = {k: v for k, v in (selection or {}).items() if v not in (None, "", [])}
+    review = cleaned.get("review", "submitted")
+    if review not in REVIEW_CHOICES:
+        raise ValueError(f"review must be one of {', '.join(REVIEW_CHOICES)} (got {review!r})")
+    cleaned["review"] = review
+    if "min_agreement" in cleaned:
+        try:
+            value = float(cleaned["min_agreement"])
+        except (TypeError, ValueError):
+            raise ValueError("min_agreement must be a number from -1 to 1") from None
+        if not -1.0 <= value <= 1.0:
+            raise ValueError("min_agreement must be a number from -1 to 1")
+        cleaned["min_agreement"] = value
+    if "exclude_annotators" in cleaned:
+        raw = cleaned["exclude_annotators"]
+        items = raw.strip("[]").split(",") if isinstance(raw, str) else list(raw)
+        try:
+            cleaned["exclude_annotators"] = sorted(
+                {int(str(item).strip()) for item in items if str(item).strip()}
+            )
+        except ValueError:
+            raise ValueError("exclude_annotators must be a list of user ids") from None
+    for key in ("project_id", "model_version_id"):
+        if key in cleaned:
+            cleaned[key] = int(cleaned[key])
+    for key in ("since", "until"):
+        if key in cleaned:
+            cleaned[key] = str(cleaned[key])
+    return cleaned
+
+
 def round_snapshot(*, selection: dict) -> list[int]:
-    """Submitted annotation ids chosen by project, submission date range and generating model version."""
+    """Submitted annotation ids chosen by project, submission date range, generating model version, review
+    status, minimum agreement and annotators left out (``selection_clean`` explains the last three)."""
     from annotations.models import Annotation
 
+    selection = selection_clean(selection)
     queryset = Annotation.objects.filter(status=Annotation.Status.SUBMITTED)
+    if selection["review"] == "gold":
+        queryset = queryset.filter(is_gold=True)
+    else:
+        queryset = queryset.filter(is_gold=False)
+        if selection["review"] == "accepted":
+            queryset = queryset.filter(review__verdict="accepted")
+        if selection.get("exclude_annotators"):
+            queryset = queryset.exclude(annotator_id__in=selection["exclude_annotators"])
+    if "min_agreement" in selection:
+        queryset = queryset.filter(generation__agreement__score__gte=selection["min_agreement"])
     if selection.get("project_id"):
         queryset = queryset.filter(generation__prompt__project_id=selection["project_id"])
     if selection.get("since"):
@@ -122,7 +179,7 @@ def round_launch(
     is false: the ``train_round`` command runs it in its own process)."""
     from text2grad.config import TrainingConfig  # pure dataclass; no torch
 
-    selection = {k: v for k, v in (selection or {}).items() if v not in (None, "")}
+    selection = selection_clean(selection)  # raises ValueError if bad
     checked = TrainingConfig.from_dict({**(config or {}), "mode": mode})  # raises ValueError if bad
     with transaction.atomic():
         snapshot = round_snapshot(selection=selection)
@@ -133,7 +190,7 @@ def round_launch(
             project_id=project_id,
             mode=mode,
             config=checked.to_dict(),
-            selection={k: str(v) for k, v in selection.items()},
+            selection=selection,  # the choice, recorded: filters, review status, agreement, exclusions
             snapshot=snapshot,
             snapshot_hash=content_hash(
                 ",".join(map(str, snapshot)), json.dumps(checked.to_dict(), sort_keys=True)

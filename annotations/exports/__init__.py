@@ -3,7 +3,9 @@
 Four kinds of rows:
 
 * ``spans``: one row per annotation: prompt, output, model version, annotator (a pseudonym unless asked),
-  overall critique, rating and its spans (code-point offsets, text, label, weight, critique, origin);
+  overall critique, rating, whether it is the output's gold annotation, the reviewer's verdict, the output's
+  agreement (alpha over characters, mean pairwise span F1) and its spans (code-point offsets, text, label,
+  weight, critique, origin); ``gold_only`` emits the adjudicated gold alone;
 * ``token-rewards``: one row per stored TokenReward: prompt and response token ids of the base tokenizer
   and one reward per response token, ready for a policy-gradient trainer;
 * ``kto``: ``prompt``, ``completion``, ``label`` (TRL's unpaired preference format), one row per rated output;
@@ -48,6 +50,7 @@ from .query import (
     DEFAULT_CHUNK,
     FORMATS,
     KINDS,
+    REVIEWS,
     STATUSES,
     ExportQuery,
     ExportQueryError,
@@ -72,6 +75,7 @@ __all__ = [
     "FORMATS",
     "FORMULA_PREFIXES",
     "KINDS",
+    "REVIEWS",
     "STATUSES",
     "ExportQuery",
     "ExportQueryError",

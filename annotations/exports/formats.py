@@ -54,6 +54,10 @@ def _schemas():
                 ("overall_critique", pa.string()),
                 ("rating", pa.int64()),
                 ("submitted_at", pa.timestamp("us", tz="UTC")),
+                ("is_gold", pa.bool_()),
+                ("review", pa.string()),
+                ("agreement", pa.float64()),
+                ("span_f1", pa.float64()),
                 ("spans", pa.list_(span)),
             ]
         ),
@@ -73,6 +77,9 @@ def _schemas():
                 ("response_token_ids", pa.list_(pa.int64())),
                 ("rewards", pa.list_(pa.float64())),
                 ("behaviour_logprobs", pa.list_(pa.float64())),
+                ("is_gold", pa.bool_()),
+                ("review", pa.string()),
+                ("agreement", pa.float64()),
             ]
         ),
         "kto": pa.schema(

@@ -14,6 +14,7 @@ from ..models import Annotation, TokenReward
 KINDS = ("spans", "token-rewards", "kto", "dpo")
 FORMATS = ("jsonl", "csv", "parquet")
 STATUSES = ("submitted", "draft", "any")
+REVIEWS = ("any", "accepted", "rejected", "pending")  # pending: submitted, not yet reviewed (gold never is)
 DEFAULT_CHUNK = 2000  # rows per database fetch and per write
 
 
@@ -37,6 +38,8 @@ class ExportQuery:
     submitted_before: str | None = None  # ISO datetime, exclusive
     tokenizer_fingerprint: str = ""  # token-rewards: empty means the most recently computed one
     identify_annotators: bool = False  # usernames instead of pseudonyms (admins only)
+    review: str = "any"  # by the reviewer's verdict (REVIEWS)
+    gold_only: bool = False  # only the outputs' gold annotations (adjudicated or honeypot)
     kto_desirable_min: float = 4.0  # mean rating at or above: label True
     kto_undesirable_max: float = 2.0  # mean rating at or below: label False; between: left out
     dpo_min_margin: float = 1.0  # chosen's mean rating exceeds rejected's by at least this
@@ -82,23 +85,17 @@ class ExportQuery:
             errors["tokenizer_fingerprint"] = "must be a tokenizer fingerprint (at most 64 characters)"
         else:
             values["tokenizer_fingerprint"] = fingerprint
-        identify = data.get("identify_annotators", False)
-        if isinstance(identify, str) and identify.lower() in (
-            "1",
-            "true",
-            "yes",
-            "on",
-            "0",
-            "false",
-            "no",
-            "off",
-            "",
-        ):
-            identify = identify.lower() in ("1", "true", "yes", "on")
-        if not isinstance(identify, bool):
-            errors["identify_annotators"] = "must be true or false"
+        for key in ("identify_annotators", "gold_only"):
+            flag = _as_bool(data.get(key, False))
+            if flag is None:
+                errors[key] = "must be true or false"
+            else:
+                values[key] = flag
+        review = data.get("review") or "any"
+        if review not in REVIEWS:
+            errors["review"] = f"must be one of {', '.join(REVIEWS)}"
         else:
-            values["identify_annotators"] = identify
+            values["review"] = review
         for key, low, high in (
             ("kto_desirable_min", 1, 5),
             ("kto_undesirable_max", 1, 5),
@@ -133,6 +130,12 @@ class ExportQuery:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _as_bool(raw: Any) -> bool | None:
+    if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+        return raw.lower() in ("1", "true", "yes", "on")
+    return raw if isinstance(raw, bool) else None
 
 
 def _parse_moment(raw: Any) -> datetime:
@@ -183,6 +186,13 @@ def annotation_filters(query: ExportQuery, *, prefix: str = "") -> dict[str, Any
         lookups[f"{prefix}submitted_at__gte"] = datetime.fromisoformat(query.submitted_after)
     if query.submitted_before:
         lookups[f"{prefix}submitted_at__lt"] = datetime.fromisoformat(query.submitted_before)
+    if query.gold_only:
+        lookups[f"{prefix}is_gold"] = True
+    if query.review in ("accepted", "rejected"):
+        lookups[f"{prefix}review__verdict"] = query.review
+    elif query.review == "pending":
+        lookups[f"{prefix}review__isnull"] = True
+        lookups[f"{prefix}is_gold"] = False
     return lookups
 
 

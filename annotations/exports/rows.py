@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Avg, Count
 
-from ..models import Annotation, Generation, Project, Prompt, Span, TokenReward
+from ..models import Annotation, Generation, OutputAgreement, Project, Prompt, Review, Span, TokenReward
 from .formats import _chunks, jsonl_chunks
 from .query import DEFAULT_CHUNK, ExportQuery, annotation_filters, annotations_for
 
@@ -58,6 +58,10 @@ ANNOTATION_COLUMNS = (
     "overall_critique",
     "rating",
     "submitted_at",
+    "is_gold",
+    "review__verdict",
+    "generation__agreement__score",
+    "generation__agreement__span_f1",
 )
 
 
@@ -122,6 +126,10 @@ def spans_rows(query: ExportQuery, *, chunk_size: int = DEFAULT_CHUNK) -> Iterat
             overall_critique,
             rating,
             submitted_at,
+            is_gold,
+            verdict,
+            agreement,
+            span_f1,
         ) in batch:
             yield {
                 "annotation_id": annotation_id,
@@ -137,6 +145,10 @@ def spans_rows(query: ExportQuery, *, chunk_size: int = DEFAULT_CHUNK) -> Iterat
                 "overall_critique": overall_critique,
                 "rating": rating,
                 "submitted_at": submitted_at,
+                "is_gold": is_gold,
+                "review": verdict,
+                "agreement": agreement,
+                "span_f1": span_f1,
                 "spans": [dict(zip(SPAN_FIELDS, span, strict=True)) for span in spans.get(annotation_id, ())],
             }
 
@@ -157,6 +169,9 @@ SELECT a."annotator_id", u."username",
   ',"status":' || to_json(a."status")::text || ',"overall_critique":' || to_json(a."overall_critique")::text
   || ',"rating":' || coalesce(a."rating"::text, 'null')
   || ',"submitted_at":' || coalesce('"' || {iso} || '"', 'null')
+  || ',"is_gold":' || CASE WHEN a."is_gold" THEN 'true' ELSE 'false' END
+  || ',"review":' || coalesce(to_json(rv."verdict")::text, 'null')
+  || ',"agreement":' || {agreement_score} || ',"span_f1":' || {agreement_f1}
   || ',"spans":[' || coalesce((
     SELECT string_agg(
       '{{"start":' || s."start" || ',"end":' || s."end" || ',"text":' || to_json(s."text")::text
@@ -172,9 +187,16 @@ JOIN {prompt} p ON p."id" = g."prompt_id"
 JOIN {project} pr ON pr."id" = p."project_id"
 LEFT JOIN {version} mv ON mv."id" = g."model_version_id"
 JOIN {user} u ON u."id" = a."annotator_id"
+LEFT JOIN {review} rv ON rv."annotation_id" = a."id"
+LEFT JOIN {agreement} ag ON ag."generation_id" = a."generation_id"
 WHERE a."id" IN ({selected})
 ORDER BY a."id"
 """
+# A nullable float as Python's json.dumps writes it (whole numbers keep their ".0").
+_JSON_FLOAT = (
+    "CASE WHEN {col} IS NULL THEN 'null' WHEN {col} = trunc({col}) THEN trunc({col})::bigint || '.0' "
+    "ELSE {col}::text END"
+)
 _ISO_UTC = (
     "to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || "
     "CASE WHEN date_trunc('second', {col}) = {col} THEN '' "
@@ -199,9 +221,17 @@ def _spans_jsonl_sql(query: ExportQuery) -> tuple[str, list]:
             ("project", Project),
             ("version", ModelVersion),
             ("user", get_user_model()),
+            ("review", Review),
+            ("agreement", OutputAgreement),
         )
     }
-    sql = _SPANS_JSONL_SQL.format(iso=_ISO_UTC.format(col='a."submitted_at"'), selected=selected, **tables)
+    sql = _SPANS_JSONL_SQL.format(
+        iso=_ISO_UTC.format(col='a."submitted_at"'),
+        agreement_score=_JSON_FLOAT.format(col='ag."score"'),
+        agreement_f1=_JSON_FLOAT.format(col='ag."span_f1"'),
+        selected=selected,
+        **tables,
+    )
     return sql, list(params)
 
 
@@ -321,6 +351,9 @@ def token_reward_rows(query: ExportQuery, *, chunk_size: int = DEFAULT_CHUNK) ->
         "annotation__generation__tokenizer_fingerprint",
         "annotation__generation__response_token_ids",
         "annotation__generation__behaviour_logprobs",
+        "annotation__is_gold",
+        "annotation__review__verdict",
+        "annotation__generation__agreement__score",
     )
     cursor = rewards.order_by("annotation_id", "id").values_list(*columns).iterator(chunk_size=chunk_size)
     for (
@@ -341,6 +374,9 @@ def token_reward_rows(query: ExportQuery, *, chunk_size: int = DEFAULT_CHUNK) ->
         generation_fingerprint,
         sampled_ids,
         behaviour_logprobs,
+        is_gold,
+        verdict,
+        agreement,
     ) in cursor:
         same_tokenizer = generation_fingerprint == fingerprint
         yield {
@@ -364,14 +400,18 @@ def token_reward_rows(query: ExportQuery, *, chunk_size: int = DEFAULT_CHUNK) ->
                 and len(behaviour_logprobs or []) == len(token_ids)
                 else []
             ),
+            "is_gold": is_gold,
+            "review": verdict,
+            "agreement": agreement,
         }
 
 
 def _rated_generations(query: ExportQuery):
-    """(generation id, prompt id, mean rating, annotation count) of outputs with a rating, by prompt."""
+    """(generation id, prompt id, mean rating, annotation count) of outputs with a rating, by prompt. The
+    gold's rating is not one more vote: it counts only in a ``gold_only`` export, alone."""
     return (
         annotations_for(query)
-        .filter(rating__isnull=False)
+        .filter(rating__isnull=False, is_gold=query.gold_only)
         .values("generation_id", "generation__prompt_id")
         .annotate(mean_rating=Avg("rating"), ratings=Count("id"))
         .order_by("generation__prompt_id", "generation_id")

@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("annotations", "0005_tokenreward_token_strings"),
+        ("annotations", "0007_review_and_agreement"),
     ]
 
     operations = [

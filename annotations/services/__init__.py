@@ -4,9 +4,11 @@ Each service runs in one transaction and takes keyword arguments. Every write pa
 REST API, commands) goes through these functions, so the checks here (offsets, labels, weights, ownership,
 quotas) hold whatever the client. One module per subject: ``projects`` (projects, prompt imports),
 ``validation`` (the checks and limits every write shares), ``queue`` (leases, skips, expiry) and
-``annotating`` (drafts, spans, submission).
+``annotating`` (drafts, spans, submission), ``agreement`` (per-output agreement rows) and ``review``
+(verdicts and gold annotations).
 """
 
+from .agreement import agreement_refresh
 from .annotating import (
     SPAN_EDITABLE_FIELDS,
     DraftConflict,
@@ -18,6 +20,14 @@ from .annotating import (
 )
 from .projects import ImportReport, project_create, prompts_import
 from .queue import assignment_next, assignment_skip, assignments_expire
+from .review import (
+    MAX_REVIEW_COMMENT_CHARS,
+    gold_delete,
+    gold_save,
+    gold_spans_from,
+    review_clear,
+    review_set,
+)
 from .validation import (
     MAX_CRITIQUE_CHARS,
     MAX_OVERALL_CRITIQUE_CHARS,
@@ -33,6 +43,7 @@ from .validation import (
 __all__ = [
     "MAX_CRITIQUE_CHARS",
     "MAX_OVERALL_CRITIQUE_CHARS",
+    "MAX_REVIEW_COMMENT_CHARS",
     "MAX_SKIP_REASON_CHARS",
     "MAX_SPANS_PER_ANNOTATION",
     "MAX_TIME_SPENT_SECONDS",
@@ -41,14 +52,20 @@ __all__ = [
     "UNSET",
     "DraftConflict",
     "ImportReport",
+    "agreement_refresh",
     "annotation_save_draft",
     "annotation_submit",
     "assignment_next",
     "assignment_skip",
     "assignments_expire",
+    "gold_delete",
+    "gold_save",
+    "gold_spans_from",
     "project_create",
     "project_labels",
     "prompts_import",
+    "review_clear",
+    "review_set",
     "span_create",
     "span_delete",
     "span_update",

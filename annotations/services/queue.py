@@ -114,7 +114,9 @@ def assignment_next(*, project: Project, annotator, now: datetime | None = None)
         )
         for assignment in own:
             if _assignment_reclaim(assignment, now):
-                Annotation.objects.get_or_create(generation_id=assignment.generation_id, annotator=annotator)
+                Annotation.objects.get_or_create(
+                    generation_id=assignment.generation_id, annotator=annotator, is_gold=False
+                )
                 return assignment
 
         quota = project.annotations_per_output
@@ -144,7 +146,9 @@ def assignment_next(*, project: Project, annotator, now: datetime | None = None)
                     leased_at=now,
                     expires_at=lease_until(now),
                 )
-                Annotation.objects.get_or_create(generation_id=generation_id, annotator=annotator)
+                Annotation.objects.get_or_create(
+                    generation_id=generation_id, annotator=annotator, is_gold=False
+                )
                 return assignment
             candidates = candidates.exclude(pk__in=locked_ids)
     return None

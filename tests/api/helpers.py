@@ -67,6 +67,16 @@ def expected_for_format(rows: list[dict], fmt: str, nested: tuple[str, ...]) -> 
     ]
 
 
+def _verdict(annotation) -> str | None:
+    review = getattr(annotation, "review", None)
+    return review.verdict if review else None
+
+
+def _agreement(generation, field: str) -> float | None:
+    agreement = getattr(generation, "agreement", None)
+    return getattr(agreement, field) if agreement else None
+
+
 def reference_spans_rows(annotations, name_of) -> list[dict]:
     rows = []
     for a in annotations.order_by("id"):
@@ -86,6 +96,10 @@ def reference_spans_rows(annotations, name_of) -> list[dict]:
                 "overall_critique": a.overall_critique,
                 "rating": a.rating,
                 "submitted_at": a.submitted_at,
+                "is_gold": a.is_gold,
+                "review": _verdict(a),
+                "agreement": _agreement(g, "score"),
+                "span_f1": _agreement(g, "span_f1"),
                 "spans": [
                     {
                         "start": s.start,
@@ -125,6 +139,9 @@ def reference_token_reward_rows(rewards, name_of) -> list[dict]:
                 "response_token_ids": r.token_ids,
                 "rewards": [float(x) for x in r.rewards],
                 "behaviour_logprobs": g.behaviour_logprobs if sampled else [],
+                "is_gold": a.is_gold,
+                "review": _verdict(a),
+                "agreement": _agreement(g, "score"),
             }
         )
     return rows

@@ -97,7 +97,7 @@ def test_seed_demo_is_idempotent(capsys, settings, tmp_path):
     settings.VAR_DIR = tmp_path
     call_command("seed_demo", "--no-generate", "--code-limit", "5")
     first = capsys.readouterr().out
-    assert "annotator1" in first and "researcher" in first
+    assert "annotator1" in first and "researcher" in first and "reviewer" in first
     call_command("seed_demo", "--no-generate", "--code-limit", "5")
     assert "exist already" in capsys.readouterr().out
     assert Prompt.objects.filter(project__name="HumanEval code").count() == 5

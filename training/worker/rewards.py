@@ -17,6 +17,7 @@ from functools import lru_cache
 from django.db import transaction
 
 from annotations.models import Annotation, Project, TokenReward
+from annotations.services import agreement_refresh
 from text2grad import rewards
 from text2grad.generation import encode_prompt
 
@@ -115,6 +116,8 @@ def token_rewards_store(
                 },
             )
             rows.append(row)
+    # Token offsets are known now: the outputs' agreement gains its token-level alpha.
+    agreement_refresh(generation_ids={annotation.generation_id for annotation in annotations})
     return rows
 
 

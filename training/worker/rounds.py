@@ -9,6 +9,7 @@ the active version as it was; a round that died can be resumed from its last che
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -200,6 +201,18 @@ def build_samples(
     return samples
 
 
+def rewards_digest(samples: list[Sample]) -> str:
+    """A sha256 of exactly what the round trained on: each sample's response tokens and token rewards, in
+    order. Recorded in the round's summary, so anyone can check which rewards a round learnt from."""
+    digest = hashlib.sha256()
+    for sample in samples:
+        digest.update(
+            json.dumps([list(sample.response_ids), [float(r) for r in sample.token_rewards]]).encode()
+        )
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
 def _run(training_round: TrainingRound, on_update=None, collective=None) -> None:
     """The round's stages. With a ``collective`` this is one rank of several (see ``ddp_round``): every
     rank trains on the same samples, and only rank 0 writes checkpoints, metrics and the new version."""
@@ -276,6 +289,7 @@ def _run(training_round: TrainingRound, on_update=None, collective=None) -> None
         if training_round.auto_promote:
             services.model_version_activate(version=version)
         summary = {**training_round.summary, "timings": timings, "samples": len(samples)}
+        summary["rewards_digest"] = rewards_digest(samples)
         summary["final"] = _last_metrics(training_round)
         won = _owned(training_round).update(
             status=TrainingRound.Status.SUCCEEDED,

@@ -36,6 +36,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--identify-annotators", action="store_true", help="Usernames instead of pseudonyms"
         )
+        parser.add_argument(
+            "--review", choices=exports.REVIEWS, default="any", help="By the reviewer's verdict"
+        )
+        parser.add_argument("--gold-only", action="store_true", help="Only the outputs' gold annotations")
         parser.add_argument("--kto-desirable-min", type=float)
         parser.add_argument("--kto-undesirable-max", type=float)
         parser.add_argument("--dpo-min-margin", type=float)
@@ -53,6 +57,8 @@ class Command(BaseCommand):
             "submitted_before": options["until"],
             "tokenizer_fingerprint": options["tokenizer_fingerprint"],
             "identify_annotators": options["identify_annotators"],
+            "review": options["review"],
+            "gold_only": options["gold_only"],
             "kto_desirable_min": options["kto_desirable_min"],
             "kto_undesirable_max": options["kto_undesirable_max"],
             "dpo_min_margin": options["dpo_min_margin"],

@@ -20,6 +20,7 @@ DEMO_USERS = [
     ("annotator1", roles.ANNOTATOR, "T2G_ANNOTATOR1_PASSWORD"),
     ("annotator2", roles.ANNOTATOR, "T2G_ANNOTATOR2_PASSWORD"),
     ("researcher", roles.RESEARCHER, "T2G_RESEARCHER_PASSWORD"),
+    ("reviewer", roles.REVIEWER, "T2G_REVIEWER_PASSWORD"),
 ]
 CODE_PROJECT = "HumanEval code"
 SUMMARY_PROJECT = "News summaries"

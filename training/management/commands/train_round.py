@@ -19,16 +19,45 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int)
         parser.add_argument("--since", help="Annotations submitted at or after (ISO date)")
         parser.add_argument("--until", help="Annotations submitted at or before (ISO date)")
+        parser.add_argument(
+            "--review",
+            choices=["submitted", "accepted", "gold"],
+            default="submitted",
+            help="Data by review status: every submitted annotation, accepted ones, or gold only",
+        )
+        parser.add_argument("--min-agreement", type=float, help="Only outputs whose alpha is at least this")
+        parser.add_argument(
+            "--exclude-annotator",
+            action="append",
+            default=[],
+            help="Leave out this annotator (username; repeat)",
+        )
         parser.add_argument("--config", help="Extra config as JSON, e.g. '{\"kl_coef\": 0.05}'")
         parser.add_argument("--promote", action="store_true", help="Make the new version active")
 
     def handle(self, *args, **options):
+        from django.contrib.auth import get_user_model
         from tqdm import tqdm
 
         from training import services
         from training.worker import rounds
 
-        selection = {"since": options["since"], "until": options["until"]}
+        selection = {
+            "since": options["since"],
+            "until": options["until"],
+            "review": options["review"],
+            "min_agreement": options["min_agreement"],
+        }
+        if options["exclude_annotator"]:
+            users = dict(
+                get_user_model()
+                .objects.filter(username__in=options["exclude_annotator"])
+                .values_list("username", "pk")
+            )
+            unknown = sorted(set(options["exclude_annotator"]) - set(users))
+            if unknown:
+                raise CommandError(f"No such annotator: {', '.join(unknown)}")
+            selection["exclude_annotators"] = sorted(users.values())
         if options["project"]:
             project = Project.objects.filter(name=options["project"]).first()
             if project is None:
@@ -50,7 +79,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         total = TrainingConfig.from_dict(training_round.config).steps
         self.stdout.write(
-            f"Round {training_round.pk}: {training_round.snapshot_size} annotation(s), {total} update(s)"
+            f"Round {training_round.pk}: {training_round.snapshot_size} annotation(s) "
+            f"({training_round.selection['review']}), {total} update(s)"
         )
         with tqdm(total=total, unit="update") as bar:
 

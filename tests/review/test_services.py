@@ -1,0 +1,140 @@
+"""Agreement rows, verdicts and gold through the services, on real PostgreSQL."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+
+from annotations import services
+from annotations.models import Annotation, Generation, OutputAgreement, Review, TokenReward
+from annotations.selectors import next_candidates
+from text2grad.agreement import coincidence_matrix, krippendorff_alpha, unit_labels
+
+TEXT = "The sum is computed correctly. Then the loop divides by zero and crashes."
+
+
+def test_agreement_follows_each_submission(project, make_generation, annotator, annotator2, submit):
+    generation = make_generation(project, TEXT)
+    submit(annotator, generation, [("divides by zero", "poor", "crash")], rating=2)
+    row = OutputAgreement.objects.get(generation=generation)
+    assert row.annotators == 1 and row.score is None and row.pairs == []
+    submit(annotator2, generation, [("The sum is computed correctly.", "good", "ok")], rating=4)
+    row.refresh_from_db()
+    first = unit_labels(len(TEXT), [(TEXT.index("divides by zero"), TEXT.index("divides by zero") + 15, -1)])
+    start = TEXT.index("The sum")
+    second = unit_labels(len(TEXT), [(start, start + 30, 1)])
+    expected = krippendorff_alpha(np.stack([first, second]), 3)
+    assert row.annotators == 2
+    assert row.alpha == pytest.approx(expected, abs=1e-6) and row.alpha < 0.2
+    assert row.score == row.alpha
+    assert row.span_f1 == 0.0
+    assert np.allclose(row.coincidence, coincidence_matrix(np.stack([first, second]), 3))
+    assert [(p["a"], p["b"], p["f1"]) for p in row.pairs] == [(annotator.pk, annotator2.pk, 0.0)]
+    assert np.asarray(row.rating_coincidence).sum() == 2
+
+
+def test_identical_annotations_score_one(project, make_generation, annotator, annotator2, submit):
+    generation = make_generation(project, TEXT)
+    for user in (annotator, annotator2):
+        submit(user, generation, [("divides by zero", "poor", "")])
+    row = OutputAgreement.objects.get(generation=generation)
+    assert row.alpha == 1.0 and row.score == 1.0 and row.span_f1 == 1.0
+
+
+def test_review_rules(project, make_generation, annotator, annotator2, reviewer, admin_user, submit):
+    generation = make_generation(project, TEXT)
+    first = submit(annotator, generation, [("divides by zero", "poor", "crash")])
+    with pytest.raises(PermissionDenied):
+        services.review_set(annotation=first, reviewer=annotator2, verdict="accepted")
+    with pytest.raises(ValidationError):
+        services.review_set(annotation=first, reviewer=reviewer, verdict="maybe")
+    with pytest.raises(ValidationError):
+        services.review_set(annotation=first, reviewer=reviewer, verdict="accepted", comment="x" * 5001)
+    assert not Review.objects.exists()
+    review = services.review_set(annotation=first, reviewer=reviewer, verdict="rejected", comment="Too broad")
+    assert (review.verdict, review.comment, review.reviewer) == ("rejected", "Too broad", reviewer)
+    services.review_set(annotation=first, reviewer=admin_user, verdict="accepted")
+    assert Review.objects.get(annotation=first).verdict == "accepted"  # one verdict per annotation
+    draft = Annotation.objects.create(generation=make_generation(project, "other"), annotator=annotator2)
+    with pytest.raises(ValidationError):
+        services.review_set(annotation=draft, reviewer=reviewer, verdict="accepted")
+
+
+def test_reviewer_cannot_review_own_work(project, make_generation, admin_user, submit):
+    generation = make_generation(project, TEXT)
+    own = submit(admin_user, generation, [("divides by zero", "poor", "")])
+    with pytest.raises(PermissionDenied):
+        services.review_set(annotation=own, reviewer=admin_user, verdict="accepted")
+
+
+def test_gold_adjudication_and_accuracy(
+    project, make_generation, annotator, annotator2, reviewer, submit, django_capture_on_commit_callbacks
+):
+    generation = make_generation(project, TEXT)
+    submit(annotator, generation, [("divides by zero", "poor", "crash")])
+    submit(annotator2, generation, [("The sum is computed correctly.", "good", "")])
+    start = TEXT.index("divides by zero")
+    spans = [{"start": start, "end": start + 15, "label": "poor", "critique": "division by zero"}]
+    with django_capture_on_commit_callbacks(execute=True):
+        gold = services.gold_save(
+            generation=generation, reviewer=reviewer, spans=spans, overall_critique="gold"
+        )
+    assert gold.is_gold and gold.gold_origin == "adjudicated" and gold.annotator == reviewer
+    assert [(s.start, s.end, s.label, s.critique) for s in gold.spans.all()] == [
+        (start, start + 15, "poor", "division by zero")
+    ]
+    generation.refresh_from_db()
+    assert generation.annotation_count == 2  # gold is not one of the output's annotations
+    row = OutputAgreement.objects.get(generation=generation)
+    assert row.has_gold and row.annotators == 2
+    accuracy = {entry["annotator"]: entry["f1"] for entry in row.gold}
+    assert accuracy == {annotator.pk: 1.0, annotator2.pk: 0.0}
+    # Editing the gold replaces its spans and drops its stale token rewards.
+    TokenReward.objects.create(annotation=gold, tokenizer_fingerprint="x", token_ids=[1], rewards=[0.0])
+    with django_capture_on_commit_callbacks(execute=True):
+        services.gold_save(generation=generation, reviewer=reviewer, spans=[])
+    gold.refresh_from_db()
+    assert gold.spans.count() == 0 and not TokenReward.objects.filter(annotation=gold).exists()
+    assert Annotation.objects.filter(generation=generation, is_gold=True).count() == 1
+    # Bad spans store nothing.
+    with pytest.raises(ValidationError):
+        services.gold_save(
+            generation=generation, reviewer=reviewer, spans=[{"start": 0, "end": 999, "label": "poor"}]
+        )
+    assert gold.spans.count() == 0
+
+
+def test_honeypot_is_admin_only_and_invisible_to_the_queue(
+    project, make_generation, annotator, reviewer, admin_user, submit, django_capture_on_commit_callbacks
+):
+    from django.utils import timezone
+
+    generation = make_generation(project, TEXT)
+    start = TEXT.index("divides by zero")
+    spans = [{"start": start, "end": start + 15, "label": "poor"}]
+    with pytest.raises(PermissionDenied):
+        services.gold_save(generation=generation, reviewer=reviewer, spans=spans)
+    with pytest.raises(PermissionDenied):
+        services.gold_save(generation=generation, reviewer=annotator, spans=spans)
+    with django_capture_on_commit_callbacks(execute=True):
+        gold = services.gold_save(generation=generation, reviewer=admin_user, spans=spans)
+    assert gold.gold_origin == "honeypot"
+    # The annotator is still handed the output, and their work is measured against the gold.
+    assert generation.pk in next_candidates(project, annotator, timezone.now()).values_list("pk", flat=True)
+    submit(annotator, generation, [("divides by zero", "poor", "")])
+    row = OutputAgreement.objects.get(generation=generation)
+    assert row.gold == [{"annotator": annotator.pk, "f1": 1.0, "o": row.gold[0]["o"]}]
+    assert Generation.objects.get(pk=generation.pk).annotation_count == 1
+
+
+def test_recompute_agreement_command(project, make_generation, annotator, annotator2, submit, capsys):
+    from django.core.management import call_command
+
+    generation = make_generation(project, TEXT)
+    submit(annotator, generation, [("divides by zero", "poor", "")])
+    submit(annotator2, generation, [("divides by zero", "poor", "")])
+    OutputAgreement.objects.all().delete()
+    call_command("recompute_agreement", "--project", project.name)
+    assert OutputAgreement.objects.get(generation=generation).score == 1.0
+    assert "1 output(s)" in capsys.readouterr().out
