@@ -318,7 +318,7 @@ class ProjectViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.
             generation_id=assignment.generation_id, annotator=request.user
         )
         data = {"annotation": annotation, "expires_at": assignment.expires_at}
-        return Response(serializers.AnnotationNextSerializer(data).data)
+        return Response(serializers.AnnotationNextSerializer(data, context={"request": request}).data)
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -461,7 +461,11 @@ class ExportViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     pagination_class = NewestFirstPagination
     filterset_class = ExportFilter
     lookup_value_regex = ID_REGEX
-    queryset = DatasetExport.objects.select_related("created_by")
+    queryset = DatasetExport.objects.none()  # for the schema; requests use get_queryset
+
+    def get_queryset(self) -> QuerySet[DatasetExport]:
+        # Another user's export is a 404: its query may name annotators, its file may identify them.
+        return datasets.exports_visible_to(self.request.user).select_related("created_by")
 
     def get_throttles(self):
         if self.action == "create":

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from . import datasets, exports, roles, selectors
+from . import datasets, exports, privacy, roles, selectors
 from .importers import ImportFileError, detect_format
 from .models import DatasetExport, Project
 
@@ -38,20 +38,26 @@ def _require_researcher(request: HttpRequest) -> None:
 
 def _get_export_for_user(request: HttpRequest, pk: int) -> DatasetExport:
     _require_researcher(request)
-    return get_object_or_404(DatasetExport.objects.select_related("created_by"), pk=pk)
+    return get_object_or_404(datasets.exports_visible_to(request.user).select_related("created_by"), pk=pk)
 
 
-def _form_choices() -> dict:
+def _form_choices(viewer) -> dict:
+    annotators = (
+        get_user_model()
+        .objects.filter(groups__name=roles.ANNOTATOR)
+        .order_by("username")
+        .values_list("pk", "username")
+    )
     return {
         "kinds": exports.KINDS,
         "formats": exports.FORMATS,
         "statuses": exports.STATUSES,
         "projects": Project.objects.order_by("name").values_list("pk", "name"),
         "versions": selectors.model_versions_with_outputs(),
-        "annotators": get_user_model()
-        .objects.filter(groups__name=roles.ANNOTATOR)
-        .order_by("username")
-        .values_list("pk", "username"),
+        "annotators": sorted(
+            ((pk, privacy.annotator_name(viewer, pk, name)) for pk, name in annotators),
+            key=lambda choice: choice[1],
+        ),
     }
 
 
@@ -80,8 +86,9 @@ def export_list(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Export {export.pk} queued: the worker writes it in the background.")
             return redirect("data_export_detail", pk=export.pk)
-    page = Paginator(DatasetExport.objects.select_related("created_by"), 25).get_page(request.GET.get("page"))
-    context = {"page": page, "errors": errors, "posted": posted, **_form_choices()}
+    visible = datasets.exports_visible_to(request.user).select_related("created_by")
+    page = Paginator(visible, 25).get_page(request.GET.get("page"))
+    context = {"page": page, "errors": errors, "posted": posted, **_form_choices(request.user)}
     return render(request, "data/export_list.html", context, status=400 if errors else 200)
 
 

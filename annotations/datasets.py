@@ -19,7 +19,7 @@ from typing import IO
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from jobs import dispatch
@@ -36,6 +36,15 @@ EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet"}
 
 def export_dir() -> Path:
     return Path(settings.VAR_DIR) / "exports"
+
+
+def exports_visible_to(user) -> QuerySet[DatasetExport]:
+    """Admins see every export; anyone else only the exports they created."""
+    if roles.is_admin(user):
+        return DatasetExport.objects.all()
+    if not user.is_authenticated:
+        return DatasetExport.objects.none()
+    return DatasetExport.objects.filter(created_by=user)
 
 
 def export_validate(*, kind: str, fmt: str, query: dict | None, user=None) -> exports.ExportQuery:

@@ -9,7 +9,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from . import exports
+from . import exports, privacy
 from .models import Annotation, DatasetExport, Generation, Project, Prompt, Span, TokenReward
 from .services import project_create
 
@@ -205,7 +205,10 @@ class SpanSerializer(serializers.ModelSerializer):
 class AnnotationSerializer(serializers.ModelSerializer):
     prompt = serializers.IntegerField(source="generation.prompt_id", read_only=True)
     project = serializers.IntegerField(source="generation.prompt.project_id", read_only=True)
-    annotator_username = serializers.CharField(source="annotator.username", read_only=True)
+    annotator_username = serializers.SerializerMethodField(
+        help_text="The username for admins and for the annotator themself; for anyone else the annotator's "
+        "stable pseudonym (the one exports write)."
+    )
     spans = SpanSerializer(many=True, read_only=True)
 
     class Meta:
@@ -227,6 +230,12 @@ class AnnotationSerializer(serializers.ModelSerializer):
             "submitted_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField())
+    def get_annotator_username(self, obj: Annotation) -> str:
+        request = self.context.get("request")
+        viewer = getattr(request, "user", None)
+        return privacy.annotator_name(viewer, obj.annotator_id, obj.annotator.username)
 
 
 class TokenRewardSerializer(serializers.ModelSerializer):

@@ -26,7 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
-from . import roles, selectors, services
+from . import privacy, roles, selectors, services
 from .forms import OverallForm, SkipForm, SpanEditForm, SpanForm
 from .models import Annotation, Assignment, Project, Span
 
@@ -221,11 +221,19 @@ def project_progress(request: HttpRequest, pk: int) -> HttpResponse:
     if not roles.can_read_all_feedback(request.user):
         raise PermissionDenied("Only researchers and admins see who did what.")
     project = get_object_or_404(Project, pk=pk)
+    people = selectors.annotator_counts(project)
+    for person in people:
+        person["name"] = privacy.annotator_name(request.user, person["annotator_id"], person["username"])
+    recent = list(selectors.recent_annotations(project))
+    for annotation in recent:
+        annotation.annotator_name = privacy.annotator_name(
+            request.user, annotation.annotator_id, annotation.annotator.get_username()
+        )
     context = {
         "project": project,
         "progress": selectors.project_progress(project),
-        "people": selectors.annotator_counts(project),
-        "recent": selectors.recent_annotations(project),
+        "people": people,
+        "recent": recent,
     }
     return render(request, "annotations/project_progress.html", context)
 
@@ -255,6 +263,9 @@ def annotate(request: HttpRequest, pk: int) -> HttpResponse:
         "project": project,
         "labels": _labels(project),
         "is_owner": is_owner,
+        "annotator_name": privacy.annotator_name(
+            request.user, annotation.annotator_id, annotation.annotator.get_username()
+        ),
         "lease": lease,
         "lease_lapsed": editable
         and (lease is None or lease.status != Assignment.Status.ACTIVE or lease.expires_at <= timezone.now()),
