@@ -3,11 +3,11 @@ valid (offsets, labels, weights, ratings), so the REST API and the views refuse 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django import forms
 
+from . import safejson
 from .services import UNSET
 
 
@@ -47,7 +47,9 @@ class OverallForm(forms.Form):
         if not raw:
             return None
         try:
-            value = json.loads(raw)
+            value = safejson.loads(raw, max_depth=4, name="spans")
+        except safejson.UnsafeJSON as exc:
+            raise forms.ValidationError(str(exc)) from None
         except ValueError as exc:
             raise forms.ValidationError(f"spans is not valid JSON: {exc}") from None
         if not isinstance(value, list):
@@ -66,4 +68,11 @@ class OverallForm(forms.Form):
 
 
 class SkipForm(forms.Form):
-    reason = forms.CharField(max_length=1000, widget=forms.Textarea)
+    reason = forms.CharField(
+        max_length=1000,
+        widget=forms.Textarea,
+        error_messages={
+            "required": "Say why you are skipping this output.",
+            "max_length": "Keep the reason to %(limit_value)d characters (it has %(show_value)d).",
+        },
+    )

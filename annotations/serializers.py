@@ -9,7 +9,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from . import exports, privacy
+from . import exports, privacy, safejson
 from .models import Annotation, DatasetExport, Generation, Project, Prompt, Span, TokenReward
 from .services import project_create
 
@@ -22,8 +22,9 @@ def validate_json_value(value, *, depth: int = 0):
     if depth > MAX_JSON_DEPTH:
         raise serializers.ValidationError(f"nested deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, str):
-        if "\x00" in value:
-            raise serializers.ValidationError("contains a NUL character")
+        problem = safejson.text_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
     elif isinstance(value, dict):
         for key, item in value.items():
             validate_json_value(key, depth=depth + 1)

@@ -396,7 +396,7 @@ def annotation_skip(request: HttpRequest, pk: int) -> HttpResponse:
     form = SkipForm(request.POST)
     back = reverse("annotate", args=[pk])
     if not form.is_valid():
-        return _refused(request, ValidationError("Say why you are skipping this output."), back)
+        return _refused(request, ValidationError(form.errors["reason"]), back)
     try:
         services.assignment_skip(assignment=assignment, reason=form.cleaned_data["reason"], user=request.user)
     except ValidationError as exc:

@@ -9,7 +9,14 @@ from rest_framework.routers import DefaultRouter
 from annotations import api as annotation_api
 from training import api as training_api
 
-router = DefaultRouter()
+
+class Router(DefaultRouter):
+    # No format suffixes (".json"): custom actions do not take them (a TypeError, so a 500), and
+    # ?format= or the Accept header does the same job.
+    include_format_suffixes = False
+
+
+router = Router()
 router.register("projects", annotation_api.ProjectViewSet, basename="api-project")
 router.register("prompts", annotation_api.PromptViewSet, basename="api-prompt")
 router.register("generations", annotation_api.GenerationViewSet, basename="api-generation")

@@ -14,6 +14,7 @@ from ..models import Annotation, TokenReward
 KINDS = ("spans", "token-rewards", "kto", "dpo")
 FORMATS = ("jsonl", "csv", "parquet")
 STATUSES = ("submitted", "draft", "any")
+MAX_ID = 2**63 - 1  # a bigint primary key
 DEFAULT_CHUNK = 2000  # rows per database fetch and per write
 
 
@@ -56,7 +57,7 @@ class ExportQuery:
                 continue
             try:
                 number = int(raw)
-                if isinstance(raw, bool) or number < 1 or str(raw).strip() != str(number):
+                if isinstance(raw, bool) or not 1 <= number <= MAX_ID or str(raw).strip() != str(number):
                     raise ValueError
             except (TypeError, ValueError):
                 errors[key] = "must be a positive integer id"
