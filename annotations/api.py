@@ -40,7 +40,7 @@ MAX_ID = 2**63 - 1
 class HasRole(permissions.BasePermission):
     """Any of the three roles; an account with no role sees nothing."""
 
-    message = "Your account has no role yet; ask an admin."
+    message = roles.NO_ROLE_MESSAGE
 
     def has_permission(self, request, view) -> bool:
         return bool(roles.role_names(request.user))

@@ -6,6 +6,7 @@ Checks go through these helpers so every view and API endpoint asks the same que
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+from django.core.exceptions import PermissionDenied
 
 ANNOTATOR = "annotator"
 RESEARCHER = "researcher"
@@ -66,6 +67,15 @@ def is_annotator(user) -> bool:
 def can_read_all_feedback(user) -> bool:
     """Researchers and admins read every annotation; annotators only their own."""
     return is_researcher(user)
+
+
+NO_ROLE_MESSAGE = "Your account has no role yet: ask an admin to make you an annotator or a researcher."
+
+
+def require_role(user) -> None:
+    """PermissionDenied for an account with none of the three roles (what the API's HasRole refuses too)."""
+    if not role_names(user):
+        raise PermissionDenied(NO_ROLE_MESSAGE)
 
 
 def role_names(user) -> list[str]:

@@ -54,6 +54,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
+    roles.require_role(request.user)
     if roles.is_annotator(request.user) and not roles.is_researcher(request.user):
         return redirect("queue")
     return redirect("project_list")
@@ -61,12 +62,14 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def project_list(request: HttpRequest) -> HttpResponse:
+    roles.require_role(request.user)
     projects = selectors.project_list_with_counts()
     return render(request, "annotations/project_list.html", {"projects": projects})
 
 
 @login_required
 def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    roles.require_role(request.user)
     project = get_object_or_404(Project, pk=pk, is_archived=False)
     page = Paginator(selectors.prompts_with_generations(project), 20).get_page(request.GET.get("page"))
     context = {
@@ -201,6 +204,7 @@ def _next_or_queue(request: HttpRequest, project: Project, done: str) -> HttpRes
 @login_required
 @require_GET
 def queue(request: HttpRequest) -> HttpResponse:
+    roles.require_role(request.user)
     rows = selectors.queue_for_annotator(request.user)
     return render(
         request, "annotations/queue.html", {"rows": rows, "can_annotate": roles.is_annotator(request.user)}

@@ -10,7 +10,14 @@ from annotations import api as annotation_api
 from training import api as training_api
 
 
+class RoleAPIRootView(DefaultRouter.APIRootView):
+    """The API's index of links, for accounts with a role (as every list it links to)."""
+
+    permission_classes = [annotation_api.HasRole]
+
+
 class Router(DefaultRouter):
+    APIRootView = RoleAPIRootView
     # No format suffixes (".json"): custom actions do not take them (a TypeError, so a 500), and
     # ?format= or the Accept header does the same job.
     include_format_suffixes = False
