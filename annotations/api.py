@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from datetime import UTC
 
+from axes.handlers.proxy import AxesProxyHandler
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -121,10 +122,33 @@ class PassthroughRenderer(renderers.BaseRenderer):
         return json.dumps(data).encode() if isinstance(data, dict | list) else (data or b"")
 
 
+class LockedOut(exceptions.Throttled):
+    default_detail = "Too many failed logins for this account: it is locked for a while. Try again later."
+    default_code = "locked_out"
+
+
 class TokenObtainView(ObtainAuthToken):
-    """Trade a username and password for an API token (send it as ``Authorization: Token <key>``)."""
+    """Trade a username and password for an API token (send it as ``Authorization: Token <key>``).
+
+    Failures count towards the same lockout as the login page (django-axes, in the database): past the
+    limit the answer is 429 for the cool-off period, even with the right password.
+    """
 
     throttle_classes = [LoginRateThrottle]
+
+    def post(self, request, *args, **kwargs):
+        username = request.data.get("username") if hasattr(request.data, "get") else None
+        credentials = {"username": username if isinstance(username, str) else ""}
+        # The HttpRequest: axes keeps its per-request attributes there, and DRF's wrapper does not.
+        wait = int(settings.AXES_COOLOFF_TIME.total_seconds())
+        if not AxesProxyHandler.is_allowed(request._request, credentials):
+            raise LockedOut(wait=wait)
+        try:
+            return super().post(request, *args, **kwargs)
+        except exceptions.ValidationError:
+            if getattr(request, "axes_locked_out", False):  # this failure reached the limit
+                raise LockedOut(wait=wait) from None
+            raise
 
 
 class MeView(APIView):
