@@ -3,7 +3,7 @@
 from django.templatetags.static import static
 from django.urls import include, path
 from drf_spectacular.settings import spectacular_settings
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from annotations import api as annotation_api
@@ -38,8 +38,10 @@ def _is_remote(url: str) -> bool:
     return "://" in url or url.startswith("//")
 
 
-class OfflineSwaggerView(SpectacularSwaggerView):
-    """Swagger UI from the copy vendored under static/vendor/swagger-ui/, never from a CDN.
+class OfflineSwaggerView(SpectacularSwaggerSplitView):
+    """Swagger UI from the copy vendored under static/vendor/swagger-ui/, never from a CDN; its start-up
+    script is served from this URL with ``?script`` (no inline script, for the CSP), and the page's styles
+    come from static/css/app.css (templates/drf_spectacular/swagger_ui.html).
 
     drf-spectacular's default SWAGGER_UI_DIST is a CDN URL; any local setting (such as "SIDECAR" with
     drf-spectacular-sidecar installed) is used as it is.

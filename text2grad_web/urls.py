@@ -4,9 +4,12 @@ from django.urls import include, path
 
 from annotations import views as annotation_views
 
+from .security_views import csp_report
+
 urlpatterns = [
     path("", annotation_views.home, name="home"),
     path("healthz", annotation_views.healthz, name="healthz"),
+    path("csp-report/", csp_report, name="csp_report"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include("text2grad_web.api_urls")),

@@ -28,6 +28,7 @@ REFUSALS = {401, 403, 404}
 HTML = {
     "home": ("get", "/", "ok ok ok 403 L"),
     "healthz": ("get", "/healthz", "ok ok ok ok ok"),
+    "csp_report": ("post", "/csp-report/", "ok ok ok ok ok"),  # browsers' CSP reports: logged only
     "login": ("get", "/accounts/login/", "ok ok ok ok ok"),
     "logout": ("post", "/accounts/logout/", "R R R R R"),
     "project_list": ("get", "/projects/", "ok ok ok 403 L"),
