@@ -21,6 +21,7 @@ from django_filters.fields import IsoDateTimeField
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, permissions, renderers, status, viewsets
+from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
@@ -28,6 +29,8 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
+
+from audit.services import audit_record
 
 from . import datasets, exports, roles, serializers, services
 from .importers import ImportFileError, detect_format
@@ -144,11 +147,14 @@ class TokenObtainView(ObtainAuthToken):
         if not AxesProxyHandler.is_allowed(request._request, credentials):
             raise LockedOut(wait=wait)
         try:
-            return super().post(request, *args, **kwargs)
+            response = super().post(request, *args, **kwargs)
         except exceptions.ValidationError:
             if getattr(request, "axes_locked_out", False):  # this failure reached the limit
                 raise LockedOut(wait=wait) from None
             raise
+        user = Token.objects.select_related("user").get(key=response.data["token"]).user
+        audit_record(action="login.token", actor=user, obj=user)
+        return response
 
 
 class MeView(APIView):
@@ -543,4 +549,5 @@ class ExportViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         )
         response["X-Content-SHA256"] = export.content_hash
         response["ETag"] = f'"{export.content_hash}"'
+        datasets.export_downloaded(export=export, user=request.user)
         return response

@@ -12,3 +12,9 @@ class AnnotationsConfig(AppConfig):
 
         # After each app migrates (no sender: the training app's permissions appear after ours).
         post_migrate.connect(roles_sync, dispatch_uid="t2g_roles_sync")
+        from django.db.models.signals import post_save
+
+        from .models import Project
+        from .receivers import project_saved
+
+        post_save.connect(project_saved, sender=Project, dispatch_uid="t2g_audit_project")

@@ -113,6 +113,7 @@ def export_download(request: HttpRequest, pk: int) -> FileResponse:
         content_type=exports.CONTENT_TYPES[export.format],
     )
     response["X-Content-SHA256"] = export.content_hash
+    datasets.export_downloaded(export=export, user=request.user)
     return response
 
 

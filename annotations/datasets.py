@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from audit.services import audit_record
 from jobs import dispatch
 
 from . import exports, roles
@@ -78,6 +79,12 @@ def export_create(
     with transaction.atomic():
         export = DatasetExport.objects.create(
             kind=kind, format=fmt, query=resolved.as_dict(), created_by=created_by
+        )
+        audit_record(
+            action="export.create",
+            actor=created_by,
+            obj=export,
+            details={"kind": kind, "format": fmt, "query": export.query},
         )
         if enqueue:
             dispatch.enqueue("annotations.export_run", export.pk)
@@ -233,6 +240,19 @@ def export_file(export: DatasetExport) -> Path | None:
     return path
 
 
+def export_downloaded(*, export: DatasetExport, user) -> None:
+    """Record that ``user`` fetched the export's file (its hash says exactly which bytes)."""
+    audit_record(
+        action="export.download",
+        actor=user,
+        obj=export,
+        details={
+            "content_hash": export.content_hash,
+            "identify_annotators": export.query.get("identify_annotators"),
+        },
+    )
+
+
 def export_download_name(export: DatasetExport) -> str:
     return f"text2grad-{export.kind}-{export.pk}-{export.content_hash[:12]}.{EXTENSIONS[export.format]}"
 
@@ -250,4 +270,17 @@ def prompts_upload(
     if project.is_archived:
         raise ImportFileError(f"Project {project.name!r} is archived")
     parsed = parse_prompts(data, fmt, max_bytes=settings.T2G_IMPORT_MAX_BYTES)
-    return prompts_import(project=project, parsed=parsed, allow_partial=allow_partial)
+    report = prompts_import(project=project, parsed=parsed, allow_partial=allow_partial)
+    audit_record(
+        action="prompts.import" if report.committed else "prompts.import.refused",
+        actor=user,
+        obj=project,
+        details={
+            "format": fmt,
+            "bytes": len(data),
+            "created_prompts": report.created_prompts,
+            "created_outputs": report.created_outputs,
+            "errors": len(report.errors),
+        },
+    )
+    return report

@@ -112,6 +112,7 @@ INSTALLED_APPS = [
     "csp",
     "axes",
     "jobs",
+    "audit",
     "annotations",
     "training",
 ]
@@ -127,6 +128,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "audit.context.AuditContextMiddleware",
     # Last: turns a login refused for too many failures into the lockout page (429).
     "axes.middleware.AxesMiddleware",
 ]

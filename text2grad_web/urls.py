@@ -14,6 +14,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include("text2grad_web.api_urls")),
     path("data/", include("annotations.data_urls")),
+    path("audit/", include("audit.urls")),
     path("", include("annotations.urls")),
     path("", include("training.urls")),
     path("admin/", admin.site.urls),

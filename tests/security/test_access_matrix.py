@@ -76,6 +76,7 @@ HTML = {
     "api-schema": ("get", "/api/v1/schema/", "ok ok ok ok ok"),  # the published API description
     "api-docs": ("get", "/api/v1/docs/", "ok ok ok ok ok"),
     "api-root": ("get", "/api/v1/", "ok ok ok 403 L"),
+    "audit_event_list": ("get", "/audit/", "403 403 ok 403 L"),
     "admin:index": ("get", "/admin/", "L L ok L L"),  # Django's admin: staff only, else its login page
 }
 
