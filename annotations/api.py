@@ -477,7 +477,11 @@ class TokenRewardViewSet(viewsets.ReadOnlyModelViewSet):
 @extend_schema_view(
     create=extend_schema(
         request=serializers.ExportCreateSerializer,
-        responses={202: serializers.DatasetExportSerializer},
+        responses={
+            202: serializers.DatasetExportSerializer,
+            429: OpenApiResponse(description="Past your concurrent or hourly export limit."),
+            507: OpenApiResponse(description="The exports disk is nearly full."),
+        },
     )
 )
 class ExportViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
@@ -514,6 +518,8 @@ class ExportViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             )
         except exports.ExportQueryError as exc:
             raise exceptions.ValidationError({"query": exc.errors}) from exc
+        except datasets.ExportRefused as exc:
+            return Response({"detail": str(exc)}, status=exc.status)
         data = self.get_serializer(export).data
         return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": f"{export.pk}/"})
 

@@ -71,7 +71,7 @@ def _query_from_post(post) -> dict:
 @require_http_methods(["GET", "POST"])
 def export_list(request: HttpRequest) -> HttpResponse:
     _require_researcher(request)
-    errors, posted = {}, {}
+    errors, posted, refused = {}, {}, 0
     if request.method == "POST":
         posted = request.POST
         try:
@@ -83,13 +83,15 @@ def export_list(request: HttpRequest) -> HttpResponse:
             )
         except exports.ExportQueryError as exc:
             errors = exc.errors
+        except datasets.ExportRefused as exc:
+            errors, refused = {"export": str(exc)}, exc.status
         else:
             messages.success(request, f"Export {export.pk} queued: the worker writes it in the background.")
             return redirect("data_export_detail", pk=export.pk)
     visible = datasets.exports_visible_to(request.user).select_related("created_by")
     page = Paginator(visible, 25).get_page(request.GET.get("page"))
     context = {"page": page, "errors": errors, "posted": posted, **_form_choices(request.user)}
-    return render(request, "data/export_list.html", context, status=400 if errors else 200)
+    return render(request, "data/export_list.html", context, status=refused or (400 if errors else 200))
 
 
 @login_required
@@ -123,7 +125,7 @@ def export_again(request: HttpRequest, pk: int) -> HttpResponse:
     export = _get_export_for_user(request, pk)
     try:
         again = datasets.export_again(export=export, created_by=request.user)
-    except exports.ExportQueryError as exc:
+    except (exports.ExportQueryError, datasets.ExportRefused) as exc:
         messages.error(request, f"Could not run it again: {exc}")
         return redirect("data_export_detail", pk=export.pk)
     messages.success(request, f"Export {again.pk} queued with the same query.")

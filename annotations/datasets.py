@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Q, QuerySet
@@ -68,15 +70,64 @@ def export_validate(*, kind: str, fmt: str, query: dict | None, user=None) -> ex
     return exports.resolve(kind, parsed)
 
 
+class ExportRefused(Exception):
+    """An export that may not start now: a per-user limit (``status`` 429) or no disk space (507)."""
+
+    def __init__(self, message: str, *, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+ACTIVE = (DatasetExport.Status.QUEUED, DatasetExport.Status.RUNNING)
+
+
+def export_space_check() -> None:
+    """ExportRefused (507) if the exports folder's disk has less than T2G_EXPORT_MIN_FREE_BYTES free."""
+    directory = export_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(directory).free
+    if free < settings.T2G_EXPORT_MIN_FREE_BYTES:
+        raise ExportRefused(
+            f"Not enough free disk space for exports ({free / 1024**2:,.0f} MiB free; "
+            f"{settings.T2G_EXPORT_MIN_FREE_BYTES / 1024**2:,.0f} MiB required). Ask an admin.",
+            status=507,
+        )
+
+
+def _export_limits_check(user) -> None:
+    """ExportRefused (429) past the user's concurrent or hourly limit. Run under the user's row lock, so
+    two requests at once cannot both pass."""
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    mine = DatasetExport.objects.filter(created_by=user)
+    active = mine.filter(status__in=ACTIVE).count()
+    if active >= settings.T2G_EXPORT_MAX_ACTIVE_PER_USER:
+        raise ExportRefused(
+            f"You have {active} exports queued or running (the limit is "
+            f"{settings.T2G_EXPORT_MAX_ACTIVE_PER_USER}); wait for one to finish.",
+            status=429,
+        )
+    recent = mine.filter(created_at__gte=timezone.now() - timedelta(hours=1)).count()
+    if recent >= settings.T2G_EXPORT_MAX_PER_HOUR_PER_USER:
+        raise ExportRefused(
+            f"You started {recent} exports in the last hour (the limit is "
+            f"{settings.T2G_EXPORT_MAX_PER_HOUR_PER_USER}); try again later.",
+            status=429,
+        )
+
+
 def export_create(
     *, kind: str, fmt: str, query: dict | None = None, created_by=None, enqueue: bool = True
 ) -> DatasetExport:
     """Record an export and queue it for the worker (after the transaction commits).
 
-    ``enqueue=False`` leaves it queued for the caller to run in-process (the command line).
+    ``enqueue=False`` leaves it queued for the caller to run in-process (the command line). Raises
+    ExportRefused past the creator's limits or when the disk is nearly full.
     """
     resolved = export_validate(kind=kind, fmt=fmt, query=query, user=created_by)
+    export_space_check()
     with transaction.atomic():
+        if created_by is not None:
+            _export_limits_check(created_by)
         export = DatasetExport.objects.create(
             kind=kind, format=fmt, query=resolved.as_dict(), created_by=created_by
         )
@@ -118,6 +169,7 @@ def export_run(*, export_id: int, previous_run_lost: bool = False) -> DatasetExp
     final = directory / f"export-{export.pk}-{export.kind}.{EXTENSIONS[export.format]}"
     partial = directory / _partial_name(export.pk, uuid.uuid4().hex)
     try:
+        export_space_check()
         query = exports.ExportQuery.from_dict(export.query, kind=export.kind)
         total = exports.estimate_total(export.kind, query)
         DatasetExport.objects.filter(pk=export.pk).update(total_rows=total)
@@ -167,6 +219,31 @@ def exports_reap_stale(*, stale_after_s: int = EXPORT_STALE_AFTER_S) -> int:
         for partial in export_dir().glob(_partial_name(pk, "*")):
             partial.unlink(missing_ok=True)
     return len(stale)
+
+
+def exports_expire(*, retention_days: int | None = None, now=None) -> int:
+    """Delete the files of exports finished more than ``retention_days`` ago (T2G_EXPORT_RETENTION_DAYS;
+    0 keeps them forever) and mark them expired; the row, its query and hash stay, so "Export again"
+    rebuilds the same rows. Returns how many expired."""
+    days = settings.T2G_EXPORT_RETENTION_DAYS if retention_days is None else retention_days
+    if days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    old = DatasetExport.objects.filter(
+        status=DatasetExport.Status.SUCCEEDED, finished_at__lt=cutoff, expired_at__isnull=True
+    )
+    count = 0
+    for export in old.iterator():
+        path = export_file(export)
+        if path is not None:
+            path.unlink(missing_ok=True)
+        DatasetExport.objects.filter(pk=export.pk).update(
+            file_path="",
+            expired_at=timezone.now(),
+            error=f"The file was deleted after {days} days; export again.",
+        )
+        count += 1
+    return count
 
 
 def _finish_failed(export: DatasetExport, exc: BaseException) -> None:

@@ -342,6 +342,9 @@ class DatasetExport(models.Model):
     # Written when the worker claims the export and with every chunk; a RUNNING export whose heartbeat
     # is old lost its worker (``exports_reap_stale``).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    expired_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its file was deleted after the retention period."
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -248,6 +248,13 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 
 T2G_IMPORT_MAX_BYTES = env_int("T2G_IMPORT_MAX_BYTES", 50 * 1024 * 1024)
 T2G_MAX_TEXT_CHARS = env_int("T2G_MAX_TEXT_CHARS", 100_000)
 
+# --- Export limits: disk is finite ------------------------------------------------------------------
+T2G_EXPORT_MAX_ACTIVE_PER_USER = env_int("T2G_EXPORT_MAX_ACTIVE_PER_USER", 2)  # queued or running at once
+T2G_EXPORT_MAX_PER_HOUR_PER_USER = env_int("T2G_EXPORT_MAX_PER_HOUR_PER_USER", 20)
+T2G_EXPORT_RETENTION_DAYS = env_int("T2G_EXPORT_RETENTION_DAYS", 14)  # files deleted after; 0 keeps them
+# Refuse to start (or to keep writing) an export when the exports folder's disk has less free space.
+T2G_EXPORT_MIN_FREE_BYTES = env_int("T2G_EXPORT_MIN_FREE_BYTES", 1024**3)
+
 # --- Security (production hardening switches on with DEBUG off) -----------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
@@ -357,6 +364,10 @@ CELERY_BEAT_SCHEDULE = {
     "reap-stale-exports": {
         "task": "annotations.reap_stale_exports",
         "schedule": _REAP_JOBS_EVERY_S,
+    },
+    "expire-exports": {
+        "task": "annotations.expire_exports",
+        "schedule": env_int("T2G_EXPIRE_EXPORTS_EVERY_S", 3600),
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
