@@ -24,9 +24,19 @@ def test_logins_failures_and_role_changes_are_recorded(client, django_user_model
     from annotations import roles
 
     user = django_user_model.objects.create_user(username="newbie", password="a long password 1")
+    assert AuditEvent.objects.get(action="account.create").details["username"] == "newbie"
     roles.assign_role(user, roles.RESEARCHER)
     change = AuditEvent.objects.get(action="role.change")
     assert change.object_id == str(user.pk) and change.details == {"change": "add", "groups": ["researcher"]}
+    user.is_staff = True
+    user.save()
+    staff = AuditEvent.objects.filter(action="role.change").latest("id")
+    assert staff.details == {"flags": {"is_staff": [False, True]}}
+    user.is_staff = False
+    user.save(update_fields=["is_staff"])
+    user.last_login = None
+    user.save()  # no flag changed: nothing recorded
+    assert AuditEvent.objects.filter(action="role.change").count() == 3
     client.post("/accounts/login/", {"username": "newbie", "password": "wrong"})
     failed = AuditEvent.objects.get(action="login.failed")
     assert failed.details == {"username": "newbie"} and failed.ip == "127.0.0.1" and failed.actor_id is None

@@ -80,12 +80,14 @@ def test_pages_show_researchers_pseudonyms(client, feedback, researcher, admin_u
         f"/projects/{feedback.project.pk}/progress/",
         f"/annotations/{a3.pk}/",
         "/data/exports/",
+        f"/annotations/{a3.pk}/heatmap/",
     ]
     for path in pages:
         html = client.get(path).content.decode()
         assert "ann2" not in html and "ann1" not in html, path
     assert pseudonym(annotator2.pk) in client.get(pages[0]).content.decode()
     assert pseudonym(annotator2.pk) in client.get(pages[1]).content.decode()
+    assert pseudonym(annotator2.pk) in client.get(pages[3]).content.decode()
     client.force_login(admin_user)
     assert "ann2" in client.get(pages[0]).content.decode()
     assert "ann2" in client.get(pages[2]).content.decode()
