@@ -90,3 +90,51 @@ def test_the_report_endpoint_logs_violations(client, caplog):
     assert "CSP violation: style-src blocked inline on http://x/p" in caplog.text
     assert client.post("/csp-report/", "[" * 10_000, content_type="application/json").status_code == 400
     assert client.get("/csp-report/").status_code == 405
+
+
+def test_the_annotate_page_in_use_keeps_the_csp(
+    browser,  # noqa: F811 (the fixture imported above)
+    live_server,
+    project,
+    make_generation,
+    annotator,
+):
+    """Labelling a span (popover placement, highlights) and autosave set styles through the CSSOM, which
+    the policy allows; nothing here bypasses the CSP."""
+    from django.conf import settings
+    from django.test import Client
+
+    from annotations import services
+    from annotations.models import Annotation
+    from tests.workspace.conftest import select_phrase
+
+    make_generation(project, "The cat sat on the mat and then it slept.")
+    assignment = services.assignment_next(project=project, annotator=annotator)
+    annotation = Annotation.objects.get(generation=assignment.generation, annotator=annotator)
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    context.add_init_script(RECORD_VIOLATIONS)
+    tab = context.new_page()
+    console: list[str] = []
+    tab.on("console", lambda message: console.append(message.text))
+    client = Client()
+    client.force_login(annotator)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server.url}])
+    tab.goto(f"/annotations/{annotation.pk}/")
+    tab.wait_for_selector('#workspace[data-ready="1"]')
+    select_phrase(tab, "cat sat", mouse=True)
+    tab.keyboard.press("1")
+    tab.wait_for_selector("#span-popover:not([hidden])")
+    tab.keyboard.type("names the cat")
+    tab.keyboard.press("Control+Enter")
+    tab.wait_for_selector(".span-item")
+    tab.keyboard.press("?")
+    tab.wait_for_timeout(300)
+    tab.keyboard.press("Escape")
+    tab.wait_for_timeout(300)
+    violations = tab.evaluate("window.__csp") + [
+        text for text in console if "Content Security Policy" in text
+    ]
+    context.close()
+    assert annotation.spans.count() == 1
+    assert violations == []
