@@ -61,6 +61,7 @@ FROM runtime AS worker
 COPY --from=worker-deps /opt/venv /opt/venv
 COPY --from=worker-deps --chown=t2g:t2g /app /app
 USER t2g
+RUN mkdir -p /app/var/exports
 CMD ["celery", "-A", "text2grad_web", "worker", "-Q", "default,generation,training", "-c", "1", "-l", "info"]
 
 # Training on the GPUs of one host: T2G_TRAIN_PROCS=N runs each round as N torchrun ranks (NCCL).
@@ -76,6 +77,8 @@ COPY --from=web-deps /opt/venv /opt/venv
 COPY --from=static --chown=t2g:t2g /app /app
 USER t2g
 EXPOSE 8000
+RUN mkdir -p /app/var/exports
+# Works under DEBUG=0: a Host from ALLOWED_HOSTS, and /healthz is exempt from the HTTPS redirect.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"
+  CMD ["python", "scripts/healthcheck.py"]
 CMD ["gunicorn", "text2grad_web.wsgi", "-c", "python:text2grad_web.gunicorn_conf", "-b", "0.0.0.0:8000", "--access-logfile", "-"]

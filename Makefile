@@ -41,9 +41,22 @@ migrate: install
 seed: migrate
 	$(BIN)/python manage.py seed_demo
 
-run: model migrate
-	@test -f var/.seeded || { $(BIN)/python manage.py seed_demo --credentials-to-file-only && touch var/.seeded; }
-	HOST=$(HOST) PORT=$(PORT) ./scripts/run.sh
+# `make run` is the production profile (DEBUG off: styled error pages, no debug output) on localhost over
+# plain HTTP, so without the HTTPS redirect, Secure-only cookies and HSTS that need TLS in front.
+# `make run DEBUG=1` is the development profile (Django's debug pages, static files from the source tree).
+DEBUG ?= 0
+SECRET_KEY_FILE ?= var/secret-key
+LOCAL_ENV = DEBUG=$(DEBUG) SECRET_KEY_FILE=$(SECRET_KEY_FILE) ALLOWED_HOSTS=localhost,127.0.0.1,[::1] \
+  SECURE_SSL_REDIRECT=0 SESSION_COOKIE_SECURE=0 CSRF_COOKIE_SECURE=0 SECURE_HSTS_SECONDS=0
+
+$(SECRET_KEY_FILE):
+	mkdir -p $(dir $@)
+	umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_urlsafe(50))" > $@
+
+run: model migrate $(SECRET_KEY_FILE)
+	$(LOCAL_ENV) $(BIN)/python manage.py collectstatic --noinput -v 0
+	@test -f var/.seeded || { $(LOCAL_ENV) $(BIN)/python manage.py seed_demo --credentials-to-file-only && touch var/.seeded; }
+	$(LOCAL_ENV) HOST=$(HOST) PORT=$(PORT) ./scripts/run.sh
 
 test: model browser
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from datetime import UTC
 
+from axes.handlers.proxy import AxesProxyHandler
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -20,6 +21,7 @@ from django_filters.fields import IsoDateTimeField
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, permissions, renderers, status, viewsets
+from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
@@ -27,6 +29,8 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
+
+from audit.services import audit_record
 
 from . import datasets, exports, roles, serializers, services
 from .importers import ImportFileError, detect_format
@@ -40,7 +44,7 @@ MAX_ID = 2**63 - 1
 class HasRole(permissions.BasePermission):
     """Any of the three roles; an account with no role sees nothing."""
 
-    message = "Your account has no role yet; ask an admin."
+    message = roles.NO_ROLE_MESSAGE
 
     def has_permission(self, request, view) -> bool:
         return bool(roles.role_names(request.user))
@@ -121,10 +125,36 @@ class PassthroughRenderer(renderers.BaseRenderer):
         return json.dumps(data).encode() if isinstance(data, dict | list) else (data or b"")
 
 
+class LockedOut(exceptions.Throttled):
+    default_detail = "Too many failed logins for this account: it is locked for a while. Try again later."
+    default_code = "locked_out"
+
+
 class TokenObtainView(ObtainAuthToken):
-    """Trade a username and password for an API token (send it as ``Authorization: Token <key>``)."""
+    """Trade a username and password for an API token (send it as ``Authorization: Token <key>``).
+
+    Failures count towards the same lockout as the login page (django-axes, in the database): past the
+    limit the answer is 429 for the cool-off period, even with the right password.
+    """
 
     throttle_classes = [LoginRateThrottle]
+
+    def post(self, request, *args, **kwargs):
+        username = request.data.get("username") if hasattr(request.data, "get") else None
+        credentials = {"username": username if isinstance(username, str) else ""}
+        # The HttpRequest: axes keeps its per-request attributes there, and DRF's wrapper does not.
+        wait = int(settings.AXES_COOLOFF_TIME.total_seconds())
+        if not AxesProxyHandler.is_allowed(request._request, credentials):
+            raise LockedOut(wait=wait)
+        try:
+            response = super().post(request, *args, **kwargs)
+        except exceptions.ValidationError:
+            if getattr(request, "axes_locked_out", False):  # this failure reached the limit
+                raise LockedOut(wait=wait) from None
+            raise
+        user = Token.objects.select_related("user").get(key=response.data["token"]).user
+        audit_record(action="login.token", actor=user, obj=user)
+        return response
 
 
 class MeView(APIView):
@@ -318,7 +348,7 @@ class ProjectViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.
             generation_id=assignment.generation_id, annotator=request.user
         )
         data = {"annotation": annotation, "expires_at": assignment.expires_at}
-        return Response(serializers.AnnotationNextSerializer(data).data)
+        return Response(serializers.AnnotationNextSerializer(data, context={"request": request}).data)
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -447,7 +477,11 @@ class TokenRewardViewSet(viewsets.ReadOnlyModelViewSet):
 @extend_schema_view(
     create=extend_schema(
         request=serializers.ExportCreateSerializer,
-        responses={202: serializers.DatasetExportSerializer},
+        responses={
+            202: serializers.DatasetExportSerializer,
+            429: OpenApiResponse(description="Past your concurrent or hourly export limit."),
+            507: OpenApiResponse(description="The exports disk is nearly full."),
+        },
     )
 )
 class ExportViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
@@ -461,7 +495,11 @@ class ExportViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     pagination_class = NewestFirstPagination
     filterset_class = ExportFilter
     lookup_value_regex = ID_REGEX
-    queryset = DatasetExport.objects.select_related("created_by")
+    queryset = DatasetExport.objects.none()  # for the schema; requests use get_queryset
+
+    def get_queryset(self) -> QuerySet[DatasetExport]:
+        # Another user's export is a 404: its query may name annotators, its file may identify them.
+        return datasets.exports_visible_to(self.request.user).select_related("created_by")
 
     def get_throttles(self):
         if self.action == "create":
@@ -480,6 +518,8 @@ class ExportViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             )
         except exports.ExportQueryError as exc:
             raise exceptions.ValidationError({"query": exc.errors}) from exc
+        except datasets.ExportRefused as exc:
+            return Response({"detail": str(exc)}, status=exc.status)
         data = self.get_serializer(export).data
         return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": f"{export.pk}/"})
 
@@ -518,4 +558,5 @@ class ExportViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         )
         response["X-Content-SHA256"] = export.content_hash
         response["ETag"] = f'"{export.content_hash}"'
+        datasets.export_downloaded(export=export, user=request.user)
         return response

@@ -16,3 +16,10 @@ class AnnotationsConfig(AppConfig):
         post_migrate.connect(roles_sync, dispatch_uid="t2g_roles_sync")
         # Agreement follows every submission (and gold save) of an output, in the same process.
         annotation_submitted.connect(refresh_on_submit, dispatch_uid="t2g_agreement_on_submit")
+
+        from django.db.models.signals import post_save
+
+        from .models import Project
+        from .receivers import project_saved
+
+        post_save.connect(project_saved, sender=Project, dispatch_uid="t2g_audit_project")

@@ -1,8 +1,11 @@
+from django.contrib.auth.models import AnonymousUser
+
 from . import roles
 
 
 def role_flags(request) -> dict:
-    user = request.user
+    # No user when a request is refused before the authentication middleware (a Host not allowed: 400).
+    user = getattr(request, "user", None) or AnonymousUser()
     return {
         "is_t2g_admin": roles.is_admin(user),
         "is_t2g_researcher": roles.is_researcher(user),

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from . import datasets, exports, roles, selectors
+from . import datasets, exports, privacy, roles, selectors
 from .importers import ImportFileError, detect_format
 from .models import DatasetExport, Project
 
@@ -39,10 +39,16 @@ def _require_researcher(request: HttpRequest) -> None:
 
 def _get_export_for_user(request: HttpRequest, pk: int) -> DatasetExport:
     _require_researcher(request)
-    return get_object_or_404(DatasetExport.objects.select_related("created_by"), pk=pk)
+    return get_object_or_404(datasets.exports_visible_to(request.user).select_related("created_by"), pk=pk)
 
 
-def _form_choices() -> dict:
+def _form_choices(viewer) -> dict:
+    annotators = (
+        get_user_model()
+        .objects.filter(groups__name=roles.ANNOTATOR)
+        .order_by("username")
+        .values_list("pk", "username")
+    )
     return {
         "kinds": exports.KINDS,
         "formats": exports.FORMATS,
@@ -50,10 +56,10 @@ def _form_choices() -> dict:
         "reviews": exports.REVIEWS,
         "projects": Project.objects.order_by("name").values_list("pk", "name"),
         "versions": selectors.model_versions_with_outputs(),
-        "annotators": get_user_model()
-        .objects.filter(groups__name=roles.ANNOTATOR)
-        .order_by("username")
-        .values_list("pk", "username"),
+        "annotators": sorted(
+            ((pk, privacy.annotator_name(viewer, pk, name)) for pk, name in annotators),
+            key=lambda choice: choice[1],
+        ),
     }
 
 
@@ -68,7 +74,7 @@ def _query_from_post(post) -> dict:
 @require_http_methods(["GET", "POST"])
 def export_list(request: HttpRequest) -> HttpResponse:
     _require_researcher(request)
-    errors, posted = {}, {}
+    errors, posted, refused = {}, {}, 0
     if request.method == "POST":
         posted = request.POST
         try:
@@ -80,12 +86,15 @@ def export_list(request: HttpRequest) -> HttpResponse:
             )
         except exports.ExportQueryError as exc:
             errors = exc.errors
+        except datasets.ExportRefused as exc:
+            errors, refused = {"export": str(exc)}, exc.status
         else:
             messages.success(request, f"Export {export.pk} queued: the worker writes it in the background.")
             return redirect("data_export_detail", pk=export.pk)
-    page = Paginator(DatasetExport.objects.select_related("created_by"), 25).get_page(request.GET.get("page"))
-    context = {"page": page, "errors": errors, "posted": posted, **_form_choices()}
-    return render(request, "data/export_list.html", context, status=400 if errors else 200)
+    visible = datasets.exports_visible_to(request.user).select_related("created_by")
+    page = Paginator(visible, 25).get_page(request.GET.get("page"))
+    context = {"page": page, "errors": errors, "posted": posted, **_form_choices(request.user)}
+    return render(request, "data/export_list.html", context, status=refused or (400 if errors else 200))
 
 
 @login_required
@@ -142,6 +151,7 @@ def export_download(request: HttpRequest, pk: int) -> HttpResponse:
         content_type=exports.CONTENT_TYPES[export.format],
     )
     response["X-Content-SHA256"] = export.content_hash
+    datasets.export_downloaded(export=export, user=request.user)
     return response
 
 
@@ -151,7 +161,7 @@ def export_again(request: HttpRequest, pk: int) -> HttpResponse:
     export = _get_export_for_user(request, pk)
     try:
         again = datasets.export_again(export=export, created_by=request.user)
-    except exports.ExportQueryError as exc:
+    except (exports.ExportQueryError, datasets.ExportRefused) as exc:
         messages.error(request, f"Could not run it again: {exc}")
         return redirect("data_export_detail", pk=export.pk)
     messages.success(request, f"Export {again.pk} queued with the same query.")

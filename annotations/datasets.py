@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import shutil
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -18,12 +19,14 @@ from pathlib import Path
 from typing import IO
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from artifacts import StorageError, default_store
+from audit.services import audit_record
 from jobs import dispatch
 
 from . import exports, roles
@@ -84,6 +87,15 @@ def export_dir() -> Path:
     return Path(settings.VAR_DIR) / EXPORTS_PREFIX
 
 
+def exports_visible_to(user) -> QuerySet[DatasetExport]:
+    """Admins see every export; anyone else only the exports they created."""
+    if roles.is_admin(user):
+        return DatasetExport.objects.all()
+    if not user.is_authenticated:
+        return DatasetExport.objects.none()
+    return DatasetExport.objects.filter(created_by=user)
+
+
 def export_validate(*, kind: str, fmt: str, query: dict | None, user=None) -> exports.ExportQuery:
     """Check kind, format and query, and who may ask for them. Raises ExportQueryError or PermissionDenied.
 
@@ -104,17 +116,76 @@ def export_validate(*, kind: str, fmt: str, query: dict | None, user=None) -> ex
     return exports.resolve(kind, parsed)
 
 
+class ExportRefused(Exception):
+    """An export that may not start now: a per-user limit (``status`` 429) or no disk space (507)."""
+
+    def __init__(self, message: str, *, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+ACTIVE = (DatasetExport.Status.QUEUED, DatasetExport.Status.RUNNING)
+
+
+def export_space_check() -> None:
+    """ExportRefused (507) if the exports folder's disk has less than T2G_EXPORT_MIN_FREE_BYTES free.
+
+    Object storage has no disk to fill here; only a local store is checked."""
+    if not default_store().is_local:
+        return
+    directory = export_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(directory).free
+    if free < settings.T2G_EXPORT_MIN_FREE_BYTES:
+        raise ExportRefused(
+            f"Not enough free disk space for exports ({free / 1024**2:,.0f} MiB free; "
+            f"{settings.T2G_EXPORT_MIN_FREE_BYTES / 1024**2:,.0f} MiB required). Ask an admin.",
+            status=507,
+        )
+
+
+def _export_limits_check(user) -> None:
+    """ExportRefused (429) past the user's concurrent or hourly limit. Run under the user's row lock, so
+    two requests at once cannot both pass."""
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    mine = DatasetExport.objects.filter(created_by=user)
+    active = mine.filter(status__in=ACTIVE).count()
+    if active >= settings.T2G_EXPORT_MAX_ACTIVE_PER_USER:
+        raise ExportRefused(
+            f"You have {active} exports queued or running (the limit is "
+            f"{settings.T2G_EXPORT_MAX_ACTIVE_PER_USER}); wait for one to finish.",
+            status=429,
+        )
+    recent = mine.filter(created_at__gte=timezone.now() - timedelta(hours=1)).count()
+    if recent >= settings.T2G_EXPORT_MAX_PER_HOUR_PER_USER:
+        raise ExportRefused(
+            f"You started {recent} exports in the last hour (the limit is "
+            f"{settings.T2G_EXPORT_MAX_PER_HOUR_PER_USER}); try again later.",
+            status=429,
+        )
+
+
 def export_create(
     *, kind: str, fmt: str, query: dict | None = None, created_by=None, enqueue: bool = True
 ) -> DatasetExport:
     """Record an export and queue it for the worker (after the transaction commits).
 
-    ``enqueue=False`` leaves it queued for the caller to run in-process (the command line).
+    ``enqueue=False`` leaves it queued for the caller to run in-process (the command line). Raises
+    ExportRefused past the creator's limits or when the disk is nearly full.
     """
     resolved = export_validate(kind=kind, fmt=fmt, query=query, user=created_by)
+    export_space_check()
     with transaction.atomic():
+        if created_by is not None:
+            _export_limits_check(created_by)
         export = DatasetExport.objects.create(
             kind=kind, format=fmt, query=resolved.as_dict(), created_by=created_by
+        )
+        audit_record(
+            action="export.create",
+            actor=created_by,
+            obj=export,
+            details={"kind": kind, "format": fmt, "query": export.query},
         )
         if enqueue:
             dispatch.enqueue("annotations.export_run", export.pk)
@@ -146,6 +217,7 @@ def export_run(*, export_id: int, previous_run_lost: bool = False) -> DatasetExp
     key = f"{EXPORTS_PREFIX}/export-{export.pk}-{export.kind}.{EXTENSIONS[export.format]}"
     partial_key = f"{EXPORTS_PREFIX}/{_partial_name(export.pk, uuid.uuid4().hex)}"
     try:
+        export_space_check()
         query = exports.ExportQuery.from_dict(export.query, kind=export.kind)
         total = exports.estimate_total(export.kind, query)
         DatasetExport.objects.filter(pk=export.pk).update(total_rows=total)
@@ -197,6 +269,31 @@ def exports_reap_stale(*, stale_after_s: int = EXPORT_STALE_AFTER_S) -> int:
             if any(fnmatch.fnmatch(key, pattern) for pattern in patterns):
                 store.delete(key)
     return len(stale)
+
+
+def exports_expire(*, retention_days: int | None = None, now=None) -> int:
+    """Delete the files of exports finished more than ``retention_days`` ago (T2G_EXPORT_RETENTION_DAYS;
+    0 keeps them forever) and mark them expired; the row, its query and hash stay, so "Export again"
+    rebuilds the same rows. Returns how many expired."""
+    days = settings.T2G_EXPORT_RETENTION_DAYS if retention_days is None else retention_days
+    if days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    old = DatasetExport.objects.filter(
+        status=DatasetExport.Status.SUCCEEDED, finished_at__lt=cutoff, expired_at__isnull=True
+    )
+    count = 0
+    for export in old.iterator():
+        key = export_key(export)
+        if key is not None:
+            default_store().delete(key)
+        DatasetExport.objects.filter(pk=export.pk).update(
+            file_path="",
+            expired_at=timezone.now(),
+            error=f"The file was deleted after {days} days; export again.",
+        )
+        count += 1
+    return count
 
 
 def _finish_failed(export: DatasetExport, exc: BaseException) -> None:
@@ -298,6 +395,19 @@ def export_signed_url(export: DatasetExport) -> str | None:
     )
 
 
+def export_downloaded(*, export: DatasetExport, user) -> None:
+    """Record that ``user`` fetched the export's file (its hash says exactly which bytes)."""
+    audit_record(
+        action="export.download",
+        actor=user,
+        obj=export,
+        details={
+            "content_hash": export.content_hash,
+            "identify_annotators": export.query.get("identify_annotators"),
+        },
+    )
+
+
 def export_download_name(export: DatasetExport) -> str:
     return f"text2grad-{export.kind}-{export.pk}-{export.content_hash[:12]}.{EXTENSIONS[export.format]}"
 
@@ -315,4 +425,17 @@ def prompts_upload(
     if project.is_archived:
         raise ImportFileError(f"Project {project.name!r} is archived")
     parsed = parse_prompts(data, fmt, max_bytes=settings.T2G_IMPORT_MAX_BYTES)
-    return prompts_import(project=project, parsed=parsed, allow_partial=allow_partial)
+    report = prompts_import(project=project, parsed=parsed, allow_partial=allow_partial)
+    audit_record(
+        action="prompts.import" if report.committed else "prompts.import.refused",
+        actor=user,
+        obj=project,
+        details={
+            "format": fmt,
+            "bytes": len(data),
+            "created_prompts": report.created_prompts,
+            "created_outputs": report.created_outputs,
+            "errors": len(report.errors),
+        },
+    )
+    return report

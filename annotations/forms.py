@@ -3,11 +3,11 @@ valid (offsets, labels, weights, ratings), so the REST API and the views refuse 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django import forms
 
+from . import safejson
 from .services import UNSET
 
 
@@ -48,7 +48,9 @@ class OverallForm(forms.Form):
         if not raw:
             return None
         try:
-            value = json.loads(raw)
+            value = safejson.loads(raw, max_depth=4, name="spans")
+        except safejson.UnsafeJSON as exc:
+            raise forms.ValidationError(str(exc)) from None
         except ValueError as exc:
             raise forms.ValidationError(f"spans is not valid JSON: {exc}") from None
         if not isinstance(value, list):
@@ -69,7 +71,14 @@ class OverallForm(forms.Form):
 
 
 class SkipForm(forms.Form):
-    reason = forms.CharField(max_length=1000, widget=forms.Textarea)
+    reason = forms.CharField(
+        max_length=1000,
+        widget=forms.Textarea,
+        error_messages={
+            "required": "Say why you are skipping this output.",
+            "max_length": "Keep the reason to %(limit_value)d characters (it has %(show_value)d).",
+        },
+    )
 
 
 class ReviewForm(forms.Form):
@@ -96,9 +105,9 @@ class GoldForm(forms.Form):
         if len(raw) > 2_000_000:
             raise forms.ValidationError("The span list is too long.")
         try:
-            spans = json.loads(raw)
-        except json.JSONDecodeError:
-            raise forms.ValidationError("The spans must be a JSON list.") from None
+            spans = safejson.loads(raw, max_depth=4, name="spans")
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc) or "The spans must be a JSON list.") from None
         if not isinstance(spans, list):
             raise forms.ValidationError("The spans must be a JSON list.")
         return spans

@@ -15,7 +15,11 @@ import io
 import json
 from dataclasses import dataclass, field
 
+from . import safejson
+
 MAX_FIELD_CHARS = 100_000
+MAX_METADATA_DEPTH = 8  # as in the API (serializers.MAX_JSON_DEPTH)
+MAX_SOURCE_MODEL_CHARS = 300  # Generation.source_model
 
 
 class ImportFileError(ValueError):
@@ -73,7 +77,10 @@ def _parse_jsonl(text: str) -> ParseResult:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = safejson.loads(line, max_depth=MAX_METADATA_DEPTH + 1, name="the line")
+        except safejson.UnsafeJSON as exc:
+            errors.append((number, str(exc)))
+            continue
         except json.JSONDecodeError as exc:
             errors.append((number, f"not valid JSON ({exc.msg} at column {exc.colno})"))
             continue
@@ -98,7 +105,12 @@ def _parse_csv(text: str) -> ParseResult:
             clean = {k.strip(): v for k, v in record.items() if k}
             if clean.get("metadata"):
                 try:
-                    clean["metadata"] = json.loads(clean["metadata"])
+                    clean["metadata"] = safejson.loads(
+                        clean["metadata"], max_depth=MAX_METADATA_DEPTH, name="metadata"
+                    )
+                except safejson.UnsafeJSON as exc:
+                    errors.append((number, str(exc)))
+                    continue
                 except json.JSONDecodeError:
                     errors.append((number, "metadata is not valid JSON"))
                     continue
@@ -135,11 +147,20 @@ def _add_row(record: dict, number: int, rows: list[PromptRow], errors: list[tupl
         if len(value) > MAX_FIELD_CHARS:
             errors.append((number, f"'{key}' is {len(value):,} characters; the limit is {MAX_FIELD_CHARS:,}"))
             return
-        if "\x00" in value:
-            errors.append((number, f"'{key}' contains a NUL character"))
+        problem = safejson.text_problem(value)
+        if problem:
+            errors.append((number, f"'{key}' {problem}"))
             return
+    try:
+        safejson.check_value(metadata, max_depth=MAX_METADATA_DEPTH, name="'metadata'")
+    except safejson.UnsafeJSON as exc:
+        errors.append((number, str(exc)))
+        return
     if len(strings["external_id"]) > 200:
         errors.append((number, "'id' is longer than 200 characters"))
+        return
+    if len(strings["source_model"]) > MAX_SOURCE_MODEL_CHARS:
+        errors.append((number, f"'source_model' is longer than {MAX_SOURCE_MODEL_CHARS} characters"))
         return
     if strings["output"] and not strings["source_model"]:
         errors.append((number, "an 'output' needs its 'source_model'"))

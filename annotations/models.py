@@ -7,12 +7,15 @@ dataset snapshot or a training round can cite exactly what it used.
 from __future__ import annotations
 
 import hashlib
+import math
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+
+from text2grad.rewards import COMBINE_MODES, CONFLICT_MODES
 
 DEFAULT_LABELS = [
     {"name": "good", "polarity": 1, "color": "#2e7d32"},
@@ -101,6 +104,39 @@ class Project(models.Model):
             if label["name"] in names:
                 raise ValidationError({"label_set": f"Label {label['name']!r} appears twice."})
             names.add(label["name"])
+        problem = reward_scheme_problem(self.reward_scheme)
+        if problem:
+            raise ValidationError({"reward_scheme": problem})
+
+
+REWARD_VALUE_LIMIT = 100.0
+
+
+def reward_scheme_problem(scheme) -> str | None:
+    """Why a project's reward scheme would break the reward computation, or None if it is fine.
+
+    >>> reward_scheme_problem({"good": "abc"})
+    "'good' must be a number from -100 to 100."
+    """
+    if not isinstance(scheme, dict):
+        return "The reward scheme must be an object."
+    unknown = sorted(set(scheme) - set(DEFAULT_REWARD_SCHEME))
+    if unknown:
+        return f"Unknown key {unknown[0]!r}; the keys are {', '.join(DEFAULT_REWARD_SCHEME)}."
+    for key in ("good", "poor", "outside"):
+        value = scheme.get(key, 0.0)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or abs(value) > REWARD_VALUE_LIMIT
+        ):
+            return f"{key!r} must be a number from -100 to 100."
+    if scheme.get("conflict", "negative") not in CONFLICT_MODES:
+        return f"'conflict' must be one of {', '.join(CONFLICT_MODES)}."
+    if scheme.get("combine", "mean") not in COMBINE_MODES:
+        return f"'combine' must be one of {', '.join(COMBINE_MODES)}."
+    return None
 
 
 class Prompt(models.Model):
@@ -405,6 +441,9 @@ class DatasetExport(models.Model):
     # Written when the worker claims the export and with every chunk; a RUNNING export whose heartbeat
     # is old lost its worker (``exports_reap_stale``).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    expired_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its file was deleted after the retention period."
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -6,6 +6,7 @@ Checks go through these helpers so every view and API endpoint asks the same que
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+from django.core.exceptions import PermissionDenied
 
 ANNOTATOR = "annotator"
 RESEARCHER = "researcher"
@@ -85,6 +86,15 @@ def can_read_all_feedback(user) -> bool:
     return is_researcher(user)
 
 
+NO_ROLE_MESSAGE = "Your account has no role yet: ask an admin to make you an annotator or a researcher."
+
+
+def require_role(user) -> None:
+    """PermissionDenied for an account with none of the three roles (what the API's HasRole refuses too)."""
+    if not role_names(user):
+        raise PermissionDenied(NO_ROLE_MESSAGE)
+
+
 def role_names(user) -> list[str]:
     return [
         role
@@ -117,7 +127,9 @@ def roles_sync(**_kwargs) -> None:
     for role, codes in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.get_or_create(name=role)
         if codes == ["*"]:
-            perms = Permission.objects.filter(content_type__app_label__in=["annotations", "training"])
+            perms = Permission.objects.filter(
+                content_type__app_label__in=["annotations", "training", "audit"]
+            )
         else:
             wanted = [code.split(".", 1) for code in codes]
             perms = [

@@ -9,7 +9,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from . import exports
+from . import exports, privacy, safejson
 from .models import Annotation, DatasetExport, Generation, Project, Prompt, Span, TokenReward
 from .services import project_create
 
@@ -22,8 +22,9 @@ def validate_json_value(value, *, depth: int = 0):
     if depth > MAX_JSON_DEPTH:
         raise serializers.ValidationError(f"nested deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, str):
-        if "\x00" in value:
-            raise serializers.ValidationError("contains a NUL character")
+        problem = safejson.text_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
     elif isinstance(value, dict):
         for key, item in value.items():
             validate_json_value(key, depth=depth + 1)
@@ -217,7 +218,10 @@ class AnnotationSerializer(serializers.ModelSerializer):
     )
     prompt = serializers.IntegerField(source="generation.prompt_id", read_only=True)
     project = serializers.IntegerField(source="generation.prompt.project_id", read_only=True)
-    annotator_username = serializers.CharField(source="annotator.username", read_only=True)
+    annotator_username = serializers.SerializerMethodField(
+        help_text="The username for admins and for the annotator themself; for anyone else the annotator's "
+        "stable pseudonym (the one exports write)."
+    )
     spans = SpanSerializer(many=True, read_only=True)
 
     class Meta:
@@ -242,6 +246,12 @@ class AnnotationSerializer(serializers.ModelSerializer):
             "review",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField())
+    def get_annotator_username(self, obj: Annotation) -> str:
+        request = self.context.get("request")
+        viewer = getattr(request, "user", None)
+        return privacy.annotator_name(viewer, obj.annotator_id, obj.annotator.username)
 
 
 class TokenRewardSerializer(serializers.ModelSerializer):

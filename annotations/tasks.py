@@ -29,6 +29,14 @@ def expire_leases() -> int:
     return services.assignments_expire()
 
 
+@shared_task(name="annotations.expire_exports", ignore_result=True)
+def expire_exports() -> int:
+    """Periodic (``CELERY_BEAT_SCHEDULE``): delete export files older than T2G_EXPORT_RETENTION_DAYS."""
+    from . import datasets
+
+    return datasets.exports_expire()
+
+
 @shared_task(name="annotations.reap_stale_exports", ignore_result=True)
 def reap_stale_exports() -> int:
     """Periodic (``CELERY_BEAT_SCHEDULE``): fail exports whose worker stopped writing, so "Export again"

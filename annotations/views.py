@@ -29,7 +29,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
-from . import roles, selectors, services
+from . import privacy, roles, selectors, services
 from .forms import OverallForm, SkipForm, SpanEditForm, SpanForm
 from .highlight import code_tokens
 from .models import Annotation, Assignment, Project, Span
@@ -45,6 +45,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
+    roles.require_role(request.user)
     if roles.is_annotator(request.user) and not roles.is_researcher(request.user):
         return redirect("queue")
     return redirect("project_list")
@@ -52,12 +53,14 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def project_list(request: HttpRequest) -> HttpResponse:
+    roles.require_role(request.user)
     projects = selectors.project_list_with_counts()
     return render(request, "annotations/project_list.html", {"projects": projects})
 
 
 @login_required
 def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    roles.require_role(request.user)
     project = get_object_or_404(Project, pk=pk, is_archived=False)
     prompts = selectors.prompts_with_generations(project, viewer=request.user)
     page = Paginator(prompts, 20).get_page(request.GET.get("page"))
@@ -196,6 +199,7 @@ def _next_or_queue(request: HttpRequest, project: Project, done: str) -> HttpRes
 @login_required
 @require_GET
 def queue(request: HttpRequest) -> HttpResponse:
+    roles.require_role(request.user)
     rows = selectors.queue_for_annotator(request.user)
     return render(
         request, "annotations/queue.html", {"rows": rows, "can_annotate": roles.is_annotator(request.user)}
@@ -216,11 +220,19 @@ def project_progress(request: HttpRequest, pk: int) -> HttpResponse:
     if not roles.can_read_all_feedback(request.user):
         raise PermissionDenied("Only researchers and admins see who did what.")
     project = get_object_or_404(Project, pk=pk)
+    people = selectors.annotator_counts(project)
+    for person in people:
+        person["name"] = privacy.annotator_name(request.user, person["annotator_id"], person["username"])
+    recent = list(selectors.recent_annotations(project))
+    for annotation in recent:
+        annotation.annotator_name = privacy.annotator_name(
+            request.user, annotation.annotator_id, annotation.annotator.get_username()
+        )
     context = {
         "project": project,
         "progress": selectors.project_progress(project),
-        "people": selectors.annotator_counts(project),
-        "recent": selectors.recent_annotations(project),
+        "people": people,
+        "recent": recent,
     }
     return render(request, "annotations/project_progress.html", context)
 
@@ -251,6 +263,9 @@ def annotate(request: HttpRequest, pk: int) -> HttpResponse:
         "project": project,
         "labels": labels_for(project),
         "is_owner": is_owner,
+        "annotator_name": privacy.annotator_name(
+            request.user, annotation.annotator_id, annotation.annotator.get_username()
+        ),
         "lease": lease,
         "lease_lapsed": editable
         and (lease is None or lease.status != Assignment.Status.ACTIVE or lease.expires_at <= timezone.now()),
@@ -387,7 +402,7 @@ def annotation_skip(request: HttpRequest, pk: int) -> HttpResponse:
     form = SkipForm(request.POST)
     back = reverse("annotate", args=[pk])
     if not form.is_valid():
-        return _refused(request, ValidationError("Say why you are skipping this output."), back)
+        return _refused(request, ValidationError(form.errors["reason"]), back)
     try:
         services.assignment_skip(assignment=assignment, reason=form.cleaned_data["reason"], user=request.user)
     except ValidationError as exc:

@@ -3,14 +3,28 @@
 from django.templatetags.static import static
 from django.urls import include, path, re_path
 from drf_spectacular.settings import spectacular_settings
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from annotations import api as annotation_api
 from annotations import review_api
 from training import api as training_api
 
-router = DefaultRouter()
+
+class RoleAPIRootView(DefaultRouter.APIRootView):
+    """The API's index of links, for accounts with a role (as every list it links to)."""
+
+    permission_classes = [annotation_api.HasRole]
+
+
+class Router(DefaultRouter):
+    APIRootView = RoleAPIRootView
+    # No format suffixes (".json"): custom actions do not take them (a TypeError, so a 500), and
+    # ?format= or the Accept header does the same job.
+    include_format_suffixes = False
+
+
+router = Router()
 router.register("projects", annotation_api.ProjectViewSet, basename="api-project")
 router.register("prompts", annotation_api.PromptViewSet, basename="api-prompt")
 router.register("generations", annotation_api.GenerationViewSet, basename="api-generation")
@@ -27,8 +41,10 @@ def _is_remote(url: str) -> bool:
     return "://" in url or url.startswith("//")
 
 
-class OfflineSwaggerView(SpectacularSwaggerView):
-    """Swagger UI from the copy vendored under static/vendor/swagger-ui/, never from a CDN.
+class OfflineSwaggerView(SpectacularSwaggerSplitView):
+    """Swagger UI from the copy vendored under static/vendor/swagger-ui/, never from a CDN; its start-up
+    script is served from this URL with ``?script`` (no inline script, for the CSP), and the page's styles
+    come from static/css/app.css (templates/drf_spectacular/swagger_ui.html).
 
     drf-spectacular's default SWAGGER_UI_DIST is a CDN URL; any local setting (such as "SIDECAR" with
     drf-spectacular-sidecar installed) is used as it is.

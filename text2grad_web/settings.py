@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
+from csp.constants import NONCE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -107,14 +109,18 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "django_htmx",
+    "csp",
+    "axes",
     "jobs",
     "artifacts",
+    "audit",
     "annotations",
     "training",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -123,6 +129,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "audit.context.AuditContextMiddleware",
+    # Last: turns a login refused for too many failures into the lockout page (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "text2grad_web.urls"
@@ -140,6 +149,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "annotations.context_processors.role_flags",
+                "csp.context_processors.nonce",
             ],
         },
     },
@@ -177,6 +187,25 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Login protection (django-axes): failures are counted in the database, so every gunicorn process and
+# every host sees the same count; past the limit the username is locked out for the cool-off period, on
+# the login page and on the API's token endpoint alike. A success resets the count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False
+# The client's address: the TCP peer, or the proxy's X-Forwarded-For behind a TLS proxy.
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if env_bool("BEHIND_TLS_PROXY", False) else ("REMOTE_ADDR",)
+)
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -185,6 +214,20 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+
+# --- Cache: shared by every process, so API throttles and counters hold across gunicorn workers -------
+# CACHE_URL: redis://host:6379/2 (compose), "db" (a table in the database; the default), or "locmem"
+# (one process only: tests of a single process, never production).
+CACHE_URL = env_str("CACHE_URL", "db")
+if CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+elif CACHE_URL == "db":
+    # Created by `migrate` (jobs.apps runs createcachetable after every migrate).
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "t2g_cache"}}
+elif CACHE_URL == "locmem":
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    raise ImproperlyConfigured(f"CACHE_URL={CACHE_URL!r}: use redis://..., db or locmem")
 
 # --- Static files ---------------------------------------------------------------------------------
 STATIC_URL = "static/"
@@ -206,9 +249,17 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 
 T2G_IMPORT_MAX_BYTES = env_int("T2G_IMPORT_MAX_BYTES", 50 * 1024 * 1024)
 T2G_MAX_TEXT_CHARS = env_int("T2G_MAX_TEXT_CHARS", 100_000)
 
+# --- Export limits: disk is finite ------------------------------------------------------------------
+T2G_EXPORT_MAX_ACTIVE_PER_USER = env_int("T2G_EXPORT_MAX_ACTIVE_PER_USER", 2)  # queued or running at once
+T2G_EXPORT_MAX_PER_HOUR_PER_USER = env_int("T2G_EXPORT_MAX_PER_HOUR_PER_USER", 20)
+T2G_EXPORT_RETENTION_DAYS = env_int("T2G_EXPORT_RETENTION_DAYS", 14)  # files deleted after; 0 keeps them
+# Refuse to start (or to keep writing) an export when the exports folder's disk has less free space.
+T2G_EXPORT_MIN_FREE_BYTES = env_int("T2G_EXPORT_MIN_FREE_BYTES", 1024**3)
+
 # --- Security (production hardening switches on with DEBUG off) -----------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # the container's health probe speaks plain HTTP to localhost
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
@@ -220,6 +271,25 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 
+# Content-Security-Policy (django-csp): scripts and styles only from this origin (a nonce for any inline
+# script that must remain), no style="" attributes, no framing, no plugins; violations are reported to
+# /csp-report/ and logged. Data-dependent styles are set by static/js/app.js from data-* attributes.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", NONCE],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "report-uri": ["/csp-report/"],
+    },
+}
+
 # --- REST API -------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -228,6 +298,15 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON only: DRF's browsable API needs inline scripts and styles (the CSP forbids them); the
+    # interactive docs are at /api/v1/docs/.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON nested too deeply, NUL characters and lone surrogates are a 400, never a 500.
+    "DEFAULT_PARSER_CLASSES": [
+        "annotations.safejson.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.UserRateThrottle",
@@ -292,6 +371,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "training.collect_orphan_versions",
         "schedule": env_int("T2G_COLLECT_ORPHANS_EVERY_S", 6 * 3600),
     },
+    "expire-exports": {
+        "task": "annotations.expire_exports",
+        "schedule": env_int("T2G_EXPIRE_EXPORTS_EVERY_S", 3600),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -338,7 +421,17 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"quiet_client_errors": {"()": "text2grad_web.log_filters.QuietClientErrors"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["quiet_client_errors"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # lockouts are warnings; every reset at login is not news
+    },
 }

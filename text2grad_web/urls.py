@@ -6,15 +6,19 @@ from django.views.generic import RedirectView
 
 from annotations import views as annotation_views
 
+from .security_views import csp_report
+
 urlpatterns = [
     path("", annotation_views.home, name="home"),
     path("healthz", annotation_views.healthz, name="healthz"),
     # Pages link the SVG icon; this answers browsers (and the admin) that ask for the classic path.
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
+    path("csp-report/", csp_report, name="csp_report"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include("text2grad_web.api_urls")),
     path("data/", include("annotations.data_urls")),
+    path("audit/", include("audit.urls")),
     path("", include("annotations.urls")),
     path("", include("training.urls")),
     path("admin/", admin.site.urls),

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from annotations import roles
+from annotations import privacy, roles
 from annotations.models import Annotation, TokenReward
 
 from . import heatmap, services
@@ -116,6 +116,14 @@ def annotation_heatmap(request: HttpRequest, pk: int) -> HttpResponse:
             "negative": sum(1 for r in row.rewards if r < 0),
             "positive": sum(1 for r in row.rewards if r > 0),
         }
-    context = {"annotation": annotation, "row": row, "cells": cells, "summary": summary}
+    context = {
+        "annotation": annotation,
+        "annotator_name": privacy.annotator_name(
+            request.user, annotation.annotator_id, annotation.annotator.get_username()
+        ),
+        "row": row,
+        "cells": cells,
+        "summary": summary,
+    }
     template = "training/_heatmap.html" if request.htmx else "training/heatmap.html"
     return render(request, template, context)

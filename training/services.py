@@ -16,6 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotations.models import EVALUATION_PURPOSE, Generation, Project, content_hash
+from audit.services import audit_record
 from jobs import dispatch
 
 from .models import GenerationJob, ModelVersion, TrainingRound
@@ -46,6 +47,8 @@ def model_version_bootstrap() -> ModelVersion:
 @transaction.atomic
 def model_version_activate(*, version: ModelVersion) -> ModelVersion:
     """Make ``version`` the one generation uses. Promote and roll back are both this pointer move."""
+    previous = ModelVersion.objects.filter(is_active=True).values_list("name", flat=True).first()
+    audit_record(action="version.activate", obj=version, details={"name": version.name, "previous": previous})
     ModelVersion.objects.select_for_update().filter(is_active=True).exclude(pk=version.pk).update(
         is_active=False
     )
@@ -200,6 +203,12 @@ def round_launch(
             progress_total=checked.steps,
             created_by=created_by,
         )
+        audit_record(
+            action="round.launch",
+            actor=created_by,
+            obj=training_round,
+            details={"mode": mode, "selection": training_round.selection, "snapshot_size": len(snapshot)},
+        )
         if enqueue:
             _enqueue_round(training_round)
     return training_round
@@ -218,6 +227,7 @@ def round_cancel(*, training_round: TrainingRound) -> TrainingRound:
             error="Cancelled before it started.",
         )
         TrainingRound.objects.filter(pk=training_round.pk).update(cancel_requested=True)
+        audit_record(action="round.cancel", obj=training_round)
     training_round.refresh_from_db()
     return training_round
 
@@ -230,6 +240,7 @@ def round_resume(*, training_round: TrainingRound) -> TrainingRound:
         ).update(status=TrainingRound.Status.QUEUED, error="", cancel_requested=False, finished_at=None)
         if not updated:
             raise ValueError("Only a failed or cancelled round can be resumed")
+        audit_record(action="round.resume", obj=training_round)
         training_round.refresh_from_db()
         _enqueue_round(training_round)
     return training_round

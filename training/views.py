@@ -173,6 +173,7 @@ def version_compare_generate(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@login_required
 def generation_job_start(request: HttpRequest, project_pk: int) -> HttpResponse:
     _require_admin(request)
     project = get_object_or_404(Project, pk=project_pk)
@@ -203,8 +204,9 @@ def generation_job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_GET
+@login_required
 def generation_job_status(request: HttpRequest, pk: int) -> HttpResponse:
-    if not request.user.is_authenticated:
-        raise PermissionDenied
+    # Whoever sees the project page sees its jobs (the row polls this): any role, no-role accounts not.
+    roles.require_role(request.user)
     job = get_object_or_404(GenerationJob, pk=pk)
     return render(request, "training/_generation_job.html", {"job": job})

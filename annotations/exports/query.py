@@ -15,6 +15,7 @@ KINDS = ("spans", "token-rewards", "kto", "dpo")
 FORMATS = ("jsonl", "csv", "parquet")
 STATUSES = ("submitted", "draft", "any")
 REVIEWS = ("any", "accepted", "rejected", "pending")  # pending: submitted, not yet reviewed (gold never is)
+MAX_ID = 2**63 - 1  # a bigint primary key
 DEFAULT_CHUNK = 2000  # rows per database fetch and per write
 
 
@@ -59,7 +60,7 @@ class ExportQuery:
                 continue
             try:
                 number = int(raw)
-                if isinstance(raw, bool) or number < 1 or str(raw).strip() != str(number):
+                if isinstance(raw, bool) or not 1 <= number <= MAX_ID or str(raw).strip() != str(number):
                     raise ValueError
             except (TypeError, ValueError):
                 errors[key] = "must be a positive integer id"

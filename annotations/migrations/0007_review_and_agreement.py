@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotations', '0005_tokenreward_token_strings'),
+        ('annotations', '0006_datasetexport_expired_at'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

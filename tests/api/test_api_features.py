@@ -183,7 +183,12 @@ def test_a_file_outside_the_exports_folder_is_never_served(api, feedback, resear
     secret = tmp_path / "secret.txt"
     secret.write_text("not yours")
     export = DatasetExport.objects.create(
-        kind="spans", format="jsonl", status="succeeded", file_path=str(secret), content_hash="0" * 64
+        kind="spans",
+        format="jsonl",
+        status="succeeded",
+        file_path=str(secret),
+        content_hash="0" * 64,
+        created_by=researcher,
     )
     response = api(researcher).get(f"{API}/exports/{export.pk}/download/")
     assert response.status_code == 409

@@ -260,7 +260,7 @@ def test_empty_export_is_refused_with_a_reason_and_no_file(db, fmt, tmp_path):
     export = dataset_services.export_run(export_id=export.pk)
     assert export.status == DatasetExport.Status.FAILED and export.row_count == 0
     assert export.error.startswith("Nothing to export: no submitted annotation matches")
-    assert export.file_path == "" and dataset_services.export_file(export) is None
+    assert export.file_path == "" and dataset_services.export_key(export) is None
     assert not list((Path(settings.VAR_DIR) / "exports").glob("*")), "no file, partial or final"
     with pytest.raises(dataset_services.EmptyExportError, match="no submitted annotation"):
         dataset_services.export_write(kind="spans", fmt=fmt, query=None, sink=(tmp_path / "out").open("wb"))

@@ -74,7 +74,12 @@ def browser(django_db_setup):
 @pytest.fixture
 def page(browser, live_server):
     """A fresh browser context on the live server; records dialogs, page errors and console errors."""
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    # bypass_csp: these tests drive the page with Playwright's string predicates (wait_for_function),
+    # which the app's CSP (no 'unsafe-eval') would block; tests/security/test_csp_browser.py checks the
+    # policy itself, without bypassing it.
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": 1280, "height": 900}, bypass_csp=True
+    )
     context.set_default_timeout(10_000)
     tab = context.new_page()
     tab.dialogs = []

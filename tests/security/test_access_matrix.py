@@ -1,0 +1,240 @@
+"""Every HTML route and every API operation × every role (annotator, researcher, admin, an account with
+no role, anonymous), one table. A cell is the answer that role must get:
+
+* ``ok``: let in (any status below 500 that is not a refusal: 2xx, 3xx other than to the login page, or a
+  400/409/422 about the request itself);
+* ``403`` / ``404``: refused with exactly that status (404 where the object must not be known to exist);
+* ``L``: anonymous, sent to the login page (HTML) or answered 401/403 (API);
+* ``R``: a redirect to the login page that is the point of the route (logging out).
+
+An entry may carry a form body, so that a refusal cannot hide behind a form error.
+
+Both tables must name every route and operation there is, so a new one cannot slip in untested.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
+
+pytestmark = pytest.mark.django_db
+ROLES = ("annotator", "researcher", "admin_user", "nobody", None)
+REFUSALS = {401, 403, 404}
+
+# name: (method, path, "annotator researcher admin nobody anonymous")
+HTML = {
+    "home": ("get", "/", "ok ok ok 403 L"),
+    "healthz": ("get", "/healthz", "ok ok ok ok ok"),
+    "csp_report": ("post", "/csp-report/", "ok ok ok ok ok"),  # browsers' CSP reports: logged only
+    "login": ("get", "/accounts/login/", "ok ok ok ok ok"),
+    "logout": ("post", "/accounts/logout/", "R R R R R"),
+    "project_list": ("get", "/projects/", "ok ok ok 403 L"),
+    "project_detail": ("get", "/projects/{project}/", "ok ok ok 403 L"),
+    "assignment_next": ("post", "/projects/{project}/next/", "ok 403 ok 403 L"),
+    "project_progress": ("get", "/projects/{project}/progress/", "403 ok ok 403 L"),
+    "queue": ("get", "/queue/", "ok ok ok 403 L"),
+    "annotate": ("get", "/annotations/{own}/", "ok ok ok 404 L"),
+    "annotation_save": ("post", "/annotations/{own}/save/", "ok 403 403 404 L"),
+    "annotation_submit": ("post", "/annotations/{own}/submit/", "ok 403 403 404 L"),
+    "annotation_skip": ("post", "/annotations/{own}/skip/", "ok 403 403 404 L"),
+    "span_create": (
+        "post",
+        "/annotations/{own}/spans/",
+        "ok 403 403 404 L",
+        {"start": 0, "end": 3, "label": "good"},
+    ),
+    "span_update": ("post", "/spans/{span}/", "ok 403 403 404 L"),
+    "span_delete": ("post", "/spans/{span}/delete/", "ok 403 403 404 L"),
+    "annotation_suggest": ("post", "/annotations/{own}/suggest/", "ok 403 403 404 L"),
+    "annotation_heatmap": ("get", "/annotations/{own}/heatmap/", "ok ok ok 404 L"),
+    "alignment_status": ("get", "/suggestions/{alignment}/", "ok ok ok 404 L"),
+    "alignment_decide": ("post", "/suggestions/{alignment}/0/reject/", "ok 403 403 404 L"),
+    "data_home": ("get", "/data/", "ok ok ok ok ok"),  # a bare redirect to the export list
+    "data_export_list": ("get", "/data/exports/", "403 ok ok 403 L"),
+    "data_export_detail": ("get", "/data/exports/{export}/", "403 ok ok 403 L"),
+    "data_export_download": ("get", "/data/exports/{export}/download/", "403 ok ok 403 L"),
+    "data_export_again": ("post", "/data/exports/{export}/again/", "403 ok ok 403 L"),
+    "data_import": ("get", "/data/import/", "403 403 ok 403 L"),
+    "training_home": ("get", "/training/", "403 ok ok 403 L"),
+    "round_launch": ("post", "/training/rounds/", "403 403 ok 403 L"),
+    "round_detail": ("get", "/training/rounds/{round}/", "403 ok ok 403 L"),
+    "round_action": ("post", "/training/rounds/{round}/cancel/", "403 403 ok 403 L"),
+    "version_activate": ("post", "/training/versions/{version}/activate/", "403 403 ok 403 L"),
+    "version_compare": ("get", "/training/compare/", "403 ok ok 403 L"),
+    "version_compare_generate": (
+        "post",
+        "/training/compare/generate/",
+        "403 403 ok 403 L",
+        {"project": "{project}"},
+    ),
+    "generation_job_start": ("post", "/projects/{project}/generate/", "403 403 ok 403 L"),
+    "generation_job_status": ("get", "/generation-jobs/{job}/", "ok ok ok 403 L"),
+    "generation_job_cancel": ("post", "/generation-jobs/{job}/cancel/", "403 403 ok 403 L"),
+    "api-schema": ("get", "/api/v1/schema/", "ok ok ok ok ok"),  # the published API description
+    "api-docs": ("get", "/api/v1/docs/", "ok ok ok ok ok"),
+    "api-root": ("get", "/api/v1/", "ok ok ok 403 L"),
+    "audit_event_list": ("get", "/audit/", "403 403 ok 403 L"),
+    "admin:index": ("get", "/admin/", "L L ok L L"),  # Django's admin: staff only, else its login page
+}
+
+# (METHOD, schema path): "annotator researcher admin nobody anonymous"
+API = {
+    ("GET", "/api/v1/annotations/"): "ok ok ok 403 L",
+    ("GET", "/api/v1/annotations/{id}/"): "ok ok ok 403 L",
+    ("PATCH", "/api/v1/annotations/{id}/"): "ok 403 403 403 L",
+    ("POST", "/api/v1/annotations/{id}/submit/"): "ok 403 403 403 L",
+    ("POST", "/api/v1/auth/token/"): "ok ok ok ok ok",
+    ("GET", "/api/v1/exports/"): "403 ok ok 403 L",
+    ("POST", "/api/v1/exports/"): "403 ok ok 403 L",
+    ("GET", "/api/v1/exports/{id}/"): "403 ok ok 403 L",
+    ("GET", "/api/v1/exports/{id}/download/"): "403 ok ok 403 L",
+    ("GET", "/api/v1/generations/"): "ok ok ok 403 L",
+    ("GET", "/api/v1/generations/{id}/"): "ok ok ok 403 L",
+    ("GET", "/api/v1/me/"): "ok ok ok ok L",
+    ("GET", "/api/v1/model-versions/"): "403 ok ok 403 L",
+    ("GET", "/api/v1/model-versions/{id}/"): "403 ok ok 403 L",
+    ("POST", "/api/v1/model-versions/{id}/activate/"): "403 403 ok 403 L",
+    ("GET", "/api/v1/projects/"): "ok ok ok 403 L",
+    ("POST", "/api/v1/projects/"): "403 403 ok 403 L",
+    ("GET", "/api/v1/projects/{id}/"): "ok ok ok 403 L",
+    ("PUT", "/api/v1/projects/{id}/"): "403 403 ok 403 L",
+    ("PATCH", "/api/v1/projects/{id}/"): "403 403 ok 403 L",
+    ("POST", "/api/v1/projects/{id}/import/"): "403 403 ok 403 L",
+    ("POST", "/api/v1/projects/{id}/next/"): "ok 403 ok 403 L",
+    ("GET", "/api/v1/prompts/"): "ok ok ok 403 L",
+    ("POST", "/api/v1/prompts/"): "403 403 ok 403 L",
+    ("GET", "/api/v1/prompts/{id}/"): "ok ok ok 403 L",
+    ("GET", "/api/v1/token-rewards/"): "403 ok ok 403 L",
+    ("GET", "/api/v1/token-rewards/{id}/"): "403 ok ok 403 L",
+    ("GET", "/api/v1/training-rounds/"): "403 ok ok 403 L",
+    ("GET", "/api/v1/training-rounds/{id}/"): "403 ok ok 403 L",
+    ("GET", "/api/v1/training-rounds/{id}/metrics/"): "403 ok ok 403 L",
+    ("GET", "/api/v1/training-rounds/{id}/snapshot/"): "403 ok ok 403 L",
+}
+API_IDS = {  # which object each {id} is
+    "annotations": "own",
+    "exports": "export",
+    "generations": "generation",
+    "model-versions": "version",
+    "projects": "project",
+    "prompts": "prompt",
+    "token-rewards": "reward",
+    "training-rounds": "round",
+}
+
+
+@pytest.fixture
+def world(feedback, annotator, researcher, admin_user):
+    """One of everything: the annotator's own annotation (with a span and a lease), a finished export by
+    the researcher, a training round, a generation job and a suggestion."""
+    from annotations import datasets
+    from annotations.models import Assignment
+    from training.models import AlignmentRequest, GenerationJob, TrainingRound
+
+    own = feedback.annotations["a1"]
+    Assignment.objects.create(
+        generation=own.generation,
+        annotator=annotator,
+        status=Assignment.Status.COMPLETED,
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
+    export = datasets.export_create(kind="spans", fmt="jsonl", created_by=researcher, enqueue=False)
+    datasets.export_run(export_id=export.pk)
+    training_round = TrainingRound.objects.create(project=feedback.project, base_version=feedback.v0)
+    job = GenerationJob.objects.create(project=feedback.project, model_version=feedback.v0)
+    alignment = AlignmentRequest.objects.create(annotation=own, critique="names the cat")
+    return {
+        "project": feedback.project.pk,
+        "own": own.pk,
+        "span": own.spans.first().pk,
+        "export": export.pk,
+        "round": training_round.pk,
+        "version": feedback.v1.pk,
+        "job": job.pk,
+        "alignment": alignment.pk,
+        "generation": own.generation_id,
+        "prompt": own.generation.prompt_id,
+        "reward": feedback.rewards[0].pk,
+    }
+
+
+def _check(response, expected: str, *, api: bool) -> str | None:
+    """None if the answer is the expected one, else what went wrong."""
+    code = response.status_code
+    location = response.get("Location", "")
+    to_login = code == 302 and "login" in location
+    if code >= 500:
+        return f"server error {code}"
+    if expected == "ok":
+        if code in REFUSALS or to_login:
+            return f"refused with {code} {location}"
+        return None
+    if expected == "R":
+        return None if to_login else f"{code} {location} (not sent to the login page)"
+    if expected == "L":
+        return (
+            None if (to_login or (api and code in (401, 403))) else f"{code} {location} (not sent to log in)"
+        )
+    return None if code == int(expected) else f"{code} instead of {expected}"
+
+
+def _named_routes() -> set[str]:
+    names = set()
+
+    def walk(patterns, namespace=""):
+        for entry in patterns:
+            if isinstance(entry, URLResolver):
+                walk(entry.url_patterns, f"{entry.namespace}:" if entry.namespace else namespace)
+            elif isinstance(entry, URLPattern) and entry.name:
+                names.add(namespace + entry.name)
+
+    walk(get_resolver().url_patterns)
+    return names
+
+
+def test_the_tables_cover_every_route_and_operation():
+    from drf_spectacular.generators import SchemaGenerator
+
+    routed = {name for name in _named_routes() if not name.startswith("admin:")}
+    routed = {name for name in routed if not name.startswith("api-") or name in HTML}
+    assert routed - set(HTML) == set(), "routes missing from the HTML table"
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    operations = {(method.upper(), path) for path, ops in schema["paths"].items() for method in ops}
+    assert operations == set(API)
+
+
+@pytest.mark.parametrize("name", sorted(HTML))
+def test_html_route_by_role(name, request, client, world):
+    method, template, cells, *body = HTML[name]
+    path = template.format(**world)
+    data = {key: str(value).format(**world) for key, value in (body[0] if body else {}).items()}
+    wrong = {}
+    for role, expected in zip(ROLES, cells.split(), strict=True):
+        client.logout()
+        if role is not None:
+            client.force_login(request.getfixturevalue(role))
+        response = getattr(client, method)(path, data)
+        problem = _check(response, expected, api=name.startswith("api-"))
+        if problem:
+            wrong[role or "anonymous"] = problem
+    assert wrong == {}, f"{method.upper()} {path}"
+
+
+@pytest.mark.parametrize("operation", sorted(API), ids=lambda op: f"{op[0]} {op[1]}")
+def test_api_operation_by_role(operation, request, api, world):
+    method, template = operation
+    resource = template.split("/")[3]
+    path = template.replace("{id}", str(world[API_IDS.get(resource, "project")]))
+    wrong = {}
+    for role, expected in zip(ROLES, API[operation].split(), strict=True):
+        client = api(request.getfixturevalue(role) if role else None)
+        response = (
+            getattr(client, method.lower())(path, {}, format="json") if method != "GET" else client.get(path)
+        )
+        problem = _check(response, expected, api=True)
+        if problem:
+            wrong[role or "anonymous"] = problem
+    assert wrong == {}, f"{method} {path}"

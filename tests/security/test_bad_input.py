@@ -1,0 +1,244 @@
+"""Bad input, table-driven: each case is answered by a clear 4xx and stores nothing.
+
+Nesting, NUL characters, lone surrogates, overlong fields, format suffixes, huge bodies, out-of-range ids
+and malformed uploads in each import format, through the REST API and the HTML forms.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from annotations.models import Annotation, Assignment, DatasetExport, Generation, Project, Prompt, Span
+
+pytestmark = pytest.mark.django_db
+API = "/api/v1"
+DEEP = "[" * 50_000 + "]" * 50_000
+DEEP_OBJECT = '{"a":' * 50_000 + "1" + "}" * 50_000
+DEEP_SHORT = '{"a":' * 5_000 + "1" + "}" * 5_000  # past the recursion limit, within CSV's field limit
+
+
+def nested(levels: int) -> dict:
+    value: dict = {"leaf": 1}
+    for _ in range(levels):
+        value = {"x": value}
+    return value
+
+
+def _counts() -> dict:
+    models = (Project, Prompt, Generation, Annotation, Span, DatasetExport)
+    return {model.__name__: model.objects.count() for model in models}
+
+
+@dataclass
+class Case:
+    id: str
+    role: str  # fixture name of the user
+    method: str
+    path: str  # {project} and {draft} are filled in
+    status: int | tuple[int, ...]
+    json: object = None  # sent as JSON (a str is sent raw)
+    upload: tuple[str, bytes] | None = None  # (file name, content) to projects/{id}/import/
+    message: str = ""  # expected somewhere in the answer
+
+
+def _jsonl(*records: str) -> bytes:
+    return "\n".join(records).encode()
+
+
+def _import(case_id: str, name: str, content: bytes, message: str = "") -> Case:
+    return Case(case_id, "admin_user", "post", "", 400, upload=(name, content), message=message)
+
+
+def _scheme(case_id: str, scheme: object, message: str = "") -> Case:
+    body = scheme if isinstance(scheme, str) else {"reward_scheme": scheme}
+    return Case(case_id, "admin_user", "patch", "projects/{project}/", 400, json=body, message=message)
+
+
+API_CASES = [
+    # --- nesting --------------------------------------------------------------------------------
+    Case("deep-array-body", "admin_user", "post", "projects/", 400, json=DEEP, message="nested deeper"),
+    Case("deep-object-body", "admin_user", "post", "prompts/", 400, json=DEEP_OBJECT, message="nested deeper"),
+    Case("deep-spans", "annotator2", "patch", "annotations/{draft}/", 400, json='{"spans": ' + DEEP + "}"),
+    Case("deep-export-query", "researcher", "post", "exports/", 400, json='{"kind":"spans","query":' + DEEP_OBJECT + "}"),
+    Case(
+        "metadata-9-levels", "admin_user", "post", "prompts/", 400,
+        json={"project": "{project}", "text": "deep", "metadata": nested(9)}, message="nested deeper",
+    ),
+    # --- NUL and lone surrogates ------------------------------------------------------------------
+    Case("nul-prompt", "admin_user", "post", "prompts/", 400, json={"project": "{project}", "text": "a\x00b"}),
+    Case(
+        "surrogate-prompt", "admin_user", "post", "prompts/", 400,
+        json='{"project": {project}, "text": "a\\ud800b"}', message="surrogate",
+    ),
+    Case(
+        "surrogate-metadata-key", "admin_user", "post", "prompts/", 400,
+        json='{"project": {project}, "text": "fine", "metadata": {"\\udfff": 1}}', message="surrogate",
+    ),
+    Case(
+        "nul-metadata-value", "admin_user", "post", "prompts/", 400,
+        json={"project": "{project}", "text": "fine", "metadata": {"k": "\x00"}}, message="NUL",
+    ),
+    Case("surrogate-critique", "annotator2", "patch", "annotations/{draft}/", 400, json='{"overall_critique": "\\ud83d"}'),
+    # --- overlong and out of range ----------------------------------------------------------------
+    Case("long-name", "admin_user", "post", "projects/", 400, json={"name": "n" * 201}),
+    Case(
+        "export-id-2^63", "researcher", "post", "exports/", 400,
+        json={"kind": "spans", "format": "jsonl", "query": {"project": 2**63}}, message="positive integer id",
+    ),
+    Case(
+        "export-id-huge", "researcher", "post", "exports/", 400,
+        json={"kind": "spans", "format": "jsonl", "query": {"annotator": 10**30}},
+    ),
+    Case("filter-id-2^63", "researcher", "get", "annotations/?project=9223372036854775808", 400),
+    Case("huge-body", "admin_user", "post", "prompts/", (400, 413), json='{"text": "' + "x" * 3_000_000 + '"}'),
+    # --- reward schemes that would break every reward computation ---------------------------------
+    _scheme("scheme-good-abc", {"good": "abc"}, "'good' must be a number"),
+    _scheme("scheme-infinite", '{"reward_scheme": {"poor": -Infinity}}'),
+    _scheme("scheme-conflict", {"conflict": "maybe"}, "'conflict' must be one of"),
+    _scheme("scheme-combine", {"combine": "vote"}),
+    _scheme("scheme-unknown-key", {"bonus": 1}, "Unknown key"),
+    _scheme("scheme-bool", {"good": True}),
+    _scheme("scheme-huge", {"good": 1e300}),
+    _scheme("scheme-list", [1, 2]),
+    # --- format suffixes on every kind of route ---------------------------------------------------
+    Case("suffix-download", "admin_user", "get", "exports/1/download.json", 404),
+    Case("suffix-next", "annotator", "post", "projects/{project}/next.json", 404),
+    Case("suffix-metrics", "admin_user", "get", "training-rounds/1/metrics.json", 404),
+    Case("suffix-snapshot", "admin_user", "get", "training-rounds/1/snapshot.api", 404),
+    Case("suffix-import", "admin_user", "post", "projects/{project}/import.json", 404),
+    Case("suffix-list", "admin_user", "get", "projects.json", 404),
+    Case("suffix-detail", "admin_user", "get", "projects/{project}.json", 404),
+    Case("suffix-activate", "admin_user", "post", "model-versions/1/activate.json", 404),
+    # --- imports: every format, malformed --------------------------------------------------------
+    _import(
+        "jsonl-deep-metadata", "p.jsonl",
+        _jsonl('{"prompt": "ok"}', '{"prompt": "x", "metadata": ' + DEEP_OBJECT + "}"), "nested deeper",
+    ),
+    _import("jsonl-deep-line", "p.jsonl", _jsonl(DEEP), "nested deeper"),
+    _import("jsonl-nul-metadata", "p.jsonl", _jsonl('{"prompt": "x", "metadata": {"k": "a\\u0000"}}'), "NUL"),
+    _import("jsonl-surrogate-prompt", "p.jsonl", _jsonl('{"prompt": "x\\ud800"}'), "surrogate"),
+    _import("jsonl-surrogate-key", "p.jsonl", _jsonl('{"prompt": "x", "metadata": {"\\ud800": 1}}'), "surrogate"),
+    _import(
+        "jsonl-long-source-model", "p.jsonl",
+        _jsonl(json.dumps({"prompt": "x", "output": "y", "source_model": "m" * 301})),
+        "'source_model' is longer than 300",
+    ),
+    _import(
+        "csv-deep-metadata", "p.csv",
+        b'prompt,metadata\nx,"' + DEEP_SHORT.replace('"', '""').encode() + b'"\n', "nested deeper",
+    ),
+    _import("csv-nul", "p.csv", b"prompt\nx\x00y\n", "NUL"),
+    _import("csv-no-header", "p.csv", b"a,b\n1,2\n", "header"),
+    _import("not-utf8", "p.jsonl", b"\xff\xfe\x00garbage", "UTF-8"),
+    _import("unknown-format", "p.xlsx", b"PK\x03\x04", "format"),
+    _import("binary-jsonl", "p.jsonl", bytes(range(1, 128)) * 4),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", API_CASES, ids=lambda case: case.id)
+def test_api_refuses_bad_input(case, request, api, feedback):
+    user = request.getfixturevalue(case.role)
+    client = api(user)
+    fill = {"project": feedback.project.pk, "draft": feedback.annotations["draft"].pk}
+    path = case.path.format(**fill)
+    before = _counts()
+    scheme_before = Project.objects.get(pk=feedback.project.pk).reward_scheme
+    draft_before = Annotation.objects.values().get(pk=fill["draft"])
+    if case.upload is not None:
+        name, content = case.upload
+        response = client.post(
+            f"{API}/projects/{feedback.project.pk}/import/",
+            {"file": SimpleUploadedFile(name, content)},
+            format="multipart",
+        )
+    elif case.json is None:
+        response = getattr(client, case.method)(f"{API}/{path}")
+    else:
+        if isinstance(case.json, str):
+            body = case.json.replace("{project}", str(fill["project"]))
+        else:
+            body = json.dumps(case.json).replace('"{project}"', str(fill["project"]))
+        response = getattr(client, case.method)(f"{API}/{path}", body, content_type="application/json")
+    allowed = case.status if isinstance(case.status, tuple) else (case.status,)
+    assert response.status_code in allowed, response.content[:500]
+    if case.message:
+        assert case.message in response.content.decode(errors="replace"), response.content[:500]
+    assert _counts() == before
+    assert Project.objects.get(pk=feedback.project.pk).reward_scheme == scheme_before
+    assert Annotation.objects.values().get(pk=fill["draft"]) == draft_before
+
+
+# --- the HTML forms ---------------------------------------------------------------------------------
+@pytest.fixture
+def leased(project, make_generation, annotator):
+    from annotations import services
+
+    make_generation(project, "An output to annotate.")
+    assignment = services.assignment_next(project=project, annotator=annotator)
+    return Annotation.objects.get(generation=assignment.generation, annotator=annotator)
+
+
+@pytest.mark.parametrize(
+    ("spans", "message"),
+    [
+        (DEEP, "nested deeper"),
+        ('[{"critique": ' + DEEP_OBJECT + "}]", "nested deeper"),
+        ('[{"start": 0, "end": 2, "label": "good", "critique": "\\ud800"}]', "surrogate"),
+        ('[{"start": 0, "end": 2, "label": "good", "critique": "\\u0000"}]', "NUL"),
+        ('{"start": 0}', "must be a JSON list"),
+    ],
+    ids=["deep", "deep-object", "surrogate", "nul", "not-a-list"],
+)
+def test_the_spans_form_field_refuses_bad_json(client, leased, annotator, spans, message):
+    client.force_login(annotator)
+    before = _counts()
+    response = client.post(f"/annotations/{leased.pk}/save/", {"spans": spans}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 422 and message in response.content.decode(), response.content[:300]
+    assert _counts() == before
+
+
+def test_an_overlong_skip_reason_says_so(client, leased, annotator):
+    client.force_login(annotator)
+    response = client.post(f"/annotations/{leased.pk}/skip/", {"reason": "r" * 1001}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 422
+    assert "Keep the reason to 1000 characters (it has 1001)" in response.content.decode()
+    assert Assignment.objects.get(generation=leased.generation).status == Assignment.Status.ACTIVE
+    empty = client.post(f"/annotations/{leased.pk}/skip/", {"reason": ""}, HTTP_HX_REQUEST="true")
+    assert empty.status_code == 422 and "Say why you are skipping" in empty.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("deep.jsonl", b'{"prompt": "x", "metadata": ' + DEEP_OBJECT.encode() + b"}", "nested deeper"),
+        ("nul.jsonl", b'{"prompt": "x\\u0000"}', "NUL"),
+        ("surrogate.jsonl", b'{"prompt": "x", "reference": "\\udc00"}', "surrogate"),
+        (
+            "long.jsonl",
+            json.dumps({"prompt": "x", "output": "y", "model": "m" * 301}).encode(),
+            "source_model",
+        ),
+    ],
+    ids=["deep", "nul", "surrogate", "long-source-model"],
+)
+def test_the_import_page_refuses_bad_files(client, feedback, admin_user, name, content, message):
+    client.force_login(admin_user)
+    before = _counts()
+    response = client.post(
+        "/data/import/", {"project": feedback.project.pk, "file": SimpleUploadedFile(name, content)}
+    )
+    assert response.status_code == 400 and message in response.content.decode()
+    assert _counts() == before
+
+
+def test_a_reward_scheme_that_is_fine_is_saved(api, feedback, admin_user):
+    scheme = {"good": 2, "poor": -1.5, "outside": 0, "conflict": "sum", "combine": "median"}
+    response = api(admin_user).patch(
+        f"{API}/projects/{feedback.project.pk}/", {"reward_scheme": scheme}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert Project.objects.get(pk=feedback.project.pk).reward_scheme == scheme
