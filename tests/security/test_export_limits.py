@@ -60,6 +60,7 @@ def test_no_export_starts_or_writes_without_free_space(api, feedback, researcher
 
 def test_old_export_files_are_deleted_by_the_housekeeping_schedule(api, feedback, researcher, settings):
     from annotations.tasks import expire_exports
+    from artifacts import default_store
 
     assert any(
         entry["task"] == "annotations.expire_exports" for entry in settings.CELERY_BEAT_SCHEDULE.values()
@@ -70,11 +71,12 @@ def test_old_export_files_are_deleted_by_the_housekeeping_schedule(api, feedback
     )
     for export in (old, recent):
         datasets.export_run(export_id=export.pk)
-    old_path = datasets.export_file(DatasetExport.objects.get(pk=old.pk))
+    old_key = datasets.export_key(DatasetExport.objects.get(pk=old.pk))
+    assert old_key is not None
     DatasetExport.objects.filter(pk=old.pk).update(finished_at=timezone.now() - timedelta(days=15))
     assert expire_exports() == 1
     old.refresh_from_db()
-    assert old.expired_at is not None and not old_path.exists() and "deleted after 14 days" in old.error
+    assert old.expired_at is not None and not default_store().exists(old_key) and "deleted after 14 days" in old.error
     assert api(researcher).get(f"{API}/exports/{old.pk}/download/").status_code == 409
     assert api(researcher).get(f"{API}/exports/{recent.pk}/download/").status_code == 200
     assert expire_exports() == 0  # idempotent
