@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from annotations import api as annotation_api
+from evaluation import api as evaluation_api
 from training import api as training_api
 
 router = DefaultRouter()
@@ -18,6 +19,7 @@ router.register("token-rewards", annotation_api.TokenRewardViewSet, basename="ap
 router.register("exports", annotation_api.ExportViewSet, basename="api-export")
 router.register("model-versions", training_api.ModelVersionViewSet, basename="api-model-version")
 router.register("training-rounds", training_api.TrainingRoundViewSet, basename="api-training-round")
+router.register("evaluation-campaigns", evaluation_api.CampaignViewSet, basename="api-evaluation-campaign")
 
 
 def _is_remote(url: str) -> bool:

@@ -109,6 +109,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "jobs",
     "annotations",
+    "evaluation",
     "training",
 ]
 
@@ -267,6 +268,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "training.generate": {"queue": "generation"},
+    "training.evaluation_generate": {"queue": "generation"},
     "training.train_round": {"queue": "training"},
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)

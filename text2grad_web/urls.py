@@ -13,5 +13,6 @@ urlpatterns = [
     path("data/", include("annotations.data_urls")),
     path("", include("annotations.urls")),
     path("", include("training.urls")),
+    path("", include("evaluation.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -15,6 +15,15 @@ def generate(job_id: int) -> None:
     generation.generation_job_run(job_id=job_id)
 
 
+@shared_task(
+    name="training.evaluation_generate", acks_late=True, soft_time_limit=6 * 3600, time_limit=6 * 3600 + 120
+)
+def evaluation_generate(campaign_id: int) -> None:
+    from .worker import evaluation
+
+    evaluation.campaign_generate_run(campaign_id=campaign_id)
+
+
 @shared_task(name="training.compute_rewards", acks_late=True, soft_time_limit=300, time_limit=330)
 def compute_rewards(annotation_id: int) -> None:
     from .worker import rewards
