@@ -153,7 +153,7 @@ def humaneval_program(prompt: str, completion: str, test: str, entry_point: str)
     """The script that passes (exit 0) when ``completion`` passes a HumanEval-style ``check`` function.
 
     ``completion`` may repeat the prompt's signature (chat models usually answer with the whole
-    function): then it is used alone.
+    function): then it follows the prompt, whose imports it may need, and replaces its stub.
     """
-    body = completion if f"def {entry_point}" in completion else prompt + completion
+    body = prompt + "\n" + completion if f"def {entry_point}" in completion else prompt + completion
     return f"{body}\n\n{test}\n\ncheck({entry_point})\n"
