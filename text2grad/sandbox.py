@@ -12,6 +12,8 @@ code:
 - installs an audit hook that refuses writes, renames and deletions outside its throwaway folder
   (``/tmp`` and ``/dev/shm`` are world-writable, so permissions alone do not stop those) and ``ctypes``
   (the usual way around an audit hook).
+Common standard-library modules are imported before the uid drop (``PRELOAD`` in the child): where the
+interpreter lives in a folder other users cannot read (a Python under ``/root``), only those import.
 The parent kills the child's process group at the wall-clock timeout, then every process of the run's
 uid, and deletes the folder. Audit hooks are not a security boundary against a determined attacker; the
 namespace, the uid and the rlimits are. Never call this from the web process: it forks.
