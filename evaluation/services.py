@@ -129,6 +129,41 @@ def campaign_create(
     return campaign
 
 
+CAMPAIGN_STALE_AFTER_S = 15 * 60
+
+
+def campaign_retry(*, campaign: EvaluationCampaign) -> EvaluationCampaign:
+    """Queue a failed campaign's generation again; it resumes after the outputs already written."""
+    with transaction.atomic():
+        updated = EvaluationCampaign.objects.filter(
+            pk=campaign.pk, status=EvaluationCampaign.Status.FAILED
+        ).update(
+            status=EvaluationCampaign.Status.GENERATING,
+            worker_status=EvaluationCampaign.Worker.QUEUED,
+            error="",
+        )
+        if not updated:
+            raise ValidationError("Only a failed campaign can be retried.")
+        dispatch.enqueue("training.evaluation_generate", campaign.pk)
+    campaign.refresh_from_db()
+    return campaign
+
+
+def campaigns_reap_stale(*, stale_after_s: int = CAMPAIGN_STALE_AFTER_S) -> int:
+    """Queue again the campaigns whose generation worker stopped reporting (killed, out of memory)."""
+    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
+    with transaction.atomic():
+        stale = list(
+            EvaluationCampaign.objects.select_for_update(skip_locked=True)
+            .filter(worker_status=EvaluationCampaign.Worker.RUNNING, heartbeat_at__lt=cutoff)
+            .values_list("pk", flat=True)
+        )
+        EvaluationCampaign.objects.filter(pk__in=stale).update(worker_status=EvaluationCampaign.Worker.QUEUED)
+        for pk in stale:
+            dispatch.enqueue("training.evaluation_generate", pk)
+    return len(stale)
+
+
 def campaign_close(*, campaign: EvaluationCampaign) -> EvaluationCampaign:
     """Stop judging: open leases lapse, results stay."""
     with transaction.atomic():

@@ -102,16 +102,21 @@ def campaign_prompt(request: HttpRequest, pk: int, prompt_pk: int) -> HttpRespon
 
 @require_POST
 @login_required
-def campaign_close(request: HttpRequest, pk: int) -> HttpResponse:
+def campaign_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     if not roles.is_admin(request.user):
-        raise PermissionDenied("Only admins close campaigns.")
+        raise PermissionDenied("Only admins close or retry campaigns.")
     campaign = get_object_or_404(EvaluationCampaign, pk=pk)
+    actions = {"close": (services.campaign_close, "Campaign closed."),
+               "retry": (services.campaign_retry, "Generation queued again; it resumes after the written outputs.")}  # fmt: skip
+    if action not in actions:
+        raise PermissionDenied("Unknown action")
+    service, done = actions[action]
     try:
-        services.campaign_close(campaign=campaign)
+        service(campaign=campaign)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
-        messages.success(request, "Campaign closed.")
+        messages.success(request, done)
     return redirect("campaign_detail", pk=pk)
 
 

@@ -70,6 +70,12 @@ def reap_stale_jobs() -> dict:
     """Periodic (``CELERY_BEAT_SCHEDULE``): fail running rounds whose worker stopped reporting, so the admin
     page offers Resume without waiting for someone to open it, and queue again (to resume) generation jobs
     whose worker stopped."""
+    from evaluation import services as evaluation_services
+
     from . import services
 
-    return {"rounds_failed": services.rounds_reap_stale(), **services.generation_jobs_reap_stale()}
+    return {
+        "rounds_failed": services.rounds_reap_stale(),
+        **services.generation_jobs_reap_stale(),
+        "campaigns_requeued": evaluation_services.campaigns_reap_stale(),
+    }

@@ -213,3 +213,23 @@ def test_closing_stops_judging(versions, make_campaign, annotator):
     assert services.judgement_next(campaign=campaign, judge=annotator) is None
     with pytest.raises(ValidationError):
         services.judgement_submit(judgement=lease, judge=annotator, verdict="a")
+
+
+def test_a_stale_generation_is_requeued_and_a_failed_one_retried(versions, project, admin_user, prompts):
+    campaign = services.campaign_create(
+        name="x", project=project, versions=versions[:2], prompt_count=2, created_by=admin_user
+    )
+    assert campaign.claim()
+    assert services.campaigns_reap_stale() == 0  # heartbeating: left alone
+    EvaluationCampaign.objects.filter(pk=campaign.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert services.campaigns_reap_stale() == 1
+    campaign.refresh_from_db()
+    assert campaign.worker_status == "queued" and campaign.claim()
+    campaign.mark_failed("boom")
+    with pytest.raises(ValidationError):
+        services.campaign_close(campaign=campaign)
+    services.campaign_retry(campaign=campaign)
+    campaign.refresh_from_db()
+    assert campaign.status == "generating" and campaign.worker_status == "queued" and campaign.error == ""
+    with pytest.raises(ValidationError, match="Only a failed"):
+        services.campaign_retry(campaign=campaign)
