@@ -202,3 +202,19 @@ def test_campaign_list_shows_judges_their_campaigns(versions, make_campaign, log
     )
     assert login(annotator2).get(reverse("campaign_judge", args=[campaign.pk])).status_code == 403
     services.campaign_close(campaign=campaign)
+
+
+def test_close_and_retry_from_the_page(versions, make_campaign, login, admin_user, researcher):
+    campaign = make_campaign(versions[:2])
+    close = reverse("campaign_action", args=[campaign.pk, "close"])
+    assert login(researcher).post(close).status_code == 403
+    client = login(admin_user)
+    assert client.post(close).status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.status == "closed"
+    assert client.post(reverse("campaign_action", args=[campaign.pk, "explode"])).status_code == 403
+    client.post(reverse("campaign_action", args=[campaign.pk, "retry"]))  # not failed: refused, unchanged
+    campaign.refresh_from_db()
+    assert campaign.status == "closed"
+    judge_url = reverse("campaign_judge", args=[campaign.pk])
+    assert judge_url.endswith("/judge/") and client.get(judge_url).status_code == 200
