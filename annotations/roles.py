@@ -95,7 +95,9 @@ def roles_sync(**_kwargs) -> None:
     for role, codes in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.get_or_create(name=role)
         if codes == ["*"]:
-            perms = Permission.objects.filter(content_type__app_label__in=["annotations", "training"])
+            perms = Permission.objects.filter(
+                content_type__app_label__in=["annotations", "training", "evaluation"]
+            )
         else:
             wanted = [code.split(".", 1) for code in codes]
             perms = [
