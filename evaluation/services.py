@@ -277,10 +277,18 @@ def judgement_next(
             .filter(held__lt=quota - F("submitted_count"))
             .order_by("submitted_count", "order_key", "id")
         )
-        for _ in range(6):
-            locked = list(candidates.select_for_update(skip_locked=True).values_list("pk", flat=True)[:4])
+        skip_locked = True
+        for _ in range(8):
+            locked = list(
+                candidates.select_for_update(skip_locked=skip_locked).values_list("pk", flat=True)[:4]
+            )
             if not locked:
-                return None
+                if not skip_locked:
+                    return None
+                # Every candidate is locked by another request for a moment: wait for those locks
+                # rather than answer "nothing left" while slots may remain.
+                skip_locked = False
+                continue
             for task_id in locked:
                 if _slots_taken(task_id, now) >= quota:
                     continue
