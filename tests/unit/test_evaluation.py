@@ -116,3 +116,32 @@ def test_win_probability_is_complementary():
     p = evaluation.win_probability(np.array([0.5, -0.5]))
     assert p[0, 1] == pytest.approx(1 / (1 + np.exp(-1.0)))
     assert p[0, 1] + p[1, 0] == pytest.approx(1.0)
+
+
+def test_prompt_clustered_intervals_and_the_promotion_rule_keep_their_error_rates():
+    """The app's configuration: clusters are prompts (each prompt judges every pair once). Measured:
+    coverage of the 95% intervals, and how often the promotion rule (lower end of the difference's
+    interval above 0) calls an equally strong version "significantly better" (nominal 2.5%)."""
+    truth = np.array([0.6, 0.0, -0.6])
+    truth = truth - truth.mean()
+    rng = np.random.default_rng(77)
+    covered, trials, false_promotions = 0, 200, 0
+    for trial in range(trials):
+        judgements, clusters = [], []
+        for prompt in range(60):
+            for i, j, s in _simulate(truth, 1, rng):
+                judgements.append((i, j, s))
+                clusters.append(prompt)
+        fit = evaluation.bootstrap_bradley_terry(
+            judgements, n_items=3, clusters=clusters, n_boot=300, seed=trial
+        )
+        covered += int(((fit.lower <= truth) & (truth <= fit.upper)).sum())
+        equal = _simulate(np.zeros(2), 60, rng)
+        null_fit = evaluation.bootstrap_bradley_terry(
+            equal, n_items=2, clusters=list(range(60)), n_boot=300, seed=trial
+        )
+        false_promotions += null_fit.difference(0, 1)[1] > 0
+    coverage = covered / (trials * 3)
+    print(f"clustered coverage {coverage:.3f}; false promotions {false_promotions}/{trials}")  # noqa: T201
+    assert 0.89 <= coverage <= 0.99
+    assert false_promotions <= 0.08 * trials
