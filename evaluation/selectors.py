@@ -259,7 +259,9 @@ def version_standings(versions) -> dict[int, dict]:
 
 def promotion_evidence(candidate, active) -> dict:
     """Is ``candidate`` significantly better than ``active``? From the latest judged campaign with both:
-    the bootstrap interval of their Bradley–Terry difference must lie above 0."""
+    the bootstrap interval of their Bradley–Terry difference must lie above 0, and their head-to-head
+    decisive judgements must pass a two-sided sign test at 5% (the percentile bootstrap alone calls
+    3 wins out of 3 certain)."""
     if active is None or candidate.pk == active.pk:
         return {"significant": True, "campaign": None, "reason": "There is no other active version."}
     campaign = _judged_campaigns_with(candidate, active).first()
@@ -269,8 +271,16 @@ def promotion_evidence(candidate, active) -> dict:
             "campaign": None,
             "reason": f"No judged evaluation campaign compares {candidate.name} with {active.name}.",
         }
-    difference, low, high = campaign_results(campaign).difference(candidate, active)
-    significant = low > 0
+    results = campaign_results(campaign)
+    difference, low, high = results.difference(candidate, active)
+    row = next(p for p in results.pairs if {p.first.pk, p.second.pk} == {candidate.pk, active.pk})
+    wins, losses = (
+        (row.first_wins, row.second_wins)
+        if row.first.pk == candidate.pk
+        else (row.second_wins, row.first_wins)
+    )
+    p_value = evaluation.sign_test(wins, losses)
+    significant = low > 0 and wins > losses and p_value < 1.0 - LEVEL
     verdict = "significantly better than" if significant else "not significantly better than"
     return {
         "significant": significant,
@@ -278,8 +288,12 @@ def promotion_evidence(candidate, active) -> dict:
         "difference": difference,
         "lower": low,
         "upper": high,
+        "wins": wins,
+        "losses": losses,
+        "p_value": p_value,
         "reason": f"In campaign “{campaign.name}”, {candidate.name} is {verdict} {active.name}: "
-        f"Bradley–Terry difference {difference:+.2f} (95% interval {low:+.2f} to {high:+.2f}).",
+        f"Bradley–Terry difference {difference:+.2f} (95% interval {low:+.2f} to {high:+.2f}); "
+        f"head to head {wins} wins, {losses} losses (sign test p = {p_value:.3g}).",
     }
 
 

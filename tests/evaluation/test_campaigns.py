@@ -233,3 +233,13 @@ def test_a_stale_generation_is_requeued_and_a_failed_one_retried(versions, proje
     assert campaign.status == "generating" and campaign.worker_status == "queued" and campaign.error == ""
     with pytest.raises(ValidationError, match="Only a failed"):
         services.campaign_retry(campaign=campaign)
+
+
+def test_a_clean_sweep_of_three_is_not_significant(versions, make_campaign, judge_all, annotator):
+    base, candidate, _ = versions
+    campaign = make_campaign([base, candidate], prompt_count=3)
+    judge_all(campaign, [annotator], ["v1-round", "v0-base"])
+    evidence = selectors.promotion_evidence(candidate, base)
+    assert evidence["lower"] == evidence["upper"]  # the bootstrap alone would call this certain
+    assert not evidence["significant"] and evidence["p_value"] == pytest.approx(0.25)
+    assert "3 wins, 0 losses" in evidence["reason"]

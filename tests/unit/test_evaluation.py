@@ -145,3 +145,10 @@ def test_prompt_clustered_intervals_and_the_promotion_rule_keep_their_error_rate
     print(f"clustered coverage {coverage:.3f}; false promotions {false_promotions}/{trials}")  # noqa: T201
     assert 0.89 <= coverage <= 0.99
     assert false_promotions <= 0.08 * trials
+
+
+def test_sign_test_against_a_hand_computation():
+    assert evaluation.sign_test(3, 0) == pytest.approx(0.25)
+    assert evaluation.sign_test(9, 1) == pytest.approx(2 * 11 / 1024)
+    assert evaluation.sign_test(5, 5) == 1.0 and evaluation.sign_test(0, 0) == 1.0
+    assert evaluation.sign_test(1, 9) == evaluation.sign_test(9, 1)
