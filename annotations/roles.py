@@ -128,7 +128,7 @@ def roles_sync(**_kwargs) -> None:
         group, _ = Group.objects.get_or_create(name=role)
         if codes == ["*"]:
             perms = Permission.objects.filter(
-                content_type__app_label__in=["annotations", "training", "audit"]
+                content_type__app_label__in=["annotations", "training", "evaluation", "audit"]
             )
         else:
             wanted = [code.split(".", 1) for code in codes]

@@ -8,6 +8,7 @@ from rest_framework.routers import DefaultRouter
 
 from annotations import api as annotation_api
 from annotations import review_api
+from evaluation import api as evaluation_api
 from training import api as training_api
 
 
@@ -35,6 +36,7 @@ router.register("reviews", review_api.ReviewViewSet, basename="api-review")
 router.register("agreement", review_api.AgreementViewSet, basename="api-agreement")
 router.register("model-versions", training_api.ModelVersionViewSet, basename="api-model-version")
 router.register("training-rounds", training_api.TrainingRoundViewSet, basename="api-training-round")
+router.register("evaluation-campaigns", evaluation_api.CampaignViewSet, basename="api-evaluation-campaign")
 
 
 def _is_remote(url: str) -> bool:

@@ -115,6 +115,7 @@ INSTALLED_APPS = [
     "artifacts",
     "audit",
     "annotations",
+    "evaluation",
     "training",
 ]
 
@@ -347,6 +348,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "training.generate": {"queue": "generation"},
+    "training.evaluation_generate": {"queue": "generation"},
     "training.train_round": {"queue": "training"},
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)

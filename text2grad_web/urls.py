@@ -21,5 +21,6 @@ urlpatterns = [
     path("audit/", include("audit.urls")),
     path("", include("annotations.urls")),
     path("", include("training.urls")),
+    path("", include("evaluation.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema
-from rest_framework import viewsets
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers as drf_serializers
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -15,9 +16,16 @@ from annotations.api import (
     NewestFirstPagination,
     ResearcherReadAdminWrite,
 )
+from evaluation import selectors as evaluation_selectors
 
-from . import serializers, services
+from . import selectors, serializers, services
 from .models import ModelVersion, TrainingRound
+
+
+class ActivateSerializer(drf_serializers.Serializer):
+    confirm = drf_serializers.BooleanField(
+        default=False, help_text="Activate even without evidence that it is significantly better."
+    )
 
 
 class ModelVersionFilter(filters.FilterSet):
@@ -52,11 +60,31 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = ID_REGEX
     queryset = ModelVersion.objects.all()
 
-    @extend_schema(request=None, responses={200: serializers.ModelVersionSerializer})
+    @extend_schema(
+        request=ActivateSerializer,
+        responses={
+            200: serializers.ModelVersionSerializer,
+            409: OpenApiResponse(description="Not shown significantly better: send confirm=true"),
+        },
+    )
     @action(detail=True, methods=["post"])
     def activate(self, request, pk=None):
-        """Make this version the active one (promote, or roll back): a pointer move (admins only)."""
+        """Make this version the active one (promote, or roll back): a pointer move (admins only).
+
+        Unless an evaluation campaign shows it significantly better than the active version (Bradley–Terry
+        interval above 0 and a sign test), this answers 409 with the evidence; ``confirm: true`` goes ahead.
+        """
         version = self.get_object()
+        incoming = ActivateSerializer(data=request.data or {})
+        incoming.is_valid(raise_exception=True)
+        if not incoming.validated_data["confirm"]:
+            evidence = evaluation_selectors.promotion_evidence(version, selectors.active_version())
+            if not evidence["significant"]:
+                campaign = evidence["campaign"]
+                return Response(
+                    {"detail": evidence["reason"], "campaign": campaign.pk if campaign else None},
+                    status=status.HTTP_409_CONFLICT,
+                )
         version = services.model_version_activate(version=version)
         return Response(self.get_serializer(version).data)
 

@@ -15,6 +15,15 @@ def generate(job_id: int) -> None:
     generation.generation_job_run(job_id=job_id)
 
 
+@shared_task(
+    name="training.evaluation_generate", acks_late=True, soft_time_limit=6 * 3600, time_limit=6 * 3600 + 120
+)
+def evaluation_generate(campaign_id: int) -> None:
+    from .worker import evaluation
+
+    evaluation.campaign_generate_run(campaign_id=campaign_id)
+
+
 @shared_task(name="training.compute_rewards", acks_late=True, soft_time_limit=300, time_limit=330)
 def compute_rewards(annotation_id: int) -> None:
     from .worker import rewards
@@ -61,9 +70,15 @@ def reap_stale_jobs() -> dict:
     """Periodic (``CELERY_BEAT_SCHEDULE``): fail running rounds whose worker stopped reporting, so the admin
     page offers Resume without waiting for someone to open it, and queue again (to resume) generation jobs
     whose worker stopped."""
+    from evaluation import services as evaluation_services
+
     from . import services
 
-    return {"rounds_failed": services.rounds_reap_stale(), **services.generation_jobs_reap_stale()}
+    return {
+        "rounds_failed": services.rounds_reap_stale(),
+        **services.generation_jobs_reap_stale(),
+        "campaigns_requeued": evaluation_services.campaigns_reap_stale(),
+    }
 
 
 @shared_task(name="training.collect_orphan_versions", ignore_result=True)

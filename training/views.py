@@ -17,6 +17,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from annotations import roles
 from annotations.models import Generation, Project
+from evaluation import selectors as evaluation_selectors
 
 from . import charts, selectors, services
 from .forms import RoundLaunchForm
@@ -38,10 +39,14 @@ def training_home(request: HttpRequest) -> HttpResponse:
     _require_viewer(request)
     services.rounds_reap_stale()
     form = RoundLaunchForm()
+    versions = list(selectors.version_list())
+    standings = evaluation_selectors.version_standings(versions)
+    for version in versions:
+        version.standing = standings.get(version.pk)
     context = {
         "form": form,
         "rounds": TrainingRound.objects.select_related("project", "output_version", "base_version")[:30],
-        "versions": selectors.version_list(),
+        "versions": versions,
     }
     return render(request, "training/home.html", context)
 
@@ -119,6 +124,12 @@ def round_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 def version_activate(request: HttpRequest, pk: int) -> HttpResponse:
     _require_admin(request)
     version = get_object_or_404(ModelVersion, pk=pk)
+    if request.POST.get("confirm") != "yes":
+        # Promotion is a claim that the version is better: without evidence, ask, and say why.
+        evidence = evaluation_selectors.promotion_evidence(version, selectors.active_version())
+        if not evidence["significant"]:
+            context = {"version": version, "active": selectors.active_version(), "evidence": evidence}
+            return render(request, "training/confirm_activate.html", context, status=409)
     services.model_version_activate(version=version)
     messages.success(request, f"{version.name} is now the active model: new generations use it.")
     return redirect("training_home")

@@ -257,10 +257,16 @@ def test_admin_creates_and_changes_projects_and_prompts(api, feedback, admin_use
 
 def test_admin_promotes_and_rolls_back_a_model_version(api, feedback, admin_user):
     client = api(admin_user)
-    response = client.post(f"{API}/model-versions/{feedback.v1.pk}/activate/")
+    # No evaluation campaign shows v1 better than the active version: the API asks for confirmation.
+    asked = client.post(f"{API}/model-versions/{feedback.v1.pk}/activate/")
+    assert asked.status_code == 409 and "No judged evaluation campaign" in asked.json()["detail"]
+    assert ModelVersion.objects.get(is_active=True) != feedback.v1
+    response = client.post(
+        f"{API}/model-versions/{feedback.v1.pk}/activate/", {"confirm": True}, format="json"
+    )
     assert response.status_code == 200 and response.json()["is_active"] is True
     assert ModelVersion.objects.get(is_active=True) == feedback.v1
-    client.post(f"{API}/model-versions/{feedback.v0.pk}/activate/")
+    client.post(f"{API}/model-versions/{feedback.v0.pk}/activate/", {"confirm": True}, format="json")
     assert list(ModelVersion.objects.filter(is_active=True)) == [feedback.v0]
 
 

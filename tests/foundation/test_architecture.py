@@ -15,7 +15,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("text2grad", "jobs", "artifacts", "annotations", "training", "text2grad_web")
+PACKAGES = (
+    "text2grad",
+    "jobs",
+    "artifacts",
+    "audit",
+    "annotations",
+    "evaluation",
+    "training",
+    "text2grad_web",
+)
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 ML_ROOTS = ("torch", "transformers", "peft", "tokenizers", "safetensors", "accelerate")
 
@@ -128,6 +137,7 @@ def test_rendering_every_page_imports_no_ml_module(admin_user, project, make_gen
         f"/training/rounds/{training_round.pk}/", f"/training/compare/?a={version.pk}&b={version.pk}",
         "/data/exports/", "/data/import/", "/api/v1/", "/api/v1/schema/", "/api/v1/annotations/",
         "/api/v1/token-rewards/", "/api/v1/model-versions/", "/api/v1/training-rounds/", "/healthz",
+        "/evaluation/", "/api/v1/evaluation-campaigns/",
     ]  # fmt: skip
     env = {
         **os.environ,

@@ -76,7 +76,11 @@ def test_old_export_files_are_deleted_by_the_housekeeping_schedule(api, feedback
     DatasetExport.objects.filter(pk=old.pk).update(finished_at=timezone.now() - timedelta(days=15))
     assert expire_exports() == 1
     old.refresh_from_db()
-    assert old.expired_at is not None and not default_store().exists(old_key) and "deleted after 14 days" in old.error
+    assert (
+        old.expired_at is not None
+        and not default_store().exists(old_key)
+        and "deleted after 14 days" in old.error
+    )
     assert api(researcher).get(f"{API}/exports/{old.pk}/download/").status_code == 409
     assert api(researcher).get(f"{API}/exports/{recent.pk}/download/").status_code == 200
     assert expire_exports() == 0  # idempotent

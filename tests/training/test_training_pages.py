@@ -69,11 +69,15 @@ def test_promote_and_roll_back_buttons(login, admin_user, researcher, critiqued,
     new = TrainingRound.objects.get(pk=training_round.pk).output_version
     assert login(researcher).post(reverse("version_activate", args=[new.pk])).status_code == 403
     client = login(admin_user)
-    client.post(reverse("version_activate", args=[new.pk]))
+    # No evaluation campaign shows the new version better: promotion asks first, and says why.
+    asked = client.post(reverse("version_activate", args=[new.pk]))
+    assert asked.status_code == 409 and "not shown to be significantly better" in asked.content.decode()
+    assert ModelVersion.objects.get(is_active=True) == base
+    client.post(reverse("version_activate", args=[new.pk]), {"confirm": "yes"})
     assert ModelVersion.objects.get(is_active=True) == new
     page = client.get(reverse("training_home")).content.decode()
     assert "Roll back" in page and new.name in page
-    client.post(reverse("version_activate", args=[base.pk]))
+    client.post(reverse("version_activate", args=[base.pk]), {"confirm": "yes"})
     assert ModelVersion.objects.get(is_active=True) == base
 
 

@@ -1,0 +1,21 @@
+from django.contrib import admin
+
+from .models import EvaluationCampaign, EvaluationOutput, PairwiseJudgement
+
+
+@admin.register(EvaluationCampaign)
+class EvaluationCampaignAdmin(admin.ModelAdmin):
+    list_display = ("id", "name", "project", "status", "worker_status", "judgements_per_pair", "created_at")
+    list_filter = ("status",)
+
+
+@admin.register(EvaluationOutput)
+class EvaluationOutputAdmin(admin.ModelAdmin):
+    list_display = ("id", "campaign", "prompt", "model_version", "tests_passed")
+    raw_id_fields = ("campaign", "prompt", "model_version")
+
+
+@admin.register(PairwiseJudgement)
+class PairwiseJudgementAdmin(admin.ModelAdmin):
+    list_display = ("id", "task", "judge", "status", "verdict", "submitted_at")
+    raw_id_fields = ("task", "judge")

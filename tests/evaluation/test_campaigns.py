@@ -1,0 +1,245 @@
+"""Campaign creation, pairwise leases (quota, no self-repeat, expiry), submissions and results."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils import timezone
+
+from annotations.models import Annotation, Generation
+from annotations.selectors import next_candidates
+from evaluation import selectors, services
+from evaluation.models import EvaluationCampaign, PairwiseJudgement, PairwiseTask
+
+pytestmark = pytest.mark.django_db
+
+
+def test_campaign_freezes_prompts_and_settings_and_makes_a_task_per_prompt_and_pair(versions, make_campaign):
+    campaign = make_campaign(versions, prompt_count=4)
+    assert campaign.status == EvaluationCampaign.Status.JUDGING
+    assert campaign.prompts.count() == 4 and campaign.versions.count() == 3
+    assert PairwiseTask.objects.filter(campaign=campaign).count() == 4 * 3
+    assert campaign.sampling_params["temperature"] > 0 and "max_new_tokens" in campaign.sampling_params
+    orders = list(
+        PairwiseTask.objects.filter(campaign=campaign).order_by("id").values_list("order_key", flat=True)
+    )
+    assert sorted(orders) == list(range(12)) and orders != sorted(orders)  # shuffled, seeded
+
+
+def test_evaluation_outputs_never_enter_the_annotation_queue(versions, make_campaign, project, annotator):
+    make_campaign(versions)
+    assert Generation.objects.count() == 0
+    assert not next_candidates(project, annotator, timezone.now()).exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"versions": "one"}, "between 2 and"),
+        ({"prompt_count": 50}, "Only 6 prompts match"),
+        ({"judgements_per_pair": 0}, "Judgements per pair"),
+        ({"name": "  "}, "name"),
+        ({"sampling_params": {"temperature": 0}}, "temperature"),
+        ({"sampling_params": {"evil": 1}}, "Unknown sampling"),
+        ({"prompt_source": "mystery"}, "prompt source"),
+    ],
+)
+def test_bad_campaigns_are_refused_and_store_nothing(
+    versions, project, admin_user, prompts, changes, message
+):
+    arguments = {
+        "name": "x", "project": project, "versions": versions, "prompt_count": 3, "created_by": admin_user,
+    }  # fmt: skip
+    arguments.update(changes)
+    if arguments["versions"] == "one":
+        arguments["versions"] = versions[:1]
+    with pytest.raises(ValidationError, match=message):
+        services.campaign_create(**arguments)
+    assert not EvaluationCampaign.objects.exists()
+
+
+def test_only_admins_create_campaigns(versions, project, researcher, prompts):
+    with pytest.raises(PermissionDenied):
+        services.campaign_create(
+            name="x", project=project, versions=versions, prompt_count=2, created_by=researcher
+        )
+
+
+def test_held_out_prompts_skip_annotated_ones(versions, project, admin_user, prompts, make_generation):
+    generation = Generation(prompt=prompts[0], text="trained on", source_model="t")
+    generation.save()
+    Annotation.objects.create(generation=generation, annotator=admin_user, status=Annotation.Status.SUBMITTED)
+    campaign = services.campaign_create(
+        name="x", project=project, versions=versions[:2], prompt_count=5, created_by=admin_user
+    )
+    assert prompts[0].pk not in set(campaign.prompts.values_list("pk", flat=True))
+    with pytest.raises(ValidationError, match="Only 5 prompts"):
+        services.campaign_create(
+            name="x", project=project, versions=versions[:2], prompt_count=6, created_by=admin_user
+        )
+
+
+def test_quota_per_pair_no_self_repeat_and_random_sides(versions, make_campaign, annotator, annotator2):
+    campaign = make_campaign(versions[:2], prompt_count=6, per_pair=1)
+    first = services.judgement_next(campaign=campaign, judge=annotator)
+    # The open lease comes back rather than a second one.
+    assert services.judgement_next(campaign=campaign, judge=annotator).pk == first.pk
+    second = services.judgement_next(campaign=campaign, judge=annotator2)
+    assert second.task_id != first.task_id  # the first task's only slot is leased
+    seen = {annotator.pk: [], annotator2.pk: []}
+    sides = set()
+    for judge in (annotator, annotator2):
+        while (lease := services.judgement_next(campaign=campaign, judge=judge)) is not None:
+            seen[judge.pk].append(lease.task_id)
+            sides.add(lease.first_on_left)
+            services.judgement_submit(judgement=lease, judge=judge, verdict="tie")
+    tasks = seen[annotator.pk] + seen[annotator2.pk]
+    assert sorted(tasks) == sorted(
+        PairwiseTask.objects.filter(campaign=campaign).values_list("pk", flat=True)
+    )
+    assert sides == {True, False}
+    assert all(t.submitted_count == 1 for t in PairwiseTask.objects.filter(campaign=campaign))
+
+
+def test_two_judgements_per_pair_come_from_two_judges(
+    versions, make_campaign, annotator, annotator2, admin_user
+):
+    campaign = make_campaign(versions[:2], prompt_count=2, per_pair=2)
+    for judge in (annotator, annotator2, admin_user):
+        while (lease := services.judgement_next(campaign=campaign, judge=judge)) is not None:
+            services.judgement_submit(judgement=lease, judge=judge, verdict="a")
+    judges_per_task = {}
+    for judgement in PairwiseJudgement.objects.filter(status="submitted"):
+        judges_per_task.setdefault(judgement.task_id, set()).add(judgement.judge_id)
+    assert [len(j) for j in judges_per_task.values()] == [2, 2]
+    assert not PairwiseJudgement.objects.filter(judge=admin_user).exists()
+
+
+def test_an_expired_lease_frees_its_slot(versions, make_campaign, annotator, annotator2):
+    campaign = make_campaign(versions[:2], prompt_count=1, per_pair=1)
+    lease = services.judgement_next(campaign=campaign, judge=annotator)
+    assert services.judgement_next(campaign=campaign, judge=annotator2) is None
+    later = timezone.now() + timedelta(days=2)
+    taken = services.judgement_next(campaign=campaign, judge=annotator2, now=later)
+    assert taken.task_id == lease.task_id
+    services.judgement_submit(judgement=taken, judge=annotator2, verdict="b", now=later)
+    with pytest.raises(ValidationError, match="expired"):
+        services.judgement_submit(judgement=lease, judge=annotator, verdict="a", now=later)
+    assert PairwiseJudgement.objects.filter(status="submitted").count() == 1
+
+
+def test_bad_submissions_store_nothing(versions, make_campaign, annotator, annotator2):
+    campaign = make_campaign(versions[:2], prompt_count=1)
+    lease = services.judgement_next(campaign=campaign, judge=annotator)
+    with pytest.raises(ValidationError):
+        services.judgement_submit(judgement=lease, judge=annotator, verdict="maybe")
+    with pytest.raises(ValidationError):
+        services.judgement_submit(judgement=lease, judge=annotator, verdict="a", reason="x" * 2001)
+    with pytest.raises(PermissionDenied):
+        services.judgement_submit(judgement=lease, judge=annotator2, verdict="a")
+    lease.refresh_from_db()
+    assert lease.status == "leased" and lease.verdict == ""
+
+
+def test_only_the_chosen_judges_may_judge(versions, make_campaign, annotator, annotator2, researcher):
+    campaign = make_campaign(versions[:2], judges=[annotator])
+    assert services.judgement_next(campaign=campaign, judge=annotator) is not None
+    for outsider in (annotator2, researcher):
+        with pytest.raises(PermissionDenied):
+            services.judgement_next(campaign=campaign, judge=outsider)
+
+
+def test_results_rank_the_preferred_version_first(versions, make_campaign, judge_all, annotator, annotator2):
+    campaign = make_campaign(versions, prompt_count=6, per_pair=2)
+    ranking = ["v2-round", "v1-round", "v0-base"]
+    n = judge_all(campaign, [annotator, annotator2], ranking, tie_every=5)
+    results = selectors.campaign_results(campaign)
+    assert results.judgements == n == 6 * 3 * 2
+    assert [s.version.name for s in results.standings] == ranking
+    top = results.standings[0]
+    assert top.lower < top.theta < top.upper
+    pair = next(p for p in results.pairs if {p.first.name, p.second.name} == {"v0-base", "v2-round"})
+    assert pair.ties > 0 and pair.first_wins == 0 and pair.total == 12
+    matrix = dict((v.name, cells) for v, cells in results.matrix)
+    assert matrix["v2-round"][0] > 0.5 and matrix["v0-base"][2] < 0.5 and matrix["v0-base"][0] is None
+    rows = selectors.prompt_rows(campaign)
+    assert all(row["judgements"] == 6 for row in rows)
+
+
+def test_promotion_evidence(versions, make_campaign, judge_all, annotator, annotator2):
+    base, worse, better = versions
+    assert not selectors.promotion_evidence(better, base)["significant"]  # no campaign yet
+    campaign = make_campaign([base, better, worse], prompt_count=6, per_pair=2)
+    judge_all(campaign, [annotator, annotator2], ["v2-round", "v0-base", "v1-round"])
+    evidence = selectors.promotion_evidence(better, base)
+    assert evidence["significant"] and evidence["lower"] > 0 and evidence["campaign"] == campaign
+    against = selectors.promotion_evidence(worse, base)
+    assert not against["significant"] and "not significantly better" in against["reason"]
+    standings = selectors.version_standings(versions)
+    assert standings[better.pk]["standing"].rank == 1 and standings[worse.pk]["standing"].rank == 3
+
+
+def test_metrics_length_and_flagged_share(versions, make_campaign, project, admin_user, prompts):
+    from annotations.models import Span
+
+    campaign = make_campaign(versions[:2], prompt_count=2)
+    for index, prompt in enumerate(campaign.prompts.order_by("id")):
+        generation = Generation(prompt=prompt, text="The cat sat.", model_version=versions[1])
+        generation.save()
+        annotation = Annotation.objects.create(
+            generation=generation, annotator=admin_user, status=Annotation.Status.SUBMITTED
+        )
+        Span.objects.create(
+            annotation=annotation,
+            start=0,
+            end=3,
+            text="The",
+            label="poor" if index == 0 else "good",
+            polarity=-1 if index == 0 else 1,
+        )
+    metrics = {m["version"].name: m for m in selectors.version_metrics(campaign)}
+    assert metrics["v1-round"]["annotated"] == 2 and metrics["v1-round"]["flagged_share"] == 0.5
+    assert metrics["v0-base"]["flagged_share"] is None
+    assert metrics["v0-base"]["mean_chars"] == len("answer item-0 by v0-base")
+    assert metrics["v0-base"]["pass_rate"] is None
+
+
+def test_closing_stops_judging(versions, make_campaign, annotator):
+    campaign = make_campaign(versions[:2])
+    lease = services.judgement_next(campaign=campaign, judge=annotator)
+    services.campaign_close(campaign=campaign)
+    assert services.judgement_next(campaign=campaign, judge=annotator) is None
+    with pytest.raises(ValidationError):
+        services.judgement_submit(judgement=lease, judge=annotator, verdict="a")
+
+
+def test_a_stale_generation_is_requeued_and_a_failed_one_retried(versions, project, admin_user, prompts):
+    campaign = services.campaign_create(
+        name="x", project=project, versions=versions[:2], prompt_count=2, created_by=admin_user
+    )
+    assert campaign.claim()
+    assert services.campaigns_reap_stale() == 0  # heartbeating: left alone
+    EvaluationCampaign.objects.filter(pk=campaign.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert services.campaigns_reap_stale() == 1
+    campaign.refresh_from_db()
+    assert campaign.worker_status == "queued" and campaign.claim()
+    campaign.mark_failed("boom")
+    with pytest.raises(ValidationError):
+        services.campaign_close(campaign=campaign)
+    services.campaign_retry(campaign=campaign)
+    campaign.refresh_from_db()
+    assert campaign.status == "generating" and campaign.worker_status == "queued" and campaign.error == ""
+    with pytest.raises(ValidationError, match="Only a failed"):
+        services.campaign_retry(campaign=campaign)
+
+
+def test_a_clean_sweep_of_three_is_not_significant(versions, make_campaign, judge_all, annotator):
+    base, candidate, _ = versions
+    campaign = make_campaign([base, candidate], prompt_count=3)
+    judge_all(campaign, [annotator], ["v1-round", "v0-base"])
+    evidence = selectors.promotion_evidence(candidate, base)
+    assert evidence["lower"] == evidence["upper"]  # the bootstrap alone would call this certain
+    assert not evidence["significant"] and evidence["p_value"] == pytest.approx(0.25)
+    assert "3 wins, 0 losses" in evidence["reason"]
