@@ -1,0 +1,47 @@
+"""REST API for projects, prompts, outputs, annotations, token rewards, exports and imports (/api/v1/).
+
+Roles: every role reads projects, prompts and outputs; annotators read only their own annotations (another's
+id is a 404, not a 403, so ids leak nothing); researchers read all feedback and run exports but write nothing
+else; admins write. Lists use cursor pagination; every endpoint is throttled.
+
+One module per subject: ``permissions`` (roles, the id pattern), ``plumbing`` (throttles, pagination,
+renderers), ``auth``, ``filters``, ``projects`` (projects, prompts, outputs), ``feedback`` (annotations,
+token rewards) and ``exports``. The names other modules use are re-exported here.
+"""
+
+from .auth import MeView, TokenObtainView
+from .exports import ExportViewSet
+from .feedback import AnnotationViewSet, TokenRewardViewSet, annotations_visible_to
+from .filters import DateTimeFilter, IdFilter
+from .permissions import (
+    ID_REGEX,
+    MAX_ID,
+    HasRole,
+    ReadAnyRoleWriteAdmin,
+    ResearcherOnly,
+    ResearcherReadAdminWrite,
+)
+from .plumbing import IdCursorPagination, NewestFirstPagination
+from .projects import GenerationViewSet, ProjectViewSet, PromptViewSet
+
+__all__ = [
+    "ID_REGEX",
+    "MAX_ID",
+    "AnnotationViewSet",
+    "DateTimeFilter",
+    "ExportViewSet",
+    "GenerationViewSet",
+    "HasRole",
+    "IdCursorPagination",
+    "IdFilter",
+    "MeView",
+    "NewestFirstPagination",
+    "ProjectViewSet",
+    "PromptViewSet",
+    "ReadAnyRoleWriteAdmin",
+    "ResearcherOnly",
+    "ResearcherReadAdminWrite",
+    "TokenObtainView",
+    "TokenRewardViewSet",
+    "annotations_visible_to",
+]
