@@ -4,7 +4,7 @@ sees one stable pseudonym per annotator, the same one the exports write, on ever
 from __future__ import annotations
 
 from . import roles
-from .exports.rows import pseudonym
+from .exports.names import pseudonym
 
 
 def may_identify_annotators(viewer) -> bool:

@@ -46,6 +46,7 @@ from .formats import (
     write_rows,
     write_stream,
 )
+from .names import pseudonym
 from .query import (
     DEFAULT_CHUNK,
     FORMATS,
@@ -58,16 +59,10 @@ from .query import (
     annotations_for,
     resolve,
 )
-from .rows import (
-    dpo_rows,
-    estimate_total,
-    kto_rows,
-    pseudonym,
-    rows_for,
-    spans_jsonl_chunks,
-    spans_rows,
-    token_reward_rows,
-)
+from .rows import estimate_total, rows_for
+from .spans import spans_rows
+from .spans_sql import spans_jsonl_chunks
+from .trainer import dpo_rows, kto_rows, token_reward_rows
 
 __all__ = [
     "CONTENT_TYPES",
