@@ -12,3 +12,23 @@ class AnnotationsConfig(AppConfig):
 
         # After each app migrates (no sender: the training app's permissions appear after ours).
         post_migrate.connect(roles_sync, dispatch_uid="t2g_roles_sync")
+        _register_jobs()
+
+
+def _register_jobs() -> None:
+    from jobs.registry import JobKind, register
+
+    from .datasets import export_partials_delete
+    from .models import DatasetExport
+
+    register(
+        JobKind(
+            DatasetExport,
+            "export",
+            "annotations.export_run",
+            on_lost="resume",  # written again from the start; its partial file is deleted
+            max_requeues=2,
+            cleanup=export_partials_delete,
+            typical_s=0.01,  # per row
+        )
+    )

@@ -12,17 +12,15 @@ import logging
 import os
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from jobs import dispatch
+from jobs import dispatch, lifecycle
 
 from . import exports, roles
 from .importers import ImportFileError, parse_prompts
@@ -80,45 +78,49 @@ def export_again(*, export: DatasetExport, created_by=None) -> DatasetExport:
     return export_create(kind=export.kind, fmt=export.format, query=export.query, created_by=created_by)
 
 
-def export_run(*, export_id: int, previous_run_lost: bool = False) -> DatasetExport | None:
-    """Worker side: claim a queued export and write its file. Returns None if another worker has it.
+def export_run(*, export_id: int) -> DatasetExport | None:
+    """Worker side: claim a queued export and write its file. Returns None if it was not queued.
 
-    ``previous_run_lost``: the broker redelivered the task because the worker running it died; a row
-    still RUNNING then belongs to nobody and is marked failed, so it can be run again.
+    The claim, heartbeat and fenced finish are the job framework's (``jobs.lifecycle``): a worker that
+    dies mid-export is noticed by the reaper, which deletes the partial file and queues the export again.
     """
-    claimed = DatasetExport.objects.filter(pk=export_id, status=DatasetExport.Status.QUEUED).update(
-        status=DatasetExport.Status.RUNNING, heartbeat_at=timezone.now()
-    )
-    if not claimed:
-        if previous_run_lost:
-            DatasetExport.objects.filter(pk=export_id, status=DatasetExport.Status.RUNNING).update(
-                status=DatasetExport.Status.FAILED, error=WORKER_LOST, finished_at=timezone.now()
-            )
+    export = lifecycle.claim(DatasetExport, export_id)
+    if export is None:
         logger.info("Export %s is not queued any more; nothing to do", export_id)
         return None
-    export = DatasetExport.objects.get(pk=export_id)
     directory = export_dir()
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"export-{export.pk}-{export.kind}.{EXTENSIONS[export.format]}"
     partial = directory / _partial_name(export.pk, uuid.uuid4().hex)
     try:
-        query = exports.ExportQuery.from_dict(export.query, kind=export.kind)
-        total = exports.estimate_total(export.kind, query)
-        DatasetExport.objects.filter(pk=export.pk).update(total_rows=total)
-        with open(partial, "wb") as raw:
-            sink = exports.HashingSink(raw)
-            count = exports.write_export(
-                export.kind, export.format, query, sink, progress=_progress_reporter(export.pk, total)
-            )
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(partial, final)
+        with lifecycle.heartbeat(export):
+            query = exports.ExportQuery.from_dict(export.query, kind=export.kind)
+            total = exports.estimate_total(export.kind, query)
+            lifecycle.progress(export, 0, total, total_rows=total)
+            with open(partial, "wb") as raw:
+                sink = exports.HashingSink(raw)
+                count = exports.write_export(
+                    export.kind, export.format, query, sink, progress=_progress_reporter(export, total)
+                )
+                raw.flush()
+                os.fsync(raw.fileno())
+            if not lifecycle.still_ours(export):
+                raise ExportLost
+            os.replace(partial, final)
+    except ExportLost:
+        partial.unlink(missing_ok=True)
+        logger.warning("Export %s was taken over while this run wrote it; stopping", export_id)
+        return None
     except Exception as exc:
         partial.unlink(missing_ok=True)
         logger.exception("Export %s failed", export_id)
-        _finish_failed(export, exc)
+        lifecycle.fail(export, f"{type(exc).__name__}: {exc}")
         raise
     return _finish_succeeded(export, count, sink.hexdigest, str(final.relative_to(settings.VAR_DIR)))
+
+
+class ExportLost(Exception):
+    """The export was reaped (this run looked dead) or cancelled while it was being written."""
 
 
 def _partial_name(pk: int, token: str) -> str:
@@ -126,34 +128,14 @@ def _partial_name(pk: int, token: str) -> str:
     return f".export-{pk}-{token}.part"
 
 
-WORKER_LOST = "The worker writing this export stopped (killed or out of memory). Run it again."
-EXPORT_STALE_AFTER_S = 15 * 60  # a running export reports every chunk of rows, seconds apart
-
-
-def exports_reap_stale(*, stale_after_s: int = EXPORT_STALE_AFTER_S) -> int:
-    """Fail running exports whose worker stopped writing, and delete their partial files.
-
-    Run periodically by the beat (with ``stale_after_s=0`` at start, when nothing can be running): without
-    it such an export stays "running" until the broker redelivers its task, hours later.
-    """
-    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
-    with transaction.atomic():
-        stale = list(
-            DatasetExport.objects.select_for_update(skip_locked=True)
-            .filter(status=DatasetExport.Status.RUNNING)
-            .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff))
-            .values_list("pk", flat=True)
-        )
-        DatasetExport.objects.filter(pk__in=stale).update(
-            status=DatasetExport.Status.FAILED, error=WORKER_LOST, finished_at=timezone.now()
-        )
-    for pk in stale:
-        for partial in export_dir().glob(_partial_name(pk, "*")):
-            partial.unlink(missing_ok=True)
-    return len(stale)
+def export_partials_delete(pk: int) -> None:
+    """Delete an export's partial files (the reaper calls it once the export's worker is gone)."""
+    for partial in export_dir().glob(_partial_name(pk, "*")):
+        partial.unlink(missing_ok=True)
 
 
 def _finish_failed(export: DatasetExport, exc: BaseException) -> None:
+    """The synchronous path (the command line): the row was never claimed by a worker."""
     DatasetExport.objects.filter(pk=export.pk).update(
         status=DatasetExport.Status.FAILED,
         error=f"{type(exc).__name__}: {exc}"[:10_000],
@@ -163,8 +145,14 @@ def _finish_failed(export: DatasetExport, exc: BaseException) -> None:
 
 def _finish_succeeded(export: DatasetExport, count: int, content_hash: str, file_path: str) -> DatasetExport:
     """Record the dataset snapshot: row count, sha256 of the bytes written, and where they are."""
-    DatasetExport.objects.filter(pk=export.pk).update(
+    rows = DatasetExport.objects.filter(pk=export.pk)
+    if export.attempts:  # a worker's run: only while it still owns the job
+        rows = lifecycle.owned(export)
+    rows.update(
         status=DatasetExport.Status.SUCCEEDED,
+        progress_step=count,
+        progress_total=count,
+        owner="",
         row_count=count,
         total_rows=count,
         content_hash=content_hash,
@@ -175,12 +163,18 @@ def _finish_succeeded(export: DatasetExport, count: int, content_hash: str, file
     return export
 
 
-def _progress_reporter(export_id: int, total: int) -> Callable[[int], None]:
+def _progress_reporter(export: DatasetExport, total: int) -> Callable[[int], None]:
     def report(rows_written: int) -> None:
         # An upper-bound total (kto) may be passed; keep the bar under 100% until the end.
-        DatasetExport.objects.filter(pk=export_id).update(
-            row_count=rows_written, total_rows=max(total, rows_written), heartbeat_at=timezone.now()
+        written = lifecycle.progress(
+            export,
+            rows_written,
+            max(total, rows_written),
+            row_count=rows_written,
+            total_rows=max(total, rows_written),
         )
+        if not written:  # reaped or cancelled: stop writing rows nobody will keep
+            raise ExportLost
 
     return report
 

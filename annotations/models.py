@@ -14,6 +14,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from jobs.models import Job
+
 DEFAULT_LABELS = [
     {"name": "good", "polarity": 1, "color": "#2e7d32"},
     {"name": "poor", "polarity": -1, "color": "#c62828"},
@@ -280,32 +282,22 @@ class TokenReward(models.Model):
         return f"Rewards for annotation {self.annotation_id} ({self.tokenizer_fingerprint[:8]})"
 
 
-class DatasetExport(models.Model):
-    """A recorded export: its query, row count and content hash make it a citable dataset snapshot."""
+class DatasetExport(Job):
+    """A recorded export: its query, row count and content hash make it a citable dataset snapshot.
 
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
+    A job like any other (``jobs.models.Job``): claimed, heartbeated while writing, reaped if its worker
+    dies (queued again; its partial file is deleted)."""
 
     kind = models.CharField(max_length=20)  # spans | token-rewards | kto | dpo
     format = models.CharField(max_length=10)  # jsonl | csv | parquet
     query = models.JSONField(default=dict)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     row_count = models.PositiveIntegerField(default=0)
     total_rows = models.PositiveIntegerField(default=0)
     content_hash = models.CharField(max_length=64, blank=True)
     file_path = models.CharField(max_length=500, blank=True)
-    error = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    # Written when the worker claims the export and with every chunk; a RUNNING export whose heartbeat
-    # is old lost its worker (``exports_reap_stale``).
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -54,13 +54,3 @@ def align_critique(request_id: int) -> None:
     from .worker import alignment
 
     alignment.alignment_request_run(request_id=request_id)
-
-
-@shared_task(name="training.reap_stale_jobs", ignore_result=True)
-def reap_stale_jobs() -> dict:
-    """Periodic (``CELERY_BEAT_SCHEDULE``): fail running rounds whose worker stopped reporting, so the admin
-    page offers Resume without waiting for someone to open it, and queue again (to resume) generation jobs
-    whose worker stopped."""
-    from . import services
-
-    return {"rounds_failed": services.rounds_reap_stale(), **services.generation_jobs_reap_stale()}

@@ -44,7 +44,7 @@ def _require_viewer(request: HttpRequest) -> None:
 @login_required
 def training_home(request: HttpRequest) -> HttpResponse:
     _require_viewer(request)
-    services.rounds_reap_stale()
+    services.jobs_reap_stale()
     form = RoundLaunchForm()
     context = {
         "form": form,
