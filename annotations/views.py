@@ -16,7 +16,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -25,6 +24,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
+
+from jobs import health
 
 from . import roles, selectors, services
 from .forms import OverallForm, SkipForm, SpanEditForm, SpanForm
@@ -47,9 +48,9 @@ _POLARITY_COLORS = {1: "#2e7d32", -1: "#c62828", 0: "#5b6b8c"}
 
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return JsonResponse({"status": "ok"})
+    """Database, broker and worker lanes (``jobs.health``): 200 when ok or degraded, 503 when down."""
+    report = health.report()
+    return JsonResponse(report, status=503 if report["status"] == "down" else 200)
 
 
 @login_required

@@ -61,13 +61,30 @@ def send(task_name: str, *args: object, countdown: int = 0) -> None:
     publish(task_name, list(args), countdown)
 
 
-def publish(task_name: str, args: list, countdown: int = 0) -> None:
-    """One attempt, bounded by the broker's connect and socket timeouts (settings); raises on failure."""
+def publish(task_name: str, args: list, countdown: int = 0, *, connection=None) -> None:
+    """One attempt, bounded in time (one connection try, the broker's socket timeouts); raises on
+    failure. Kombu would otherwise retry a refused connection for ever."""
     app = current_app
     if app.conf.task_always_eager:
         app.tasks[task_name].apply(args=args)
         return
-    app.send_task(task_name, args=args, countdown=countdown or None, retry=False)
+    if connection is not None:
+        app.send_task(task_name, args=args, countdown=countdown or None, retry=False, connection=connection)
+        return
+    with broker_connection() as conn:
+        app.send_task(task_name, args=args, countdown=countdown or None, retry=False, connection=conn)
+
+
+@contextlib.contextmanager
+def broker_connection():
+    """A fresh broker connection, established with one bounded attempt (raises if the broker is away)."""
+    conn = current_app.connection_for_write()
+    try:
+        timeout = float(current_app.conf.broker_connection_timeout or 2)
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
+        yield conn
+    finally:
+        conn.release()
 
 
 # --- the publisher thread (one per process, started on first use) ---------------------------------
@@ -147,6 +164,15 @@ def relay(*, limit: int = RELAY_BATCH, grace_s: float = RELAY_GRACE_S) -> int:
         Outbox.objects.filter(pk__in=done).update(sent_at=timezone.now())
     Outbox.objects.filter(sent_at__lt=now - KEEP_SENT_FOR).delete()
     return sent
+
+
+@contextlib.contextmanager
+def _relay_connection():
+    if current_app.conf.task_always_eager:
+        yield None
+        return
+    with broker_connection() as conn:
+        yield conn
 
 
 def pending() -> int:

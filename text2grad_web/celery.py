@@ -37,10 +37,7 @@ def _preload_model_code(**_) -> None:
 def _start_housekeeping(sender=None, **_) -> None:
     """Once the worker consumes: record it alive, publish what the outbox holds and reap, from a thread
     of the main process that needs no broker (``jobs.liveness.Housekeeper``)."""
-    import django
-
-    django.setup()
-    from jobs.liveness import Housekeeper, worker_name
+    from jobs.liveness import Housekeeper, worker_name  # Django is set up by now (celery's Django fixup)
 
     lanes = ",".join(sorted(sender.app.amqp.queues.consume_from)) if sender is not None else ""
     _housekeeper["current"] = Housekeeper(worker_name(getattr(sender, "hostname", None)), lanes).start()

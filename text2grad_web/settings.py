@@ -264,7 +264,6 @@ else:
         # A frozen broker must not hold a publisher (or /healthz) for long: bounded socket waits.
         "socket_timeout": env_int("CELERY_BROKER_SOCKET_TIMEOUT", 5),
         "socket_connect_timeout": env_int("CELERY_BROKER_CONNECT_TIMEOUT", 2),
-        "retry_on_timeout": True,
     }
 CELERY_BROKER_CONNECTION_TIMEOUT = env_int("CELERY_BROKER_CONNECT_TIMEOUT", 2)
 # Workers keep retrying the broker for ever (an outage must not end them) instead of giving up.
