@@ -294,6 +294,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # and is resumed or failed by the reaper (every worker runs it every 15 s; so does the beat).
 T2G_JOB_HEARTBEAT_S = env_int("T2G_JOB_HEARTBEAT_S", 5)
 T2G_JOB_STALE_AFTER_S = env_int("T2G_JOB_STALE_AFTER_S", 45)
+T2G_REAP_JOBS_EVERY_S = env_int("T2G_REAP_JOBS_EVERY_S", 15)
 # Generation samples this many outputs per chunk, and checks for cancel between chunks.
 T2G_GENERATION_CHUNK = env_int("T2G_GENERATION_CHUNK", 2)
 # Housekeeping, run by the beat embedded in the interactive worker (scripts/run.sh) or by a `celery beat`
@@ -304,7 +305,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_int("T2G_EXPIRE_LEASES_EVERY_S", 300),
     },
     "relay-outbox": {"task": "jobs.relay_outbox", "schedule": 5},
-    "sweep-jobs": {"task": "jobs.sweep", "schedule": env_int("T2G_REAP_JOBS_EVERY_S", 15)},
+    "sweep-jobs": {"task": "jobs.sweep", "schedule": T2G_REAP_JOBS_EVERY_S},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

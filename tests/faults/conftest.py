@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from tests.conftest import REPO, start_worker, stop_worker, wait_for
+from tests.training.conftest import critiqued  # noqa: F401  (a fixture: submitted annotations to train on)
 
 
 def free_port() -> int:
@@ -73,7 +74,19 @@ def own_redis(tmp_path):
 
 
 @pytest.fixture
-def fault_env(worker_env, own_redis, tmp_path) -> dict:
+def publish_to_own_redis(own_redis):
+    """Services called by the test itself publish to the test's broker too (fresh connections per
+    publish read ``broker_write_url``)."""
+    from celery import current_app
+
+    previous = current_app.conf.get("broker_write_url")
+    current_app.conf.broker_write_url = own_redis.url
+    yield
+    current_app.conf.broker_write_url = previous
+
+
+@pytest.fixture
+def fault_env(worker_env, own_redis, publish_to_own_redis, tmp_path) -> dict:
     """The session worker's environment on the test's own broker, with quicker job timings (the
     default 45 s staleness is checked on its own: tests/faults/test_worker_kills.py)."""
     var = tmp_path / "var"
