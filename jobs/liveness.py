@@ -78,7 +78,9 @@ class Housekeeper:
     """The worker's background thread: beat, relay and reap on their own clocks; every step tolerates
     the database or the broker being away."""
 
-    def __init__(self, name: str, lanes: str, *, reap_every_s: float | None = None, relay_every_s: float = 3) -> None:
+    def __init__(
+        self, name: str, lanes: str, *, reap_every_s: float | None = None, relay_every_s: float = 3
+    ) -> None:
         self.name, self.lanes = name, lanes
         self.reap_every_s = reap_every_s or float(getattr(settings, "T2G_REAP_JOBS_EVERY_S", 15))
         self.relay_every_s = relay_every_s
