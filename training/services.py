@@ -284,7 +284,7 @@ REWARDS_OVERDUE_AFTER_S = 60
 REWARDS_RETRY_EVERY_S = 5 * 60
 
 
-def rewards_sweep_missing(*, overdue_after_s: int = REWARDS_OVERDUE_AFTER_S, limit: int = 500) -> int:
+def rewards_sweep_missing(*, overdue_after_s: int = REWARDS_OVERDUE_AFTER_S, limit: int = 100) -> int:
     """Queue the reward computation again for submitted annotations that still have no token rewards a
     minute after submission (a worker died holding the task, or the computation failed), at most once
     every few minutes each. The outbox already guarantees the first dispatch; this catches the rest."""

@@ -67,17 +67,22 @@ def _run_generation(job: GenerationJob) -> bool:
             return False
         chunk = prompts[start : start + batch]
         seed = params.get("seed")
-        outputs = generation.sample(
-            model,
-            tokenizer,
-            [p.chat_messages() for p in chunk],
-            n_per_prompt=job.per_prompt,
-            max_new_tokens=int(params["max_new_tokens"]),
-            temperature=float(params["temperature"]),
-            top_p=float(params["top_p"]),
-            seed=None if seed is None else int(seed) + start,
-            batch_size=settings.T2G_GENERATION_BATCH,
-        )
+        try:
+            outputs = generation.sample(
+                model,
+                tokenizer,
+                [p.chat_messages() for p in chunk],
+                n_per_prompt=job.per_prompt,
+                max_new_tokens=int(params["max_new_tokens"]),
+                temperature=float(params["temperature"]),
+                top_p=float(params["top_p"]),
+                seed=None if seed is None else int(seed) + start,
+                batch_size=settings.T2G_GENERATION_BATCH,
+                # Cancel is honoured within about a second of decoding, not after the chunk.
+                should_stop=lambda: lifecycle.cancel_requested(job),
+            )
+        except generation.GenerationStopped:
+            return False
         with transaction.atomic():
             if not list(_ours(job).select_for_update().values_list("pk", flat=True)):
                 return False  # lost the job while sampling: its rows would duplicate the next run's
