@@ -135,35 +135,48 @@ def _note_failure(pks: list[int], exc: BaseException) -> None:
 
 
 # --- the relay ------------------------------------------------------------------------------------
+RELAY_LEASE_S = 30  # a row a relay is publishing is left alone by the others for this long
+RELAY_RETRY_S = 3  # a row the broker refused is tried again after this
+
+
 def relay(*, limit: int = RELAY_BATCH, grace_s: float = RELAY_GRACE_S) -> int:
     """Publish outbox rows not yet sent (older than ``grace_s``, and due); stop at the first broker
-    failure. Rows are locked while published (``skip_locked``), so relays running at once in several
-    workers do not send the same row together. Returns how many were sent."""
+    failure. No transaction is held while the broker is asked (on SQLite that would hold the write lock
+    for a socket timeout): the broker connection is made first, then each row is leased by a one-row
+    conditional update, so relays running at once in several workers do not send the same row together.
+    A row the broker refused is tried again a few seconds later. Returns how many were sent."""
     now = timezone.now()
-    sent = 0
-    with transaction.atomic():
-        due = list(
-            Outbox.objects.select_for_update(skip_locked=True)
-            .filter(
-                sent_at__isnull=True, available_at__lte=now, created_at__lte=now - timedelta(seconds=grace_s)
-            )
-            .order_by("id")[:limit]
+    due = list(
+        Outbox.objects.filter(
+            sent_at__isnull=True, available_at__lte=now, created_at__lte=now - timedelta(seconds=grace_s)
+        ).order_by("id")[:limit]
+    )
+    sent: list[int] = []
+    current = None
+    try:
+        if due:
+            with _relay_connection() as conn:
+                for row in due:
+                    leased = Outbox.objects.filter(
+                        pk=row.pk, sent_at__isnull=True, available_at=row.available_at
+                    ).update(available_at=now + timedelta(seconds=RELAY_LEASE_S))
+                    if not leased:
+                        continue  # another relay has it
+                    current = row
+                    publish(row.task_name, list(row.args), connection=conn)
+                    sent.append(row.pk)
+                    current = None
+    except Exception as exc:
+        logger.warning("Outbox relay: the broker is not taking work (%s); trying again shortly", exc)
+        failed = current or due[0]
+        Outbox.objects.filter(pk=failed.pk).update(
+            attempts=F("attempts") + 1,
+            last_error=str(exc)[:2000],
+            available_at=now + timedelta(seconds=RELAY_RETRY_S),
         )
-        done = []
-        for row in due:
-            try:
-                publish(row.task_name, list(row.args))
-            except Exception as exc:
-                logger.warning("Outbox relay: the broker refused %s (%s); trying again later", row, exc)
-                Outbox.objects.filter(pk=row.pk).update(
-                    attempts=F("attempts") + 1, last_error=str(exc)[:2000]
-                )
-                break
-            done.append(row.pk)
-            sent += 1
-        Outbox.objects.filter(pk__in=done).update(sent_at=timezone.now())
+    Outbox.objects.filter(pk__in=sent).update(sent_at=timezone.now())
     Outbox.objects.filter(sent_at__lt=now - KEEP_SENT_FOR).delete()
-    return sent
+    return len(sent)
 
 
 @contextlib.contextmanager

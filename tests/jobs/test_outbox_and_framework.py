@@ -48,6 +48,8 @@ def test_the_relay_publishes_due_rows_and_records_broker_failures(project, setti
         current_app.conf.broker_write_url = previous
     due.refresh_from_db()
     assert due.sent_at is None and due.attempts == 1 and "connect" in due.last_error.lower()
+    assert due.available_at > timezone.now()  # tried again shortly, not at once
+    Outbox.objects.filter(pk=due.pk).update(available_at=timezone.now())  # a few seconds later
 
     assert dispatch.relay() == 1  # the test broker (a real redis) takes it
     due.refresh_from_db()
