@@ -184,20 +184,26 @@ def measure(stack: Stack, data: dict, drafts: list, samples: int) -> dict:
     }  # fmt: skip
 
 
-def cancel_latency(project) -> float:
-    """Cancel the running generation job; the clock stops when the worker claims the next job."""
+def cancel_latency(project) -> dict:
+    """Cancel the running generation job; the clock stops when the worker claims the next job. "cold":
+    the job may still be loading the model; "warm": the next job, cancelled while it samples."""
     from training import services
     from training.models import GenerationJob
 
-    running = GenerationJob.objects.filter(status="running").first()
-    probe_prompt = project.prompts.order_by("id").values_list("id", flat=True)[:1]
-    started = time.monotonic()
-    services.generation_job_cancel(job=running)
-    probe = services.generation_job_create(project=project, prompt_ids=list(probe_prompt))
-    wait(lambda: GenerationJob.objects.get(pk=probe.pk).status != "queued", 600, "the worker to be free")
-    elapsed = time.monotonic() - started
-    services.generation_job_cancel(job=probe)
-    return round(elapsed, 2)
+    prompt_ids = list(project.prompts.order_by("id").values_list("id", flat=True)[:4])
+
+    def cancel_then_probe(running) -> tuple[float, GenerationJob]:
+        started = time.monotonic()
+        services.generation_job_cancel(job=running)
+        probe = services.generation_job_create(project=project, prompt_ids=prompt_ids)
+        wait(lambda: GenerationJob.objects.get(pk=probe.pk).status != "queued", 600, "the worker to be free")
+        return round(time.monotonic() - started, 2), probe
+
+    cold, probe = cancel_then_probe(GenerationJob.objects.filter(status="running").first())
+    time.sleep(5)  # the probe is sampling now (the model is loaded)
+    warm, last = cancel_then_probe(probe)
+    services.generation_job_cancel(job=last)
+    return {"cold_s": cold, "warm_s": warm}
 
 
 def generation_worker_pids() -> list[int]:
@@ -220,7 +226,8 @@ def dead_worker(project) -> dict:
     from training.models import GenerationJob
 
     job = services.generation_job_create(project=project)
-    wait(lambda: GenerationJob.objects.get(pk=job.pk).progress_step >= 1, 900, "generation progress")
+    wait(lambda: GenerationJob.objects.get(pk=job.pk).status == "running", 600, "generation to start")
+    time.sleep(20)  # mid-job: loading the model or sampling, heartbeating all along
     for pid in generation_worker_pids():
         os.kill(pid, signal.SIGKILL)
     started = time.monotonic()
@@ -297,6 +304,30 @@ def outage(stack: Stack, data: dict, drafts: list, redis_proc_start, redis_stop,
     }  # fmt: skip
 
 
+def under_load(stack: Stack, data: dict, drafts: list, args, results: dict) -> None:
+    """Idle figures, then the same with a 164-prompt generation job and a round running; cancel; a
+    dead generation worker."""
+    from training import services
+    from training.models import GenerationJob, TrainingRound
+
+    results["idle"] = measure(stack, data, drafts[: args.samples], args.samples)
+    print("idle", results["idle"], flush=True)
+    job = services.generation_job_create(project=data["code"])
+    round_ = services.round_launch(
+        selection={"project_id": data["big"].pk},
+        config={"steps": args.round_steps, "batch_size": 4, "ppo_epochs": 1},
+    )
+    wait(lambda: GenerationJob.objects.get(pk=job.pk).status == "running", 600, "generation to start")
+    wait(lambda: TrainingRound.objects.get(pk=round_.pk).status == "running", 600, "the round to start")
+    results["busy"] = measure(stack, data, drafts[args.samples : 2 * args.samples], args.samples)
+    results["busy"]["round_status"] = TrainingRound.objects.get(pk=round_.pk).status
+    results["busy"]["generation_progress"] = GenerationJob.objects.get(pk=job.pk).progress_step
+    print("busy", results["busy"], flush=True)
+    results["cancel_under_load"] = cancel_latency(data["code"])
+    print("cancel under load", results["cancel_under_load"], flush=True)
+    services.round_cancel(training_round=round_)
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -305,6 +336,12 @@ def main() -> None:
         "--outage", action="store_true", help="also the 20 s broker outage (own redis-server)"
     )
     parser.add_argument("--round-steps", type=int, default=40)
+    parser.add_argument(
+        "--only",
+        choices=["load", "cancel", "dead", "outage"],
+        action="append",
+        help="run only these parts (repeatable); default: load, cancel, dead (+ outage with --outage)",
+    )
     args = parser.parse_args()
 
     var = Path(tempfile.mkdtemp(prefix="t2g-jobs-bench-"))
@@ -333,36 +370,27 @@ def main() -> None:
 
     rewards_recompute_all(project_id=data["big"].pk)
     results = {"machine": {"cpus": os.cpu_count(), "load_at_start": loadavg()}}
+    parts = set(args.only or ["load", "cancel", "dead"] + (["outage"] if args.outage else []))
     stack = Stack(env, var)
     try:
         wait(stack.lanes_up, 600, "the stack (web + 3 workers)")
-        results["idle"] = measure(stack, data, drafts[: args.samples], args.samples)
-        print("idle", results["idle"], flush=True)
-
         from training import services
+        from training.models import GenerationJob
 
-        job = services.generation_job_create(project=data["code"])
-        round_ = services.round_launch(
-            selection={"project_id": data["big"].pk},
-            config={"steps": args.round_steps, "batch_size": 4, "ppo_epochs": 1},
-        )
-        from training.models import GenerationJob, TrainingRound
-
-        wait(lambda: GenerationJob.objects.get(pk=job.pk).status == "running", 600, "generation to start")
-        wait(lambda: TrainingRound.objects.get(pk=round_.pk).status == "running", 600, "the round to start")
-        results["busy"] = measure(stack, data, drafts[args.samples : 2 * args.samples], args.samples)
-        results["busy"]["round_status"] = TrainingRound.objects.get(pk=round_.pk).status
-        results["busy"]["generation_progress"] = GenerationJob.objects.get(pk=job.pk).progress_step
-        print("busy", results["busy"], flush=True)
-        results["cancel_s"] = cancel_latency(data["code"])
-        print("cancel", results["cancel_s"], flush=True)
-        services.round_cancel(training_round=round_)
-        results["dead_worker"] = dead_worker(data["code"])
-        print("dead worker", results["dead_worker"], flush=True)
+        if "load" in parts:
+            under_load(stack, data, drafts, args, results)
+        if "cancel" in parts:
+            job = services.generation_job_create(project=data["code"])
+            wait(lambda: GenerationJob.objects.get(pk=job.pk).status == "running", 600, "generation to start")
+            results["cancel"] = cancel_latency(data["code"])
+            print("cancel", results["cancel"], flush=True)
+        if "dead" in parts:
+            results["dead_worker"] = dead_worker(data["code"])
+            print("dead worker", results["dead_worker"], flush=True)
     finally:
         stack.stop()
 
-    if args.outage:
+    if "outage" in parts:
         port = free_port()
         redis_cmd = [
             "redis-server",
@@ -396,7 +424,7 @@ def main() -> None:
             holder["proc"].terminate()
             holder["proc"].wait()
     results["machine"]["load_at_end"] = loadavg()
-    out = REPO / "benchmarks" / "results" / "bench_jobs.json"
+    out = REPO / "benchmarks" / "results" / f"bench_jobs_{'_'.join(sorted(parts))}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     print(f"var folder: {var}")
