@@ -26,7 +26,8 @@ def _register_jobs() -> None:
             DatasetExport,
             "export",
             "annotations.export_run",
-            on_lost="resume",  # written again from the start; its partial file is deleted
+            on_lost="resume",
+            resume_note="the file is written again from the start (the partial one was deleted).",
             max_requeues=2,
             cleanup=export_partials_delete,
             typical_s=0.01,  # per row

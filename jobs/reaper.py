@@ -64,7 +64,7 @@ def _reap_kind(kind, cutoff, stale_after_s) -> tuple[list[int], list[int]]:
                     requeues=F("requeues") + 1,
                     owner="",
                     error=f"{who.capitalize()} stopped reporting (no heartbeat for {silent}); queued again "
-                    f"to resume in {delay} s.",
+                    f"to run in {delay} s: {kind.resume_note}",
                 )
                 dispatch.enqueue(kind.task, pk, countdown=delay)
                 resumed.append(pk)

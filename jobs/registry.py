@@ -17,6 +17,7 @@ class JobKind:
     on_lost: str = "fail"
     lost_message: str = "Its worker stopped (killed or out of memory). Start it again."
     max_requeues: int = 3
+    resume_note: str = "it continues where it can."
     cleanup: Callable[[int], None] | None = None  # called with the pk after a reap (partial files)
     # Seconds one unit of progress is expected to take when nothing has been measured yet (ETA).
     typical_s: float = 30.0

@@ -25,7 +25,8 @@ def _register_jobs() -> None:
             GenerationJob,
             "generation job",
             "training.generate",
-            on_lost="resume",  # resumes after the outputs it had committed
+            on_lost="resume",
+            resume_note="it resumes after the outputs it had written.",
             typical_s=6.0,  # per output, on a loaded CPU
         )
     )
