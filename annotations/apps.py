@@ -23,3 +23,24 @@ class AnnotationsConfig(AppConfig):
         from .receivers import project_saved
 
         post_save.connect(project_saved, sender=Project, dispatch_uid="t2g_audit_project")
+        _register_jobs()
+
+
+def _register_jobs() -> None:
+    from jobs.registry import JobKind, register
+
+    from .datasets import export_partials_delete
+    from .models import DatasetExport
+
+    register(
+        JobKind(
+            DatasetExport,
+            "export",
+            "annotations.export_run",
+            on_lost="resume",
+            resume_note="the file is written again from the start (the partial one was deleted).",
+            max_requeues=2,
+            cleanup=export_partials_delete,
+            typical_s=0.01,  # per row
+        )
+    )

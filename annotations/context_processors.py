@@ -1,5 +1,7 @@
 from django.contrib.auth.models import AnonymousUser
 
+from jobs import health
+
 from . import roles
 
 
@@ -11,4 +13,6 @@ def role_flags(request) -> dict:
         "is_t2g_researcher": roles.is_researcher(user),
         "is_t2g_annotator": roles.is_annotator(user),
         "is_t2g_reviewer": roles.is_reviewer(user),
+        # Admins are told in the page header when a worker lane has no live worker.
+        "lanes_down": health.lanes_down_cached() if roles.is_admin(user) else [],
     }

@@ -22,12 +22,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from artifacts import StorageError, default_store
 from audit.services import audit_record
-from jobs import dispatch
+from jobs import dispatch, lifecycle
 
 from . import exports, roles
 from .importers import ImportFileError, parse_prompts
@@ -197,43 +197,46 @@ def export_again(*, export: DatasetExport, created_by=None) -> DatasetExport:
     return export_create(kind=export.kind, fmt=export.format, query=export.query, created_by=created_by)
 
 
-def export_run(*, export_id: int, previous_run_lost: bool = False) -> DatasetExport | None:
-    """Worker side: claim a queued export and write its file. Returns None if another worker has it.
+def export_run(*, export_id: int) -> DatasetExport | None:
+    """Worker side: claim a queued export and write its file. Returns None if it was not queued.
 
-    ``previous_run_lost``: the broker redelivered the task because the worker running it died; a row
-    still RUNNING then belongs to nobody and is marked failed, so it can be run again.
+    The claim, heartbeat and fenced finish are the job framework's (``jobs.lifecycle``): a worker that
+    dies mid-export is noticed by the reaper, which deletes the partial file and queues the export again.
     """
-    claimed = DatasetExport.objects.filter(pk=export_id, status=DatasetExport.Status.QUEUED).update(
-        status=DatasetExport.Status.RUNNING, heartbeat_at=timezone.now()
-    )
-    if not claimed:
-        if previous_run_lost:
-            DatasetExport.objects.filter(pk=export_id, status=DatasetExport.Status.RUNNING).update(
-                status=DatasetExport.Status.FAILED, error=WORKER_LOST, finished_at=timezone.now()
-            )
+    export = lifecycle.claim(DatasetExport, export_id)
+    if export is None:
         logger.info("Export %s is not queued any more; nothing to do", export_id)
         return None
-    export = DatasetExport.objects.get(pk=export_id)
     key = f"{EXPORTS_PREFIX}/export-{export.pk}-{export.kind}.{EXTENSIONS[export.format]}"
     partial_key = f"{EXPORTS_PREFIX}/{_partial_name(export.pk, uuid.uuid4().hex)}"
     try:
-        export_space_check()
-        query = exports.ExportQuery.from_dict(export.query, kind=export.kind)
-        total = exports.estimate_total(export.kind, query)
-        DatasetExport.objects.filter(pk=export.pk).update(total_rows=total)
-        with default_store().writer(key, partial_key=partial_key) as raw:
-            sink = exports.HashingSink(raw)
-            count = exports.write_export(
-                export.kind, export.format, query, sink, progress=_progress_reporter(export.pk, total)
-            )
-        if count == 0:
-            default_store().delete(key)
-            return _finish_empty(export, empty_reason(export.kind, query))
+        with lifecycle.heartbeat(export):
+            export_space_check()
+            query = exports.ExportQuery.from_dict(export.query, kind=export.kind)
+            total = exports.estimate_total(export.kind, query)
+            lifecycle.progress(export, 0, total, total_rows=total)
+            with default_store().writer(key, partial_key=partial_key) as raw:
+                sink = exports.HashingSink(raw)
+                count = exports.write_export(
+                    export.kind, export.format, query, sink, progress=_progress_reporter(export, total)
+                )
+                if not lifecycle.still_ours(export):
+                    raise ExportLost  # raised inside the writer: nothing is published at the key
+            if count == 0:
+                default_store().delete(key)
+                return _finish_empty(export, empty_reason(export.kind, query))
+    except ExportLost:
+        logger.warning("Export %s was taken over while this run wrote it; stopping", export_id)
+        return None
     except Exception as exc:
         logger.exception("Export %s failed", export_id)
-        _finish_failed(export, exc)
+        lifecycle.fail(export, f"{type(exc).__name__}: {exc}")
         raise
     return _finish_succeeded(export, count, sink.hexdigest, key)
+
+
+class ExportLost(Exception):
+    """The export was reaped (this run looked dead) or cancelled while it was being written."""
 
 
 def _partial_name(pk: int, token: str) -> str:
@@ -241,34 +244,14 @@ def _partial_name(pk: int, token: str) -> str:
     return f".export-{pk}-{token}.part"
 
 
-WORKER_LOST = "The worker writing this export stopped (killed or out of memory). Run it again."
-EXPORT_STALE_AFTER_S = 15 * 60  # a running export reports every chunk of rows, seconds apart
-
-
-def exports_reap_stale(*, stale_after_s: int = EXPORT_STALE_AFTER_S) -> int:
-    """Fail running exports whose worker stopped writing, and delete their partial files.
-
-    Run periodically by the beat (with ``stale_after_s=0`` at start, when nothing can be running): without
-    it such an export stays "running" until the broker redelivers its task, hours later.
-    """
-    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
-    with transaction.atomic():
-        stale = list(
-            DatasetExport.objects.select_for_update(skip_locked=True)
-            .filter(status=DatasetExport.Status.RUNNING)
-            .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff))
-            .values_list("pk", flat=True)
-        )
-        DatasetExport.objects.filter(pk__in=stale).update(
-            status=DatasetExport.Status.FAILED, error=WORKER_LOST, finished_at=timezone.now()
-        )
-    if stale:
-        store = default_store()  # S3 never lists an unfinished upload; a local store has partial files
-        patterns = [f"{EXPORTS_PREFIX}/{_partial_name(pk, '*')}" for pk in stale]
-        for key in store.list(EXPORTS_PREFIX):
-            if any(fnmatch.fnmatch(key, pattern) for pattern in patterns):
-                store.delete(key)
-    return len(stale)
+def export_partials_delete(pk: int) -> None:
+    """Delete an export's partial files (the reaper calls it once the export's worker is gone). S3 never
+    lists an unfinished upload; a local store has partial files."""
+    store = default_store()
+    pattern = f"{EXPORTS_PREFIX}/{_partial_name(pk, '*')}"
+    for key in store.list(EXPORTS_PREFIX):
+        if fnmatch.fnmatch(key, pattern):
+            store.delete(key)
 
 
 def exports_expire(*, retention_days: int | None = None, now=None) -> int:
@@ -297,6 +280,7 @@ def exports_expire(*, retention_days: int | None = None, now=None) -> int:
 
 
 def _finish_failed(export: DatasetExport, exc: BaseException) -> None:
+    """The synchronous path (the command line): the row was never claimed by a worker."""
     DatasetExport.objects.filter(pk=export.pk).update(
         status=DatasetExport.Status.FAILED,
         error=f"{type(exc).__name__}: {exc}"[:10_000],
@@ -306,8 +290,14 @@ def _finish_failed(export: DatasetExport, exc: BaseException) -> None:
 
 def _finish_succeeded(export: DatasetExport, count: int, content_hash: str, file_path: str) -> DatasetExport:
     """Record the dataset snapshot: row count, sha256 of the bytes written, and where they are."""
-    DatasetExport.objects.filter(pk=export.pk).update(
+    rows = DatasetExport.objects.filter(pk=export.pk)
+    if export.attempts:  # a worker's run: only while it still owns the job
+        rows = lifecycle.owned(export)
+    rows.update(
         status=DatasetExport.Status.SUCCEEDED,
+        progress_step=count,
+        progress_total=count,
+        owner="",
         row_count=count,
         total_rows=count,
         content_hash=content_hash,
@@ -318,12 +308,18 @@ def _finish_succeeded(export: DatasetExport, count: int, content_hash: str, file
     return export
 
 
-def _progress_reporter(export_id: int, total: int) -> Callable[[int], None]:
+def _progress_reporter(export: DatasetExport, total: int) -> Callable[[int], None]:
     def report(rows_written: int) -> None:
         # An upper-bound total (kto) may be passed; keep the bar under 100% until the end.
-        DatasetExport.objects.filter(pk=export_id).update(
-            row_count=rows_written, total_rows=max(total, rows_written), heartbeat_at=timezone.now()
+        written = lifecycle.progress(
+            export,
+            rows_written,
+            max(total, rows_written),
+            row_count=rows_written,
+            total_rows=max(total, rows_written),
         )
+        if not written:  # reaped or cancelled: stop writing rows nobody will keep
+            raise ExportLost
 
     return report
 

@@ -15,6 +15,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from jobs.models import Job
 from text2grad.rewards import COMBINE_MODES, CONFLICT_MODES
 
 DEFAULT_LABELS = [
@@ -415,32 +416,22 @@ class OutputAgreement(models.Model):
         return f"Agreement of generation {self.generation_id}: {self.score}"
 
 
-class DatasetExport(models.Model):
-    """A recorded export: its query, row count and content hash make it a citable dataset snapshot."""
+class DatasetExport(Job):
+    """A recorded export: its query, row count and content hash make it a citable dataset snapshot.
 
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
+    A job like any other (``jobs.models.Job``): claimed, heartbeated while writing, reaped if its worker
+    dies (queued again; its partial file is deleted)."""
 
     kind = models.CharField(max_length=20)  # spans | token-rewards | kto | dpo
     format = models.CharField(max_length=10)  # jsonl | csv | parquet
     query = models.JSONField(default=dict)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     row_count = models.PositiveIntegerField(default=0)
     total_rows = models.PositiveIntegerField(default=0)
     content_hash = models.CharField(max_length=64, blank=True)
     file_path = models.CharField(max_length=500, blank=True)
-    error = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    # Written when the worker claims the export and with every chunk; a RUNNING export whose heartbeat
-    # is old lost its worker (``exports_reap_stale``).
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     expired_at = models.DateTimeField(
         null=True, blank=True, help_text="When its file was deleted after the retention period."
     )

@@ -1,16 +1,22 @@
 """Signals the annotation services send, so other apps react without this app importing them.
 
-``annotation_submitted`` is sent once per submission, after the submitting transaction commits, with
-``annotation_id`` (an int). The reward pipeline connects to it to enqueue token-reward computation::
+``annotation_submitting`` is sent once per submission *inside* the submitting transaction, with
+``annotation_id`` (an int). Receivers record the work the submission needs (``jobs.dispatch.enqueue``
+writes an outbox row in that transaction), so the submission and its follow-up work commit together;
+they must not do slow work or talk to the network. The reward pipeline connects to it::
 
-    from annotations.signals import annotation_submitted
+    from annotations.signals import annotation_submitting
+    from jobs import dispatch
 
     def _enqueue(sender, annotation_id: int, **kwargs):
-        compute_rewards.delay(annotation_id)
+        dispatch.enqueue("training.compute_rewards", annotation_id)
 
-    annotation_submitted.connect(_enqueue, dispatch_uid="t2g_rewards_on_submit")
+    annotation_submitting.connect(_enqueue, dispatch_uid="t2g_rewards_on_submit")
+
+``annotation_submitted`` is sent after the transaction commits (notifications that may be lost).
 """
 
 from django.dispatch import Signal
 
+annotation_submitting = Signal()
 annotation_submitted = Signal()

@@ -17,7 +17,6 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
@@ -29,6 +28,8 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
+from jobs import health
+
 from . import privacy, roles, selectors, services
 from .forms import OverallForm, SkipForm, SpanEditForm, SpanForm
 from .highlight import code_tokens
@@ -38,9 +39,9 @@ from .panels import SHORTCUTS, labels_for, panel_context
 
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return JsonResponse({"status": "ok"})
+    """Database, broker and worker lanes (``jobs.health``): 200 when ok or degraded, 503 when down."""
+    report = health.report()
+    return JsonResponse(report, status=503 if report["status"] == "down" else 200)
 
 
 @login_required

@@ -11,9 +11,36 @@ sampling used a temperature.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+STOP_CHECK_EVERY_S = 1.0  # how often sampling asks ``should_stop`` (one database read in the worker)
+
+
+class GenerationStopped(Exception):
+    """``should_stop`` said so while sampling: the partial batch is thrown away."""
+
+
+class _StopWhen(StoppingCriteria):
+    """Asks ``should_stop`` between decoding steps, at most once per ``every_s`` seconds, so a cancel is
+    honoured within a second or two of a token instead of after the whole batch."""
+
+    def __init__(self, should_stop: Callable[[], bool], every_s: float | None = None) -> None:
+        self.should_stop = should_stop
+        self.every_s = STOP_CHECK_EVERY_S if every_s is None else every_s
+        self.last = time.monotonic()
+        self.stopped = False
+
+    def __call__(self, input_ids, scores, **kwargs):
+        now = time.monotonic()
+        if not self.stopped and now - self.last >= self.every_s:
+            self.last = now
+            self.stopped = bool(self.should_stop())
+        return torch.full((input_ids.shape[0],), self.stopped, dtype=torch.bool, device=input_ids.device)
 
 
 @dataclass
@@ -49,8 +76,12 @@ def sample(
     top_p: float = 0.95,
     seed: int | None = None,
     batch_size: int = 8,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[list[SampledOutput]]:
-    """Sample ``n_per_prompt`` outputs for every chat prompt; returns one list per prompt."""
+    """Sample ``n_per_prompt`` outputs for every chat prompt; returns one list per prompt.
+
+    ``should_stop`` (asked about once a second while decoding) ends sampling early by raising
+    :class:`GenerationStopped`: a cancelled job stops within seconds, not after its batch."""
     if temperature <= 0:
         raise ValueError("temperature must be > 0 (sampling); use a small value for near-greedy output")
     if seed is not None:
@@ -85,7 +116,12 @@ def sample(
             eos_token_id=eos_ids,
             return_dict_in_generate=True,
             output_logits=True,
+            **(
+                {"stopping_criteria": StoppingCriteriaList([stop])} if (stop := _stopper(should_stop)) else {}
+            ),
         )
+        if stop is not None and stop.stopped:
+            raise GenerationStopped
         new_tokens = out.sequences[:, width:]
         raw_logprobs = torch.stack(out.logits, dim=1).float().log_softmax(-1)
         chosen = raw_logprobs.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)
@@ -109,6 +145,10 @@ def sample(
                 )
             )
     return results
+
+
+def _stopper(should_stop: Callable[[], bool] | None) -> _StopWhen | None:
+    return _StopWhen(should_stop) if should_stop is not None else None
 
 
 def _eos_ids(tokenizer, model) -> list[int]:

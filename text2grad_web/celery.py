@@ -1,15 +1,19 @@
 """The Celery app. Workers import the Django project; tasks live in each app's ``tasks.py``."""
 
+import logging
 import os
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "text2grad_web.settings")
 
 app = Celery("text2grad_web")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+logger = logging.getLogger(__name__)
+_housekeeper = {}
 
 
 @worker_init.connect
@@ -27,3 +31,22 @@ def _preload_model_code(**_) -> None:
     django.setup()  # idempotent; the model code imports the apps' models
     for module in ("training.worker.generation", "training.worker.rounds"):  # generation and the PPO engine
         importlib.import_module(module)
+
+
+@worker_ready.connect
+def _start_housekeeping(sender=None, **_) -> None:
+    """Once the worker consumes: record it alive, publish what the outbox holds and reap, from a thread
+    of the main process that needs no broker (``jobs.liveness.Housekeeper``)."""
+    from jobs.liveness import Housekeeper, worker_name  # Django is set up by now (celery's Django fixup)
+
+    lanes = ",".join(sorted(sender.app.amqp.queues.consume_from)) if sender is not None else ""
+    _housekeeper["current"] = Housekeeper(worker_name(getattr(sender, "hostname", None)), lanes).start()
+    logger.info("Housekeeping thread started for lanes %s", lanes)
+
+
+@worker_shutdown.connect
+def _stop_housekeeping(**_) -> None:
+    keeper = _housekeeper.pop("current", None)
+    if keeper is not None:
+        keeper.stop.set()
+        keeper.thread.join(timeout=5)

@@ -340,34 +340,57 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 3600)}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 3600),
+        # A frozen broker must not hold a publisher (or /healthz) for long: bounded socket waits.
+        "socket_timeout": env_int("CELERY_BROKER_SOCKET_TIMEOUT", 5),
+        "socket_connect_timeout": env_int("CELERY_BROKER_CONNECT_TIMEOUT", 2),
+    }
+CELERY_BROKER_CONNECTION_TIMEOUT = env_int("CELERY_BROKER_CONNECT_TIMEOUT", 2)
+# Workers keep retrying the broker for ever (an outage must not end them) instead of giving up.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CHANNEL_ERROR_RETRY = True
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Lanes: work a person waits for on a page runs on the ``interactive`` queue, served by its own worker,
+# so it never waits behind generation or training (docs/architecture.md, "Lanes").
 CELERY_TASK_ROUTES = {
     "training.generate": {"queue": "generation"},
     "training.evaluation_generate": {"queue": "generation"},
     "training.train_round": {"queue": "training"},
+    "training.compute_rewards": {"queue": "interactive"},
+    "training.align_critique": {"queue": "interactive"},
+    "annotations.export_run": {"queue": "interactive"},
+    "annotations.expire_leases": {"queue": "interactive"},
+    "jobs.*": {"queue": "interactive"},
 }
+T2G_LANES = ["interactive", "default", "generation", "training"]
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Housekeeping, run by the beat embedded in the default worker (scripts/run.sh) or by a `celery beat`
+# Jobs: heartbeats every few seconds while running; a job silent for T2G_JOB_STALE_AFTER_S lost its worker
+# and is resumed or failed by the reaper (every worker runs it every 15 s; so does the beat).
+T2G_JOB_HEARTBEAT_S = env_int("T2G_JOB_HEARTBEAT_S", 5)
+T2G_JOB_STALE_AFTER_S = env_int("T2G_JOB_STALE_AFTER_S", 45)
+T2G_REAP_JOBS_EVERY_S = env_int("T2G_REAP_JOBS_EVERY_S", 15)
+# Generation samples this many outputs per chunk, and checks for cancel between chunks.
+T2G_GENERATION_CHUNK = env_int("T2G_GENERATION_CHUNK", 2)
+# Housekeeping, run by the beat embedded in the interactive worker (scripts/run.sh) or by a `celery beat`
 # service (docker-compose.yml). Every task is idempotent, so an extra or missed tick does no harm.
-_REAP_JOBS_EVERY_S = env_int("T2G_REAP_JOBS_EVERY_S", 60)
 CELERY_BEAT_SCHEDULE = {
     "expire-leases": {
         "task": "annotations.expire_leases",
         "schedule": env_int("T2G_EXPIRE_LEASES_EVERY_S", 300),
     },
-    "reap-stale-jobs": {
+    "relay-outbox": {"task": "jobs.relay_outbox", "schedule": 5},
+    "sweep-jobs": {"task": "jobs.sweep", "schedule": T2G_REAP_JOBS_EVERY_S},
+    "reap-stale-campaigns": {
         "task": "training.reap_stale_jobs",
-        "schedule": _REAP_JOBS_EVERY_S,
-    },
-    "reap-stale-exports": {
-        "task": "annotations.reap_stale_exports",
-        "schedule": _REAP_JOBS_EVERY_S,
+        "schedule": T2G_REAP_JOBS_EVERY_S,
     },
     "collect-orphan-versions": {
         "task": "training.collect_orphan_versions",

@@ -10,3 +10,45 @@ class TrainingConfig(AppConfig):
         from . import checks, receivers  # noqa: F401  (checks registers the system checks)
 
         receivers.connect()
+        _register_jobs()
+
+
+def _register_jobs() -> None:
+    """The kinds of job this app runs, for the one reaper, the lanes and the health page."""
+    from jobs.registry import JobKind, register, register_sweep
+
+    from . import services
+    from .models import AlignmentRequest, GenerationJob, TrainingRound
+
+    register(
+        JobKind(
+            GenerationJob,
+            "generation job",
+            "training.generate",
+            on_lost="resume",
+            resume_note="it resumes after the outputs it had written.",
+            typical_s=6.0,  # per output, on a loaded CPU
+        )
+    )
+    register(
+        JobKind(
+            TrainingRound,
+            "training round",
+            "training.train_round",
+            on_lost="fail",
+            lost_message="The active model version is unchanged. Resume the round on the Training page: "
+            "it continues from its last checkpoint.",
+            typical_s=20.0,  # per PPO update
+        )
+    )
+    register(
+        JobKind(
+            AlignmentRequest,
+            "suggestion",
+            "training.align_critique",
+            on_lost="fail",
+            lost_message="Press Suggest spans again.",
+            typical_s=2.0,
+        )
+    )
+    register_sweep("rewards", services.rewards_sweep_missing)

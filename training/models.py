@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
+
+from jobs.models import Job
 
 
 class ModelVersion(models.Model):
@@ -50,63 +51,6 @@ class ModelVersion(models.Model):
         return bool(self.storage_key or self.adapter_path)
 
 
-class Job(models.Model):
-    """Shared shape of a worker job: a row with a status, claimed with a conditional update."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
-
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
-    progress_step = models.PositiveIntegerField(default=0)
-    progress_total = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        abstract = True
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED)
-
-    @property
-    def percent(self) -> int:
-        if not self.progress_total:
-            return 100 if self.status == self.Status.SUCCEEDED else 0
-        return min(100, round(100 * self.progress_step / self.progress_total))
-
-    def claim(self) -> bool:
-        """Move QUEUED → RUNNING; False if another worker got there first."""
-        now = timezone.now()
-        won = (
-            type(self)
-            .objects.filter(pk=self.pk, status=self.Status.QUEUED)
-            .update(status=self.Status.RUNNING, started_at=now, heartbeat_at=now)
-        )
-        if won:
-            self.refresh_from_db()
-        return bool(won)
-
-    def mark_failed(self, reason: str) -> None:
-        type(self).objects.filter(pk=self.pk).update(
-            status=self.Status.FAILED, error=reason[:10_000], finished_at=timezone.now()
-        )
-        self.refresh_from_db()
-
-    def report_progress(self, step: int, total: int | None = None) -> None:
-        fields = {"progress_step": step, "heartbeat_at": timezone.now()}
-        if total is not None:
-            fields["progress_total"] = total
-        type(self).objects.filter(pk=self.pk).update(**fields)
-
-
 class GenerationJob(Job):
     """Sample K outputs for each of a project's prompts with the active (or a chosen) model version."""
 
@@ -120,9 +64,6 @@ class GenerationJob(Job):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
-    # Times the job was queued again because its worker stopped mid-run; it resumes after the outputs
-    # it had committed (``progress_step``), and a job that keeps killing workers ends failed.
-    requeues = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
@@ -157,11 +98,9 @@ class TrainingRound(Job):
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     auto_promote = models.BooleanField(default=False)
-    cancel_requested = models.BooleanField(default=False)
     # A storage key (checkpoints/round-N/step-K) set after each checkpoint is uploaded; legacy rows hold a
     # local folder path.
     checkpoint_path = models.CharField(max_length=500, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
     summary = models.JSONField(default=dict, blank=True, help_text="Final metrics and stage timings.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"

@@ -6,11 +6,12 @@ from jobs import dispatch
 
 
 def enqueue_rewards(sender, annotation_id: int, **kwargs) -> None:
-    # Sent after the submit transaction commits, so the worker sees the submitted row.
-    dispatch.send("training.compute_rewards", annotation_id)
+    # Sent inside the submit transaction: the outbox row commits with the submission, or not at all,
+    # and is published after the commit (or by the relay, if the broker is away then).
+    dispatch.enqueue("training.compute_rewards", annotation_id)
 
 
 def connect() -> None:
-    from annotations.signals import annotation_submitted
+    from annotations.signals import annotation_submitting
 
-    annotation_submitted.connect(enqueue_rewards, dispatch_uid="t2g_rewards_on_submit")
+    annotation_submitting.connect(enqueue_rewards, dispatch_uid="t2g_rewards_on_submit")

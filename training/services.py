@@ -12,12 +12,11 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from annotations.models import EVALUATION_PURPOSE, Generation, Project, content_hash
 from audit.services import audit_record
-from jobs import dispatch
+from jobs import dispatch, lifecycle, reaper
 
 from .models import GenerationJob, ModelVersion, TrainingRound
 
@@ -88,12 +87,13 @@ def generation_job_cancel(*, job: GenerationJob) -> bool:
     return bool(
         GenerationJob.objects.filter(
             pk=job.pk, status__in=[GenerationJob.Status.QUEUED, GenerationJob.Status.RUNNING]
-        ).update(status=GenerationJob.Status.CANCELLED, finished_at=timezone.now())
+        ).update(
+            status=GenerationJob.Status.CANCELLED, finished_at=timezone.now(), cancel_requested=True, owner=""
+        )
     )
 
 
 # --- training rounds -------------------------------------------------------------------------------
-ROUND_STALE_AFTER_S = 15 * 60
 
 
 REVIEW_CHOICES = {
@@ -221,12 +221,7 @@ def _enqueue_round(training_round: TrainingRound) -> None:
 def round_cancel(*, training_round: TrainingRound) -> TrainingRound:
     """Queued rounds stop at once; a running one stops before its next optimizer step."""
     with transaction.atomic():
-        TrainingRound.objects.filter(pk=training_round.pk, status=TrainingRound.Status.QUEUED).update(
-            status=TrainingRound.Status.CANCELLED,
-            finished_at=timezone.now(),
-            error="Cancelled before it started.",
-        )
-        TrainingRound.objects.filter(pk=training_round.pk).update(cancel_requested=True)
+        lifecycle.request_cancel(TrainingRound, training_round.pk)
         audit_record(action="round.cancel", obj=training_round)
     training_round.refresh_from_db()
     return training_round
@@ -257,15 +252,9 @@ def round_retry(*, training_round: TrainingRound, created_by=None) -> TrainingRo
     )
 
 
-def rounds_reap_stale(*, stale_after_s: int = ROUND_STALE_AFTER_S) -> int:
-    """Mark running rounds whose worker stopped reporting (killed, out of memory) as failed."""
-    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
-    return TrainingRound.objects.filter(status=TrainingRound.Status.RUNNING, heartbeat_at__lt=cutoff).update(
-        status=TrainingRound.Status.FAILED,
-        finished_at=timezone.now(),
-        error=f"The worker stopped reporting for over {stale_after_s} s (killed or out of memory). "
-        "Resume continues from the last checkpoint.",
-    )
+def jobs_reap_stale(*, stale_after_s: float | None = None) -> dict:
+    """Requeue or fail jobs of every kind whose worker stopped heartbeating (``jobs.reaper``)."""
+    return reaper.reap(stale_after_s=stale_after_s)
 
 
 # --- evaluation ------------------------------------------------------------------------------------
@@ -417,56 +406,44 @@ def alignment_proposal_flip(*, request, index: int, user) -> dict:
 
 
 def jobs_recover_after_restart() -> dict:
-    """Called by the embedded launcher before its workers start: nothing can be running yet, so jobs left
-    RUNNING by a stopped worker are orphans. Generation jobs are queued again (they resume after the
-    outputs they had committed); rounds end failed with a reason, so an admin can resume them from their
-    checkpoint."""
-    with transaction.atomic():
-        generation = _generation_jobs_requeue(GenerationJob.objects.all())
-        rounds = TrainingRound.objects.filter(status=TrainingRound.Status.RUNNING).update(
-            status=TrainingRound.Status.FAILED,
-            finished_at=timezone.now(),
-            error="The worker stopped while this round was running. Resume continues from the last checkpoint.",
-        )
-    return {
-        "generation_jobs_requeued": generation["requeued"],
-        "generation_jobs_failed": generation["failed"],
-        "rounds_failed": rounds,
+    """Called by the embedded launcher before its workers start: nothing can be running yet, so every job
+    left RUNNING is an orphan. Each kind does what the reaper does with a dead worker's job: generation
+    jobs and exports are queued again (generation resumes after the outputs it had committed); rounds and
+    suggestions end failed with a reason (a round is resumed from its checkpoint by an admin)."""
+    return reaper.reap(stale_after_s=0)
+
+
+# --- token rewards that never arrived (run by the reaper's sweep) ----------------------------------
+REWARDS_OVERDUE_AFTER_S = 60
+REWARDS_RETRY_EVERY_S = 5 * 60
+
+
+def rewards_sweep_missing(*, overdue_after_s: int = REWARDS_OVERDUE_AFTER_S, limit: int = 100) -> int:
+    """Queue the reward computation again for submitted annotations that still have no token rewards a
+    minute after submission (a worker died holding the task, or the computation failed), at most once
+    every few minutes each. The outbox already guarantees the first dispatch; this catches the rest."""
+    from annotations.models import Annotation
+    from jobs.models import Outbox
+
+    now = timezone.now()
+    overdue = list(
+        Annotation.objects.filter(
+            status=Annotation.Status.SUBMITTED,
+            submitted_at__lt=now - timedelta(seconds=overdue_after_s),
+            token_rewards__isnull=True,
+        ).values_list("pk", flat=True)[:limit]
+    )
+    if not overdue:
+        return 0
+    recent = {
+        tuple(args)
+        for args in Outbox.objects.filter(
+            task_name="training.compute_rewards",
+            created_at__gte=now - timedelta(seconds=REWARDS_RETRY_EVERY_S),
+        ).values_list("args", flat=True)
     }
-
-
-# --- jobs whose worker died (run periodically by the beat) -----------------------------------------
-GENERATION_STALE_AFTER_S = 15 * 60  # a chunk of 8 prompts takes seconds to a few minutes
-GENERATION_MAX_REQUEUES = 3  # a job that keeps killing its worker (out of memory) must end
-
-
-def generation_jobs_reap_stale(*, stale_after_s: int = GENERATION_STALE_AFTER_S) -> dict:
-    """Queue again the running generation jobs whose worker stopped reporting."""
-    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
+    again = [pk for pk in overdue if (pk,) not in recent]
     with transaction.atomic():
-        return _generation_jobs_requeue(GenerationJob.objects.filter(heartbeat_at__lt=cutoff))
-
-
-def _generation_jobs_requeue(candidates) -> dict:
-    """Within a transaction: requeue RUNNING jobs among ``candidates`` (bumping ``requeues``, which also
-    tells a still-living old run that the job is no longer its own), or fail those requeued too often."""
-
-    orphaned = list(
-        candidates.select_for_update(skip_locked=True)
-        .filter(status=GenerationJob.Status.RUNNING)
-        .values_list("pk", "requeues")
-    )
-    again = [pk for pk, requeues in orphaned if requeues < GENERATION_MAX_REQUEUES]
-    given_up = [pk for pk, requeues in orphaned if requeues >= GENERATION_MAX_REQUEUES]
-    GenerationJob.objects.filter(pk__in=again).update(
-        status=GenerationJob.Status.QUEUED, requeues=F("requeues") + 1
-    )
-    GenerationJob.objects.filter(pk__in=given_up).update(
-        status=GenerationJob.Status.FAILED,
-        finished_at=timezone.now(),
-        error=f"The worker running this job stopped {GENERATION_MAX_REQUEUES + 1} times (killed or out of "
-        "memory). The outputs it wrote are kept; start a new job for the rest.",
-    )
-    for pk in again:
-        dispatch.enqueue("training.generate", pk)
-    return {"requeued": len(again), "failed": len(given_up)}
+        for pk in again:
+            dispatch.enqueue("training.compute_rewards", pk)
+    return len(again)

@@ -67,18 +67,11 @@ def align_critique(request_id: int) -> None:
 
 @shared_task(name="training.reap_stale_jobs", ignore_result=True)
 def reap_stale_jobs() -> dict:
-    """Periodic (``CELERY_BEAT_SCHEDULE``): fail running rounds whose worker stopped reporting, so the admin
-    page offers Resume without waiting for someone to open it, and queue again (to resume) generation jobs
-    whose worker stopped."""
+    """Periodic (``CELERY_BEAT_SCHEDULE``): queue again evaluation campaigns whose generating worker stopped
+    (rounds, generation jobs, alignments and exports are reaped by the job framework's ``jobs.sweep``)."""
     from evaluation import services as evaluation_services
 
-    from . import services
-
-    return {
-        "rounds_failed": services.rounds_reap_stale(),
-        **services.generation_jobs_reap_stale(),
-        "campaigns_requeued": evaluation_services.campaigns_reap_stale(),
-    }
+    return {"campaigns_requeued": evaluation_services.campaigns_reap_stale()}
 
 
 @shared_task(name="training.collect_orphan_versions", ignore_result=True)

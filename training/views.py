@@ -37,7 +37,7 @@ def _require_viewer(request: HttpRequest) -> None:
 @login_required
 def training_home(request: HttpRequest) -> HttpResponse:
     _require_viewer(request)
-    services.rounds_reap_stale()
+    services.jobs_reap_stale()
     form = RoundLaunchForm()
     versions = list(selectors.version_list())
     standings = evaluation_selectors.version_standings(versions)

@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("annotations", "0007_review_and_agreement"),
+        ("annotations", "0008_export_is_a_job"),
     ]
 
     operations = [

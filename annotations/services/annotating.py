@@ -12,7 +12,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from ..models import Annotation, Assignment, Generation, Span
-from ..signals import annotation_submitted
+from ..signals import annotation_submitted, annotation_submitting
 from .queue import lease_until, lock_generation, slots_taken
 from .validation import (
     MAX_OVERALL_CRITIQUE_CHARS,
@@ -261,7 +261,8 @@ def annotation_submit(
     Needs at least one span or an overall critique; every stored span's text copy is checked against the
     output again. The output's slot is checked under its row lock: an unexpired lease holds it; after
     expiry the slot must still be free. On success the lease completes, ``Generation.annotation_count``
-    goes up by one, and ``signals.annotation_submitted`` is sent once the transaction has committed.
+    goes up by one, ``signals.annotation_submitting`` is sent inside the transaction (its receivers record
+    follow-up work) and ``signals.annotation_submitted`` once the transaction has committed.
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -319,6 +320,8 @@ def annotation_submit(
         locked.save(update_fields=[*update_fields, "status", "submitted_at"])
         Generation.objects.filter(pk=generation.pk).update(annotation_count=F("annotation_count") + 1)
         annotation_id = locked.pk
+        # Receivers record follow-up work (token rewards) in this transaction: it commits with the submit.
+        annotation_submitting.send(sender=Annotation, annotation_id=annotation_id)
         transaction.on_commit(lambda: _send_submitted(annotation_id))
     return locked
 

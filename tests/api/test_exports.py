@@ -14,6 +14,8 @@ from django.conf import settings
 from annotations import datasets as dataset_services
 from annotations import exports
 from annotations.models import Annotation, DatasetExport, TokenReward
+from jobs import lifecycle
+from jobs.models import Outbox
 
 from .conftest import FINGERPRINT, OLD_FINGERPRINT
 from .helpers import (
@@ -309,14 +311,18 @@ def test_a_failed_write_leaves_no_file_and_says_why(feedback):
     assert not list(dataset_services.export_dir().glob(".*.part"))
 
 
-def test_a_redelivered_task_fails_the_orphaned_run(feedback):
+def test_a_redelivered_task_leaves_a_running_export_to_its_owner_and_the_reaper(feedback):
     export = dataset_services.export_create(kind="spans", fmt="jsonl", enqueue=False)
-    DatasetExport.objects.filter(pk=export.pk).update(status="running")
-    assert dataset_services.export_run(export_id=export.pk, previous_run_lost=False) is None
-    assert DatasetExport.objects.get(pk=export.pk).status == "running"  # maybe still alive: leave it
-    assert dataset_services.export_run(export_id=export.pk, previous_run_lost=True) is None
+    assert export.claim()  # a worker has it
+    assert dataset_services.export_run(export_id=export.pk) is None  # a duplicate message: no second run
     export.refresh_from_db()
-    assert export.status == "failed" and "Run it again" in export.error
+    assert export.status == "running" and export.attempts == 1
+    # The owner is reaped (its heartbeat stopped) while it was only slow: its progress and its finish are
+    # refused, so it cannot overwrite the row the next run owns.
+    DatasetExport.objects.filter(pk=export.pk).update(status="queued", attempts=2)
+    assert not lifecycle.progress(export, 1)
+    assert not lifecycle.finish(export, "succeeded")
+    assert DatasetExport.objects.get(pk=export.pk).status == "queued"
 
 
 def test_exports_are_queued_on_commit(feedback, researcher, django_capture_on_commit_callbacks):
@@ -324,6 +330,8 @@ def test_exports_are_queued_on_commit(feedback, researcher, django_capture_on_co
         export = dataset_services.export_create(kind="kto", fmt="csv", created_by=researcher)
     assert len(callbacks) == 1
     assert export.status == "queued" and export.created_by == researcher
+    # The need for the worker committed with the row: the outbox holds it until the broker takes it.
+    assert Outbox.objects.filter(task_name="annotations.export_run", args=[export.pk]).count() == 1
 
 
 def test_rerunning_an_export_reproduces_its_bytes(feedback, researcher):

@@ -69,5 +69,10 @@ def test_stale_export_is_reaped_with_the_store(s3_settings, critiqued):
     DatasetExport.objects.filter(pk=export.pk).update(
         status="running", heartbeat_at=timezone.now() - timezone.timedelta(hours=1)
     )
-    assert datasets.exports_reap_stale(stale_after_s=60) == 1
-    assert DatasetExport.objects.get(pk=export.pk).status == DatasetExport.Status.FAILED
+    partial = f"{datasets.EXPORTS_PREFIX}/{datasets._partial_name(export.pk, 'abc')}"
+    default_store().put_bytes(partial, b"half an export")
+    from jobs import reaper
+
+    assert reaper.reap(stale_after_s=60)["export"] == {"resumed": 1, "failed": 0}
+    assert DatasetExport.objects.get(pk=export.pk).status == DatasetExport.Status.QUEUED
+    assert not default_store().exists(partial)

@@ -1,5 +1,5 @@
 """Generation jobs and exports beyond the happy path: cancellation, and a worker that dies mid-job
-(generation jobs are queued again and resume, exports fail and clean up)."""
+(generation jobs are queued again and resume; exports are queued again and their partial files go)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from annotations import datasets
 from annotations.models import DatasetExport, Generation, Prompt
+from jobs import reaper, registry
 from training import services
 from training.models import GenerationJob
 from training.worker import generation as jobs
@@ -19,6 +20,8 @@ from training.worker import generation as jobs
 pytestmark = pytest.mark.django_db
 
 HOUR_AGO = timedelta(hours=1)
+GEN = "training.generationjob"
+EXPORT = "annotations.datasetexport"
 
 
 @pytest.fixture
@@ -39,15 +42,16 @@ def _orphan(project, prompts, *, done: int, **fields) -> GenerationJob:
 def test_a_requeued_generation_job_resumes_after_its_committed_outputs(
     project, prompts, tiny_settings, django_capture_on_commit_callbacks
 ):
-    tiny_settings.T2G_GENERATION_BATCH = 2
+    tiny_settings.T2G_GENERATION_CHUNK = 2
     orphan = _orphan(project, prompts, done=2)
     fresh = GenerationJob.objects.create(project=project, status="running", heartbeat_at=timezone.now())
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        assert services.generation_jobs_reap_stale() == {"requeued": 1, "failed": 0}
+        assert reaper.reap()[GEN] == {"resumed": 1, "failed": 0}
     assert len(callbacks) == 1  # enqueued once, after commit
     orphan.refresh_from_db()
     assert (orphan.status, orphan.requeues) == ("queued", 1)
+    assert "stopped reporting" in orphan.error and "queued again" in orphan.error
     assert GenerationJob.objects.get(pk=fresh.pk).status == "running"  # still reporting: left alone
 
     jobs.generation_job_run(job_id=orphan.pk)
@@ -59,8 +63,8 @@ def test_a_requeued_generation_job_resumes_after_its_committed_outputs(
 
 
 def test_a_job_that_keeps_losing_its_worker_ends_failed(project, prompts):
-    orphan = _orphan(project, prompts, done=1, requeues=services.GENERATION_MAX_REQUEUES)
-    assert services.generation_jobs_reap_stale() == {"requeued": 0, "failed": 1}
+    orphan = _orphan(project, prompts, done=1, requeues=registry.kind_of(GenerationJob).max_requeues)
+    assert reaper.reap()[GEN] == {"resumed": 0, "failed": 1}
     orphan.refresh_from_db()
     assert orphan.status == "failed" and "stopped 4 times" in orphan.error
     assert Generation.objects.filter(prompt=prompts[0]).count() == 1  # what it wrote is kept
@@ -70,14 +74,14 @@ def test_a_run_that_lost_its_job_writes_nothing_and_leaves_the_status(project, p
     job = GenerationJob.objects.create(project=project, prompt_ids=[p.pk for p in prompts])
     assert job.claim()
     # The worker looked dead (heartbeat older than the threshold) and the job was queued again...
-    assert services.generation_jobs_reap_stale(stale_after_s=0)["requeued"] == 1
+    assert reaper.reap(stale_after_s=0)[GEN]["resumed"] == 1
     # ...but the old run was only slow: it must neither write outputs nor mark the job finished.
-    jobs._run_generation(job)
+    assert jobs._run_generation(job) is False
     assert not Generation.objects.filter(prompt__in=prompts).exists()
     assert GenerationJob.objects.get(pk=job.pk).status == "queued"
 
 
-def test_recover_jobs_requeues_generation_and_fails_exports(project, prompts, tmp_path, settings):
+def test_recover_jobs_requeues_generation_and_exports(project, prompts, tmp_path, settings):
     settings.VAR_DIR = tmp_path
     orphan = _orphan(project, prompts, done=0)
     GenerationJob.objects.filter(pk=orphan.pk).update(heartbeat_at=timezone.now())  # fresh, yet orphaned
@@ -85,10 +89,10 @@ def test_recover_jobs_requeues_generation_and_fails_exports(project, prompts, tm
     call_command("recover_jobs")
     assert GenerationJob.objects.get(pk=orphan.pk).status == "queued"
     export.refresh_from_db()
-    assert export.status == "failed" and export.error == datasets.WORKER_LOST
+    assert (export.status, export.requeues) == ("queued", 1) and "queued again" in export.error
 
 
-def test_a_stale_export_fails_and_its_partial_file_goes(tmp_path, settings):
+def test_a_stale_export_is_queued_again_and_its_partial_file_goes(tmp_path, settings):
     settings.VAR_DIR = tmp_path
     directory = datasets.export_dir()
     directory.mkdir(parents=True)
@@ -103,12 +107,18 @@ def test_a_stale_export_fails_and_its_partial_file_goes(tmp_path, settings):
     stale_part.write_bytes(b'{"half": ')
     live_part.write_bytes(b'{"half": ')
 
-    assert datasets.exports_reap_stale() == 1
+    assert reaper.reap()[EXPORT] == {"resumed": 1, "failed": 0}
     stale.refresh_from_db()
-    assert stale.status == "failed" and stale.finished_at is not None
+    assert stale.status == "queued" and stale.requeues == 1
     assert DatasetExport.objects.get(pk=live.pk).status == "running"
     assert not stale_part.exists() and live_part.exists()
-    assert datasets.exports_reap_stale() == 0  # idempotent
+    assert reaper.reap()[EXPORT] == {"resumed": 0, "failed": 0}  # idempotent
+    # Requeued too often: failed, with what happened and what to do.
+    DatasetExport.objects.filter(pk=stale.pk).update(status="running", heartbeat_at=timezone.now() - HOUR_AGO)
+    DatasetExport.objects.filter(pk=stale.pk).update(requeues=registry.kind_of(DatasetExport).max_requeues)
+    assert reaper.reap()[EXPORT] == {"resumed": 0, "failed": 1}
+    stale.refresh_from_db()
+    assert stale.status == "failed" and "stopped" in stale.error and "start a new one" in stale.error
 
 
 def test_a_running_export_reports_a_heartbeat(tmp_path, settings, critiqued):
@@ -139,7 +149,7 @@ def test_admin_cancels_a_running_job_from_its_row(
     assert reverse("generation_job_cancel", args=[job.pk]) not in body
 
     # The worker notices before its next chunk: nothing written, and the status stays cancelled.
-    jobs._run_generation(job)
+    assert jobs._run_generation(job) is False
     assert not Generation.objects.filter(prompt__in=prompts).exists()
     job.refresh_from_db()
     assert job.status == "cancelled" and job.finished_at is not None

@@ -125,7 +125,7 @@ def test_stale_running_round_is_reaped(tiny_settings, critiqued):
     TrainingRound.objects.filter(pk=training_round.pk).update(
         status="running", heartbeat_at=timezone.now() - timezone.timedelta(hours=1)
     )
-    assert services.rounds_reap_stale(stale_after_s=60) == 1
+    assert services.jobs_reap_stale(stale_after_s=60)["training.traininground"] == {"resumed": 0, "failed": 1}
     training_round.refresh_from_db()
     assert (
         training_round.status == TrainingRound.Status.FAILED and "stopped reporting" in training_round.error

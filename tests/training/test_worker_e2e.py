@@ -102,7 +102,7 @@ def test_killed_worker_leaves_the_active_version_and_the_round_resumes(
         stop_worker(worker)
     training_round.refresh_from_db()
     assert training_round.status == "running"
-    assert services.rounds_reap_stale(stale_after_s=0) == 1
+    assert services.jobs_reap_stale(stale_after_s=0)["training.traininground"]["failed"] == 1
     training_round.refresh_from_db()
     assert training_round.status == "failed" and "stopped reporting" in training_round.error
     assert ModelVersion.objects.get(is_active=True) == active and ModelVersion.objects.count() == 1

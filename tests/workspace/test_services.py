@@ -11,6 +11,7 @@ from django.utils import timezone
 from annotations import services
 from annotations.models import Annotation, Assignment, Generation, Span
 from annotations.signals import annotation_submitted
+from jobs.models import Outbox
 
 pytestmark = pytest.mark.django_db
 
@@ -214,7 +215,10 @@ def test_submit_counts_once_completes_the_lease_and_signals_after_commit(
             assert received == []  # not before the commit
     finally:
         annotation_submitted.disconnect(receiver)
-    assert len(callbacks) == 1 and received == [draft.pk]
+    # Two callbacks: the reward computation's outbox row (written in the submit transaction) is published,
+    # and the signal goes out.
+    assert len(callbacks) == 2 and received == [draft.pk]
+    assert Outbox.objects.filter(task_name="training.compute_rewards", args=[draft.pk]).count() == 1
     draft.refresh_from_db()
     assert draft.status == "submitted" and draft.submitted_at is not None and draft.rating == 3
     assert Generation.objects.get(pk=draft.generation_id).annotation_count == 1

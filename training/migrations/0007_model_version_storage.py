@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('training', '0003_generationjob_requeues'),
+        ('training', '0004_job_framework'),
     ]
 
     operations = [

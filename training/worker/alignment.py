@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.utils import timezone
 
+from jobs import lifecycle
 from text2grad import alignment
 from training.models import AlignmentRequest
 
@@ -25,9 +25,7 @@ def alignment_request_run(*, request_id: int) -> None:
         logger.exception("Alignment request %s failed", request_id)
         request.mark_failed(f"{type(exc).__name__}: {exc}")
         return
-    AlignmentRequest.objects.filter(pk=request.pk).update(
-        proposals=proposals, status=AlignmentRequest.Status.SUCCEEDED, finished_at=timezone.now()
-    )
+    lifecycle.finish(request, AlignmentRequest.Status.SUCCEEDED, proposals=proposals)
 
 
 def _propose(request: AlignmentRequest) -> list[dict]:

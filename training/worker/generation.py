@@ -6,9 +6,9 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from annotations.models import Generation, Prompt
+from jobs import lifecycle
 from text2grad import generation, model_store
 from training.models import GenerationJob
 
@@ -28,24 +28,25 @@ def generation_job_run(*, job_id: int) -> None:
         logger.info("Generation job %s is %s; nothing to do", job_id, job.status)
         return
     try:
-        _run_generation(job)
+        with lifecycle.heartbeat(job):
+            finished = _run_generation(job)
     except Exception as exc:
         logger.exception("Generation job %s failed", job_id)
-        _ours(job).update(
-            status=GenerationJob.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:10_000],
-            finished_at=timezone.now(),
-        )  # fmt: skip
+        lifecycle.fail(job, f"{type(exc).__name__}: {exc}")
         raise
-    # A cancelled job, or one requeued while this run looked lost, keeps the status someone else set.
-    _ours(job).update(status=GenerationJob.Status.SUCCEEDED, finished_at=timezone.now())
+    if finished:
+        lifecycle.finish(job, GenerationJob.Status.SUCCEEDED)
+    elif lifecycle.still_ours(job):  # stopped on a cancel request between chunks
+        lifecycle.cancelled(job, "Cancelled by a user; the outputs written before are kept.")
 
 
 def _ours(job: GenerationJob):
-    """The job's row while this run still owns it: RUNNING, and not requeued since this run claimed it."""
-    return GenerationJob.objects.filter(pk=job.pk, status=GenerationJob.Status.RUNNING, requeues=job.requeues)
+    """The job's row while this run still owns it (the framework's fence: RUNNING with its attempt)."""
+    return lifecycle.owned(job)
 
 
-def _run_generation(job: GenerationJob) -> None:
+def _run_generation(job: GenerationJob) -> bool:
+    """True when every prompt is done; False when it stopped early (cancelled or lost)."""
     prompts = Prompt.objects.filter(project=job.project).select_related("project").order_by("id")
     if job.prompt_ids:
         prompts = prompts.filter(id__in=job.prompt_ids)
@@ -59,30 +60,36 @@ def _run_generation(job: GenerationJob) -> None:
         "max_new_tokens": settings.T2G_MAX_NEW_TOKENS,
         **job.sampling_params,
     }
-    batch = max(1, settings.T2G_GENERATION_BATCH // job.per_prompt)
+    # Small chunks: each commits its outputs, and cancel is checked between them (seconds apart).
+    batch = max(1, settings.T2G_GENERATION_CHUNK // job.per_prompt)
     # A requeued job resumes after the prompts whose outputs it committed: ``progress_step`` counts
     # exactly those, because it is written in the same transaction as their rows.
     done = min(job.progress_step, len(prompts) * job.per_prompt)
     job.report_progress(done, len(prompts) * job.per_prompt)
     for start in range(done // job.per_prompt, len(prompts), batch):
-        if not _ours(job).exists():  # cancelled, or requeued while this run looked lost
-            return
+        if lifecycle.cancel_requested(job):  # cancelled, or requeued while this run looked lost
+            return False
         chunk = prompts[start : start + batch]
         seed = params.get("seed")
-        outputs = generation.sample(
-            model,
-            tokenizer,
-            [p.chat_messages() for p in chunk],
-            n_per_prompt=job.per_prompt,
-            max_new_tokens=int(params["max_new_tokens"]),
-            temperature=float(params["temperature"]),
-            top_p=float(params["top_p"]),
-            seed=None if seed is None else int(seed) + start,
-            batch_size=settings.T2G_GENERATION_BATCH,
-        )
+        try:
+            outputs = generation.sample(
+                model,
+                tokenizer,
+                [p.chat_messages() for p in chunk],
+                n_per_prompt=job.per_prompt,
+                max_new_tokens=int(params["max_new_tokens"]),
+                temperature=float(params["temperature"]),
+                top_p=float(params["top_p"]),
+                seed=None if seed is None else int(seed) + start,
+                batch_size=settings.T2G_GENERATION_BATCH,
+                # Cancel is honoured within about a second of decoding, not after the chunk.
+                should_stop=lambda: lifecycle.cancel_requested(job),
+            )
+        except generation.GenerationStopped:
+            return False
         with transaction.atomic():
             if not list(_ours(job).select_for_update().values_list("pk", flat=True)):
-                return  # lost the job while sampling: its rows would duplicate the next run's
+                return False  # lost the job while sampling: its rows would duplicate the next run's
             for prompt, samples in zip(chunk, outputs, strict=True):
                 for sample in samples:
                     Generation(
@@ -100,3 +107,4 @@ def _run_generation(job: GenerationJob) -> None:
                     ).save()
             done += len(chunk) * job.per_prompt
             job.report_progress(done)
+    return True

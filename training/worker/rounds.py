@@ -30,6 +30,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotations.models import Annotation, TokenReward
+from jobs import lifecycle
 from jobs.dburl import current_database_url
 from text2grad import model_store
 from text2grad.config import TrainingConfig
@@ -82,20 +83,19 @@ def round_run(*, round_id: int, on_update: Callable[[int, int, dict], None] | No
         return "busy"  # another round holds the shared model; the task retries later
     if not claimed:
         return f"not claimed ({training_round.status})"
-    training_round.attempts += 1
-    TrainingRound.objects.filter(pk=round_id).update(attempts=training_round.attempts)
+    # The claim bumped ``attempts``: this run's fencing token. The heartbeat thread keeps the round
+    # alive through long stages (loading, rewards, one slow update); the reaper notices a dead worker.
     try:
-        if settings.T2G_TRAIN_PROCS > 1:
-            _run_distributed(training_round, settings.T2G_TRAIN_PROCS)
-        else:
-            _run(training_round, on_update)
+        with lifecycle.heartbeat(training_round):
+            if settings.T2G_TRAIN_PROCS > 1:
+                _run_distributed(training_round, settings.T2G_TRAIN_PROCS)
+            else:
+                _run(training_round, on_update)
     except RoundLost:
         logger.warning("Round %s attempt %s lost ownership; stopping", round_id, training_round.attempts)
         return "lost"
     except RoundCancelled:
-        TrainingRound.objects.filter(pk=round_id).update(
-            status=TrainingRound.Status.CANCELLED, finished_at=timezone.now(), error="Cancelled by a user."
-        )
+        lifecycle.cancelled(training_round)
         return TrainingRound.Status.CANCELLED
     except Exception as exc:
         logger.exception("Training round %s failed", round_id)

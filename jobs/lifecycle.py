@@ -1,0 +1,131 @@
+"""Worker side of a job: claim, fenced writes, progress, heartbeat, cancel. One place for all kinds.
+
+A run owns its job while the row is RUNNING *and* carries the ``attempts`` number its claim wrote. The
+reaper requeues or fails a job whose heartbeat stopped; a run that was only slow then finds its writes
+refused (they match no row) and stops at its next check, so a lost owner never writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.db.models import F
+from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+
+
+def heartbeat_every_s() -> float:
+    return float(getattr(settings, "T2G_JOB_HEARTBEAT_S", 5))
+
+
+def stale_after_s() -> float:
+    """A RUNNING job whose heartbeat is older than this lost its worker (several missed beats)."""
+    return float(getattr(settings, "T2G_JOB_STALE_AFTER_S", 45))
+
+
+def identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim(model, pk: int):
+    """QUEUED → RUNNING by conditional update; returns the claimed row, or None if it was not queued."""
+    now = timezone.now()
+    won = model.objects.filter(pk=pk, status=model.Status.QUEUED).update(
+        status=model.Status.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        attempts=F("attempts") + 1,
+        owner=identity()[:200],
+        error="",
+        finished_at=None,
+    )
+    return model.objects.get(pk=pk) if won else None
+
+
+def owned(job):
+    """The job's row while this run still owns it (RUNNING with the attempt number it claimed)."""
+    model = type(job)
+    return model.objects.filter(pk=job.pk, status=model.Status.RUNNING, attempts=job.attempts)
+
+
+def still_ours(job) -> bool:
+    return owned(job).exists()
+
+
+def cancel_requested(job) -> bool:
+    """True when someone asked to cancel, or the row is no longer this run's (cancelled, reaped)."""
+    model = type(job)
+    row = model.objects.filter(pk=job.pk).values("status", "attempts", "cancel_requested").first()
+    return (
+        row is None
+        or row["cancel_requested"]
+        or row["status"] != model.Status.RUNNING
+        or row["attempts"] != job.attempts
+    )
+
+
+def progress(job, step: int, total: int | None = None, **fields) -> bool:
+    values = {"progress_step": step, "heartbeat_at": timezone.now(), **fields}
+    if total is not None:
+        values["progress_total"] = total
+    return bool(owned(job).update(**values))
+
+
+def finish(job, status: str, **fields) -> bool:
+    """End the run with ``status`` if it still owns the job; False means someone else decided."""
+    return bool(owned(job).update(status=status, finished_at=timezone.now(), owner="", **fields))
+
+
+def fail(job, reason: str) -> bool:
+    return finish(job, type(job).Status.FAILED, error=reason[:10_000])
+
+
+def cancelled(job, reason: str = "Cancelled by a user.") -> bool:
+    return finish(job, type(job).Status.CANCELLED, error=reason)
+
+
+def request_cancel(model, pk: int, reason: str = "Cancelled before it started.") -> bool:
+    """A queued job ends at once; a running one is asked to stop at its next check. False if finished."""
+    queued = model.objects.filter(pk=pk, status=model.Status.QUEUED).update(
+        status=model.Status.CANCELLED, finished_at=timezone.now(), error=reason, cancel_requested=True
+    )
+    running = model.objects.filter(pk=pk, status=model.Status.RUNNING).update(cancel_requested=True)
+    return bool(queued or running)
+
+
+@contextmanager
+def heartbeat(job, every_s: float | None = None) -> Iterator[threading.Event]:
+    """Keep the job's ``heartbeat_at`` fresh from a background thread while the body runs (a long
+    forward pass or a slow query does not look like a dead worker). Yields an event set once a beat
+    found the row no longer ours; the run still checks ownership itself at its safe points."""
+    every_s = heartbeat_every_s() if every_s is None else every_s
+    stop = threading.Event()
+    lost = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(every_s):
+                try:
+                    close_old_connections()
+                    if not owned(job).update(heartbeat_at=timezone.now()):
+                        lost.set()
+                except Exception:  # the database may be restarting; the next beat tries again
+                    logger.warning("Heartbeat of %s %s failed", type(job).__name__, job.pk, exc_info=True)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{type(job).__name__}-{job.pk}", daemon=True)
+    thread.start()
+    try:
+        yield lost
+    finally:
+        stop.set()
+        thread.join(timeout=every_s + 5)

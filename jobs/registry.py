@@ -1,0 +1,52 @@
+"""The kinds of job, registered by the apps that own them (in ``AppConfig.ready``), so the one reaper,
+the lane positions and the health page know every kind without importing the apps above this floor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class JobKind:
+    model: type
+    label: str  # "generation job": how pages name one
+    task: str  # the task that runs one, by name
+    # What the reaper does with a job whose worker died: "resume" queues it again (up to
+    # ``max_requeues`` times, with backoff), "fail" ends it with ``lost_message`` (what to do next).
+    on_lost: str = "fail"
+    lost_message: str = "Its worker stopped (killed or out of memory). Start it again."
+    max_requeues: int = 3
+    resume_note: str = "it continues where it can."
+    cleanup: Callable[[int], None] | None = None  # called with the pk after a reap (partial files)
+    # Seconds one unit of progress is expected to take when nothing has been measured yet (ETA).
+    typical_s: float = 30.0
+    extra_filters: dict = field(default_factory=dict)
+
+
+KINDS: dict[str, JobKind] = {}
+SWEEPS: dict[str, Callable[[], int]] = {}
+
+
+def register(kind: JobKind) -> None:
+    KINDS[kind.model._meta.label_lower] = kind
+
+
+def register_sweep(name: str, sweep: Callable[[], int]) -> None:
+    """A periodic reconciliation (e.g. submitted annotations without token rewards): returns a count."""
+    SWEEPS[name] = sweep
+
+
+def kind_of(model) -> JobKind:
+    return KINDS[model._meta.label_lower]
+
+
+def lane_of(task_name: str) -> str:
+    from django.conf import settings
+
+    routes = getattr(settings, "CELERY_TASK_ROUTES", {}) or {}
+    route = routes.get(task_name)
+    if route is None:
+        prefix = task_name.split(".")[0] + ".*"
+        route = routes.get(prefix)
+    return (route or {}).get("queue", getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "default"))

@@ -1,0 +1,160 @@
+"""Fault-injection fixtures: a redis-server of the test's own (stopped, frozen, restarted by pid, never the
+shared one), a gunicorn web process and Celery workers on it, against the test database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import REPO, start_worker, stop_worker, wait_for
+from tests.training.conftest import critiqued  # noqa: F401  (a fixture: submitted annotations to train on)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class OwnRedis:
+    """A redis-server on a free port, in memory only. ``stop``/``start`` keep the port; ``freeze``
+    SIGSTOPs it (connections are accepted by the kernel and then nothing answers)."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log_dir = log_dir
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--logfile", str(self.log_dir / f"redis-{self.port}.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(self.answers, timeout=10, message="own redis-server to answer")
+
+    def answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    def freeze(self) -> None:
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    if not any((Path(p) / "redis-server").exists() for p in os.environ.get("PATH", "").split(os.pathsep)):
+        pytest.skip("redis-server is not installed")
+    redis = OwnRedis(tmp_path)
+    redis.start()
+    yield redis
+    redis.stop()
+
+
+@pytest.fixture
+def publish_to_own_redis(own_redis):
+    """Services called by the test itself publish to the test's broker too (fresh connections per
+    publish read ``broker_write_url``)."""
+    from celery import current_app
+
+    previous = current_app.conf.get("broker_write_url")
+    current_app.conf.broker_write_url = own_redis.url
+    yield
+    current_app.conf.broker_write_url = previous
+
+
+@pytest.fixture
+def fault_env(worker_env, own_redis, publish_to_own_redis, tmp_path) -> dict:
+    """The session worker's environment on the test's own broker, with quicker job timings (the
+    default 45 s staleness is checked on its own: tests/faults/test_worker_kills.py)."""
+    var = tmp_path / "var"
+    var.mkdir()
+    return {
+        **worker_env,
+        "CELERY_BROKER_URL": own_redis.url,
+        "T2G_VAR_DIR": str(var),
+        "T2G_JOB_HEARTBEAT_S": "2",
+        "T2G_JOB_STALE_AFTER_S": "12",
+        "DEBUG": "1",
+        "SECRET_KEY": "fault-injection-tests-only",
+        "T2G_WORKER_PRELOAD": "0",
+    }
+
+
+class Web:
+    def __init__(self, proc: subprocess.Popen, url: str, log: Path) -> None:
+        self.proc, self.url, self.log = proc, url, log
+
+
+@pytest.fixture
+def web_server(fault_env, tmp_path):
+    """gunicorn (1 process, 8 threads) on the test's broker and database."""
+    port = free_port()
+    log = tmp_path / "web.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "text2grad_web.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1",
+             "-k", "gthread", "--threads", "8", "--timeout", "120"],
+            cwd=REPO, env=fault_env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"gunicorn exited:\n{log.read_text()[-3000:]}")
+        try:
+            return requests.get(f"{url}/healthz", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(up, timeout=60, message="the web server")
+    yield Web(proc, url, log)
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def fault_worker(fault_env, tmp_path):
+    """Workers started by the test (``start(name, queues)``), stopped at the end even when killed."""
+    started = []
+
+    def start(name: str, queues: str = "interactive,default,generation,training", **env) -> subprocess.Popen:
+        proc = start_worker({**fault_env, **env}, tmp_path / f"{name}.log", name, queues=queues)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        stop_worker(proc)
+
+
+def timed(call):
+    started = time.monotonic()
+    response = call()
+    return response, time.monotonic() - started

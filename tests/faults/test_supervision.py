@@ -1,0 +1,68 @@
+"""`make run`'s launcher (scripts/run.sh) keeps the web server up when a worker dies and starts the worker
+again, logging it; /healthz tells which lanes have a live worker meanwhile."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from jobs.models import WorkerBeat
+from tests.conftest import REPO, wait_for
+
+from .conftest import free_port
+
+pytestmark = [pytest.mark.faults, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+def _interactive_pid() -> int | None:
+    beat = WorkerBeat.objects.filter(lanes__contains="interactive").order_by("-seen_at").first()
+    return beat.pid if beat else None
+
+
+def test_a_killed_worker_is_restarted_and_the_web_server_stays_up(fault_env, tmp_path):
+    port = free_port()
+    env = {**fault_env, "HOST": "127.0.0.1", "PORT": str(port), "WEB_WORKERS": "1", "WEB_THREADS": "4",
+           "T2G_INTERACTIVE_CONCURRENCY": "1"}  # fmt: skip
+    supervisor_log = REPO / "var" / "log" / "supervisor.log"
+    before = supervisor_log.read_text() if supervisor_log.exists() else ""
+    out = open(tmp_path / "run.log", "w")  # noqa: SIM115 (closed below)
+    launcher = subprocess.Popen(["bash", "scripts/run.sh"], cwd=REPO, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}/healthz"
+    try:
+
+        def lanes_up():
+            try:
+                body = requests.get(url, timeout=5).json()
+            except (requests.RequestException, ValueError):
+                return False
+            return body.get("lanes") and all(state == "up" for state in body["lanes"].values())
+
+        wait_for(lanes_up, timeout=180, message="the web server and every lane's worker")
+        first = _interactive_pid()
+        os.kill(first, signal.SIGKILL)  # the interactive worker's main process, as the OOM killer would
+        # The web server answers all along; /healthz goes degraded once the dead worker's beat is old.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            assert requests.get(url, timeout=5).status_code == 200
+            time.sleep(1)
+        wait_for(
+            lambda: (_interactive_pid() or first) != first, timeout=120, message="a new interactive worker"
+        )
+        assert launcher.poll() is None
+        log = supervisor_log.read_text()[len(before) :]
+        assert "interactive worker exited with status" in log and "restarting in 1s" in log
+        assert requests.get(url, timeout=5).status_code == 200
+    finally:
+        os.killpg(launcher.pid, signal.SIGTERM)  # run.sh's cleanup stops what it started
+        try:
+            launcher.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+        out.close()

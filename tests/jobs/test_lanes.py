@@ -1,0 +1,48 @@
+"""Lanes: what a person waits for runs on the interactive queue, and every lane has a worker in `make run`
+(scripts/run.sh) and in compose, with restart policies and without the options that crash on outages."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+from django.conf import settings
+
+from jobs import registry
+from tests.conftest import REPO
+
+INTERACTIVE = ["training.compute_rewards", "training.align_critique", "annotations.export_run", "jobs.sweep"]
+
+
+def test_interactive_work_has_its_own_lane():
+    assert {registry.lane_of(task) for task in INTERACTIVE} == {"interactive"}
+    assert registry.lane_of("training.generate") == "generation"
+    assert registry.lane_of("training.train_round") == "training"
+
+
+def _queues(command: str) -> set[str]:
+    found = re.search(r"-Q\s+(\S+)", command)
+    return set(found.group(1).split(",")) if found else set()
+
+
+def test_run_sh_starts_a_supervised_worker_for_every_lane():
+    script = (REPO / "scripts" / "run.sh").read_text()
+    lines = [line for line in script.splitlines() if line.strip().startswith(("supervise ", '"${CELERY'))]
+    served = set().union(*(_queues(line) for line in lines))
+    assert served >= set(settings.T2G_LANES)
+    assert "--without-gossip --without-mingle --without-heartbeat" in script
+    assert "wait -n" not in script  # a dying worker no longer stops the web server
+
+
+def test_compose_serves_every_lane_and_restarts_what_dies():
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = compose["services"]
+    served = set()
+    for name, service in services.items():
+        command = " ".join(service.get("command", []))
+        if "worker" in command:
+            served |= _queues(command)
+            assert "--without-gossip" in command and "--without-heartbeat" in command, name
+        if name != "migrate":
+            assert service.get("restart") == "unless-stopped", name
+    assert served >= set(settings.T2G_LANES)
