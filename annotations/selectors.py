@@ -22,7 +22,7 @@ from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from . import roles
-from .models import EVALUATION_PURPOSE, Annotation, Assignment, Generation, Project, Prompt
+from .models import EVALUATION_PURPOSE, Annotation, Assignment, Generation, Project, Prompt, Span, TokenReward
 
 
 def project_list_with_counts() -> QuerySet[Project]:
@@ -171,6 +171,15 @@ def annotation_for_page(pk: int) -> Annotation:
         .prefetch_related("spans")
         .get(pk=pk)
     )
+
+
+def latest_token_reward(annotation: Annotation) -> TokenReward | None:
+    """The annotation's most recently computed token rewards (the heatmap shows them)."""
+    return TokenReward.objects.filter(annotation=annotation).order_by("-computed_at").first()
+
+
+def span_with_annotation(pk: int) -> Span | None:
+    return Span.objects.select_related("annotation").filter(pk=pk).first()
 
 
 def annotator_submitted_count(annotator, project: Project) -> int:

@@ -30,10 +30,10 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from jobs import health
 
-from . import privacy, roles, selectors, services
+from . import access, privacy, roles, selectors, services
 from .forms import OverallForm, SkipForm, SpanEditForm, SpanForm
 from .highlight import code_tokens
-from .models import Annotation, Assignment, Project, Span
+from .models import Annotation, Assignment, Project
 from .panels import SHORTCUTS, labels_for, panel_context
 
 
@@ -119,46 +119,6 @@ def _conflict(request: HttpRequest, conflict: services.DraftConflict, back: str)
 
 
 # --- helpers --------------------------------------------------------------------------------------
-def _refusal(request: HttpRequest) -> Exception:
-    """What a user who is not the author gets for an annotation they may not use: researchers and admins
-    403 (they may read it), anyone else 404 (for them another person's annotation does not exist)."""
-    if roles.can_read_all_feedback(request.user):
-        return PermissionDenied("Researchers and admins can read annotations but not change them.")
-    return Http404("No such annotation.")
-
-
-def _check_access(request: HttpRequest, annotation: Annotation, *, write: bool) -> None:
-    """Authors read and change their own annotations; researchers and admins read all and change none."""
-    if annotation.annotator_id == request.user.pk:
-        return
-    if roles.can_read_all_feedback(request.user) and not write:
-        return
-    raise _refusal(request)
-
-
-def _get_annotation_for_user(request: HttpRequest, pk: int, *, write: bool = False) -> Annotation:
-    """The annotation if this user may see it (and change it, with ``write``); otherwise 404 or 403.
-
-    For a write only the row itself is loaded: the service locks it and reads what it needs.
-    """
-    try:
-        if write:
-            annotation = Annotation.objects.only("pk", "annotator_id", "generation_id", "status").get(pk=pk)
-        else:
-            annotation = selectors.annotation_for_page(pk)
-    except Annotation.DoesNotExist:
-        raise Http404("No such annotation.") from None
-    _check_access(request, annotation, write=write)
-    return annotation
-
-
-def _get_span_for_user(request: HttpRequest, pk: int) -> Span:
-    """A span of an annotation this user may change; otherwise 404 or 403."""
-    span = get_object_or_404(Span.objects.select_related("annotation"), pk=pk)
-    _check_access(request, span.annotation, write=True)
-    return span
-
-
 def _require_annotator(request: HttpRequest) -> None:
     if not roles.is_annotator(request.user):
         raise PermissionDenied("Only annotators take outputs from the queue.")
@@ -244,7 +204,7 @@ def project_progress(request: HttpRequest, pk: int) -> HttpResponse:
 @vary_on_headers("HX-Request")
 @never_cache  # Back after submitting must fetch the read-only page, not show the cached editable draft
 def annotate(request: HttpRequest, pk: int) -> HttpResponse:
-    annotation = _get_annotation_for_user(request, pk)
+    annotation = access.annotation_for_user(request.user, pk)
     is_owner = annotation.annotator_id == request.user.pk
     editable = is_owner and annotation.status == Annotation.Status.DRAFT
     context = panel_context(annotation, editable)
@@ -281,14 +241,14 @@ def annotate(request: HttpRequest, pk: int) -> HttpResponse:
 
 @contextlib.contextmanager
 def _service_access(request: HttpRequest) -> Iterator[None]:
-    """Answer a service's refusals as ``_check_access`` would, for writes whose service loads and locks the
-    row itself: a missing annotation is 404, another person's gets ``_refusal``."""
+    """Answer a service's refusals as ``access.check`` would, for writes whose service loads and locks the
+    row itself: a missing annotation is 404, another person's gets ``access.refusal``."""
     try:
         yield
     except Annotation.DoesNotExist:
         raise Http404("No such annotation.") from None
     except PermissionDenied:
-        raise _refusal(request) from None
+        raise access.refusal(request.user) from None
 
 
 @_login_then_annotate
@@ -334,7 +294,7 @@ def span_create(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def span_update(request: HttpRequest, pk: int) -> HttpResponse:
-    span = _get_span_for_user(request, pk)
+    span = access.span_for_user(request.user, pk)
     back = reverse("annotate", args=[span.annotation_id])
     form = SpanEditForm(request.POST)
     if not form.is_valid():
@@ -349,7 +309,7 @@ def span_update(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def span_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    span = _get_span_for_user(request, pk)
+    span = access.span_for_user(request.user, pk)
     back = reverse("annotate", args=[span.annotation_id])
     try:
         services.span_delete(span=span, user=request.user)
@@ -375,7 +335,7 @@ def _span_panel(request: HttpRequest, annotation_pk: int, back: str) -> HttpResp
 @_login_then_annotate
 @require_POST
 def annotation_submit(request: HttpRequest, pk: int) -> HttpResponse:
-    annotation = _get_annotation_for_user(request, pk, write=True)
+    annotation = access.annotation_for_user(request.user, pk, write=True)
     form = OverallForm(request.POST)
     form.is_valid()
     fields = form.service_kwargs(request.POST)
@@ -396,7 +356,7 @@ def annotation_submit(request: HttpRequest, pk: int) -> HttpResponse:
 @_login_then_annotate
 @require_POST
 def annotation_skip(request: HttpRequest, pk: int) -> HttpResponse:
-    annotation = _get_annotation_for_user(request, pk, write=True)
+    annotation = access.annotation_for_user(request.user, pk, write=True)
     assignment = get_object_or_404(
         Assignment, generation_id=annotation.generation_id, annotator_id=annotation.annotator_id
     )

@@ -7,29 +7,22 @@ annotation; anyone else gets a 404, as if it did not exist.
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from annotations import privacy, roles
-from annotations.models import Annotation, TokenReward
+from annotations import access, privacy
+from annotations import selectors as annotation_selectors
+from annotations.models import Annotation
 
 from . import heatmap, services
 from .models import AlignmentRequest
 
 
 def _annotation_for(request: HttpRequest, pk: int, *, write: bool = False) -> Annotation:
-    annotation = get_object_or_404(
-        Annotation.objects.select_related("generation__prompt__project", "annotator"), pk=pk
-    )
-    own = annotation.annotator_id == request.user.pk
-    if not own and not roles.can_read_all_feedback(request.user):
-        raise Http404("No such annotation")
-    if write and not own:
-        raise PermissionDenied("Only the annotator who wrote this annotation can change it.")
-    return annotation
+    return access.annotation_for_user(request.user, pk, write=write)
 
 
 def _suggestions(request: HttpRequest, alignment: AlignmentRequest, *, error: str = "", status: int = 200):
@@ -102,7 +95,7 @@ def alignment_decide(request: HttpRequest, pk: int, index: int, decision: str) -
 @vary_on_headers("HX-Request")
 def annotation_heatmap(request: HttpRequest, pk: int) -> HttpResponse:
     annotation = _annotation_for(request, pk)
-    row = TokenReward.objects.filter(annotation=annotation).order_by("-computed_at").first()
+    row = annotation_selectors.latest_token_reward(annotation)
     cells, summary = [], {}
     if row is not None:
         spans = [(s.start, s.end, s.label, s.critique) for s in annotation.spans.all()]
