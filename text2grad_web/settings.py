@@ -365,6 +365,7 @@ CELERY_TASK_ROUTES = {
     "training.train_round": {"queue": "training"},
     "training.compute_rewards": {"queue": "interactive"},
     "training.align_critique": {"queue": "interactive"},
+    "training.warm_alignment": {"queue": "interactive"},
     "annotations.export_run": {"queue": "interactive"},
     "annotations.expire_leases": {"queue": "interactive"},
     "jobs.*": {"queue": "interactive"},

@@ -80,3 +80,11 @@ def collect_orphan_versions() -> list[str]:
     from .worker import versions
 
     return versions.versions_collect_orphans()
+
+
+@shared_task(name="training.warm_alignment", ignore_result=True, soft_time_limit=300, time_limit=330)
+def warm_alignment() -> float:
+    """Sent by an interactive worker when it starts: Suggest spans answers at once from then on."""
+    from .worker import alignment
+
+    return alignment.alignment_warm_up()

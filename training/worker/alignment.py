@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from django.conf import settings
 
@@ -26,6 +27,17 @@ def alignment_request_run(*, request_id: int) -> None:
         request.mark_failed(f"{type(exc).__name__}: {exc}")
         return
     lifecycle.finish(request, AlignmentRequest.Status.SUCCEEDED, proposals=proposals)
+
+
+def alignment_warm_up() -> float:
+    """Load MiniLM and train (or load) the clause classifier before the first Suggest spans needs them:
+    the first training takes ~20 s on 2 cores, which an annotator should never wait for. Returns seconds."""
+    started = time.perf_counter()
+    alignment.configure_cache_dir(settings.VAR_DIR / "cache" / "alignment")
+    alignment.align_critique(
+        "A warm-up sentence.", "The 'warm-up' is fine.", embedder=alignment.default_embedder()
+    )
+    return time.perf_counter() - started
 
 
 def _propose(request: AlignmentRequest) -> list[dict]:
