@@ -145,7 +145,7 @@ def test_export_page_shows_the_query_with_readable_labels_and_an_empty_reason(lo
     from django.urls import reverse
 
     export = dataset_services.export_create(
-        kind="dpo", fmt="jsonl", query={"project": project.pk}, enqueue=False
+        kind="dpo", fmt="jsonl", query={"project": project.pk}, created_by=researcher, enqueue=False
     )
     dataset_services.export_run(export_id=export.pk)
     page = login(researcher).get(reverse("data_export_detail", args=[export.pk])).content.decode()

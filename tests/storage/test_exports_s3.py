@@ -17,9 +17,10 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def s3_export(s3_settings, critiqued, tmp_path):
+def s3_export(s3_settings, critiqued, tmp_path, researcher):
     s3_settings.VAR_DIR = tmp_path / "var"  # this process's own disk: nothing of the export may land there
-    export = datasets.export_create(kind="spans", fmt="jsonl", enqueue=False)
+    # Exports are visible to their creator and admins: the researcher downloading it below creates it.
+    export = datasets.export_create(kind="spans", fmt="jsonl", created_by=researcher, enqueue=False)
     export = datasets.export_run(export_id=export.pk)
     assert export.status == DatasetExport.Status.SUCCEEDED, export.error
     return export
@@ -73,6 +74,6 @@ def test_stale_export_is_reaped_with_the_store(s3_settings, critiqued):
     default_store().put_bytes(partial, b"half an export")
     from jobs import reaper
 
-    assert reaper.reap(stale_after_s=60)["export"] == {"resumed": 1, "failed": 0}
+    assert reaper.reap(stale_after_s=60)["annotations.datasetexport"] == {"resumed": 1, "failed": 0}
     assert DatasetExport.objects.get(pk=export.pk).status == DatasetExport.Status.QUEUED
     assert not default_store().exists(partial)
