@@ -17,7 +17,8 @@ reward the policy receives is made of. Baselines that need no training live here
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -35,6 +36,8 @@ __all__ = [
     "evaluate",
     "f1_threshold",
     "precision_recall_f1",
+    "similarity_poor_scores",
+    "threshold_probs",
     "token_prior_fit",
     "token_prior_probs",
 ]
@@ -202,3 +205,46 @@ def f1_threshold(is_positive: np.ndarray, scores: np.ndarray) -> tuple[float, fl
         if f1 > best[1]:
             best = (float(threshold), f1)
     return best
+
+
+_WORD_RE = re.compile(r"[A-Za-z][A-Za-z'’\-]*|\d[\d,.]*\d|\d")
+
+
+def similarity_poor_scores(
+    texts: Sequence[str],
+    sources: Sequence[str],
+    offsets: Sequence[Sequence[tuple[int, int]]],
+    encode: Callable[[list[str]], np.ndarray],
+) -> list[np.ndarray]:
+    """The MiniLM-similarity baseline's score per token: 1 − the largest cosine similarity between the
+    token's word and any word of the source (the prompt). ``encode`` maps words to L2-normalised rows
+    (``MiniLMEmbedder().encode``). Words the source supports score near 0, invented ones near 1."""
+    vocabulary = sorted(
+        {w for t, s in zip(texts, sources, strict=True) for w in _WORD_RE.findall(t + " " + s)}
+    )
+    vectors = dict(zip(vocabulary, encode(vocabulary), strict=True)) if vocabulary else {}
+    scores = []
+    for text, source, token_offsets in zip(texts, sources, offsets, strict=True):
+        source_words = _WORD_RE.findall(source)
+        matrix = np.stack([vectors[w] for w in source_words]) if source_words else None
+        per_token = np.zeros(len(token_offsets))
+        for match in _WORD_RE.finditer(text):
+            score = 1.0 if matrix is None else 1.0 - float((matrix @ vectors[match.group()]).max())
+            for t, (a, b) in enumerate(token_offsets):
+                if a < match.end() and match.start() < b:
+                    per_token[t] = max(per_token[t], score)
+        scores.append(per_token)
+    return scores
+
+
+def threshold_probs(scores: Sequence[np.ndarray], threshold: float) -> list[np.ndarray]:
+    """Poor-vs-neutral probabilities from scores: the argmax is poor exactly when ``score >= threshold``
+    (a monotone map, so the AUROC is the scores')."""
+    out = []
+    for s in scores:
+        s = np.clip(np.asarray(s, dtype=np.float64), 0.0, 1.0)
+        upper = 0.5 + 1e-6 + 0.4999 * (s - threshold) / max(1.0 - threshold, 1e-9)
+        lower = 0.5 * s / max(threshold, 1e-9)
+        p_poor = np.clip(np.where(s >= threshold, upper, np.minimum(lower, 0.4999)), 0.0, 1.0)
+        out.append(np.stack([1 - p_poor, p_poor, np.zeros_like(p_poor)], axis=1))
+    return out

@@ -268,6 +268,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "training.generate": {"queue": "generation"},
     "training.train_round": {"queue": "training"},
+    "training.train_critic": {"queue": "training"},
+    "training.critic_predict": {"queue": "generation"},
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -19,7 +19,7 @@ from django.views.decorators.vary import vary_on_headers
 from annotations import roles
 from annotations.models import Generation, Project
 
-from . import charts, selectors, services
+from . import charts, critic_selectors, critic_services, selectors, services
 from .forms import RoundLaunchForm
 from .models import GenerationJob, ModelVersion, RoundMetric, TrainingRound
 
@@ -50,6 +50,7 @@ def training_home(request: HttpRequest) -> HttpResponse:
         "form": form,
         "rounds": TrainingRound.objects.select_related("project", "output_version", "base_version")[:30],
         "versions": selectors.version_list(),
+        "projects": Project.objects.filter(is_archived=False).order_by("name"),
     }
     return render(request, "training/home.html", context)
 
@@ -94,6 +95,8 @@ def round_detail(request: HttpRequest, pk: int) -> HttpResponse:
         for title, keys in CHARTS
     ]
     context = {"round": training_round, "charts": svgs, "metric_count": len(metrics)}
+    if training_round.mode == TrainingRound.Mode.ON_POLICY:
+        context["samples"] = critic_selectors.on_policy_samples(training_round)
     template = "training/_round_live.html" if request.htmx else "training/round_detail.html"
     return render(request, template, context)
 
@@ -110,6 +113,13 @@ def round_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         elif action == "resume":
             services.round_resume(training_round=training_round)
             messages.success(request, "Round queued again; it continues from its last checkpoint.")
+        elif action == "retry" and training_round.mode == TrainingRound.Mode.ON_POLICY:
+            training_round = critic_services.on_policy_round_retry(
+                training_round=training_round, created_by=request.user
+            )
+            messages.success(
+                request, f"New on-policy round {training_round.pk} queued with the same settings."
+            )
         elif action == "retry":
             training_round = services.round_retry(training_round=training_round, created_by=request.user)
             messages.success(

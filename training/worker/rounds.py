@@ -67,10 +67,16 @@ def _owned(training_round: TrainingRound):
     )
 
 
-def round_run(*, round_id: int, on_update: Callable[[int, int, dict], None] | None = None) -> str:
+def round_run(
+    *,
+    round_id: int,
+    on_update: Callable[[int, int, dict], None] | None = None,
+    run_on_policy: Callable[[TrainingRound, Callable | None], None] | None = None,
+) -> str:
     """Claim and run a round. Returns the final status (or why it did not run).
 
     ``on_update(done, total, metrics)`` is called after each PPO update (the CLI draws a progress bar).
+    ``run_on_policy`` runs the stages of an on-policy round (``training.worker.on_policy``).
     """
     training_round = TrainingRound.objects.select_related("base_version", "project").get(pk=round_id)
     try:
@@ -82,7 +88,11 @@ def round_run(*, round_id: int, on_update: Callable[[int, int, dict], None] | No
     training_round.attempts += 1
     TrainingRound.objects.filter(pk=round_id).update(attempts=training_round.attempts)
     try:
-        if settings.T2G_TRAIN_PROCS > 1:
+        if training_round.mode == TrainingRound.Mode.ON_POLICY:
+            if run_on_policy is None:  # on_policy builds on this module, so it hands its runner in
+                raise ValueError("on-policy rounds run through training.worker.on_policy.round_run")
+            run_on_policy(training_round, on_update)
+        elif settings.T2G_TRAIN_PROCS > 1:
             _run_distributed(training_round, settings.T2G_TRAIN_PROCS)
         else:
             _run(training_round, on_update)
@@ -230,8 +240,15 @@ def _run(training_round: TrainingRound, on_update=None, collective=None) -> None
     if not main:
         return
 
+    save_round_version(training_round, config, policy, timings, len(samples))
+
+
+def save_round_version(training_round: TrainingRound, config: TrainingConfig, policy, timings: dict,
+                       n_samples: int, notes: str = "") -> ModelVersion:  # fmt: skip
+    """The last stages of any round: write the new version atomically, record it (and promote it if the
+    round asks), mark the round succeeded; raises RoundLost when another attempt owns the round."""
     started = time.perf_counter()
-    name = f"r{training_round.pk}-{config.mode}-{timezone.now():%Y%m%d-%H%M%S}"
+    name = f"r{training_round.pk}-{training_round.mode}-{timezone.now():%Y%m%d-%H%M%S}"
     relative = Path("versions") / name
     save_policy_atomic(policy, settings.T2G_MODELS_DIR / relative)
     (settings.T2G_MODELS_DIR / relative / "round.json").write_text(
@@ -253,11 +270,11 @@ def _run(training_round: TrainingRound, on_update=None, collective=None) -> None
             adapter_path=str(relative),
             parent=training_round.base_version,
             created_by_round=training_round,
-            notes=f"{config.mode} round over {len(training_round.snapshot)} annotation(s)",
+            notes=notes or f"{config.mode} round over {len(training_round.snapshot)} annotation(s)",
         )
         if training_round.auto_promote:
             services.model_version_activate(version=version)
-        summary = {**training_round.summary, "timings": timings, "samples": len(samples)}
+        summary = {**training_round.summary, "timings": timings, "samples": n_samples}
         summary["final"] = _last_metrics(training_round)
         won = _owned(training_round).update(
             status=TrainingRound.Status.SUCCEEDED,
@@ -271,6 +288,7 @@ def _run(training_round: TrainingRound, on_update=None, collective=None) -> None
     TrainingRound.objects.filter(pk=training_round.pk).update(summary={**summary, "timings": timings})
     if training_round.checkpoint_path:
         shutil.rmtree(training_round.checkpoint_path, ignore_errors=True)  # the version holds the result now
+    return version
 
 
 def _train(
