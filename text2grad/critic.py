@@ -83,6 +83,10 @@ class CriticConfig:
     batch_size: int = 8
     # Poor tokens are a few percent of all tokens; up-weighting them trades precision for recall.
     class_weights: list[float] = field(default_factory=lambda: [1.0, 2.0, 1.0])
+    # The head also reads the next ``lookahead`` tokens' hidden states: the whole response is known when it
+    # is scored, and whether " 9" is an invented number depends on the digits after it (SmolLM2 writes
+    # numbers one digit per token; a causal trunk alone cannot see them at the first digit).
+    lookahead: int = 3
     max_prompt_tokens: int = 384  # keep the *last* prompt tokens: the chat template's end is what matters
     max_response_tokens: int = 256
     held_out_fraction: float = 0.2  # share of outputs kept out of training, for the version's metrics
@@ -93,6 +97,7 @@ class CriticConfig:
             (self.lora_r >= 1, "lora_r must be >= 1"),
             (self.learning_rate > 0 and math.isfinite(self.learning_rate), "learning_rate must be > 0"),
             (1 <= self.epochs <= 100, "epochs must be between 1 and 100"),
+            (0 <= self.lookahead <= 16, "lookahead must be between 0 and 16"),
             (1 <= self.batch_size <= 512, "batch_size must be between 1 and 512"),
             (len(self.class_weights) == len(LABELS), f"class_weights needs {len(LABELS)} numbers"),
             (all(w > 0 for w in self.class_weights), "class_weights must be > 0"),
@@ -256,19 +261,24 @@ def response_uncertainty(probs: np.ndarray, top_k: int = 5) -> float:
 
 # -- the model -----------------------------------------------------------------------------------------------
 class TokenCritic(nn.Module):
-    """A peft LoRA trunk plus a linear head giving 3 logits per token, read at the token's own position
-    (the causal trunk sees the prompt and the response up to and including that token)."""
+    """A peft LoRA trunk plus a linear head giving 3 logits per token. The head reads the last hidden state
+    at the token's own position (which has seen the prompt and the response up to that token) and at the
+    next ``lookahead`` positions (zeros past the end of the response)."""
 
-    def __init__(self, model: PeftModel, head: nn.Linear | None = None, pad_token_id: int = 0) -> None:
+    def __init__(
+        self, model: PeftModel, head: nn.Linear | None = None, pad_token_id: int = 0, lookahead: int = 0
+    ) -> None:
         super().__init__()
         self.model = model
+        self.lookahead = lookahead
         hidden_size = model.get_base_model().config.get_text_config().hidden_size
+        width = hidden_size * (1 + lookahead)
         if head is None:
-            head = nn.Linear(hidden_size, len(LABELS))
+            head = nn.Linear(width, len(LABELS))
             nn.init.normal_(head.weight, std=0.02)
             nn.init.zeros_(head.bias)
-        if head.in_features != hidden_size or head.out_features != len(LABELS):
-            raise ValueError(f"critic head must map {hidden_size} → {len(LABELS)}, got {head}")
+        if head.in_features != width or head.out_features != len(LABELS):
+            raise ValueError(f"critic head must map {width} → {len(LABELS)}, got {head}")
         device = next(model.parameters()).device
         self.head = head.to(device=device, dtype=torch.float32)
         self.pad_token_id = pad_token_id
@@ -290,8 +300,12 @@ class TokenCritic(nn.Module):
             use_cache=False,
             logits_to_keep=1,  # the LM head is not needed; skip the [B, L, vocab] projection
         )
-        hidden = out.hidden_states[-1][:, batch.prompt_width :]
-        return self.head(hidden.to(self.head.weight.dtype))
+        hidden = out.hidden_states[-1][:, batch.prompt_width :].to(self.head.weight.dtype)
+        hidden = hidden * batch.response_mask.unsqueeze(-1).to(hidden.dtype)  # right padding reads as zeros
+        windows = [hidden] + [
+            nn.functional.pad(hidden[:, k:], (0, 0, 0, k)) for k in range(1, self.lookahead + 1)
+        ]
+        return self.head(torch.cat(windows, dim=-1))
 
     def critique(self, items: Sequence[CriticInput]) -> list[CriticOutput]:
         probs = predict_token_probs(self, [i.prompt_ids for i in items], [i.response_ids for i in items])
@@ -329,7 +343,7 @@ def build_critic(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = get_peft_model(base_model, lora)
-        critic = TokenCritic(model, pad_token_id=_pad_token_id(base_model))
+        critic = TokenCritic(model, pad_token_id=_pad_token_id(base_model), lookahead=config.lookahead)
     return critic.eval()
 
 
@@ -341,13 +355,13 @@ def load_critic(base_model, directory: str | os.PathLike[str], *, trainable: boo
     model = PeftModel.from_pretrained(base_model, str(directory), is_trainable=trainable)
     tensors = load_file(str(directory / HEAD_FILE))
     hidden_size = base_model.config.get_text_config().hidden_size
-    head = nn.Linear(hidden_size, len(LABELS))
-    if tuple(tensors["weight"].shape) != (len(LABELS), hidden_size):
-        raise ValueError(
-            f"critic head in {directory} is {tuple(tensors['weight'].shape)}, need (3, {hidden_size})"
-        )
+    rows, width = tuple(tensors["weight"].shape)
+    if rows != len(LABELS) or width % hidden_size:
+        raise ValueError(f"critic head in {directory} is {(rows, width)}, need (3, k × {hidden_size})")
+    head = nn.Linear(width, len(LABELS))
     head.load_state_dict({"weight": tensors["weight"].float(), "bias": tensors["bias"].float()})
-    return TokenCritic(model, head, pad_token_id=_pad_token_id(base_model)).eval()
+    lookahead = width // hidden_size - 1
+    return TokenCritic(model, head, pad_token_id=_pad_token_id(base_model), lookahead=lookahead).eval()
 
 
 def save_critic_atomic(

@@ -13,7 +13,14 @@ from annotations.models import Annotation, Generation, Project, content_hash
 from jobs import dispatch
 from text2grad.config import TrainingConfig  # a plain dataclass: no torch
 
-from .models import AlignmentRequest, CriticPrediction, CriticTrainingJob, CriticVersion, TrainingRound
+from .models import (
+    AlignmentRequest,
+    CriticPrediction,
+    CriticSettings,
+    CriticTrainingJob,
+    CriticVersion,
+    TrainingRound,
+)
 from .services import model_version_bootstrap
 
 MIN_ANNOTATIONS = 4  # fewer outputs than this cannot be split into training and held-out data
@@ -186,6 +193,17 @@ def critic_suggestions_for(*, annotation: Annotation) -> AlignmentRequest | None
             status=AlignmentRequest.Status.SUCCEEDED,
             finished_at=timezone.now(),
         )
+
+
+@transaction.atomic
+def critic_settings_update(*, project: Project, queue_order: str) -> CriticSettings:
+    """Set how the project's annotation queue is ordered: arrival, or the active critic's uncertainty."""
+    if queue_order not in CriticSettings.QueueOrder.values:
+        raise ValueError(f"queue_order must be one of {', '.join(CriticSettings.QueueOrder.values)}")
+    row, _ = CriticSettings.objects.select_for_update().get_or_create(project=project)
+    row.queue_order = queue_order
+    row.save(update_fields=["queue_order", "updated_at"])
+    return row
 
 
 # --- on-policy rounds --------------------------------------------------------------------------------

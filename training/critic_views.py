@@ -16,7 +16,7 @@ from annotations.models import Annotation, Project
 from . import charts, critic_selectors, critic_services
 from .feedback_views import _annotation_for
 from .forms import CriticTrainForm, OnPolicyRoundForm
-from .models import CriticTrainingJob, CriticVersion
+from .models import CriticSettings, CriticTrainingJob, CriticVersion
 from .views import _require_admin, _require_viewer
 
 
@@ -41,6 +41,10 @@ def _page(request: HttpRequest, project: Project, *, train_form=None, round_form
         "train_form": train_form or CriticTrainForm(),
         "round_form": round_form or OnPolicyRoundForm(),
         "snapshot_size": len(critic_services.critic_snapshot(project=project)),
+        "queue_order": getattr(project, "critic_settings", None)
+        and project.critic_settings.queue_order
+        or "arrival",
+        "queue_orders": CriticSettings.QueueOrder.choices,
     }
     return render(request, "training/critic.html", context, status=status)
 
@@ -118,6 +122,22 @@ def critic_deactivate(request: HttpRequest, project_pk: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=project_pk)
     critic_services.critic_version_deactivate(project=project)
     messages.info(request, "No critic is active for this project now.")
+    return redirect("critic_home", project_pk=project.pk)
+
+
+@require_POST
+@login_required
+def critic_settings(request: HttpRequest, project_pk: int) -> HttpResponse:
+    _require_admin(request)
+    project = get_object_or_404(Project, pk=project_pk)
+    try:
+        critic_services.critic_settings_update(
+            project=project, queue_order=request.POST.get("queue_order", "")
+        )
+    except ValueError as exc:
+        messages.error(request, str(exc))
+        return _page(request, project, status=400)
+    messages.success(request, "Queue order saved.")
     return redirect("critic_home", project_pk=project.pk)
 
 

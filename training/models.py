@@ -257,6 +257,24 @@ class CriticVersion(models.Model):
         return (report.get("labels") or {}).get(label, {}).get(key)
 
 
+class CriticSettings(models.Model):
+    """A project's critic preferences (kept here: the annotations app does not know about critics)."""
+
+    class QueueOrder(models.TextChoices):
+        ARRIVAL = "arrival", "Arrival order (oldest output first)"
+        UNCERTAINTY = "uncertainty", "Most uncertain for the active critic first (active learning)"
+
+    project = models.OneToOneField(
+        "annotations.Project", on_delete=models.CASCADE, related_name="critic_settings"
+    )
+    # Read by annotations.selectors.next_candidates through this relation, without importing training.
+    queue_order = models.CharField(max_length=12, choices=QueueOrder.choices, default=QueueOrder.ARRIVAL)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Critic settings of {self.project}"
+
+
 class CriticTrainingJob(Job):
     """Train a critic version on a project's submitted annotations (the training lane)."""
 

@@ -23,6 +23,7 @@ urlpatterns = [
         critic_views.critic_deactivate,
         name="critic_deactivate",
     ),
+    path("projects/<int:project_pk>/critic/settings/", critic_views.critic_settings, name="critic_settings"),
     path("projects/<int:project_pk>/on-policy/", critic_views.on_policy_launch, name="on_policy_launch"),
     path("critics/<int:pk>/activate/", critic_views.critic_activate, name="critic_activate"),
     path("critic-jobs/<int:pk>/", critic_views.critic_job_status, name="critic_job_status"),

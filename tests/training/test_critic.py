@@ -220,3 +220,32 @@ def test_too_few_annotations_is_refused(project, make_generation, annotator, adm
     assert not CriticTrainingJob.objects.exists()
     with pytest.raises(ValueError):
         critic_services.critic_config_checked({"epochs": 2, "dropout": 0.5})
+
+
+def test_queue_order_by_critic_uncertainty(project, make_generation, annotator, admin_user, login):
+    from annotations.selectors import next_candidates
+
+    outputs = [make_generation(project, f"Output number {n}.") for n in range(3)]
+    version = CriticVersion.objects.create(project=project, name="c1", base_model="tiny", adapter_path="x",
+                                           is_active=True)  # fmt: skip
+    stale = CriticVersion.objects.create(project=project, name="c0", base_model="tiny", adapter_path="y")
+    CriticPrediction.objects.create(generation=outputs[0], critic_version=version, uncertainty=0.2)
+    CriticPrediction.objects.create(generation=outputs[1], critic_version=version, uncertainty=0.9)
+    CriticPrediction.objects.create(
+        generation=outputs[2], critic_version=stale, uncertainty=1.0
+    )  # not active
+
+    def order():
+        project.refresh_from_db()
+        return [g.pk for g in next_candidates(project, annotator, timezone.now())]
+
+    assert order() == [g.pk for g in outputs]  # arrival order by default
+    client = login(admin_user)
+    response = client.post(reverse("critic_settings", args=[project.pk]), {"queue_order": "uncertainty"})
+    assert response.status_code == 302
+    assert order() == [outputs[1].pk, outputs[0].pk, outputs[2].pk]
+    bad = client.post(reverse("critic_settings", args=[project.pk]), {"queue_order": "random"})
+    assert bad.status_code == 400
+    assert project.critic_settings.queue_order == "uncertainty"
+    client.post(reverse("critic_settings", args=[project.pk]), {"queue_order": "arrival"})
+    assert order() == [g.pk for g in outputs]

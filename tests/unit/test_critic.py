@@ -217,3 +217,13 @@ def test_config_rejects_bad_values():
     with pytest.raises(ValueError):
         CriticConfig.from_dict({"epochs": 2, "bogus": 1})
     assert CriticConfig.from_dict(CriticConfig(epochs=2).to_dict()).epochs == 2
+
+
+@pytest.mark.parametrize("lookahead", [0, 2])
+def test_lookahead_lets_later_tokens_inform_a_token(tiny_model_dir, lookahead):
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    critic = build_critic(base, CriticConfig(lookahead=lookahead))
+    a = predict_token_probs(critic, [[5, 6]], [[10, 11, 12, 13, 14]])[0]
+    b = predict_token_probs(critic, [[5, 6]], [[10, 11, 12, 99, 14]])[0]  # only token 3 differs
+    np.testing.assert_allclose(a[0], b[0], atol=1e-6)  # token 0 reads tokens 0..2 at most
+    assert np.allclose(a[1], b[1], atol=1e-6) == (lookahead == 0)  # token 1 reads 1..3 with lookahead 2
