@@ -171,7 +171,8 @@ def annotation_critic_suggestions(request: HttpRequest, pk: int) -> HttpResponse
     editable = annotation.annotator_id == request.user.pk and annotation.status == Annotation.Status.DRAFT
     # Only the annotator's own draft gets suggestions (and the row that records how they were treated).
     alignment = critic_services.critic_suggestions_for(annotation=annotation) if editable else None
-    if alignment is not None and not alignment.proposals:
-        alignment = None  # nothing predicted: keep the panel empty rather than say "no match"
+    if alignment is None or not alignment.proposals:
+        # Nothing to suggest: htmx swaps nothing on 204, so a Suggest-spans answer that raced ahead stays.
+        return HttpResponse(status=204)
     context = {"alignment": alignment, "error": "", "editable": editable}
     return render(request, "training/_suggestions.html", context)

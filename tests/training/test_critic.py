@@ -101,7 +101,7 @@ def test_activation_is_per_project_and_queues_pre_annotation(
 
 
 def test_pre_annotation_becomes_suggestions_with_acceptance_and_edit_rates(
-    tiny_settings, project, labelled, admin_user, annotator2, make_generation, login
+    tiny_settings, project, labelled, admin_user, annotator, annotator2, make_generation, login
 ):
     version = _train(project, admin_user, auto_activate=True)
     fresh = make_generation(project, "Ann Lee went to the fair in 2044.")
@@ -138,9 +138,15 @@ def test_pre_annotation_becomes_suggestions_with_acceptance_and_edit_rates(
     Span.objects.create(annotation=annotation, start=8, end=12, text="went", label="poor", polarity=-1)
     assert critic_selectors.review_stats(version)["edit_rate"] == 1.0
 
-    # Someone else's annotation: 404; a researcher reading it gets no suggestions and creates nothing.
+    # Someone else's annotation: 404 for an annotator; an admin reading it gets nothing and creates nothing.
     other = Annotation.objects.create(generation=fresh, annotator=admin_user)
     assert client.post(reverse("annotation_critic_suggestions", args=[other.pk])).status_code == 404
+    own_draft = Annotation.objects.create(generation=fresh, annotator=annotator)
+    assert (
+        login(admin_user).post(reverse("annotation_critic_suggestions", args=[own_draft.pk])).status_code
+        == 204
+    )
+    assert not AlignmentRequest.objects.filter(annotation=own_draft).exists()
 
 
 def test_on_policy_round_samples_scores_trains_and_sends_a_share_to_audit(
