@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=200)
     parser.add_argument("--held-out", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--cache", type=Path, default=REPO / "var" / "bench" / "critic_outputs.json")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "critic_quality.json")

@@ -50,6 +50,9 @@ def sample_cached(items: list[dict], max_new_tokens: int, budget_s: float) -> li
     todo = [i for i in items if i["text"] not in done]
     started = time.perf_counter()
     if todo:
+        import torch
+
+        torch.set_num_threads(1)  # as T2G_TORCH_THREADS does for the worker stages later
         model, tokenizer = load(REPO / "var" / "models" / "base")
         for start in range(0, len(todo), 16):
             if time.perf_counter() - started > budget_s:
