@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--outputs", type=int, default=260)
     parser.add_argument("--held-out-fraction", type=float, default=0.23)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--lookahead", type=int, default=3, help="critic head window (0: the token alone)")
     parser.add_argument("--updates", type=int, default=8)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--lr", type=float, default=5e-4)
@@ -133,7 +134,12 @@ def main() -> None:
     seed_s = time.perf_counter() - started
 
     job = critic_services.critic_job_create(
-        project=project, config={"epochs": args.epochs, "held_out_fraction": args.held_out_fraction}
+        project=project,
+        config={
+            "epochs": args.epochs,
+            "held_out_fraction": args.held_out_fraction,
+            "lookahead": args.lookahead,
+        },
     )
     started = time.perf_counter()
     status = critic_worker.critic_job_run(job_id=job.pk)

@@ -49,11 +49,18 @@ def critic_config_checked(config: dict | None) -> dict:
         "held_out_fraction",
         "seed",
         "class_weights",
+        "lookahead",
     }
     unknown = set(config) - allowed
     if unknown:
         raise ValueError(f"Unknown critic settings: {', '.join(sorted(unknown))}")
-    bounds = {"epochs": (1, 100), "batch_size": (1, 512), "lora_r": (1, 256), "seed": (0, 2**31 - 1)}
+    bounds = {
+        "epochs": (1, 100),
+        "batch_size": (1, 512),
+        "lora_r": (1, 256),
+        "seed": (0, 2**31 - 1),
+        "lookahead": (0, 16),
+    }
     for key, (low, high) in bounds.items():
         if key in config and (not isinstance(config[key], int) or not low <= config[key] <= high):
             raise ValueError(f"{key} must be an integer between {low} and {high}")

@@ -153,8 +153,9 @@ class TrainingRound(Job):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     # On-policy rounds: the critic that scores the fresh samples, and how they are drawn and audited.
+    # SET_NULL like ``project``: deleting a project (and its critics) keeps the round's record.
     critic_version = models.ForeignKey(
-        "CriticVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="rounds"
+        "CriticVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="rounds"
     )
     on_policy = models.JSONField(
         default=dict, blank=True, help_text="audit_share, max_new_tokens, temperature (on-policy rounds)."
