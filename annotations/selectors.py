@@ -17,6 +17,7 @@ from django.db.models import (
     QuerySet,
     Subquery,
     Sum,
+    Value,
 )
 from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
@@ -290,7 +291,7 @@ def next_candidates(project: Project, annotator, now: datetime):
         .exclude(Exists(Annotation.objects.filter(generation=OuterRef("pk"), annotator=annotator)))
         .alias(taken=taken)
         .filter(taken__lt=quota)
-        .order_by("id")
+        .order_by(*queue_order(project))
     )
 
 
@@ -308,3 +309,22 @@ def model_versions_with_outputs() -> list[tuple[int, str]]:
 def model_version_model():
     """The model-version model, reached through ``Generation.model_version``: this app imports no training."""
     return Generation._meta.get_field("model_version").related_model
+
+
+def queue_order(project: Project) -> list:
+    """Arrival order (lowest id first), unless the project's critic settings ask for active learning: then
+    the outputs the active critic is least sure about come first (never-predicted ones last, by arrival).
+
+    Both the setting and the predictions are training's rows, reached through their relations
+    (``project.critic_settings``, ``generation.critic_predictions``): this app imports no training.
+    """
+    settings_row = getattr(project, "critic_settings", None)  # a missing one-to-one raises AttributeError
+    if settings_row is None or settings_row.queue_order != "uncertainty":
+        return ["id"]
+    prediction = Generation._meta.get_field("critic_predictions").related_model
+    uncertainty = Subquery(
+        prediction.objects.filter(generation=OuterRef("pk"), critic_version__is_active=True)
+        .order_by("-critic_version_id")
+        .values("uncertainty")[:1]
+    )
+    return [Coalesce(uncertainty, Value(-1.0)).desc(), "id"]

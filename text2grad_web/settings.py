@@ -369,6 +369,8 @@ CELERY_TASK_ROUTES = {
     "annotations.export_run": {"queue": "interactive"},
     "annotations.expire_leases": {"queue": "interactive"},
     "jobs.*": {"queue": "interactive"},
+    "training.train_critic": {"queue": "training"},
+    "training.critic_predict": {"queue": "generation"},
 }
 T2G_LANES = ["interactive", "default", "generation", "training"]
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)

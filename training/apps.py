@@ -18,7 +18,7 @@ def _register_jobs() -> None:
     from jobs.registry import JobKind, register, register_sweep
 
     from . import services
-    from .models import AlignmentRequest, GenerationJob, TrainingRound
+    from .models import AlignmentRequest, CriticTrainingJob, GenerationJob, TrainingRound
 
     register(
         JobKind(
@@ -49,6 +49,16 @@ def _register_jobs() -> None:
             on_lost="fail",
             lost_message="Press Suggest spans again.",
             typical_s=2.0,
+        )
+    )
+    register(
+        JobKind(
+            CriticTrainingJob,
+            "critic training",
+            "training.train_critic",
+            on_lost="fail",
+            lost_message="The active critic is unchanged. Train the critic again from the project's critic page.",
+            typical_s=10.0,  # per training step
         )
     )
     register_sweep("rewards", services.rewards_sweep_missing)

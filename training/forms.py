@@ -53,8 +53,11 @@ class _AnnotatorChoiceField(forms.ModelMultipleChoiceField):
 
 
 class RoundLaunchForm(forms.Form):
+    # On-policy rounds have their own form on the project's critic page (they need an active critic).
     mode = forms.ChoiceField(
-        label="Reward mode", choices=TrainingRound.Mode.choices, initial=TrainingRound.Mode.TOKEN
+        label="Reward mode",
+        choices=[c for c in TrainingRound.Mode.choices if c[0] != TrainingRound.Mode.ON_POLICY],
+        initial=TrainingRound.Mode.TOKEN,
     )
     project = forms.ModelChoiceField(queryset=Project.objects.filter(is_archived=False), required=False,
                                      empty_label="All projects")  # fmt: skip
@@ -111,3 +114,37 @@ class RoundLaunchForm(forms.Form):
         """The hyperparameters given; a knob left empty takes TrainingConfig's default."""
         names = [name for name, *_ in FLOAT_KNOBS + INT_KNOBS] + ["adaptive_kl"]
         return {name: self.cleaned_data[name] for name in names if self.cleaned_data[name] is not None}
+
+
+class CriticTrainForm(forms.Form):
+    """Train a critic on the project's submitted annotations."""
+
+    epochs = forms.IntegerField(min_value=1, max_value=100, initial=3)
+    learning_rate = forms.FloatField(min_value=1e-6, max_value=1.0, initial=1e-3)
+    held_out_fraction = forms.FloatField(min_value=0.0, max_value=0.9, initial=0.2,
+                                         help_text="Share of outputs kept out of training, for metrics")  # fmt: skip
+    continue_from_active = forms.BooleanField(
+        required=False, help_text="Start from the active critic's adapter"
+    )
+    auto_activate = forms.BooleanField(required=False, help_text="Activate the new critic when done")
+
+    def config(self) -> dict:
+        return {k: self.cleaned_data[k] for k in ("epochs", "learning_rate", "held_out_fraction")}
+
+
+class OnPolicyRoundForm(forms.Form):
+    """An on-policy round: fresh samples of the active model, scored by the project's active critic."""
+
+    steps = forms.IntegerField(label="PPO updates", min_value=1, max_value=1000, initial=8)
+    batch_size = forms.IntegerField(label="Samples per update", min_value=1, max_value=256, initial=8)
+    learning_rate = forms.FloatField(min_value=1e-7, max_value=1.0, initial=5e-4)
+    audit_share = forms.FloatField(min_value=0.0, max_value=1.0, initial=0.25,
+                                   help_text="Share of samples sent to the annotation queue for audit")  # fmt: skip
+    max_new_tokens = forms.IntegerField(min_value=1, max_value=1024, initial=64)
+    temperature = forms.FloatField(min_value=0.05, max_value=2.0, initial=0.8)
+    auto_promote = forms.BooleanField(required=False, help_text="Make the new version active when done")
+
+    def config(self) -> dict:
+        data = self.cleaned_data
+        return {"steps": data["steps"], "batch_size": data["batch_size"], "learning_rate": data["learning_rate"],
+                "minibatch_size": min(4, data["batch_size"])}  # fmt: skip

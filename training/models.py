@@ -78,6 +78,7 @@ class TrainingRound(Job):
     class Mode(models.TextChoices):
         TOKEN = "token", "Token-level rewards (TEXT2GRAD)"
         SCALAR = "scalar", "Scalar reward on the last token (PPO baseline)"
+        ON_POLICY = "on_policy", "On-policy: fresh samples scored by the learned critic"
 
     project = models.ForeignKey(
         "annotations.Project",
@@ -104,6 +105,14 @@ class TrainingRound(Job):
     summary = models.JSONField(default=dict, blank=True, help_text="Final metrics and stage timings.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # On-policy rounds: the critic that scores the fresh samples, and how they are drawn and audited.
+    # SET_NULL like ``project``: deleting a project (and its critics) keeps the round's record.
+    critic_version = models.ForeignKey(
+        "CriticVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="rounds"
+    )
+    on_policy = models.JSONField(
+        default=dict, blank=True, help_text="audit_share, max_new_tokens, temperature (on-policy rounds)."
     )
 
     class Meta:
@@ -150,9 +159,147 @@ class AlignmentRequest(Job):
     critique = models.TextField(help_text="The critique text that was aligned.")
     use_llm = models.BooleanField(default=False)
     proposals = models.JSONField(default=list, blank=True)
+    # Set when the proposals are a critic's pre-annotation rather than an aligned critique.
+    critic_version = models.ForeignKey(
+        "CriticVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="alignment_requests"
+    )
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"Alignment {self.pk} for annotation {self.annotation_id} ({self.status})"
+
+
+# --- the learned span critic (the paper's reward model) ------------------------------------------------
+class CriticVersion(models.Model):
+    """One trained span critic of a project: a LoRA adapter + token head, with its data and metrics."""
+
+    project = models.ForeignKey(
+        "annotations.Project", on_delete=models.CASCADE, related_name="critic_versions"
+    )
+    name = models.CharField(max_length=100, unique=True)
+    base_model = models.CharField(max_length=500)
+    adapter_path = models.CharField(max_length=500, help_text="Relative to T2G_MODELS_DIR.")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    created_by_job = models.OneToOneField(
+        "CriticTrainingJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="produced_version"
+    )
+    config = models.JSONField(default=dict)
+    snapshot = models.JSONField(default=list, help_text="Annotation ids it learned from or was tested on.")
+    snapshot_hash = models.CharField(max_length=64, blank=True)
+    metrics = models.JSONField(default=dict, blank=True, help_text="Held-out metrics, baselines, timings.")
+    is_active = models.BooleanField(default=False)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project"], condition=Q(is_active=True), name="one_active_critic_per_project"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name + (" (active)" if self.is_active else "")
+
+    def label_metric(self, label: str, key: str, of: str = "critic"):
+        """A held-out number, e.g. ``label_metric("poor", "f1")``; None when not measured."""
+        report = (self.metrics.get("reports") or {}).get(of) or {}
+        return (report.get("labels") or {}).get(label, {}).get(key)
+
+
+class CriticSettings(models.Model):
+    """A project's critic preferences (kept here: the annotations app does not know about critics)."""
+
+    class QueueOrder(models.TextChoices):
+        ARRIVAL = "arrival", "Arrival order (oldest output first)"
+        UNCERTAINTY = "uncertainty", "Most uncertain for the active critic first (active learning)"
+
+    project = models.OneToOneField(
+        "annotations.Project", on_delete=models.CASCADE, related_name="critic_settings"
+    )
+    # Read by annotations.selectors.next_candidates through this relation, without importing training.
+    queue_order = models.CharField(max_length=12, choices=QueueOrder.choices, default=QueueOrder.ARRIVAL)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Critic settings of {self.project}"
+
+
+class CriticTrainingJob(Job):
+    """Train a critic version on a project's submitted annotations (the training lane)."""
+
+    project = models.ForeignKey("annotations.Project", on_delete=models.CASCADE, related_name="critic_jobs")
+    parent = models.ForeignKey(
+        CriticVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Continue from this critic's adapter (else a fresh one).",
+    )  # fmt: skip
+    config = models.JSONField(default=dict)
+    snapshot = models.JSONField(default=list, help_text="Annotation ids used, sorted.")
+    snapshot_hash = models.CharField(max_length=64, blank=True)
+    output_version = models.ForeignKey(
+        CriticVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    auto_activate = models.BooleanField(default=False)
+    cancel_requested = models.BooleanField(default=False)
+    summary = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Critic job {self.pk} for {self.project} ({self.status})"
+
+
+class CriticPrediction(models.Model):
+    """A critic version's predicted spans on one output: pre-annotation and uncertainty for the queue."""
+
+    generation = models.ForeignKey(
+        "annotations.Generation", on_delete=models.CASCADE, related_name="critic_predictions"
+    )
+    critic_version = models.ForeignKey(CriticVersion, on_delete=models.CASCADE, related_name="predictions")
+    spans = models.JSONField(default=list, help_text="[{start, end, polarity, score, text}] in code points.")
+    uncertainty = models.FloatField(default=0.0, help_text="0 sure … 1 uniform (top-k token entropy).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["generation", "critic_version"], name="one_prediction_per_critic")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.critic_version} on generation {self.generation_id}"
+
+
+class OnPolicySample(models.Model):
+    """A fresh output of an on-policy round, as the critic scored it (the round page shows them)."""
+
+    training_round = models.ForeignKey(
+        TrainingRound, on_delete=models.CASCADE, related_name="on_policy_samples"
+    )
+    update = models.PositiveIntegerField()
+    prompt = models.ForeignKey("annotations.Prompt", on_delete=models.CASCADE, related_name="+")
+    text = models.TextField()
+    response_token_ids = models.JSONField(default=list)
+    token_rewards = models.JSONField(default=list)
+    spans = models.JSONField(default=list)
+    uncertainty = models.FloatField(default=0.0)
+    audit_generation = models.ForeignKey(
+        "annotations.Generation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The queue item people audit, when this sample was drawn for audit.",
+    )  # fmt: skip
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["update", "id"]
+
+    def __str__(self) -> str:
+        return f"Round {self.training_round_id} update {self.update} sample {self.pk}"

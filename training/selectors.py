@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from .models import GenerationJob, ModelVersion
+from annotations.models import Generation, Project, Prompt
+
+from .models import GenerationJob, ModelVersion, RoundMetric, TrainingRound
 
 
 def active_version() -> ModelVersion | None:
@@ -17,3 +19,35 @@ def version_list() -> QuerySet[ModelVersion]:
 
 def generation_jobs_for_project(project_id: int) -> QuerySet[GenerationJob]:
     return GenerationJob.objects.filter(project_id=project_id).select_related("model_version")
+
+
+def rounds_recent(limit: int = 30) -> QuerySet[TrainingRound]:
+    return TrainingRound.objects.select_related("project", "output_version", "base_version")[:limit]
+
+
+def round_for_page(pk: int) -> TrainingRound | None:
+    return TrainingRound.objects.select_related("project", "output_version").filter(pk=pk).first()
+
+
+def round_metrics(training_round: TrainingRound) -> list[dict]:
+    """The round's per-update metrics, in order (the charts' data)."""
+    return list(RoundMetric.objects.filter(training_round=training_round).values_list("data", flat=True))
+
+
+def projects_open() -> QuerySet[Project]:
+    return Project.objects.filter(is_archived=False).order_by("name")
+
+
+def versions_by_ids(ids: list[str]) -> list[ModelVersion]:
+    wanted = [int(i) for i in ids if str(i).isdigit()]
+    return list(ModelVersion.objects.filter(pk__in=wanted).order_by("pk"))
+
+
+def compare_rows(project: Project, a: ModelVersion, b: ModelVersion, limit: int) -> list[tuple]:
+    """(prompt, outputs of ``a``, outputs of ``b``) for the project's first ``limit`` prompts."""
+    prompts: list[Prompt] = list(project.prompts.order_by("id")[:limit])
+    outputs = Generation.objects.filter(prompt__in=prompts, model_version__in=[a, b]).order_by("id")
+    by_key: dict[tuple[int, int], list[Generation]] = {}
+    for generation in outputs:
+        by_key.setdefault((generation.prompt_id, generation.model_version_id), []).append(generation)
+    return [(p, by_key.get((p.pk, a.pk), []), by_key.get((p.pk, b.pk), [])) for p in prompts]

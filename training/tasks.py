@@ -49,9 +49,9 @@ def recompute_all_rewards(project_id: int | None = None) -> int:
     max_retries=None,
 )
 def train_round(self, round_id: int) -> str:
-    from .worker import rounds
+    from .worker import on_policy
 
-    status = rounds.round_run(round_id=round_id)
+    status = on_policy.round_run(round_id=round_id)  # every mode; on-policy rounds need its stages
     if status == "busy":
         # Another round holds the shared model: wait for it rather than fail.
         raise self.retry(countdown=30)
@@ -88,3 +88,19 @@ def warm_alignment() -> float:
     from .worker import alignment
 
     return alignment.alignment_warm_up()
+
+
+@shared_task(
+    name="training.train_critic", acks_late=True, soft_time_limit=6 * 3600, time_limit=6 * 3600 + 120
+)
+def train_critic(job_id: int) -> str:
+    from .worker import critic
+
+    return critic.critic_job_run(job_id=job_id)
+
+
+@shared_task(name="training.critic_predict", acks_late=True, soft_time_limit=3600, time_limit=3600 + 60)
+def critic_predict(critic_version_id: int, generation_ids: list[int]) -> int:
+    from .worker import critic
+
+    return critic.critic_predict_run(critic_version_id=critic_version_id, generation_ids=generation_ids)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import feedback_views, views
+from . import critic_views, feedback_views, views
 
 urlpatterns = [
     path("training/", views.training_home, name="training_home"),
@@ -16,6 +16,23 @@ urlpatterns = [
     path("annotations/<int:pk>/suggest/", feedback_views.annotation_suggest, name="annotation_suggest"),
     path("annotations/<int:pk>/heatmap/", feedback_views.annotation_heatmap, name="annotation_heatmap"),
     path("suggestions/<int:pk>/", feedback_views.alignment_status, name="alignment_status"),
+    path("projects/<int:project_pk>/critic/", critic_views.critic_home, name="critic_home"),
+    path("projects/<int:project_pk>/critic/train/", critic_views.critic_train, name="critic_train"),
+    path(
+        "projects/<int:project_pk>/critic/deactivate/",
+        critic_views.critic_deactivate,
+        name="critic_deactivate",
+    ),
+    path("projects/<int:project_pk>/critic/settings/", critic_views.critic_settings, name="critic_settings"),
+    path("projects/<int:project_pk>/on-policy/", critic_views.on_policy_launch, name="on_policy_launch"),
+    path("critics/<int:pk>/activate/", critic_views.critic_activate, name="critic_activate"),
+    path("critic-jobs/<int:pk>/", critic_views.critic_job_status, name="critic_job_status"),
+    path("critic-jobs/<int:pk>/cancel/", critic_views.critic_job_cancel, name="critic_job_cancel"),
+    path(
+        "annotations/<int:pk>/critic-suggestions/",
+        critic_views.annotation_critic_suggestions,
+        name="annotation_critic_suggestions",
+    ),
     path(
         "suggestions/<int:pk>/<int:index>/<str:decision>/",
         feedback_views.alignment_decide,

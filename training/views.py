@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
@@ -16,12 +16,12 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from annotations import roles
-from annotations.models import Generation, Project
+from annotations.models import Project
 from evaluation import selectors as evaluation_selectors
 
-from . import charts, selectors, services
+from . import charts, critic_selectors, critic_services, selectors, services
 from .forms import RoundLaunchForm
-from .models import GenerationJob, ModelVersion, RoundMetric, TrainingRound
+from .models import GenerationJob, ModelVersion, TrainingRound
 
 
 def _require_admin(request: HttpRequest) -> None:
@@ -37,7 +37,6 @@ def _require_viewer(request: HttpRequest) -> None:
 @login_required
 def training_home(request: HttpRequest) -> HttpResponse:
     _require_viewer(request)
-    services.jobs_reap_stale()
     form = RoundLaunchForm()
     versions = list(selectors.version_list())
     standings = evaluation_selectors.version_standings(versions)
@@ -45,8 +44,9 @@ def training_home(request: HttpRequest) -> HttpResponse:
         version.standing = standings.get(version.pk)
     context = {
         "form": form,
-        "rounds": TrainingRound.objects.select_related("project", "output_version", "base_version")[:30],
+        "rounds": selectors.rounds_recent(),
         "versions": versions,
+        "projects": selectors.projects_open(),
     }
     return render(request, "training/home.html", context)
 
@@ -72,7 +72,7 @@ def round_launch(request: HttpRequest) -> HttpResponse:
                 request, f"Round {training_round.pk} queued with {training_round.snapshot_size} annotations."
             )
             return redirect("round_detail", pk=training_round.pk)
-    context = {"form": form, "rounds": TrainingRound.objects.all()[:30], "versions": selectors.version_list()}
+    context = {"form": form, "rounds": selectors.rounds_recent(), "versions": selectors.version_list()}
     return render(request, "training/home.html", context, status=400)
 
 
@@ -80,10 +80,10 @@ def round_launch(request: HttpRequest) -> HttpResponse:
 @vary_on_headers("HX-Request")
 def round_detail(request: HttpRequest, pk: int) -> HttpResponse:
     _require_viewer(request)
-    training_round = get_object_or_404(
-        TrainingRound.objects.select_related("project", "output_version"), pk=pk
-    )
-    metrics = list(RoundMetric.objects.filter(training_round=training_round).values_list("data", flat=True))
+    training_round = selectors.round_for_page(pk)
+    if training_round is None:
+        raise Http404("No such round.")
+    metrics = selectors.round_metrics(training_round)
     context = {
         "round": training_round,
         "charts": charts.chart_specs(metrics),
@@ -91,6 +91,8 @@ def round_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "config_rows": charts.config_rows(training_round.config),
         "round_charts_id": f"round-charts-{training_round.pk}",
     }
+    if training_round.mode == TrainingRound.Mode.ON_POLICY:
+        context["samples"] = critic_selectors.on_policy_samples(training_round)
     template = "training/_round_live.html" if request.htmx else "training/round_detail.html"
     return render(request, template, context)
 
@@ -107,6 +109,13 @@ def round_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         elif action == "resume":
             services.round_resume(training_round=training_round)
             messages.success(request, "Round queued again; it continues from its last checkpoint.")
+        elif action == "retry" and training_round.mode == TrainingRound.Mode.ON_POLICY:
+            training_round = critic_services.on_policy_round_retry(
+                training_round=training_round, created_by=request.user
+            )
+            messages.success(
+                request, f"New on-policy round {training_round.pk} queued with the same settings."
+            )
         elif action == "retry":
             training_round = services.round_retry(training_round=training_round, created_by=request.user)
             messages.success(
@@ -140,7 +149,7 @@ def version_compare(request: HttpRequest) -> HttpResponse:
     """Outputs of two versions on the same evaluation prompts, side by side."""
     _require_viewer(request)
     versions = selectors.version_list()
-    projects = Project.objects.filter(is_archived=False)
+    projects = selectors.projects_open()
     a = versions.filter(pk=request.GET.get("a")).first() if request.GET.get("a", "").isdigit() else None
     b = versions.filter(pk=request.GET.get("b")).first() if request.GET.get("b", "").isdigit() else None
     project = (
@@ -148,14 +157,7 @@ def version_compare(request: HttpRequest) -> HttpResponse:
         if request.GET.get("project", "").isdigit()
         else None
     )
-    rows = []
-    if a and b and project:
-        prompts = list(project.prompts.order_by("id")[: services.EVAL_PROMPTS])
-        outputs = Generation.objects.filter(prompt__in=prompts, model_version__in=[a, b]).order_by("id")
-        by_key: dict[tuple[int, int], list[Generation]] = {}
-        for generation in outputs:
-            by_key.setdefault((generation.prompt_id, generation.model_version_id), []).append(generation)
-        rows = [(p, by_key.get((p.pk, a.pk), []), by_key.get((p.pk, b.pk), [])) for p in prompts]
+    rows = selectors.compare_rows(project, a, b, services.EVAL_PROMPTS) if a and b and project else []
     context = {"versions": versions, "projects": projects, "a": a, "b": b, "project": project, "rows": rows}
     return render(request, "training/compare.html", context)
 
@@ -165,7 +167,7 @@ def version_compare(request: HttpRequest) -> HttpResponse:
 def version_compare_generate(request: HttpRequest) -> HttpResponse:
     _require_admin(request)
     project = get_object_or_404(Project, pk=request.POST.get("project"))
-    chosen = ModelVersion.objects.filter(pk__in=request.POST.getlist("version"))
+    chosen = selectors.versions_by_ids(request.POST.getlist("version"))
     jobs = [
         services.evaluation_generate(project=project, model_version=v, created_by=request.user)
         for v in chosen

@@ -10,6 +10,7 @@ from django.db import transaction
 from annotations.models import Generation, Prompt
 from jobs import lifecycle
 from text2grad import generation, model_store
+from training import critic_services
 from training.models import GenerationJob
 
 from .runtime import load_version
@@ -90,9 +91,10 @@ def _run_generation(job: GenerationJob) -> bool:
         with transaction.atomic():
             if not list(_ours(job).select_for_update().values_list("pk", flat=True)):
                 return False  # lost the job while sampling: its rows would duplicate the next run's
+            written = []
             for prompt, samples in zip(chunk, outputs, strict=True):
                 for sample in samples:
-                    Generation(
+                    generation_row = Generation(
                         prompt=prompt,
                         model_version=version,
                         source_model=version.name if version else "",
@@ -104,7 +106,11 @@ def _run_generation(job: GenerationJob) -> bool:
                         # The job's purpose travels with each output (evaluation outputs stay out of queues).
                         sampling_params=sample.params | _purpose(job),
                         finish_reason=sample.finish_reason,
-                    ).save()
+                    )
+                    generation_row.save()
+                    written.append(generation_row.pk)
+            # Pre-annotation: the project's active critic predicts spans on the new outputs (after commit).
+            critic_services.critic_predictions_request(project_id=job.project_id, generation_ids=written)
             done += len(chunk) * job.per_prompt
             job.report_progress(done)
     return True

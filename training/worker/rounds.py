@@ -71,10 +71,16 @@ def _owned(training_round: TrainingRound):
     )
 
 
-def round_run(*, round_id: int, on_update: Callable[[int, int, dict], None] | None = None) -> str:
+def round_run(
+    *,
+    round_id: int,
+    on_update: Callable[[int, int, dict], None] | None = None,
+    run_on_policy: Callable[[TrainingRound, Callable | None], None] | None = None,
+) -> str:
     """Claim and run a round. Returns the final status (or why it did not run).
 
     ``on_update(done, total, metrics)`` is called after each PPO update (the CLI draws a progress bar).
+    ``run_on_policy`` runs the stages of an on-policy round (``training.worker.on_policy``).
     """
     training_round = TrainingRound.objects.select_related("base_version", "project").get(pk=round_id)
     try:
@@ -87,7 +93,11 @@ def round_run(*, round_id: int, on_update: Callable[[int, int, dict], None] | No
     # alive through long stages (loading, rewards, one slow update); the reaper notices a dead worker.
     try:
         with lifecycle.heartbeat(training_round):
-            if settings.T2G_TRAIN_PROCS > 1:
+            if training_round.mode == TrainingRound.Mode.ON_POLICY:
+                if run_on_policy is None:  # on_policy builds on this module, so it hands its runner in
+                    raise ValueError("on-policy rounds run through training.worker.on_policy.round_run")
+                run_on_policy(training_round, on_update)
+            elif settings.T2G_TRAIN_PROCS > 1:
                 _run_distributed(training_round, settings.T2G_TRAIN_PROCS)
             else:
                 _run(training_round, on_update)
@@ -256,8 +266,16 @@ def _run(training_round: TrainingRound, on_update=None, collective=None) -> None
     if not main:
         return
 
+    save_round_version(training_round, config, policy, timings, len(samples), digest=rewards_digest(samples))
+
+
+def save_round_version(training_round: TrainingRound, config: TrainingConfig, policy, timings: dict,
+                       n_samples: int, notes: str = "", digest: str = "") -> ModelVersion:  # fmt: skip
+    """The last stages of any round: publish the new version (uploaded and verified before any row names
+    it), record it (and promote it if the round asks), mark the round succeeded; raises RoundLost when
+    another attempt owns the round. ``digest``: of the token rewards it trained on (``rewards_digest``)."""
     started = time.perf_counter()
-    name = f"r{training_round.pk}-{config.mode}-{timezone.now():%Y%m%d-%H%M%S}"
+    name = f"r{training_round.pk}-{training_round.mode}-{timezone.now():%Y%m%d-%H%M%S}"
     settings.T2G_MODELS_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".publish-", dir=settings.T2G_MODELS_DIR) as scratch:
         folder = Path(scratch) / name
@@ -284,12 +302,13 @@ def _run(training_round: TrainingRound, on_update=None, collective=None) -> None
             content_hash=content_hash,
             parent=training_round.base_version,
             created_by_round=training_round,
-            notes=f"{config.mode} round over {len(training_round.snapshot)} annotation(s)",
+            notes=notes or f"{config.mode} round over {len(training_round.snapshot)} annotation(s)",
         )
         if training_round.auto_promote:
             services.model_version_activate(version=version)
-        summary = {**training_round.summary, "timings": timings, "samples": len(samples)}
-        summary["rewards_digest"] = rewards_digest(samples)
+        summary = {**training_round.summary, "timings": timings, "samples": n_samples}
+        if digest:
+            summary["rewards_digest"] = digest
         summary["final"] = _last_metrics(training_round)
         won = _owned(training_round).update(
             status=TrainingRound.Status.SUCCEEDED,
@@ -304,6 +323,7 @@ def _run(training_round: TrainingRound, on_update=None, collective=None) -> None
     # The version holds the result now.
     checkpoints_delete(round_id=training_round.pk)
     shutil.rmtree(_local_checkpoint_dir(training_round), ignore_errors=True)
+    return version
 
 
 def _train(

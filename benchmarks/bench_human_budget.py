@@ -1,0 +1,235 @@
+"""Human budget: annotations needed to halve the criticised behaviour, people-only vs critic-driven.
+
+Task, critic (the stand-in for people), evaluation and learning-rate protocol are those of
+``bench_sample_efficiency.py`` (benchmark (b)): one-sentence summaries of synthetic news items, "behaviour"
+= the share of held-out summaries with an unsupported detail, token-level PPO at the token mode's chosen
+(lr, λ) from ``benchmarks/results/sample_efficiency.json`` when present.
+
+* **annotated** arm: every PPO update trains on ``batch`` fresh samples that people (the programmatic
+  critic) annotate: ``batch`` annotations per update. It is benchmark (b)'s token run, same seeds.
+* **critic** arm with budget ``A``: people annotate ``A`` summaries of the base model once; a span critic
+  (``text2grad.critic``) is trained on them; then every update's fresh samples are scored by the critic
+  (expected token rewards, good = +0.5 as the news critic's good spans weigh) and cost no annotation.
+
+Annotations to halve: annotated arm, the interpolated update at which the behaviour reaches half the base
+rate × ``batch``; critic arm, the smallest budget ``A`` whose run reaches it within the same updates.
+Goal of issue 16: critic ≤ half the annotated arm's, median over ≥ 5 seeds.
+
+    .venv/bin/python benchmarks/bench_human_budget.py --quick   # 1 seed, budget 16, 2 updates: a smoke run
+    .venv/bin/python benchmarks/bench_human_budget.py           # 5 seeds, budgets 32/64/128/256, 12 updates
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import bench_sample_efficiency as se  # noqa: E402
+
+FULL = {**se.FULL, "budgets": [32, 64, 128, 256], "critic_epochs": 3}
+QUICK = {**se.QUICK, "budgets": [16], "critic_epochs": 1}
+
+
+def critic_run(job: dict) -> dict:
+    """People annotate ``budget`` base-model summaries; a critic learns from them and drives PPO."""
+    se._setup_torch()
+    import torch
+
+    from text2grad.config import TrainingConfig
+    from text2grad.critic import (
+        CriticConfig,
+        CriticExample,
+        build_critic,
+        predict_token_probs,
+        token_labels,
+        token_rewards_from_probs,
+        train_critic,
+    )
+    from text2grad.engine import Sample, make_kl_controller, make_optimizer, ppo_update
+    from text2grad.policy import build_policy
+    from text2grad.rewards import RewardScheme, SpanReward, tokenize_response
+
+    cfg, seed = job["cfg"], job["seed"]
+    started = time.time()
+    model, tokenizer = se._load_base()
+    config = TrainingConfig(mode="token", learning_rate=job["lr"], batch_size=cfg["batch"],
+                            minibatch_size=min(4, cfg["batch"]), ppo_epochs=cfg["ppo_epochs"], lam=job["lam"], seed=seed)  # fmt: skip
+    policy = build_policy(model, config)  # a fresh zero LoRA: samples are the base model's
+    labelled_items = random.Random(500 + seed).sample(cfg["train_items"], job["budget"])
+    outs = se._sample(policy, tokenizer, labelled_items, cfg, seed=seed * 31 + 7)
+    examples = []
+    for item, (out,) in zip(labelled_items, outs, strict=True):
+        spans, _, _ = se.critique(item, out.text)
+        tokenized = tokenize_response(tokenizer, out.text)
+        if tokenized.response_ids:
+            labels = token_labels(
+                tokenized.response_offsets, [SpanReward(s, e, p, w) for s, e, p, w in spans]
+            )
+            examples.append(CriticExample(out.prompt_ids, tokenized.response_ids, labels))
+    critic_base, _ = se._load_base()
+    critic_config = CriticConfig(epochs=cfg["critic_epochs"], seed=seed)
+    critic = build_critic(critic_base, critic_config)
+    critic_loss = train_critic(critic, examples, critic_config)["losses"]
+    critic_s = time.time() - started
+
+    scheme = RewardScheme(good=0.5, poor=-1.0)
+    optimizer, kl_ctl = make_optimizer(policy, config), make_kl_controller(config)
+    generator = torch.Generator().manual_seed(seed)
+    prompt_rng = random.Random(1000 + seed)  # the same training prompts as the annotated arm
+    history = []
+    for update in range(1, cfg["updates"] + 1):
+        batch_items = prompt_rng.sample(cfg["train_items"], cfg["batch"])
+        outs = se._sample(policy, tokenizer, batch_items, cfg, seed=seed * 100_003 + update)
+        rows = [(o, tokenize_response(tokenizer, o.text)) for (o,) in outs]
+        rows = [(o, t) for o, t in rows if t.response_ids]
+        probs = predict_token_probs(
+            critic, [o.prompt_ids for o, _ in rows], [t.response_ids for _, t in rows]
+        )
+        samples = [
+            Sample(o.prompt_ids, t.response_ids, token_rewards_from_probs(p, scheme),
+                   behaviour_logprobs=o.logprobs if t.response_ids == o.response_ids else None)
+            for (o, t), p in zip(rows, probs, strict=True)
+        ]  # fmt: skip
+        if samples:
+            ppo_update(policy, samples, config, kl_ctl, optimizer=optimizer, generator=generator)
+        if update % cfg["eval_every"] == 0 or update == cfg["updates"]:
+            result = se.evaluate(policy, tokenizer, cfg["eval_items"], cfg, eval_seed=10_000)
+            result["update"] = update
+            history.append(result)
+            print(f"[{job['key']}] update {update}: behaviour {result['behaviour_rate']:.3f} kl {result['kl']:.2f}",
+                  flush=True)  # fmt: skip
+    return {"key": job["key"], "arm": "critic", "budget": job["budget"], "seed": seed, "lr": job["lr"],
+            "evals": history, "critic_losses": critic_loss, "critic_s": critic_s, "seconds": time.time() - started}  # fmt: skip
+
+
+def _dispatch(job: dict) -> dict:
+    if job.get("arm") == "critic":
+        return critic_run(job)
+    if "key" not in job:
+        return se.base_job(job)
+    return {**se.run_job(job), "arm": "annotated"}
+
+
+def chosen_setting() -> tuple[float, float, str]:
+    path = REPO / "benchmarks" / "results" / "sample_efficiency.json"
+    if path.exists():
+        data = json.loads(path.read_text())
+        if "chosen" in data and "token" in data["chosen"]:
+            lr, lam = data["chosen"]["token"]
+            return float(lr), float(lam), f"benchmark (b)'s chosen token setting ({path.name})"
+    return 1e-3, 0.95, "default (no benchmark (b) results found)"
+
+
+def report(data: dict) -> None:
+    base = data["base"]["behaviour_rate"]
+    batch = data["config"]["batch"]
+    print(
+        f"base behaviour rate {base:.3f}; target {base / 2:.3f}; lr {data['lr']:g} λ {data['lam']:g} ({data['lr_source']})"
+    )
+    print("\n| seed | annotated: annotations to halve | critic: smallest budget that halves | ratio |")
+    print("|---|---:|---:|---:|")
+    censor_updates = data["config"]["updates"] + data["config"]["eval_every"]
+    ratios = []
+    for seed in data["config"]["seeds"]:
+        annotated = data["runs"].get(f"annotated/seed={seed}")
+        if annotated is None:
+            continue
+        _, interp = se.updates_to_halve(base, annotated["evals"])
+        people = (interp if interp is not None else censor_updates) * batch
+        budgets = sorted(r["budget"] for r in data["runs"].values()
+                         if r["arm"] == "critic" and r["seed"] == seed and se.updates_to_halve(base, r["evals"])[1] is not None)  # fmt: skip
+        critic = budgets[0] if budgets else None
+        ratio = (critic / people) if critic is not None else None
+        if ratio is not None:
+            ratios.append(ratio)
+        shown_people = f"{people:.0f}" + ("" if interp is not None else " (not reached: lower bound)")
+        print(f"| {seed} | {shown_people} | {critic if critic is not None else 'none of ' + str(data['config']['budgets'])} "
+              f"| {ratio if ratio is None else round(ratio, 2)} |")  # fmt: skip
+    for run in sorted(data["runs"].values(), key=lambda r: (r["arm"], r.get("budget", 0), r["seed"])):
+        rates = " / ".join(f"{e['behaviour_rate']:.2f}" for e in run["evals"])
+        print(
+            f"  {run['key']}: behaviour per eval {rates} (final KL {run['evals'][-1]['kl']:.2f}, {run['seconds']:.0f} s)"
+        )
+    if ratios:
+        print(
+            f"\nmedian ratio critic/annotated: {statistics.median(ratios):.2f} over {len(ratios)} seed(s) (goal ≤ 0.5)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "human_budget.json")
+    parser.add_argument("--report", action="store_true")
+    args = parser.parse_args()
+    cfg = dict(QUICK if args.quick else FULL)
+    out = args.out.with_name("human_budget_quick.json") if args.quick else args.out
+    data = json.loads(out.read_text()) if out.exists() else {}
+    if not args.report:
+        lr, lam, source = chosen_setting()
+        data.update(config=cfg, lr=lr, lam=lam, lr_source=source, loadavg_before=os.getloadavg())
+        data.setdefault("runs", {})
+        started = time.time()
+        eval_items = se.make_items(cfg["n_eval"], seed=2)
+        train_items = se.make_items(cfg["n_train"], seed=1, exclude={i["text"] for i in eval_items})
+        job_cfg = {**cfg, "eval_items": eval_items, "train_items": train_items}
+        jobs: list[dict] = [] if "base" in data else [job_cfg]
+        for seed in cfg["seeds"]:
+            key = f"annotated/seed={seed}"
+            if key not in data["runs"]:
+                jobs.append(
+                    {
+                        "key": key,
+                        "phase": "main",
+                        "mode": "token",
+                        "lr": lr,
+                        "lam": lam,
+                        "seed": seed,
+                        "cfg": job_cfg,
+                    }
+                )
+            for budget in cfg["budgets"]:
+                key = f"critic/budget={budget}/seed={seed}"
+                if key not in data["runs"]:
+                    jobs.append(
+                        {
+                            "key": key,
+                            "arm": "critic",
+                            "budget": budget,
+                            "lr": lr,
+                            "lam": lam,
+                            "seed": seed,
+                            "cfg": job_cfg,
+                        }
+                    )
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(args.jobs, maxtasksperchild=1) as pool:
+            for result in pool.imap_unordered(_dispatch, jobs):
+                if result["key"] == "base":
+                    data["base"] = result["eval"]
+                else:
+                    data["runs"][result["key"]] = result
+                tmp = out.with_suffix(".tmp")
+                tmp.write_text(json.dumps(data, indent=1))
+                os.replace(tmp, out)
+                print(f"done {result['key']}", flush=True)
+        data["wall_s"] = data.get("wall_s", 0.0) + time.time() - started
+        data["loadavg_after"] = os.getloadavg()
+        out.write_text(json.dumps(data, indent=1))
+    report(data)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""The span critic in the studio, on a tiny model: a critic job, versions and activation, pre-annotation
+through the Suggest-spans proposals, on-policy rounds, the critic page and its permissions."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from annotations.models import Annotation, Generation, Span
+from training import critic_selectors, critic_services
+from training.models import (
+    AlignmentRequest,
+    CriticPrediction,
+    CriticTrainingJob,
+    CriticVersion,
+    ModelVersion,
+    OnPolicySample,
+    RoundMetric,
+    TrainingRound,
+)
+from training.worker import critic as critic_worker
+from training.worker import on_policy
+
+pytestmark = pytest.mark.django_db
+
+FAST_CRITIC = {"epochs": 2, "learning_rate": 0.01, "held_out_fraction": 0.25}
+
+
+@pytest.fixture
+def labelled(project, make_generation, annotator):
+    """Eight outputs with a submitted annotation each: the number is a poor span, the name a good one."""
+    rows = []
+    for n in range(8):
+        number = str(1900 + 7 * n)
+        text = f"Ann Lee visited the fair in {number} with friends."
+        generation = make_generation(
+            project, text, prompt_text=f"Summarise item {n}: Ann Lee visited the fair."
+        )
+        annotation = Annotation.objects.create(
+            generation=generation, annotator=annotator, status="submitted", submitted_at=timezone.now()
+        )
+        start = text.index(number)
+        Span.objects.create(annotation=annotation, start=start, end=start + 4, text=number, label="poor",
+                            polarity=-1, critique="invented year")  # fmt: skip
+        Span.objects.create(annotation=annotation, start=0, end=7, text="Ann Lee", label="good", polarity=1)
+        rows.append(generation)
+    return rows
+
+
+def _train(project, admin_user, **kwargs) -> CriticVersion:
+    job = critic_services.critic_job_create(
+        project=project, config=FAST_CRITIC, created_by=admin_user, **kwargs
+    )
+    assert critic_worker.critic_job_run(job_id=job.pk) == CriticTrainingJob.Status.SUCCEEDED
+    job.refresh_from_db()
+    return job.output_version
+
+
+def test_critic_job_trains_a_version_with_metrics_and_lineage(tiny_settings, project, labelled, admin_user):
+    version = _train(project, admin_user)
+    job = version.created_by_job
+    assert job.status == "succeeded" and job.progress_step == job.progress_total > 1
+    assert version.snapshot == critic_services.critic_snapshot(project=project) and len(version.snapshot) == 8
+    assert (tiny_settings.T2G_MODELS_DIR / version.adapter_path / "critic_head.safetensors").is_file()
+    metrics = version.metrics
+    assert metrics["held_out_outputs"] == 2 and metrics["train_outputs"] == 6 and not metrics["in_sample"]
+    reports = metrics["reports"]
+    assert {"critic", "all_neutral", "token_prior"} <= set(reports)
+    assert reports["all_neutral"]["labels"]["poor"]["f1"] == 0.0
+    assert reports["critic"]["labels"]["poor"]["support"] > 0
+    assert set(metrics["timings"]) == {"data", "load", "train", "evaluate", "save"}
+    assert not version.is_active  # activation is explicit unless asked
+    # Continuing from a parent records the lineage.
+    child = _train(project, admin_user, parent=version, auto_activate=True)
+    assert child.parent == version and child.is_active
+
+
+def test_activation_is_per_project_and_queues_pre_annotation(
+    tiny_settings, project, labelled, admin_user, make_generation, django_capture_on_commit_callbacks
+):
+    first = _train(project, admin_user)
+    second = _train(project, admin_user)
+    fresh = make_generation(project, "Ann Lee went to the fair in 2044.")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        critic_services.critic_version_activate(version=first)
+    assert len(callbacks) == 1  # one prediction task for the unannotated output
+    critic_services.critic_version_activate(version=second)
+    first.refresh_from_db()
+    assert not first.is_active and CriticVersion.objects.get(is_active=True) == second
+    critic_services.critic_version_activate(version=first)  # roll back
+    assert critic_services.critic_active(project_id=project.pk) == first
+
+    assert critic_worker.critic_predict_run(critic_version_id=first.pk, generation_ids=[fresh.pk]) == 1
+    assert critic_worker.critic_predict_run(critic_version_id=first.pk, generation_ids=[fresh.pk]) == 0
+    prediction = CriticPrediction.objects.get(generation=fresh, critic_version=first)
+    assert 0.0 <= prediction.uncertainty <= 1.0
+    for span in prediction.spans:
+        assert 0 <= span["start"] < span["end"] <= len(fresh.text)
+        assert fresh.text[span["start"] : span["end"]] == span["text"]
+
+
+def test_pre_annotation_becomes_suggestions_with_acceptance_and_edit_rates(
+    tiny_settings, project, labelled, admin_user, annotator, annotator2, make_generation, login
+):
+    version = _train(project, admin_user, auto_activate=True)
+    fresh = make_generation(project, "Ann Lee went to the fair in 2044.")
+    # The tiny critic's guesses are noise; the suggestion path must carry whatever it predicted.
+    CriticPrediction.objects.create(
+        generation=fresh, critic_version=version, uncertainty=0.4,
+        spans=[{"start": 28, "end": 32, "polarity": -1, "score": 0.9, "text": "2044"},
+               {"start": 0, "end": 7, "polarity": 1, "score": 0.8, "text": "Ann Lee"}],
+    )  # fmt: skip
+    annotation = Annotation.objects.create(generation=fresh, annotator=annotator2)
+    client = login(annotator2)
+    url = reverse("annotation_critic_suggestions", args=[annotation.pk])
+    response = client.post(url)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.count('data-state="open"') == 2 and "critic" in html
+    client.post(url)  # asking again reuses the same proposals
+    request = AlignmentRequest.objects.get(annotation=annotation)
+    assert request.critic_version == version and [p["method"] for p in request.proposals] == ["critic"] * 2
+
+    accept = reverse("alignment_decide", args=[request.pk, 0, "accept"])
+    reject = reverse("alignment_decide", args=[request.pk, 1, "reject"])
+    assert client.post(accept).status_code == 200 and client.post(reject).status_code == 200
+    assert list(annotation.spans.values_list("start", "end", "polarity")) == [(28, 32, -1)]
+    stats = critic_selectors.review_stats(version)
+    assert stats["accepted"] == 1 and stats["rejected"] == 1 and stats["acceptance_rate"] == 0.5
+    assert stats["submitted"] == 0 and stats["edit_rate"] is None
+
+    Annotation.objects.filter(pk=annotation.pk).update(status="submitted", submitted_at=timezone.now())
+    stats = critic_selectors.review_stats(version)
+    assert stats["edit_rate"] == 0.0  # submitted exactly the accepted suggestion
+    # Poor chars agree (4), the proposed good span was rejected: F1 = 2*4 / (11 + 4).
+    assert stats["char_f1"] == pytest.approx(8 / 15)
+    Span.objects.create(annotation=annotation, start=8, end=12, text="went", label="poor", polarity=-1)
+    assert critic_selectors.review_stats(version)["edit_rate"] == 1.0
+
+    # Someone else's annotation: 404 for an annotator; an admin reading it gets nothing and creates nothing.
+    other = Annotation.objects.create(generation=fresh, annotator=admin_user)
+    assert client.post(reverse("annotation_critic_suggestions", args=[other.pk])).status_code == 404
+    own_draft = Annotation.objects.create(generation=fresh, annotator=annotator)
+    assert (
+        login(admin_user).post(reverse("annotation_critic_suggestions", args=[own_draft.pk])).status_code
+        == 204
+    )
+    assert not AlignmentRequest.objects.filter(annotation=own_draft).exists()
+
+
+def test_on_policy_round_samples_scores_trains_and_sends_a_share_to_audit(
+    tiny_settings, project, labelled, admin_user, login
+):
+    version = _train(project, admin_user, auto_activate=True)
+    config = {"steps": 2, "batch_size": 2, "minibatch_size": 2, "ppo_epochs": 1, "learning_rate": 1e-3}
+    training_round = critic_services.on_policy_round_launch(
+        project=project,
+        config=config,
+        audit_share=1.0,
+        max_new_tokens=6,
+        created_by=admin_user,
+        enqueue=False,
+    )
+    assert training_round.critic_version == version and training_round.snapshot == []
+    before = Generation.objects.count()
+    assert on_policy.round_run(round_id=training_round.pk) == TrainingRound.Status.SUCCEEDED, (
+        TrainingRound.objects.get(pk=training_round.pk).error
+    )
+    training_round.refresh_from_db()
+    samples = list(OnPolicySample.objects.filter(training_round=training_round))
+    assert 1 <= len(samples) <= 4 and {s.update for s in samples} <= {0, 1}
+    for sample in samples:
+        assert len(sample.token_rewards) == len(sample.response_token_ids)
+        assert all(-1.0 <= r <= 1.0 for r in sample.token_rewards)
+        assert sample.audit_generation is not None  # audit_share 1.0: every sample goes to the queue
+    audited = Generation.objects.filter(pk__in=[s.audit_generation_id for s in samples])
+    assert Generation.objects.count() == before + len(samples)
+    assert all(g.sampling_params["purpose"] == "on_policy_audit" for g in audited)
+    assert CriticPrediction.objects.filter(generation__in=audited, critic_version=version).count() == len(
+        samples
+    )
+    assert RoundMetric.objects.filter(training_round=training_round).exists()
+    assert {"load", "sample", "score", "update", "record", "save"} <= set(training_round.summary["timings"])
+    output = training_round.output_version
+    assert isinstance(output, ModelVersion) and output.parent == training_round.base_version
+
+    page = login(admin_user).get(reverse("round_detail", args=[training_round.pk]))
+    assert page.status_code == 200 and "as the critic saw them" in page.content.decode()
+    assert "sent for audit" in page.content.decode()
+
+
+def test_critic_page_and_bad_input(tiny_settings, project, labelled, admin_user, researcher, login):
+    version = _train(project, admin_user, auto_activate=True)
+    client = login(admin_user)
+    page = client.get(reverse("critic_home", args=[project.pk]))
+    html = page.content.decode()
+    assert page.status_code == 200 and version.name in html
+    assert "Every token neutral" in html and "P(poor) calibration" in html and "<svg" in html
+
+    jobs_before = CriticTrainingJob.objects.count()
+    bad = client.post(reverse("critic_train", args=[project.pk]), {"epochs": 0, "learning_rate": 0.001,
+                                                                    "held_out_fraction": 0.2})  # fmt: skip
+    assert bad.status_code == 400 and CriticTrainingJob.objects.count() == jobs_before
+    rounds_before = TrainingRound.objects.count()
+    critic_services.critic_version_deactivate(project=project)
+    no_critic = client.post(reverse("on_policy_launch", args=[project.pk]), {
+        "steps": 2, "batch_size": 2, "learning_rate": 1e-3, "audit_share": 0.5, "max_new_tokens": 8,
+        "temperature": 0.8})  # fmt: skip
+    assert no_critic.status_code == 400 and "no active critic" in no_critic.content.decode()
+    assert TrainingRound.objects.count() == rounds_before
+
+    viewer = login(researcher)
+    assert viewer.get(reverse("critic_home", args=[project.pk])).status_code == 200
+    assert viewer.post(reverse("critic_activate", args=[version.pk])).status_code == 403
+    assert viewer.post(reverse("critic_train", args=[project.pk]), FAST_CRITIC).status_code == 403
+    assert CriticTrainingJob.objects.count() == jobs_before
+
+
+def test_too_few_annotations_is_refused(project, make_generation, annotator, admin_user, login):
+    generation = make_generation(project, "Only one output.")
+    Annotation.objects.create(generation=generation, annotator=annotator, status="submitted",
+                              submitted_at=timezone.now())  # fmt: skip
+    response = login(admin_user).post(reverse("critic_train", args=[project.pk]), FAST_CRITIC)
+    assert response.status_code == 400 and "at least" in response.content.decode()
+    assert not CriticTrainingJob.objects.exists()
+    with pytest.raises(ValueError):
+        critic_services.critic_config_checked({"epochs": 2, "dropout": 0.5})
+
+
+def test_queue_order_by_critic_uncertainty(project, make_generation, annotator, admin_user, login):
+    from annotations.selectors import next_candidates
+
+    outputs = [make_generation(project, f"Output number {n}.") for n in range(3)]
+    version = CriticVersion.objects.create(project=project, name="c1", base_model="tiny", adapter_path="x",
+                                           is_active=True)  # fmt: skip
+    stale = CriticVersion.objects.create(project=project, name="c0", base_model="tiny", adapter_path="y")
+    CriticPrediction.objects.create(generation=outputs[0], critic_version=version, uncertainty=0.2)
+    CriticPrediction.objects.create(generation=outputs[1], critic_version=version, uncertainty=0.9)
+    CriticPrediction.objects.create(
+        generation=outputs[2], critic_version=stale, uncertainty=1.0
+    )  # not active
+
+    def order():
+        project.refresh_from_db()
+        return [g.pk for g in next_candidates(project, annotator, timezone.now())]
+
+    assert order() == [g.pk for g in outputs]  # arrival order by default
+    client = login(admin_user)
+    response = client.post(reverse("critic_settings", args=[project.pk]), {"queue_order": "uncertainty"})
+    assert response.status_code == 302
+    assert order() == [outputs[1].pk, outputs[0].pk, outputs[2].pk]
+    bad = client.post(reverse("critic_settings", args=[project.pk]), {"queue_order": "random"})
+    assert bad.status_code == 400
+    assert project.critic_settings.queue_order == "uncertainty"
+    client.post(reverse("critic_settings", args=[project.pk]), {"queue_order": "arrival"})
+    assert order() == [g.pk for g in outputs]

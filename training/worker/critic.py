@@ -1,0 +1,325 @@
+"""Worker-side critic work: train a critic version from a job's annotation snapshot, measure it on held-out
+outputs next to baselines, and predict spans on new outputs (pre-annotation, queue uncertainty).
+
+Stages of a job (timed into ``job.summary["timings"]``): data (spans to token labels by the reward offset
+mapping), load (a base model of its own + LoRA + head), train, evaluate (critic and baselines on the
+held-out outputs), save (written to a temporary folder, renamed into ``critics/<name>``) and record.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from annotations.models import Annotation, Generation
+from jobs import lifecycle
+from text2grad import critic as critic_core
+from text2grad import critic_metrics as cm
+from text2grad import model_store
+from text2grad.generation import encode_prompt
+from text2grad.rewards import SpanReward, tokenize_response
+from training import critic_services, services
+from training.models import CriticPrediction, CriticTrainingJob, CriticVersion
+
+from .runtime import base_dir, configure_threads
+
+logger = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    pass
+
+
+# -- data ----------------------------------------------------------------------------------------------------
+def labelled_outputs(annotation_ids: list[int], tokenizer) -> list[dict]:
+    """One row per output: token ids, offsets and labels combined over its annotators (the sign of the
+    mean of their token values, poor −1 / good +1, so one annotator's poor mark against one's silence
+    stays poor)."""
+    annotations = (
+        Annotation.objects.filter(pk__in=annotation_ids, status=Annotation.Status.SUBMITTED)
+        .select_related("generation__prompt__project")
+        .prefetch_related("spans")
+        .order_by("id")
+    )
+    by_generation: dict[int, list[Annotation]] = defaultdict(list)
+    for annotation in annotations:
+        by_generation[annotation.generation_id].append(annotation)
+    rows = []
+    for generation_id, group in sorted(by_generation.items()):
+        generation = group[0].generation
+        tokenized = tokenize_response(tokenizer, generation.text)
+        if not tokenized.response_ids:
+            continue
+        values = np.zeros(len(tokenized.response_ids))
+        for annotation in group:
+            spans = [SpanReward(s.start, s.end, s.polarity) for s in annotation.spans.all()
+                     if s.end <= len(generation.text)]  # fmt: skip
+            labels = critic_core.token_labels(tokenized.response_offsets, spans)
+            values += np.array([{cm.POOR: -1.0, cm.GOOD: 1.0}.get(label, 0.0) for label in labels])
+        mean = values / len(group)
+        rows.append(
+            {
+                "generation_id": generation_id,
+                "annotation_ids": [a.pk for a in group],
+                "prompt_ids": encode_prompt(tokenizer, generation.prompt.chat_messages()),
+                "response_ids": tokenized.response_ids,
+                "offsets": tokenized.response_offsets,
+                "labels": [cm.POOR if v < 0 else cm.GOOD if v > 0 else cm.NEUTRAL for v in mean],
+                "text": generation.text,
+                "source": generation.prompt.text,
+            }
+        )
+    return rows
+
+
+def split_held_out(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """A seeded split by output. Fewer than 5 outputs: no held-out set (metrics are then in-sample)."""
+    if len(rows) < 5 or fraction <= 0:
+        return rows, []
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    n_held = max(1, math.floor(len(rows) * fraction))
+    held = set(order[:n_held])
+    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+
+
+def evaluate_with_baselines(critic, train_rows: list[dict], test_rows: list[dict], config) -> dict:
+    """Held-out reports of the critic, every-token-neutral, P(label | token id) and MiniLM similarity."""
+    truth = [np.array(r["labels"]) for r in test_rows]
+    probs = critic_core.predict_token_probs(
+        critic, [r["prompt_ids"] for r in test_rows], [r["response_ids"] for r in test_rows], config=config
+    )
+    reports = {"critic": cm.evaluate(truth, probs)}
+    reports["all_neutral"] = cm.evaluate(truth, cm.all_neutral_probs([len(t) for t in truth]))
+    prior = cm.token_prior_fit(
+        [r["response_ids"] for r in train_rows], [np.array(r["labels"]) for r in train_rows]
+    )
+    reports["token_prior"] = cm.evaluate(
+        truth, cm.token_prior_probs(prior, [r["response_ids"] for r in test_rows])
+    )
+    try:
+        from text2grad.alignment import default_embedder
+
+        encode = default_embedder().encode
+
+        def scores(rows):
+            return cm.similarity_poor_scores([r["text"] for r in rows], [r["source"] for r in rows],
+                                             [r["offsets"] for r in rows], encode)  # fmt: skip
+
+        fit = scores(train_rows)
+        threshold, _ = cm.f1_threshold(
+            np.concatenate([np.array(r["labels"]) == cm.POOR for r in train_rows]), np.concatenate(fit)
+        )
+        if math.isfinite(threshold):
+            reports["minilm_similarity"] = cm.evaluate(
+                truth, cm.threshold_probs(scores(test_rows), threshold)
+            )
+    except Exception as exc:  # the baseline is optional: a missing MiniLM wheel must not fail the job
+        logger.warning("MiniLM baseline skipped: %s", exc)
+    return reports
+
+
+# -- the job -------------------------------------------------------------------------------------------------
+def critic_job_run(*, job_id: int) -> str:
+    job = CriticTrainingJob.objects.select_related("project", "parent").get(pk=job_id)
+    if not job.claim():
+        return f"not claimed ({job.status})"
+    try:
+        # The job framework's heartbeat: a worker that dies mid-training is noticed by the reaper.
+        with lifecycle.heartbeat(job):
+            _run(job)
+    except JobCancelled:
+        lifecycle.cancelled(job)
+        return CriticTrainingJob.Status.CANCELLED
+    except Exception as exc:
+        logger.exception("Critic job %s failed", job_id)
+        job.mark_failed(f"{type(exc).__name__}: {exc}")
+        return CriticTrainingJob.Status.FAILED
+    return CriticTrainingJob.Status.SUCCEEDED
+
+
+def _run(job: CriticTrainingJob) -> None:
+    configure_threads()
+    timings: dict[str, float] = {}
+    config = critic_core.CriticConfig.from_dict(job.config)
+
+    started = time.perf_counter()
+    base = base_dir()
+    tokenizer = model_store.load_tokenizer(base)
+    rows = labelled_outputs(job.snapshot, tokenizer)
+    if not rows:
+        raise ValueError("The snapshot has no submitted annotation on a non-empty output")
+    train_rows, test_rows = split_held_out(rows, config.held_out_fraction, config.seed)
+    timings["data"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    base_model, _ = model_store.load(base, None, trainable=True)
+    parent_dir = critic_dir(job.parent) if job.parent else None
+    critic = critic_core.build_critic(base_model, config, init_dir=parent_dir)
+    timings["load"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    total_steps = math.ceil(len(train_rows) / config.batch_size) * config.epochs
+    job.report_progress(0, total_steps + 1)  # the last step is the evaluation
+
+    def on_step(step: dict) -> None:
+        job.report_progress(step["step"])
+
+    def should_stop() -> bool:
+        return bool(CriticTrainingJob.objects.filter(pk=job.pk, cancel_requested=True).exists())
+
+    examples = [
+        critic_core.CriticExample(r["prompt_ids"], r["response_ids"], r["labels"]) for r in train_rows
+    ]
+    result = critic_core.train_critic(critic, examples, config, on_step=on_step, should_stop=should_stop)
+    if result["stopped"]:
+        raise JobCancelled
+    timings["train"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    in_sample = not test_rows
+    reports = evaluate_with_baselines(critic, train_rows, test_rows or train_rows, config)
+    timings["evaluate"] = time.perf_counter() - started
+    job.report_progress(total_steps + 1)
+
+    started = time.perf_counter()
+    name = f"critic-p{job.project_id}-j{job.pk}-{timezone.now():%Y%m%d-%H%M%S}"
+    relative = Path("critics") / name
+    critic_core.save_critic_atomic(
+        critic, settings.T2G_MODELS_DIR / relative, {"name": name, "job": job.pk, "config": config.to_dict()}
+    )
+    timings["save"] = time.perf_counter() - started
+
+    metrics = {
+        "reports": reports,
+        "in_sample": in_sample,
+        "train_outputs": len(train_rows),
+        "held_out_outputs": len(test_rows),
+        "held_out_generation_ids": [r["generation_id"] for r in test_rows],
+        "train_losses": [round(x, 5) for x in result["losses"]],
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+    }
+    with transaction.atomic():
+        version = CriticVersion.objects.create(
+            project=job.project,
+            name=name,
+            base_model=services.base_model_reference(),
+            adapter_path=str(relative),
+            parent=job.parent,
+            created_by_job=job,
+            config=config.to_dict(),
+            snapshot=job.snapshot,
+            snapshot_hash=job.snapshot_hash,
+            metrics=metrics,
+        )
+        if job.auto_activate:
+            critic_services.critic_version_activate(version=version)
+        CriticTrainingJob.objects.filter(pk=job.pk, status=CriticTrainingJob.Status.RUNNING).update(
+            status=CriticTrainingJob.Status.SUCCEEDED,
+            output_version=version,
+            finished_at=timezone.now(),
+            summary={"timings": metrics["timings"], "steps": result["steps"],
+                     "final_loss": result["losses"][-1] if result["losses"] else None},
+        )  # fmt: skip
+
+
+# -- loading and predicting ----------------------------------------------------------------------------------
+def critic_dir(version: CriticVersion) -> Path:
+    path = Path(version.adapter_path)
+    return path if path.is_absolute() else settings.T2G_MODELS_DIR / path
+
+
+class _CriticCache:
+    """The last loaded critic of this process (a base model of its own: peft changes the one it wraps)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: str | None = None
+        self._value = None
+
+    def get(self, version: CriticVersion):
+        key = str(critic_dir(version))
+        with self._lock:
+            if self._key != key:
+                self._value = None
+                base = base_dir()
+                base_model, tokenizer = model_store.load(base, None)
+                config = critic_core.CriticConfig.from_dict(version.config) if version.config else None
+                self._value = (critic_core.load_critic(base_model, critic_dir(version)), tokenizer, config)
+                self._key = key
+            return self._value
+
+
+critic_cache = _CriticCache()
+
+
+def critique_texts(version: CriticVersion, prompts: list[list[dict]], texts: list[str]) -> list:
+    """The critic's :class:`~text2grad.critic.CriticOutput` for each (chat prompt, response text)."""
+    critic, tokenizer, config = critic_cache.get(version)
+    items = []
+    for messages, text in zip(prompts, texts, strict=True):
+        tokenized = tokenize_response(tokenizer, text)
+        items.append(critic_core.CriticInput(encode_prompt(tokenizer, messages), tokenized.response_ids, text,
+                                             tokenized.response_offsets))  # fmt: skip
+    probs = critic_core.predict_token_probs(
+        critic, [i.prompt_ids for i in items], [i.response_ids for i in items], config=config
+    )
+    return [
+        (
+            item,
+            critic_core.CriticOutput(
+                p,
+                critic_core.spans_from_probs(item.text, item.offsets, p),
+                critic_core.response_uncertainty(p),
+            ),
+        )  # fmt: skip
+        for item, p in zip(items, probs, strict=True)
+    ]
+
+
+def critic_predict_run(*, critic_version_id: int, generation_ids: list[int]) -> int:
+    """Store the critic's spans and uncertainty for these outputs (skipping ones it already predicted)."""
+    version = CriticVersion.objects.filter(pk=critic_version_id).first()
+    if version is None:
+        return 0
+    configure_threads()
+    done = set(
+        CriticPrediction.objects.filter(critic_version=version, generation_id__in=generation_ids).values_list(
+            "generation_id", flat=True
+        )
+    )
+    generations = list(
+        Generation.objects.filter(
+            pk__in=[g for g in generation_ids if g not in done], prompt__project_id=version.project_id
+        )
+        .select_related("prompt__project")
+        .order_by("id")
+    )
+    written = 0
+    for start in range(0, len(generations), 16):
+        chunk = generations[start : start + 16]
+        scored = critique_texts(version, [g.prompt.chat_messages() for g in chunk], [g.text for g in chunk])
+        CriticPrediction.objects.bulk_create(
+            [
+                CriticPrediction(
+                    generation=g,
+                    critic_version=version,
+                    spans=[s.to_dict() for s in out.spans],
+                    uncertainty=out.uncertainty,
+                )  # fmt: skip
+                for g, (_, out) in zip(chunk, scored, strict=True)
+            ],
+            ignore_conflicts=True,
+        )
+        written += len(chunk)
+    return written
