@@ -227,6 +227,7 @@ def _refused(request: HttpRequest, exc: ValidationError, back: str) -> HttpRespo
 @login_required
 @require_GET
 def my_reviews(request: HttpRequest) -> HttpResponse:
+    roles.require_role(request.user)  # as the API's /reviews/ (HasRole): a no-role account sees nothing
     reviews = review_selectors.reviews_of(request.user)[:200]
     return render(request, "review/mine.html", {"reviews": reviews})
 

@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from annotations import roles
+from annotations import privacy, roles
 from annotations.models import Prompt
 
 from . import chart, selectors, services
@@ -97,6 +97,10 @@ def campaign_prompt(request: HttpRequest, pk: int, prompt_pk: int) -> HttpRespon
     campaign = get_object_or_404(EvaluationCampaign, pk=pk)
     prompt = get_object_or_404(Prompt, pk=prompt_pk, pk__in=campaign.prompts.values("pk"))
     context = {"campaign": campaign, "prompt": prompt, **selectors.prompt_detail(campaign, prompt)}
+    for judgement in context["judgements"]:  # judges are annotators: researchers see pseudonyms
+        judgement.judge_name = privacy.annotator_name(
+            request.user, judgement.judge_id, judgement.judge.get_username()
+        )
     return render(request, "evaluation/campaign_prompt.html", context)
 
 

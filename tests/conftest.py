@@ -43,6 +43,11 @@ def researcher(db, django_user_model):
 
 
 @pytest.fixture
+def reviewer(db, django_user_model):
+    return _make_user(django_user_model, "rev1", "reviewer")
+
+
+@pytest.fixture
 def admin_user(db, django_user_model):
     return _make_user(django_user_model, "boss", "admin")
 

@@ -10,11 +10,6 @@ from tests.workspace.conftest import browser, login_browser, page  # noqa: F401 
 
 
 @pytest.fixture
-def reviewer(db, django_user_model):
-    return _make_user(django_user_model, "rev1", "reviewer")
-
-
-@pytest.fixture
 def annotator3(db, django_user_model):
     return _make_user(django_user_model, "ann3", "annotator")
 
