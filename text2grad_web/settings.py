@@ -324,6 +324,14 @@ SPECTACULAR_SETTINGS = {
     "training rounds and model versions.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Several models have a ``status``: each choice set gets its own readable name in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "jobs.models.Job.Status",
+        "AssignmentStatusEnum": "annotations.models.Assignment.Status",
+        "AnnotationStatusEnum": "annotations.models.Annotation.Status",
+        "CampaignStatusEnum": "evaluation.models.EvaluationCampaign.Status",
+        "JudgementStatusEnum": "evaluation.models.PairwiseJudgement.Status",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------------

@@ -8,11 +8,21 @@ from annotations import views as annotation_views
 
 from .security_views import csp_report
 
+
+class FaviconRedirect(RedirectView):
+    """Browsers (and the admin) ask for /favicon.ico; pages link the SVG. Resolved per request: at import
+    the production static storage may not have its manifest yet (``check --deploy`` before collectstatic)."""
+
+    permanent = True
+
+    def get_redirect_url(self, *args, **kwargs) -> str:
+        return static("favicon.svg")
+
 urlpatterns = [
     path("", annotation_views.home, name="home"),
     path("healthz", annotation_views.healthz, name="healthz"),
     # Pages link the SVG icon; this answers browsers (and the admin) that ask for the classic path.
-    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
+    path("favicon.ico", FaviconRedirect.as_view(), name="favicon"),
     path("csp-report/", csp_report, name="csp_report"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -113,7 +113,7 @@ def test_gold(disputed, annotator, researcher, reviewer, admin_user, django_capt
     assert _client(admin_user).delete(url).status_code == 404
 
 
-def test_schema_documents_the_endpoints(client):
+def test_schema_documents_the_endpoints(db, client):
     paths = json.loads(client.get(f"{API}/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").content)[
         "paths"
     ]

@@ -94,7 +94,8 @@ def test_rounds_and_promotions_are_recorded(client, feedback, admin_user):
     response = client.post(f"/training/rounds/{training_round.pk}/cancel/")
     assert response.status_code in (200, 302)
     assert TrainingRound.objects.get(pk=training_round.pk).status == "cancelled"
-    client.post(f"/training/versions/{feedback.v1.pk}/activate/")
+    # Without evaluation evidence promotion asks first; the admin confirms.
+    client.post(f"/training/versions/{feedback.v1.pk}/activate/", {"confirm": "yes"})
     events = {e.action: e for e in AuditEvent.objects.all()}
     assert events["round.launch"].actor_username == "boss"
     assert events["round.launch"].details["snapshot_size"] == training_round.snapshot_size

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 
 from django.conf import settings
 from django.db import transaction
@@ -112,8 +113,23 @@ def _run_code_tests(campaign: EvaluationCampaign) -> None:
         stub = output.prompt.text.removeprefix(CODE_PROMPT_PREFIX)
         program = sandbox.humaneval_program(stub, extract_code(output.text), test, entry_point)
         result = sandbox.run_python(program, limits=limits)
-        detail = "timed out" if result.timed_out else (result.stderr.strip().splitlines() or [""])[-1]
+        detail = _detail(result)
         EvaluationOutput.objects.filter(pk=output.pk).update(
             tests_passed=result.passed, test_detail=detail[:500]
         )
         EvaluationCampaign.objects.filter(pk=campaign.pk).update(heartbeat_at=timezone.now())
+
+
+def _detail(result: sandbox.SandboxResult) -> str:
+    """Why a program failed, in a few words: a timeout, the limit that stopped it, or its last error line."""
+    if result.timed_out:
+        return "timed out"
+    if result.returncode < 0:  # killed by a signal: SIGXCPU is the CPU-seconds limit, SIGKILL memory or wall
+        try:
+            name = signal.Signals(-result.returncode).name
+        except ValueError:
+            name = f"signal {-result.returncode}"
+        return {"SIGXCPU": "stopped: CPU time limit", "SIGXFSZ": "stopped: file size limit"}.get(
+            name, f"stopped by {name}"
+        )
+    return (result.stderr.strip().splitlines() or [""])[-1]
