@@ -18,6 +18,7 @@ class FaviconRedirect(RedirectView):
     def get_redirect_url(self, *args, **kwargs) -> str:
         return static("favicon.svg")
 
+
 urlpatterns = [
     path("", annotation_views.home, name="home"),
     path("healthz", annotation_views.healthz, name="healthz"),
