@@ -92,8 +92,18 @@ def test_promote_and_roll_back_ask_first_and_work_from_the_keyboard(page, login_
     page.keyboard.press("Shift+Tab")  # from "Keep as it is" to the confirming button
     assert page.evaluate("document.activeElement.id") == "confirm-yes"
     page.keyboard.press("Enter")
+    # No evaluation campaign compares the two: the server answers with the evidence page (409), which
+    # says why and asks once more; the dialog's question is not asked again there.
+    page.wait_for_selector("text=is not shown to be significantly better")
+    assert "No judged evaluation campaign compares v1-test with base-v0" in page.inner_text("main")
+    other.refresh_from_db()
+    assert other.is_active is False
+    anyway = page.get_by_role("button", name="Activate v1-test anyway")
+    anyway.focus()
+    page.keyboard.press("Enter")
     page.wait_for_load_state()
     page.wait_for_function("document.querySelector('.messages') !== null")
+    assert page.locator("#confirm-dialog[open]").count() == 0
     other.refresh_from_db()
     base.refresh_from_db()
     assert other.is_active and not base.is_active

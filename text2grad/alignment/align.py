@@ -133,6 +133,13 @@ def align_critique(
             for p in chain:
                 if abs(p - 0.5) >= POLARITY_MARGIN:
                     return GOOD if p > 0.5 else POOR
+            # The classifier is undecided at every level: a cue word ("invented", "correct") in the
+            # clause or its sentence decides before a coin-flip verdict does.
+            cues = infer_polarity(masked[clause.start : clause.end]) if clause is not None else None
+            if cues is None and sentence_index is not None:
+                cues = sentence_polarity[sentence_index]
+            if cues is not None:
+                return cues
             return GOOD if chain[0] > 0.5 else POOR
         if clause is not None:
             found = infer_polarity(masked[clause.start : clause.end])
