@@ -37,12 +37,22 @@ def test_run_sh_starts_a_supervised_worker_for_every_lane():
 def test_compose_serves_every_lane_and_restarts_what_dies():
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = compose["services"]
+    # One-shot jobs (migrate, minio-bucket) that others wait for to complete must not be restarted.
+    one_shot = {
+        needed
+        for service in services.values()
+        for needed, condition in (service.get("depends_on") or {}).items()
+        if condition.get("condition") == "service_completed_successfully"
+    }
+    assert one_shot == {"migrate", "minio-bucket"}
     served = set()
     for name, service in services.items():
         command = " ".join(service.get("command", []))
         if "worker" in command:
             served |= _queues(command)
             assert "--without-gossip" in command and "--without-heartbeat" in command, name
-        if name != "migrate":
+        if name in one_shot:
+            assert service.get("restart") == "no", name
+        else:
             assert service.get("restart") == "unless-stopped", name
     assert served >= set(settings.T2G_LANES)

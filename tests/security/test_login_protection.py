@@ -79,6 +79,14 @@ def _login_page(base: str, username: str, password: str) -> requests.Response:
     )
 
 
+def _hold_a_worker(port: int) -> socket.socket:
+    """A connection with half a request: the sync worker that accepts it waits for the rest."""
+    held = socket.create_connection(("127.0.0.1", port), timeout=10)
+    held.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    time.sleep(0.5)  # accepted by an idle worker before anything else is sent
+    return held
+
+
 def _token(base: str, username: str, password: str) -> requests.Response:
     return requests.post(
         f"{base}/api/v1/auth/token/", {"username": username, "password": password}, timeout=30
@@ -115,8 +123,16 @@ def test_lockout_and_throttles_hold_across_gunicorn_processes(gunicorn, settings
     assert set(django_user_model.objects.values_list("username", flat=True)) == {"ann1", "ann2"}
 
     # The token endpoint's throttle (20/min) counts in the shared cache: 6 spent above, 14 left for all
-    # processes together (a throttle per process would let 2 x 20 - 6 = 34 through).
-    codes = [_token(base, "nobody-here", "").status_code for _ in range(24)]
+    # processes together (a throttle per process would let 2 x 20 - 6 = 34 through). One after another,
+    # the kernel may hand every connection to the same idle worker, so a half-sent request holds one
+    # worker while the first 12 are sent, and another holds the other worker (freeing the first) for the rest.
+    port = int(base.rsplit(":", 1)[1])
+    first = _hold_a_worker(port)
+    codes = [_token(base, "nobody-here", "").status_code for _ in range(12)]
+    second = _hold_a_worker(port)
+    first.close()
+    codes += [_token(base, "nobody-here", "").status_code for _ in range(12)]
+    second.close()
     assert codes == [400] * 14 + [429] * 10
     served_by = [line.split()[0] for line in log.read_text().splitlines() if "/api/v1/auth/token/" in line]
     assert len(set(served_by)) >= 2, "one worker process served every request"

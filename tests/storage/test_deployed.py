@@ -103,7 +103,8 @@ def deployment(worker_env, s3_endpoint, s3_url, tmp_path):
     try:
         web, base = _start_web(web_env, tmp_path / "web.log")
         procs.append(web)
-        for name, queues in (("generation", "default,generation"), ("training", "training")):
+        # The generation worker also serves the interactive lane (exports, token rewards).
+        for name, queues in (("generation", "interactive,default,generation"), ("training", "training")):
             procs.append(start_worker(roles[name], tmp_path / f"{name}.log", f"deployed-{name}", queues))
         yield {
             "vars": {name: Path(env["T2G_VAR_DIR"]) for name, env in roles.items()},
