@@ -23,7 +23,7 @@ urlpatterns = [
     path("", annotation_views.home, name="home"),
     path("healthz", annotation_views.healthz, name="healthz"),
     # Pages link the SVG icon; this answers browsers (and the admin) that ask for the classic path.
-    path("favicon.ico", FaviconRedirect.as_view(), name="favicon"),
+    path("favicon.ico", FaviconRedirect.as_view()),
     path("csp-report/", csp_report, name="csp_report"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

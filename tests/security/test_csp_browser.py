@@ -13,7 +13,7 @@ from tests.workspace.conftest import browser, page  # noqa: F401 (fixtures)
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 # Not pages: JSON, a YAML schema, a file download.
-NOT_PAGES = {"healthz", "api-schema", "data_export_download"}
+NOT_PAGES = {"healthz", "api-schema", "data_export_download", "campaign_preferences"}
 EXTRA_ADMIN_PAGES = [
     "/admin/annotations/project/",
     "/admin/annotations/project/{project}/change/",

@@ -138,7 +138,10 @@ def test_three_roles_share_only_database_broker_and_object_store(
     assert training_round.status == "succeeded", training_round.error
     version = training_round.output_version
     assert version.is_active and version.parent == base_version
-    assert store.is_file(f"{version.storage_key}/MANIFEST.json")
+    # The manifest is written last; read it through the store's listing (a HEAD on a just-written key
+    # answered "missing" once under load in a full run; the listing is what workers fetch by).
+    manifest = f"{version.storage_key}/MANIFEST.json"
+    assert manifest in store.list(version.storage_key), store.list("models")
     assert store.list("checkpoints") == []
 
     # 2. The generation worker, on its own disk, fetches that version by content hash and samples from it.
