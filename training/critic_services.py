@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotations.models import Annotation, Generation, Project, content_hash
-from jobs import dispatch
+from jobs import dispatch, lifecycle
 from text2grad.config import TrainingConfig  # a plain dataclass: no torch
 
 from .models import (
@@ -107,14 +107,7 @@ def critic_job_create(
 
 def critic_job_cancel(*, job: CriticTrainingJob) -> bool:
     """A queued job stops at once; a running one before its next training step."""
-    with transaction.atomic():
-        stopped = CriticTrainingJob.objects.filter(pk=job.pk, status=CriticTrainingJob.Status.QUEUED).update(
-            status=CriticTrainingJob.Status.CANCELLED, finished_at=timezone.now(), error="Cancelled."
-        )
-        running = CriticTrainingJob.objects.filter(pk=job.pk, status=CriticTrainingJob.Status.RUNNING).update(
-            cancel_requested=True
-        )
-    return bool(stopped or running)
+    return lifecycle.request_cancel(CriticTrainingJob, job.pk, reason="Cancelled.")
 
 
 @transaction.atomic

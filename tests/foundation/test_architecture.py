@@ -10,20 +10,15 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = (
-    "text2grad",
-    "jobs",
-    "artifacts",
-    "audit",
-    "annotations",
-    "evaluation",
-    "training",
-    "text2grad_web",
+# The packages the contracts cover, as pyproject.toml names them (one list: a new app cannot be missed).
+PACKAGES = tuple(
+    tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["root_packages"]
 )
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 ML_ROOTS = ("torch", "transformers", "peft", "tokenizers", "safetensors", "accelerate")
