@@ -76,9 +76,9 @@ def empty_reason(kind: str, query: exports.ExportQuery) -> str:
 
 
 def _finish_empty(export: DatasetExport, reason: str) -> DatasetExport:
-    DatasetExport.objects.filter(pk=export.pk).update(
-        status=DatasetExport.Status.FAILED, error=reason, row_count=0, finished_at=timezone.now()
-    )
+    """Fail an export that matched no rows, with the reason; fenced like every end of a job (a run that
+    lost the export to the reaper writes nothing)."""
+    lifecycle.finish(export, DatasetExport.Status.FAILED, error=reason, row_count=0)
     export.refresh_from_db()
     return export
 
