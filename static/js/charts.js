@@ -171,8 +171,49 @@
       if (!built) continue;
       const width = Math.max(260, target.clientWidth || figure.clientWidth - 24);
       const options = { width, height: 240, cursor: { drag: { x: false, y: false } }, legend: { live: true }, ...built.options };
-      plots.push({ plot: new uPlot(options, built.data, target), holder });
+      const plot = new uPlot(options, built.data, target);
+      plots.push({ plot, holder });
+      keyboard(plot, target);
     }
+  }
+
+  /** The keyboard does what the mouse does: focused, a chart's arrows move the cursor from point to point
+   * (the legend shows the values there; Home and End go to the ends, Esc hides it); Enter or Space on a
+   * legend entry shows or hides that series, as a click does. */
+  function keyboard(u, target) {
+    target.tabIndex = 0;
+    let index = null;
+    const xs = u.data[0];
+    target.addEventListener("keydown", (event) => {
+      if (event.target !== target || event.ctrlKey || event.metaKey || event.altKey) return;
+      const last = xs.length - 1;
+      const moves = {
+        ArrowRight: () => (index == null ? 0 : Math.min(last, index + 1)),
+        ArrowLeft: () => (index == null ? last : Math.max(0, index - 1)),
+        Home: () => 0,
+        End: () => last,
+      };
+      if (event.key === "Escape") {
+        index = null;
+        u.setCursor({ left: -10, top: -10 });
+      } else if (moves[event.key]) {
+        index = moves[event.key]();
+        const y = u.data.slice(1).map((values) => values[index]).find((value) => value != null);
+        const top = y == null ? u.bbox.height / devicePixelRatio / 2 : u.valToPos(y, "y");
+        u.setCursor({ left: u.valToPos(xs[index], "x"), top });
+      } else return;
+      event.preventDefault();
+    });
+    target.querySelectorAll(".u-legend .u-series").forEach((row, i) => {
+      if (i === 0) return; // the x value, not a series
+      row.tabIndex = 0;
+      row.title = "Enter or Space shows or hides this series";
+      row.addEventListener("keydown", (event) => {
+        if (event.key !== "Enter" && event.key !== " ") return;
+        event.preventDefault();
+        u.setSeries(i, { show: !u.series[i].show });
+      });
+    });
   }
 
   /** Draw the charts of every holder not drawn yet (on load, and after htmx swapped one in); drop the
