@@ -55,7 +55,11 @@ def _axes(page):
 def _hover(page, figure, fraction_x: float, fraction_y: float = 0.5) -> str:
     box = figure.locator(".u-over").bounding_box()
     page.mouse.move(box["x"] + box["width"] * fraction_x, box["y"] + box["height"] * fraction_y)
-    page.wait_for_timeout(150)
+    first_value = figure.locator(".u-legend .u-value").first
+    for _ in range(50):  # uPlot updates the legend on the next animation frame
+        if first_value.inner_text() != "—":
+            break
+        page.wait_for_timeout(50)
     return figure.locator(".u-legend").inner_text()
 
 
