@@ -1,52 +1,92 @@
-"""Geometry for the standings chart (Bradley–Terry scores with intervals), drawn by
-``templates/evaluation/_standings_chart.html`` as server-side SVG: numbers only, the template escapes
-every label."""
+"""What the results page's charts show, as JSON for the browser's uPlot charts (``static/js/charts.js``,
+the same module as the round page's): Bradley–Terry scores with their bootstrap intervals, and each
+pair's win rate with a 95% interval. Numbers and plain labels only; the browser puts labels in as text.
+
+>>> spec = win_rate_chart([])
+>>> spec is None
+True
+>>> round(wilson_interval(0.5, 10)[0], 3), round(wilson_interval(0.5, 10)[1], 3)
+(0.237, 0.763)
+"""
 
 from __future__ import annotations
 
-WIDTH, ROW, LEFT, RIGHT, TOP = 640, 34, 150, 30, 30
+import math
 
 
 def standings_chart(standings: list) -> dict | None:
-    """Positions of each version's point and interval on a shared axis, best first."""
+    """Points with interval bars, best first: one category per version, a reference line at 0."""
     if not standings:
         return None
-    low = min(min(s.lower for s in standings), 0.0)
-    high = max(max(s.upper for s in standings), 0.0)
-    span = (high - low) or 1.0
-    low, high = low - 0.05 * span, high + 0.05 * span
-
-    def x(value: float) -> float:
-        return round(LEFT + (value - low) / (high - low) * (WIDTH - LEFT - RIGHT), 1)
-
-    rows = [
-        {
-            "name": s.version.name,
-            "y": TOP + index * ROW + ROW // 2,
-            "cx": x(s.theta),
-            "x1": x(s.lower),
-            "x2": x(s.upper),
-            "theta": s.theta,
-            "lower": s.lower,
-            "upper": s.upper,
-        }
-        for index, s in enumerate(standings)
-    ]
-    height = TOP + len(rows) * ROW + 24
-    ticks = [{"x": x(value), "label": f"{value:+.1f}" if value else "0"} for value in _ticks(low, high)]
     return {
-        "width": WIDTH,
-        "height": height,
-        "rows": rows,
-        "zero": x(0.0),
-        "left": LEFT,
-        "right": WIDTH - RIGHT,
-        "axis_y": height - 20,
-        "ticks": ticks,
+        "kind": "intervals",
+        "title": "Bradley–Terry scores",
+        "x_label": "model version",
+        "y_label": "score (log-strength)",
+        "categories": [s.version.name for s in standings],
+        "series_label": "Score",
+        "values": [s.theta for s in standings],
+        "lower": [s.lower for s in standings],
+        "upper": [s.upper for s in standings],
+        "interval_label": "95% bootstrap interval",
+        "reference": 0.0,
+        "count_label": "Judgements",
+        "counts": [s.judgements for s in standings],
+        "table": {
+            "columns": ["Version", "Score", "95% interval", "Judgements"],
+            "rows": [
+                [s.version.name, f"{s.theta:.2f}", f"{s.lower:.2f} to {s.upper:.2f}", str(s.judgements)]
+                for s in standings
+            ],
+        },
     }
 
 
-def _ticks(low: float, high: float) -> list[float]:
-    step = next(s for s in (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 1e9) if (high - low) / s <= 8)
-    first = int(low // step) + 1
-    return [round(k * step, 6) for k in range(first, int(high // step) + 1)]
+def wilson_interval(rate: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (ties count half, so it is approximate there).
+
+    >>> wilson_interval(1.0, 4)[1]
+    1.0
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    denominator = 1 + z * z / n
+    centre = (rate + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def win_rate_chart(pairs: list) -> dict | None:
+    """Each judged pair's win rate of its first version, with a Wilson 95% interval, against 0.5."""
+    judged = [p for p in pairs if p.total]
+    if not judged:
+        return None
+    intervals = [wilson_interval(p.first_win_rate, p.total) for p in judged]
+    return {
+        "kind": "intervals",
+        "title": "Win rate by pair",
+        "x_label": "pair (first vs second)",
+        "y_label": "first version's win rate",
+        "categories": [f"{p.first.name} vs {p.second.name}" for p in judged],
+        "series_label": "Win rate",
+        "values": [p.first_win_rate for p in judged],
+        "lower": [low for low, _ in intervals],
+        "upper": [high for _, high in intervals],
+        "interval_label": "95% interval (Wilson)",
+        "reference": 0.5,
+        "y_range": [0.0, 1.0],
+        "count_label": "Judgements",
+        "counts": [p.total for p in judged],
+        "table": {
+            "columns": ["Pair", "Win rate", "95% interval", "Judgements"],
+            "rows": [
+                [
+                    f"{p.first.name} vs {p.second.name}",
+                    f"{p.first_win_rate:.2f}",
+                    f"{low:.2f} to {high:.2f}",
+                    str(p.total),
+                ]
+                for p, (low, high) in zip(judged, intervals, strict=True)
+            ],
+        },
+    }

@@ -84,7 +84,9 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = {
         "campaign": campaign,
         "results": results,
-        "chart": chart.standings_chart(results.standings),
+        "charts": [
+            c for c in (chart.standings_chart(results.standings), chart.win_rate_chart(results.pairs)) if c
+        ],
         "metrics": selectors.version_metrics(campaign),
         "prompt_rows": selectors.prompt_rows(campaign),
     }

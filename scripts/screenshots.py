@@ -1,8 +1,10 @@
 """A visual tour: every page of every role, rendered in headless Chromium into docs/screenshots/.
 
-Seeds a little demo data into a throwaway SQLite database (a temporary ``T2G_VAR_DIR``, removed afterwards),
-starts the development server on a free loopback port, logs in as each role and saves one PNG per page:
-``<role>-<page>.png`` (annotator, researcher, admin), plus the README's ``queue.png`` and ``annotate.png``.
+Seeds a little demo data into a throwaway SQLite database (a temporary ``T2G_VAR_DIR``, removed afterwards):
+annotations that disagree, a training round, an evaluation campaign judged in part and a span critic with
+held-out metrics. Starts the development server on a free loopback port, logs in as each role and saves
+one PNG per page: ``<role>-<page>.png`` (annotator, reviewer, researcher, admin), plus the README's
+``queue.png`` and ``annotate.png``.
 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--chromium /usr/bin/chromium]
 """
@@ -61,7 +63,11 @@ def seed() -> int:
     for name in ("annotator1", "annotator2", "annotator3"):
         people[name] = User.objects.create_user(username=name, password=PASSWORD)
         roles.assign_role(people[name], roles.ANNOTATOR)
-    for name, role in (("researcher", roles.RESEARCHER), ("admin", roles.ADMIN)):
+    for name, role in (
+        ("reviewer", roles.REVIEWER),
+        ("researcher", roles.RESEARCHER),
+        ("admin", roles.ADMIN),
+    ):
         people[name] = User.objects.create_user(username=name, password=PASSWORD)
         roles.assign_role(people[name], role)
 
@@ -89,7 +95,7 @@ def seed() -> int:
 
     # Other annotators' finished work, so the progress bars have something to show.
     for name in ("annotator2", "annotator3"):
-        for _ in range(5):
+        for turn in range(5):
             assignment = services.assignment_next(project=news, annotator=people[name])
             if assignment is None:
                 break
@@ -101,9 +107,22 @@ def seed() -> int:
                     assignment=assignment, reason="Leaving this one for the demo", user=people[name]
                 )
                 continue
-            services.span_create(annotation=annotation, start=0, end=4, label="good", user=people[name])
+            text = annotation.generation.text
+            first_word = text.index(" ")
+            services.span_create(
+                annotation=annotation, start=0, end=first_word, label="good", user=people[name]
+            )
+            disagrees = name == "annotator3" and turn % 2 == 1  # a second opinion, for the review pages
+            if disagrees:
+                services.span_create(
+                    annotation=annotation, start=text.index(" ", len(text) // 3) + 1, end=len(text) - 1, label="poor",
+                    critique="Leaves out who decided and when.", user=people[name],
+                )  # fmt: skip
             services.annotation_submit(
-                annotation=annotation, overall_critique="Faithful.", rating=4, user=people[name]
+                annotation=annotation,
+                overall_critique="Misses the key facts." if disagrees else "Faithful.",
+                rating=2 if disagrees else 4,
+                user=people[name],
             )
     for _ in range(2):
         assignment = services.assignment_next(project=code, annotator=people["annotator1"])
@@ -142,7 +161,109 @@ def seed() -> int:
         ],  # fmt: skip
     )
     _seed_training(news, people["admin"])
+    _seed_review(news, people["reviewer"])
+    _seed_evaluation(news, people)
+    _seed_critic(news)
     return draft.pk
+
+
+def _seed_review(project, reviewer) -> None:
+    """Verdicts: annotator3's disagreeing second opinion rejected, annotator1's code critiques accepted."""
+    from annotations.models import Annotation
+    from annotations.services import review_set
+
+    disputed = Annotation.objects.filter(
+        generation__prompt__project=project, status="submitted", annotator__username="annotator3"
+    ).order_by("id")
+    for annotation in disputed[1:2]:
+        review_set(annotation=annotation, reviewer=reviewer, verdict="rejected",
+                   comment="The poor span covers facts the summary does keep.")  # fmt: skip
+    for annotation in Annotation.objects.filter(annotator__username="annotator1", status="submitted"):
+        review_set(annotation=annotation, reviewer=reviewer, verdict="accepted", comment="Clear critique.")
+
+
+def _seed_evaluation(project, people) -> None:
+    """A campaign of three versions on six prompts: two annotators have judged every pair (the better
+    version wins most, with ties and upsets), annotator1 still has pairs to judge."""
+    import random
+
+    from annotations.demo_data import SUMMARY_INSTRUCTION
+    from evaluation import services as evaluation
+    from evaluation.models import EvaluationOutput
+    from training.models import ModelVersion
+
+    base, tuned = ModelVersion.objects.get(name="v0-base"), ModelVersion.objects.get(name="v1-token")
+    best = ModelVersion.objects.create(name="v2-token", base_model=base.base_model, parent=tuned)
+    versions = [base, tuned, best]
+    judges = [people[name] for name in ("annotator1", "annotator2", "annotator3")]
+    campaign = evaluation.campaign_create(
+        name="v2-token against v1 and the base", project=project, versions=versions, prompt_count=6,
+        judgements_per_pair=3, prompt_source="all", judges=judges, seed=7, created_by=people["admin"],
+    )  # fmt: skip
+    for prompt in campaign.prompts.order_by("id"):
+        sentences = prompt.text.removeprefix(SUMMARY_INSTRUCTION).split(". ")
+        answers = {  # the base rambles, v1 keeps one sentence, v2 two
+            base.pk: "Here is a summary of the text. " + sentences[-1],
+            tuned.pk: sentences[0].rstrip(".") + ".",
+            best.pk: ". ".join(sentences[:2]).rstrip(".") + ".",
+        }
+        for version in versions:
+            EvaluationOutput.objects.create(
+                campaign=campaign, prompt=prompt, model_version=version, text=answers[version.pk],
+                response_tokens=len(answers[version.pk].split()), finish_reason="stop",
+            )  # fmt: skip
+    evaluation.campaign_outputs_ready(campaign=campaign)
+    strength = {base.pk: 0, tuned.pk: 1, best.pk: 2}
+    rng = random.Random(7)
+    for judge in judges[1:]:
+        while (lease := evaluation.judgement_next(campaign=campaign, judge=judge)) is not None:
+            left, right = lease.left.model_version_id, lease.right.model_version_id
+            roll = rng.random()
+            if roll < 0.15:
+                verdict = "tie"
+            else:
+                left_better = strength[left] > strength[right]
+                verdict = "a" if left_better == (roll < 0.9) else "b"
+            evaluation.judgement_submit(judgement=lease, judge=judge, verdict=verdict, reason="")
+
+
+def _seed_critic(project) -> None:
+    """An active span critic with held-out metrics next to the baselines, and its calibration bins."""
+    from training.models import CriticVersion
+
+    def label(precision, recall, auroc):
+        return {"precision": precision, "recall": recall, "f1": 2 * precision * recall / (precision + recall),
+                "auroc": auroc}  # fmt: skip
+
+    def calibration(points):
+        return {"bins": [{"predicted": p, "observed": o, "count": n} for p, o, n in points], "ece": 0.06}
+
+    critic = {
+        "labels": {"poor": label(0.62, 0.55, 0.81), "good": label(0.58, 0.49, 0.77)},
+        "calibration": {
+            "poor": calibration(
+                [
+                    (0.05, 0.03, 410),
+                    (0.15, 0.12, 96),
+                    (0.3, 0.24, 41),
+                    (0.5, 0.41, 22),
+                    (0.7, 0.66, 15),
+                    (0.9, 0.8, 9),
+                ]
+            ),
+            "good": calibration(
+                [(0.05, 0.06, 380), (0.2, 0.25, 70), (0.4, 0.33, 30), (0.6, 0.52, 18), (0.85, 0.74, 7)]
+            ),
+        },  # fmt: skip
+    }
+    neutral = {"labels": {"poor": label(0.0001, 0.0001, 0.5), "good": label(0.0001, 0.0001, 0.5)}}
+    prior = {"labels": {"poor": label(0.31, 0.22, 0.64), "good": label(0.27, 0.2, 0.61)}}
+    CriticVersion.objects.create(
+        project=project, name="critic-news-1", base_model="SmolLM2-135M-Instruct",
+        adapter_path="critics/critic-news-1", is_active=True,
+        metrics={"reports": {"critic": critic, "all_neutral": neutral, "token_prior": prior},
+                 "held_out_outputs": 4, "train_outputs": 14},
+    )  # fmt: skip
 
 
 def _seed_training(project, admin) -> None:
@@ -176,7 +297,10 @@ def _seed_training(project, admin) -> None:
 
 def tour(project_ids: dict, draft_id: int) -> dict[str, list[tuple[str, str]]]:
     """(name, path) of every page each role sees."""
-    from annotations.models import Annotation, DatasetExport
+    from django.db.models import Count, Q
+
+    from annotations.models import Annotation, DatasetExport, Generation
+    from evaluation.models import EvaluationCampaign
     from training.models import TrainingRound
 
     news, code = project_ids["news"], project_ids["code"]
@@ -184,6 +308,21 @@ def tour(project_ids: dict, draft_id: int) -> dict[str, list[tuple[str, str]]]:
     code_annotation = Annotation.objects.filter(generation__prompt__project_id=code).order_by("id").first()
     round_id = TrainingRound.objects.order_by("id").first().pk
     export_id = DatasetExport.objects.order_by("id").first().pk
+    campaign = EvaluationCampaign.objects.order_by("id").first()
+    campaign_prompt = campaign.prompts.order_by("id").first().pk
+    reviewed = (
+        Generation.objects.filter(prompt__project_id=news)
+        .annotate(done=Count("annotations", filter=Q(annotations__status="submitted")))
+        .filter(done__gte=2)
+        .order_by("id")
+        .first()
+    )
+    review = [
+        ("review-queue", f"/projects/{news}/review/"),
+        ("review", f"/review/outputs/{reviewed.pk}/"),
+        ("review-side-by-side", f"/review/outputs/{reviewed.pk}/?view=side"),
+        ("agreement", f"/projects/{news}/agreement/"),
+    ]
     shared = [
         ("projects", "/projects/"),
         ("project", f"/projects/{news}/"),
@@ -200,6 +339,10 @@ def tour(project_ids: dict, draft_id: int) -> dict[str, list[tuple[str, str]]]:
         ("training", "/training/"),
         ("round", f"/training/rounds/{round_id}/"),
         ("compare", "/training/compare/"),
+        ("evaluation", "/evaluation/"),
+        ("evaluation-results", f"/evaluation/{campaign.pk}/"),
+        ("evaluation-prompt", f"/evaluation/{campaign.pk}/prompts/{campaign_prompt}/"),
+        ("critic", f"/projects/{news}/critic/"),
     ]
     return {
         "annotator": [
@@ -208,9 +351,13 @@ def tour(project_ids: dict, draft_id: int) -> dict[str, list[tuple[str, str]]]:
             ("annotate", f"/annotations/{draft_id}/"),
             ("annotate-code", f"/annotations/{code_annotation.pk}/"),
             ("heatmap", f"/annotations/{code_annotation.pk}/heatmap/"),
+            ("my-reviews", "/my/reviews/"),
+            ("evaluation", "/evaluation/"),
+            ("judge", f"/evaluation/{campaign.pk}/judge/"),
         ],
+        "reviewer": [*shared, *review],
         "researcher": watcher,
-        "admin": watcher,
+        "admin": [*watcher, *review],
     }
 
 
@@ -248,7 +395,9 @@ def _settle(page, path: str) -> None:
     page.wait_for_load_state("load")
     if path.startswith("/annotations/") and "heatmap" not in path:
         page.wait_for_selector('#workspace[data-ready="1"]')
-    if path.startswith("/training/rounds/"):
+    if path.startswith("/review/outputs/"):
+        page.wait_for_selector('#review[data-ready="1"]')
+    if page.locator("[data-charts] .chart-plot").count():  # rounds, evaluation results, the critic
         page.wait_for_function("!!window.t2gCharts")
 
 

@@ -15,7 +15,6 @@ the value under the cursor, labelled axes with ticks. Missing values are ``None`
 from __future__ import annotations
 
 import math
-from html import escape
 from typing import Any
 
 # (title, y-axis label, [(metric key, human name)])
@@ -91,48 +90,42 @@ def config_rows(config: dict) -> list[tuple[str, str]]:
     return rows
 
 
-PALETTE = ["#3b5bdb", "#c62828", "#2e7d32", "#b26a00", "#7048e8"]  # calibration plot colours
+def _shown(value: Any) -> str:
+    number = _number(value)
+    return "—" if number is None else f"{number:.2f}"
 
 
-def calibration_chart(bins: list[dict], *, title: str, size: int = 220) -> str:
-    """A reliability diagram: observed frequency against mean predicted probability per bin (circles
-    sized by count), with the diagonal of perfect calibration.
+def calibration_chart(bins: list[dict], *, label: str) -> dict:
+    """A reliability diagram for uPlot (``static/js/charts.js``, kind "reliability"): observed frequency
+    against mean predicted probability per bin, beside the diagonal of perfect calibration.
 
-    >>> svg = calibration_chart([{"predicted": 0.1, "observed": 0.2, "count": 5}], title="P(poor)")
-    >>> "circle" in svg and "P(poor)" in svg
-    True
+    >>> spec = calibration_chart([{"predicted": 0.1, "observed": 0.2, "count": 5}], label="poor")
+    >>> spec["title"], spec["predicted"], spec["observed"], spec["counts"]
+    ('P(poor) calibration', [0.1], [0.2], [5])
+    >>> spec["table"]["rows"]
+    [['0.10', '0.20', '5']]
     """
-    pad, top = 34, 24
-    plot = size - pad - 10
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {size} {size + top - 10}" '
-        f'role="img" aria-label="{escape(title)}">',
-        f'<text x="{pad}" y="16" class="chart-title">{escape(title)}</text>',
-        f'<rect x="{pad}" y="{top}" width="{plot}" height="{plot}" class="chart-frame"/>',
-        f'<polyline points="{pad},{top + plot} {pad + plot},{top}" class="chart-zero"/>',
-        f'<text x="{pad - 4}" y="{top + 8}" text-anchor="end" class="chart-axis">1</text>',
-        f'<text x="{pad - 4}" y="{top + plot}" text-anchor="end" class="chart-axis">0</text>',
-        f'<text x="{pad + plot}" y="{top + plot + 12}" text-anchor="end" class="chart-axis">predicted</text>',
-    ]
-    filled = [b for b in bins if b.get("count")]
-    if not filled:
-        parts.append(
-            f'<text x="{size / 2}" y="{size / 2}" text-anchor="middle" class="chart-empty">no data</text>'
-        )
-        return "".join(parts) + "</svg>"
-    biggest = max(b["count"] for b in filled)
-    points = []
-    for b in filled:
-        x = pad + plot * float(b["predicted"])
-        y = top + plot * (1 - float(b["observed"]))
-        radius = 2 + 5 * math.sqrt(b["count"] / biggest)
-        points.append(f"{x:.1f},{y:.1f}")
-        parts.append(
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius:.1f}" fill="{PALETTE[0]}" fill-opacity="0.55">'
-            f"<title>{int(b['count'])} tokens: predicted {float(b['predicted']):.2f}, "
-            f"observed {float(b['observed']):.2f}</title></circle>"
-        )
-    parts.append(
-        f'<polyline points="{" ".join(points)}" fill="none" stroke="{PALETTE[0]}" stroke-width="1.2"/>'
+    filled = sorted(
+        (b for b in bins if b.get("count") and _number(b.get("predicted")) is not None),
+        key=lambda b: b["predicted"],
     )
-    return "".join(parts) + "</svg>"
+    return {
+        "kind": "reliability",
+        "title": f"P({label}) calibration",
+        "x_label": f"predicted P({label})",
+        "y_label": f"observed share {label}",
+        "series_label": "Observed share",
+        "reference_label": "Perfect calibration",
+        "count_label": "Tokens in bin",
+        "predicted": [float(b["predicted"]) for b in filled],
+        "observed": [_number(b.get("observed")) for b in filled],
+        "counts": [int(b["count"]) for b in filled],
+        "empty": "" if filled else "No held-out tokens to calibrate on.",
+        "table": {
+            "columns": ["Mean predicted", "Observed share", "Tokens"],
+            "rows": [
+                [f"{float(b['predicted']):.2f}", _shown(b.get("observed")), str(int(b["count"]))]
+                for b in filled
+            ],
+        },
+    }

@@ -8,7 +8,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
 from annotations.models import Annotation, Project
@@ -29,8 +28,7 @@ def _page(request: HttpRequest, project: Project, *, train_form=None, round_form
         report = (shown.metrics.get("reports") or {}).get("critic") or {}
         for label in ("poor", "good"):
             bins = (report.get("calibration", {}).get(label) or {}).get("bins", [])
-            # safe: built from numbers; the title is escaped in charts.calibration_chart
-            calibration.append(mark_safe(charts.calibration_chart(bins, title=f"P({label}) calibration")))
+            calibration.append(charts.calibration_chart(bins, label=label))
     context = {
         "project": project,
         "versions": [(v, critic_selectors.review_stats(v)) for v in versions],

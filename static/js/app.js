@@ -1,6 +1,8 @@
 // Every page: the few styles that depend on data. A strict Content-Security-Policy forbids style=""
 // attributes in the HTML, so templates put the value in a data-* attribute and this script sets it
 // through the CSSOM (which the policy allows). It runs on the page and on every htmx swap.
+// And every text box that scrolls (a long prompt, an output beside another) joins the Tab order, so the
+// keyboard can scroll it too.
 (function () {
   "use strict";
 
@@ -17,13 +19,25 @@
     });
   }
 
+  function focusScrollables(root) {
+    root.querySelectorAll("pre").forEach(function (el) {
+      var scrolls = el.scrollHeight > el.clientHeight + 1 || el.scrollWidth > el.clientWidth + 1;
+      if (scrolls && !el.hasAttribute("tabindex")) el.tabIndex = 0;
+    });
+  }
+
+  function start(root) {
+    applyDataStyles(root);
+    focusScrollables(root);
+  }
+
   if (window.htmx) {
     window.htmx.onLoad(function (element) {
-      applyDataStyles(element.querySelectorAll ? element : document);
+      start(element.querySelectorAll ? element : document);
     });
   } else {
     document.addEventListener("DOMContentLoaded", function () {
-      applyDataStyles(document);
+      start(document);
     });
   }
 })();

@@ -1,4 +1,6 @@
 // Keyboard shortcuts on the blind judging page: 1/a, 2/b, 3/t, 4/x press the matching verdict button.
+// After a verdict htmx swaps in the next pair: focus moves to it, so Tab carries on from the new pair
+// rather than from the top of the page (the button that had focus is gone).
 (function () {
   "use strict";
   var KEYS = { "1": "a", a: "a", "2": "b", b: "b", "3": "tie", t: "tie", "4": "both_bad", x: "both_bad" };
@@ -14,6 +16,12 @@
     if (button && !button.disabled) {
       event.preventDefault();
       button.click();
+    }
+  });
+  document.body.addEventListener("htmx:afterSettle", function (event) {
+    var task = document.getElementById("judge-task");
+    if (task && event.detail && event.detail.target && event.detail.target.id === "judge-task") {
+      task.focus({ preventScroll: true });
     }
   });
 })();

@@ -4,10 +4,34 @@
  * <mark> for spans and <span class="k"> etc. for Pygments' token classes; code outputs get one block per
  * line, numbered by CSS counters), and turns the browser's selection (UTF-16 units) into code points, the
  * unit the server stores. It also lets the keyboard select text in the output (Tab, Shift + arrows).
- * annotate.js owns the spans and calls draw() and selection().
+ * static/js/annotate/spans.js owns the spans and calls draw() and selection().
  */
 (function () {
   "use strict";
+
+  // --- selecting from the keyboard ------------------------------------------------------------------
+  // The output is focusable (Tab). Arrows move an invisible caret, Shift + arrows select (Ctrl: by word,
+  // Up/Down: by line, Home/End: to the line's ends), then 1-9 labels the selection as with the mouse.
+  // The review page uses it too, for its gold editor.
+  window.T2GKeyboardSelection = function (el) {
+    const CARET_KEYS = {
+      ArrowRight: ["forward", "character"],
+      ArrowLeft: ["backward", "character"],
+      ArrowDown: ["forward", "line"],
+      ArrowUp: ["backward", "line"],
+      End: ["forward", "lineboundary"],
+      Home: ["backward", "lineboundary"],
+    };
+    el.addEventListener("keydown", (event) => {
+      const move = CARET_KEYS[event.key];
+      if (!move || event.altKey) return;
+      const selection = window.getSelection();
+      if (!selection.rangeCount || !el.contains(selection.anchorNode)) selection.collapse(el, 0);
+      const granularity = (event.ctrlKey || event.metaKey) && move[1] === "character" ? "word" : move[1];
+      selection.modify(event.shiftKey ? "extend" : "move", move[0], granularity);
+      event.preventDefault();
+    });
+  };
 
   window.T2GOutputView = function (outputEl, outputText, tokens) {
     // --- offsets: code points <-> UTF-16 ----------------------------------------------------------
@@ -167,26 +191,7 @@
     const WORD_CHAR = /[\p{L}\p{N}\p{M}_]/u;
     const isWordChar = (cp) => cp >= 0 && cp < cpLength && WORD_CHAR.test(sliceCp(cp, cp + 1));
 
-    // --- selecting from the keyboard ----------------------------------------------------------------
-    // The output is focusable (Tab). Arrows move an invisible caret, Shift + arrows select (Ctrl: by word,
-    // Up/Down: by line, Home/End: to the line's ends), then 1-9 labels the selection as with the mouse.
-    const CARET_KEYS = {
-      ArrowRight: ["forward", "character"],
-      ArrowLeft: ["backward", "character"],
-      ArrowDown: ["forward", "line"],
-      ArrowUp: ["backward", "line"],
-      End: ["forward", "lineboundary"],
-      Home: ["backward", "lineboundary"],
-    };
-    outputEl.addEventListener("keydown", (event) => {
-      const move = CARET_KEYS[event.key];
-      if (!move || event.altKey) return;
-      const selection = window.getSelection();
-      if (!selection.rangeCount || !outputEl.contains(selection.anchorNode)) selection.collapse(outputEl, 0);
-      const granularity = (event.ctrlKey || event.metaKey) && move[1] === "character" ? "word" : move[1];
-      selection.modify(event.shiftKey ? "extend" : "move", move[0], granularity);
-      event.preventDefault();
-    });
+    window.T2GKeyboardSelection(outputEl);
 
     return { draw, selection, sliceCp };
   };

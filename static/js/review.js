@@ -214,6 +214,8 @@
     cards.forEach((c, i) => c.classList.toggle("rv-focused", i === index));
   }));
   if (goldForm) goldForm.addEventListener("submit", syncGold);
+  // The keyboard selects text in the output too (Tab to it, Shift + arrows), then 1-9 adds it to the gold.
+  if (window.T2GKeyboardSelection) window.T2GKeyboardSelection(textEl);
   const helpButton = document.getElementById("rv-help-button");
   if (helpButton && helpDialog) helpButton.addEventListener("click", () => helpDialog.showModal());
 

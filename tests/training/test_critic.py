@@ -196,7 +196,8 @@ def test_critic_page_and_bad_input(tiny_settings, project, labelled, admin_user,
     page = client.get(reverse("critic_home", args=[project.pk]))
     html = page.content.decode()
     assert page.status_code == 200 and version.name in html
-    assert "Every token neutral" in html and "P(poor) calibration" in html and "<svg" in html
+    assert "Every token neutral" in html and "P(poor) calibration" in html
+    assert html.count('data-chart-kind="reliability"') == 2 and 'id="critic-charts"' in html
 
     jobs_before = CriticTrainingJob.objects.count()
     bad = client.post(reverse("critic_train", args=[project.pk]), {"epochs": 0, "learning_rate": 0.001,

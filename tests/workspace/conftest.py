@@ -151,3 +151,12 @@ def select_phrase(page, phrase: str, *, mouse: bool) -> None:
     page.mouse.move((box["x0"] + box["x1"]) / 2, (box["y0"] + box["y1"]) / 2, steps=4)
     page.mouse.move(box["x1"], box["y1"], steps=4)
     page.mouse.up()
+
+
+def tab_to(page, selector: str, limit: int = 60) -> int:
+    """Press Tab until the focused element matches selector; the number of presses it took."""
+    for presses in range(1, limit + 1):
+        page.keyboard.press("Tab")
+        if page.evaluate("(s) => !!document.activeElement && document.activeElement.matches(s)", selector):
+            return presses
+    raise AssertionError(f"Tab never reached {selector}")

@@ -95,5 +95,7 @@ def test_campaign_through_the_worker_judged_in_chromium(
     login_browser(researcher)
     page.goto(f"/evaluation/{campaign.pk}/")
     assert page.locator(".eval-leader").get_attribute("data-leader") == "v1-tuned"
-    assert page.locator("svg.eval-chart circle").count() == 2
+    # The standings and win-rate charts (uPlot): one point per version, one per pair.
+    page.wait_for_function("(window.t2gCharts || []).length === 2")
+    assert page.evaluate("window.t2gCharts.map(u => u.data[0].length)") == [2, 1]
     assert page.errors == [] and page.dialogs == []
