@@ -67,7 +67,9 @@ _WORDS = {
 
 
 def config_label(key: str) -> str:
-    """>>> config_label("lora_target_modules")
+    """A config key as people write it.
+
+    >>> config_label("lora_target_modules")
     'LoRA target modules'
     """
     words = [_WORDS.get(word, word) for word in key.split("_")]
