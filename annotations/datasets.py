@@ -10,7 +10,9 @@ never offered for download. ``file_path`` holds the store key: any web process c
 from __future__ import annotations
 
 import copy
+import csv
 import fnmatch
+import io
 import logging
 import shutil
 import uuid
@@ -475,8 +477,8 @@ def import_sniff(head: bytes, fmt: str) -> None:
     if not text.strip():
         raise ImportFileError("The file is empty")
     if fmt == "csv":
-        first_line = text.splitlines()[0] if text.splitlines() else ""
-        columns = {column.strip().strip('"') for column in first_line.split(",")}
+        header = next(csv.reader(io.StringIO(text.splitlines()[0])), [])
+        columns = {column.strip() for column in header}
         if not {"prompt", "text"} & columns:
             raise ImportFileError("The CSV header must have a 'prompt' (or 'text') column")
 

@@ -241,3 +241,13 @@ def test_an_output_column_is_imported_by_the_job_as_by_the_request(admin_user, p
     job.refresh_from_db()
     assert job.status == "succeeded" and job.report["created_outputs"] == 1
     assert Generation.objects.get(prompt__text="With output.").source_model == "gpt-x"
+
+
+def test_a_quoted_csv_header_passes_the_quick_checks(api, admin_user, project):
+    data = b'\xef\xbb\xbf"id","prompt"\n1,"Hello, world"\n'  # a BOM and quoted columns, as spreadsheets write
+    response = api(admin_user).post(
+        f"{API}/projects/{project.pk}/import/", {"file": upload("p.csv", data), "background": "true"}
+    )
+    assert response.status_code == 202, response.content
+    datasets.prompt_import_run(import_id=response.json()["id"])
+    assert Prompt.objects.get(project=project).text == "Hello, world"
