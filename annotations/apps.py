@@ -27,10 +27,10 @@ class AnnotationsConfig(AppConfig):
 
 
 def _register_jobs() -> None:
-    from jobs.registry import JobKind, register
+    from jobs.registry import JobKind, register, register_sweep
 
-    from .datasets import export_partials_delete
-    from .models import DatasetExport
+    from .datasets import export_partials_delete, import_uploads_sweep
+    from .models import DatasetExport, PromptImport
 
     register(
         JobKind(
@@ -44,3 +44,15 @@ def _register_jobs() -> None:
             typical_s=0.01,  # per row
         )
     )
+    register(
+        JobKind(
+            PromptImport,
+            "prompt import",
+            "annotations.import_run",
+            on_lost="resume",
+            resume_note="it continues after the rows it committed.",
+            max_requeues=2,
+            typical_s=0.005,  # per row
+        )
+    )
+    register_sweep("import uploads", import_uploads_sweep)

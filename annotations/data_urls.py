@@ -12,4 +12,6 @@ urlpatterns = [
     path("exports/<int:pk>/download/", data_views.export_download, name="data_export_download"),
     path("exports/<int:pk>/again/", data_views.export_again, name="data_export_again"),
     path("import/", data_views.prompt_import, name="data_import"),
+    path("import/<int:pk>/", data_views.import_detail, name="data_import_detail"),
+    path("import/<int:pk>/cancel/", data_views.import_cancel, name="data_import_cancel"),
 ]

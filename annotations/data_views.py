@@ -15,7 +15,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from . import datasets, exports, privacy, roles, selectors
 from .importers import ImportFileError, detect_format
-from .models import DatasetExport, Project
+from .models import DatasetExport, Project, PromptImport
 
 QUERY_FIELDS = (
     "project",
@@ -168,13 +168,34 @@ def export_again(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("data_export_detail", pk=again.pk)
 
 
+def _require_admin(request: HttpRequest) -> None:
+    if not roles.is_admin(request.user):
+        raise PermissionDenied("Only admins can import prompts.")
+
+
+def _get_import_for_user(request: HttpRequest, pk: int) -> PromptImport:
+    _require_admin(request)
+    return get_object_or_404(
+        datasets.imports_visible_to(request.user).select_related("project", "created_by"), pk=pk
+    )
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def prompt_import(request: HttpRequest) -> HttpResponse:
-    if not roles.is_admin(request.user):
-        raise PermissionDenied("Only admins can import prompts.")
+    """Small files import in the request and the page shows the report; large ones (or any with
+    "background") are stored and imported by a job, and the browser goes to the job's page."""
+    _require_admin(request)
     projects = Project.objects.filter(is_archived=False).order_by("name")
-    context = {"projects": projects, "report": None, "error": "", "posted": request.POST}
+    recent = datasets.imports_visible_to(request.user).select_related("project")[:10]
+    context = {
+        "projects": projects,
+        "report": None,
+        "error": "",
+        "posted": request.POST,
+        "recent": recent,
+        "sync_max": settings.T2G_IMPORT_SYNC_MAX_BYTES,
+    }
     if request.method == "POST":
         project_id = request.POST.get("project", "")
         project = projects.filter(pk=int(project_id)).first() if project_id.isdigit() else None
@@ -186,11 +207,29 @@ def prompt_import(request: HttpRequest) -> HttpResponse:
             context["error"] = f"The file is {upload.size:,} bytes; the limit is {limit:,} bytes."
         else:
             try:
+                fmt = request.POST.get("format") or detect_format(upload.name or "")
+                allow_partial = request.POST.get("allow_partial") == "on"
+                if datasets.import_runs_in_background(
+                    upload.size, asked=request.POST.get("background") == "on"
+                ):
+                    job = datasets.prompt_import_create(
+                        project=project,
+                        upload=upload,
+                        size=upload.size,
+                        fmt=fmt,
+                        file_name=upload.name or "",
+                        allow_partial=allow_partial,
+                        user=request.user,
+                    )
+                    messages.success(
+                        request, f"Import {job.pk} queued: the worker imports it in the background."
+                    )
+                    return redirect("data_import_detail", pk=job.pk)
                 context["report"] = datasets.prompts_upload(
                     project=project,
                     data=upload.read(limit + 1),
-                    fmt=request.POST.get("format") or detect_format(upload.name or ""),
-                    allow_partial=request.POST.get("allow_partial") == "on",
+                    fmt=fmt,
+                    allow_partial=allow_partial,
                     user=request.user,
                 )
             except ImportFileError as exc:
@@ -199,3 +238,23 @@ def prompt_import(request: HttpRequest) -> HttpResponse:
         bad = context["error"] or (context["report"] and not context["report"].committed)
         return render(request, "data/import.html", context, status=400 if bad else 200)
     return render(request, "data/import.html", context)
+
+
+@login_required
+@vary_on_headers("HX-Request")
+def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    job = _get_import_for_user(request, pk)
+    template = "data/_import_status.html" if request.htmx else "data/import_detail.html"
+    return render(request, template, {"job": job})
+
+
+@login_required
+@require_POST
+def import_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    job = _get_import_for_user(request, pk)
+    if not datasets.prompt_import_cancel(job=job, user=request.user):
+        messages.info(request, f"Import {job.pk} had already finished.")
+    if request.htmx:
+        job.refresh_from_db()
+        return render(request, "data/_import_status.html", {"job": job})
+    return redirect("data_import_detail", pk=job.pk)

@@ -441,3 +441,37 @@ class DatasetExport(Job):
 
     def __str__(self) -> str:
         return f"Export {self.pk} {self.kind}.{self.format} ({self.status})"
+
+
+class PromptImport(Job):
+    """A prompt file imported in the background (issue 12): the upload sits in the artifact store under
+    ``imports/`` until the job is done; the worker parses it (``importers.parse_prompts``, the one parser),
+    then writes its rows in chunks, each committed with the job's progress and running report, so a job
+    queued again after its worker died resumes after the rows it committed. Admins only."""
+
+    class Format(models.TextChoices):
+        JSONL = "jsonl"
+        CSV = "csv"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="imports")
+    format = models.CharField(max_length=10, choices=Format.choices)
+    allow_partial = models.BooleanField(default=False)
+    file_name = models.CharField(max_length=300, blank=True)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    upload_key = models.CharField(
+        max_length=500, blank=True, help_text="Store key of the uploaded file; emptied once it is deleted."
+    )
+    report = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="created_prompts, created_outputs, duplicate_lines, errors (line, message), committed.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Import {self.pk} into {self.project_id} ({self.status})"

@@ -9,8 +9,19 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from jobs.standing import standing
+
 from . import exports, privacy, safejson
-from .models import Annotation, DatasetExport, Generation, Project, Prompt, Span, TokenReward
+from .models import (
+    Annotation,
+    DatasetExport,
+    Generation,
+    Project,
+    Prompt,
+    PromptImport,
+    Span,
+    TokenReward,
+)
 from .services import project_create
 
 MAX_JSON_DEPTH = 8
@@ -149,6 +160,11 @@ class PromptImportSerializer(serializers.Serializer):
     allow_partial = serializers.BooleanField(
         default=False, help_text="Import the good lines even if some are bad (default: all or nothing)."
     )
+    background = serializers.BooleanField(
+        default=False,
+        help_text="Run it as a background job (202) even if the file is small; files over "
+        "T2G_IMPORT_SYNC_MAX_BYTES always are.",
+    )
 
 
 class ImportErrorSerializer(serializers.Serializer):
@@ -162,6 +178,42 @@ class ImportReportSerializer(serializers.Serializer):
     duplicate_lines = serializers.ListField(child=serializers.IntegerField())
     errors = ImportErrorSerializer(many=True)
     committed = serializers.BooleanField()
+
+
+class PromptImportJobSerializer(serializers.ModelSerializer):
+    """A background import: where it stands, its progress and, once finished, its report."""
+
+    created_by = serializers.CharField(source="created_by.username", read_only=True, allow_null=True)
+    percent = serializers.IntegerField(read_only=True)
+    standing = serializers.SerializerMethodField()
+    report = serializers.DictField(read_only=True)
+
+    class Meta:
+        model = PromptImport
+        fields = [
+            "id",
+            "project",
+            "status",
+            "format",
+            "allow_partial",
+            "file_name",
+            "size_bytes",
+            "progress_step",
+            "progress_total",
+            "percent",
+            "standing",
+            "report",
+            "error",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField())
+    def get_standing(self, obj: PromptImport) -> str:
+        return standing(obj).text
 
 
 # --- outputs and feedback -------------------------------------------------------------------------

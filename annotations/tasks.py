@@ -30,3 +30,12 @@ def expire_exports() -> int:
     from . import datasets
 
     return datasets.exports_expire()
+
+
+@shared_task(name="annotations.import_run", acks_late=True, soft_time_limit=3600, time_limit=3600 + 60)
+def import_run(import_id: int) -> None:
+    from . import datasets
+
+    # Claimed like every job: a redelivered message does nothing; a run whose worker died is queued
+    # again by the reaper and resumes after the chunks it committed.
+    datasets.prompt_import_run(import_id=import_id)

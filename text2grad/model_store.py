@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -130,6 +131,12 @@ class ModelCache:
 
     One entry only: a new version reloads the base from the safetensors cache (well under a second for
     SmolLM2), which is cheaper than holding several copies and avoids stacking adapters on one base.
+    Thread-safe: the load runs under the lock, so a second caller asking for the same pair while it loads
+    waits for that load and gets its result (one load, never two at once).
+
+    Test hook: ``T2G_TEST_MODEL_LOAD_DELAY_S`` (environment, seconds) makes every load that misses the
+    cache sleep that long first, under the lock, so tests can show what happens while a worker is still
+    cold-loading a model (a loaded machine takes ~40 s). Never set it outside tests.
     """
 
     def __init__(self) -> None:
@@ -143,9 +150,20 @@ class ModelCache:
         with self._lock:
             if self._key != key:
                 self._value = None  # drop the old model before loading the new one
+                self._key = None
+                started = time.perf_counter()
+                delay = float(os.environ.get("T2G_TEST_MODEL_LOAD_DELAY_S") or 0)
+                if delay > 0:
+                    time.sleep(delay)
                 self._value = load(base_dir, adapter_dir)
                 self._key = key
                 self.loads += 1
+                logger.info(
+                    "Loaded model %s (adapter %s) in %.1f s",
+                    base_dir,
+                    adapter_dir or "none",
+                    time.perf_counter() - started,
+                )
             return self._value
 
     def clear(self) -> None:

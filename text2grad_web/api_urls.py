@@ -32,6 +32,7 @@ router.register("generations", annotation_api.GenerationViewSet, basename="api-g
 router.register("annotations", annotation_api.AnnotationViewSet, basename="api-annotation")
 router.register("token-rewards", annotation_api.TokenRewardViewSet, basename="api-token-reward")
 router.register("exports", annotation_api.ExportViewSet, basename="api-export")
+router.register("imports", annotation_api.ImportViewSet, basename="api-import")
 router.register("reviews", review_api.ReviewViewSet, basename="api-review")
 router.register("agreement", review_api.AgreementViewSet, basename="api-agreement")
 router.register("model-versions", training_api.ModelVersionViewSet, basename="api-model-version")

@@ -43,17 +43,24 @@ def _start_housekeeping(sender=None, **_) -> None:
     lanes = ",".join(sorted(sender.app.amqp.queues.consume_from)) if sender is not None else ""
     _housekeeper["current"] = Housekeeper(worker_name(getattr(sender, "hostname", None)), lanes).start()
     logger.info("Housekeeping thread started for lanes %s", lanes)
-    if "interactive" in lanes.split(",") and os.environ.get("T2G_WORKER_PRELOAD", "1") != "0":
-        # A pool child loads MiniLM and the clause classifier before the first Suggest spans. Sent from a
-        # thread: a broker that is down at start must not hold the worker up (the first request then trains it).
-        threading.Thread(target=_queue_warm_up, args=(sender.app,), daemon=True).start()
+    if os.environ.get("T2G_WORKER_PRELOAD", "1") == "0":
+        return
+    # Sent from a thread: a broker that is down at start must not hold the worker up (the first request
+    # then pays the load). Interactive: a pool child loads MiniLM and the clause classifier before the
+    # first Suggest spans. Generation: a pool child loads the active version before the first job.
+    for lane, task in (
+        ("interactive", "training.warm_alignment"),
+        ("generation", "training.warm_generation"),
+    ):
+        if lane in lanes.split(","):
+            threading.Thread(target=_queue_warm_up, args=(sender.app, task, lane), daemon=True).start()
 
 
-def _queue_warm_up(celery_app) -> None:
+def _queue_warm_up(celery_app, task: str, lane: str) -> None:
     try:
-        celery_app.send_task("training.warm_alignment", queue="interactive")
+        celery_app.send_task(task, queue=lane)
     except Exception:
-        logger.warning("Could not queue the alignment warm-up", exc_info=True)
+        logger.warning("Could not queue the warm-up %s", task, exc_info=True)
 
 
 @worker_shutdown.connect

@@ -248,6 +248,11 @@ WHITENOISE_USE_FINDERS = DEBUG
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024)
 T2G_IMPORT_MAX_BYTES = env_int("T2G_IMPORT_MAX_BYTES", 50 * 1024 * 1024)
+# Files up to this size import inside the request (an answer at once); larger ones, or any the client asks
+# to run in the background, become a job on the interactive lane (annotations.PromptImport).
+T2G_IMPORT_SYNC_MAX_BYTES = env_int("T2G_IMPORT_SYNC_MAX_BYTES", 256 * 1024)
+# A background import commits its rows (and its progress) this many at a time.
+T2G_IMPORT_CHUNK_ROWS = env_int("T2G_IMPORT_CHUNK_ROWS", 500)
 T2G_MAX_TEXT_CHARS = env_int("T2G_MAX_TEXT_CHARS", 100_000)
 
 # --- Export limits: disk is finite ------------------------------------------------------------------
@@ -374,7 +379,9 @@ CELERY_TASK_ROUTES = {
     "training.compute_rewards": {"queue": "interactive"},
     "training.align_critique": {"queue": "interactive"},
     "training.warm_alignment": {"queue": "interactive"},
+    "training.warm_generation": {"queue": "generation"},
     "annotations.export_run": {"queue": "interactive"},
+    "annotations.import_run": {"queue": "interactive"},
     "annotations.expire_leases": {"queue": "interactive"},
     "jobs.*": {"queue": "interactive"},
     "training.train_critic": {"queue": "training"},

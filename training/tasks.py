@@ -90,6 +90,15 @@ def warm_alignment() -> float:
     return alignment.alignment_warm_up()
 
 
+@shared_task(name="training.warm_generation", ignore_result=True, soft_time_limit=600, time_limit=630)
+def warm_generation() -> float:
+    """Sent by a generation-lane worker when it starts: it loads the active version into its model cache,
+    so the first generation job does not pay the cold load (and a cancel rarely meets one)."""
+    from .worker import generation
+
+    return generation.generation_warm_up()
+
+
 @shared_task(
     name="training.train_critic", acks_late=True, soft_time_limit=6 * 3600, time_limit=6 * 3600 + 120
 )

@@ -6,13 +6,14 @@ else; admins write. Lists use cursor pagination; every endpoint is throttled.
 
 One module per subject: ``permissions`` (roles, the id pattern), ``plumbing`` (throttles, pagination,
 renderers), ``auth``, ``filters``, ``projects`` (projects, prompts, outputs), ``feedback`` (annotations,
-token rewards) and ``exports``. The names other modules use are re-exported here.
+token rewards), ``exports`` and ``imports``. The names other modules use are re-exported here.
 """
 
 from .auth import MeView, TokenObtainView
 from .exports import ExportViewSet
 from .feedback import AnnotationViewSet, TokenRewardViewSet, annotations_visible_to
 from .filters import DateTimeFilter, IdFilter
+from .imports import ImportViewSet
 from .permissions import (
     ID_REGEX,
     MAX_ID,
@@ -34,6 +35,7 @@ __all__ = [
     "HasRole",
     "IdCursorPagination",
     "IdFilter",
+    "ImportViewSet",
     "MeView",
     "NewestFirstPagination",
     "ProjectViewSet",

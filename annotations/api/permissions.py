@@ -43,3 +43,10 @@ class ResearcherOnly(permissions.BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return roles.can_read_all_feedback(request.user)
+
+
+class AdminOnly(permissions.BasePermission):
+    message = "Only admins can do this."
+
+    def has_permission(self, request, view) -> bool:
+        return roles.is_admin(request.user)

@@ -32,6 +32,7 @@ class ProjectViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.
         request={"multipart/form-data": serializers.PromptImportSerializer},
         responses={
             201: serializers.ImportReportSerializer,
+            202: serializers.PromptImportJobSerializer,
             400: serializers.ImportReportSerializer,
             413: OpenApiResponse(description="The file is larger than T2G_IMPORT_MAX_BYTES."),
         },
@@ -48,6 +49,8 @@ class ProjectViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.
 
         All or nothing unless ``allow_partial``: a file with bad lines answers 400 with every bad line's
         number and message, and imports nothing. Prompts already in the project (same text) are skipped.
+        A file over T2G_IMPORT_SYNC_MAX_BYTES (or any with ``background``) is stored and imported by a
+        background job on the interactive lane: 202 with the job; follow it at ``/api/v1/imports/{id}/``.
         """
         project = self.get_object()
         limit = settings.T2G_IMPORT_MAX_BYTES
@@ -64,6 +67,20 @@ class ProjectViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.
             raise PayloadTooLarge(f"The file is {upload.size:,} bytes; the limit is {limit:,} bytes.")
         try:
             fmt = form.validated_data.get("format") or detect_format(upload.name or "")
+            if datasets.import_runs_in_background(upload.size, asked=form.validated_data["background"]):
+                job = datasets.prompt_import_create(
+                    project=project,
+                    upload=upload,
+                    size=upload.size,
+                    fmt=fmt,
+                    file_name=upload.name or "",
+                    allow_partial=form.validated_data["allow_partial"],
+                    user=request.user,
+                )
+                data = serializers.PromptImportJobSerializer(job).data
+                return Response(
+                    data, status=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/v1/imports/{job.pk}/"}
+                )
             report = datasets.prompts_upload(
                 project=project,
                 data=upload.read(limit + 1),

@@ -18,7 +18,7 @@ from .annotating import (
     span_delete,
     span_update,
 )
-from .projects import ImportReport, project_create, prompts_import
+from .projects import ImportReport, PromptWriter, project_create, prompts_import
 from .queue import assignment_next, assignment_skip, assignments_expire
 from .review import (
     MAX_REVIEW_COMMENT_CHARS,
@@ -52,6 +52,7 @@ __all__ = [
     "UNSET",
     "DraftConflict",
     "ImportReport",
+    "PromptWriter",
     "agreement_refresh",
     "annotation_save_draft",
     "annotation_submit",

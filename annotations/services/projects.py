@@ -38,8 +38,56 @@ def project_create(*, name: str, kind: str = Project.Kind.GENERAL, created_by=No
     return project
 
 
+class PromptWriter:
+    """Writes parsed rows into one project, skipping duplicates by content hash: the same prompt text
+    already in the project or earlier in the file, the same output of a prompt. An output is attached to
+    the existing prompt when its prompt is a duplicate. The synchronous import writes every row in one
+    transaction; a background import (``datasets.prompt_import_run``) writes chunk by chunk."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.reload()
+
+    def reload(self) -> None:
+        """Read what the project holds (again: after another import won a race for a prompt)."""
+        self.existing = dict(Prompt.objects.filter(project=self.project).values_list("content_hash", "pk"))
+        self.existing_outputs = set(
+            Generation.objects.filter(prompt__project=self.project).values_list("content_hash", flat=True)
+        )
+
+    def write(self, rows, report: ImportReport) -> None:
+        """Write ``rows`` (call inside a transaction), counting into ``report``."""
+        for row in rows:
+            key = content_hash(row.text)
+            prompt_id = self.existing.get(key)
+            new_prompt = prompt_id is None
+            if new_prompt:
+                prompt = Prompt(
+                    project=self.project,
+                    text=row.text,
+                    external_id=row.external_id,
+                    reference=row.reference,
+                    metadata=row.metadata,
+                )
+                prompt.save()
+                self.existing[key] = prompt_id = prompt.pk
+                report.created_prompts += 1
+            if row.output:
+                output_key = content_hash(row.text, row.output)
+                if output_key in self.existing_outputs:
+                    report.duplicates.append(row.line)
+                    continue
+                generation = Generation(prompt_id=prompt_id, text=row.output, source_model=row.source_model)
+                generation.prompt = Prompt.objects.get(pk=prompt_id) if not new_prompt else prompt
+                generation.save()
+                self.existing_outputs.add(output_key)
+                report.created_outputs += 1
+            elif not new_prompt:
+                report.duplicates.append(row.line)
+
+
 def prompts_import(*, project: Project, parsed: ParseResult, allow_partial: bool = False) -> ImportReport:
-    """Write parsed rows. With errors and no ``allow_partial``, nothing is written.
+    """Write parsed rows in one transaction. With errors and no ``allow_partial``, nothing is written.
 
     Duplicates (the same prompt text already in the project or earlier in the file) are skipped, not
     errors; an output is attached to the existing prompt when its prompt is a duplicate.
@@ -48,39 +96,7 @@ def prompts_import(*, project: Project, parsed: ParseResult, allow_partial: bool
     if report.errors and not allow_partial:
         return report
     with transaction.atomic():
-        existing = {
-            h: pk for h, pk in Prompt.objects.filter(project=project).values_list("content_hash", "pk")
-        }
-        existing_outputs = set(
-            Generation.objects.filter(prompt__project=project).values_list("content_hash", flat=True)
-        )
-        for row in parsed.rows:
-            key = content_hash(row.text)
-            prompt_id = existing.get(key)
-            new_prompt = prompt_id is None
-            if new_prompt:
-                prompt = Prompt(
-                    project=project,
-                    text=row.text,
-                    external_id=row.external_id,
-                    reference=row.reference,
-                    metadata=row.metadata,
-                )
-                prompt.save()
-                existing[key] = prompt_id = prompt.pk
-                report.created_prompts += 1
-            if row.output:
-                output_key = content_hash(row.text, row.output)
-                if output_key in existing_outputs:
-                    report.duplicates.append(row.line)
-                    continue
-                generation = Generation(prompt_id=prompt_id, text=row.output, source_model=row.source_model)
-                generation.prompt = Prompt.objects.get(pk=prompt_id) if not new_prompt else prompt
-                generation.save()
-                existing_outputs.add(output_key)
-                report.created_outputs += 1
-            elif not new_prompt:
-                report.duplicates.append(row.line)
+        PromptWriter(project).write(parsed.rows, report)
         report.committed = True
     return report
 

@@ -59,6 +59,8 @@ HTML = {
     "data_export_download": ("get", "/data/exports/{export}/download/", "403 ok 403 ok 403 L"),
     "data_export_again": ("post", "/data/exports/{export}/again/", "403 ok 403 ok 403 L"),
     "data_import": ("get", "/data/import/", "403 403 403 ok 403 L"),
+    "data_import_detail": ("get", "/data/import/{import}/", "403 403 403 ok 403 L"),
+    "data_import_cancel": ("post", "/data/import/{import}/cancel/", "403 403 403 ok 403 L"),
     "training_home": ("get", "/training/", "403 ok 403 ok 403 L"),
     "round_launch": ("post", "/training/rounds/", "403 403 403 ok 403 L"),
     "round_detail": ("get", "/training/rounds/{round}/", "403 ok 403 ok 403 L"),
@@ -149,6 +151,9 @@ API = {
     ("GET", "/api/v1/exports/{id}/"): "403 ok 403 ok 403 L",
     ("GET", "/api/v1/exports/{id}/download/"): "403 ok 403 ok 403 L",
     ("GET", "/api/v1/generations/"): "ok ok ok ok 403 L",
+    ("GET", "/api/v1/imports/"): "403 403 403 ok 403 L",
+    ("GET", "/api/v1/imports/{id}/"): "403 403 403 ok 403 L",
+    ("POST", "/api/v1/imports/{id}/cancel/"): "403 403 403 ok 403 L",
     ("GET", "/api/v1/generations/{id}/"): "ok ok ok ok 403 L",
     ("GET", "/api/v1/me/"): "ok ok ok ok ok L",
     ("GET", "/api/v1/model-versions/"): "403 ok 403 ok 403 L",
@@ -193,6 +198,7 @@ API_IDS = {  # which object each {id} (or {generation}) is
     "evaluation-campaigns": "campaign",
     "exports": "export",
     "generations": "generation",
+    "imports": "import",
     "model-versions": "version",
     "projects": "project",
     "prompts": "prompt",
@@ -231,6 +237,11 @@ def world(feedback, annotator, researcher, reviewer, admin_user):
     )
     export = datasets.export_create(kind="spans", fmt="jsonl", created_by=researcher, enqueue=False)
     datasets.export_run(export_id=export.pk)
+    from annotations.models import PromptImport
+
+    prompt_import = PromptImport.objects.create(
+        project=feedback.project, format="jsonl", created_by=admin_user
+    )
     training_round = TrainingRound.objects.create(project=feedback.project, base_version=feedback.v0)
     job = GenerationJob.objects.create(project=feedback.project, model_version=feedback.v0)
     alignment = AlignmentRequest.objects.create(annotation=own, critique="names the cat")
@@ -274,6 +285,7 @@ def world(feedback, annotator, researcher, reviewer, admin_user):
         "own": own.pk,
         "span": own.spans.first().pk,
         "export": export.pk,
+        "import": prompt_import.pk,
         "round": training_round.pk,
         "version": feedback.v1.pk,
         "job": job.pk,

@@ -140,7 +140,9 @@ API_CASES = [
 
 
 @pytest.mark.parametrize("case", API_CASES, ids=lambda case: case.id)
-def test_api_refuses_bad_input(case, request, api, feedback):
+def test_api_refuses_bad_input(case, request, api, feedback, settings):
+    # Imports answer in the request here, whatever the file's size (the background path is checked below).
+    settings.T2G_IMPORT_SYNC_MAX_BYTES = settings.T2G_IMPORT_MAX_BYTES
     user = request.getfixturevalue(case.role)
     client = api(user)
     fill = {"project": feedback.project.pk, "draft": feedback.annotations["draft"].pk}
@@ -170,6 +172,35 @@ def test_api_refuses_bad_input(case, request, api, feedback):
     assert _counts() == before
     assert Project.objects.get(pk=feedback.project.pk).reward_scheme == scheme_before
     assert Annotation.objects.values().get(pk=fill["draft"]) == draft_before
+
+
+IMPORT_CASES = [case for case in API_CASES if case.upload is not None]
+
+
+@pytest.mark.parametrize("case", IMPORT_CASES, ids=lambda case: case.id)
+def test_bad_files_imported_in_the_background_are_refused_as_clearly(case, api, feedback, admin_user):
+    """The same files through a background import: refused in the request when its quick checks see it
+    (format, UTF-8, header), else the job fails with the same message and writes nothing."""
+    from annotations import datasets
+    from annotations.models import PromptImport
+
+    before = _counts()
+    name, content = case.upload
+    response = api(admin_user).post(
+        f"{API}/projects/{feedback.project.pk}/import/",
+        {"file": SimpleUploadedFile(name, content), "background": "true"},
+        format="multipart",
+    )
+    if response.status_code == 400:
+        assert case.message in response.content.decode(errors="replace"), response.content[:500]
+        assert not PromptImport.objects.exists()
+    else:
+        assert response.status_code == 202, response.content[:500]
+        datasets.prompt_import_run(import_id=response.json()["id"])
+        job = PromptImport.objects.get(pk=response.json()["id"])
+        assert job.status == "failed" and "nothing was imported" in job.error
+        assert case.message in job.error + json.dumps(job.report, ensure_ascii=False), job.report
+    assert _counts() == before
 
 
 # --- the HTML forms ---------------------------------------------------------------------------------
@@ -225,7 +256,8 @@ def test_an_overlong_skip_reason_says_so(client, leased, annotator):
     ],
     ids=["deep", "nul", "surrogate", "long-source-model"],
 )
-def test_the_import_page_refuses_bad_files(client, feedback, admin_user, name, content, message):
+def test_the_import_page_refuses_bad_files(client, feedback, admin_user, name, content, message, settings):
+    settings.T2G_IMPORT_SYNC_MAX_BYTES = settings.T2G_IMPORT_MAX_BYTES  # in the request, whatever the size
     client.force_login(admin_user)
     before = _counts()
     response = client.post(

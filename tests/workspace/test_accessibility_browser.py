@@ -60,9 +60,18 @@ def site(project, code_project, make_generation, annotator, annotator2, research
     export = DatasetExport.objects.create(
         kind="dpo", format="jsonl", status="failed", error="Nothing to export."
     )
+    from annotations.models import PromptImport
+
+    prompt_import = PromptImport.objects.create(
+        project=project, format="jsonl", file_name="prompts.jsonl", status="failed",
+        error="1 bad line; nothing was imported. Fix them, or allow a partial import.",
+        report={"created_prompts": 0, "created_outputs": 0, "duplicate_lines": [], "error_count": 1,
+                "errors": [{"line": 2, "message": "not valid JSON"}], "committed": False},
+    )  # fmt: skip
     assert generations
     return {"draft": draft, "submitted": submitted[0], "code": code_draft, "round": training_round,
-            "export": export, "project": project, "code_project": code_project}  # fmt: skip
+            "export": export, "project": project, "code_project": code_project,
+            "import": prompt_import}  # fmt: skip
 
 
 def _pages(site, role):
@@ -86,6 +95,7 @@ def _pages(site, role):
         reverse("data_export_list"),
         reverse("data_export_detail", args=[site["export"].pk]),
         reverse("data_import"),
+        *([reverse("data_import_detail", args=[site["import"].pk])] if role == "admin" else []),
         reverse("training_home"),
         reverse("round_detail", args=[site["round"].pk]),
         reverse("version_compare"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from django.conf import settings
 from django.db import transaction
@@ -12,8 +13,9 @@ from jobs import lifecycle
 from text2grad import generation, model_store
 from training import critic_services
 from training.models import GenerationJob
+from training.selectors import active_version
 
-from .runtime import load_version
+from .runtime import LoadAbandoned, load_version, load_version_unless
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,13 @@ def generation_job_run(*, job_id: int) -> None:
         lifecycle.cancelled(job, "Cancelled by a user; the outputs written before are kept.")
 
 
+def generation_warm_up() -> float:
+    """Load the active version (base + adapter) into this process's model cache. Returns seconds."""
+    started = time.perf_counter()
+    load_version(active_version())
+    return time.perf_counter() - started
+
+
 def _ours(job: GenerationJob):
     """The job's row while this run still owns it (the framework's fence: RUNNING with its attempt)."""
     return lifecycle.owned(job)
@@ -53,7 +62,12 @@ def _run_generation(job: GenerationJob) -> bool:
         prompts = prompts.filter(id__in=job.prompt_ids)
     prompts = list(prompts)
     version = job.model_version
-    model, tokenizer = load_version(version)
+    try:
+        # A cold load can take ~40 s on a busy machine: cancel is honoured while waiting for it (the load
+        # itself finishes in the background, into the cache the next job uses).
+        model, tokenizer = load_version_unless(version, should_stop=lambda: lifecycle.cancel_requested(job))
+    except LoadAbandoned:
+        return False
     fingerprint = model_store.tokenizer_fingerprint(tokenizer)
     params = {
         "temperature": settings.T2G_TEMPERATURE,
