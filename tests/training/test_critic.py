@@ -269,3 +269,53 @@ def test_queue_order_by_critic_uncertainty(project, make_generation, annotator, 
     assert project.critic_settings.queue_order == "uncertainty"
     client.post(reverse("critic_settings", args=[project.pk]), {"queue_order": "arrival"})
     assert order() == [g.pk for g in outputs]
+
+
+@pytest.mark.django_db(transaction=True)  # the job runs in a thread of its own, on its own connection
+def test_cancelling_a_running_critic_job_is_honoured(tiny_settings, project, labelled, admin_user):
+    """A running job stops before its next training step: it ends cancelled, and no version (or adapter
+    folder) is created. A queued job cancelled before a worker claims it never starts."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    job = critic_services.critic_job_create(
+        project=project, config={**FAST_CRITIC, "epochs": 100, "batch_size": 1}, created_by=admin_user
+    )  # 600 steps: far more than the test waits for
+    result = {}
+
+    def work() -> None:
+        try:
+            result["status"] = critic_worker.critic_job_run(job_id=job.pk)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if job.status == CriticTrainingJob.Status.RUNNING and job.progress_step >= 2:
+            break
+        time.sleep(0.05)
+    assert job.status == CriticTrainingJob.Status.RUNNING and job.progress_step >= 2, job.status
+    assert critic_services.critic_job_cancel(job=job)
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    job.refresh_from_db()
+    assert result["status"] == CriticTrainingJob.Status.CANCELLED
+    assert job.status == CriticTrainingJob.Status.CANCELLED and job.finished_at is not None
+    assert job.progress_step < job.progress_total - 1  # stopped mid-training, not after it
+    assert job.output_version is None and not CriticVersion.objects.filter(project=project).exists()
+    assert not (tiny_settings.T2G_MODELS_DIR / "critics").exists() or not any(
+        (tiny_settings.T2G_MODELS_DIR / "critics").iterdir()
+    )
+    assert not critic_services.critic_job_cancel(job=job)  # finished: nothing to cancel
+
+    queued = critic_services.critic_job_create(project=project, config=FAST_CRITIC, created_by=admin_user)
+    assert critic_services.critic_job_cancel(job=queued)
+    assert critic_worker.critic_job_run(job_id=queued.pk).startswith("not claimed")
+    queued.refresh_from_db()
+    assert queued.status == CriticTrainingJob.Status.CANCELLED and queued.started_at is None
+    assert not CriticVersion.objects.filter(project=project).exists()
