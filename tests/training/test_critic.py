@@ -141,6 +141,13 @@ def test_pre_annotation_becomes_suggestions_with_acceptance_and_edit_rates(
     stats = critic_selectors.review_stats(version)
     assert stats["edit_rate"] == 0.0  # submitted exactly the accepted suggestion
     assert (stats["kept_rate"], stats["adjusted"], stats["added"]) == (1.0, 0, 0)
+    # The origin travels to the API and the span exports.
+    api_spans = client.get(f"/api/v1/annotations/{annotation.pk}/").json()["spans"]
+    assert [s["origin"] for s in api_spans] == ["critic"]
+    from annotations.exports.spans import SPAN_FIELDS, _spans_by_annotation
+
+    exported = _spans_by_annotation([annotation.pk])[annotation.pk]
+    assert [dict(zip(SPAN_FIELDS, row, strict=True))["origin"] for row in exported] == ["critic"]
     # Poor chars agree (4), the proposed good span was rejected: F1 = 2*4 / (11 + 4).
     assert stats["char_f1"] == pytest.approx(8 / 15)
     Span.objects.create(annotation=annotation, start=8, end=12, text="went", label="poor", polarity=-1)
