@@ -299,6 +299,7 @@ class Span(models.Model):
         MANUAL = "manual", "Drawn by hand"
         ALIGNED = "aligned", "Proposed from a critique"
         LLM = "llm", "Proposed by an LLM aligner"
+        CRITIC = "critic", "Proposed by the learned critic"
 
     annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="spans")
     start = models.PositiveIntegerField()

@@ -37,6 +37,8 @@ router.register("reviews", review_api.ReviewViewSet, basename="api-review")
 router.register("agreement", review_api.AgreementViewSet, basename="api-agreement")
 router.register("model-versions", training_api.ModelVersionViewSet, basename="api-model-version")
 router.register("training-rounds", training_api.TrainingRoundViewSet, basename="api-training-round")
+router.register("critic-versions", training_api.CriticVersionViewSet, basename="api-critic-version")
+router.register("critic-jobs", training_api.CriticJobViewSet, basename="api-critic-job")
 router.register("evaluation-campaigns", evaluation_api.CampaignViewSet, basename="api-evaluation-campaign")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from annotations.models import Annotation
+from annotations.models import Annotation, Span
 
 from .models import AlignmentRequest, CriticTrainingJob, CriticVersion, OnPolicySample, TrainingRound
 
@@ -58,6 +58,11 @@ def review_stats(version: CriticVersion) -> dict:
     started from the critic's suggestions and ended with spans other than exactly the accepted ones;
     char_f1: agreement, by characters of poor and good spans pooled, between everything the critic proposed
     and what the annotator submitted (1.0: people changed nothing).
+
+    From the spans' origin (``critic`` for an accepted critic suggestion, kept through later edits), over
+    submitted annotations: kept_rate: accepted suggestions submitted unchanged (a ``critic`` span at the
+    same place with the same polarity) / accepted suggestions; adjusted: ``critic`` spans whose place or
+    polarity people changed after accepting; added: spans of any other origin (what the critic missed).
     """
     requests = list(
         AlignmentRequest.objects.filter(critic_version=version)
@@ -66,6 +71,7 @@ def review_stats(version: CriticVersion) -> dict:
     )
     states = {"accepted": 0, "rejected": 0, "open": 0}
     submitted = edited = 0
+    accepted_submitted = kept = adjusted = added = 0
     overlap = predicted_total = final_total = 0
     for request in requests:
         for proposal in request.proposals:
@@ -79,6 +85,13 @@ def review_stats(version: CriticVersion) -> dict:
         }
         final = {(s.start, s.end, s.polarity) for s in annotation.spans.all() if s.polarity != 0}
         edited += final != accepted
+        from_critic = {
+            (s.start, s.end, s.polarity) for s in annotation.spans.all() if s.origin == Span.Origin.CRITIC
+        }
+        accepted_submitted += len(accepted)
+        kept += len(accepted & from_critic)
+        adjusted += len(from_critic - accepted)
+        added += sum(1 for s in annotation.spans.all() if s.origin != Span.Origin.CRITIC)
         proposed = [(p["start"], p["end"], p["polarity"]) for p in request.proposals]
         for polarity in (-1, 1):
             a, b = _chars(proposed, polarity), _chars(final, polarity)
@@ -94,6 +107,9 @@ def review_stats(version: CriticVersion) -> dict:
         "submitted": submitted,
         "edit_rate": edited / submitted if submitted else None,
         "char_f1": 2 * overlap / denominator if denominator else None,
+        "kept_rate": kept / accepted_submitted if accepted_submitted else None,
+        "adjusted": adjusted,
+        "added": added,
     }
 
 

@@ -5,6 +5,7 @@ on-policy rounds. Safe for the web process (no torch); the model work runs in ``
 from __future__ import annotations
 
 import json
+import math
 
 from django.db import transaction
 from django.utils import timezone
@@ -62,16 +63,34 @@ def critic_config_checked(config: dict | None) -> dict:
         "lookahead": (0, 16),
     }
     for key, (low, high) in bounds.items():
-        if key in config and (not isinstance(config[key], int) or not low <= config[key] <= high):
+        value = config.get(key)
+        if key in config and (not _is_int(value) or not low <= value <= high):
             raise ValueError(f"{key} must be an integer between {low} and {high}")
-    if "learning_rate" in config and not (0 < float(config["learning_rate"]) <= 1):
-        raise ValueError("learning_rate must be in (0, 1]")
-    if "held_out_fraction" in config and not (0 <= float(config["held_out_fraction"]) < 1):
-        raise ValueError("held_out_fraction must be in [0, 1)")
+    if "learning_rate" in config and not (
+        _is_number(config["learning_rate"]) and 0 < config["learning_rate"] <= 1
+    ):
+        raise ValueError("learning_rate must be a number in (0, 1]")
+    if "held_out_fraction" in config and not (
+        _is_number(config["held_out_fraction"]) and 0 <= config["held_out_fraction"] < 1
+    ):
+        raise ValueError("held_out_fraction must be a number in [0, 1)")
     weights = config.get("class_weights")
-    if weights is not None and (len(weights) != 3 or any(float(w) <= 0 for w in weights)):
+    if "class_weights" in config and not (
+        isinstance(weights, list)
+        and len(weights) == 3
+        and all(_is_number(w) and 0 < w < 1e6 for w in weights)
+    ):
         raise ValueError("class_weights needs three numbers > 0 (neutral, poor, good)")
     return config
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    """A JSON number (not a boolean, not a string), finite."""
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
 
 
 def critic_job_create(

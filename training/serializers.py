@@ -1,10 +1,14 @@
-"""REST representations of model versions and training rounds (read by researchers, promoted by admins)."""
+"""REST representations of model versions, training rounds, critic versions and critic jobs (read by
+researchers, changed by admins)."""
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .models import ModelVersion, RoundMetric, TrainingRound
+from annotations.models import Project
+
+from .models import CriticTrainingJob, CriticVersion, ModelVersion, RoundMetric, TrainingRound
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -79,3 +83,137 @@ class RoundMetricSerializer(serializers.ModelSerializer):
         model = RoundMetric
         fields = ["step", "data", "created_at"]
         read_only_fields = fields
+
+
+# --- the learned span critic -----------------------------------------------------------------------------
+class CriticVersionSerializer(serializers.ModelSerializer):
+    """A critic version with its lineage (parent, the job that trained it), data snapshot hash and size,
+    config and metrics (held-out reports of the critic and the baselines, timings)."""
+
+    snapshot_size = serializers.SerializerMethodField()
+    config = serializers.DictField(read_only=True)
+    metrics = serializers.DictField(read_only=True)
+
+    class Meta:
+        model = CriticVersion
+        fields = [
+            "id",
+            "project",
+            "name",
+            "base_model",
+            "adapter_path",
+            "parent",
+            "created_by_job",
+            "config",
+            "snapshot_size",
+            "snapshot_hash",
+            "metrics",
+            "is_active",
+            "activated_at",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_snapshot_size(self, version: CriticVersion) -> int:
+        return len(version.snapshot or [])
+
+
+class CriticSuggestionStatsSerializer(serializers.Serializer):
+    proposals = serializers.IntegerField()
+    accepted = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    open = serializers.IntegerField()
+    acceptance_rate = serializers.FloatField(allow_null=True)
+    submitted = serializers.IntegerField()
+    edit_rate = serializers.FloatField(allow_null=True)
+    char_f1 = serializers.FloatField(allow_null=True)
+    kept_rate = serializers.FloatField(allow_null=True)
+    adjusted = serializers.IntegerField()
+    added = serializers.IntegerField()
+
+
+class CriticVersionDetailSerializer(CriticVersionSerializer):
+    """The detail adds how annotators treated this version's suggestions (acceptance, edit and kept rates)."""
+
+    suggestions = serializers.SerializerMethodField()
+
+    class Meta(CriticVersionSerializer.Meta):
+        fields = [*CriticVersionSerializer.Meta.fields, "suggestions"]
+        read_only_fields = fields
+
+    @extend_schema_field(CriticSuggestionStatsSerializer)
+    def get_suggestions(self, version: CriticVersion) -> dict:
+        from .critic_selectors import review_stats
+
+        return review_stats(version)
+
+
+class CriticSnapshotSerializer(serializers.ModelSerializer):
+    """The sorted ids of the annotations a critic version learned from (or was tested on), and their hash."""
+
+    snapshot = serializers.ListField(child=serializers.IntegerField(), read_only=True)
+
+    class Meta:
+        model = CriticVersion
+        fields = ["id", "snapshot_hash", "snapshot"]
+        read_only_fields = fields
+
+
+class CriticTrainingJobSerializer(serializers.ModelSerializer):
+    percent = serializers.IntegerField(read_only=True)
+    snapshot_size = serializers.SerializerMethodField()
+    config = serializers.DictField(read_only=True)
+    summary = serializers.DictField(read_only=True)
+
+    class Meta:
+        model = CriticTrainingJob
+        fields = [
+            "id",
+            "project",
+            "parent",
+            "status",
+            "progress_step",
+            "progress_total",
+            "percent",
+            "config",
+            "snapshot_size",
+            "snapshot_hash",
+            "auto_activate",
+            "cancel_requested",
+            "output_version",
+            "attempts",
+            "summary",
+            "error",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_snapshot_size(self, job: CriticTrainingJob) -> int:
+        return len(job.snapshot or [])
+
+
+class CriticJobCreateSerializer(serializers.Serializer):
+    project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.filter(is_archived=False))
+    config = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text="epochs, learning_rate, batch_size, lora_r, held_out_fraction, seed, class_weights, lookahead",
+    )
+    parent = serializers.PrimaryKeyRelatedField(
+        queryset=CriticVersion.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Continue from this critic of the same project (else a fresh adapter).",
+    )
+    continue_from_active = serializers.BooleanField(
+        default=False, help_text="Continue from the project's active critic (instead of naming a parent)."
+    )
+    auto_activate = serializers.BooleanField(default=False, help_text="Activate the version when it is done.")
+
+    def validate(self, attrs):
+        if attrs.get("parent") is not None and attrs.get("continue_from_active"):
+            raise serializers.ValidationError("Name a parent or ask for the active critic, not both.")
+        return attrs

@@ -14,7 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from annotations.models import EVALUATION_PURPOSE, Generation, Project, content_hash
+from annotations.models import EVALUATION_PURPOSE, Generation, Project, Span, content_hash
 from audit.services import audit_record
 from jobs import dispatch, lifecycle, reaper
 
@@ -299,6 +299,8 @@ def evaluation_generate(
 
 # --- suggested spans ("Suggest spans" in the annotate page) -----------------------------------------
 MAX_CRITIQUE_CHARS = 20_000
+# A proposal's ``method`` → the origin of the span it becomes when accepted (anything else: aligned).
+PROPOSAL_ORIGINS = {"llm": Span.Origin.LLM, "critic": Span.Origin.CRITIC}
 
 
 def alignment_request_create(*, annotation, critique: str, use_llm: bool = False):
@@ -333,13 +335,15 @@ def _open_proposal(locked, index: int) -> dict:
 
 
 def alignment_proposal_decide(*, request, index: int, accept: bool, user, label: str | None = None):
-    """Accept a proposal (it becomes a span with origin 'aligned') or reject it. Returns the span or None.
+    """Accept a proposal or reject it. Returns the span or None.
+
+    The span's origin says where the proposal came from: ``llm`` (the LLM aligner), ``critic`` (the
+    project's learned critic, pre-annotation) or ``aligned`` (the similarity aligner).
 
     ``label`` (accept only) stores the span under that project label instead of the first label of the
     proposal's polarity: the annotator agrees with the place but reads the critique differently. The
     proposal then records the label's polarity, so the list shows what was accepted.
     """
-    from annotations.models import Span
     from annotations.services import span_create
 
     from .models import AlignmentRequest
@@ -375,7 +379,7 @@ def alignment_proposal_decide(*, request, index: int, accept: bool, user, label:
                 text=proposal["text"],
                 label=label,
                 critique=_critique_sentence(locked.critique, proposal["evidence"]),
-                origin=Span.Origin.LLM if proposal["method"] == "llm" else Span.Origin.ALIGNED,
+                origin=PROPOSAL_ORIGINS.get(proposal.get("method"), Span.Origin.ALIGNED),
                 score=proposal["score"],
                 user=user,
             )

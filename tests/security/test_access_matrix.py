@@ -175,6 +175,16 @@ API = {
     ("GET", "/api/v1/training-rounds/{id}/"): "403 ok 403 ok 403 L",
     ("GET", "/api/v1/training-rounds/{id}/metrics/"): "403 ok 403 ok 403 L",
     ("GET", "/api/v1/training-rounds/{id}/snapshot/"): "403 ok 403 ok 403 L",
+    # the span critic: researchers read versions and jobs, admins activate, roll back, launch and cancel
+    ("GET", "/api/v1/critic-versions/"): "403 ok 403 ok 403 L",
+    ("GET", "/api/v1/critic-versions/{id}/"): "403 ok 403 ok 403 L",
+    ("POST", "/api/v1/critic-versions/{id}/activate/"): "403 403 403 ok 403 L",
+    ("POST", "/api/v1/critic-versions/{id}/deactivate/"): "403 403 403 ok 403 L",
+    ("GET", "/api/v1/critic-versions/{id}/snapshot/"): "403 ok 403 ok 403 L",
+    ("GET", "/api/v1/critic-jobs/"): "403 ok 403 ok 403 L",
+    ("POST", "/api/v1/critic-jobs/"): "403 403 403 ok 403 L",
+    ("GET", "/api/v1/critic-jobs/{id}/"): "403 ok 403 ok 403 L",
+    ("POST", "/api/v1/critic-jobs/{id}/cancel/"): "403 403 403 ok 403 L",
     # review and agreement: annotators read the verdicts on their own work only, never agreement or gold
     ("GET", "/api/v1/reviews/"): "ok ok ok ok 403 L",
     ("GET", "/api/v1/reviews/{id}/"): "ok ok ok ok 403 L",
@@ -194,6 +204,8 @@ API = {
 }
 API_IDS = {  # which object each {id} (or {generation}) is
     "agreement": "agreed",
+    "critic-jobs": "critic_job",
+    "critic-versions": "critic",
     "annotations": "own",
     "evaluation-campaigns": "campaign",
     "exports": "export",

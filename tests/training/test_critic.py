@@ -125,18 +125,39 @@ def test_pre_annotation_becomes_suggestions_with_acceptance_and_edit_rates(
     accept = reverse("alignment_decide", args=[request.pk, 0, "accept"])
     reject = reverse("alignment_decide", args=[request.pk, 1, "reject"])
     assert client.post(accept).status_code == 200 and client.post(reject).status_code == 200
-    assert list(annotation.spans.values_list("start", "end", "polarity")) == [(28, 32, -1)]
+    # An accepted critic suggestion keeps its origin (not "aligned"), as the span panel and exports show.
+    assert list(annotation.spans.values_list("start", "end", "polarity", "origin")) == [
+        (28, 32, -1, "critic")
+    ]
+    assert (
+        "Proposed by the learned critic"
+        in client.get(reverse("annotate", args=[annotation.pk])).content.decode()
+    )
     stats = critic_selectors.review_stats(version)
     assert stats["accepted"] == 1 and stats["rejected"] == 1 and stats["acceptance_rate"] == 0.5
-    assert stats["submitted"] == 0 and stats["edit_rate"] is None
+    assert stats["submitted"] == 0 and stats["edit_rate"] is None and stats["kept_rate"] is None
 
     Annotation.objects.filter(pk=annotation.pk).update(status="submitted", submitted_at=timezone.now())
     stats = critic_selectors.review_stats(version)
     assert stats["edit_rate"] == 0.0  # submitted exactly the accepted suggestion
+    assert (stats["kept_rate"], stats["adjusted"], stats["added"]) == (1.0, 0, 0)
+    # The origin travels to the API and the span exports.
+    api_spans = client.get(f"/api/v1/annotations/{annotation.pk}/").json()["spans"]
+    assert [s["origin"] for s in api_spans] == ["critic"]
+    from annotations.exports.spans import SPAN_FIELDS, _spans_by_annotation
+
+    exported = _spans_by_annotation([annotation.pk])[annotation.pk]
+    assert [dict(zip(SPAN_FIELDS, row, strict=True))["origin"] for row in exported] == ["critic"]
     # Poor chars agree (4), the proposed good span was rejected: F1 = 2*4 / (11 + 4).
     assert stats["char_f1"] == pytest.approx(8 / 15)
     Span.objects.create(annotation=annotation, start=8, end=12, text="went", label="poor", polarity=-1)
-    assert critic_selectors.review_stats(version)["edit_rate"] == 1.0
+    stats = critic_selectors.review_stats(version)
+    assert stats["edit_rate"] == 1.0
+    assert (stats["kept_rate"], stats["adjusted"], stats["added"]) == (1.0, 0, 1)  # a hand-drawn span
+    # Moving the accepted span keeps its origin: the suggestion counts as adjusted, no longer kept.
+    annotation.spans.filter(origin="critic").update(start=27, text=" 2044")
+    stats = critic_selectors.review_stats(version)
+    assert (stats["kept_rate"], stats["adjusted"], stats["added"]) == (0.0, 1, 1)
 
     # Someone else's annotation: 404 for an annotator; an admin reading it gets nothing and creates nothing.
     other = Annotation.objects.create(generation=fresh, annotator=admin_user)
@@ -256,3 +277,53 @@ def test_queue_order_by_critic_uncertainty(project, make_generation, annotator, 
     assert project.critic_settings.queue_order == "uncertainty"
     client.post(reverse("critic_settings", args=[project.pk]), {"queue_order": "arrival"})
     assert order() == [g.pk for g in outputs]
+
+
+@pytest.mark.django_db(transaction=True)  # the job runs in a thread of its own, on its own connection
+def test_cancelling_a_running_critic_job_is_honoured(tiny_settings, project, labelled, admin_user):
+    """A running job stops before its next training step: it ends cancelled, and no version (or adapter
+    folder) is created. A queued job cancelled before a worker claims it never starts."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    job = critic_services.critic_job_create(
+        project=project, config={**FAST_CRITIC, "epochs": 100, "batch_size": 1}, created_by=admin_user
+    )  # 600 steps: far more than the test waits for
+    result = {}
+
+    def work() -> None:
+        try:
+            result["status"] = critic_worker.critic_job_run(job_id=job.pk)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if job.status == CriticTrainingJob.Status.RUNNING and job.progress_step >= 2:
+            break
+        time.sleep(0.05)
+    assert job.status == CriticTrainingJob.Status.RUNNING and job.progress_step >= 2, job.status
+    assert critic_services.critic_job_cancel(job=job)
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    job.refresh_from_db()
+    assert result["status"] == CriticTrainingJob.Status.CANCELLED
+    assert job.status == CriticTrainingJob.Status.CANCELLED and job.finished_at is not None
+    assert job.progress_step < job.progress_total - 1  # stopped mid-training, not after it
+    assert job.output_version is None and not CriticVersion.objects.filter(project=project).exists()
+    assert not (tiny_settings.T2G_MODELS_DIR / "critics").exists() or not any(
+        (tiny_settings.T2G_MODELS_DIR / "critics").iterdir()
+    )
+    assert not critic_services.critic_job_cancel(job=job)  # finished: nothing to cancel
+
+    queued = critic_services.critic_job_create(project=project, config=FAST_CRITIC, created_by=admin_user)
+    assert critic_services.critic_job_cancel(job=queued)
+    assert critic_worker.critic_job_run(job_id=queued.pk).startswith("not claimed")
+    queued.refresh_from_db()
+    assert queued.status == CriticTrainingJob.Status.CANCELLED and queued.started_at is None
+    assert not CriticVersion.objects.filter(project=project).exists()
