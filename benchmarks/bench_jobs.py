@@ -363,6 +363,7 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    call_command("prepare_model")  # as `make run` (its `model` step): the base model and the aligner's cache
     data = setup_data(2 * args.samples + 50)
     drafts = data["drafts"]
     # The export project's annotations get their rewards now (the batched path), as a live install's would.

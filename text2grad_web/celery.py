@@ -48,17 +48,22 @@ def _start_housekeeping(sender=None, **_) -> None:
     # Sent from a thread: a broker that is down at start must not hold the worker up (the first request
     # then pays the load). Interactive: a pool child loads MiniLM and the clause classifier before the
     # first Suggest spans. Generation: a pool child loads the active version before the first job.
-    for lane, task in (
-        ("interactive", "training.warm_alignment"),
-        ("generation", "training.warm_generation"),
+    # Interactive: one warm-up per pool child (each child has its own MiniLM; an idle child takes the next
+    # message, so N messages reach N children); the clause classifier trains once, under a file lock.
+    children = max(1, int(getattr(getattr(sender, "controller", None), "concurrency", 1) or 1))
+    for lane, task, count in (
+        ("interactive", "training.warm_alignment", children),
+        ("generation", "training.warm_generation", 1),
     ):
         if lane in lanes.split(","):
-            threading.Thread(target=_queue_warm_up, args=(sender.app, task, lane), daemon=True).start()
+            args = (sender.app, task, lane, count)
+            threading.Thread(target=_queue_warm_up, args=args, daemon=True).start()
 
 
-def _queue_warm_up(celery_app, task: str, lane: str) -> None:
+def _queue_warm_up(celery_app, task: str, lane: str, count: int = 1) -> None:
     try:
-        celery_app.send_task(task, queue=lane)
+        for _ in range(count):
+            celery_app.send_task(task, queue=lane)
     except Exception:
         logger.warning("Could not queue the warm-up %s", task, exc_info=True)
 

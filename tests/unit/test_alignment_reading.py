@@ -165,6 +165,37 @@ def test_the_classifier_reads_praise_without_cue_words(minilm, tmp_path):
         configure_cache_dir(None)
 
 
+def test_a_second_process_waits_for_the_first_training_and_loads_its_weights(minilm, tmp_path):
+    """Two pool children warming up at once: one trains, the other waits on the cache's file lock and
+    loads the file (flock locks conflict between separate opens, so two classifiers in two threads stand
+    in for two processes)."""
+    import threading
+
+    configure_cache_dir(tmp_path)
+    try:
+        first, second = ClauseClassifier(minilm), ClauseClassifier(minilm)
+        training_started = threading.Event()
+        real_train = first._train
+
+        def slow_train():
+            training_started.set()
+            return real_train()
+
+        def never_train():
+            raise AssertionError("the second classifier trained although the first was training")
+
+        first._train, second._train = slow_train, never_train
+        results = {}
+        runner = threading.Thread(target=lambda: results.setdefault("first", first.polarity(["it is wrong"])))
+        runner.start()
+        assert training_started.wait(60)
+        results["second"] = second.polarity(["it is wrong"])  # blocks until the first has written the file
+        runner.join(60)
+        assert results["second"] == pytest.approx(results["first"])
+    finally:
+        configure_cache_dir(None)
+
+
 def test_praise_quotes_and_whole_output_remarks_with_the_classifier(minilm):
     output = "Take ibuprofen with food. If the pain lasts more than three days, see a doctor."
     found = align_critique(output, '"see a doctor" is an important safety note.', embedder=minilm)

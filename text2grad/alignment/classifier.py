@@ -21,12 +21,19 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import threading
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: each process trains for itself
+    fcntl = None
 
 import numpy as np
 
@@ -119,8 +126,25 @@ class ClauseClassifier:
     def _trained(self) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
             if self._weights is None:
-                self._weights = self._cached() or self._train()
+                with self._cache_lock():
+                    self._weights = self._cached() or self._train()
             return self._weights
+
+    @contextlib.contextmanager
+    def _cache_lock(self) -> Iterator[None]:
+        """Across processes: the first to need the weights trains them, the others wait and load its file
+        (two pool children warming up at once would otherwise both train, each at half the CPU)."""
+        path = self._cache_file()
+        if path is None or fcntl is None:
+            yield
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_suffix(".lock"), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _cache_file(self) -> Path | None:
         if _cache_dir is None:

@@ -18,3 +18,8 @@ class Command(BaseCommand):
         except model_store.ModelStoreError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"Base model ready at {path} ({time.perf_counter() - started:.1f} s).")
+        # The critique aligner's clause classifier trains once (~20 s) and is kept under var/: done here,
+        # the first Suggest spans after `make run` never waits for it.
+        from training.worker.alignment import alignment_warm_up
+
+        self.stdout.write(f"Critique aligner ready ({alignment_warm_up():.1f} s).")
