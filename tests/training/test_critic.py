@@ -279,50 +279,50 @@ def test_queue_order_by_critic_uncertainty(project, make_generation, annotator, 
     assert order() == [g.pk for g in outputs]
 
 
-@pytest.mark.django_db(transaction=True)  # the job runs in a thread of its own, on its own connection
-def test_cancelling_a_running_critic_job_is_honoured(tiny_settings, project, labelled, admin_user):
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)  # the session's worker runs the job: rows must be committed
+def test_cancelling_a_running_critic_job_is_honoured(celery_worker_process, project, labelled, admin_user):
     """A running job stops before its next training step: it ends cancelled, and no version (or adapter
-    folder) is created. A queued job cancelled before a worker claims it never starts."""
-    import threading
+    folder) is created. A queued job cancelled before a worker claims it never starts.
+
+    Through the session's real worker (a job launched in a committed transaction is dispatched to it; a
+    second runner of the same job in this process would race it for the claim)."""
     import time
 
-    from django.db import connection
+    from django.db import transaction
 
+    from tests.conftest import wait_for
+
+    critics = celery_worker_process.models_dir / "critics"
+    adapters_before = set(critics.iterdir()) if critics.exists() else set()
     job = critic_services.critic_job_create(
         project=project, config={**FAST_CRITIC, "epochs": 100, "batch_size": 1}, created_by=admin_user
     )  # 600 steps: far more than the test waits for
-    result = {}
 
-    def work() -> None:
-        try:
-            result["status"] = critic_worker.critic_job_run(job_id=job.pk)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=work)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    def training() -> bool:
         job.refresh_from_db()
-        if job.status == CriticTrainingJob.Status.RUNNING and job.progress_step >= 2:
-            break
-        time.sleep(0.05)
-    assert job.status == CriticTrainingJob.Status.RUNNING and job.progress_step >= 2, job.status
+        return job.status == CriticTrainingJob.Status.RUNNING and job.progress_step >= 2
+
+    wait_for(training, timeout=180, message="the worker to train two steps")
     assert critic_services.critic_job_cancel(job=job)
-    thread.join(timeout=120)
-    assert not thread.is_alive()
+    cancelled_at = time.monotonic()
+    wait_for(lambda: CriticTrainingJob.objects.get(pk=job.pk).is_finished, timeout=120,
+             message="the worker to honour the cancel")  # fmt: skip
+    assert time.monotonic() - cancelled_at < 60  # before its next step, not after the 600
     job.refresh_from_db()
-    assert result["status"] == CriticTrainingJob.Status.CANCELLED
     assert job.status == CriticTrainingJob.Status.CANCELLED and job.finished_at is not None
     assert job.progress_step < job.progress_total - 1  # stopped mid-training, not after it
     assert job.output_version is None and not CriticVersion.objects.filter(project=project).exists()
-    assert not (tiny_settings.T2G_MODELS_DIR / "critics").exists() or not any(
-        (tiny_settings.T2G_MODELS_DIR / "critics").iterdir()
-    )
+    assert (set(critics.iterdir()) if critics.exists() else set()) == adapters_before  # no adapter saved
     assert not critic_services.critic_job_cancel(job=job)  # finished: nothing to cancel
 
-    queued = critic_services.critic_job_create(project=project, config=FAST_CRITIC, created_by=admin_user)
-    assert critic_services.critic_job_cancel(job=queued)
+    log = celery_worker_process.log_path
+    refusals_before = log.read_text().count("not claimed")
+    with transaction.atomic():  # cancelled before the commit hands it to the broker
+        queued = critic_services.critic_job_create(project=project, config=FAST_CRITIC, created_by=admin_user)
+        assert critic_services.critic_job_cancel(job=queued)
+    wait_for(lambda: log.read_text().count("not claimed") > refusals_before, timeout=60,
+             message="the worker to receive the cancelled job and refuse it")  # fmt: skip
     assert critic_worker.critic_job_run(job_id=queued.pk).startswith("not claimed")
     queued.refresh_from_db()
     assert queued.status == CriticTrainingJob.Status.CANCELLED and queued.started_at is None
