@@ -157,6 +157,8 @@ def test_the_job_page_polls_then_shows_the_report(client, admin_user, project):
     assert "Imported 2 prompts" in fragment and "2 / 2 rows" in fragment
     page = client.get("/data/import/").content.decode()
     assert f"/data/import/{job.pk}/" in page  # listed among the recent imports
+    assert page.count("Recent background imports") == 1  # once, in the page's content
+    assert "<title>Import prompts · Text2Grad Studio</title>" in page
 
 
 def test_only_admins_see_or_cancel_an_import(
