@@ -29,7 +29,8 @@ class AnnotationsConfig(AppConfig):
 def _register_jobs() -> None:
     from jobs.registry import JobKind, register, register_sweep
 
-    from .datasets import export_partials_delete, import_uploads_sweep
+    from .datasets import export_partials_delete
+    from .imports import import_uploads_sweep
     from .models import DatasetExport, PromptImport
 
     register(

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from . import datasets, exports, privacy, roles, selectors
+from . import datasets, exports, imports, privacy, roles, selectors
 from .importers import ImportFileError, detect_format
 from .models import DatasetExport, Project, PromptImport
 
@@ -176,7 +176,7 @@ def _require_admin(request: HttpRequest) -> None:
 def _get_import_for_user(request: HttpRequest, pk: int) -> PromptImport:
     _require_admin(request)
     return get_object_or_404(
-        datasets.imports_visible_to(request.user).select_related("project", "created_by"), pk=pk
+        imports.imports_visible_to(request.user).select_related("project", "created_by"), pk=pk
     )
 
 
@@ -187,7 +187,7 @@ def prompt_import(request: HttpRequest) -> HttpResponse:
     "background") are stored and imported by a job, and the browser goes to the job's page."""
     _require_admin(request)
     projects = Project.objects.filter(is_archived=False).order_by("name")
-    recent = datasets.imports_visible_to(request.user).select_related("project")[:10]
+    recent = imports.imports_visible_to(request.user).select_related("project")[:10]
     context = {
         "projects": projects,
         "report": None,
@@ -209,10 +209,10 @@ def prompt_import(request: HttpRequest) -> HttpResponse:
             try:
                 fmt = request.POST.get("format") or detect_format(upload.name or "")
                 allow_partial = request.POST.get("allow_partial") == "on"
-                if datasets.import_runs_in_background(
+                if imports.import_runs_in_background(
                     upload.size, asked=request.POST.get("background") == "on"
                 ):
-                    job = datasets.prompt_import_create(
+                    job = imports.prompt_import_create(
                         project=project,
                         upload=upload,
                         size=upload.size,
@@ -225,7 +225,7 @@ def prompt_import(request: HttpRequest) -> HttpResponse:
                         request, f"Import {job.pk} queued: the worker imports it in the background."
                     )
                     return redirect("data_import_detail", pk=job.pk)
-                context["report"] = datasets.prompts_upload(
+                context["report"] = imports.prompts_upload(
                     project=project,
                     data=upload.read(limit + 1),
                     fmt=fmt,
@@ -252,7 +252,7 @@ def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def import_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     job = _get_import_for_user(request, pk)
-    if not datasets.prompt_import_cancel(job=job, user=request.user):
+    if not imports.prompt_import_cancel(job=job, user=request.user):
         messages.info(request, f"Import {job.pk} had already finished.")
     if request.htmx:
         job.refresh_from_db()

@@ -34,8 +34,8 @@ def expire_exports() -> int:
 
 @shared_task(name="annotations.import_run", acks_late=True, soft_time_limit=3600, time_limit=3600 + 60)
 def import_run(import_id: int) -> None:
-    from . import datasets
+    from . import imports
 
     # Claimed like every job: a redelivered message does nothing; a run whose worker died is queued
     # again by the reaper and resumes after the chunks it committed.
-    datasets.prompt_import_run(import_id=import_id)
+    imports.prompt_import_run(import_id=import_id)

@@ -59,12 +59,15 @@ class Job(models.Model):
     owner = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker running it.")
     cancel_requested = models.BooleanField(default=False)
 
+    # The statuses a job never leaves (queries filter on them; ``is_finished`` asks the same of one row).
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
     class Meta:
         abstract = True
 
     @property
     def is_finished(self) -> bool:
-        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED)
+        return self.status in self.FINISHED
 
     @property
     def percent(self) -> int:

@@ -42,7 +42,7 @@ class PromptWriter:
     """Writes parsed rows into one project, skipping duplicates by content hash: the same prompt text
     already in the project or earlier in the file, the same output of a prompt. An output is attached to
     the existing prompt when its prompt is a duplicate. The synchronous import writes every row in one
-    transaction; a background import (``datasets.prompt_import_run``) writes chunk by chunk."""
+    transaction; a background import (``imports.prompt_import_run``) writes chunk by chunk."""
 
     def __init__(self, project: Project) -> None:
         self.project = project
