@@ -23,16 +23,12 @@ from .api import ID_REGEX, HasRole, IdCursorPagination, IdFilter
 from .models import Annotation, Generation, OutputAgreement, Project, Review
 
 
-def _reads_quality(user) -> bool:
-    return roles.can_read_all_feedback(user) or roles.is_reviewer(user)
-
-
 class QualityReader(permissions.BasePermission):
     message = "Only researchers, reviewers and admins read agreement and gold annotations."
 
     def has_permission(self, request, view) -> bool:
         if request.method in permissions.SAFE_METHODS:
-            return _reads_quality(request.user)
+            return roles.reads_quality(request.user)
         return roles.is_reviewer(request.user)
 
 
@@ -77,7 +73,7 @@ class ReviewViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self) -> QuerySet[Review]:
         queryset = Review.objects.select_related("annotation")
-        if not _reads_quality(self.request.user):
+        if not roles.reads_quality(self.request.user):
             queryset = queryset.filter(annotation__annotator=self.request.user)
         return queryset
 

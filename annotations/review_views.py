@@ -42,9 +42,9 @@ def _require_reviewer(request: HttpRequest) -> None:
         raise PermissionDenied("Only reviewers and admins review annotations.")
 
 
-def _require_admin(request: HttpRequest) -> None:
-    if not roles.is_admin(request.user):
-        raise PermissionDenied("Only admins see the agreement page.")
+def _require_quality_reader(request: HttpRequest) -> None:
+    if not roles.reads_quality(request.user):
+        raise PermissionDenied("Only researchers, reviewers and admins see agreement.")
 
 
 def _segments(text: str, spans: list, labels: dict) -> list[dict]:
@@ -235,7 +235,7 @@ def my_reviews(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def project_agreement(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_admin(request)
+    _require_quality_reader(request)
     project = get_object_or_404(Project, pk=pk)
     context = {
         "project": project,

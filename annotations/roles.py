@@ -86,6 +86,11 @@ def can_read_all_feedback(user) -> bool:
     return is_researcher(user)
 
 
+def reads_quality(user) -> bool:
+    """Agreement figures and gold annotations: researchers, reviewers and admins (page and API alike)."""
+    return can_read_all_feedback(user) or is_reviewer(user)
+
+
 NO_ROLE_MESSAGE = "Your account has no role yet: ask an admin to make you an annotator or a researcher."
 
 

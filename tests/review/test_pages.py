@@ -24,16 +24,21 @@ def test_access(client, login, disputed, annotator, researcher, reviewer, admin_
     urls = [f"/projects/{project.pk}/review/", f"/review/outputs/{generation.pk}/"]
     for user in (annotator, researcher):
         login(user)
-        for url in urls + [f"/projects/{project.pk}/agreement/"]:
+        for url in urls:
             assert client.get(url).status_code == 403
         assert client.post(f"/review/annotations/{first.pk}/", {"verdict": "accepted"}).status_code == 403
     assert not Review.objects.exists()
+    # Agreement is read by the same people as its API: researchers, reviewers and admins.
+    login(annotator)
+    assert client.get(f"/projects/{project.pk}/agreement/").status_code == 403
+    assert "agreement-link" not in client.get(f"/projects/{project.pk}/").content.decode()
+    for user in (researcher, reviewer, admin_user):
+        login(user)
+        assert client.get(f"/projects/{project.pk}/agreement/").status_code == 200
+        assert "agreement-link" in client.get(f"/projects/{project.pk}/").content.decode()
     login(reviewer)
     for url in urls:
         assert client.get(url).status_code == 200
-    assert client.get(f"/projects/{project.pk}/agreement/").status_code == 403
-    login(admin_user)
-    assert client.get(f"/projects/{project.pk}/agreement/").status_code == 200
 
 
 def test_review_page_shows_pseudonyms_and_escapes(client, login, disputed, reviewer, annotator):
@@ -131,6 +136,17 @@ def test_agreement_page(client, login, disputed, admin_user, annotator, project)
     generation, _, _ = disputed
     assert f'data-generation="{generation.pk}"' in page
     assert f"/review/outputs/{generation.pk}/?view=side" in page
+
+
+def test_agreement_page_for_a_researcher_links_nowhere_they_cannot_go(
+    client, login, disputed, researcher, project
+):
+    generation, _, _ = disputed
+    login(researcher)
+    page = client.get(f"/projects/{project.pk}/agreement/").content.decode()
+    assert f'data-generation="{generation.pk}"' in page  # the figures are theirs to read
+    # No link to the review queue or an output's review page: both answer a researcher 403.
+    assert f"/projects/{project.pk}/review/" not in page and "/review/outputs/" not in page
 
 
 def test_own_annotation_has_no_verdict_buttons(

@@ -82,10 +82,11 @@ HTML = {
     "audit_event_list": ("get", "/audit/", "403 403 403 ok 403 L"),
     "admin:index": ("get", "/admin/", "L L L ok L L"),  # Django's admin: staff only, else its login page
     "session_token": ("get", "/session/token/", "ok ok ok ok ok L"),  # the caller's own CSRF token
-    # review: reviewers and admins review; admins alone see the agreement page; each their own verdicts
+    # review: reviewers and admins review; agreement is read by researchers, reviewers and admins (as in
+    # the API); each their own verdicts
     "review_queue": ("get", "/projects/{project}/review/", "403 403 ok ok 403 L"),
     "review_next": ("get", "/projects/{project}/review/next/", "403 403 ok ok 403 L"),
-    "project_agreement": ("get", "/projects/{project}/agreement/", "403 403 403 ok 403 L"),
+    "project_agreement": ("get", "/projects/{project}/agreement/", "403 ok ok ok 403 L"),
     "review_output": ("get", "/review/outputs/{generation}/", "403 403 ok ok 403 L"),
     "review_gold": (
         "post",
