@@ -15,8 +15,15 @@ Annotations to halve: annotated arm, the interpolated update at which the behavi
 rate × ``batch``; critic arm, the smallest budget ``A`` whose run reaches it within the same updates.
 Goal of issue 16: critic ≤ half the annotated arm's, median over ≥ 5 seeds.
 
+Only the first crossing matters, so every run stops at the first evaluation at or below the target (the
+base evaluation runs first to fix it), and a seed's critic budgets run smallest first until one halves it.
+Benchmark (b)'s token runs cross within 2-4 updates of 8, i.e. after 16-32 annotations, so the goal asks
+for a critic trained on 8-16 annotated outputs: budgets 8, 16, 32 (a 4-output critic left the behaviour at
+the base rate after 4 updates in a first try). A falling behaviour rate can also come from shorter
+summaries that say less; the report shows length and fact retention at each crossing.
+
     .venv/bin/python benchmarks/bench_human_budget.py --quick   # 1 seed, budget 16, 2 updates: a smoke run
-    .venv/bin/python benchmarks/bench_human_budget.py           # 5 seeds, budgets 32/64/128/256, 12 updates
+    .venv/bin/python benchmarks/bench_human_budget.py --jobs 2  # 5 seeds, budgets 8/16/32, ≤ 12 updates
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import random
 import statistics
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,7 +45,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import bench_sample_efficiency as se  # noqa: E402
 
-FULL = {**se.FULL, "budgets": [32, 64, 128, 256], "critic_epochs": 3}
+FULL = {**se.FULL, "budgets": [8, 16, 32], "critic_epochs": 3}
 QUICK = {**se.QUICK, "budgets": [16], "critic_epochs": 1}
 
 
@@ -107,8 +115,10 @@ def critic_run(job: dict) -> dict:
             result = se.evaluate(policy, tokenizer, cfg["eval_items"], cfg, eval_seed=10_000)
             result["update"] = update
             history.append(result)
-            print(f"[{job['key']}] update {update}: behaviour {result['behaviour_rate']:.3f} kl {result['kl']:.2f}",
-                  flush=True)  # fmt: skip
+            print(f"[{job['key']}] update {update}: behaviour {result['behaviour_rate']:.3f} kl {result['kl']:.2f} "
+                  f"len {result['mean_length']:.1f} ({time.time() - started:.0f}s)", flush=True)  # fmt: skip
+            if job.get("stop_below") is not None and result["behaviour_rate"] <= job["stop_below"]:
+                break
     return {"key": job["key"], "arm": "critic", "budget": job["budget"], "seed": seed, "lr": job["lr"],
             "evals": history, "critic_losses": critic_loss, "critic_s": critic_s, "seconds": time.time() - started}  # fmt: skip
 
@@ -116,8 +126,6 @@ def critic_run(job: dict) -> dict:
 def _dispatch(job: dict) -> dict:
     if job.get("arm") == "critic":
         return critic_run(job)
-    if "key" not in job:
-        return se.base_job(job)
     return {**se.run_job(job), "arm": "annotated"}
 
 
@@ -131,13 +139,25 @@ def chosen_setting() -> tuple[float, float, str]:
     return 1e-3, 0.95, "default (no benchmark (b) results found)"
 
 
+def _crossing(base: float, run: dict) -> dict | None:
+    """The first evaluation at or below half the base rate, with its interpolated update."""
+    first, interp = se.updates_to_halve(base, run["evals"])
+    if first is None:
+        return None
+    at = next(e for e in run["evals"] if e["update"] == first)
+    return {"update": first, "interp": interp, "length": at["mean_length"],
+            "facts": at["fact_retention"], "kl": at["kl"]}  # fmt: skip
+
+
 def report(data: dict) -> None:
-    base = data["base"]["behaviour_rate"]
-    batch = data["config"]["batch"]
+    base_eval = data["base"]
+    base, batch = base_eval["behaviour_rate"], data["config"]["batch"]
     print(
-        f"base behaviour rate {base:.3f}; target {base / 2:.3f}; lr {data['lr']:g} λ {data['lam']:g} ({data['lr_source']})"
+        f"base behaviour rate {base:.3f} (length {base_eval['mean_length']:.1f}, fact retention "
+        f"{base_eval['fact_retention']:.2f}); target {base / 2:.3f}; lr {data['lr']:g} λ {data['lam']:g} ({data['lr_source']})"
     )
-    print("\n| seed | annotated: annotations to halve | critic: smallest budget that halves | ratio |")
+    print("\n| seed | annotated: annotations to halve (update; length, facts at the crossing) "
+          "| critic: smallest budget that halves (update; length, facts) | ratio |")  # fmt: skip
     print("|---|---:|---:|---:|")
     censor_updates = data["config"]["updates"] + data["config"]["eval_every"]
     ratios = []
@@ -145,21 +165,35 @@ def report(data: dict) -> None:
         annotated = data["runs"].get(f"annotated/seed={seed}")
         if annotated is None:
             continue
-        _, interp = se.updates_to_halve(base, annotated["evals"])
-        people = (interp if interp is not None else censor_updates) * batch
-        budgets = sorted(r["budget"] for r in data["runs"].values()
-                         if r["arm"] == "critic" and r["seed"] == seed and se.updates_to_halve(base, r["evals"])[1] is not None)  # fmt: skip
-        critic = budgets[0] if budgets else None
+        cross = _crossing(base, annotated)
+        people = (cross["interp"] if cross else censor_updates) * batch
+        reached = sorted(
+            (r["budget"], _crossing(base, r))
+            for r in data["runs"].values()
+            if r["arm"] == "critic" and r["seed"] == seed and _crossing(base, r) is not None
+        )
+        critic, critic_cross = reached[0] if reached else (None, None)
         ratio = (critic / people) if critic is not None else None
         if ratio is not None:
             ratios.append(ratio)
-        shown_people = f"{people:.0f}" + ("" if interp is not None else " (not reached: lower bound)")
-        print(f"| {seed} | {shown_people} | {critic if critic is not None else 'none of ' + str(data['config']['budgets'])} "
-              f"| {ratio if ratio is None else round(ratio, 2)} |")  # fmt: skip
+        shown_people = (
+            f"{people:.1f} (update {cross['update']}; {cross['length']:.1f}, {cross['facts']:.2f})"
+            if cross
+            else f"{people:.0f} (not reached: lower bound)"
+        )
+        shown_critic = (
+            f"{critic} (update {critic_cross['update']}; {critic_cross['length']:.1f}, {critic_cross['facts']:.2f})"
+            if critic is not None
+            else "none of " + str(data["config"]["budgets"])
+        )
+        print(f"| {seed} | {shown_people} | {shown_critic} | {ratio if ratio is None else round(ratio, 2)} |")
+    print()
     for run in sorted(data["runs"].values(), key=lambda r: (r["arm"], r.get("budget", 0), r["seed"])):
-        rates = " / ".join(f"{e['behaviour_rate']:.2f}" for e in run["evals"])
+        rates = " / ".join(f"{e['behaviour_rate']:.2f}@{e['update']}" for e in run["evals"])
+        extra = f", critic trained in {run['critic_s']:.0f} s" if "critic_s" in run else ""
         print(
-            f"  {run['key']}: behaviour per eval {rates} (final KL {run['evals'][-1]['kl']:.2f}, {run['seconds']:.0f} s)"
+            f"  {run['key']}: behaviour {rates} (last: length {run['evals'][-1]['mean_length']:.1f}, "
+            f"facts {run['evals'][-1]['fact_retention']:.2f}, KL {run['evals'][-1]['kl']:.2f}; {run['seconds']:.0f} s{extra})"
         )
     if ratios:
         print(
@@ -167,14 +201,39 @@ def report(data: dict) -> None:
         )
 
 
+def _next_critic_job(data: dict, seed: int, budgets: list[int], common: dict) -> dict | None:
+    """The seed's smallest budget not run yet; None once one of its budgets halved the behaviour."""
+    base = data["base"]["behaviour_rate"]
+    for budget in sorted(budgets):
+        run = data["runs"].get(f"critic/budget={budget}/seed={seed}")
+        if run is None:
+            key = f"critic/budget={budget}/seed={seed}"
+            return {"key": key, "arm": "critic", "budget": budget, "seed": seed, **common}
+        if _crossing(base, run) is not None:
+            return None
+    return None
+
+
+def _save(data: dict, out: Path) -> None:
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=2, help="parallel single-threaded worker processes")
+    parser.add_argument("--seeds", type=int, nargs="*", help="override the configuration's seeds")
+    parser.add_argument("--budgets", type=int, nargs="*", help="override the critic arm's budgets")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "human_budget.json")
-    parser.add_argument("--report", action="store_true")
+    parser.add_argument("--report", action="store_true", help="print the report of an earlier run")
     args = parser.parse_args()
     cfg = dict(QUICK if args.quick else FULL)
+    if args.seeds:
+        cfg["seeds"] = args.seeds
+    if args.budgets:
+        cfg["budgets"] = args.budgets
     out = args.out.with_name("human_budget_quick.json") if args.quick else args.out
     data = json.loads(out.read_text()) if out.exists() else {}
     if not args.report:
@@ -185,49 +244,55 @@ def main() -> None:
         eval_items = se.make_items(cfg["n_eval"], seed=2)
         train_items = se.make_items(cfg["n_train"], seed=1, exclude={i["text"] for i in eval_items})
         job_cfg = {**cfg, "eval_items": eval_items, "train_items": train_items}
-        jobs: list[dict] = [] if "base" in data else [job_cfg]
-        for seed in cfg["seeds"]:
-            key = f"annotated/seed={seed}"
-            if key not in data["runs"]:
-                jobs.append(
-                    {
-                        "key": key,
-                        "phase": "main",
-                        "mode": "token",
-                        "lr": lr,
-                        "lam": lam,
-                        "seed": seed,
-                        "cfg": job_cfg,
-                    }
-                )
-            for budget in cfg["budgets"]:
-                key = f"critic/budget={budget}/seed={seed}"
-                if key not in data["runs"]:
-                    jobs.append(
-                        {
-                            "key": key,
-                            "arm": "critic",
-                            "budget": budget,
-                            "lr": lr,
-                            "lam": lam,
-                            "seed": seed,
-                            "cfg": job_cfg,
-                        }
-                    )
         ctx = mp.get_context("spawn")
-        with ctx.Pool(args.jobs, maxtasksperchild=1) as pool:
-            for result in pool.imap_unordered(_dispatch, jobs):
-                if result["key"] == "base":
-                    data["base"] = result["eval"]
-                else:
+        if "base" not in data:  # first: the target every run stops at
+            with ctx.Pool(1) as pool:
+                data["base"] = pool.apply(se.base_job, (job_cfg,))["eval"]
+            _save(data, out)
+        stop_below = data["base"]["behaviour_rate"] / 2
+        common = {"lr": lr, "lam": lam, "cfg": job_cfg, "stop_below": stop_below}
+        annotated = [
+            {"key": f"annotated/seed={seed}", "phase": "main", "mode": "token", "seed": seed, **common}
+            for seed in cfg["seeds"]
+            if f"annotated/seed={seed}" not in data["runs"]
+        ]
+        # Each seed's critic budgets run smallest first, one at a time; the first that halves ends the seed's
+        # search (the larger ones cannot change "the smallest budget that halves").
+        chains = {seed: None for seed in cfg["seeds"]}
+        with ProcessPoolExecutor(args.jobs, mp_context=ctx, max_tasks_per_child=1) as pool:
+            running: dict = {}
+
+            def fill() -> None:
+                while len(running) < args.jobs:
+                    ready = [
+                        job
+                        for seed, busy in chains.items()
+                        if not busy and (job := _next_critic_job(data, seed, cfg["budgets"], common))
+                    ]
+                    if ready:
+                        job = ready[0]
+                        chains[job["seed"]] = job["key"]
+                    elif annotated:
+                        job = annotated.pop(0)
+                    else:
+                        return
+                    running[pool.submit(_dispatch, job)] = job
+
+            fill()
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    job = running.pop(future)
+                    result = future.result()
                     data["runs"][result["key"]] = result
-                tmp = out.with_suffix(".tmp")
-                tmp.write_text(json.dumps(data, indent=1))
-                os.replace(tmp, out)
-                print(f"done {result['key']}", flush=True)
+                    if job.get("arm") == "critic":
+                        chains[job["seed"]] = None
+                    _save(data, out)
+                    print(f"done {result['key']}", flush=True)
+                fill()
         data["wall_s"] = data.get("wall_s", 0.0) + time.time() - started
         data["loadavg_after"] = os.getloadavg()
-        out.write_text(json.dumps(data, indent=1))
+        _save(data, out)
     report(data)
 
 

@@ -321,6 +321,9 @@ def run_job(job: dict) -> dict:
                 f"kl {result['kl']:.2f} len {result['mean_length']:.1f} ({time.time() - started:.0f}s)",
                 flush=True,
             )
+            # A caller that only needs the first crossing of a target (the human-budget benchmark) stops here.
+            if job.get("stop_below") is not None and result["behaviour_rate"] <= job["stop_below"]:
+                break
     return {
         "key": job["key"],
         "phase": job["phase"],
