@@ -15,12 +15,14 @@ Annotations to halve: annotated arm, the interpolated update at which the behavi
 rate × ``batch``; critic arm, the smallest budget ``A`` whose run reaches it within the same updates.
 Goal of issue 16: critic ≤ half the annotated arm's, median over ≥ 5 seeds.
 
-Only the first crossing matters, so every run stops at the first evaluation at or below the target (the
-base evaluation runs first to fix it), and a seed's critic budgets run smallest first until one halves it.
+A crossing counts only if the summaries keep at least the base model's fact retention (name and number of
+the item): a policy that learns to say nothing has no unsupported details either (a first critic run,
+whose head started at 1/3 per label, "halved" the behaviour that way, retaining 2% of the facts). Only the
+first counting crossing matters, so every run stops there (the base evaluation runs first to fix it), and
+a seed's critic budgets run smallest first until one halves it.
 Benchmark (b)'s token runs cross within 2-4 updates of 8, i.e. after 16-32 annotations, so the goal asks
-for a critic trained on 8-16 annotated outputs: budgets 8, 16, 32 (a 4-output critic left the behaviour at
-the base rate after 4 updates in a first try). A falling behaviour rate can also come from shorter
-summaries that say less; the report shows length and fact retention at each crossing.
+for a critic trained on 8-16 annotated outputs: budgets 8, 16, 32. The report shows length and fact
+retention at each crossing.
 
     .venv/bin/python benchmarks/bench_human_budget.py --quick   # 1 seed, budget 16, 2 updates: a smoke run
     .venv/bin/python benchmarks/bench_human_budget.py --jobs 2  # 5 seeds, budgets 8/16/32, ≤ 12 updates
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing as mp
 import os
 import random
@@ -45,8 +48,10 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import bench_sample_efficiency as se  # noqa: E402
 
-FULL = {**se.FULL, "budgets": [8, 16, 32], "critic_epochs": 3}
-QUICK = {**se.QUICK, "budgets": [16], "critic_epochs": 1}
+# A critic trains for ``critic_epochs`` or ``critic_min_steps`` minibatch steps, whichever is more: 3 epochs
+# of an 8-output budget are 3 steps, which leave the head where it started.
+FULL = {**se.FULL, "budgets": [8, 16, 32], "critic_epochs": 3, "critic_min_steps": 30}
+QUICK = {**se.QUICK, "budgets": [16], "critic_epochs": 1, "critic_min_steps": 2}
 
 
 def critic_run(job: dict) -> dict:
@@ -86,7 +91,9 @@ def critic_run(job: dict) -> dict:
             )
             examples.append(CriticExample(out.prompt_ids, tokenized.response_ids, labels))
     critic_base, _ = se._load_base()
-    critic_config = CriticConfig(epochs=cfg["critic_epochs"], seed=seed)
+    per_epoch = math.ceil(len(examples) / CriticConfig().batch_size)
+    epochs = max(cfg["critic_epochs"], math.ceil(cfg.get("critic_min_steps", 0) / per_epoch))
+    critic_config = CriticConfig(epochs=epochs, seed=seed)
     critic = build_critic(critic_base, critic_config)
     critic_loss = train_critic(critic, examples, critic_config)["losses"]
     critic_s = time.time() - started
@@ -117,7 +124,8 @@ def critic_run(job: dict) -> dict:
             history.append(result)
             print(f"[{job['key']}] update {update}: behaviour {result['behaviour_rate']:.3f} kl {result['kl']:.2f} "
                   f"len {result['mean_length']:.1f} ({time.time() - started:.0f}s)", flush=True)  # fmt: skip
-            if job.get("stop_below") is not None and result["behaviour_rate"] <= job["stop_below"]:
+            stop, facts = job.get("stop_below"), job.get("facts_at_least", 0.0)
+            if stop is not None and result["behaviour_rate"] <= stop and result["fact_retention"] >= facts:
                 break
     return {"key": job["key"], "arm": "critic", "budget": job["budget"], "seed": seed, "lr": job["lr"],
             "evals": history, "critic_losses": critic_loss, "critic_s": critic_s, "seconds": time.time() - started}  # fmt: skip
@@ -139,14 +147,17 @@ def chosen_setting() -> tuple[float, float, str]:
     return 1e-3, 0.95, "default (no benchmark (b) results found)"
 
 
-def _crossing(base: float, run: dict) -> dict | None:
-    """The first evaluation at or below half the base rate, with its interpolated update."""
-    first, interp = se.updates_to_halve(base, run["evals"])
-    if first is None:
-        return None
-    at = next(e for e in run["evals"] if e["update"] == first)
-    return {"update": first, "interp": interp, "length": at["mean_length"],
-            "facts": at["fact_retention"], "kl": at["kl"]}  # fmt: skip
+def _crossing(base: dict, run: dict) -> dict | None:
+    """The first evaluation at or below half the base rate that keeps at least the base's fact retention,
+    with its update interpolated from the evaluation before (unless that one was already below)."""
+    target, prev_u, prev_r = base["behaviour_rate"] / 2, 0, base["behaviour_rate"]
+    for e in run["evals"]:
+        if e["behaviour_rate"] <= target and e["fact_retention"] >= base["fact_retention"]:
+            frac = (prev_r - target) / (prev_r - e["behaviour_rate"]) if prev_r > target else 1.0
+            return {"update": e["update"], "interp": prev_u + frac * (e["update"] - prev_u),
+                    "length": e["mean_length"], "facts": e["fact_retention"], "kl": e["kl"]}  # fmt: skip
+        prev_u, prev_r = e["update"], e["behaviour_rate"]
+    return None
 
 
 def report(data: dict) -> None:
@@ -165,17 +176,16 @@ def report(data: dict) -> None:
         annotated = data["runs"].get(f"annotated/seed={seed}")
         if annotated is None:
             continue
-        cross = _crossing(base, annotated)
+        cross = _crossing(base_eval, annotated)
         people = (cross["interp"] if cross else censor_updates) * batch
         reached = sorted(
-            (r["budget"], _crossing(base, r))
+            (r["budget"], _crossing(base_eval, r))
             for r in data["runs"].values()
-            if r["arm"] == "critic" and r["seed"] == seed and _crossing(base, r) is not None
+            if r["arm"] == "critic" and r["seed"] == seed and _crossing(base_eval, r) is not None
         )
         critic, critic_cross = reached[0] if reached else (None, None)
         ratio = (critic / people) if critic is not None else None
-        if ratio is not None:
-            ratios.append(ratio)
+        ratios.append(ratio if ratio is not None else math.inf)  # no budget halved it: a miss, not a skip
         shown_people = (
             f"{people:.1f} (update {cross['update']}; {cross['length']:.1f}, {cross['facts']:.2f})"
             if cross
@@ -196,20 +206,21 @@ def report(data: dict) -> None:
             f"facts {run['evals'][-1]['fact_retention']:.2f}, KL {run['evals'][-1]['kl']:.2f}; {run['seconds']:.0f} s{extra})"
         )
     if ratios:
+        met = sum(r <= 0.5 for r in ratios)
         print(
-            f"\nmedian ratio critic/annotated: {statistics.median(ratios):.2f} over {len(ratios)} seed(s) (goal ≤ 0.5)"
+            f"\nmedian ratio critic/annotated: {statistics.median(ratios):.2f} over {len(ratios)} seed(s) "
+            f"(goal ≤ 0.5; met on {met}; inf = no budget halved it)"
         )
 
 
 def _next_critic_job(data: dict, seed: int, budgets: list[int], common: dict) -> dict | None:
     """The seed's smallest budget not run yet; None once one of its budgets halved the behaviour."""
-    base = data["base"]["behaviour_rate"]
     for budget in sorted(budgets):
         run = data["runs"].get(f"critic/budget={budget}/seed={seed}")
         if run is None:
             key = f"critic/budget={budget}/seed={seed}"
             return {"key": key, "arm": "critic", "budget": budget, "seed": seed, **common}
-        if _crossing(base, run) is not None:
+        if _crossing(data["base"], run) is not None:
             return None
     return None
 
@@ -249,8 +260,9 @@ def main() -> None:
             with ctx.Pool(1) as pool:
                 data["base"] = pool.apply(se.base_job, (job_cfg,))["eval"]
             _save(data, out)
-        stop_below = data["base"]["behaviour_rate"] / 2
-        common = {"lr": lr, "lam": lam, "cfg": job_cfg, "stop_below": stop_below}
+        # Stop at the first evaluation that counts (``_crossing``): half the base rate, the facts kept.
+        common = {"lr": lr, "lam": lam, "cfg": job_cfg, "stop_below": data["base"]["behaviour_rate"] / 2,
+                  "facts_at_least": data["base"]["fact_retention"]}  # fmt: skip
         annotated = [
             {"key": f"annotated/seed={seed}", "phase": "main", "mode": "token", "seed": seed, **common}
             for seed in cfg["seeds"]

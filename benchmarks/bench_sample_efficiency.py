@@ -322,7 +322,8 @@ def run_job(job: dict) -> dict:
                 flush=True,
             )
             # A caller that only needs the first crossing of a target (the human-budget benchmark) stops here.
-            if job.get("stop_below") is not None and result["behaviour_rate"] <= job["stop_below"]:
+            stop, facts = job.get("stop_below"), job.get("facts_at_least", 0.0)
+            if stop is not None and result["behaviour_rate"] <= stop and result["fact_retention"] >= facts:
                 break
     return {
         "key": job["key"],

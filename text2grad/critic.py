@@ -61,6 +61,7 @@ __all__ = [
     "predict_token_probs",
     "response_uncertainty",
     "save_critic_atomic",
+    "set_prior_bias",
     "spans_from_probs",
     "token_labels",
     "token_rewards_from_probs",
@@ -273,6 +274,8 @@ class TokenCritic(nn.Module):
         self.lookahead = lookahead
         hidden_size = model.get_base_model().config.get_text_config().hidden_size
         width = hidden_size * (1 + lookahead)
+        # A fresh head's bias is set to the log label frequencies of its first training data (``train_critic``).
+        self.fresh = head is None
         if head is None:
             head = nn.Linear(width, len(LABELS))
             nn.init.normal_(head.weight, std=0.02)
@@ -402,6 +405,23 @@ def _clip(prompt_ids: Sequence[int], response_ids: Sequence[int], config: Critic
     return list(prompt_ids)[-config.max_prompt_tokens :], list(response_ids)[: config.max_response_tokens]
 
 
+def set_prior_bias(critic: TokenCritic, examples: Sequence[CriticExample]) -> list[float]:
+    """Start a fresh head at the label frequencies of ``examples`` (add-one smoothed), not at 1/3 each.
+
+    A head at 1/3 each gives every token an expected reward of (good + poor) / 3 (-1/6 with the default
+    scheme): a critic trained on a few outputs would then reward short answers, whatever they say. From
+    the frequencies, an undertrained critic says what the data says of an average token. Returns them.
+    """
+    counts = np.ones(len(LABELS))
+    for example in examples:
+        counts += np.bincount(np.asarray(example.labels, dtype=int), minlength=len(LABELS))[: len(LABELS)]
+    freq = counts / counts.sum()
+    with torch.no_grad():
+        critic.head.bias.copy_(torch.tensor(np.log(freq), dtype=critic.head.bias.dtype))
+    critic.fresh = False
+    return [round(float(f), 6) for f in freq]
+
+
 def train_critic(
     critic: TokenCritic,
     examples: Sequence[CriticExample],
@@ -410,13 +430,16 @@ def train_critic(
     on_step: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> dict:
-    """``config.epochs`` passes of class-weighted token cross-entropy over shuffled minibatches.
+    """``config.epochs`` passes of class-weighted token cross-entropy over shuffled minibatches (a fresh
+    head first starts at the examples' label frequencies: ``set_prior_bias``).
 
     Returns ``{"losses": [...], "steps": n, "stopped": bool}``; ``on_step`` gets each step's
     ``{"step", "epoch", "loss", "total"}``; ``should_stop`` is polled before every step.
     """
     if not examples:
         raise ValueError("train_critic needs at least one example")
+    if critic.fresh:
+        set_prior_bias(critic, examples)
     params = critic.trainable_parameters()
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     weights = torch.tensor(config.class_weights, dtype=torch.float32, device=critic.device)

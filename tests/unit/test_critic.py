@@ -23,6 +23,7 @@ from text2grad.critic import (
     predict_token_probs,
     response_uncertainty,
     save_critic_atomic,
+    set_prior_bias,
     spans_from_probs,
     token_labels,
     token_rewards_from_probs,
@@ -196,6 +197,41 @@ def test_training_lowers_loss_changes_adapter_not_base_and_roundtrips(tiny_model
     outputs = loaded.critique([i for _, i in data[:2]])
     assert len(outputs) == 2 and outputs[0].token_probs.shape == (len(data[0][1].response_ids), 3)
     assert all(0 <= s.start < s.end <= len(data[0][1].text) for s in outputs[0].spans)
+
+
+def test_a_fresh_head_starts_at_the_label_frequencies_not_a_third_each(tiny_model_dir, tmp_path):
+    """An untrained head at 1/3 each would give every token a reward of (good + poor) / 3 and teach the
+    policy to say less; from the label frequencies an undertrained critic rewards an average token as the
+    data does."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    critic = build_critic(base, CriticConfig())
+    data = [e for e, _ in _examples(tokenizer)]
+    labels = np.concatenate([e.labels for e in data])
+    expected = (np.bincount(labels, minlength=3) + 1) / (len(labels) + 3)
+    uniform = predict_token_probs(critic, [e.prompt_ids for e in data], [e.response_ids for e in data])
+    assert np.allclose(np.concatenate(uniform).mean(axis=0), 1 / 3, atol=0.05)  # what a zero bias gives
+
+    # No step runs (stopped at once), yet the head now starts from the data's frequencies.
+    result = train_critic(critic, data, CriticConfig(), should_stop=lambda: True)
+    assert result["steps"] == 0 and result["stopped"] and not critic.fresh
+    probs = np.concatenate(
+        predict_token_probs(critic, [e.prompt_ids for e in data], [e.response_ids for e in data])
+    )
+    np.testing.assert_allclose(probs.mean(axis=0), expected, atol=0.05)
+    rewards = token_rewards_from_probs(probs)
+    assert np.mean(rewards) == pytest.approx(float(expected @ np.array([0.0, -1.0, 1.0])), abs=0.05)
+
+    # Only a fresh head: training a saved critic further keeps what it learned.
+    assert set_prior_bias(critic, data) == pytest.approx(list(expected), abs=1e-6)
+    with torch.no_grad():
+        critic.head.bias.add_(1.0)  # an arbitrary learned state, saved next
+    folder = save_critic_atomic(critic, tmp_path / "critic-2")
+    again = build_critic(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32),
+                         CriticConfig(), init_dir=folder)  # fmt: skip
+    before = again.head.bias.detach().clone()
+    train_critic(again, data, CriticConfig(), should_stop=lambda: True)
+    assert not again.fresh and torch.equal(again.head.bias, before)
 
 
 def test_padding_does_not_change_predictions(tiny_model_dir):
