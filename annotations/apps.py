@@ -23,6 +23,12 @@ class AnnotationsConfig(AppConfig):
         from .receivers import project_saved
 
         post_save.connect(project_saved, sender=Project, dispatch_uid="t2g_audit_project")
+
+        from django.contrib.auth.signals import user_login_failed
+
+        from .login_guard import record_failure
+
+        user_login_failed.connect(record_failure, dispatch_uid="t2g_login_address_failures")
         _register_jobs()
 
 

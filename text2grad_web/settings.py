@@ -131,6 +131,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "audit.context.AuditContextMiddleware",
+    # A login POST from an address past its failure limit gets 429 before any password is checked.
+    "annotations.login_guard.LoginAddressLimitMiddleware",
     # Last: turns a login refused for too many failures into the lockout page (429).
     "axes.middleware.AxesMiddleware",
 ]
@@ -196,6 +198,8 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+# Per client address, over every account (password spraying): annotations.login_guard.
+LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 40)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = ["username"]
 AXES_RESET_ON_SUCCESS = True

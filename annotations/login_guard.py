@@ -1,0 +1,75 @@
+"""A limit on failed logins per client address, beside the per-account lockout.
+
+django-axes locks an *account* after LOGIN_FAILURE_LIMIT failures on it, so one address that tries a
+password or two on each of many accounts (password spraying) never trips it. Failures are therefore also
+counted per client address, in the shared cache (every gunicorn process sees one count): past
+LOGIN_ADDRESS_FAILURE_LIMIT, that address's login attempts are answered 429 (the login page, the admin's
+login and the API's token endpoint alike) until LOGIN_LOCKOUT_MINUTES pass without a counted failure.
+Refused attempts are not counted, so the block ends on time. A successful login does not reset the count:
+an attacker's own account must not clear it. Two failures at the same instant may count once.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+
+from audit.context import client_ip
+
+
+def _key(request) -> str:
+    return f"t2g:login-failures:{client_ip(request) or 'unknown'}"
+
+
+def _window_s() -> int:
+    return max(1, int(settings.AXES_COOLOFF_TIME.total_seconds()))
+
+
+def address_failures(request) -> int:
+    return int(cache.get(_key(request), 0))
+
+
+def address_locked(request) -> bool:
+    return address_failures(request) >= settings.LOGIN_ADDRESS_FAILURE_LIMIT
+
+
+def record_failure(sender, credentials=None, request=None, **kwargs) -> None:
+    """``user_login_failed``: one more failure for the request's address (the window starts again)."""
+    if request is None:
+        return
+    key = _key(request)
+    cache.set(key, int(cache.get(key, 0)) + 1, _window_s())
+
+
+class LoginAddressLimitMiddleware:
+    """Answers a login POST from a blocked address with 429 before any password is checked."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self._paths: dict[str, bool] | None = None
+
+    def _login_paths(self) -> dict[str, bool]:
+        """Path → whether it is the API's (JSON answer)."""
+        if self._paths is None:
+            self._paths = {reverse("login"): False, reverse("admin:login"): False, reverse("api-token"): True}
+        return self._paths
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "POST" and request.path in self._login_paths() and address_locked(request):
+            return self._refuse(request, api=self._login_paths()[request.path])
+        return self.get_response(request)
+
+    def _refuse(self, request: HttpRequest, *, api: bool) -> HttpResponse:
+        wait = _window_s()
+        detail = "Too many failed logins from this address. Try again later."
+        if api:
+            response = JsonResponse({"detail": detail}, status=429)
+        else:
+            context = {"by_address": True, "failure_limit": settings.LOGIN_ADDRESS_FAILURE_LIMIT,
+                       "cooloff_timedelta": settings.AXES_COOLOFF_TIME}  # fmt: skip
+            response = render(request, "registration/locked_out.html", context, status=429)
+        response["Retry-After"] = str(wait)
+        return response
