@@ -59,7 +59,8 @@ def test_a_large_import_is_a_job_the_worker_runs_in_chunks(
     assert body["status"] == "queued" and body["standing"].startswith("queued")
     assert response["Location"] == f"/api/v1/imports/{body['id']}/"
     job = PromptImport.objects.get(pk=body["id"])
-    assert job.upload_key.startswith("imports/") and default_store().is_file(job.upload_key)
+    uploaded = job.upload_key
+    assert uploaded.startswith("imports/") and default_store().is_file(uploaded)
     assert not Prompt.objects.filter(project=project).exists()  # nothing written in the request
     wait_for(
         lambda: PromptImport.objects.get(pk=job.pk).is_finished,
@@ -71,7 +72,13 @@ def test_a_large_import_is_a_job_the_worker_runs_in_chunks(
     assert (job.progress_step, job.progress_total, job.attempts) == (1200, 1200, 1)
     assert job.report["created_prompts"] == 1200 and job.report["committed"] is True
     assert Prompt.objects.filter(project=project).count() == 1200
-    assert job.upload_key == ""  # the uploaded file is deleted once the job is done
+    # The uploaded file is deleted once the job is done: just after its finish commits, so wait a moment.
+    wait_for(
+        lambda: PromptImport.objects.get(pk=job.pk).upload_key == "",
+        timeout=15,
+        message="the finished import's upload to be deleted",
+    )
+    assert not default_store().is_file(uploaded)
     polled = client.get(f"{API}/imports/{job.pk}/").json()
     assert polled["status"] == "succeeded" and polled["percent"] == 100
     assert polled["report"]["created_prompts"] == 1200
