@@ -124,8 +124,9 @@ def critic_run(job: dict) -> dict:
             history.append(result)
             print(f"[{job['key']}] update {update}: behaviour {result['behaviour_rate']:.3f} kl {result['kl']:.2f} "
                   f"len {result['mean_length']:.1f} ({time.time() - started:.0f}s)", flush=True)  # fmt: skip
-            stop, facts = job.get("stop_below"), job.get("facts_at_least", 0.0)
-            if stop is not None and result["behaviour_rate"] <= stop and result["fact_retention"] >= facts:
+            if "stop_at_half_of" in job and se.counts_as_halved(
+                job["stop_at_half_of"], result, job["facts_at_least"]
+            ):
                 break
     return {"key": job["key"], "arm": "critic", "budget": job["budget"], "seed": seed, "lr": job["lr"],
             "evals": history, "critic_losses": critic_loss, "critic_s": critic_s, "seconds": time.time() - started}  # fmt: skip
@@ -148,16 +149,13 @@ def chosen_setting() -> tuple[float, float, str]:
 
 
 def _crossing(base: dict, run: dict) -> dict | None:
-    """The first evaluation at or below half the base rate that keeps at least the base's fact retention,
-    with its update interpolated from the evaluation before (unless that one was already below)."""
-    target, prev_u, prev_r = base["behaviour_rate"] / 2, 0, base["behaviour_rate"]
-    for e in run["evals"]:
-        if e["behaviour_rate"] <= target and e["fact_retention"] >= base["fact_retention"]:
-            frac = (prev_r - target) / (prev_r - e["behaviour_rate"]) if prev_r > target else 1.0
-            return {"update": e["update"], "interp": prev_u + frac * (e["update"] - prev_u),
-                    "length": e["mean_length"], "facts": e["fact_retention"], "kl": e["kl"]}  # fmt: skip
-        prev_u, prev_r = e["update"], e["behaviour_rate"]
-    return None
+    """The first evaluation that halves the base rate and keeps at least the base's fact retention."""
+    first, interp = se.updates_to_halve(base["behaviour_rate"], run["evals"], base["fact_retention"])
+    if first is None:
+        return None
+    at = next(e for e in run["evals"] if e["update"] == first)
+    return {"update": first, "interp": interp, "length": at["mean_length"],
+            "facts": at["fact_retention"], "kl": at["kl"]}  # fmt: skip
 
 
 def report(data: dict) -> None:
@@ -261,7 +259,7 @@ def main() -> None:
                 data["base"] = pool.apply(se.base_job, (job_cfg,))["eval"]
             _save(data, out)
         # Stop at the first evaluation that counts (``_crossing``): half the base rate, the facts kept.
-        common = {"lr": lr, "lam": lam, "cfg": job_cfg, "stop_below": data["base"]["behaviour_rate"] / 2,
+        common = {"lr": lr, "lam": lam, "cfg": job_cfg, "stop_at_half_of": data["base"]["behaviour_rate"],
                   "facts_at_least": data["base"]["fact_retention"]}  # fmt: skip
         annotated = [
             {"key": f"annotated/seed={seed}", "phase": "main", "mode": "token", "seed": seed, **common}

@@ -321,9 +321,10 @@ def run_job(job: dict) -> dict:
                 f"kl {result['kl']:.2f} len {result['mean_length']:.1f} ({time.time() - started:.0f}s)",
                 flush=True,
             )
-            # A caller that only needs the first crossing of a target (the human-budget benchmark) stops here.
-            stop, facts = job.get("stop_below"), job.get("facts_at_least", 0.0)
-            if stop is not None and result["behaviour_rate"] <= stop and result["fact_retention"] >= facts:
+            # A caller that only needs the first crossing (the human-budget benchmark) stops there.
+            if "stop_at_half_of" in job and counts_as_halved(
+                job["stop_at_half_of"], result, job["facts_at_least"]
+            ):
                 break
     return {
         "key": job["key"],
@@ -384,14 +385,24 @@ def choose_setting(data: dict, mode: str, kl_max: float) -> list[float]:
     return list(min(pool, key=pool.get))
 
 
-def updates_to_halve(base_rate: float, evals: list[dict]) -> tuple[int | None, float | None]:
-    """First evaluated update with behaviour rate <= base/2, and the linearly interpolated crossing."""
+def counts_as_halved(base_rate: float, result: dict, facts_at_least: float = 0.0) -> bool:
+    """An evaluation at or below half the base rate that keeps at least ``facts_at_least`` fact retention
+    (0: not asked, so curves without a fact retention, such as seed means, qualify on the rate alone)."""
+    kept = not facts_at_least or result["fact_retention"] >= facts_at_least
+    return result["behaviour_rate"] <= base_rate / 2 and kept
+
+
+def updates_to_halve(
+    base_rate: float, evals: list[dict], facts_at_least: float = 0.0
+) -> tuple[int | None, float | None]:
+    """First evaluated update that ``counts_as_halved``, and the linearly interpolated crossing (from the
+    evaluation before, unless that one was already below half but lost the facts)."""
     target = base_rate / 2
     prev_u, prev_r = 0, base_rate
     for e in evals:
-        if e["behaviour_rate"] <= target:
+        if counts_as_halved(base_rate, e, facts_at_least):
             u, r = e["update"], e["behaviour_rate"]
-            frac = (prev_r - target) / (prev_r - r) if prev_r != r else 1.0
+            frac = (prev_r - target) / (prev_r - r) if prev_r > target else 1.0
             return u, prev_u + frac * (u - prev_u)
         prev_u, prev_r = e["update"], e["behaviour_rate"]
     return None, None
