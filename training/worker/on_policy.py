@@ -98,10 +98,8 @@ class OnPolicyBatches:
         _record_samples(training_round, update, self.rows, float(self.options["audit_share"]), self.rng,
                         self.critic_version, self.fingerprint)  # fmt: skip
         self.n_samples += len(self.rows)
-        return {
-            "critic_poor_share": sum(any(s.polarity < 0 for s in c.spans) for *_, c, _ in self.rows)
-            / len(self.rows)
-        }
+        flagged = sum(any(span.polarity < 0 for span in critique.spans) for *_, critique, _ in self.rows)
+        return {"critic_poor_share": flagged / len(self.rows)}
 
     def stage_timings(self, timings: dict[str, float]) -> dict[str, float]:
         """The trainer's ``timings`` ("batches", "update", "record"), with "batches" split in two."""
