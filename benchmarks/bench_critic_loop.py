@@ -6,7 +6,7 @@ submitted Annotation). Then, exactly as the training worker does:
 
 1. a critic job (``training.worker.critic.critic_job_run``) on all the annotations, ``held_out_fraction``
    of the outputs kept out: its held-out token metrics against the baselines and its stage timings;
-2. the critic is activated and an on-policy round (``training.worker.on_policy.round_run``) of
+2. the critic is activated and an on-policy round (``training.worker.rounds.round_run``) of
    ``--updates`` PPO updates of ``--batch`` fresh samples runs on the project's prompts: its stage timings
    and the critic's view of the samples (the share with a predicted poor span, per update).
 
@@ -110,7 +110,7 @@ def main() -> None:
     from training import critic_services
     from training.models import OnPolicySample, RoundMetric
     from training.worker import critic as critic_worker
-    from training.worker import on_policy
+    from training.worker import rounds
 
     call_command("migrate", "--noinput", verbosity=0)
     Project.objects.filter(name__startswith="critic-bench").delete()
@@ -171,7 +171,7 @@ def main() -> None:
             enqueue=False,
         )
         started = time.perf_counter()
-        status = on_policy.round_run(round_id=training_round.pk)
+        status = rounds.round_run(round_id=training_round.pk)
         round_s = time.perf_counter() - started
         training_round.refresh_from_db()
         if status != "succeeded":

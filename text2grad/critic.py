@@ -33,12 +33,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from text2grad.critic_metrics import GOOD, LABELS, NEUTRAL, POOR
-from text2grad.policy import PaddedBatch, pad_batch
+from text2grad.policy import PaddedBatch, lora_config, pad_batch, pad_token_id, seeded_rng
 from text2grad.rewards import RewardScheme, SpanReward, token_rewards_from_offsets
 
 logger = logging.getLogger(__name__)
@@ -318,16 +318,6 @@ class TokenCritic(nn.Module):
         ]
 
 
-def _pad_token_id(base_model) -> int:
-    config = base_model.config.get_text_config()
-    for candidate in (config.pad_token_id, config.eos_token_id):
-        if isinstance(candidate, list):
-            candidate = candidate[0] if candidate else None
-        if candidate is not None:
-            return int(candidate)
-    return 0
-
-
 def build_critic(
     base_model, config: CriticConfig, init_dir: str | os.PathLike[str] | None = None
 ) -> TokenCritic:
@@ -335,18 +325,9 @@ def build_critic(
     (seeded by ``config.seed``), or those of the critic saved in ``init_dir`` to continue training it."""
     if init_dir is not None:
         return load_critic(base_model, init_dir, trainable=True)
-    lora = LoraConfig(
-        task_type="CAUSAL_LM",
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=list(config.lora_target_modules),
-        bias="none",
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = get_peft_model(base_model, lora)
-        critic = TokenCritic(model, pad_token_id=_pad_token_id(base_model), lookahead=config.lookahead)
+    with seeded_rng(config.seed):  # the head is initialised under the seed too
+        model = get_peft_model(base_model, lora_config(config))
+        critic = TokenCritic(model, pad_token_id=pad_token_id(base_model), lookahead=config.lookahead)
     return critic.eval()
 
 
@@ -364,7 +345,7 @@ def load_critic(base_model, directory: str | os.PathLike[str], *, trainable: boo
     head = nn.Linear(width, len(LABELS))
     head.load_state_dict({"weight": tensors["weight"].float(), "bias": tensors["bias"].float()})
     lookahead = width // hidden_size - 1
-    return TokenCritic(model, head, pad_token_id=_pad_token_id(base_model), lookahead=lookahead).eval()
+    return TokenCritic(model, head, pad_token_id=pad_token_id(base_model), lookahead=lookahead).eval()
 
 
 def save_critic_atomic(

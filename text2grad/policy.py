@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
+from peft.utils import load_peft_weights, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import PreTrainedModel
@@ -46,12 +47,16 @@ __all__ = [
     "PolicyWithValueHead",
     "ResponseScores",
     "build_policy",
+    "load_policy_weights",
     "load_value_head",
+    "lora_config",
     "pad_batch",
+    "pad_token_id",
     "reference_logprobs",
     "response_logprobs",
     "save_policy",
     "save_policy_atomic",
+    "seeded_rng",
 ]
 
 
@@ -235,7 +240,8 @@ def reference_logprobs(policy: PolicyWithValueHead, batch: PaddedBatch, temperat
         return policy.score_responses(batch, temperature=temperature, with_values=False).logprobs
 
 
-def _pad_token_id(model: PreTrainedModel) -> int:
+def pad_token_id(model: PreTrainedModel) -> int:
+    """The id that pads batches for ``model``: its pad token, else its (first) end-of-sequence token."""
     config = model.config.get_text_config()
     for candidate in (config.pad_token_id, config.eos_token_id):
         if isinstance(candidate, list):
@@ -243,6 +249,28 @@ def _pad_token_id(model: PreTrainedModel) -> int:
         if candidate is not None:
             return int(candidate)
     return 0  # Any id works: padded positions are masked out of attention and of every loss.
+
+
+def lora_config(config) -> LoraConfig:
+    """A fresh causal-LM LoRA from any config with ``lora_r``, ``lora_alpha``, ``lora_dropout`` and
+    ``lora_target_modules`` (the policy's :class:`TrainingConfig`, the critic's ``CriticConfig``)."""
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_target_modules),
+        bias="none",
+    )
+
+
+@contextlib.contextmanager
+def seeded_rng(seed: int) -> Iterator[None]:
+    """Seed torch's generators for the block (a new LoRA's initialisation), restoring them afterwards."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def load_value_head(path: str | os.PathLike[str], hidden_size: int) -> nn.Linear:
@@ -287,20 +315,10 @@ def build_policy(
         if value_head_path is None and (Path(adapter_dir) / VALUE_HEAD_FILE).exists():
             value_head_path = Path(adapter_dir) / VALUE_HEAD_FILE
     else:
-        lora = LoraConfig(
-            task_type="CAUSAL_LM",
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=list(config.lora_target_modules),
-            bias="none",
-        )
-        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(config.seed)
-            model = get_peft_model(base_model, lora)
+        with seeded_rng(config.seed):
+            model = get_peft_model(base_model, lora_config(config))
     value_head = load_value_head(value_head_path, hidden_size) if value_head_path is not None else None
-    policy = PolicyWithValueHead(model, value_head, pad_token_id=_pad_token_id(base_model))
+    policy = PolicyWithValueHead(model, value_head, pad_token_id=pad_token_id(base_model))
     # peft creates its LoRA dropout modules in training mode; scoring and sampling must be deterministic.
     # ppo_update switches to train() for its gradient steps only and restores the mode afterwards.
     return policy.eval()
@@ -316,6 +334,22 @@ def save_policy(policy: PolicyWithValueHead, directory: str | os.PathLike[str]) 
         {"weight": head.weight.detach().cpu().contiguous(), "bias": head.bias.detach().cpu().contiguous()},
         str(directory / VALUE_HEAD_FILE),
     )
+
+
+def load_policy_weights(policy: PolicyWithValueHead, directory: str | os.PathLike[str]) -> None:
+    """Overwrite the adapter and value head of ``policy`` with those :func:`save_policy` wrote into
+    ``directory`` (the LoRA shapes must match: a checkpoint of this very policy)."""
+    directory = Path(directory)
+    result = set_peft_model_state_dict(policy.model, load_peft_weights(str(directory), device="cpu"))
+    missing = [key for key in result.missing_keys if "lora_" in key]
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"{directory} does not fit this policy's adapter: {missing or result.unexpected_keys}"
+        )
+    head = load_value_head(directory / VALUE_HEAD_FILE, policy.value_head.in_features)
+    with torch.no_grad():
+        policy.value_head.weight.copy_(head.weight)
+        policy.value_head.bias.copy_(head.bias)
 
 
 def _fsync_tree(directory: Path) -> None:

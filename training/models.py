@@ -99,8 +99,9 @@ class TrainingRound(Job):
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     auto_promote = models.BooleanField(default=False)
-    # A storage key (checkpoints/round-N/step-K) set after each checkpoint is uploaded; legacy rows hold a
-    # local folder path.
+    # The artifact-store key (checkpoints/round-N/step-K) of the round's last whole checkpoint, set after
+    # each update once it is uploaded, for every mode. Rows written before the store (and on-policy rows
+    # before they shared the trainer) hold a local folder path, which ``checkpoint_fetch`` still reads.
     checkpoint_path = models.CharField(max_length=500, blank=True)
     summary = models.JSONField(default=dict, blank=True, help_text="Final metrics and stage timings.")
     created_by = models.ForeignKey(

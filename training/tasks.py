@@ -49,9 +49,9 @@ def recompute_all_rewards(project_id: int | None = None) -> int:
     max_retries=None,
 )
 def train_round(self, round_id: int) -> str:
-    from .worker import on_policy
+    from .worker import rounds
 
-    status = on_policy.round_run(round_id=round_id)  # every mode; on-policy rounds need its stages
+    status = rounds.round_run(round_id=round_id)  # every mode
     if status == "busy":
         # Another round holds the shared model: wait for it rather than fail.
         raise self.retry(countdown=30)

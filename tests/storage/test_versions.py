@@ -90,3 +90,19 @@ def test_orphaned_version_folders_are_collected_and_named_ones_kept(tiny_setting
         "models/versions/kept/MANIFEST.json",
         "models/versions/kept/adapter_config.json",
     ]
+
+
+def test_checkpoint_path_is_a_store_key_and_legacy_local_folders_still_resume(tiny_settings, tmp_path):
+    from training.worker.versions import checkpoint_fetch, checkpoint_publish
+
+    legacy = tmp_path / "checkpoints" / "round-7"  # what on-policy rows held before they shared the trainer
+    legacy.mkdir(parents=True)
+    (legacy / "trainer_state.pt").write_bytes(b"state")
+    assert checkpoint_fetch(str(legacy)) == legacy
+    assert checkpoint_fetch(str(tmp_path / "gone")) is None and checkpoint_fetch("") is None
+
+    key = checkpoint_publish(source_dir=legacy, round_id=7, step=3)
+    assert key == "checkpoints/round-7/step-3"
+    fetched = checkpoint_fetch(key)
+    assert fetched != legacy and (fetched / "trainer_state.pt").read_bytes() == b"state"
+    assert checkpoint_fetch("checkpoints/round-7/step-4") is None  # never published: nothing to resume

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotations.models import Annotation, Generation, Span
-from training import critic_selectors, critic_services
+from training import critic_selectors, critic_services, services
 from training.models import (
     AlignmentRequest,
     CriticPrediction,
@@ -20,7 +20,7 @@ from training.models import (
     TrainingRound,
 )
 from training.worker import critic as critic_worker
-from training.worker import on_policy
+from training.worker import rounds
 
 pytestmark = pytest.mark.django_db
 
@@ -185,10 +185,24 @@ def test_on_policy_round_samples_scores_trains_and_sends_a_share_to_audit(
     )
     assert training_round.critic_version == version and training_round.snapshot == []
     before = Generation.objects.count()
-    assert on_policy.round_run(round_id=training_round.pk) == TrainingRound.Status.SUCCEEDED, (
+
+    def stop_after_first(done, total, metrics):
+        raise RuntimeError("the host went away")
+
+    # Interrupted after its first update, it resumes from that checkpoint (a store key, as offline rounds).
+    assert rounds.round_run(round_id=training_round.pk, on_update=stop_after_first) == "failed"
+    training_round.refresh_from_db()
+    assert training_round.checkpoint_path == f"checkpoints/round-{training_round.pk}/step-1"
+    assert training_round.progress_step == 1
+    services.round_resume(training_round=training_round)
+    assert rounds.round_run(round_id=training_round.pk) == TrainingRound.Status.SUCCEEDED, (
         TrainingRound.objects.get(pk=training_round.pk).error
     )
     training_round.refresh_from_db()
+    assert training_round.attempts == 2
+    assert (
+        RoundMetric.objects.filter(training_round=training_round, data__update=0).count() == 1
+    )  # not redone
     samples = list(OnPolicySample.objects.filter(training_round=training_round))
     assert 1 <= len(samples) <= 4 and {s.update for s in samples} <= {0, 1}
     for sample in samples:

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from django.db.models import F
 
 from annotations.models import TokenReward
 from artifacts import default_store
@@ -157,3 +158,31 @@ def test_two_process_round_matches_one_process(tiny_settings, critiqued):
         assert torch.allclose(one[key], two[key], atol=1e-4), key
     start = next(iter(one))
     assert not torch.equal(one[start], torch.zeros_like(one[start]))
+
+
+def test_cancel_or_lost_ownership_stops_a_running_round_between_updates(tiny_settings, critiqued):
+    services.model_version_bootstrap()
+    running = services.round_launch(config={**FAST, "steps": 3})
+
+    def cancel_after_first(done, total, metrics):
+        TrainingRound.objects.filter(pk=running.pk).update(cancel_requested=True)
+
+    assert (
+        rounds.round_run(round_id=running.pk, on_update=cancel_after_first) == TrainingRound.Status.CANCELLED
+    )
+    running.refresh_from_db()
+    assert running.status == TrainingRound.Status.CANCELLED and running.progress_step == 1
+    assert running.output_version is None and set(running.metrics.values_list("data__update", flat=True)) == {
+        0
+    }
+    assert running.checkpoint_path == f"checkpoints/round-{running.pk}/step-1"  # kept: it can resume
+
+    reaped = services.round_launch(config={**FAST, "steps": 3})
+
+    def resumed_elsewhere(done, total, metrics):  # the reaper failed it and another attempt claimed it
+        TrainingRound.objects.filter(pk=reaped.pk).update(attempts=F("attempts") + 1)
+
+    assert rounds.round_run(round_id=reaped.pk, on_update=resumed_elsewhere) == "lost"
+    reaped.refresh_from_db()
+    assert reaped.status == TrainingRound.Status.RUNNING and reaped.progress_step == 1
+    assert reaped.output_version is None and ModelVersion.objects.count() == 1

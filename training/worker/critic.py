@@ -209,6 +209,13 @@ def _run(job: CriticTrainingJob) -> None:
         "train_losses": [round(x, 5) for x in result["losses"]],
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
+    _record_version(job, config, name, relative, metrics, result)
+
+
+def _record_version(
+    job: CriticTrainingJob, config, name: str, relative: Path, metrics: dict, result: dict
+) -> None:
+    """The new CriticVersion row (activated if the job asks), and the job marked succeeded."""
     with transaction.atomic():
         version = CriticVersion.objects.create(
             project=job.project,

@@ -1,9 +1,10 @@
 """One rank of a training round run by several processes: ``torchrun --nproc_per_node N -m training.worker.ddp_round``.
 
 The Celery task (see ``rounds.round_run`` with ``T2G_TRAIN_PROCS`` > 1) claims the round and computes any
-missing token rewards first, then launches this module; every rank loads the same snapshot, and the
-gradients of the trainable parameters are summed across ranks (gloo on CPU, NCCL on GPUs). Rank 0 writes
-the metrics, checkpoints and the new version, exactly as a single-process round does.
+missing token rewards first, then launches this module; every rank loads the same snapshot and runs the
+same trainer (``text2grad.trainer.train`` with a ``Collective``), and the gradients of the trainable
+parameters are summed across ranks (gloo on CPU, NCCL on GPUs). Rank 0 calls the hooks that write the
+metrics, checkpoints and the new version, exactly as a single-process round does.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch.distributed as dist
 
     from text2grad.distributed import init_distributed
+    from text2grad.trainer import Stopped
     from training.models import TrainingRound
     from training.worker import rounds
 
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         try:
             rounds._run(training_round, collective=collective)
-        except rounds.RoundCancelled:
+        except Stopped:
             return rounds.EXIT_CANCELLED
         except rounds.RoundLost:
             return rounds.EXIT_LOST

@@ -1,10 +1,18 @@
-"""Worker-side: run one training round from its annotation snapshot to a new ModelVersion.
+"""Worker-side: run one training round, any mode, from its rows to a new ModelVersion.
 
-Stages (each timed into ``round.summary["timings"]``): rewards (compute any missing token rewards),
-load (base model + the starting version's adapter and value head), train (``steps`` PPO updates with a
-checkpoint after each), save (the new adapter written to a temporary folder and renamed into place),
-promote (only when the round asks for it). Any failure marks the round failed with its reason and leaves
-the active version as it was; a round that died can be resumed from its last checkpoint.
+This is the app's adapter around the core's loop (:func:`text2grad.trainer.train`): it claims the round,
+loads what the round trains on into a batch source (an offline round: the snapshot's annotations as
+samples, :class:`SnapshotBatches`; an on-policy round: fresh samples scored by the critic each update,
+``training.worker.on_policy.OnPolicyBatches``), and gives the trainer :class:`RoundHooks`: resume from and
+checkpoint to the artifact store (``training.worker.versions``), stop on cancel through the job
+framework, progress into RoundMetric rows, publish the new version.
+
+Stages (each timed into ``round.summary["timings"]``): rewards (offline: compute any missing token
+rewards), load (base model and the starting version's adapter and value head), train (``steps`` PPO
+updates with a checkpoint after each; on-policy rounds split it into sample / score / update / record),
+save (the new adapter published to the store), promote (only when the round asks for it). Any failure
+marks the round failed with its reason and leaves the active version as it was; a round that died can be
+resumed from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -13,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -21,10 +28,10 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
-import torch
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -34,26 +41,23 @@ from jobs import lifecycle
 from jobs.dburl import current_database_url
 from text2grad import model_store
 from text2grad.config import TrainingConfig
-from text2grad.engine import Sample, make_kl_controller, make_optimizer, ppo_update
+from text2grad.engine import Sample
 from text2grad.generation import encode_prompt
 from text2grad.policy import build_policy, save_policy
 from text2grad.rewards import combine_rewards
+from text2grad.trainer import Checkpoint, Hooks, Stopped, TrainResult, UpdateReport, fixed_batches, train
 from training import services
 from training.models import ModelVersion, RoundMetric, TrainingRound
 
+from . import on_policy
 from .rewards import base_tokenizer, token_rewards_store
 from .runtime import adapter_dir, base_dir, configure_threads
 from .versions import checkpoint_fetch, checkpoint_publish, checkpoints_delete, log_publish, version_publish
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_STATE = "trainer_state.pt"
 # Rollout-level numbers of each update, copied onto its optimizer steps so every chart reads one table.
 ROLLOUT_KEYS = ("kl", "kl_coef", "mean_token_reward", "mean_shaped_reward", "importance_weight")
-
-
-class RoundCancelled(Exception):
-    pass
 
 
 # Exit codes of a training.worker.ddp_round rank, so the launching task can tell cancel and loss from failure.
@@ -71,16 +75,10 @@ def _owned(training_round: TrainingRound):
     )
 
 
-def round_run(
-    *,
-    round_id: int,
-    on_update: Callable[[int, int, dict], None] | None = None,
-    run_on_policy: Callable[[TrainingRound, Callable | None], None] | None = None,
-) -> str:
-    """Claim and run a round. Returns the final status (or why it did not run).
+def round_run(*, round_id: int, on_update: Callable[[int, int, dict], None] | None = None) -> str:
+    """Claim and run a round of any mode. Returns the final status (or why it did not run).
 
     ``on_update(done, total, metrics)`` is called after each PPO update (the CLI draws a progress bar).
-    ``run_on_policy`` runs the stages of an on-policy round (``training.worker.on_policy``).
     """
     training_round = TrainingRound.objects.select_related("base_version", "project").get(pk=round_id)
     try:
@@ -93,18 +91,15 @@ def round_run(
     # alive through long stages (loading, rewards, one slow update); the reaper notices a dead worker.
     try:
         with lifecycle.heartbeat(training_round):
-            if training_round.mode == TrainingRound.Mode.ON_POLICY:
-                if run_on_policy is None:  # on_policy builds on this module, so it hands its runner in
-                    raise ValueError("on-policy rounds run through training.worker.on_policy.round_run")
-                run_on_policy(training_round, on_update)
-            elif settings.T2G_TRAIN_PROCS > 1:
+            # On-policy rounds sample as they train: one process (the samples would differ per rank).
+            if settings.T2G_TRAIN_PROCS > 1 and training_round.mode != TrainingRound.Mode.ON_POLICY:
                 _run_distributed(training_round, settings.T2G_TRAIN_PROCS)
             else:
                 _run(training_round, on_update)
     except RoundLost:
         logger.warning("Round %s attempt %s lost ownership; stopping", round_id, training_round.attempts)
         return "lost"
-    except RoundCancelled:
+    except Stopped:
         lifecycle.cancelled(training_round)
         return TrainingRound.Status.CANCELLED
     except Exception as exc:
@@ -146,7 +141,7 @@ def _run_distributed(training_round: TrainingRound, procs: int) -> None:
                             text=True, check=False)  # fmt: skip
     codes = {int(code) for code in re.findall(r"exitcode\s*:\s*(\d+)", result.stderr)} | {result.returncode}
     if EXIT_CANCELLED in codes:
-        raise RoundCancelled
+        raise Stopped
     if EXIT_LOST in codes:
         raise RoundLost
     log_path = log_publish(
@@ -223,50 +218,144 @@ def rewards_digest(samples: list[Sample]) -> str:
     return digest.hexdigest()
 
 
+class BatchSource(Protocol):
+    """What a round trains on, for :func:`text2grad.trainer.train` and :class:`RoundHooks`."""
+
+    n_samples: int  # samples trained on so far (recorded in the round's summary)
+    notes: str  # the new version's notes ("" for the default)
+    digest: str  # of the token rewards trained on (``rewards_digest``), or ""
+
+    def __call__(self, update: int) -> Sequence[Sample]:
+        """The samples of update ``update``."""
+
+    def record(self, training_round: TrainingRound, update: int) -> dict:
+        """Store what the update drew, inside the progress transaction; returns extra metrics."""
+
+    def stage_timings(self, timings: dict[str, float]) -> dict[str, float]:
+        """The round's training stages from the trainer's ``timings``."""
+
+
+class SnapshotBatches:
+    """An offline round's batch source: the snapshot's samples, cycled in the config's seeded order."""
+
+    def __init__(self, samples: list[Sample], config: TrainingConfig) -> None:
+        self.batch = fixed_batches(samples, config)
+        self.n_samples = len(samples)
+        self.digest = rewards_digest(samples)
+        self.notes = ""
+
+    def __call__(self, update: int) -> list[Sample]:
+        return self.batch(update)
+
+    def record(self, training_round: TrainingRound, update: int) -> dict:
+        """Nothing to store besides the metrics; no extra metric."""
+        return {}
+
+    def stage_timings(self, timings: dict[str, float]) -> dict[str, float]:
+        return {"train": sum(timings.values())}
+
+
 def _run(training_round: TrainingRound, on_update=None, collective=None) -> None:
-    """The round's stages. With a ``collective`` this is one rank of several (see ``ddp_round``): every
-    rank trains on the same samples, and only rank 0 writes checkpoints, metrics and the new version."""
-    main = collective is None or collective.rank == 0
-    timings: dict[str, float] = {}
-    config = TrainingConfig.from_dict({**training_round.config, "mode": training_round.mode})
+    """The round's stages, any mode: load the rows, build the batch source and the hooks, and hand them to
+    the core's :func:`text2grad.trainer.train`. With a ``collective`` this is one rank of several (see
+    ``ddp_round``): every rank trains on the same samples, and only rank 0 writes checkpoints, metrics and
+    the new version."""
+    on_policy_mode = training_round.mode == TrainingRound.Mode.ON_POLICY
+    config = TrainingConfig.from_dict(
+        {**training_round.config, "mode": "token" if on_policy_mode else training_round.mode}
+    )
     configure_threads()
-
+    timings: dict[str, float] = {}
     started = time.perf_counter()
-    base = base_dir()
-    tokenizer, fingerprint = base_tokenizer()
-    samples = build_samples(training_round, config, tokenizer, fingerprint)
-    if not samples:
-        raise ValueError("The snapshot has no submitted annotation with rewards to train on")
-    timings["rewards"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    checkpoint = checkpoint_fetch(training_round.checkpoint_path)  # from the store: any host can resume
-    resume = checkpoint is not None and (checkpoint / CHECKPOINT_STATE).is_file()
-    base_model, _ = model_store.load(base, None, trainable=True)
-    start_dir = checkpoint if resume else adapter_dir(training_round.base_version)
-    policy = build_policy(base_model, config, adapter_dir=start_dir)
-    if collective is not None:
-        from text2grad.distributed import sync_trainable_parameters
-
-        sync_trainable_parameters(policy, collective)
-    optimizer = make_optimizer(policy, config)
-    kl_ctl = make_kl_controller(config)
-    first_step = 0
-    if resume:
-        state = torch.load(checkpoint / CHECKPOINT_STATE, weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        kl_ctl.value = state["kl_coef"]
-        first_step = state["step"]
-        logger.info("Round %s resumes at update %d from %s", training_round.pk, first_step, checkpoint)
+    if not on_policy_mode:
+        samples = build_samples(training_round, config, *base_tokenizer())
+        if not samples:
+            raise ValueError("The snapshot has no submitted annotation with rewards to train on")
+        timings["rewards"] = time.perf_counter() - started
+        started = time.perf_counter()
+    base_model, tokenizer = model_store.load(base_dir(), None, trainable=True)
+    policy = build_policy(base_model, config, adapter_dir=adapter_dir(training_round.base_version))
+    if on_policy_mode:
+        source = on_policy.OnPolicyBatches(training_round, config, policy, tokenizer)
+    else:
+        source = SnapshotBatches(samples, config)
     timings["load"] = time.perf_counter() - started
+    train(
+        config,
+        policy,
+        source,
+        RoundHooks(training_round, config, source, timings, on_update),
+        collective=collective,
+    )
 
-    started = time.perf_counter()
-    _train(training_round, config, policy, optimizer, kl_ctl, samples, first_step, on_update, collective)
-    timings["train"] = time.perf_counter() - started
-    if not main:
-        return
 
-    save_round_version(training_round, config, policy, timings, len(samples), digest=rewards_digest(samples))
+class RoundHooks(Hooks):
+    """The trainer's hooks for a round: resume from and checkpoint to the artifact store, stop on cancel
+    (or when another attempt owns the round), progress into RoundMetric rows and the round's row, publish
+    the new version (``save_round_version``)."""
+
+    def __init__(self, training_round: TrainingRound, config: TrainingConfig, source: BatchSource,
+                 timings: dict[str, float], on_update=None) -> None:  # fmt: skip
+        self.round, self.config, self.source, self.on_update = training_round, config, source, on_update
+        self.timings = timings  # the stages before training ("rewards", "load")
+        self.checkpoint_key = ""
+        self.metric_step = RoundMetric.objects.filter(training_round=training_round).count()
+
+    def resume(self) -> Path | None:
+        return checkpoint_fetch(self.round.checkpoint_path)  # from the store: any host can resume
+
+    def started(self, first: int, total: int) -> None:
+        if first:
+            logger.info(
+                "Round %s resumes at update %d from %s", self.round.pk, first, self.round.checkpoint_path
+            )
+        self.round.report_progress(first, total)
+
+    def should_stop(self) -> bool:
+        current = TrainingRound.objects.filter(pk=self.round.pk).values(
+            "cancel_requested", "status", "attempts"
+        )
+        current = current.first()
+        if current["status"] != TrainingRound.Status.RUNNING or current["attempts"] != self.round.attempts:
+            raise RoundLost
+        return current["cancel_requested"]
+
+    def checkpoint(self, checkpoint: Checkpoint) -> None:
+        folder = checkpoint.save(_local_checkpoint_dir(self.round))
+        self.checkpoint_key = checkpoint_publish(
+            source_dir=folder, round_id=self.round.pk, step=checkpoint.step
+        )
+
+    def progress(self, report: UpdateReport) -> None:
+        """The update's metrics (and the source's records) and the move to its checkpoint, in one
+        transaction; then the older checkpoints go."""
+        rollout = {k: float(report.metrics[k]) for k in ROLLOUT_KEYS}
+        summary = {"elapsed_s": round(report.elapsed_s, 2), "eta_s": round(report.eta_s, 2)}
+        with transaction.atomic():
+            if not _owned(self.round).exists():
+                raise RoundLost
+            extra = self.source.record(self.round, report.update)
+            RoundMetric.objects.bulk_create(
+                RoundMetric(training_round=self.round, step=self.metric_step + i,
+                            data={**_floats(step), **rollout, "update": report.update, **extra})
+                for i, step in enumerate(report.steps)
+            )  # fmt: skip
+            _owned(self.round).update(
+                checkpoint_path=self.checkpoint_key, progress_step=report.done, progress_total=report.total,
+                heartbeat_at=timezone.now(), summary={**summary, "last_update": _floats(report.metrics),
+                "timings": {k: round(v, 3) for k, v in self.source.stage_timings(report.timings).items()}},
+            )  # fmt: skip
+        self.metric_step += len(report.steps)
+        self.round.summary = summary
+        self.round.checkpoint_path = self.checkpoint_key
+        checkpoints_delete(round_id=self.round.pk, keep=self.checkpoint_key)
+        if self.on_update is not None:
+            self.on_update(report.done, report.total, report.metrics)
+
+    def publish(self, policy, result: TrainResult) -> ModelVersion:
+        timings = {**self.timings, **self.source.stage_timings(result.timings)}
+        return save_round_version(self.round, self.config, policy, timings, self.source.n_samples,
+                                  notes=self.source.notes, digest=self.source.digest)  # fmt: skip
 
 
 def save_round_version(training_round: TrainingRound, config: TrainingConfig, policy, timings: dict,
@@ -326,114 +415,9 @@ def save_round_version(training_round: TrainingRound, config: TrainingConfig, po
     return version
 
 
-def _train(
-    training_round,
-    config,
-    policy,
-    optimizer,
-    kl_ctl,
-    samples,
-    first_step: int,
-    on_update=None,
-    collective=None,
-) -> None:
-    main = collective is None or collective.rank == 0
-    steps = config.steps
-    order = list(range(len(samples)))
-    random.Random(config.seed).shuffle(order)
-    checkpoint = _local_checkpoint_dir(training_round)
-    round_started = time.perf_counter()
-    metric_step = RoundMetric.objects.filter(training_round=training_round).count()
-    generator = torch.Generator().manual_seed(config.seed + first_step)
-    if main:
-        training_round.report_progress(first_step, steps)
-
-    def cancelled() -> bool:
-        state = TrainingRound.objects.filter(pk=training_round.pk).values(
-            "cancel_requested", "status", "attempts"
-        )
-        current = state.first()
-        if (
-            current["status"] != TrainingRound.Status.RUNNING
-            or current["attempts"] != training_round.attempts
-        ):
-            raise RoundLost
-        return current["cancel_requested"]
-
-    for update in range(first_step, steps):
-        # Several ranks must agree on stopping; ppo_update polls should_stop collectively for them.
-        if collective is None and cancelled():
-            raise RoundCancelled
-        batch = [
-            samples[order[(update * config.batch_size + i) % len(samples)]]
-            for i in range(min(config.batch_size, len(samples)))
-        ]
-        records: list[dict] = []
-        metrics = ppo_update(
-            policy,
-            batch,
-            config,
-            kl_ctl,
-            optimizer=optimizer,
-            on_step=records.append,
-            should_stop=cancelled,
-            generator=generator,
-            collective=collective,
-        )
-        if metrics.get("stopped"):
-            raise RoundCancelled
-        if not main:
-            continue
-        elapsed = time.perf_counter() - round_started
-        done = update + 1
-        eta = elapsed / (done - first_step) * (steps - done)
-        RoundMetric.objects.bulk_create(
-            [
-                RoundMetric(
-                    training_round=training_round,
-                    step=metric_step + i,
-                    data={**_floats(r), **{k: float(metrics[k]) for k in ROLLOUT_KEYS}, "update": update},
-                )
-                for i, r in enumerate(records)
-            ]
-        )
-        metric_step += len(records)
-        _save_checkpoint(checkpoint, policy, optimizer, kl_ctl, done)
-        # The row moves to the new checkpoint only once it is whole in the store; then the older goes.
-        checkpoint_key = checkpoint_publish(source_dir=checkpoint, round_id=training_round.pk, step=done)
-        _owned(training_round).update(
-            checkpoint_path=checkpoint_key,
-            progress_step=done,
-            progress_total=steps,
-            heartbeat_at=timezone.now(),
-            summary={"elapsed_s": round(elapsed, 2), "eta_s": round(eta, 2), "last_update": _floats(metrics)},
-        )
-        training_round.summary = {"elapsed_s": round(elapsed, 2), "eta_s": round(eta, 2)}
-        training_round.checkpoint_path = checkpoint_key
-        checkpoints_delete(round_id=training_round.pk, keep=checkpoint_key)
-        if on_update is not None:
-            on_update(done, steps, metrics)
-
-
 def _local_checkpoint_dir(training_round: TrainingRound) -> Path:
     """This host's scratch copy of the round's checkpoint; the store holds the one that counts."""
     return settings.T2G_MODELS_DIR / "checkpoints" / f"round-{training_round.pk}"
-
-
-def _save_checkpoint(directory: Path, policy, optimizer, kl_ctl, step: int) -> None:
-    """Adapter, value head, optimizer, KL coefficient and step: enough to resume the round exactly."""
-    tmp = directory.parent / f".{directory.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_policy(policy, tmp)
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "kl_coef": kl_ctl.value, "step": step}, tmp / CHECKPOINT_STATE
-    )
-    old = directory.parent / f".{directory.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if directory.exists():
-        directory.rename(old)
-    tmp.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _floats(metrics: dict) -> dict:
