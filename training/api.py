@@ -20,7 +20,7 @@ from annotations.api import (
 )
 from evaluation import selectors as evaluation_selectors
 
-from . import critic_services, selectors, serializers, services
+from . import selectors, serializers, services
 from .models import CriticTrainingJob, CriticVersion, ModelVersion, TrainingRound
 
 
@@ -163,7 +163,7 @@ class CriticVersionViewSet(viewsets.ReadOnlyModelViewSet):
     def activate(self, request, pk=None):
         """Make this version its project's active critic (promote, or roll back to an older one): a pointer
         move that queues its predictions for the project's outputs nobody has submitted (admins only)."""
-        version = critic_services.critic_version_activate(version=self.get_object())
+        version = services.critic_version_activate(version=self.get_object())
         return Response(self.get_serializer(version).data)
 
     @extend_schema(
@@ -183,7 +183,7 @@ class CriticVersionViewSet(viewsets.ReadOnlyModelViewSet):
                 {"detail": "This version is not its project's active critic."},
                 status=status.HTTP_409_CONFLICT,
             )
-        critic_services.critic_version_deactivate(project=version.project)
+        services.critic_version_deactivate(project=version.project)
         version.refresh_from_db()
         return Response(serializers.CriticVersionSerializer(version).data)
 
@@ -220,11 +220,11 @@ class CriticJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         project = data["project"]
         parent = data.get("parent")
         if data["continue_from_active"]:
-            parent = critic_services.critic_active(project_id=project.pk)
+            parent = services.critic_active(project_id=project.pk)
             if parent is None:
                 raise ValidationError({"continue_from_active": ["This project has no active critic."]})
         try:
-            job = critic_services.critic_job_create(
+            job = services.critic_job_create(
                 project=project,
                 config=data["config"],
                 parent=parent,
@@ -247,7 +247,7 @@ class CriticJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         """Cancel the job: a queued one stops at once, a running one before its next training step; no
         version is created (admins only)."""
         job = self.get_object()
-        if not critic_services.critic_job_cancel(job=job):
+        if not services.critic_job_cancel(job=job):
             job.refresh_from_db()
             return Response(
                 {"detail": f"The job had already finished ({job.status})."}, status=status.HTTP_409_CONFLICT

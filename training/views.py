@@ -19,7 +19,7 @@ from annotations import roles
 from annotations.models import Project
 from evaluation import selectors as evaluation_selectors
 
-from . import charts, critic_selectors, critic_services, selectors, services
+from . import charts, critic_selectors, selectors, services
 from .forms import RoundLaunchForm
 from .models import GenerationJob, ModelVersion, TrainingRound
 
@@ -110,7 +110,7 @@ def round_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             services.round_resume(training_round=training_round)
             messages.success(request, "Round queued again; it continues from its last checkpoint.")
         elif action == "retry" and training_round.mode == TrainingRound.Mode.ON_POLICY:
-            training_round = critic_services.on_policy_round_retry(
+            training_round = services.on_policy_round_retry(
                 training_round=training_round, created_by=request.user
             )
             messages.success(
@@ -157,7 +157,7 @@ def version_compare(request: HttpRequest) -> HttpResponse:
         if request.GET.get("project", "").isdigit()
         else None
     )
-    rows = selectors.compare_rows(project, a, b, services.EVAL_PROMPTS) if a and b and project else []
+    rows = selectors.compare_rows(project, a, b, services.COMPARE_PROMPTS) if a and b and project else []
     context = {"versions": versions, "projects": projects, "a": a, "b": b, "project": project, "rows": rows}
     return render(request, "training/compare.html", context)
 
@@ -169,7 +169,7 @@ def version_compare_generate(request: HttpRequest) -> HttpResponse:
     project = get_object_or_404(Project, pk=request.POST.get("project"))
     chosen = selectors.versions_by_ids(request.POST.getlist("version"))
     jobs = [
-        services.evaluation_generate(project=project, model_version=v, created_by=request.user)
+        services.compare_outputs_generate(project=project, model_version=v, created_by=request.user)
         for v in chosen
     ]
     queued = [version.name for version, job in zip(chosen, jobs, strict=True) if job is not None]

@@ -28,7 +28,7 @@ from text2grad import critic_metrics as cm
 from text2grad import model_store
 from text2grad.generation import encode_prompt
 from text2grad.rewards import SpanReward, tokenize_response
-from training import critic_services, services
+from training import services
 from training.models import CriticPrediction, CriticTrainingJob, CriticVersion
 
 from .runtime import base_dir, configure_threads
@@ -223,7 +223,7 @@ def _run(job: CriticTrainingJob) -> None:
             metrics=metrics,
         )
         if job.auto_activate:
-            critic_services.critic_version_activate(version=version)
+            services.critic_version_activate(version=version)
         CriticTrainingJob.objects.filter(pk=job.pk, status=CriticTrainingJob.Status.RUNNING).update(
             status=CriticTrainingJob.Status.SUCCEEDED,
             output_version=version,
