@@ -143,7 +143,7 @@ class CriticVersionDetailSerializer(CriticVersionSerializer):
 
     @extend_schema_field(CriticSuggestionStatsSerializer)
     def get_suggestions(self, version: CriticVersion) -> dict:
-        from .critic_selectors import review_stats
+        from .selectors import review_stats
 
         return review_stats(version)
 

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotations.models import Annotation, Generation, Span
-from training import critic_selectors, services
+from training import selectors, services
 from training.models import (
     AlignmentRequest,
     CriticPrediction,
@@ -131,12 +131,12 @@ def test_pre_annotation_becomes_suggestions_with_acceptance_and_edit_rates(
         "Proposed by the learned critic"
         in client.get(reverse("annotate", args=[annotation.pk])).content.decode()
     )
-    stats = critic_selectors.review_stats(version)
+    stats = selectors.review_stats(version)
     assert stats["accepted"] == 1 and stats["rejected"] == 1 and stats["acceptance_rate"] == 0.5
     assert stats["submitted"] == 0 and stats["edit_rate"] is None and stats["kept_rate"] is None
 
     Annotation.objects.filter(pk=annotation.pk).update(status="submitted", submitted_at=timezone.now())
-    stats = critic_selectors.review_stats(version)
+    stats = selectors.review_stats(version)
     assert stats["edit_rate"] == 0.0  # submitted exactly the accepted suggestion
     assert (stats["kept_rate"], stats["adjusted"], stats["added"]) == (1.0, 0, 0)
     # The origin travels to the API and the span exports.
@@ -149,12 +149,12 @@ def test_pre_annotation_becomes_suggestions_with_acceptance_and_edit_rates(
     # Poor chars agree (4), the proposed good span was rejected: F1 = 2*4 / (11 + 4).
     assert stats["char_f1"] == pytest.approx(8 / 15)
     Span.objects.create(annotation=annotation, start=8, end=12, text="went", label="poor", polarity=-1)
-    stats = critic_selectors.review_stats(version)
+    stats = selectors.review_stats(version)
     assert stats["edit_rate"] == 1.0
     assert (stats["kept_rate"], stats["adjusted"], stats["added"]) == (1.0, 0, 1)  # a hand-drawn span
     # Moving the accepted span keeps its origin: the suggestion counts as adjusted, no longer kept.
     annotation.spans.filter(origin="critic").update(start=27, text=" 2044")
-    stats = critic_selectors.review_stats(version)
+    stats = selectors.review_stats(version)
     assert (stats["kept_rate"], stats["adjusted"], stats["added"]) == (0.0, 1, 1)
 
     # Someone else's annotation: 404 for an annotator; an admin reading it gets nothing and creates nothing.

@@ -30,11 +30,11 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from jobs import health
 
-from . import access, privacy, roles, selectors, services
-from .forms import OverallForm, SkipForm, SpanEditForm, SpanForm
-from .highlight import code_tokens
-from .models import Annotation, Assignment, Project
-from .panels import SHORTCUTS, labels_for, panel_context
+from .. import access, privacy, roles, selectors, services
+from ..forms import OverallForm, SkipForm, SpanEditForm, SpanForm
+from ..highlight import code_tokens
+from ..models import Annotation, Assignment, Project
+from ..panels import SHORTCUTS, labels_for, panel_context
 
 
 @require_GET

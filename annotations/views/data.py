@@ -13,11 +13,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from . import exports, privacy, roles, selectors
-from .exports import jobs as export_jobs
-from .imports import jobs as import_jobs
-from .imports.parsing import ImportFileError, detect_format
-from .models import DatasetExport, Project, PromptImport
+from .. import exports, privacy, roles, selectors
+from ..exports import jobs as export_jobs
+from ..imports import jobs as import_jobs
+from ..imports.parsing import ImportFileError, detect_format
+from ..models import DatasetExport, Project, PromptImport
 
 QUERY_FIELDS = (
     "project",

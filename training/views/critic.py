@@ -12,15 +12,15 @@ from django.views.decorators.http import require_GET, require_POST
 
 from annotations.models import Annotation, Project
 
-from . import charts, critic_selectors, services
-from .feedback_views import _annotation_for
-from .forms import CriticTrainForm, OnPolicyRoundForm
-from .models import CriticSettings, CriticTrainingJob, CriticVersion
-from .views import _require_admin, _require_viewer
+from .. import charts, selectors, services
+from ..forms import CriticTrainForm, OnPolicyRoundForm
+from ..models import CriticSettings, CriticTrainingJob, CriticVersion
+from .access import require_admin, require_viewer
+from .feedback import annotation_for
 
 
 def _page(request: HttpRequest, project: Project, *, train_form=None, round_form=None, status: int = 200):
-    versions = list(critic_selectors.critic_versions(project_id=project.pk))
+    versions = list(selectors.critic_versions(project_id=project.pk))
     shown = next((v for v in versions if str(v.pk) == request.GET.get("version")), None)
     shown = shown or next((v for v in versions if v.is_active), None) or (versions[0] if versions else None)
     calibration = []
@@ -31,11 +31,11 @@ def _page(request: HttpRequest, project: Project, *, train_form=None, round_form
             calibration.append(charts.calibration_chart(bins, label=label))
     context = {
         "project": project,
-        "versions": [(v, critic_selectors.review_stats(v)) for v in versions],
+        "versions": [(v, selectors.review_stats(v)) for v in versions],
         "shown": shown,
-        "rows": critic_selectors.metric_rows(shown) if shown else [],
+        "rows": selectors.metric_rows(shown) if shown else [],
         "calibration": calibration,
-        "jobs": critic_selectors.critic_jobs(project_id=project.pk),
+        "jobs": selectors.critic_jobs(project_id=project.pk),
         "train_form": train_form or CriticTrainForm(),
         "round_form": round_form or OnPolicyRoundForm(),
         "snapshot_size": len(services.critic_snapshot(project=project)),
@@ -50,14 +50,14 @@ def _page(request: HttpRequest, project: Project, *, train_form=None, round_form
 @require_GET
 @login_required
 def critic_home(request: HttpRequest, project_pk: int) -> HttpResponse:
-    _require_viewer(request)
+    require_viewer(request)
     return _page(request, get_object_or_404(Project, pk=project_pk))
 
 
 @require_POST
 @login_required
 def critic_train(request: HttpRequest, project_pk: int) -> HttpResponse:
-    _require_admin(request)
+    require_admin(request)
     project = get_object_or_404(Project, pk=project_pk)
     form = CriticTrainForm(request.POST)
     if form.is_valid():
@@ -84,7 +84,7 @@ def critic_train(request: HttpRequest, project_pk: int) -> HttpResponse:
 @require_GET
 @login_required
 def critic_job_status(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_viewer(request)
+    require_viewer(request)
     job = get_object_or_404(CriticTrainingJob.objects.select_related("output_version"), pk=pk)
     return render(request, "training/_critic_job.html", {"job": job})
 
@@ -92,7 +92,7 @@ def critic_job_status(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @login_required
 def critic_job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_admin(request)
+    require_admin(request)
     job = get_object_or_404(CriticTrainingJob, pk=pk)
     if services.critic_job_cancel(job=job):
         messages.info(request, f"Critic job {job.pk}: cancellation requested.")
@@ -104,7 +104,7 @@ def critic_job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @login_required
 def critic_activate(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_admin(request)
+    require_admin(request)
     version = get_object_or_404(CriticVersion, pk=pk)
     services.critic_version_activate(version=version)
     messages.success(
@@ -116,7 +116,7 @@ def critic_activate(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @login_required
 def critic_deactivate(request: HttpRequest, project_pk: int) -> HttpResponse:
-    _require_admin(request)
+    require_admin(request)
     project = get_object_or_404(Project, pk=project_pk)
     services.critic_version_deactivate(project=project)
     messages.info(request, "No critic is active for this project now.")
@@ -126,7 +126,7 @@ def critic_deactivate(request: HttpRequest, project_pk: int) -> HttpResponse:
 @require_POST
 @login_required
 def critic_settings(request: HttpRequest, project_pk: int) -> HttpResponse:
-    _require_admin(request)
+    require_admin(request)
     project = get_object_or_404(Project, pk=project_pk)
     try:
         services.critic_settings_update(project=project, queue_order=request.POST.get("queue_order", ""))
@@ -140,7 +140,7 @@ def critic_settings(request: HttpRequest, project_pk: int) -> HttpResponse:
 @require_POST
 @login_required
 def on_policy_launch(request: HttpRequest, project_pk: int) -> HttpResponse:
-    _require_admin(request)
+    require_admin(request)
     project = get_object_or_404(Project, pk=project_pk)
     form = OnPolicyRoundForm(request.POST)
     if form.is_valid():
@@ -163,7 +163,7 @@ def on_policy_launch(request: HttpRequest, project_pk: int) -> HttpResponse:
 @login_required
 def annotation_critic_suggestions(request: HttpRequest, pk: int) -> HttpResponse:
     """The annotate page asks once on load: the active critic's spans become dashed suggestions."""
-    annotation = _annotation_for(request, pk)
+    annotation = annotation_for(request, pk)
     editable = annotation.annotator_id == request.user.pk and annotation.status == Annotation.Status.DRAFT
     # Only the annotator's own draft gets suggestions (and the row that records how they were treated).
     alignment = services.critic_suggestions_for(annotation=annotation) if editable else None
