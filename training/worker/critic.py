@@ -209,28 +209,7 @@ def _run(job: CriticTrainingJob) -> None:
         "train_losses": [round(x, 5) for x in result["losses"]],
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
-    with transaction.atomic():
-        version = CriticVersion.objects.create(
-            project=job.project,
-            name=name,
-            base_model=services.base_model_reference(),
-            adapter_path=str(relative),
-            parent=job.parent,
-            created_by_job=job,
-            config=config.to_dict(),
-            snapshot=job.snapshot,
-            snapshot_hash=job.snapshot_hash,
-            metrics=metrics,
-        )
-        if job.auto_activate:
-            services.critic_version_activate(version=version)
-        CriticTrainingJob.objects.filter(pk=job.pk, status=CriticTrainingJob.Status.RUNNING).update(
-            status=CriticTrainingJob.Status.SUCCEEDED,
-            output_version=version,
-            finished_at=timezone.now(),
-            summary={"timings": metrics["timings"], "steps": result["steps"],
-                     "final_loss": result["losses"][-1] if result["losses"] else None},
-        )  # fmt: skip
+    _record_version(job, config, name=name, relative=relative, metrics=metrics, result=result)
 
 
 # -- loading and predicting ----------------------------------------------------------------------------------
@@ -261,6 +240,34 @@ class _CriticCache:
 
 
 critic_cache = _CriticCache()
+
+
+def _record_version(
+    job: CriticTrainingJob, config, *, name: str, relative: Path, metrics: dict, result: dict
+) -> None:
+    """The saved critic's row, its activation when asked, and the job's success, in one transaction."""
+    with transaction.atomic():
+        version = CriticVersion.objects.create(
+            project=job.project,
+            name=name,
+            base_model=services.base_model_reference(),
+            adapter_path=str(relative),
+            parent=job.parent,
+            created_by_job=job,
+            config=config.to_dict(),
+            snapshot=job.snapshot,
+            snapshot_hash=job.snapshot_hash,
+            metrics=metrics,
+        )
+        if job.auto_activate:
+            services.critic_version_activate(version=version)
+        CriticTrainingJob.objects.filter(pk=job.pk, status=CriticTrainingJob.Status.RUNNING).update(
+            status=CriticTrainingJob.Status.SUCCEEDED,
+            output_version=version,
+            finished_at=timezone.now(),
+            summary={"timings": metrics["timings"], "steps": result["steps"],
+                     "final_loss": result["losses"][-1] if result["losses"] else None},
+        )  # fmt: skip
 
 
 def critique_texts(version: CriticVersion, prompts: list[list[dict]], texts: list[str]) -> list:
