@@ -14,7 +14,7 @@ import threading
 
 from .store import ArtifactStore, StorageError
 
-__all__ = ["ArtifactStore", "StorageError", "default_store", "reset_default_store"]
+__all__ = ["ArtifactStore", "StorageError", "default_store"]
 
 _lock = threading.Lock()
 _cached: tuple[tuple, ArtifactStore] | None = None
@@ -39,8 +39,3 @@ def default_store() -> ArtifactStore:
             _cached = (key, ArtifactStore(key[1], options=dict(key[2])))
         return _cached[1]
 
-
-def reset_default_store() -> None:
-    global _cached
-    with _lock:
-        _cached = None

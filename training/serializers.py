@@ -65,15 +65,21 @@ class TrainingRoundSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RoundSnapshotSerializer(serializers.ModelSerializer):
-    """A round's dataset snapshot: the sorted ids of the annotations it trained on, and their hash."""
+class _SnapshotSerializer(serializers.ModelSerializer):
+    """The one shape of a frozen snapshot (rounds and critic versions): sorted annotation ids and their hash."""
 
     snapshot = serializers.ListField(child=serializers.IntegerField(), read_only=True)
 
     class Meta:
-        model = TrainingRound
         fields = ["id", "snapshot_hash", "snapshot"]
         read_only_fields = fields
+
+
+class RoundSnapshotSerializer(_SnapshotSerializer):
+    """A round's dataset snapshot: the sorted ids of the annotations it trained on, and their hash."""
+
+    class Meta(_SnapshotSerializer.Meta):
+        model = TrainingRound
 
 
 class RoundMetricSerializer(serializers.ModelSerializer):
@@ -148,15 +154,11 @@ class CriticVersionDetailSerializer(CriticVersionSerializer):
         return review_stats(version)
 
 
-class CriticSnapshotSerializer(serializers.ModelSerializer):
+class CriticSnapshotSerializer(_SnapshotSerializer):
     """The sorted ids of the annotations a critic version learned from (or was tested on), and their hash."""
 
-    snapshot = serializers.ListField(child=serializers.IntegerField(), read_only=True)
-
-    class Meta:
+    class Meta(_SnapshotSerializer.Meta):
         model = CriticVersion
-        fields = ["id", "snapshot_hash", "snapshot"]
-        read_only_fields = fields
 
 
 class CriticTrainingJobSerializer(serializers.ModelSerializer):
