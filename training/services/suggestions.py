@@ -1,5 +1,21 @@
 """Suggested spans ("Suggest spans" on the annotate page): queue an alignment of a critique, then accept,
-reject or flip its proposals. The worker fills the proposals (``training/worker/alignment.py``)."""
+reject or flip its proposals. The worker fills the proposals (``training/worker/alignment.py``).
+
+Suggest spans: how a critique is read (issue 17)
+------------------------------------------------
+`text2grad/alignment/` runs, per critique: quotes (`quotes.py`, narrowed to the occurrence the critique
+means by `occurrences.py`: an ordinal, or in code the line the sentence describes; a backticked name in
+code becomes its line), line and ordinal references (`references.py`: lines, sentences, list items,
+questions), "X, not Y" corrections (`phrases.py`), then MiniLM similarity for what is left
+(`semantic.py`). Polarity and scope come from `classifier.py`: two logistic regressions on MiniLM
+embeddings plus hashed word n-grams, trained at first use on `alignment/data/clauses.tsv` (labelled
+critique clauses, committed as data; the fitted weights are cached under `var/cache/alignment/` by the
+worker, never committed). A sentence the scope model reads as a remark on the whole output or a
+suggested fix gets no span. In the page, each open suggestion has Accept, **Flip to good/poor** (the
+place is right, the verdict is not: `POST /suggestions/<id>/<index>/flip/`, stored on the
+proposal as `flipped`) and Reject; `.../accept/` also takes an optional `label` (any project label) to
+accept under another label.
+"""
 
 from __future__ import annotations
 
