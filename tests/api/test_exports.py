@@ -256,7 +256,7 @@ def test_unknown_kind_and_format(db):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_empty_export_is_refused_with_a_reason_and_no_file(db, fmt, tmp_path):
-    # An empty JSONL, a header-only CSV and a 0-row Parquet all fail in export_jobs.load_dataset: no such file
+    # An empty JSONL, a header-only CSV and a 0-row Parquet all fail in datasets.load_dataset: no such file
     # is offered; the export says why instead.
     export = export_jobs.export_create(kind="spans", fmt=fmt, enqueue=False)
     export = export_jobs.export_run(export_id=export.pk)
