@@ -6,7 +6,6 @@ from __future__ import annotations
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
-from rest_framework import serializers as drf_serializers
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -22,12 +21,6 @@ from evaluation import selectors as evaluation_selectors
 
 from . import selectors, serializers, services
 from .models import CriticTrainingJob, CriticVersion, ModelVersion, TrainingRound
-
-
-class ActivateSerializer(drf_serializers.Serializer):
-    confirm = drf_serializers.BooleanField(
-        default=False, help_text="Activate even without evidence that it is significantly better."
-    )
 
 
 class ModelVersionFilter(filters.FilterSet):
@@ -63,7 +56,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = ModelVersion.objects.all()
 
     @extend_schema(
-        request=ActivateSerializer,
+        request=serializers.ActivateSerializer,
         responses={
             200: serializers.ModelVersionSerializer,
             409: OpenApiResponse(description="Not shown significantly better: send confirm=true"),
@@ -77,7 +70,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         interval above 0 and a sign test), this answers 409 with the evidence; ``confirm: true`` goes ahead.
         """
         version = self.get_object()
-        incoming = ActivateSerializer(data=request.data or {})
+        incoming = serializers.ActivateSerializer(data=request.data or {})
         incoming.is_valid(raise_exception=True)
         if not incoming.validated_data["confirm"]:
             evidence = evaluation_selectors.promotion_evidence(version, selectors.active_version())

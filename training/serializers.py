@@ -11,6 +11,13 @@ from annotations.models import Project
 from .models import CriticTrainingJob, CriticVersion, ModelVersion, RoundMetric, TrainingRound
 
 
+class ActivateSerializer(serializers.Serializer):
+    # no docstring: drf-spectacular would publish it as the schema's description
+    confirm = serializers.BooleanField(
+        default=False, help_text="Activate even without evidence that it is significantly better."
+    )
+
+
 class ModelVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
