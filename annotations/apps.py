@@ -35,8 +35,8 @@ class AnnotationsConfig(AppConfig):
 def _register_jobs() -> None:
     from jobs.registry import JobKind, register, register_sweep
 
-    from .datasets import export_partials_delete
-    from .imports import import_uploads_sweep
+    from .exports.jobs import export_partials_delete
+    from .imports.jobs import import_uploads_sweep
     from .models import DatasetExport, PromptImport
 
     register(

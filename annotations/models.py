@@ -446,7 +446,7 @@ class DatasetExport(Job):
 
 class PromptImport(Job):
     """A prompt file imported in the background (issue 12): the upload sits in the artifact store under
-    ``imports/`` until the job is done; the worker parses it (``importers.parse_prompts``, the one parser),
+    ``imports/`` until the job is done; the worker parses it (``imports.parsing.parse_prompts``, the one parser),
     then writes its rows in chunks, each committed with the job's progress and running report, so a job
     queued again after its worker died resumes after the rows it committed. Admins only."""
 

@@ -1,9 +1,21 @@
 """What the annotation workspace shows beside the output: labels and their colours, the span panel (with
-lines instead of raw offsets, and a warning where good and poor overlap) and the keyboard shortcuts."""
+lines instead of raw offsets, and a warning where good and poor overlap) and the keyboard shortcuts; and
+the sections other apps add to the project page.
+
+Project sections: ``annotations`` imports no app above it, so an app that shows something on the project
+page (training: its generation jobs) registers a provider here when it starts (``AppConfig.ready``). A
+provider takes the request and the project and returns a template name and its context, or None; the
+project page renders each in registration order.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+
+from django.http import HttpRequest
+from django.template.loader import render_to_string
+from django.utils.safestring import SafeString
 
 from . import services
 from .models import Annotation, Project, Span
@@ -95,3 +107,24 @@ def panel_context(annotation: Annotation, editable: bool) -> dict:
         "editable": editable,
         "clashes": _polarity_clashes(spans),
     }
+
+
+ProjectSection = Callable[[HttpRequest, Project], "tuple[str, dict] | None"]
+_PROJECT_SECTIONS: list[ProjectSection] = []
+
+
+def register_project_section(provider: ProjectSection) -> None:
+    """Add a section to the project page (once: ``ready`` may run twice in tests)."""
+    if provider not in _PROJECT_SECTIONS:
+        _PROJECT_SECTIONS.append(provider)
+
+
+def project_sections(request: HttpRequest, project: Project) -> list[SafeString]:
+    """The registered sections of ``project``'s page, rendered with the request's context processors."""
+    rendered = []
+    for provider in _PROJECT_SECTIONS:
+        section = provider(request, project)
+        if section is not None:
+            template_name, context = section
+            rendered.append(render_to_string(template_name, context, request=request))
+    return rendered

@@ -9,11 +9,11 @@ from celery import shared_task
     name="annotations.export_run", acks_late=True, soft_time_limit=2 * 3600, time_limit=2 * 3600 + 60
 )
 def export_run(export_id: int) -> None:
-    from . import datasets
+    from .exports import jobs as export_jobs
 
     # A redelivered message finds the export claimed or finished and does nothing; an export whose
     # worker died is requeued by the reaper (jobs.reaper), which notices within a minute.
-    datasets.export_run(export_id=export_id)
+    export_jobs.export_run(export_id=export_id)
 
 
 @shared_task(name="annotations.expire_leases", ignore_result=True)
@@ -27,15 +27,15 @@ def expire_leases() -> int:
 @shared_task(name="annotations.expire_exports", ignore_result=True)
 def expire_exports() -> int:
     """Periodic (``CELERY_BEAT_SCHEDULE``): delete export files older than T2G_EXPORT_RETENTION_DAYS."""
-    from . import datasets
+    from .exports import jobs as export_jobs
 
-    return datasets.exports_expire()
+    return export_jobs.exports_expire()
 
 
 @shared_task(name="annotations.import_run", acks_late=True, soft_time_limit=3600, time_limit=3600 + 60)
 def import_run(import_id: int) -> None:
-    from . import imports
+    from .imports import jobs as import_jobs
 
     # Claimed like every job: a redelivered message does nothing; a run whose worker died is queued
     # again by the reaper and resumes after the chunks it committed.
-    imports.prompt_import_run(import_id=import_id)
+    import_jobs.prompt_import_run(import_id=import_id)

@@ -1,29 +1,29 @@
 from django.urls import path
 
-from . import review_views, views
+from .views import review, workspace
 
 urlpatterns = [
-    path("projects/", views.project_list, name="project_list"),
-    path("projects/<int:pk>/", views.project_detail, name="project_detail"),
-    path("projects/<int:pk>/next/", views.assignment_next, name="assignment_next"),
-    path("projects/<int:pk>/progress/", views.project_progress, name="project_progress"),
-    path("queue/", views.queue, name="queue"),
-    path("annotations/<int:pk>/", views.annotate, name="annotate"),
-    path("session/token/", views.session_token, name="session_token"),
-    path("annotations/<int:pk>/save/", views.annotation_save, name="annotation_save"),
-    path("annotations/<int:pk>/submit/", views.annotation_submit, name="annotation_submit"),
-    path("annotations/<int:pk>/skip/", views.annotation_skip, name="annotation_skip"),
-    path("annotations/<int:pk>/spans/", views.span_create, name="span_create"),
-    path("spans/<int:pk>/", views.span_update, name="span_update"),
-    path("spans/<int:pk>/delete/", views.span_delete, name="span_delete"),
+    path("projects/", workspace.project_list, name="project_list"),
+    path("projects/<int:pk>/", workspace.project_detail, name="project_detail"),
+    path("projects/<int:pk>/next/", workspace.assignment_next, name="assignment_next"),
+    path("projects/<int:pk>/progress/", workspace.project_progress, name="project_progress"),
+    path("queue/", workspace.queue, name="queue"),
+    path("annotations/<int:pk>/", workspace.annotate, name="annotate"),
+    path("session/token/", workspace.session_token, name="session_token"),
+    path("annotations/<int:pk>/save/", workspace.annotation_save, name="annotation_save"),
+    path("annotations/<int:pk>/submit/", workspace.annotation_submit, name="annotation_submit"),
+    path("annotations/<int:pk>/skip/", workspace.annotation_skip, name="annotation_skip"),
+    path("annotations/<int:pk>/spans/", workspace.span_create, name="span_create"),
+    path("spans/<int:pk>/", workspace.span_update, name="span_update"),
+    path("spans/<int:pk>/delete/", workspace.span_delete, name="span_delete"),
 ]
 
 urlpatterns += [
-    path("projects/<int:pk>/review/", review_views.review_queue, name="review_queue"),
-    path("projects/<int:pk>/review/next/", review_views.review_next, name="review_next"),
-    path("projects/<int:pk>/agreement/", review_views.project_agreement, name="project_agreement"),
-    path("review/outputs/<int:pk>/", review_views.review_output, name="review_output"),
-    path("review/outputs/<int:pk>/gold/", review_views.review_gold, name="review_gold"),
-    path("review/annotations/<int:pk>/", review_views.review_verdict, name="review_verdict"),
-    path("my/reviews/", review_views.my_reviews, name="my_reviews"),
+    path("projects/<int:pk>/review/", review.review_queue, name="review_queue"),
+    path("projects/<int:pk>/review/next/", review.review_next, name="review_next"),
+    path("projects/<int:pk>/agreement/", review.project_agreement, name="project_agreement"),
+    path("review/outputs/<int:pk>/", review.review_output, name="review_output"),
+    path("review/outputs/<int:pk>/gold/", review.review_gold, name="review_gold"),
+    path("review/annotations/<int:pk>/", review.review_verdict, name="review_verdict"),
+    path("my/reviews/", review.my_reviews, name="my_reviews"),
 ]

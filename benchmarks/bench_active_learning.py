@@ -134,7 +134,7 @@ def main() -> None:
     from text2grad import critic_metrics as cm
     from text2grad import model_store
     from text2grad.critic import predict_token_probs
-    from training import critic_services
+    from training import services
     from training.worker import critic as critic_worker
     from training.worker.runtime import base_dir
 
@@ -198,7 +198,7 @@ def main() -> None:
     critic_worker.evaluate_with_baselines = lambda critic, train_rows, test_rows, config: {}
 
     def train(project: Project, seed: int):
-        job = critic_services.critic_job_create(
+        job = services.critic_job_create(
             project=project, config={"epochs": args.epochs, "held_out_fraction": 0.0, "seed": seed}
         )
         started = time.perf_counter()
@@ -238,7 +238,7 @@ def main() -> None:
 
         # Both arms advance count by count, so a run cut short still compares them.
         unc_project, unc_rows = fill("uncertainty", order)
-        critic_services.critic_settings_update(project=unc_project, queue_order="uncertainty")
+        services.critic_settings_update(project=unc_project, queue_order="uncertainty")
         arr_project, arr_rows = fill("arrival", order)
         selected: dict[str, list[bool]] = {"arrival": [], "uncertainty": []}
         for index, count in enumerate(counts):
@@ -262,7 +262,7 @@ def main() -> None:
                 save()
                 if arm == "uncertainty" and index + 1 < len(counts):
                     started = time.perf_counter()
-                    critic_services.critic_version_activate(version=version)
+                    services.critic_version_activate(version=version)
                     unannotated = list(
                         Generation.objects.filter(prompt__project=project)
                         .exclude(annotations__status=Annotation.Status.SUBMITTED)

@@ -107,7 +107,7 @@ def main() -> None:
 
     from annotations.models import Annotation, Generation, Project, Prompt, Span
     from annotations.services import project_create
-    from training import critic_services
+    from training import services
     from training.models import OnPolicySample, RoundMetric
     from training.worker import critic as critic_worker
     from training.worker import rounds
@@ -133,7 +133,7 @@ def main() -> None:
         )  # fmt: skip
     seed_s = time.perf_counter() - started
 
-    job = critic_services.critic_job_create(
+    job = services.critic_job_create(
         project=project,
         config={
             "epochs": args.epochs,
@@ -160,10 +160,10 @@ def main() -> None:
     }  # fmt: skip
 
     if not args.skip_round:
-        critic_services.critic_version_activate(version=version)
+        services.critic_version_activate(version=version)
         config = {"steps": args.updates, "batch_size": args.batch, "minibatch_size": min(4, args.batch),
                   "learning_rate": args.lr, "ppo_epochs": 4}  # fmt: skip
-        training_round = critic_services.on_policy_round_launch(
+        training_round = services.on_policy_round_launch(
             project=project,
             config=config,
             audit_share=0.25,

@@ -110,7 +110,7 @@ def evaluate_in_the_app(args, adapter_dir: Path, var_dir: Path, train_texts: set
     from annotations.services import project_create
     from evaluation import selectors, services
     from evaluation.models import EvaluationCampaign, EvaluationOutput
-    from text2grad import evaluation
+    from text2grad import pairwise
     from training import tasks  # noqa: F401  (registers the campaign's task for the eager run)
     from training.models import ModelVersion
 
@@ -168,7 +168,7 @@ def evaluate_in_the_app(args, adapter_dir: Path, var_dir: Path, train_texts: set
         scores.append(judgement.first_score if tuned_first else 1.0 - judgement.first_score)
         clusters.append(judgement.task.prompt_id)
     results = selectors.campaign_results(campaign)
-    rate, low, high = evaluation.bootstrap_mean(scores, clusters=clusters, n_boot=2000, seed=args.seed)
+    rate, low, high = pairwise.bootstrap_mean(scores, clusters=clusters, n_boot=2000, seed=args.seed)
     pair = results.pairs[0]
     difference = results.difference(tuned, base)
     return {

@@ -3,7 +3,7 @@
 Populates a dedicated database (default ``postgres://postgres@127.0.0.1:5432/t2g_bench_export``, created and
 migrated if missing, reused if already populated) with 100,000 submitted annotations carrying about 300,000
 spans (1–5 each, mean 3), on 50,000 outputs of 25,000 prompts (realistic lengths, some non-ASCII). Then, for
-each size, it runs the export exactly as the worker does (``datasets.export_run``: server-side cursor, spans
+each size, it runs the export exactly as the worker does (``export_jobs.export_run``: server-side cursor, spans
 per chunk, progress updates, temp file, rename, content hash) in a fresh subprocess, and reports rows per
 second and the peak RSS of that process (``resource.getrusage``), next to its RSS before the export began.
 The smaller export selects the first 10,000 annotations by submission time, as a researcher would.
@@ -252,16 +252,16 @@ def measure(size: int, fmt: str) -> dict:
     """In this (fresh) process: one export of ``size`` annotations, timed, with the process's peak RSS."""
     from datetime import datetime, timedelta
 
-    from annotations import datasets
+    from annotations.exports import jobs as export_jobs
 
     query = {"status": "submitted"}
     if size < N_ANNOTATIONS:
         cutoff = datetime.fromisoformat(BASE_TIME) + timedelta(seconds=size)
         query["submitted_before"] = cutoff.isoformat()
-    export = datasets.export_create(kind="spans", fmt=fmt, query=query, enqueue=False)
+    export = export_jobs.export_create(kind="spans", fmt=fmt, query=query, enqueue=False)
     rss_before = _rss_mb()
     started, cpu_started = time.perf_counter(), time.process_time()
-    export = datasets.export_run(export_id=export.pk)
+    export = export_jobs.export_run(export_id=export.pk)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     path = Path(os.environ["T2G_VAR_DIR"]) / export.file_path
     result = {

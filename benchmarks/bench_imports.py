@@ -1,7 +1,7 @@
 """Prompt imports (issue 12): how long the request holds on, in the request vs as a background job.
 
 In-process, against a throwaway SQLite database under a temporary var/ (as `make run`), or the database of
-DATABASE_URL if set: the same JSONL file imported inside the request (``imports.prompts_upload``, the path
+DATABASE_URL if set: the same JSONL file imported inside the request (``import_jobs.prompts_upload``, the path
 small files keep) and queued as a job (``prompt_import_create``: the request's part) then run by the code
 the worker runs (``prompt_import_run``).
 
@@ -46,7 +46,8 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from annotations import imports, roles
+    from annotations import roles
+    from annotations.imports import jobs as import_jobs
     from annotations.services import project_create
 
     call_command("migrate", verbosity=0)
@@ -57,18 +58,18 @@ def main() -> None:
     project = project_create(name=f"bench-import-sync-{stamp}")
     data = rows_jsonl(args.rows, "sync")
     started = time.perf_counter()
-    report = imports.prompts_upload(project=project, data=data, fmt="jsonl", user=admin)
+    report = import_jobs.prompts_upload(project=project, data=data, fmt="jsonl", user=admin)
     sync_s = time.perf_counter() - started
 
     project = project_create(name=f"bench-import-job-{stamp}")
     data = rows_jsonl(args.rows, "job")
     started = time.perf_counter()
-    job = imports.prompt_import_create(
+    job = import_jobs.prompt_import_create(
         project=project, upload=io.BytesIO(data), size=len(data), fmt="jsonl", file_name="b.jsonl", user=admin
     )
     request_s = time.perf_counter() - started
     started = time.perf_counter()
-    imports.prompt_import_run(import_id=job.pk)
+    import_jobs.prompt_import_run(import_id=job.pk)
     job_s = time.perf_counter() - started
     job.refresh_from_db()
     result = {

@@ -151,7 +151,7 @@ def measure(stack: Stack, data: dict, drafts: list, samples: int) -> dict:
     """Suggest spans, token rewards after submit, a 1,000-row export."""
     import requests
 
-    from annotations import datasets
+    from annotations.exports import jobs as export_jobs
     from annotations.models import DatasetExport, TokenReward
     from training import services
     from training.models import AlignmentRequest
@@ -173,7 +173,7 @@ def measure(stack: Stack, data: dict, drafts: list, samples: int) -> dict:
         wait(lambda a=annotation_id: TokenReward.objects.filter(annotation_id=a).exists(), 300, "rewards")
         rewards.append(time.monotonic() - started)
     started = time.monotonic()
-    export = datasets.export_create(kind="spans", fmt="jsonl", query={"project": data["big"].pk})
+    export = export_jobs.export_create(kind="spans", fmt="jsonl", query={"project": data["big"].pk})
     wait(lambda: DatasetExport.objects.get(pk=export.pk).is_finished, 600, "the export")
     export.refresh_from_db()
     return {

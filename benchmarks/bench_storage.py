@@ -6,7 +6,7 @@
     then load), and through S3 (the same into a moto_server bucket, then fetch into an empty cache,
     then load). Each repeat uses a fresh key and a fresh cache, so every load is a *first* load.
 (b) ``spans`` JSONL exports of 100,000 annotations (the database of ``bench_export.py``, populated if
-    missing) written by ``datasets.export_run`` to the local store and to S3, each in a fresh process:
+    missing) written by ``export_jobs.export_run`` to the local store and to S3, each in a fresh process:
     rows/s and that process's peak RSS.
 
 The S3 server is moto's ``moto_server`` on this machine (an in-memory Python server: it measures our code
@@ -129,13 +129,15 @@ def measure_export() -> dict:
     """In this fresh process (Django set up by the caller): one 100,000-row spans export to the store."""
     from bench_export import _hwm_mb, _rss_mb
 
-    from annotations import datasets
+    from annotations.exports import jobs as export_jobs
     from artifacts import default_store
 
-    export = datasets.export_create(kind="spans", fmt="jsonl", query={"status": "submitted"}, enqueue=False)
+    export = export_jobs.export_create(
+        kind="spans", fmt="jsonl", query={"status": "submitted"}, enqueue=False
+    )
     rss_before = _rss_mb()
     started = time.perf_counter()
-    export = datasets.export_run(export_id=export.pk)
+    export = export_jobs.export_run(export_id=export.pk)
     seconds = time.perf_counter() - started
     store = default_store()
     result = {

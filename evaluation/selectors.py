@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from django.db.models import Exists, OuterRef, QuerySet
 
 from annotations.models import Annotation, Generation, Prompt, Span
-from text2grad import evaluation
+from text2grad import pairwise
 
 from .models import EvaluationCampaign, EvaluationOutput, PairwiseJudgement, PairwiseTask
 
@@ -69,7 +69,7 @@ class Results:
     judgements: int = 0
     left_wins: int = 0  # position bias check: verdicts for the left output among decisive ones
     decisive: int = 0
-    fit: evaluation.BootstrapFit | None = None
+    fit: pairwise.BootstrapFit | None = None
 
     def difference(self, better, worse) -> tuple[float, float, float] | None:
         if self.fit is None:
@@ -121,7 +121,7 @@ def campaign_results(campaign: EvaluationCampaign, *, n_boot: int = N_BOOT) -> R
         decisive=decisive,
     )
     if triples:
-        fit = evaluation.bootstrap_bradley_terry(
+        fit = pairwise.bootstrap_bradley_terry(
             triples, n_items=len(versions), clusters=clusters, n_boot=n_boot, level=LEVEL, seed=campaign.seed
         )
         order = sorted(range(len(versions)), key=lambda i: -fit.theta[i])
@@ -279,7 +279,7 @@ def promotion_evidence(candidate, active) -> dict:
         if row.first.pk == candidate.pk
         else (row.second_wins, row.first_wins)
     )
-    p_value = evaluation.sign_test(wins, losses)
+    p_value = pairwise.sign_test(wins, losses)
     significant = low > 0 and wins > losses and p_value < 1.0 - LEVEL
     verdict = "significantly better than" if significant else "not significantly better than"
     return {

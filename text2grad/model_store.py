@@ -90,10 +90,6 @@ def ensure_base(*, models_dir: Path, base_ref: str = "") -> Path:
     return target
 
 
-def base_display_name(base_ref: str) -> str:
-    return base_ref or EMBEDDED_NAME
-
-
 def load_tokenizer(base_dir: Path) -> PreTrainedTokenizerBase:
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     if not tokenizer.is_fast:

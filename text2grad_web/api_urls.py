@@ -7,7 +7,6 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from annotations import api as annotation_api
-from annotations import review_api
 from evaluation import api as evaluation_api
 from training import api as training_api
 
@@ -33,8 +32,8 @@ router.register("annotations", annotation_api.AnnotationViewSet, basename="api-a
 router.register("token-rewards", annotation_api.TokenRewardViewSet, basename="api-token-reward")
 router.register("exports", annotation_api.ExportViewSet, basename="api-export")
 router.register("imports", annotation_api.ImportViewSet, basename="api-import")
-router.register("reviews", review_api.ReviewViewSet, basename="api-review")
-router.register("agreement", review_api.AgreementViewSet, basename="api-agreement")
+router.register("reviews", annotation_api.ReviewViewSet, basename="api-review")
+router.register("agreement", annotation_api.AgreementViewSet, basename="api-agreement")
 router.register("model-versions", training_api.ModelVersionViewSet, basename="api-model-version")
 router.register("training-rounds", training_api.TrainingRoundViewSet, basename="api-training-round")
 router.register("critic-versions", training_api.CriticVersionViewSet, basename="api-critic-version")
@@ -76,12 +75,12 @@ urlpatterns = [
     # Ids beyond bigint are a 404 from the resolver, never a database error.
     re_path(
         rf"^projects/(?P<pk>{annotation_api.ID_REGEX})/agreement/$",
-        review_api.ProjectAgreementView.as_view(),
+        annotation_api.ProjectAgreementView.as_view(),
         name="api-project-agreement",
     ),
     re_path(
         rf"^generations/(?P<pk>{annotation_api.ID_REGEX})/gold/$",
-        review_api.GoldView.as_view(),
+        annotation_api.GoldView.as_view(),
         name="api-generation-gold",
     ),
     path("", include(router.urls)),

@@ -4,7 +4,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from annotations import views as annotation_views
+from annotations.views import workspace as annotation_views
 
 from .security_views import csp_report
 

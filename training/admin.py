@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 
-from . import critic_services
+from . import services
 from .models import CriticTrainingJob, CriticVersion, GenerationJob, ModelVersion, RoundMetric, TrainingRound
 
 
@@ -74,14 +74,14 @@ class CriticVersionAdmin(admin.ModelAdmin):
             self.message_user(request, "Select at most one critic per project.", level=messages.ERROR)
             return
         for version in versions:
-            critic_services.critic_version_activate(version=version)
+            services.critic_version_activate(version=version)
         self.message_user(request, f"{len(versions)} critic(s) activated.", level=messages.SUCCESS)
 
     @admin.action(description="Deactivate: leave the selected critics' projects without an active critic")
     def deactivate_selected(self, request, queryset):
         count = 0
         for version in queryset.filter(is_active=True).select_related("project"):
-            count += critic_services.critic_version_deactivate(project=version.project)
+            count += services.critic_version_deactivate(project=version.project)
         self.message_user(request, f"{count} critic(s) deactivated.", level=messages.SUCCESS)
 
 
@@ -104,5 +104,5 @@ class CriticTrainingJobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel the selected jobs (a running one stops before its next step)")
     def cancel_selected(self, request, queryset):
-        count = sum(critic_services.critic_job_cancel(job=job) for job in queryset)
+        count = sum(services.critic_job_cancel(job=job) for job in queryset)
         self.message_user(request, f"Cancellation requested for {count} job(s).", level=messages.SUCCESS)

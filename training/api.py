@@ -6,7 +6,6 @@ from __future__ import annotations
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
-from rest_framework import serializers as drf_serializers
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -20,14 +19,8 @@ from annotations.api import (
 )
 from evaluation import selectors as evaluation_selectors
 
-from . import critic_services, selectors, serializers, services
+from . import selectors, serializers, services
 from .models import CriticTrainingJob, CriticVersion, ModelVersion, TrainingRound
-
-
-class ActivateSerializer(drf_serializers.Serializer):
-    confirm = drf_serializers.BooleanField(
-        default=False, help_text="Activate even without evidence that it is significantly better."
-    )
 
 
 class ModelVersionFilter(filters.FilterSet):
@@ -63,7 +56,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = ModelVersion.objects.all()
 
     @extend_schema(
-        request=ActivateSerializer,
+        request=serializers.ActivateSerializer,
         responses={
             200: serializers.ModelVersionSerializer,
             409: OpenApiResponse(description="Not shown significantly better: send confirm=true"),
@@ -77,7 +70,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         interval above 0 and a sign test), this answers 409 with the evidence; ``confirm: true`` goes ahead.
         """
         version = self.get_object()
-        incoming = ActivateSerializer(data=request.data or {})
+        incoming = serializers.ActivateSerializer(data=request.data or {})
         incoming.is_valid(raise_exception=True)
         if not incoming.validated_data["confirm"]:
             evidence = evaluation_selectors.promotion_evidence(version, selectors.active_version())
@@ -163,7 +156,7 @@ class CriticVersionViewSet(viewsets.ReadOnlyModelViewSet):
     def activate(self, request, pk=None):
         """Make this version its project's active critic (promote, or roll back to an older one): a pointer
         move that queues its predictions for the project's outputs nobody has submitted (admins only)."""
-        version = critic_services.critic_version_activate(version=self.get_object())
+        version = services.critic_version_activate(version=self.get_object())
         return Response(self.get_serializer(version).data)
 
     @extend_schema(
@@ -183,7 +176,7 @@ class CriticVersionViewSet(viewsets.ReadOnlyModelViewSet):
                 {"detail": "This version is not its project's active critic."},
                 status=status.HTTP_409_CONFLICT,
             )
-        critic_services.critic_version_deactivate(project=version.project)
+        services.critic_version_deactivate(project=version.project)
         version.refresh_from_db()
         return Response(serializers.CriticVersionSerializer(version).data)
 
@@ -220,11 +213,11 @@ class CriticJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         project = data["project"]
         parent = data.get("parent")
         if data["continue_from_active"]:
-            parent = critic_services.critic_active(project_id=project.pk)
+            parent = services.critic_active(project_id=project.pk)
             if parent is None:
                 raise ValidationError({"continue_from_active": ["This project has no active critic."]})
         try:
-            job = critic_services.critic_job_create(
+            job = services.critic_job_create(
                 project=project,
                 config=data["config"],
                 parent=parent,
@@ -247,7 +240,7 @@ class CriticJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         """Cancel the job: a queued one stops at once, a running one before its next training step; no
         version is created (admins only)."""
         job = self.get_object()
-        if not critic_services.critic_job_cancel(job=job):
+        if not services.critic_job_cancel(job=job):
             job.refresh_from_db()
             return Response(
                 {"detail": f"The job had already finished ({job.status})."}, status=status.HTTP_409_CONFLICT

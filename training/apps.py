@@ -11,6 +11,16 @@ class TrainingConfig(AppConfig):
 
         receivers.connect()
         _register_jobs()
+        _register_sections()
+
+
+def _register_sections() -> None:
+    """Training's parts of annotations' pages (annotations imports no training: it calls these by registry)."""
+    from annotations.panels import register_project_section
+
+    from .panels import project_generation_section
+
+    register_project_section(project_generation_section)
 
 
 def _register_jobs() -> None:

@@ -46,10 +46,6 @@ class ModelVersion(models.Model):
     def __str__(self) -> str:
         return self.name + (" (active)" if self.is_active else "")
 
-    @property
-    def has_adapter(self) -> bool:
-        return bool(self.storage_key or self.adapter_path)
-
 
 class GenerationJob(Job):
     """Sample K outputs for each of a project's prompts with the active (or a chosen) model version."""

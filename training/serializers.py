@@ -11,6 +11,13 @@ from annotations.models import Project
 from .models import CriticTrainingJob, CriticVersion, ModelVersion, RoundMetric, TrainingRound
 
 
+class ActivateSerializer(serializers.Serializer):
+    # no docstring: drf-spectacular would publish it as the schema's description
+    confirm = serializers.BooleanField(
+        default=False, help_text="Activate even without evidence that it is significantly better."
+    )
+
+
 class ModelVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
@@ -65,15 +72,21 @@ class TrainingRoundSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RoundSnapshotSerializer(serializers.ModelSerializer):
-    """A round's dataset snapshot: the sorted ids of the annotations it trained on, and their hash."""
+class _SnapshotSerializer(serializers.ModelSerializer):
+    """The one shape of a frozen snapshot (rounds and critic versions): sorted annotation ids and their hash."""
 
     snapshot = serializers.ListField(child=serializers.IntegerField(), read_only=True)
 
     class Meta:
-        model = TrainingRound
         fields = ["id", "snapshot_hash", "snapshot"]
         read_only_fields = fields
+
+
+class RoundSnapshotSerializer(_SnapshotSerializer):
+    """A round's dataset snapshot: the sorted ids of the annotations it trained on, and their hash."""
+
+    class Meta(_SnapshotSerializer.Meta):
+        model = TrainingRound
 
 
 class RoundMetricSerializer(serializers.ModelSerializer):
@@ -143,20 +156,16 @@ class CriticVersionDetailSerializer(CriticVersionSerializer):
 
     @extend_schema_field(CriticSuggestionStatsSerializer)
     def get_suggestions(self, version: CriticVersion) -> dict:
-        from .critic_selectors import review_stats
+        from .selectors import review_stats
 
         return review_stats(version)
 
 
-class CriticSnapshotSerializer(serializers.ModelSerializer):
+class CriticSnapshotSerializer(_SnapshotSerializer):
     """The sorted ids of the annotations a critic version learned from (or was tested on), and their hash."""
 
-    snapshot = serializers.ListField(child=serializers.IntegerField(), read_only=True)
-
-    class Meta:
+    class Meta(_SnapshotSerializer.Meta):
         model = CriticVersion
-        fields = ["id", "snapshot_hash", "snapshot"]
-        read_only_fields = fields
 
 
 class CriticTrainingJobSerializer(serializers.ModelSerializer):

@@ -19,9 +19,9 @@ def generate(job_id: int) -> None:
     name="training.evaluation_generate", acks_late=True, soft_time_limit=6 * 3600, time_limit=6 * 3600 + 120
 )
 def evaluation_generate(campaign_id: int) -> None:
-    from .worker import evaluation
+    from .worker import campaigns
 
-    evaluation.campaign_generate_run(campaign_id=campaign_id)
+    campaigns.campaign_generate_run(campaign_id=campaign_id)
 
 
 @shared_task(name="training.compute_rewards", acks_late=True, soft_time_limit=300, time_limit=330)

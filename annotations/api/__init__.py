@@ -6,7 +6,7 @@ else; admins write. Lists use cursor pagination; every endpoint is throttled.
 
 One module per subject: ``permissions`` (roles, the id pattern), ``plumbing`` (throttles, pagination,
 renderers), ``auth``, ``filters``, ``projects`` (projects, prompts, outputs), ``feedback`` (annotations,
-token rewards), ``exports`` and ``imports``. The names other modules use are re-exported here.
+token rewards), ``exports``, ``imports`` and ``review`` (verdicts, agreement, gold; its serializers too). The names other modules use are re-exported here.
 """
 
 from .auth import MeView, TokenObtainView
@@ -24,8 +24,13 @@ from .permissions import (
 )
 from .plumbing import IdCursorPagination, NewestFirstPagination
 from .projects import GenerationViewSet, ProjectViewSet, PromptViewSet
+from .review import AgreementViewSet, GoldView, ProjectAgreementView, ReviewViewSet
 
 __all__ = [
+    "AgreementViewSet",
+    "GoldView",
+    "ProjectAgreementView",
+    "ReviewViewSet",
     "ID_REGEX",
     "MAX_ID",
     "AnnotationViewSet",

@@ -10,7 +10,8 @@ from rest_framework import exceptions, mixins, renderers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from .. import datasets, exports, serializers
+from .. import exports, serializers
+from ..exports import jobs as export_jobs
 from ..models import DatasetExport
 from .filters import ExportFilter
 from .permissions import ID_REGEX, ResearcherOnly
@@ -42,7 +43,7 @@ class ExportViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self) -> QuerySet[DatasetExport]:
         # Another user's export is a 404: its query may name annotators, its file may identify them.
-        return datasets.exports_visible_to(self.request.user).select_related("created_by")
+        return export_jobs.exports_visible_to(self.request.user).select_related("created_by")
 
     def get_throttles(self):
         if self.action == "create":
@@ -53,7 +54,7 @@ class ExportViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         form = serializers.ExportCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         try:
-            export = datasets.export_create(
+            export = export_jobs.export_create(
                 kind=form.validated_data["kind"],
                 fmt=form.validated_data["format"],
                 query=form.validated_data["query"],
@@ -61,7 +62,7 @@ class ExportViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             )
         except exports.ExportQueryError as exc:
             raise exceptions.ValidationError({"query": exc.errors}) from exc
-        except datasets.ExportRefused as exc:
+        except export_jobs.ExportRefused as exc:
             return Response({"detail": str(exc)}, status=exc.status)
         data = self.get_serializer(export).data
         return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": f"{export.pk}/"})
@@ -84,10 +85,10 @@ class ExportViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def download(self, request, pk=None):
         """The export's file; its sha256 is in the ``X-Content-SHA256`` header and in ``content_hash``."""
         export = self.get_object()
-        signed_url = datasets.export_signed_url(export)
+        signed_url = export_jobs.export_signed_url(export)
         if signed_url:
             return HttpResponseRedirect(signed_url)
-        stream = datasets.export_open(export)
+        stream = export_jobs.export_open(export)
         if stream is None:
             return Response(
                 {"detail": f"Export {export.pk} has no file to download (status: {export.status})."},
@@ -96,10 +97,10 @@ class ExportViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         response = FileResponse(
             stream,  # streamed from the artifact store in blocks; FileResponse closes it
             as_attachment=True,
-            filename=datasets.export_download_name(export),
+            filename=export_jobs.export_download_name(export),
             content_type=exports.CONTENT_TYPES[export.format],
         )
         response["X-Content-SHA256"] = export.content_hash
         response["ETag"] = f'"{export.content_hash}"'
-        datasets.export_downloaded(export=export, user=request.user)
+        export_jobs.export_downloaded(export=export, user=request.user)
         return response

@@ -8,7 +8,8 @@ from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from .. import imports, serializers
+from .. import serializers
+from ..imports import jobs as import_jobs
 from ..models import PromptImport
 from .permissions import ID_REGEX, AdminOnly
 from .plumbing import NewestFirstPagination
@@ -26,7 +27,7 @@ class ImportViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = PromptImport.objects.none()  # for the schema; requests use get_queryset
 
     def get_queryset(self) -> QuerySet[PromptImport]:
-        return imports.imports_visible_to(self.request.user).select_related("created_by")
+        return import_jobs.imports_visible_to(self.request.user).select_related("created_by")
 
     @extend_schema(
         request=None,
@@ -40,7 +41,7 @@ class ImportViewSet(viewsets.ReadOnlyModelViewSet):
         """Cancel a queued import (nothing is written) or a running one (it stops before its next chunk;
         the rows it wrote stay, and importing the file again skips them as duplicates)."""
         job = self.get_object()
-        if not imports.prompt_import_cancel(job=job, user=request.user):
+        if not import_jobs.prompt_import_cancel(job=job, user=request.user):
             return Response(
                 {"detail": f"Import {job.pk} has already finished ({job.status})."},
                 status=status.HTTP_409_CONFLICT,

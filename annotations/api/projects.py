@@ -9,8 +9,9 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from .. import imports, roles, serializers, services
-from ..importers import ImportFileError, detect_format
+from .. import roles, serializers, services
+from ..imports import jobs as import_jobs
+from ..imports.parsing import ImportFileError, detect_format
 from ..models import Generation, Project, Prompt
 from .feedback import annotations_visible_to
 from .filters import GenerationFilter, ProjectFilter, PromptFilter
@@ -67,8 +68,8 @@ class ProjectViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.
             raise PayloadTooLarge(f"The file is {upload.size:,} bytes; the limit is {limit:,} bytes.")
         try:
             fmt = form.validated_data.get("format") or detect_format(upload.name or "")
-            if imports.import_runs_in_background(upload.size, asked=form.validated_data["background"]):
-                job = imports.prompt_import_create(
+            if import_jobs.import_runs_in_background(upload.size, asked=form.validated_data["background"]):
+                job = import_jobs.prompt_import_create(
                     project=project,
                     upload=upload,
                     size=upload.size,
@@ -81,7 +82,7 @@ class ProjectViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.
                 return Response(
                     data, status=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/v1/imports/{job.pk}/"}
                 )
-            report = imports.prompts_upload(
+            report = import_jobs.prompts_upload(
                 project=project,
                 data=upload.read(limit + 1),
                 fmt=fmt,

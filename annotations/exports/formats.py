@@ -26,6 +26,10 @@ Progress = Callable[[int], None]
 def _schemas():
     import pyarrow as pa
 
+    return {kind: build(pa) for kind, build in _SCHEMA_BUILDERS.items()}
+
+
+def _spans_schema(pa):
     span = pa.struct(
         [
             ("start", pa.int64()),
@@ -38,74 +42,89 @@ def _schemas():
             ("origin", pa.string()),
         ]
     )
-    return {
-        "spans": pa.schema(
-            [
-                ("annotation_id", pa.int64()),
-                ("generation_id", pa.int64()),
-                ("prompt_id", pa.int64()),
-                ("project", pa.string()),
-                ("prompt", pa.string()),
-                ("output", pa.string()),
-                ("model_version", pa.string()),
-                ("source_model", pa.string()),
-                ("annotator", pa.string()),
-                ("status", pa.string()),
-                ("overall_critique", pa.string()),
-                ("rating", pa.int64()),
-                ("submitted_at", pa.timestamp("us", tz="UTC")),
-                ("is_gold", pa.bool_()),
-                ("review", pa.string()),
-                ("agreement", pa.float64()),
-                ("span_f1", pa.float64()),
-                ("spans", pa.list_(span)),
-            ]
-        ),
-        "token-rewards": pa.schema(
-            [
-                ("annotation_id", pa.int64()),
-                ("generation_id", pa.int64()),
-                ("prompt_id", pa.int64()),
-                ("project", pa.string()),
-                ("model_version", pa.string()),
-                ("annotator", pa.string()),
-                ("rating", pa.int64()),
-                ("tokenizer_fingerprint", pa.string()),
-                ("prompt", pa.string()),
-                ("response", pa.string()),
-                ("prompt_token_ids", pa.list_(pa.int64())),
-                ("response_token_ids", pa.list_(pa.int64())),
-                ("rewards", pa.list_(pa.float64())),
-                ("behaviour_logprobs", pa.list_(pa.float64())),
-                ("is_gold", pa.bool_()),
-                ("review", pa.string()),
-                ("agreement", pa.float64()),
-            ]
-        ),
-        "kto": pa.schema(
-            [
-                ("prompt", pa.string()),
-                ("completion", pa.string()),
-                ("label", pa.bool_()),
-                ("prompt_id", pa.int64()),
-                ("generation_id", pa.int64()),
-                ("rating", pa.float64()),
-                ("ratings", pa.int64()),
-            ]
-        ),
-        "dpo": pa.schema(
-            [
-                ("prompt", pa.string()),
-                ("chosen", pa.string()),
-                ("rejected", pa.string()),
-                ("prompt_id", pa.int64()),
-                ("chosen_generation_id", pa.int64()),
-                ("rejected_generation_id", pa.int64()),
-                ("chosen_rating", pa.float64()),
-                ("rejected_rating", pa.float64()),
-            ]
-        ),
-    }
+    return pa.schema(
+        [
+            ("annotation_id", pa.int64()),
+            ("generation_id", pa.int64()),
+            ("prompt_id", pa.int64()),
+            ("project", pa.string()),
+            ("prompt", pa.string()),
+            ("output", pa.string()),
+            ("model_version", pa.string()),
+            ("source_model", pa.string()),
+            ("annotator", pa.string()),
+            ("status", pa.string()),
+            ("overall_critique", pa.string()),
+            ("rating", pa.int64()),
+            ("submitted_at", pa.timestamp("us", tz="UTC")),
+            ("is_gold", pa.bool_()),
+            ("review", pa.string()),
+            ("agreement", pa.float64()),
+            ("span_f1", pa.float64()),
+            ("spans", pa.list_(span)),
+        ]
+    )
+
+
+def _token_rewards_schema(pa):
+    return pa.schema(
+        [
+            ("annotation_id", pa.int64()),
+            ("generation_id", pa.int64()),
+            ("prompt_id", pa.int64()),
+            ("project", pa.string()),
+            ("model_version", pa.string()),
+            ("annotator", pa.string()),
+            ("rating", pa.int64()),
+            ("tokenizer_fingerprint", pa.string()),
+            ("prompt", pa.string()),
+            ("response", pa.string()),
+            ("prompt_token_ids", pa.list_(pa.int64())),
+            ("response_token_ids", pa.list_(pa.int64())),
+            ("rewards", pa.list_(pa.float64())),
+            ("behaviour_logprobs", pa.list_(pa.float64())),
+            ("is_gold", pa.bool_()),
+            ("review", pa.string()),
+            ("agreement", pa.float64()),
+        ]
+    )
+
+
+def _kto_schema(pa):
+    return pa.schema(
+        [
+            ("prompt", pa.string()),
+            ("completion", pa.string()),
+            ("label", pa.bool_()),
+            ("prompt_id", pa.int64()),
+            ("generation_id", pa.int64()),
+            ("rating", pa.float64()),
+            ("ratings", pa.int64()),
+        ]
+    )
+
+
+def _dpo_schema(pa):
+    return pa.schema(
+        [
+            ("prompt", pa.string()),
+            ("chosen", pa.string()),
+            ("rejected", pa.string()),
+            ("prompt_id", pa.int64()),
+            ("chosen_generation_id", pa.int64()),
+            ("rejected_generation_id", pa.int64()),
+            ("chosen_rating", pa.float64()),
+            ("rejected_rating", pa.float64()),
+        ]
+    )
+
+
+_SCHEMA_BUILDERS = {
+    "spans": _spans_schema,
+    "token-rewards": _token_rewards_schema,
+    "kto": _kto_schema,
+    "dpo": _dpo_schema,
+}
 
 
 def parquet_schema(kind: str):

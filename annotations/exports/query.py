@@ -54,77 +54,12 @@ class ExportQuery:
         for key in sorted(set(data) - known):
             errors[key] = "unknown field"
         values: dict[str, Any] = {}
-        for key in ("project", "model_version", "annotator"):
-            raw = data.get(key)
-            if raw in (None, ""):
-                continue
-            try:
-                number = int(raw)
-                if isinstance(raw, bool) or not 1 <= number <= MAX_ID or str(raw).strip() != str(number):
-                    raise ValueError
-            except (TypeError, ValueError):
-                errors[key] = "must be a positive integer id"
-                continue
-            values[key] = number
-        status = data.get("status") or "submitted"
-        if status not in STATUSES:
-            errors["status"] = f"must be one of {', '.join(STATUSES)}"
-        elif kind in ("kto", "dpo") and status != "submitted":
-            errors["status"] = f"{kind} exports use submitted annotations only"
-        else:
-            values["status"] = status
-        for key in ("submitted_after", "submitted_before"):
-            raw = data.get(key)
-            if raw in (None, ""):
-                continue
-            try:
-                values[key] = _parse_moment(raw).isoformat()
-            except (TypeError, ValueError, OverflowError):
-                errors[key] = "must be an ISO 8601 date or date-time"
-        fingerprint = data.get("tokenizer_fingerprint") or ""
-        if not isinstance(fingerprint, str) or len(fingerprint) > 64 or not fingerprint.isprintable():
-            errors["tokenizer_fingerprint"] = "must be a tokenizer fingerprint (at most 64 characters)"
-        else:
-            values["tokenizer_fingerprint"] = fingerprint
-        for key in ("identify_annotators", "gold_only"):
-            flag = _as_bool(data.get(key, False))
-            if flag is None:
-                errors[key] = "must be true or false"
-            else:
-                values[key] = flag
-        review = data.get("review") or "any"
-        if review not in REVIEWS:
-            errors["review"] = f"must be one of {', '.join(REVIEWS)}"
-        else:
-            values["review"] = review
-        for key, low, high in (
-            ("kto_desirable_min", 1, 5),
-            ("kto_undesirable_max", 1, 5),
-            ("dpo_min_margin", 0, 4),
-        ):
-            raw = data.get(key)
-            if raw in (None, ""):
-                continue
-            try:
-                number = float(raw)
-                if isinstance(raw, bool) or not low <= number <= high:
-                    raise ValueError
-            except (TypeError, ValueError):
-                errors[key] = f"must be a number from {low} to {high}"
-                continue
-            values[key] = number
+        _read_ids(data, values, errors)
+        _read_filters(data, values, errors, kind=kind)
+        _read_thresholds(data, values, errors)
         if not errors:
             query = cls(**values)
-            if query.kto_undesirable_max >= query.kto_desirable_min:
-                errors["kto_undesirable_max"] = "must be below kto_desirable_min"
-            if query.dpo_min_margin <= 0:
-                errors["dpo_min_margin"] = "must be above 0 (a pair needs a preferred output)"
-            if (
-                query.submitted_after
-                and query.submitted_before
-                and _parse_moment(query.submitted_after) >= _parse_moment(query.submitted_before)
-            ):
-                errors["submitted_before"] = "must be after submitted_after"
+            errors.update(_cross_errors(query))
         if errors:
             raise ExportQueryError(errors)
         return query
@@ -199,3 +134,90 @@ def annotation_filters(query: ExportQuery, *, prefix: str = "") -> dict[str, Any
 
 def annotations_for(query: ExportQuery) -> QuerySet[Annotation]:
     return Annotation.objects.filter(**annotation_filters(query))
+
+
+# --- the parts of ExportQuery.from_dict: each reads its fields into ``values`` or says why not in ``errors``
+
+
+def _read_ids(data: dict, values: dict, errors: dict) -> None:
+    for key in ("project", "model_version", "annotator"):
+        raw = data.get(key)
+        if raw in (None, ""):
+            continue
+        try:
+            number = int(raw)
+            if isinstance(raw, bool) or not 1 <= number <= MAX_ID or str(raw).strip() != str(number):
+                raise ValueError
+        except (TypeError, ValueError):
+            errors[key] = "must be a positive integer id"
+            continue
+        values[key] = number
+
+
+def _read_filters(data: dict, values: dict, errors: dict, *, kind: str) -> None:
+    status = data.get("status") or "submitted"
+    if status not in STATUSES:
+        errors["status"] = f"must be one of {', '.join(STATUSES)}"
+    elif kind in ("kto", "dpo") and status != "submitted":
+        errors["status"] = f"{kind} exports use submitted annotations only"
+    else:
+        values["status"] = status
+    for key in ("submitted_after", "submitted_before"):
+        raw = data.get(key)
+        if raw in (None, ""):
+            continue
+        try:
+            values[key] = _parse_moment(raw).isoformat()
+        except (TypeError, ValueError, OverflowError):
+            errors[key] = "must be an ISO 8601 date or date-time"
+    fingerprint = data.get("tokenizer_fingerprint") or ""
+    if not isinstance(fingerprint, str) or len(fingerprint) > 64 or not fingerprint.isprintable():
+        errors["tokenizer_fingerprint"] = "must be a tokenizer fingerprint (at most 64 characters)"
+    else:
+        values["tokenizer_fingerprint"] = fingerprint
+    for key in ("identify_annotators", "gold_only"):
+        flag = _as_bool(data.get(key, False))
+        if flag is None:
+            errors[key] = "must be true or false"
+        else:
+            values[key] = flag
+    review = data.get("review") or "any"
+    if review not in REVIEWS:
+        errors["review"] = f"must be one of {', '.join(REVIEWS)}"
+    else:
+        values["review"] = review
+
+
+def _read_thresholds(data: dict, values: dict, errors: dict) -> None:
+    for key, low, high in (
+        ("kto_desirable_min", 1, 5),
+        ("kto_undesirable_max", 1, 5),
+        ("dpo_min_margin", 0, 4),
+    ):
+        raw = data.get(key)
+        if raw in (None, ""):
+            continue
+        try:
+            number = float(raw)
+            if isinstance(raw, bool) or not low <= number <= high:
+                raise ValueError
+        except (TypeError, ValueError):
+            errors[key] = f"must be a number from {low} to {high}"
+            continue
+        values[key] = number
+
+
+def _cross_errors(query: ExportQuery) -> dict[str, str]:
+    """What is wrong with fields taken together (each one alone was valid)."""
+    errors = {}
+    if query.kto_undesirable_max >= query.kto_desirable_min:
+        errors["kto_undesirable_max"] = "must be below kto_desirable_min"
+    if query.dpo_min_margin <= 0:
+        errors["dpo_min_margin"] = "must be above 0 (a pair needs a preferred output)"
+    if (
+        query.submitted_after
+        and query.submitted_before
+        and _parse_moment(query.submitted_after) >= _parse_moment(query.submitted_before)
+    ):
+        errors["submitted_before"] = "must be after submitted_after"
+    return errors

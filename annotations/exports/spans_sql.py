@@ -11,7 +11,6 @@ from json.encoder import encode_basestring
 from django.db import connection, transaction
 
 from ..models import Annotation, Generation, OutputAgreement, Project, Prompt, Review, Span
-from ..selectors import model_version_model
 from .formats import jsonl_chunks
 from .names import annotator_names
 from .query import DEFAULT_CHUNK, ExportQuery, annotations_for
@@ -65,7 +64,8 @@ _ISO_UTC = (
 def _spans_jsonl_sql(query: ExportQuery) -> tuple[str, list]:
     from django.contrib.auth import get_user_model
 
-    ModelVersion = model_version_model()
+    # training's model, reached through the relation (annotations imports no training; docs/architecture.md)
+    ModelVersion = Generation._meta.get_field("model_version").related_model
 
     selected, params = annotations_for(query).values("id").query.sql_with_params()
     tables = {

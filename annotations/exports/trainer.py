@@ -13,6 +13,29 @@ from .formats import _chunks
 from .names import annotator_names
 from .query import DEFAULT_CHUNK, ExportQuery, annotation_filters, annotations_for
 
+_TOKEN_REWARD_COLUMNS = (
+    "annotation_id",
+    "annotation__generation_id",
+    "annotation__generation__prompt_id",
+    "annotation__generation__prompt__project__name",
+    "annotation__generation__prompt__text",
+    "annotation__generation__text",
+    "annotation__generation__model_version__name",
+    "annotation__annotator_id",
+    "annotation__annotator__username",
+    "annotation__rating",
+    "tokenizer_fingerprint",
+    "prompt_token_ids",
+    "token_ids",
+    "rewards",
+    "annotation__generation__tokenizer_fingerprint",
+    "annotation__generation__response_token_ids",
+    "annotation__generation__behaviour_logprobs",
+    "annotation__is_gold",
+    "annotation__review__verdict",
+    "annotation__generation__agreement__score",
+)
+
 
 def token_reward_rows(query: ExportQuery, *, chunk_size: int = DEFAULT_CHUNK) -> Iterator[dict[str, Any]]:
     """One row per TokenReward of the query's tokenizer: token ids and one reward per response token.
@@ -25,31 +48,18 @@ def token_reward_rows(query: ExportQuery, *, chunk_size: int = DEFAULT_CHUNK) ->
     rewards = TokenReward.objects.filter(**annotation_filters(query, prefix="annotation__"))
     if query.tokenizer_fingerprint:
         rewards = rewards.filter(tokenizer_fingerprint=query.tokenizer_fingerprint)
-    prompt_ids_column = "prompt_token_ids"
-    columns = (
-        "annotation_id",
-        "annotation__generation_id",
-        "annotation__generation__prompt_id",
-        "annotation__generation__prompt__project__name",
-        "annotation__generation__prompt__text",
-        "annotation__generation__text",
-        "annotation__generation__model_version__name",
-        "annotation__annotator_id",
-        "annotation__annotator__username",
-        "annotation__rating",
-        "tokenizer_fingerprint",
-        prompt_ids_column,
-        "token_ids",
-        "rewards",
-        "annotation__generation__tokenizer_fingerprint",
-        "annotation__generation__response_token_ids",
-        "annotation__generation__behaviour_logprobs",
-        "annotation__is_gold",
-        "annotation__review__verdict",
-        "annotation__generation__agreement__score",
+    cursor = (
+        rewards.order_by("annotation_id", "id")
+        .values_list(*_TOKEN_REWARD_COLUMNS)
+        .iterator(chunk_size=chunk_size)
     )
-    cursor = rewards.order_by("annotation_id", "id").values_list(*columns).iterator(chunk_size=chunk_size)
-    for (
+    for values in cursor:
+        yield _token_reward_row(values, name_of)
+
+
+def _token_reward_row(values: tuple, name_of) -> dict[str, Any]:
+    """One export row from the values of ``_TOKEN_REWARD_COLUMNS``."""
+    (
         annotation_id,
         generation_id,
         prompt_id,
@@ -70,33 +80,31 @@ def token_reward_rows(query: ExportQuery, *, chunk_size: int = DEFAULT_CHUNK) ->
         is_gold,
         verdict,
         agreement,
-    ) in cursor:
-        same_tokenizer = generation_fingerprint == fingerprint
-        yield {
-            "annotation_id": annotation_id,
-            "generation_id": generation_id,
-            "prompt_id": prompt_id,
-            "project": project,
-            "model_version": model_version,
-            "annotator": name_of(annotator_id, username),
-            "rating": rating,
-            "tokenizer_fingerprint": fingerprint,
-            "prompt": prompt,
-            "response": response,
-            "prompt_token_ids": list(prompt_token_ids or []),
-            "response_token_ids": list(token_ids),
-            "rewards": [float(r) for r in token_rewards],
-            "behaviour_logprobs": (
-                [float(x) for x in behaviour_logprobs]
-                if same_tokenizer
-                and sampled_ids == token_ids
-                and len(behaviour_logprobs or []) == len(token_ids)
-                else []
-            ),
-            "is_gold": is_gold,
-            "review": verdict,
-            "agreement": agreement,
-        }
+    ) = values
+    same_tokenizer = generation_fingerprint == fingerprint
+    return {
+        "annotation_id": annotation_id,
+        "generation_id": generation_id,
+        "prompt_id": prompt_id,
+        "project": project,
+        "model_version": model_version,
+        "annotator": name_of(annotator_id, username),
+        "rating": rating,
+        "tokenizer_fingerprint": fingerprint,
+        "prompt": prompt,
+        "response": response,
+        "prompt_token_ids": list(prompt_token_ids or []),
+        "response_token_ids": list(token_ids),
+        "rewards": [float(r) for r in token_rewards],
+        "behaviour_logprobs": (
+            [float(x) for x in behaviour_logprobs]
+            if same_tokenizer and sampled_ids == token_ids and len(behaviour_logprobs or []) == len(token_ids)
+            else []
+        ),
+        "is_gold": is_gold,
+        "review": verdict,
+        "agreement": agreement,
+    }
 
 
 def _rated_generations(query: ExportQuery):

@@ -45,6 +45,24 @@ def agreement_refresh(*, generation_ids: Iterable[int]) -> int:
 
 
 def _refresh_chunk(ids: list[int]) -> int:
+    by_generation, order, inputs = _chunk_inputs(ids)
+    result = batch_agreement(inputs)
+    objects = _agreement_rows(result, by_generation, order)
+    with transaction.atomic():
+        OutputAgreement.objects.filter(generation_id__in=ids).exclude(generation_id__in=order).delete()
+        if connection.vendor == "postgresql" and len(objects) > 50:
+            _upsert_by_copy(objects)
+        else:
+            fields = [f.name for f in OutputAgreement._meta.concrete_fields if f.name != "generation"]
+            OutputAgreement.objects.bulk_create(
+                objects, update_conflicts=True, unique_fields=["generation"], update_fields=fields
+            )
+    return len(objects)
+
+
+def _chunk_inputs(ids: list[int]) -> tuple[dict[int, list[tuple]], list[int], list[OutputInput]]:
+    """The submitted annotations of these outputs grouped by output, in the order of the measured inputs,
+    and one ``OutputInput`` per output: its length, each coder's spans, the gold coder, ratings, offsets."""
     annotations = list(
         Annotation.objects.filter(generation_id__in=ids, status=Annotation.Status.SUBMITTED)
         .order_by("generation_id", "is_gold", "annotator_id")
@@ -82,8 +100,11 @@ def _refresh_chunk(ids: list[int]) -> int:
             )
         )
         order.append(generation_id)
-    result = batch_agreement(inputs)
+    return by_generation, order, inputs
 
+
+def _pair_entries(result, by_generation: dict, order: list[int]) -> tuple[dict, dict]:
+    """Per output position: each annotator pair's F1 and coincidence matrix, and each annotator's against gold."""
     pairs: dict[int, list[dict]] = defaultdict(list)
     gold: dict[int, list[dict]] = defaultdict(list)
     # Converted to Python lists once for the whole chunk (per row it costs more than the maths).
@@ -99,6 +120,12 @@ def _refresh_chunk(ids: list[int]) -> int:
             gold[position].append({"annotator": first[2], **entry})
         else:
             pairs[position].append({"a": first[2], "b": second[2], **entry})
+    return pairs, gold
+
+
+def _agreement_rows(result, by_generation: dict, order: list[int]) -> list[OutputAgreement]:
+    """One unsaved ``OutputAgreement`` per measured output."""
+    pairs, gold = _pair_entries(result, by_generation, order)
     coincidences = _matrix(result.coincidence)
     rating_coincidences = _matrix(result.rating_coincidence)
     objects = []
@@ -124,16 +151,7 @@ def _refresh_chunk(ids: list[int]) -> int:
                 completed_at=max((row[5] for row in rows if not row[3] and row[5]), default=None),
             )
         )
-    with transaction.atomic():
-        OutputAgreement.objects.filter(generation_id__in=ids).exclude(generation_id__in=order).delete()
-        if connection.vendor == "postgresql" and len(objects) > 50:
-            _upsert_by_copy(objects)
-        else:
-            fields = [f.name for f in OutputAgreement._meta.concrete_fields if f.name != "generation"]
-            OutputAgreement.objects.bulk_create(
-                objects, update_conflicts=True, unique_fields=["generation"], update_fields=fields
-            )
-    return len(objects)
+    return objects
 
 
 def _upsert_by_copy(objects: list[OutputAgreement]) -> None:

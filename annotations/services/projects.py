@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 
-from ..importers import ParseResult
 from ..models import Generation, Project, Prompt, content_hash
+
+if TYPE_CHECKING:  # a type only: the parser's package imports these services
+    from ..imports.parsing import ParseResult
 
 logger = logging.getLogger(__name__)
 

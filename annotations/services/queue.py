@@ -94,63 +94,70 @@ def assignment_next(*, project: Project, annotator, now: datetime | None = None)
     user_model = get_user_model()
     with transaction.atomic():
         list(user_model.objects.select_for_update().filter(pk=annotator.pk).values_list("pk", flat=True))
-        own = (
-            Assignment.objects.filter(annotator=annotator, generation__prompt__project=project)
-            .filter(
-                Q(status=Assignment.Status.ACTIVE)
-                | Q(
-                    Exists(
-                        Annotation.objects.filter(
-                            generation=OuterRef("generation"),
-                            annotator=annotator,
-                            status=Annotation.Status.DRAFT,
-                        )
-                    ),
-                    status=Assignment.Status.EXPIRED,
-                )
-            )
-            .select_related("generation__prompt__project")
-            .order_by("leased_at", "pk")
-        )
-        for assignment in own:
-            if _assignment_reclaim(assignment, now):
-                Annotation.objects.get_or_create(
-                    generation_id=assignment.generation_id, annotator=annotator, is_gold=False
-                )
-                return assignment
+        return _own_lease_back(project, annotator, now) or _new_lease(project, annotator, now)
 
-        quota = project.annotations_per_output
-        candidates = next_candidates(project, annotator, now)
-        skip_locked = True
-        for _ in range(_NEXT_ATTEMPTS):
-            locked_ids = list(
-                candidates.select_for_update(skip_locked=skip_locked, of=("self",)).values_list(
-                    "pk", flat=True
-                )[:_NEXT_BATCH]
+
+def _own_lease_back(project: Project, annotator, now: datetime) -> Assignment | None:
+    """The annotator's open draft in this project, its lease renewed or taken back (see ``_assignment_reclaim``)."""
+    own = (
+        Assignment.objects.filter(annotator=annotator, generation__prompt__project=project)
+        .filter(
+            Q(status=Assignment.Status.ACTIVE)
+            | Q(
+                Exists(
+                    Annotation.objects.filter(
+                        generation=OuterRef("generation"),
+                        annotator=annotator,
+                        status=Annotation.Status.DRAFT,
+                    )
+                ),
+                status=Assignment.Status.EXPIRED,
             )
-            if not locked_ids:
-                if not skip_locked:
-                    return None
-                # Every candidate is held by another request for a moment: wait for those instead of
-                # answering "nothing left" while slots may remain.
-                skip_locked = False
+        )
+        .select_related("generation__prompt__project")
+        .order_by("leased_at", "pk")
+    )
+    for assignment in own:
+        if _assignment_reclaim(assignment, now):
+            Annotation.objects.get_or_create(
+                generation_id=assignment.generation_id, annotator=annotator, is_gold=False
+            )
+            return assignment
+    return None
+
+
+def _new_lease(project: Project, annotator, now: datetime) -> Assignment | None:
+    """Lease the first candidate output with a free slot, counted again under its row lock."""
+    quota = project.annotations_per_output
+    candidates = next_candidates(project, annotator, now)
+    skip_locked = True
+    for _ in range(_NEXT_ATTEMPTS):
+        locked_ids = list(
+            candidates.select_for_update(skip_locked=skip_locked, of=("self",)).values_list("pk", flat=True)[
+                :_NEXT_BATCH
+            ]
+        )
+        if not locked_ids:
+            if not skip_locked:
+                return None
+            # Every candidate is held by another request for a moment: wait for those instead of
+            # answering "nothing left" while slots may remain.
+            skip_locked = False
+            continue
+        for generation_id in locked_ids:
+            # Counted again under the row lock: the candidate query's snapshot may predate a lease
+            # that another request committed while this one waited.
+            if slots_taken(generation_id, now) >= quota:
                 continue
-            for generation_id in locked_ids:
-                # Counted again under the row lock: the candidate query's snapshot may predate a lease
-                # that another request committed while this one waited.
-                if slots_taken(generation_id, now) >= quota:
-                    continue
-                assignment = Assignment.objects.create(
-                    generation_id=generation_id,
-                    annotator=annotator,
-                    leased_at=now,
-                    expires_at=lease_until(now),
-                )
-                Annotation.objects.get_or_create(
-                    generation_id=generation_id, annotator=annotator, is_gold=False
-                )
-                return assignment
-            candidates = candidates.exclude(pk__in=locked_ids)
+            assignment = Assignment.objects.create(
+                generation_id=generation_id,
+                annotator=annotator,
+                leased_at=now,
+                expires_at=lease_until(now),
+            )
+            Annotation.objects.get_or_create(generation_id=generation_id, annotator=annotator, is_gold=False)
+            return assignment
+        candidates = candidates.exclude(pk__in=locked_ids)
     return None
 
 

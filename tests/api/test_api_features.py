@@ -8,7 +8,7 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from annotations import datasets as dataset_services
+from annotations.exports import jobs as export_jobs
 from annotations.models import DatasetExport, Generation, Prompt
 
 pytestmark = pytest.mark.django_db
@@ -143,7 +143,7 @@ def test_export_lifecycle_through_the_api(api, feedback, researcher, django_capt
     assert created["query"]["project"] == feedback.project.pk
     early = client.get(f"{API}/exports/{created['id']}/download/")
     assert early.status_code == 409 and "queued" in early.json()["detail"]
-    dataset_services.export_run(export_id=created["id"])  # what the worker does
+    export_jobs.export_run(export_id=created["id"])  # what the worker does
     detail = client.get(f"{API}/exports/{created['id']}/").json()
     assert detail["status"] == "succeeded" and detail["percent"] == 100 and detail["row_count"] == 4
     assert detail["created_by"] == "res1" and detail["download_url"].endswith(

@@ -11,7 +11,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from annotations import imports, services
+from annotations import services
+from annotations.imports import jobs as import_jobs
 from annotations.models import Generation, Prompt, PromptImport
 from artifacts import default_store
 from jobs import lifecycle, reaper
@@ -32,7 +33,7 @@ def upload(name: str, data: bytes) -> SimpleUploadedFile:
 def _queue(project, admin_user, data: bytes, *, fmt="jsonl", allow_partial=False) -> PromptImport:
     import io
 
-    return imports.prompt_import_create(
+    return import_jobs.prompt_import_create(
         project=project,
         upload=io.BytesIO(data),
         size=len(data),
@@ -93,7 +94,7 @@ def test_small_files_still_import_at_once_and_background_can_be_asked(api, admin
     assert response.status_code == 202
     job = PromptImport.objects.get(pk=response.json()["id"])
     assert not Prompt.objects.filter(text="Later.").exists()
-    imports.prompt_import_run(import_id=job.pk)  # what the worker's task calls
+    import_jobs.prompt_import_run(import_id=job.pk)  # what the worker's task calls
     job.refresh_from_db()
     assert job.status == "succeeded" and Prompt.objects.filter(text="Later.").count() == 1
 
@@ -115,7 +116,7 @@ def test_an_unreadable_background_upload_is_refused_in_the_request(
     )
     assert response.status_code == 400 and message in response.json()["file"][0]
     assert not PromptImport.objects.exists()
-    assert default_store().list(imports.IMPORTS_PREFIX) == []  # nothing stored for a job that never was
+    assert default_store().list(import_jobs.IMPORTS_PREFIX) == []  # nothing stored for a job that never was
 
 
 def test_a_malformed_file_fails_with_every_bad_line_and_writes_nothing(admin_user, project):
@@ -127,7 +128,7 @@ def test_a_malformed_file_fails_with_every_bad_line_and_writes_nothing(admin_use
     ]
     data = ("\n".join(lines) + "\n").encode()
     job = _queue(project, admin_user, data)
-    imports.prompt_import_run(import_id=job.pk)
+    import_jobs.prompt_import_run(import_id=job.pk)
     job.refresh_from_db()
     assert job.status == "failed"
     assert job.error == "2 bad lines; nothing was imported. Fix them, or allow a partial import."
@@ -137,7 +138,7 @@ def test_a_malformed_file_fails_with_every_bad_line_and_writes_nothing(admin_use
     assert job.upload_key == "" or not default_store().is_file(job.upload_key)
 
     partial = _queue(project, admin_user, data, allow_partial=True)
-    imports.prompt_import_run(import_id=partial.pk)
+    import_jobs.prompt_import_run(import_id=partial.pk)
     partial.refresh_from_db()
     assert partial.status == "succeeded" and partial.report["created_prompts"] == 2
     assert partial.report["error_count"] == 2
@@ -158,7 +159,7 @@ def test_the_job_page_polls_then_shows_the_report(client, admin_user, project):
     assert response.status_code == 302 and response["Location"] == f"/data/import/{job.pk}/"
     fragment = client.get(f"/data/import/{job.pk}/", HTTP_HX_REQUEST="true").content.decode()
     assert 'hx-trigger="every 1s"' in fragment and "queued: next to run" in fragment
-    imports.prompt_import_run(import_id=job.pk)
+    import_jobs.prompt_import_run(import_id=job.pk)
     fragment = client.get(f"/data/import/{job.pk}/", HTTP_HX_REQUEST="true").content.decode()
     assert "hx-trigger" not in fragment  # finished: no more polling
     assert "Imported 2 prompts" in fragment and "2 / 2 rows" in fragment
@@ -193,11 +194,11 @@ def test_cancel_a_queued_import_and_it_never_runs(client, admin_user, project):
     client.force_login(admin_user)
     fragment = client.post(f"/data/import/{job.pk}/cancel/", HTTP_HX_REQUEST="true").content.decode()
     assert "cancelled" in fragment and "hx-trigger" not in fragment
-    assert imports.prompt_import_run(import_id=job.pk) is None
+    assert import_jobs.prompt_import_run(import_id=job.pk) is None
     job.refresh_from_db()
     assert job.status == "cancelled" and job.error == "Cancelled before it started; nothing was imported."
     assert not Prompt.objects.filter(text="Never.").exists()
-    assert imports.import_uploads_sweep() == 1 and not default_store().list(imports.IMPORTS_PREFIX)
+    assert import_jobs.import_uploads_sweep() == 1 and not default_store().list(import_jobs.IMPORTS_PREFIX)
 
 
 def test_cancel_a_running_import_stops_it_between_chunks(api, admin_user, project, settings, monkeypatch):
@@ -211,7 +212,7 @@ def test_cancel_a_running_import_stops_it_between_chunks(api, admin_user, projec
         assert api(admin_user).post(f"{API}/imports/{job.pk}/cancel/").status_code in (202, 409)
 
     monkeypatch.setattr(services.PromptWriter, "write", write_then_cancel)
-    imports.prompt_import_run(import_id=job.pk)
+    import_jobs.prompt_import_run(import_id=job.pk)
     job.refresh_from_db()
     assert job.status == "cancelled" and job.progress_step == 3
     assert job.error.startswith("Cancelled by a user after 3 of 10 rows; the rows imported before are kept")
@@ -228,13 +229,13 @@ def test_an_import_whose_worker_died_resumes_after_its_committed_chunks(admin_us
     claimed = lifecycle.claim(PromptImport, job.pk)
     report = services.ImportReport()
     with_rows = services.PromptWriter(project)
-    with_rows.write(imports.parse_prompts(jsonl(texts[:2]), "jsonl", max_bytes=10**6).rows, report)
+    with_rows.write(import_jobs.parse_prompts(jsonl(texts[:2]), "jsonl", max_bytes=10**6).rows, report)
     lifecycle.progress(claimed, 2, 5, report=report.as_dict())
     PromptImport.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     assert reaper.reap(stale_after_s=60)["annotations.promptimport"]["resumed"] == 1
     job.refresh_from_db()
     assert job.status == "queued" and "queued again" in job.error
-    imports.prompt_import_run(import_id=job.pk)
+    import_jobs.prompt_import_run(import_id=job.pk)
     job.refresh_from_db()
     assert job.status == "succeeded" and job.attempts == 2
     assert job.report["created_prompts"] == 5 and job.report["duplicate_lines"] == []
@@ -246,7 +247,7 @@ def test_an_output_column_is_imported_by_the_job_as_by_the_request(admin_user, p
         json.dumps({"prompt": "With output.", "output": "Done.", "source_model": "gpt-x"}) + "\n"
     ).encode()
     job = _queue(project, admin_user, data)
-    imports.prompt_import_run(import_id=job.pk)
+    import_jobs.prompt_import_run(import_id=job.pk)
     job.refresh_from_db()
     assert job.status == "succeeded" and job.report["created_outputs"] == 1
     assert Generation.objects.get(prompt__text="With output.").source_model == "gpt-x"
@@ -258,5 +259,5 @@ def test_a_quoted_csv_header_passes_the_quick_checks(api, admin_user, project):
         f"{API}/projects/{project.pk}/import/", {"file": upload("p.csv", data), "background": "true"}
     )
     assert response.status_code == 202, response.content
-    imports.prompt_import_run(import_id=response.json()["id"])
+    import_jobs.prompt_import_run(import_id=response.json()["id"])
     assert Prompt.objects.get(project=project).text == "Hello, world"

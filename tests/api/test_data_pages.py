@@ -10,7 +10,7 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from annotations import datasets as dataset_services
+from annotations.exports import jobs as export_jobs
 from annotations.models import DatasetExport, Prompt
 
 pytestmark = pytest.mark.django_db
@@ -60,7 +60,7 @@ def test_export_from_the_ui_with_a_live_progress_bar(
     assert '<progress max="6" value="3">' in body and "every 1s" in body
 
     DatasetExport.objects.filter(pk=export.pk).update(status="queued", row_count=0, total_rows=0)
-    dataset_services.export_run(export_id=export.pk)
+    export_jobs.export_run(export_id=export.pk)
     export.refresh_from_db()
     body = client.get(f"/data/exports/{export.pk}/", HTTP_HX_REQUEST="true").content.decode()
     assert "every 1s" not in body  # finished: polling stops
@@ -100,7 +100,7 @@ def test_researchers_cannot_ask_for_usernames_from_the_ui(client, feedback, rese
 
 def test_run_again_and_failed_exports(client, feedback, researcher):
     client.force_login(researcher)
-    export = dataset_services.export_create(
+    export = export_jobs.export_create(
         kind="dpo", fmt="jsonl", query={"project": feedback.project.pk}, created_by=researcher, enqueue=False
     )
     DatasetExport.objects.filter(pk=export.pk).update(status="failed", error="Worker lost <script>")
@@ -144,10 +144,10 @@ def test_import_page_size_limit_and_missing_fields(client, feedback, admin_user,
 def test_export_page_shows_the_query_with_readable_labels_and_an_empty_reason(login, researcher, project):
     from django.urls import reverse
 
-    export = dataset_services.export_create(
+    export = export_jobs.export_create(
         kind="dpo", fmt="jsonl", query={"project": project.pk}, created_by=researcher, enqueue=False
     )
-    dataset_services.export_run(export_id=export.pk)
+    export_jobs.export_run(export_id=export.pk)
     page = login(researcher).get(reverse("data_export_detail", args=[export.pk])).content.decode()
     assert "Annotation status" in page and "DPO: minimum rating margin" in page
     assert f"{project.name} (#{project.pk})" in page

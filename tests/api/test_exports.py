@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from annotations import datasets as dataset_services
 from annotations import exports
+from annotations.exports import jobs as export_jobs
 from annotations.models import Annotation, DatasetExport, TokenReward
 from jobs import lifecycle
 from jobs.models import Outbox
@@ -34,8 +34,8 @@ FORMATS = ["jsonl", "csv", "parquet"]
 
 
 def run_export(kind: str, fmt: str, query: dict | None = None, user=None) -> tuple[DatasetExport, Path]:
-    export = dataset_services.export_create(kind=kind, fmt=fmt, query=query, created_by=user, enqueue=False)
-    export = dataset_services.export_run(export_id=export.pk)
+    export = export_jobs.export_create(kind=kind, fmt=fmt, query=query, created_by=user, enqueue=False)
+    export = export_jobs.export_run(export_id=export.pk)
     assert export.status == DatasetExport.Status.SUCCEEDED, export.error
     path = Path(settings.VAR_DIR) / export.file_path
     assert path.is_file()
@@ -249,7 +249,7 @@ def test_bad_queries_are_rejected_field_by_field(kind, query, bad_fields):
 
 def test_unknown_kind_and_format(db):
     with pytest.raises(exports.ExportQueryError) as caught:
-        dataset_services.export_create(kind="everything", fmt="xlsx", enqueue=False)
+        export_jobs.export_create(kind="everything", fmt="xlsx", enqueue=False)
     assert set(caught.value.errors) == {"kind", "format"}
     assert not DatasetExport.objects.exists()
 
@@ -258,21 +258,19 @@ def test_unknown_kind_and_format(db):
 def test_empty_export_is_refused_with_a_reason_and_no_file(db, fmt, tmp_path):
     # An empty JSONL, a header-only CSV and a 0-row Parquet all fail in datasets.load_dataset: no such file
     # is offered; the export says why instead.
-    export = dataset_services.export_create(kind="spans", fmt=fmt, enqueue=False)
-    export = dataset_services.export_run(export_id=export.pk)
+    export = export_jobs.export_create(kind="spans", fmt=fmt, enqueue=False)
+    export = export_jobs.export_run(export_id=export.pk)
     assert export.status == DatasetExport.Status.FAILED and export.row_count == 0
     assert export.error.startswith("Nothing to export: no submitted annotation matches")
-    assert export.file_path == "" and dataset_services.export_key(export) is None
+    assert export.file_path == "" and export_jobs.export_key(export) is None
     assert not list((Path(settings.VAR_DIR) / "exports").glob("*")), "no file, partial or final"
-    with pytest.raises(dataset_services.EmptyExportError, match="no submitted annotation"):
-        dataset_services.export_write(kind="spans", fmt=fmt, query=None, sink=(tmp_path / "out").open("wb"))
+    with pytest.raises(export_jobs.EmptyExportError, match="no submitted annotation"):
+        export_jobs.export_write(kind="spans", fmt=fmt, query=None, sink=(tmp_path / "out").open("wb"))
 
 
 def test_empty_dpo_export_explains_what_a_pair_needs(feedback):
-    export = dataset_services.export_create(
-        kind="dpo", fmt="jsonl", query={"dpo_min_margin": 4.0}, enqueue=False
-    )
-    export = dataset_services.export_run(export_id=export.pk)
+    export = export_jobs.export_create(kind="dpo", fmt="jsonl", query={"dpo_min_margin": 4.0}, enqueue=False)
+    export = export_jobs.export_run(export_id=export.pk)
     assert export.status == DatasetExport.Status.FAILED
     assert "a DPO pair needs two rated outputs of the same prompt" in export.error
     assert "at least 4.0" in export.error
@@ -290,31 +288,31 @@ def test_jsonl_export_loads_with_datasets_and_submitted_at_is_a_string(feedback)
 
 
 def test_a_claimed_export_runs_once(feedback):
-    export = dataset_services.export_create(kind="spans", fmt="jsonl", enqueue=False)
-    first = dataset_services.export_run(export_id=export.pk)
+    export = export_jobs.export_create(kind="spans", fmt="jsonl", enqueue=False)
+    first = export_jobs.export_run(export_id=export.pk)
     assert first.status == "succeeded"
-    assert dataset_services.export_run(export_id=export.pk) is None
+    assert export_jobs.export_run(export_id=export.pk) is None
     assert DatasetExport.objects.get(pk=export.pk).content_hash == first.content_hash
 
 
 def test_a_failed_write_leaves_no_file_and_says_why(feedback):
-    export = dataset_services.export_create(kind="spans", fmt="jsonl", enqueue=False)
+    export = export_jobs.export_create(kind="spans", fmt="jsonl", enqueue=False)
     # The final name is taken by a folder, so the rename fails after the rows were written.
-    target = dataset_services.export_dir() / f"export-{export.pk}-spans.jsonl"
+    target = export_jobs.export_dir() / f"export-{export.pk}-spans.jsonl"
     target.mkdir(parents=True)
     with pytest.raises(OSError):
-        dataset_services.export_run(export_id=export.pk)
+        export_jobs.export_run(export_id=export.pk)
     export.refresh_from_db()
     assert export.status == "failed"
     assert "IsADirectoryError" in export.error or "rror" in export.error
     assert export.finished_at is not None and export.file_path == ""
-    assert not list(dataset_services.export_dir().glob(".*.part"))
+    assert not list(export_jobs.export_dir().glob(".*.part"))
 
 
 def test_a_redelivered_task_leaves_a_running_export_to_its_owner_and_the_reaper(feedback):
-    export = dataset_services.export_create(kind="spans", fmt="jsonl", enqueue=False)
+    export = export_jobs.export_create(kind="spans", fmt="jsonl", enqueue=False)
     assert export.claim()  # a worker has it
-    assert dataset_services.export_run(export_id=export.pk) is None  # a duplicate message: no second run
+    assert export_jobs.export_run(export_id=export.pk) is None  # a duplicate message: no second run
     export.refresh_from_db()
     assert export.status == "running" and export.attempts == 1
     # The owner is reaped (its heartbeat stopped) while it was only slow: its progress and its finish are
@@ -327,7 +325,7 @@ def test_a_redelivered_task_leaves_a_running_export_to_its_owner_and_the_reaper(
 
 def test_exports_are_queued_on_commit(feedback, researcher, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks() as callbacks:
-        export = dataset_services.export_create(kind="kto", fmt="csv", created_by=researcher)
+        export = export_jobs.export_create(kind="kto", fmt="csv", created_by=researcher)
     assert len(callbacks) == 1
     assert export.status == "queued" and export.created_by == researcher
     # The need for the worker committed with the row: the outbox holds it until the broker takes it.
@@ -336,15 +334,15 @@ def test_exports_are_queued_on_commit(feedback, researcher, django_capture_on_co
 
 def test_rerunning_an_export_reproduces_its_bytes(feedback, researcher):
     first, first_path = run_export("spans", "parquet", {"project": feedback.project.pk})
-    again = dataset_services.export_again(export=first, created_by=researcher)
-    again = dataset_services.export_run(export_id=again.pk)
+    again = export_jobs.export_again(export=first, created_by=researcher)
+    again = export_jobs.export_run(export_id=again.pk)
     assert again.query == first.query
     assert again.content_hash == first.content_hash == sha256_file(first_path)
 
 
 def test_progress_is_reported_while_writing(feedback):
     seen = []
-    export = dataset_services.export_create(kind="spans", fmt="jsonl", enqueue=False)
+    export = export_jobs.export_create(kind="spans", fmt="jsonl", enqueue=False)
     sink = exports.HashingSink(io.BytesIO())
     count = exports.write_rows(
         exports.rows_for("spans", exports.ExportQuery(), chunk_size=3),

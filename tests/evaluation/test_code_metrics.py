@@ -22,7 +22,7 @@ ANSWERS = {
 
 
 def test_pass_rate_per_version(code_project, versions, admin_user):
-    from training.worker import evaluation as worker
+    from training.worker import campaigns as worker
 
     for number in range(2):
         Prompt(

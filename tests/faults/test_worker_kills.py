@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from annotations import datasets
+from annotations.exports import jobs as export_jobs
 from annotations.models import Annotation, DatasetExport, Generation, Prompt
 from jobs import lifecycle
 from tests.conftest import wait_for
@@ -61,7 +61,7 @@ def test_a_killed_export_is_written_again_and_leaves_no_partial_file(
         ]
     )  # fmt: skip
     doomed = fault_worker("export-doomed", queues="interactive")
-    export = datasets.export_create(kind="spans", fmt="csv", query={"project": project.pk})
+    export = export_jobs.export_create(kind="spans", fmt="csv", query={"project": project.pk})
     _kill_when(doomed, lambda: DatasetExport.objects.get(pk=export.pk).status != "queued")
     assert DatasetExport.objects.get(pk=export.pk).status == "running", "finished before the kill"
     killed_at = time.monotonic()

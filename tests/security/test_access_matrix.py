@@ -227,7 +227,8 @@ def world(feedback, annotator, researcher, reviewer, admin_user):
     the researcher, a training round, a generation job and a suggestion; a reviewer's verdict on the
     annotator's work, a gold annotation and an output's agreement; an evaluation campaign being judged
     (the annotator judged one pair and holds the other); a critic version and a critic job; an audit event."""
-    from annotations import datasets, services
+    from annotations import services
+    from annotations.exports import jobs as export_jobs
     from annotations.models import Assignment
     from annotations.services.agreement import agreement_refresh
     from audit.services import audit_record
@@ -248,8 +249,8 @@ def world(feedback, annotator, researcher, reviewer, admin_user):
         status=Assignment.Status.COMPLETED,
         expires_at=timezone.now() + timedelta(hours=1),
     )
-    export = datasets.export_create(kind="spans", fmt="jsonl", created_by=researcher, enqueue=False)
-    datasets.export_run(export_id=export.pk)
+    export = export_jobs.export_create(kind="spans", fmt="jsonl", created_by=researcher, enqueue=False)
+    export_jobs.export_run(export_id=export.pk)
     from annotations.models import PromptImport
 
     prompt_import = PromptImport.objects.create(

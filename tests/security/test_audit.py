@@ -46,7 +46,7 @@ def test_logins_failures_and_role_changes_are_recorded(client, django_user_model
 
 
 def test_imports_exports_downloads_and_settings_are_recorded(api, feedback, admin_user, researcher):
-    from annotations import datasets
+    from annotations.exports import jobs as export_jobs
 
     admin = api(admin_user)
     upload = SimpleUploadedFile("p.jsonl", b'{"prompt": "A brand new prompt"}\n')
@@ -73,7 +73,7 @@ def test_imports_exports_downloads_and_settings_are_recorded(api, feedback, admi
     created = (
         api(researcher).post(f"{API}/exports/", {"kind": "spans", "format": "csv"}, format="json").json()
     )
-    datasets.export_run(export_id=created["id"])
+    export_jobs.export_run(export_id=created["id"])
     assert api(researcher).get(f"{API}/exports/{created['id']}/download/").status_code == 200
     export_events = AuditEvent.objects.filter(object_type="annotations.datasetexport").order_by("id")
     assert [(e.action, e.actor_username) for e in export_events] == [

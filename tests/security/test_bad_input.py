@@ -181,7 +181,7 @@ IMPORT_CASES = [case for case in API_CASES if case.upload is not None]
 def test_bad_files_imported_in_the_background_are_refused_as_clearly(case, api, feedback, admin_user):
     """The same files through a background import: refused in the request when its quick checks see it
     (format, UTF-8, header), else the job fails with the same message and writes nothing."""
-    from annotations import imports
+    from annotations.imports import jobs as import_jobs
     from annotations.models import PromptImport
 
     before = _counts()
@@ -196,7 +196,7 @@ def test_bad_files_imported_in_the_background_are_refused_as_clearly(case, api, 
         assert not PromptImport.objects.exists()
     else:
         assert response.status_code == 202, response.content[:500]
-        imports.prompt_import_run(import_id=response.json()["id"])
+        import_jobs.prompt_import_run(import_id=response.json()["id"])
         job = PromptImport.objects.get(pk=response.json()["id"])
         assert job.status == "failed" and "nothing was imported" in job.error
         assert case.message in job.error + json.dumps(job.report, ensure_ascii=False), job.report

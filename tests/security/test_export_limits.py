@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from annotations import datasets
+from annotations.exports import jobs as export_jobs
 from annotations.models import DatasetExport
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +25,7 @@ def test_concurrent_exports_per_user_are_limited(api, feedback, researcher, admi
     assert DatasetExport.objects.filter(created_by=researcher).count() == 2
     assert api(admin_user).post(f"{API}/exports/", BODY, format="json").status_code == 202  # per user
     first = DatasetExport.objects.filter(created_by=researcher).earliest("id")
-    datasets.export_run(export_id=first.pk)  # one finishes: room for another
+    export_jobs.export_run(export_id=first.pk)  # one finishes: room for another
     assert client.post(f"{API}/exports/", BODY, format="json").status_code == 202
 
 
@@ -34,7 +34,7 @@ def test_exports_per_hour_are_limited(api, client, feedback, researcher, setting
     rest = api(researcher)
     for _ in range(3):
         export_id = rest.post(f"{API}/exports/", BODY, format="json").json()["id"]
-        datasets.export_run(export_id=export_id)
+        export_jobs.export_run(export_id=export_id)
     refused = rest.post(f"{API}/exports/", BODY, format="json")
     assert refused.status_code == 429 and "in the last hour" in refused.json()["detail"]
     client.force_login(researcher)
@@ -46,16 +46,16 @@ def test_exports_per_hour_are_limited(api, client, feedback, researcher, setting
 
 
 def test_no_export_starts_or_writes_without_free_space(api, feedback, researcher, settings):
-    queued = datasets.export_create(kind="spans", fmt="jsonl", created_by=researcher, enqueue=False)
+    queued = export_jobs.export_create(kind="spans", fmt="jsonl", created_by=researcher, enqueue=False)
     settings.T2G_EXPORT_MIN_FREE_BYTES = 2**62  # more than any disk has
     response = api(researcher).post(f"{API}/exports/", BODY, format="json")
     assert response.status_code == 507 and "Not enough free disk space" in response.json()["detail"]
     assert DatasetExport.objects.count() == 1
-    with pytest.raises(datasets.ExportRefused):
-        datasets.export_run(export_id=queued.pk)
+    with pytest.raises(export_jobs.ExportRefused):
+        export_jobs.export_run(export_id=queued.pk)
     queued.refresh_from_db()
     assert queued.status == "failed" and "Not enough free disk space" in queued.error
-    assert list(datasets.export_dir().iterdir()) == []
+    assert list(export_jobs.export_dir().iterdir()) == []
 
 
 def test_old_export_files_are_deleted_by_the_housekeeping_schedule(api, feedback, researcher, settings):
@@ -67,11 +67,11 @@ def test_old_export_files_are_deleted_by_the_housekeeping_schedule(api, feedback
     )
     settings.T2G_EXPORT_RETENTION_DAYS = 14
     old, recent = (
-        datasets.export_create(kind="spans", fmt="csv", created_by=researcher, enqueue=False) for _ in "ab"
+        export_jobs.export_create(kind="spans", fmt="csv", created_by=researcher, enqueue=False) for _ in "ab"
     )
     for export in (old, recent):
-        datasets.export_run(export_id=export.pk)
-    old_key = datasets.export_key(DatasetExport.objects.get(pk=old.pk))
+        export_jobs.export_run(export_id=export.pk)
+    old_key = export_jobs.export_key(DatasetExport.objects.get(pk=old.pk))
     assert old_key is not None
     DatasetExport.objects.filter(pk=old.pk).update(finished_at=timezone.now() - timedelta(days=15))
     assert expire_exports() == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from annotations import datasets
+from annotations.exports import jobs as export_jobs
 from annotations.exports import pseudonym
 from annotations.models import DatasetExport
 
@@ -14,8 +14,8 @@ API = "/api/v1"
 
 
 def _finished(kind="spans", fmt="jsonl", query=None, user=None) -> DatasetExport:
-    export = datasets.export_create(kind=kind, fmt=fmt, query=query or {}, created_by=user, enqueue=False)
-    datasets.export_run(export_id=export.pk)
+    export = export_jobs.export_create(kind=kind, fmt=fmt, query=query or {}, created_by=user, enqueue=False)
+    export_jobs.export_run(export_id=export.pk)
     export.refresh_from_db()
     assert export.status == DatasetExport.Status.SUCCEEDED
     return export
@@ -25,7 +25,7 @@ def test_an_admins_identified_export_is_invisible_to_researchers(
     api, client, feedback, admin_user, researcher
 ):
     identified = _finished(query={"identify_annotators": True}, user=admin_user)
-    assert b"ann2" in datasets.export_open(identified).read()
+    assert b"ann2" in export_jobs.export_open(identified).read()
     own = _finished(user=researcher)
     rest = api(researcher)
     listed = [row["id"] for row in rest.get(f"{API}/exports/").json()["results"]]
@@ -69,7 +69,7 @@ def test_researchers_see_the_export_pseudonym_not_the_username(
     assert own["annotator_username"] == "ann2"
     # The pseudonym is the one the researcher's own export writes.
     export = _finished(user=researcher)
-    data = datasets.export_open(export).read().decode()
+    data = export_jobs.export_open(export).read().decode()
     assert pseudonym(annotator2.pk) in data and "ann2" not in data
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from annotations import datasets
+from annotations.exports import jobs as export_jobs
 from annotations.models import DatasetExport
 from artifacts import default_store
 
@@ -20,8 +20,8 @@ pytestmark = pytest.mark.django_db
 def s3_export(s3_settings, critiqued, tmp_path, researcher):
     s3_settings.VAR_DIR = tmp_path / "var"  # this process's own disk: nothing of the export may land there
     # Exports are visible to their creator and admins: the researcher downloading it below creates it.
-    export = datasets.export_create(kind="spans", fmt="jsonl", created_by=researcher, enqueue=False)
-    export = datasets.export_run(export_id=export.pk)
+    export = export_jobs.export_create(kind="spans", fmt="jsonl", created_by=researcher, enqueue=False)
+    export = export_jobs.export_run(export_id=export.pk)
     assert export.status == DatasetExport.Status.SUCCEEDED, export.error
     return export
 
@@ -66,11 +66,11 @@ def test_a_deleted_object_is_a_404_not_a_crash(s3_export, researcher, client):
 def test_stale_export_is_reaped_with_the_store(s3_settings, critiqued):
     from django.utils import timezone
 
-    export = datasets.export_create(kind="spans", fmt="csv", enqueue=False)
+    export = export_jobs.export_create(kind="spans", fmt="csv", enqueue=False)
     DatasetExport.objects.filter(pk=export.pk).update(
         status="running", heartbeat_at=timezone.now() - timezone.timedelta(hours=1)
     )
-    partial = f"{datasets.EXPORTS_PREFIX}/{datasets._partial_name(export.pk, 'abc')}"
+    partial = f"{export_jobs.EXPORTS_PREFIX}/{export_jobs._partial_name(export.pk, 'abc')}"
     default_store().put_bytes(partial, b"half an export")
     from jobs import reaper
 

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotations.models import Annotation, Generation, Span
-from training import critic_selectors, critic_services, services
+from training import selectors, services
 from training.models import (
     AlignmentRequest,
     CriticPrediction,
@@ -49,9 +49,7 @@ def labelled(project, make_generation, annotator):
 
 
 def _train(project, admin_user, **kwargs) -> CriticVersion:
-    job = critic_services.critic_job_create(
-        project=project, config=FAST_CRITIC, created_by=admin_user, **kwargs
-    )
+    job = services.critic_job_create(project=project, config=FAST_CRITIC, created_by=admin_user, **kwargs)
     assert critic_worker.critic_job_run(job_id=job.pk) == CriticTrainingJob.Status.SUCCEEDED
     job.refresh_from_db()
     return job.output_version
@@ -61,7 +59,7 @@ def test_critic_job_trains_a_version_with_metrics_and_lineage(tiny_settings, pro
     version = _train(project, admin_user)
     job = version.created_by_job
     assert job.status == "succeeded" and job.progress_step == job.progress_total > 1
-    assert version.snapshot == critic_services.critic_snapshot(project=project) and len(version.snapshot) == 8
+    assert version.snapshot == services.critic_snapshot(project=project) and len(version.snapshot) == 8
     assert (tiny_settings.T2G_MODELS_DIR / version.adapter_path / "critic_head.safetensors").is_file()
     metrics = version.metrics
     assert metrics["held_out_outputs"] == 2 and metrics["train_outputs"] == 6 and not metrics["in_sample"]
@@ -83,13 +81,13 @@ def test_activation_is_per_project_and_queues_pre_annotation(
     second = _train(project, admin_user)
     fresh = make_generation(project, "Ann Lee went to the fair in 2044.")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        critic_services.critic_version_activate(version=first)
+        services.critic_version_activate(version=first)
     assert len(callbacks) == 1  # one prediction task for the unannotated output
-    critic_services.critic_version_activate(version=second)
+    services.critic_version_activate(version=second)
     first.refresh_from_db()
     assert not first.is_active and CriticVersion.objects.get(is_active=True) == second
-    critic_services.critic_version_activate(version=first)  # roll back
-    assert critic_services.critic_active(project_id=project.pk) == first
+    services.critic_version_activate(version=first)  # roll back
+    assert services.critic_active(project_id=project.pk) == first
 
     assert critic_worker.critic_predict_run(critic_version_id=first.pk, generation_ids=[fresh.pk]) == 1
     assert critic_worker.critic_predict_run(critic_version_id=first.pk, generation_ids=[fresh.pk]) == 0
@@ -133,12 +131,12 @@ def test_pre_annotation_becomes_suggestions_with_acceptance_and_edit_rates(
         "Proposed by the learned critic"
         in client.get(reverse("annotate", args=[annotation.pk])).content.decode()
     )
-    stats = critic_selectors.review_stats(version)
+    stats = selectors.review_stats(version)
     assert stats["accepted"] == 1 and stats["rejected"] == 1 and stats["acceptance_rate"] == 0.5
     assert stats["submitted"] == 0 and stats["edit_rate"] is None and stats["kept_rate"] is None
 
     Annotation.objects.filter(pk=annotation.pk).update(status="submitted", submitted_at=timezone.now())
-    stats = critic_selectors.review_stats(version)
+    stats = selectors.review_stats(version)
     assert stats["edit_rate"] == 0.0  # submitted exactly the accepted suggestion
     assert (stats["kept_rate"], stats["adjusted"], stats["added"]) == (1.0, 0, 0)
     # The origin travels to the API and the span exports.
@@ -151,12 +149,12 @@ def test_pre_annotation_becomes_suggestions_with_acceptance_and_edit_rates(
     # Poor chars agree (4), the proposed good span was rejected: F1 = 2*4 / (11 + 4).
     assert stats["char_f1"] == pytest.approx(8 / 15)
     Span.objects.create(annotation=annotation, start=8, end=12, text="went", label="poor", polarity=-1)
-    stats = critic_selectors.review_stats(version)
+    stats = selectors.review_stats(version)
     assert stats["edit_rate"] == 1.0
     assert (stats["kept_rate"], stats["adjusted"], stats["added"]) == (1.0, 0, 1)  # a hand-drawn span
     # Moving the accepted span keeps its origin: the suggestion counts as adjusted, no longer kept.
     annotation.spans.filter(origin="critic").update(start=27, text=" 2044")
-    stats = critic_selectors.review_stats(version)
+    stats = selectors.review_stats(version)
     assert (stats["kept_rate"], stats["adjusted"], stats["added"]) == (0.0, 1, 1)
 
     # Someone else's annotation: 404 for an annotator; an admin reading it gets nothing and creates nothing.
@@ -175,7 +173,7 @@ def test_on_policy_round_samples_scores_trains_and_sends_a_share_to_audit(
 ):
     version = _train(project, admin_user, auto_activate=True)
     config = {"steps": 2, "batch_size": 2, "minibatch_size": 2, "ppo_epochs": 1, "learning_rate": 1e-3}
-    training_round = critic_services.on_policy_round_launch(
+    training_round = services.on_policy_round_launch(
         project=project,
         config=config,
         audit_share=1.0,
@@ -239,7 +237,7 @@ def test_critic_page_and_bad_input(tiny_settings, project, labelled, admin_user,
                                                                     "held_out_fraction": 0.2})  # fmt: skip
     assert bad.status_code == 400 and CriticTrainingJob.objects.count() == jobs_before
     rounds_before = TrainingRound.objects.count()
-    critic_services.critic_version_deactivate(project=project)
+    services.critic_version_deactivate(project=project)
     no_critic = client.post(reverse("on_policy_launch", args=[project.pk]), {
         "steps": 2, "batch_size": 2, "learning_rate": 1e-3, "audit_share": 0.5, "max_new_tokens": 8,
         "temperature": 0.8})  # fmt: skip
@@ -261,7 +259,7 @@ def test_too_few_annotations_is_refused(project, make_generation, annotator, adm
     assert response.status_code == 400 and "at least" in response.content.decode()
     assert not CriticTrainingJob.objects.exists()
     with pytest.raises(ValueError):
-        critic_services.critic_config_checked({"epochs": 2, "dropout": 0.5})
+        services.critic_config_checked({"epochs": 2, "dropout": 0.5})
 
 
 def test_queue_order_by_critic_uncertainty(project, make_generation, annotator, admin_user, login):
@@ -309,7 +307,7 @@ def test_cancelling_a_running_critic_job_is_honoured(celery_worker_process, proj
 
     critics = celery_worker_process.models_dir / "critics"
     adapters_before = set(critics.iterdir()) if critics.exists() else set()
-    job = critic_services.critic_job_create(
+    job = services.critic_job_create(
         project=project, config={**FAST_CRITIC, "epochs": 100, "batch_size": 1}, created_by=admin_user
     )  # 600 steps: far more than the test waits for
 
@@ -318,7 +316,7 @@ def test_cancelling_a_running_critic_job_is_honoured(celery_worker_process, proj
         return job.status == CriticTrainingJob.Status.RUNNING and job.progress_step >= 2
 
     wait_for(training, timeout=180, message="the worker to train two steps")
-    assert critic_services.critic_job_cancel(job=job)
+    assert services.critic_job_cancel(job=job)
     cancelled_at = time.monotonic()
     wait_for(lambda: CriticTrainingJob.objects.get(pk=job.pk).is_finished, timeout=120,
              message="the worker to honour the cancel")  # fmt: skip
@@ -328,13 +326,13 @@ def test_cancelling_a_running_critic_job_is_honoured(celery_worker_process, proj
     assert job.progress_step < job.progress_total - 1  # stopped mid-training, not after it
     assert job.output_version is None and not CriticVersion.objects.filter(project=project).exists()
     assert (set(critics.iterdir()) if critics.exists() else set()) == adapters_before  # no adapter saved
-    assert not critic_services.critic_job_cancel(job=job)  # finished: nothing to cancel
+    assert not services.critic_job_cancel(job=job)  # finished: nothing to cancel
 
     log = celery_worker_process.log_path
     refusals_before = log.read_text().count("not claimed")
     with transaction.atomic():  # cancelled before the commit hands it to the broker
-        queued = critic_services.critic_job_create(project=project, config=FAST_CRITIC, created_by=admin_user)
-        assert critic_services.critic_job_cancel(job=queued)
+        queued = services.critic_job_create(project=project, config=FAST_CRITIC, created_by=admin_user)
+        assert services.critic_job_cancel(job=queued)
     wait_for(lambda: log.read_text().count("not claimed") > refusals_before, timeout=60,
              message="the worker to receive the cancelled job and refuse it")  # fmt: skip
     assert critic_worker.critic_job_run(job_id=queued.pk).startswith("not claimed")

@@ -45,6 +45,23 @@ def test_rewards_are_computed_exactly_and_idempotently(tiny_settings, submitted)
     assert again.pk == row.pk and TokenReward.objects.count() == 1
 
 
+def test_missing_rewards_are_written_once_and_existing_ones_left_alone(tiny_settings, submitted):
+    tokenizer, fingerprint = reward_pipeline.base_tokenizer()
+    written = reward_pipeline.rewards_store_missing(
+        [submitted.pk], tokenizer=tokenizer, fingerprint=fingerprint
+    )
+    assert [row.annotation_id for row in written] == [submitted.pk]
+    assert written[0].tokenizer_fingerprint == fingerprint and -1.0 in written[0].rewards
+    TokenReward.objects.filter(pk=written[0].pk).update(rewards=[0.5] * len(written[0].rewards))
+    assert (
+        reward_pipeline.rewards_store_missing([submitted.pk], tokenizer=tokenizer, fingerprint=fingerprint)
+        == []
+    )
+    assert TokenReward.objects.get().rewards[0] == 0.5  # not recomputed: it was there
+    recomputed = reward_pipeline.rewards_store_for([submitted.pk])  # the submission's path rewrites it
+    assert recomputed[0].pk == written[0].pk and recomputed[0].rewards == written[0].rewards
+
+
 def test_drafts_get_no_rewards(tiny_settings, submitted):
     Annotation.objects.filter(pk=submitted.pk).update(status="draft")
     assert reward_pipeline.annotation_rewards_compute(annotation_id=submitted.pk) is None

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from annotations import datasets
+from annotations.exports import jobs as export_jobs
 from annotations.models import DatasetExport, Generation, Prompt
 from jobs import reaper, registry
 from training import services
@@ -94,7 +94,7 @@ def test_recover_jobs_requeues_generation_and_exports(project, prompts, tmp_path
 
 def test_a_stale_export_is_queued_again_and_its_partial_file_goes(tmp_path, settings):
     settings.VAR_DIR = tmp_path
-    directory = datasets.export_dir()
+    directory = export_jobs.export_dir()
     directory.mkdir(parents=True)
     stale = DatasetExport.objects.create(
         kind="spans", format="jsonl", status="running", heartbeat_at=timezone.now() - HOUR_AGO
@@ -123,8 +123,8 @@ def test_a_stale_export_is_queued_again_and_its_partial_file_goes(tmp_path, sett
 
 def test_a_running_export_reports_a_heartbeat(tmp_path, settings, critiqued):
     settings.VAR_DIR = tmp_path
-    export = datasets.export_create(kind="spans", fmt="jsonl", query={}, enqueue=False)
-    datasets.export_run(export_id=export.pk)
+    export = export_jobs.export_create(kind="spans", fmt="jsonl", query={}, enqueue=False)
+    export_jobs.export_run(export_id=export.pk)
     export.refresh_from_db()
     assert export.status == "succeeded" and export.heartbeat_at is not None
     assert export.heartbeat_at >= export.created_at

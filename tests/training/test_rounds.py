@@ -6,6 +6,7 @@ from django.db.models import F
 
 from annotations.models import TokenReward
 from artifacts import default_store
+from jobs import reaper
 from text2grad import model_store
 from training import services
 from training.models import ModelVersion, RoundMetric, TrainingRound
@@ -126,7 +127,7 @@ def test_stale_running_round_is_reaped(tiny_settings, critiqued):
     TrainingRound.objects.filter(pk=training_round.pk).update(
         status="running", heartbeat_at=timezone.now() - timezone.timedelta(hours=1)
     )
-    assert services.jobs_reap_stale(stale_after_s=60)["training.traininground"] == {"resumed": 0, "failed": 1}
+    assert reaper.reap(stale_after_s=60)["training.traininground"] == {"resumed": 0, "failed": 1}
     training_round.refresh_from_db()
     assert (
         training_round.status == TrainingRound.Status.FAILED and "stopped reporting" in training_round.error

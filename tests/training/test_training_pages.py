@@ -105,3 +105,16 @@ def test_recover_jobs_after_a_restart(project, critiqued, django_capture_on_comm
     training_round.refresh_from_db()
     assert job.status == "queued" and len(callbacks) == 1  # re-enqueued once, after commit
     assert training_round.status == "failed" and "Resume" in training_round.error
+
+
+def test_the_project_page_shows_trainings_section(login, admin_user, annotator, project):
+    """Training's generation jobs reach annotations' project page through the registered section."""
+    job = services.generation_job_create(project=project, per_prompt=2, created_by=admin_user)
+    page = login(admin_user).get(reverse("project_detail", args=[project.pk])).content.decode()
+    assert f'id="generation-job-{job.pk}"' in page and "<h2>Generation jobs</h2>" in page
+    assert f"Active model <strong>{job.model_version.name}</strong>" in page
+    assert page.index("Generation jobs") < page.index("Prompts and outputs")  # where the tag used to be
+    assert (
+        f'id="generation-job-{job.pk}"'
+        in login(annotator).get(reverse("project_detail", args=[project.pk])).content.decode()
+    )

@@ -12,6 +12,7 @@ import pytest
 
 from annotations import services as annotation_services
 from annotations.models import Annotation, Generation, Prompt, TokenReward
+from jobs import reaper
 from tests.conftest import start_worker, stop_worker, wait_for
 from training import services
 from training.models import GenerationJob, ModelVersion, TrainingRound
@@ -102,7 +103,7 @@ def test_killed_worker_leaves_the_active_version_and_the_round_resumes(
         stop_worker(worker)
     training_round.refresh_from_db()
     assert training_round.status == "running"
-    assert services.jobs_reap_stale(stale_after_s=0)["training.traininground"]["failed"] == 1
+    assert reaper.reap(stale_after_s=0)["training.traininground"]["failed"] == 1
     training_round.refresh_from_db()
     assert training_round.status == "failed" and "stopped reporting" in training_round.error
     assert ModelVersion.objects.get(is_active=True) == active and ModelVersion.objects.count() == 1

@@ -28,7 +28,7 @@ from text2grad import critic_metrics as cm
 from text2grad import model_store
 from text2grad.generation import encode_prompt
 from text2grad.rewards import SpanReward, tokenize_response
-from training import critic_services, services
+from training import services
 from training.models import CriticPrediction, CriticTrainingJob, CriticVersion
 
 from .runtime import base_dir, configure_threads
@@ -209,35 +209,7 @@ def _run(job: CriticTrainingJob) -> None:
         "train_losses": [round(x, 5) for x in result["losses"]],
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
-    _record_version(job, config, name, relative, metrics, result)
-
-
-def _record_version(
-    job: CriticTrainingJob, config, name: str, relative: Path, metrics: dict, result: dict
-) -> None:
-    """The new CriticVersion row (activated if the job asks), and the job marked succeeded."""
-    with transaction.atomic():
-        version = CriticVersion.objects.create(
-            project=job.project,
-            name=name,
-            base_model=services.base_model_reference(),
-            adapter_path=str(relative),
-            parent=job.parent,
-            created_by_job=job,
-            config=config.to_dict(),
-            snapshot=job.snapshot,
-            snapshot_hash=job.snapshot_hash,
-            metrics=metrics,
-        )
-        if job.auto_activate:
-            critic_services.critic_version_activate(version=version)
-        CriticTrainingJob.objects.filter(pk=job.pk, status=CriticTrainingJob.Status.RUNNING).update(
-            status=CriticTrainingJob.Status.SUCCEEDED,
-            output_version=version,
-            finished_at=timezone.now(),
-            summary={"timings": metrics["timings"], "steps": result["steps"],
-                     "final_loss": result["losses"][-1] if result["losses"] else None},
-        )  # fmt: skip
+    _record_version(job, config, name=name, relative=relative, metrics=metrics, result=result)
 
 
 # -- loading and predicting ----------------------------------------------------------------------------------
@@ -268,6 +240,34 @@ class _CriticCache:
 
 
 critic_cache = _CriticCache()
+
+
+def _record_version(
+    job: CriticTrainingJob, config, *, name: str, relative: Path, metrics: dict, result: dict
+) -> None:
+    """The saved critic's row, its activation when asked, and the job's success, in one transaction."""
+    with transaction.atomic():
+        version = CriticVersion.objects.create(
+            project=job.project,
+            name=name,
+            base_model=services.base_model_reference(),
+            adapter_path=str(relative),
+            parent=job.parent,
+            created_by_job=job,
+            config=config.to_dict(),
+            snapshot=job.snapshot,
+            snapshot_hash=job.snapshot_hash,
+            metrics=metrics,
+        )
+        if job.auto_activate:
+            services.critic_version_activate(version=version)
+        CriticTrainingJob.objects.filter(pk=job.pk, status=CriticTrainingJob.Status.RUNNING).update(
+            status=CriticTrainingJob.Status.SUCCEEDED,
+            output_version=version,
+            finished_at=timezone.now(),
+            summary={"timings": metrics["timings"], "steps": result["steps"],
+                     "final_loss": result["losses"][-1] if result["losses"] else None},
+        )  # fmt: skip
 
 
 def critique_texts(version: CriticVersion, prompts: list[list[dict]], texts: list[str]) -> list:

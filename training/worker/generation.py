@@ -11,7 +11,7 @@ from django.db import transaction
 from annotations.models import Generation, Prompt
 from jobs import lifecycle
 from text2grad import generation, model_store
-from training import critic_services
+from training import services
 from training.models import GenerationJob
 from training.selectors import active_version
 
@@ -124,7 +124,7 @@ def _run_generation(job: GenerationJob) -> bool:
                     generation_row.save()
                     written.append(generation_row.pk)
             # Pre-annotation: the project's active critic predicts spans on the new outputs (after commit).
-            critic_services.critic_predictions_request(project_id=job.project_id, generation_ids=written)
+            services.critic_predictions_request(project_id=job.project_id, generation_ids=written)
             done += len(chunk) * job.per_prompt
             job.report_progress(done)
     return True

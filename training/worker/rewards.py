@@ -1,7 +1,10 @@
 """Compute and store submitted annotations' token rewards for the base tokenizer.
 
-Every path (one submission, a recomputation of a project, a round's missing rows) goes through
-:func:`token_rewards_store`, which tokenizes a whole batch in one call (``text2grad.rewards``' batch
+One path for every caller: :func:`rewards_store_for` takes annotation ids and writes their rows. A
+submission's task (``training.compute_rewards``, also what the reaper's sweep queues again for rewards
+that never arrived) calls it for one annotation; a round calls :func:`rewards_store_missing` for the
+rows its snapshot lacks; a recomputation of a project goes through the same :func:`token_rewards_store`
+in chunks. ``token_rewards_store`` tokenizes a whole batch in one call (``text2grad.rewards``' batch
 path). Idempotent: a TokenReward row is keyed by (annotation, tokenizer fingerprint) and rewritten in
 place, so running twice, or after spans change, leaves one correct row. When the base model (and so the
 tokenizer) changes, ``rewards_recompute_all`` writes rows for the new fingerprint.
@@ -66,13 +69,32 @@ def _submitted():
     )
 
 
+def rewards_store_for(
+    annotation_ids, *, missing_only: bool = False, tokenizer=None, fingerprint: str | None = None
+) -> list[TokenReward]:
+    """Compute and store the token rewards of these annotations (submitted ones: drafts are skipped), in id
+    order, for the base tokenizer unless one is given. ``missing_only`` leaves alone the annotations that
+    already have a row for this tokenizer. Returns the rows written."""
+    if tokenizer is None:
+        tokenizer, fingerprint = base_tokenizer()
+    queryset = _submitted().filter(pk__in=list(annotation_ids)).order_by("id")
+    if missing_only:
+        queryset = queryset.exclude(token_rewards__tokenizer_fingerprint=fingerprint)
+    annotations = list(queryset)
+    if not annotations:
+        return []
+    return token_rewards_store(annotations=annotations, tokenizer=tokenizer, fingerprint=fingerprint)
+
+
+def rewards_store_missing(annotation_ids, *, tokenizer, fingerprint: str) -> list[TokenReward]:
+    """The rows a round's snapshot lacks for its tokenizer, written before it reads them."""
+    return rewards_store_for(annotation_ids, missing_only=True, tokenizer=tokenizer, fingerprint=fingerprint)
+
+
 def annotation_rewards_compute(*, annotation_id: int) -> TokenReward | None:
-    """Compute (or recompute) one annotation's token rewards. Drafts are skipped."""
-    annotation = _submitted().filter(pk=annotation_id).first()
-    if annotation is None:
-        return None
-    tokenizer, fingerprint = base_tokenizer()
-    return token_rewards_store(annotations=[annotation], tokenizer=tokenizer, fingerprint=fingerprint)[0]
+    """Compute (or recompute) one annotation's token rewards (a submission's task). Drafts are skipped."""
+    rows = rewards_store_for([annotation_id])
+    return rows[0] if rows else None
 
 
 def token_rewards_store(

@@ -36,7 +36,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotations.models import Annotation, TokenReward
+from annotations.models import TokenReward
 from jobs import lifecycle
 from jobs.dburl import current_database_url
 from text2grad import model_store
@@ -50,7 +50,7 @@ from training import services
 from training.models import ModelVersion, RoundMetric, TrainingRound
 
 from . import on_policy
-from .rewards import base_tokenizer, token_rewards_store
+from .rewards import base_tokenizer, rewards_store_missing
 from .runtime import adapter_dir, base_dir, configure_threads
 from .versions import checkpoint_fetch, checkpoint_publish, checkpoints_delete, log_publish, version_publish
 
@@ -161,19 +161,7 @@ def build_samples(
     training_round: TrainingRound, config: TrainingConfig, tokenizer, fingerprint: str
 ) -> list[Sample]:
     """One sample per generation: its annotators' reward vectors combined (mean by default)."""
-    annotations = (
-        Annotation.objects.filter(pk__in=training_round.snapshot)
-        .select_related("generation__prompt__project")
-        .prefetch_related("spans")
-    )
-    missing = set(training_round.snapshot) - set(
-        TokenReward.objects.filter(
-            annotation_id__in=training_round.snapshot, tokenizer_fingerprint=fingerprint
-        ).values_list("annotation_id", flat=True)
-    )
-    token_rewards_store(
-        annotations=[a for a in annotations if a.pk in missing], tokenizer=tokenizer, fingerprint=fingerprint
-    )
+    rewards_store_missing(training_round.snapshot, tokenizer=tokenizer, fingerprint=fingerprint)
     rows = TokenReward.objects.filter(
         annotation_id__in=training_round.snapshot, tokenizer_fingerprint=fingerprint
     ).select_related("annotation__generation__prompt__project")

@@ -9,7 +9,8 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from annotations import datasets, exports
+from annotations import exports
+from annotations.exports import jobs as export_jobs
 from annotations.models import Project
 from annotations.selectors import model_version_model
 from artifacts import default_store
@@ -70,24 +71,24 @@ class Command(BaseCommand):
                     raise CommandError(
                         "--background writes to the artifact store (exports/); leave out --output"
                     )
-                export = datasets.export_create(kind=kind, fmt=fmt, query=query)
+                export = export_jobs.export_create(kind=kind, fmt=fmt, query=query)
                 self.stdout.write(
                     f"Queued export {export.pk}; the worker writes it to the artifact store under exports/."
                 )
                 return
             if output == "-":
-                export = datasets.export_write(kind=kind, fmt=fmt, query=query, sink=sys.stdout.buffer)
+                export = export_jobs.export_write(kind=kind, fmt=fmt, query=query, sink=sys.stdout.buffer)
                 sys.stdout.flush()
                 self.stderr.write(_summary(export, "standard output"))
                 return
             if output:
                 export = _write_file(kind, fmt, query, Path(output))
             else:
-                export = datasets.export_create(kind=kind, fmt=fmt, query=query, enqueue=False)
-                export = datasets.export_run(export_id=export.pk)
+                export = export_jobs.export_create(kind=kind, fmt=fmt, query=query, enqueue=False)
+                export = export_jobs.export_run(export_id=export.pk)
                 if export.status == export.Status.FAILED:
                     raise CommandError(export.error)
-        except (exports.ExportQueryError, datasets.EmptyExportError) as exc:
+        except (exports.ExportQueryError, export_jobs.EmptyExportError) as exc:
             raise CommandError(str(exc)) from exc
         where = export.file_path if output else default_store().describe(export.file_path)
         self.stdout.write(_summary(export, where))
@@ -112,7 +113,7 @@ def _write_file(kind: str, fmt: str, query: dict, path: Path):
     partial = path.with_name(f".{path.name}.part")
     try:
         with open(partial, "wb") as raw:
-            export = datasets.export_write(kind=kind, fmt=fmt, query=query, sink=raw, file_path=str(path))
+            export = export_jobs.export_write(kind=kind, fmt=fmt, query=query, sink=raw, file_path=str(path))
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(partial, path)

@@ -5,7 +5,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from annotations.importers import ImportFileError, detect_format, parse_prompts
+from annotations.imports.parsing import ImportFileError, detect_format, parse_prompts
 from annotations.models import Project
 from annotations.services import project_create, prompts_import
 

@@ -16,8 +16,8 @@ from django.db.models.functions import TruncWeek
 
 from text2grad.agreement import CATEGORIES, alpha_from_coincidence, binary_coincidence
 
-from .exports import pseudonym
-from .models import Annotation, Generation, OutputAgreement, Project, Review
+from ..exports import pseudonym
+from ..models import Annotation, Generation, OutputAgreement, Project, Review
 
 
 def _finite(value) -> float | None:

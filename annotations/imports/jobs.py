@@ -26,10 +26,10 @@ from artifacts import StorageError, default_store
 from audit.services import audit_record
 from jobs import dispatch, lifecycle
 
-from . import roles
-from .importers import ImportFileError, parse_prompts
-from .models import Project, PromptImport
-from .services import ImportReport, PromptWriter, prompts_import
+from .. import roles
+from ..models import Project, PromptImport
+from ..services import ImportReport, PromptWriter, prompts_import
+from .parsing import ImportFileError, parse_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def import_runs_in_background(size: int, *, asked: bool = False) -> bool:
 def import_sniff(head: bytes, fmt: str) -> None:
     """The checks a request can make at once on a file's first bytes, before it is stored for the job:
     the format, UTF-8 text, a CSV header with a prompt column. Raises ImportFileError; every line is
-    checked by the job with the same parser as a small import (``importers.parse_prompts``)."""
+    checked by the job with the same parser as a small import (``parsing.parse_prompts``)."""
     if fmt not in PromptImport.Format.values:
         raise ImportFileError(f"Unknown format {fmt!r}; use jsonl or csv")
     try:

@@ -22,8 +22,17 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
-from . import roles
-from .models import EVALUATION_PURPOSE, Annotation, Assignment, Generation, Project, Prompt, Span, TokenReward
+from .. import roles
+from ..models import (
+    EVALUATION_PURPOSE,
+    Annotation,
+    Assignment,
+    Generation,
+    Project,
+    Prompt,
+    Span,
+    TokenReward,
+)
 
 
 def project_list_with_counts() -> QuerySet[Project]:

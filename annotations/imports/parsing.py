@@ -15,7 +15,7 @@ import io
 import json
 from dataclasses import dataclass, field
 
-from . import safejson
+from .. import safejson
 
 MAX_FIELD_CHARS = 100_000
 MAX_METADATA_DEPTH = 8  # as in the API (serializers.MAX_JSON_DEPTH)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from text2grad import evaluation
+from text2grad import pairwise
 
 
 def _simulate(theta, per_pair, rng):
@@ -22,7 +22,7 @@ def _simulate(theta, per_pair, rng):
 def test_hand_check_two_items():
     # 3 wins, 1 loss and 2 ties: 4 wins to 2, so exp(theta_0 - theta_1) = 2.
     judgements = [(0, 1, 1.0)] * 3 + [(0, 1, 0.0)] + [(1, 0, 0.5)] * 2
-    theta = evaluation.bradley_terry(judgements, n_items=2, prior=0.0)
+    theta = pairwise.bradley_terry(judgements, n_items=2, prior=0.0)
     assert theta[0] - theta[1] == pytest.approx(np.log(2.0), abs=1e-8)
     assert theta.sum() == pytest.approx(0.0, abs=1e-12)
 
@@ -33,7 +33,7 @@ def test_matches_choix_with_ties_as_half_wins():
     truth = np.array([0.8, 0.1, -0.3, -0.6])
     judgements = _simulate(truth, 40, rng)
     judgements += [(0, 2, 0.5)] * 5 + [(1, 3, 0.5)] * 7  # ties
-    ours = evaluation.bradley_terry(judgements, n_items=4, prior=0.0)
+    ours = pairwise.bradley_terry(judgements, n_items=4, prior=0.0)
     # choix takes (winner, loser) pairs; doubling every count leaves the estimate unchanged and lets a tie
     # be one win each way.
     pairs = []
@@ -49,10 +49,10 @@ def test_matches_choix_with_ties_as_half_wins():
 
 def test_prior_keeps_a_clean_sweep_finite_and_prior_zero_refuses_it():
     sweep = [(0, 1, 1.0)] * 10
-    theta = evaluation.bradley_terry(sweep, n_items=2)
+    theta = pairwise.bradley_terry(sweep, n_items=2)
     assert np.isfinite(theta).all() and theta[0] > theta[1]
     with pytest.raises(ValueError, match="no win"):
-        evaluation.bradley_terry(sweep, n_items=2, prior=0.0)
+        pairwise.bradley_terry(sweep, n_items=2, prior=0.0)
 
 
 @pytest.mark.parametrize(
@@ -60,7 +60,7 @@ def test_prior_keeps_a_clean_sweep_finite_and_prior_zero_refuses_it():
 )
 def test_bad_judgements_are_refused(bad):
     with pytest.raises(ValueError):
-        evaluation.bradley_terry(bad, n_items=2)
+        pairwise.bradley_terry(bad, n_items=2)
 
 
 def test_order_recovered_and_intervals_cover_truth_near_nominal():
@@ -71,7 +71,7 @@ def test_order_recovered_and_intervals_cover_truth_near_nominal():
     covered, recovered, trials = 0, 0, 120
     for trial in range(trials):
         judgements = _simulate(truth, 60, rng)
-        fit = evaluation.bootstrap_bradley_terry(judgements, n_items=4, n_boot=300, seed=trial)
+        fit = pairwise.bootstrap_bradley_terry(judgements, n_items=4, n_boot=300, seed=trial)
         covered += int(((fit.lower <= truth) & (truth <= fit.upper)).sum())
         recovered += int(list(np.argsort(-fit.theta)) == [0, 1, 2, 3])
     coverage = covered / (trials * 4)
@@ -83,13 +83,13 @@ def test_order_recovered_and_intervals_cover_truth_near_nominal():
 def test_bootstrap_is_seeded_and_difference_interval_is_decisive_only_with_evidence():
     rng = np.random.default_rng(5)
     strong = _simulate(np.array([1.0, -1.0]), 80, rng)
-    a = evaluation.bootstrap_bradley_terry(strong, n_items=2, n_boot=400, seed=7)
-    b = evaluation.bootstrap_bradley_terry(strong, n_items=2, n_boot=400, seed=7)
+    a = pairwise.bootstrap_bradley_terry(strong, n_items=2, n_boot=400, seed=7)
+    b = pairwise.bootstrap_bradley_terry(strong, n_items=2, n_boot=400, seed=7)
     np.testing.assert_array_equal(a.lower, b.lower)
     _, low, _ = a.difference(0, 1)
     assert low > 0
     even = [(0, 1, 1.0), (0, 1, 0.0)] * 10
-    _, low, high = evaluation.bootstrap_bradley_terry(even, n_items=2, n_boot=400).difference(0, 1)
+    _, low, high = pairwise.bootstrap_bradley_terry(even, n_items=2, n_boot=400).difference(0, 1)
     assert low < 0 < high
 
 
@@ -100,20 +100,20 @@ def test_cluster_bootstrap_is_wider_when_prompts_drive_the_outcome():
         outcome = 1.0 if prompt < 8 else 0.0
         judgements += [(0, 1, outcome)] * 10
         clusters += [prompt] * 10
-    iid = evaluation.bootstrap_bradley_terry(judgements, n_items=2, n_boot=500)
-    by_prompt = evaluation.bootstrap_bradley_terry(judgements, n_items=2, n_boot=500, clusters=clusters)
+    iid = pairwise.bootstrap_bradley_terry(judgements, n_items=2, n_boot=500)
+    by_prompt = pairwise.bootstrap_bradley_terry(judgements, n_items=2, n_boot=500, clusters=clusters)
     assert (by_prompt.upper - by_prompt.lower)[0] > 1.5 * (iid.upper - iid.lower)[0]
 
 
 def test_bootstrap_mean_win_rate():
     values = [1.0] * 30 + [0.0] * 10 + [0.5] * 10
-    mean, low, high = evaluation.bootstrap_mean(values, seed=1)
+    mean, low, high = pairwise.bootstrap_mean(values, seed=1)
     assert mean == pytest.approx(0.7)
     assert 0.55 < low < 0.7 < high < 0.85
 
 
 def test_win_probability_is_complementary():
-    p = evaluation.win_probability(np.array([0.5, -0.5]))
+    p = pairwise.win_probability(np.array([0.5, -0.5]))
     assert p[0, 1] == pytest.approx(1 / (1 + np.exp(-1.0)))
     assert p[0, 1] + p[1, 0] == pytest.approx(1.0)
 
@@ -132,12 +132,12 @@ def test_prompt_clustered_intervals_and_the_promotion_rule_keep_their_error_rate
             for i, j, s in _simulate(truth, 1, rng):
                 judgements.append((i, j, s))
                 clusters.append(prompt)
-        fit = evaluation.bootstrap_bradley_terry(
+        fit = pairwise.bootstrap_bradley_terry(
             judgements, n_items=3, clusters=clusters, n_boot=300, seed=trial
         )
         covered += int(((fit.lower <= truth) & (truth <= fit.upper)).sum())
         equal = _simulate(np.zeros(2), 60, rng)
-        null_fit = evaluation.bootstrap_bradley_terry(
+        null_fit = pairwise.bootstrap_bradley_terry(
             equal, n_items=2, clusters=list(range(60)), n_boot=300, seed=trial
         )
         false_promotions += null_fit.difference(0, 1)[1] > 0
@@ -148,7 +148,7 @@ def test_prompt_clustered_intervals_and_the_promotion_rule_keep_their_error_rate
 
 
 def test_sign_test_against_a_hand_computation():
-    assert evaluation.sign_test(3, 0) == pytest.approx(0.25)
-    assert evaluation.sign_test(9, 1) == pytest.approx(2 * 11 / 1024)
-    assert evaluation.sign_test(5, 5) == 1.0 and evaluation.sign_test(0, 0) == 1.0
-    assert evaluation.sign_test(1, 9) == evaluation.sign_test(9, 1)
+    assert pairwise.sign_test(3, 0) == pytest.approx(0.25)
+    assert pairwise.sign_test(9, 1) == pytest.approx(2 * 11 / 1024)
+    assert pairwise.sign_test(5, 5) == 1.0 and pairwise.sign_test(0, 0) == 1.0
+    assert pairwise.sign_test(1, 9) == pairwise.sign_test(9, 1)

@@ -29,8 +29,8 @@ from artifacts import StorageError, default_store
 from audit.services import audit_record
 from jobs import dispatch, lifecycle
 
-from . import exports, roles
-from .models import DatasetExport
+from .. import exports, roles
+from ..models import DatasetExport
 
 logger = logging.getLogger(__name__)
 

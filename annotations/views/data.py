@@ -13,9 +13,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from . import datasets, exports, imports, privacy, roles, selectors
-from .importers import ImportFileError, detect_format
-from .models import DatasetExport, Project, PromptImport
+from .. import exports, privacy, roles, selectors
+from ..exports import jobs as export_jobs
+from ..imports import jobs as import_jobs
+from ..imports.parsing import ImportFileError, detect_format
+from ..models import DatasetExport, Project, PromptImport
 
 QUERY_FIELDS = (
     "project",
@@ -39,7 +41,7 @@ def _require_researcher(request: HttpRequest) -> None:
 
 def _get_export_for_user(request: HttpRequest, pk: int) -> DatasetExport:
     _require_researcher(request)
-    return get_object_or_404(datasets.exports_visible_to(request.user).select_related("created_by"), pk=pk)
+    return get_object_or_404(export_jobs.exports_visible_to(request.user).select_related("created_by"), pk=pk)
 
 
 def _form_choices(viewer) -> dict:
@@ -78,7 +80,7 @@ def export_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         posted = request.POST
         try:
-            export = datasets.export_create(
+            export = export_jobs.export_create(
                 kind=posted.get("kind", ""),
                 fmt=posted.get("format", ""),
                 query=_query_from_post(posted),
@@ -86,12 +88,12 @@ def export_list(request: HttpRequest) -> HttpResponse:
             )
         except exports.ExportQueryError as exc:
             errors = exc.errors
-        except datasets.ExportRefused as exc:
+        except export_jobs.ExportRefused as exc:
             errors, refused = {"export": str(exc)}, exc.status
         else:
             messages.success(request, f"Export {export.pk} queued: the worker writes it in the background.")
             return redirect("data_export_detail", pk=export.pk)
-    visible = datasets.exports_visible_to(request.user).select_related("created_by")
+    visible = export_jobs.exports_visible_to(request.user).select_related("created_by")
     page = Paginator(visible, 25).get_page(request.GET.get("page"))
     context = {"page": page, "errors": errors, "posted": posted, **_form_choices(request.user)}
     return render(request, "data/export_list.html", context, status=refused or (400 if errors else 200))
@@ -138,20 +140,20 @@ def _query_rows(export) -> list[tuple[str, str, object]]:
 @login_required
 def export_download(request: HttpRequest, pk: int) -> HttpResponse:
     export = _get_export_for_user(request, pk)
-    signed_url = datasets.export_signed_url(export)
+    signed_url = export_jobs.export_signed_url(export)
     if signed_url:
         return redirect(signed_url)
-    stream = datasets.export_open(export)
+    stream = export_jobs.export_open(export)
     if stream is None:
         raise Http404("This export has no file to download.")
     response = FileResponse(
         stream,  # streamed from the artifact store in blocks; FileResponse closes it
         as_attachment=True,
-        filename=datasets.export_download_name(export),
+        filename=export_jobs.export_download_name(export),
         content_type=exports.CONTENT_TYPES[export.format],
     )
     response["X-Content-SHA256"] = export.content_hash
-    datasets.export_downloaded(export=export, user=request.user)
+    export_jobs.export_downloaded(export=export, user=request.user)
     return response
 
 
@@ -160,8 +162,8 @@ def export_download(request: HttpRequest, pk: int) -> HttpResponse:
 def export_again(request: HttpRequest, pk: int) -> HttpResponse:
     export = _get_export_for_user(request, pk)
     try:
-        again = datasets.export_again(export=export, created_by=request.user)
-    except (exports.ExportQueryError, datasets.ExportRefused) as exc:
+        again = export_jobs.export_again(export=export, created_by=request.user)
+    except (exports.ExportQueryError, export_jobs.ExportRefused) as exc:
         messages.error(request, f"Could not run it again: {exc}")
         return redirect("data_export_detail", pk=export.pk)
     messages.success(request, f"Export {again.pk} queued with the same query.")
@@ -176,7 +178,7 @@ def _require_admin(request: HttpRequest) -> None:
 def _get_import_for_user(request: HttpRequest, pk: int) -> PromptImport:
     _require_admin(request)
     return get_object_or_404(
-        imports.imports_visible_to(request.user).select_related("project", "created_by"), pk=pk
+        import_jobs.imports_visible_to(request.user).select_related("project", "created_by"), pk=pk
     )
 
 
@@ -187,7 +189,7 @@ def prompt_import(request: HttpRequest) -> HttpResponse:
     "background") are stored and imported by a job, and the browser goes to the job's page."""
     _require_admin(request)
     projects = Project.objects.filter(is_archived=False).order_by("name")
-    recent = imports.imports_visible_to(request.user).select_related("project")[:10]
+    recent = import_jobs.imports_visible_to(request.user).select_related("project")[:10]
     context = {
         "projects": projects,
         "report": None,
@@ -209,10 +211,10 @@ def prompt_import(request: HttpRequest) -> HttpResponse:
             try:
                 fmt = request.POST.get("format") or detect_format(upload.name or "")
                 allow_partial = request.POST.get("allow_partial") == "on"
-                if imports.import_runs_in_background(
+                if import_jobs.import_runs_in_background(
                     upload.size, asked=request.POST.get("background") == "on"
                 ):
-                    job = imports.prompt_import_create(
+                    job = import_jobs.prompt_import_create(
                         project=project,
                         upload=upload,
                         size=upload.size,
@@ -225,7 +227,7 @@ def prompt_import(request: HttpRequest) -> HttpResponse:
                         request, f"Import {job.pk} queued: the worker imports it in the background."
                     )
                     return redirect("data_import_detail", pk=job.pk)
-                context["report"] = imports.prompts_upload(
+                context["report"] = import_jobs.prompts_upload(
                     project=project,
                     data=upload.read(limit + 1),
                     fmt=fmt,
@@ -252,7 +254,7 @@ def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def import_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     job = _get_import_for_user(request, pk)
-    if not imports.prompt_import_cancel(job=job, user=request.user):
+    if not import_jobs.prompt_import_cancel(job=job, user=request.user):
         messages.info(request, f"Import {job.pk} had already finished.")
     if request.htmx:
         job.refresh_from_db()

@@ -12,15 +12,15 @@ from django.views.decorators.http import require_GET, require_POST
 
 from annotations.models import Annotation, Project
 
-from . import charts, critic_selectors, critic_services
-from .feedback_views import _annotation_for
-from .forms import CriticTrainForm, OnPolicyRoundForm
-from .models import CriticSettings, CriticTrainingJob, CriticVersion
-from .views import _require_admin, _require_viewer
+from .. import charts, selectors, services
+from ..forms import CriticTrainForm, OnPolicyRoundForm
+from ..models import CriticSettings, CriticTrainingJob, CriticVersion
+from .access import require_admin, require_viewer
+from .feedback import annotation_for
 
 
 def _page(request: HttpRequest, project: Project, *, train_form=None, round_form=None, status: int = 200):
-    versions = list(critic_selectors.critic_versions(project_id=project.pk))
+    versions = list(selectors.critic_versions(project_id=project.pk))
     shown = next((v for v in versions if str(v.pk) == request.GET.get("version")), None)
     shown = shown or next((v for v in versions if v.is_active), None) or (versions[0] if versions else None)
     calibration = []
@@ -31,14 +31,14 @@ def _page(request: HttpRequest, project: Project, *, train_form=None, round_form
             calibration.append(charts.calibration_chart(bins, label=label))
     context = {
         "project": project,
-        "versions": [(v, critic_selectors.review_stats(v)) for v in versions],
+        "versions": [(v, selectors.review_stats(v)) for v in versions],
         "shown": shown,
-        "rows": critic_selectors.metric_rows(shown) if shown else [],
+        "rows": selectors.metric_rows(shown) if shown else [],
         "calibration": calibration,
-        "jobs": critic_selectors.critic_jobs(project_id=project.pk),
+        "jobs": selectors.critic_jobs(project_id=project.pk),
         "train_form": train_form or CriticTrainForm(),
         "round_form": round_form or OnPolicyRoundForm(),
-        "snapshot_size": len(critic_services.critic_snapshot(project=project)),
+        "snapshot_size": len(services.critic_snapshot(project=project)),
         "queue_order": getattr(project, "critic_settings", None)
         and project.critic_settings.queue_order
         or "arrival",
@@ -50,24 +50,24 @@ def _page(request: HttpRequest, project: Project, *, train_form=None, round_form
 @require_GET
 @login_required
 def critic_home(request: HttpRequest, project_pk: int) -> HttpResponse:
-    _require_viewer(request)
+    require_viewer(request)
     return _page(request, get_object_or_404(Project, pk=project_pk))
 
 
 @require_POST
 @login_required
 def critic_train(request: HttpRequest, project_pk: int) -> HttpResponse:
-    _require_admin(request)
+    require_admin(request)
     project = get_object_or_404(Project, pk=project_pk)
     form = CriticTrainForm(request.POST)
     if form.is_valid():
         parent = (
-            critic_services.critic_active(project_id=project.pk)
+            services.critic_active(project_id=project.pk)
             if form.cleaned_data["continue_from_active"]
             else None
         )
         try:
-            job = critic_services.critic_job_create(
+            job = services.critic_job_create(
                 project=project, config=form.config(), parent=parent,
                 auto_activate=form.cleaned_data["auto_activate"], created_by=request.user,
             )  # fmt: skip
@@ -84,7 +84,7 @@ def critic_train(request: HttpRequest, project_pk: int) -> HttpResponse:
 @require_GET
 @login_required
 def critic_job_status(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_viewer(request)
+    require_viewer(request)
     job = get_object_or_404(CriticTrainingJob.objects.select_related("output_version"), pk=pk)
     return render(request, "training/_critic_job.html", {"job": job})
 
@@ -92,9 +92,9 @@ def critic_job_status(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @login_required
 def critic_job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_admin(request)
+    require_admin(request)
     job = get_object_or_404(CriticTrainingJob, pk=pk)
-    if critic_services.critic_job_cancel(job=job):
+    if services.critic_job_cancel(job=job):
         messages.info(request, f"Critic job {job.pk}: cancellation requested.")
     else:
         messages.error(request, f"Critic job {job.pk} had already finished.")
@@ -104,9 +104,9 @@ def critic_job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @login_required
 def critic_activate(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_admin(request)
+    require_admin(request)
     version = get_object_or_404(CriticVersion, pk=pk)
-    critic_services.critic_version_activate(version=version)
+    services.critic_version_activate(version=version)
     messages.success(
         request, f"{version.name} is now this project's critic; new outputs get its suggestions."
     )
@@ -116,9 +116,9 @@ def critic_activate(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @login_required
 def critic_deactivate(request: HttpRequest, project_pk: int) -> HttpResponse:
-    _require_admin(request)
+    require_admin(request)
     project = get_object_or_404(Project, pk=project_pk)
-    critic_services.critic_version_deactivate(project=project)
+    services.critic_version_deactivate(project=project)
     messages.info(request, "No critic is active for this project now.")
     return redirect("critic_home", project_pk=project.pk)
 
@@ -126,12 +126,10 @@ def critic_deactivate(request: HttpRequest, project_pk: int) -> HttpResponse:
 @require_POST
 @login_required
 def critic_settings(request: HttpRequest, project_pk: int) -> HttpResponse:
-    _require_admin(request)
+    require_admin(request)
     project = get_object_or_404(Project, pk=project_pk)
     try:
-        critic_services.critic_settings_update(
-            project=project, queue_order=request.POST.get("queue_order", "")
-        )
+        services.critic_settings_update(project=project, queue_order=request.POST.get("queue_order", ""))
     except ValueError as exc:
         messages.error(request, str(exc))
         return _page(request, project, status=400)
@@ -142,13 +140,13 @@ def critic_settings(request: HttpRequest, project_pk: int) -> HttpResponse:
 @require_POST
 @login_required
 def on_policy_launch(request: HttpRequest, project_pk: int) -> HttpResponse:
-    _require_admin(request)
+    require_admin(request)
     project = get_object_or_404(Project, pk=project_pk)
     form = OnPolicyRoundForm(request.POST)
     if form.is_valid():
         data = form.cleaned_data
         try:
-            training_round = critic_services.on_policy_round_launch(
+            training_round = services.on_policy_round_launch(
                 project=project, config=form.config(), audit_share=data["audit_share"],
                 max_new_tokens=data["max_new_tokens"], temperature=data["temperature"],
                 auto_promote=data["auto_promote"], created_by=request.user,
@@ -165,10 +163,10 @@ def on_policy_launch(request: HttpRequest, project_pk: int) -> HttpResponse:
 @login_required
 def annotation_critic_suggestions(request: HttpRequest, pk: int) -> HttpResponse:
     """The annotate page asks once on load: the active critic's spans become dashed suggestions."""
-    annotation = _annotation_for(request, pk)
+    annotation = annotation_for(request, pk)
     editable = annotation.annotator_id == request.user.pk and annotation.status == Annotation.Status.DRAFT
     # Only the annotator's own draft gets suggestions (and the row that records how they were treated).
-    alignment = critic_services.critic_suggestions_for(annotation=annotation) if editable else None
+    alignment = services.critic_suggestions_for(annotation=annotation) if editable else None
     if alignment is None or not alignment.proposals:
         # Nothing to suggest: htmx swaps nothing on 204, so a Suggest-spans answer that raced ahead stays.
         return HttpResponse(status=204)

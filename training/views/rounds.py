@@ -19,24 +19,15 @@ from annotations import roles
 from annotations.models import Project
 from evaluation import selectors as evaluation_selectors
 
-from . import charts, critic_selectors, critic_services, selectors, services
-from .forms import RoundLaunchForm
-from .models import GenerationJob, ModelVersion, TrainingRound
-
-
-def _require_admin(request: HttpRequest) -> None:
-    if not roles.is_admin(request.user):
-        raise PermissionDenied("Only admins can do this.")
-
-
-def _require_viewer(request: HttpRequest) -> None:
-    if not roles.is_researcher(request.user):
-        raise PermissionDenied("Training is visible to researchers and admins.")
+from .. import charts, selectors, services
+from ..forms import RoundLaunchForm
+from ..models import GenerationJob, ModelVersion, TrainingRound
+from .access import require_admin, require_viewer
 
 
 @login_required
 def training_home(request: HttpRequest) -> HttpResponse:
-    _require_viewer(request)
+    require_viewer(request)
     form = RoundLaunchForm()
     versions = list(selectors.version_list())
     standings = evaluation_selectors.version_standings(versions)
@@ -54,7 +45,7 @@ def training_home(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def round_launch(request: HttpRequest) -> HttpResponse:
-    _require_admin(request)
+    require_admin(request)
     form = RoundLaunchForm(request.POST)
     if form.is_valid():
         try:
@@ -79,7 +70,7 @@ def round_launch(request: HttpRequest) -> HttpResponse:
 @login_required
 @vary_on_headers("HX-Request")
 def round_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_viewer(request)
+    require_viewer(request)
     training_round = selectors.round_for_page(pk)
     if training_round is None:
         raise Http404("No such round.")
@@ -92,7 +83,7 @@ def round_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "round_charts_id": f"round-charts-{training_round.pk}",
     }
     if training_round.mode == TrainingRound.Mode.ON_POLICY:
-        context["samples"] = critic_selectors.on_policy_samples(training_round)
+        context["samples"] = selectors.on_policy_samples(training_round)
     template = "training/_round_live.html" if request.htmx else "training/round_detail.html"
     return render(request, template, context)
 
@@ -100,7 +91,7 @@ def round_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @login_required
 def round_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    _require_admin(request)
+    require_admin(request)
     training_round = get_object_or_404(TrainingRound, pk=pk)
     try:
         if action == "cancel":
@@ -110,7 +101,7 @@ def round_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             services.round_resume(training_round=training_round)
             messages.success(request, "Round queued again; it continues from its last checkpoint.")
         elif action == "retry" and training_round.mode == TrainingRound.Mode.ON_POLICY:
-            training_round = critic_services.on_policy_round_retry(
+            training_round = services.on_policy_round_retry(
                 training_round=training_round, created_by=request.user
             )
             messages.success(
@@ -131,7 +122,7 @@ def round_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 @require_POST
 @login_required
 def version_activate(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_admin(request)
+    require_admin(request)
     version = get_object_or_404(ModelVersion, pk=pk)
     if request.POST.get("confirm") != "yes":
         # Promotion is a claim that the version is better: without evidence, ask, and say why.
@@ -147,7 +138,7 @@ def version_activate(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def version_compare(request: HttpRequest) -> HttpResponse:
     """Outputs of two versions on the same evaluation prompts, side by side."""
-    _require_viewer(request)
+    require_viewer(request)
     versions = selectors.version_list()
     projects = selectors.projects_open()
     a = versions.filter(pk=request.GET.get("a")).first() if request.GET.get("a", "").isdigit() else None
@@ -157,7 +148,7 @@ def version_compare(request: HttpRequest) -> HttpResponse:
         if request.GET.get("project", "").isdigit()
         else None
     )
-    rows = selectors.compare_rows(project, a, b, services.EVAL_PROMPTS) if a and b and project else []
+    rows = selectors.compare_rows(project, a, b, services.COMPARE_PROMPTS) if a and b and project else []
     context = {"versions": versions, "projects": projects, "a": a, "b": b, "project": project, "rows": rows}
     return render(request, "training/compare.html", context)
 
@@ -165,11 +156,11 @@ def version_compare(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def version_compare_generate(request: HttpRequest) -> HttpResponse:
-    _require_admin(request)
+    require_admin(request)
     project = get_object_or_404(Project, pk=request.POST.get("project"))
     chosen = selectors.versions_by_ids(request.POST.getlist("version"))
     jobs = [
-        services.evaluation_generate(project=project, model_version=v, created_by=request.user)
+        services.compare_outputs_generate(project=project, model_version=v, created_by=request.user)
         for v in chosen
     ]
     queued = [version.name for version, job in zip(chosen, jobs, strict=True) if job is not None]
@@ -188,7 +179,7 @@ def version_compare_generate(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def generation_job_start(request: HttpRequest, project_pk: int) -> HttpResponse:
-    _require_admin(request)
+    require_admin(request)
     project = get_object_or_404(Project, pk=project_pk)
     try:
         per_prompt = int(request.POST.get("per_prompt", "1"))
@@ -203,7 +194,7 @@ def generation_job_start(request: HttpRequest, project_pk: int) -> HttpResponse:
 @require_POST
 @login_required
 def generation_job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_admin(request)
+    require_admin(request)
     job = get_object_or_404(GenerationJob, pk=pk)
     cancelled = services.generation_job_cancel(job=job)
     if request.htmx:  # the job's row, now showing its final status

@@ -21,11 +21,11 @@ def test_evaluation_samples_only_prompts_without_an_output_of_that_version(
     version = ModelVersion.objects.create(name="v-eval", base_model="tiny")
     prompts = _prompts(project, 3)
     Generation.objects.create(prompt=prompts[0], model_version=version, text="exists already")
-    job = services.evaluation_generate(project=project, model_version=version)
+    job = services.compare_outputs_generate(project=project, model_version=version)
     assert job.prompt_ids == sorted(p.pk for p in prompts[1:])
     assert job.sampling_params["purpose"] == "evaluation"
     # Asked again while that job is still queued: nothing new.
-    assert services.evaluation_generate(project=project, model_version=version) is None
+    assert services.compare_outputs_generate(project=project, model_version=version) is None
     assert GenerationJob.objects.count() == 1
     # Its outputs written (as the worker would): still nothing new.
     GenerationJob.objects.filter(pk=job.pk).update(status=GenerationJob.Status.SUCCEEDED)
@@ -33,7 +33,7 @@ def test_evaluation_samples_only_prompts_without_an_output_of_that_version(
         Generation.objects.create(
             prompt=prompt, model_version=version, text="eval", sampling_params={"purpose": "evaluation"}
         )
-    assert services.evaluation_generate(project=project, model_version=version) is None
+    assert services.compare_outputs_generate(project=project, model_version=version) is None
 
 
 def test_evaluation_outputs_never_reach_the_queue(project, annotator):

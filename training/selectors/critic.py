@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 
 from annotations.models import Annotation, Span
 
-from .models import AlignmentRequest, CriticTrainingJob, CriticVersion, OnPolicySample, TrainingRound
+from ..models import AlignmentRequest, CriticTrainingJob, CriticVersion, OnPolicySample, TrainingRound
 
 BASELINE_NAMES = {
     "critic": "Critic",

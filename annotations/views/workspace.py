@@ -30,11 +30,11 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from jobs import health
 
-from . import access, privacy, roles, selectors, services
-from .forms import OverallForm, SkipForm, SpanEditForm, SpanForm
-from .highlight import code_tokens
-from .models import Annotation, Assignment, Project
-from .panels import SHORTCUTS, labels_for, panel_context
+from .. import access, privacy, roles, selectors, services
+from ..forms import OverallForm, SkipForm, SpanEditForm, SpanForm
+from ..highlight import code_tokens
+from ..models import Annotation, Assignment, Project
+from ..panels import SHORTCUTS, labels_for, panel_context, project_sections
 
 
 @require_GET
@@ -69,6 +69,7 @@ def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "project": project,
         "page": page,
         "progress": selectors.project_progress(project),
+        "sections": project_sections(request, project),  # other apps' parts of the page (panels.py)
     }
     return render(request, "annotations/project_detail.html", context)
 

@@ -14,7 +14,7 @@ from annotations.models import Annotation, Generation, Project, content_hash
 from jobs import dispatch, lifecycle
 from text2grad.config import TrainingConfig  # a plain dataclass: no torch
 
-from .models import (
+from ..models import (
     AlignmentRequest,
     CriticPrediction,
     CriticSettings,
@@ -22,7 +22,7 @@ from .models import (
     CriticVersion,
     TrainingRound,
 )
-from .services import model_version_bootstrap
+from .versions import model_version_bootstrap
 
 MIN_ANNOTATIONS = 4  # fewer outputs than this cannot be split into training and held-out data
 MAX_AUDIT_SHARE = 1.0

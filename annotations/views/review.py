@@ -18,10 +18,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import review_selectors, roles, services
-from .forms import GoldForm, ReviewForm
-from .models import Annotation, Generation, Project
-from .panels import labels_for, safe_color
+from .. import roles, selectors, services
+from ..forms import GoldForm, ReviewForm
+from ..models import Annotation, Generation, Project
+from ..panels import labels_for, safe_color
 
 REVIEW_SHORTCUTS = [
     ("J / K", "Next / previous annotation"),
@@ -84,8 +84,8 @@ def _span_data(span, labels: dict) -> dict:
 def review_queue(request: HttpRequest, pk: int) -> HttpResponse:
     _require_reviewer(request)
     project = get_object_or_404(Project, pk=pk)
-    queue = review_selectors.review_queue(project)[:100]
-    context = {"project": project, "queue": queue, "counts": review_selectors.review_counts(project)}
+    queue = selectors.review_queue(project)[:100]
+    context = {"project": project, "queue": queue, "counts": selectors.review_counts(project)}
     return render(request, "review/queue.html", context)
 
 
@@ -94,7 +94,7 @@ def review_queue(request: HttpRequest, pk: int) -> HttpResponse:
 def review_next(request: HttpRequest, pk: int) -> HttpResponse:
     _require_reviewer(request)
     project = get_object_or_404(Project, pk=pk)
-    generation = review_selectors.review_queue(project).first()
+    generation = selectors.review_queue(project).first()
     if generation is None:
         messages.success(request, f"Nothing is waiting for review in {project.name}.")
         return redirect("review_queue", pk=project.pk)
@@ -107,7 +107,7 @@ def review_output(request: HttpRequest, pk: int) -> HttpResponse:
     _require_reviewer(request)
     generation = get_object_or_404(Generation.objects.select_related("prompt__project", "agreement"), pk=pk)
     project = generation.prompt.project
-    work, gold = review_selectors.output_for_review(generation)
+    work, gold = selectors.output_for_review(generation)
     labels = services.project_labels(project)
     gold_spans = list(gold.spans.all()) if gold else []
     data = {
@@ -228,7 +228,7 @@ def _refused(request: HttpRequest, exc: ValidationError, back: str) -> HttpRespo
 @require_GET
 def my_reviews(request: HttpRequest) -> HttpResponse:
     roles.require_role(request.user)  # as the API's /reviews/ (HasRole): a no-role account sees nothing
-    reviews = review_selectors.reviews_of(request.user)[:200]
+    reviews = selectors.reviews_of(request.user)[:200]
     return render(request, "review/mine.html", {"reviews": reviews})
 
 
@@ -239,7 +239,7 @@ def project_agreement(request: HttpRequest, pk: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=pk)
     context = {
         "project": project,
-        "report": review_selectors.project_agreement(project),
-        "lowest": review_selectors.lowest_agreement(project),
+        "report": selectors.project_agreement(project),
+        "lowest": selectors.lowest_agreement(project),
     }
     return render(request, "review/agreement.html", context)

@@ -17,11 +17,11 @@ from annotations import access, privacy
 from annotations import selectors as annotation_selectors
 from annotations.models import Annotation
 
-from . import heatmap, services
-from .models import AlignmentRequest
+from .. import heatmap, services
+from ..models import AlignmentRequest
 
 
-def _annotation_for(request: HttpRequest, pk: int, *, write: bool = False) -> Annotation:
+def annotation_for(request: HttpRequest, pk: int, *, write: bool = False) -> Annotation:
     return access.annotation_for_user(request.user, pk, write=write)
 
 
@@ -37,7 +37,7 @@ def _suggestions(request: HttpRequest, alignment: AlignmentRequest, *, error: st
 @require_POST
 @login_required
 def annotation_suggest(request: HttpRequest, pk: int) -> HttpResponse:
-    annotation = _annotation_for(request, pk, write=True)
+    annotation = annotation_for(request, pk, write=True)
     # The annotate page sends the overall critique as typed (it may not be autosaved yet).
     critique = (
         request.POST.get("critique") or request.POST.get("overall_critique") or annotation.overall_critique
@@ -57,7 +57,7 @@ def annotation_suggest(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def alignment_status(request: HttpRequest, pk: int) -> HttpResponse:
     alignment = get_object_or_404(AlignmentRequest, pk=pk)
-    _annotation_for(request, alignment.annotation_id)
+    annotation_for(request, alignment.annotation_id)
     return _suggestions(request, alignment)
 
 
@@ -65,7 +65,7 @@ def alignment_status(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def alignment_decide(request: HttpRequest, pk: int, index: int, decision: str) -> HttpResponse:
     alignment = get_object_or_404(AlignmentRequest, pk=pk)
-    _annotation_for(request, alignment.annotation_id, write=True)
+    annotation_for(request, alignment.annotation_id, write=True)
     if decision not in ("accept", "reject", "flip"):
         raise Http404("Unknown decision")
     try:
@@ -94,7 +94,7 @@ def alignment_decide(request: HttpRequest, pk: int, index: int, decision: str) -
 @login_required
 @vary_on_headers("HX-Request")
 def annotation_heatmap(request: HttpRequest, pk: int) -> HttpResponse:
-    annotation = _annotation_for(request, pk)
+    annotation = annotation_for(request, pk)
     row = annotation_selectors.latest_token_reward(annotation)
     cells, summary = [], {}
     if row is not None:

@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 
 from annotations.models import Generation, Project, Prompt
 
-from .models import GenerationJob, ModelVersion, RoundMetric, TrainingRound
+from ..models import GenerationJob, ModelVersion, RoundMetric, TrainingRound
 
 
 def active_version() -> ModelVersion | None:

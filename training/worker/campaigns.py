@@ -1,4 +1,4 @@
-"""Evaluation campaigns, worker side: every version's output for every prompt, then code tests.
+"""Evaluation campaigns (the ``evaluation`` app), worker side: every version's output for every prompt, then code tests.
 
 Every version samples the same prompts in the same chunks with the same seeds and settings, so the
 outputs differ only by the model. A requeued or retried run resumes after the outputs it wrote.

@@ -1,0 +1,42 @@
+"""Reads for the training app. One module per subject: ``rounds`` (model versions, generation jobs, rounds,
+the compare page's rows) and ``critic`` (critic versions and jobs, their metrics and review statistics,
+on-policy samples). The names other modules use are re-exported here.
+"""
+
+from .critic import (
+    critic_jobs,
+    critic_versions,
+    highlight_segments,
+    metric_rows,
+    on_policy_samples,
+    review_stats,
+)
+from .rounds import (
+    active_version,
+    compare_rows,
+    generation_jobs_for_project,
+    projects_open,
+    round_for_page,
+    round_metrics,
+    rounds_recent,
+    version_list,
+    versions_by_ids,
+)
+
+__all__ = [
+    "active_version",
+    "compare_rows",
+    "critic_jobs",
+    "critic_versions",
+    "generation_jobs_for_project",
+    "highlight_segments",
+    "metric_rows",
+    "on_policy_samples",
+    "projects_open",
+    "review_stats",
+    "round_for_page",
+    "round_metrics",
+    "rounds_recent",
+    "version_list",
+    "versions_by_ids",
+]

@@ -1,0 +1,170 @@
+"""Training rounds: the snapshot filters, launch, cancel, resume and retry. The worker runs a round
+(``training/worker/rounds.py``); this module only freezes its inputs and queues it."""
+
+from __future__ import annotations
+
+import json
+
+from django.db import transaction
+
+from annotations.models import content_hash
+from audit.services import audit_record
+from jobs import dispatch, lifecycle
+
+from ..models import TrainingRound
+from .versions import model_version_bootstrap
+
+REVIEW_CHOICES = {
+    "submitted": "Every submitted annotation",
+    "accepted": "Annotations a reviewer accepted",
+    "gold": "Gold annotations only (adjudicated and honeypot)",
+}
+
+
+def selection_clean(selection: dict | None) -> dict:
+    """The snapshot filters, checked and in their stored form (JSON values). Raises ValueError.
+
+    ``review`` chooses by review status (REVIEW_CHOICES); ``min_agreement`` keeps outputs whose agreement
+    score (alpha over characters) is at least this, which leaves out outputs it cannot be measured on;
+    ``exclude_annotators`` lists user ids whose annotations are left out (gold is never excluded by it).
+    """
+    cleaned = {k: v for k, v in (selection or {}).items() if v not in (None, "", [])}
+    review = cleaned.get("review", "submitted")
+    if review not in REVIEW_CHOICES:
+        raise ValueError(f"review must be one of {', '.join(REVIEW_CHOICES)} (got {review!r})")
+    cleaned["review"] = review
+    if "min_agreement" in cleaned:
+        try:
+            value = float(cleaned["min_agreement"])
+        except (TypeError, ValueError):
+            raise ValueError("min_agreement must be a number from -1 to 1") from None
+        if not -1.0 <= value <= 1.0:
+            raise ValueError("min_agreement must be a number from -1 to 1")
+        cleaned["min_agreement"] = value
+    if "exclude_annotators" in cleaned:
+        raw = cleaned["exclude_annotators"]
+        items = raw.strip("[]").split(",") if isinstance(raw, str) else list(raw)
+        try:
+            cleaned["exclude_annotators"] = sorted(
+                {int(str(item).strip()) for item in items if str(item).strip()}
+            )
+        except ValueError:
+            raise ValueError("exclude_annotators must be a list of user ids") from None
+    for key in ("project_id", "model_version_id"):
+        if key in cleaned:
+            cleaned[key] = int(cleaned[key])
+    for key in ("since", "until"):
+        if key in cleaned:
+            cleaned[key] = str(cleaned[key])
+    return cleaned
+
+
+def round_snapshot(*, selection: dict) -> list[int]:
+    """Submitted annotation ids chosen by project, submission date range, generating model version, review
+    status, minimum agreement and annotators left out (``selection_clean`` explains the last three)."""
+    from annotations.models import Annotation
+
+    selection = selection_clean(selection)
+    queryset = Annotation.objects.filter(status=Annotation.Status.SUBMITTED)
+    if selection["review"] == "gold":
+        queryset = queryset.filter(is_gold=True)
+    else:
+        queryset = queryset.filter(is_gold=False)
+        if selection["review"] == "accepted":
+            queryset = queryset.filter(review__verdict="accepted")
+        if selection.get("exclude_annotators"):
+            queryset = queryset.exclude(annotator_id__in=selection["exclude_annotators"])
+    if "min_agreement" in selection:
+        queryset = queryset.filter(generation__agreement__score__gte=selection["min_agreement"])
+    if selection.get("project_id"):
+        queryset = queryset.filter(generation__prompt__project_id=selection["project_id"])
+    if selection.get("since"):
+        queryset = queryset.filter(submitted_at__gte=selection["since"])
+    if selection.get("until"):
+        queryset = queryset.filter(submitted_at__lte=selection["until"])
+    if selection.get("model_version_id"):
+        queryset = queryset.filter(generation__model_version_id=selection["model_version_id"])
+    return sorted(queryset.values_list("id", flat=True))
+
+
+def round_launch(
+    *,
+    mode: str = "token",
+    selection: dict | None = None,
+    config: dict | None = None,
+    auto_promote: bool = False,
+    created_by=None,
+    enqueue: bool = True,
+) -> TrainingRound:
+    """Freeze the snapshot and config, and queue the round on the training worker (unless ``enqueue``
+    is false: the ``train_round`` command runs it in its own process)."""
+    from text2grad.config import TrainingConfig  # pure dataclass; no torch
+
+    selection = selection_clean(selection)  # raises ValueError if bad
+    checked = TrainingConfig.from_dict({**(config or {}), "mode": mode})  # raises ValueError if bad
+    with transaction.atomic():
+        snapshot = round_snapshot(selection=selection)
+        if not snapshot:
+            raise ValueError("No submitted annotations match this selection; nothing to train on")
+        project_id = selection.get("project_id")
+        training_round = TrainingRound.objects.create(
+            project_id=project_id,
+            mode=mode,
+            config=checked.to_dict(),
+            selection=selection,  # the choice, recorded: filters, review status, agreement, exclusions
+            snapshot=snapshot,
+            snapshot_hash=content_hash(
+                ",".join(map(str, snapshot)), json.dumps(checked.to_dict(), sort_keys=True)
+            ),
+            base_version=model_version_bootstrap(),
+            auto_promote=auto_promote,
+            progress_total=checked.steps,
+            created_by=created_by,
+        )
+        audit_record(
+            action="round.launch",
+            actor=created_by,
+            obj=training_round,
+            details={"mode": mode, "selection": training_round.selection, "snapshot_size": len(snapshot)},
+        )
+        if enqueue:
+            _enqueue_round(training_round)
+    return training_round
+
+
+def _enqueue_round(training_round: TrainingRound) -> None:
+    dispatch.enqueue("training.train_round", training_round.pk)
+
+
+def round_cancel(*, training_round: TrainingRound) -> TrainingRound:
+    """Queued rounds stop at once; a running one stops before its next optimizer step."""
+    with transaction.atomic():
+        lifecycle.request_cancel(TrainingRound, training_round.pk)
+        audit_record(action="round.cancel", obj=training_round)
+    training_round.refresh_from_db()
+    return training_round
+
+
+def round_resume(*, training_round: TrainingRound) -> TrainingRound:
+    """Queue a failed round again; it continues from its last checkpoint if it has one."""
+    with transaction.atomic():
+        updated = TrainingRound.objects.filter(
+            pk=training_round.pk, status__in=[TrainingRound.Status.FAILED, TrainingRound.Status.CANCELLED]
+        ).update(status=TrainingRound.Status.QUEUED, error="", cancel_requested=False, finished_at=None)
+        if not updated:
+            raise ValueError("Only a failed or cancelled round can be resumed")
+        audit_record(action="round.resume", obj=training_round)
+        training_round.refresh_from_db()
+        _enqueue_round(training_round)
+    return training_round
+
+
+def round_retry(*, training_round: TrainingRound, created_by=None) -> TrainingRound:
+    """A fresh round with the same snapshot selection and config (starting from the active version)."""
+    return round_launch(
+        mode=training_round.mode,
+        selection=training_round.selection,
+        config=training_round.config,
+        auto_promote=training_round.auto_promote,
+        created_by=created_by,
+    )
