@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import critic_views, feedback_views, views
+from . import critic_views, download_views, feedback_views, views
 
 urlpatterns = [
     path("training/", views.training_home, name="training_home"),
@@ -8,6 +8,14 @@ urlpatterns = [
     path("training/rounds/<int:pk>/", views.round_detail, name="round_detail"),
     path("training/rounds/<int:pk>/<str:action>/", views.round_action, name="round_action"),
     path("training/versions/<int:pk>/activate/", views.version_activate, name="version_activate"),
+    path("training/versions/<int:pk>/", download_views.version_detail, name="version_detail"),
+    path(
+        "training/versions/<int:pk>/download/<str:kind>/",
+        download_views.version_download,
+        name="version_download",
+    ),
+    path("training/downloads/<int:pk>/", download_views.download_status, name="download_status"),
+    path("training/downloads/<int:pk>/file/", download_views.download_file, name="download_file"),
     path("training/compare/", views.version_compare, name="version_compare"),
     path("training/compare/generate/", views.version_compare_generate, name="version_compare_generate"),
     path("projects/<int:project_pk>/generate/", views.generation_job_start, name="generation_job_start"),

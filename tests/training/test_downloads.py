@@ -236,3 +236,47 @@ def test_pushing_to_the_hub_is_off_by_default(trained_version, researcher, setti
     download = _build(_client(researcher), trained_version, "adapter")
     with pytest.raises(merge.HubPushDisabled, match="T2G_HUB_TOKEN"):
         merge.download_push_to_hub(download=download, repo_id="someone/model")
+
+
+def test_the_version_page_shows_the_card_escaped_and_the_downloads(trained_version, researcher, client):
+    version = trained_version
+    version.notes = "<script>alert('x')</script> notes"
+    version.save(update_fields=["notes"])
+    client.force_login(researcher)
+    page = client.get(f"/training/versions/{version.pk}/")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "library_name: peft" in html and "## Lineage" in html
+    assert version.created_by_round.snapshot_hash in html
+    assert "<script>alert" not in html and "&amp;lt;script&amp;gt;alert" in html
+    assert f"/training/versions/{version.pk}/download/adapter/" in html
+    assert f"/training/versions/{version.pk}/download/merged/" in html
+    assert f'href="/training/versions/{version.pk}/"' in client.get("/training/").content.decode()
+
+    queued = client.post(f"/training/versions/{version.pk}/download/adapter/")
+    assert queued.status_code == 302 and queued["Location"] == f"/training/versions/{version.pk}/"
+    download = ModelDownload.objects.get(version=version, kind="adapter")
+    polling = client.get(f"/training/downloads/{download.pk}/", HTTP_HX_REQUEST="true").content.decode()
+    assert 'hx-trigger="every 2s"' in polling and "queued" in polling
+
+    merge.download_build_run(download_id=download.pk)
+    ready = client.get(f"/training/downloads/{download.pk}/", HTTP_HX_REQUEST="true").content.decode()
+    assert "hx-trigger" not in ready and f"/training/downloads/{download.pk}/file/" in ready
+    again = client.post(f"/training/versions/{version.pk}/download/adapter/")
+    assert again["Location"] == f"/training/downloads/{download.pk}/file/"
+    response = client.get(again["Location"])
+    assert response["Content-Disposition"] == f'attachment; filename="{version.name}-adapter.tar"'
+    with tarfile.open(fileobj=io.BytesIO(b"".join(response.streaming_content))) as archive:
+        readme = archive.extractfile(f"{version.name}-adapter/README.md").read().decode()
+    assert "<script>" not in readme and "library_name: peft" in readme
+
+
+def test_the_bare_base_version_offers_only_merged_weights(trained_version, researcher, client):
+    base = trained_version.parent
+    client.force_login(researcher)
+    html = client.get(f"/training/versions/{base.pk}/").content.decode()
+    assert f"/training/versions/{base.pk}/download/merged/" in html
+    assert f"/training/versions/{base.pk}/download/adapter/" not in html
+    refused = client.post(f"/training/versions/{base.pk}/download/adapter/", follow=True)
+    assert "no adapter" in refused.content.decode()
+    assert not ModelDownload.objects.exists()
