@@ -11,9 +11,8 @@ from __future__ import annotations
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers, status, viewsets
+from rest_framework import renderers, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied as DRFPermissionDenied
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
@@ -108,7 +107,7 @@ class VersionCardView(APIView):
     """The version's model card (Hugging Face format: YAML front matter, then Markdown)."""
 
     permission_classes = [ResearcherOnly]
-    renderer_classes = [PassthroughRenderer]
+    renderer_classes = [renderers.JSONRenderer, PassthroughRenderer]  # errors are JSON
 
     @extend_schema(responses={(200, "text/markdown"): OpenApiResponse(description="README.md")})
     def get(self, request, pk: int):
@@ -134,11 +133,12 @@ class ModelDownloadViewSet(viewsets.ReadOnlyModelViewSet):
         }
     )
     @action(
-        detail=True, methods=["get"], url_path="file", url_name="file", renderer_classes=[PassthroughRenderer]
+        detail=True,
+        methods=["get"],
+        url_path="file",
+        url_name="file",
+        renderer_classes=[renderers.JSONRenderer, PassthroughRenderer],
     )
     def file(self, request, pk=None):
         """The download's folder as one ``.tar``, streamed from the artifact store."""
-        download = self.get_object()
-        if not downloads.can_download(request.user):
-            raise DRFPermissionDenied()
-        return _tar_response(download, request.user)
+        return _tar_response(self.get_object(), request.user)
