@@ -8,13 +8,16 @@ import json
 import subprocess
 import sys
 import tarfile
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 from rest_framework.test import APIClient
 
+from artifacts import default_store
 from audit.models import AuditEvent
+from tests.conftest import wait_for
 from training import downloads, services
 from training.models import ModelDownload, TrainingRound
 from training.worker import merge, rounds, runtime
@@ -182,8 +185,6 @@ def test_a_second_download_streams_the_stored_build_and_is_audited(trained_versi
     assert AuditEvent.objects.filter(action="version.download_build", actor_id=None).count() == 0
 
     # Its files gone from the store: asking again builds it again rather than offering a broken file.
-    from artifacts import default_store
-
     default_store().delete(download.storage_key)
     assert _client(admin_user).get(f"/api/v1/model-downloads/{download.pk}/file/").status_code == 409
     rebuilt = downloads.download_request(version=version, kind="adapter", user=admin_user)
@@ -280,3 +281,61 @@ def test_the_bare_base_version_offers_only_merged_weights(trained_version, resea
     refused = client.post(f"/training/versions/{base.pk}/download/adapter/", follow=True)
     assert "no adapter" in refused.content.decode()
     assert not ModelDownload.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_builds_the_merged_download(
+    celery_worker_process, tiny_model_dir, researcher, tmp_path
+):
+    """Through the broker and a worker process: the build is queued by the request, built and published by
+    the worker, and streamed by the web side from the store the two share."""
+    import torch
+
+    from text2grad import model_store
+    from text2grad.config import TrainingConfig
+    from text2grad.policy import build_policy, save_policy
+    from training.models import ModelVersion
+    from training.worker.versions import version_publish
+
+    model, _ = model_store.load(tiny_model_dir, trainable=True)
+    policy = build_policy(model, TrainingConfig())
+    with torch.no_grad():  # a trained adapter: LoRA B away from its zero start
+        for name, parameter in policy.model.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn_like(parameter) * 0.05)
+    save_policy(policy, tmp_path / "adapter")
+    name = f"worker-built-{uuid.uuid4().hex[:8]}"  # the worker shares the default store (var/): clean it up
+    key, digest = version_publish(source_dir=tmp_path / "adapter", name=name)
+    version = ModelVersion.objects.create(
+        name=name, base_model=str(tiny_model_dir), storage_key=key, content_hash=digest
+    )
+    try:
+        _worker_builds_and_we_compare(version, researcher, tiny_model_dir, tmp_path)
+    finally:
+        default_store().delete(key)
+        default_store().delete(f"{downloads.DOWNLOADS_PREFIX}/{name}-merged")
+
+
+def _worker_builds_and_we_compare(version, researcher, tiny_model_dir, tmp_path) -> None:
+    import torch
+
+    from text2grad import model_store
+
+    client = _client(researcher)
+    asked = client.post(f"/api/v1/model-versions/{version.pk}/downloads/", {"kind": "merged"}, format="json")
+    assert asked.status_code == 202
+    download_id = asked.json()["id"]
+
+    def built():
+        row = client.get(f"/api/v1/model-downloads/{download_id}/").json()
+        assert row["status"] not in ("failed", "cancelled"), row["error"]
+        return row["status"] == "succeeded"
+
+    wait_for(built, timeout=180, message="the worker to build the merged download")
+    merged = _fetch(client, ModelDownload.objects.get(pk=download_id), tmp_path / "m")
+    studio_model, _ = model_store.load(tiny_model_dir, tmp_path / "adapter")
+    with torch.no_grad():
+        studio = studio_model(input_ids=torch.tensor(INPUT_IDS)).logits.float().numpy()
+    difference = float(np.abs(_logits_outside("merged", merged, tmp_path) - studio).max())
+    print(f"worker-built merged download vs studio policy: max abs logit difference {difference:.3g}")  # noqa: T201
+    assert difference <= 1e-4
