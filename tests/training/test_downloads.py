@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from artifacts import default_store
@@ -237,6 +238,9 @@ def test_pushing_to_the_hub_is_off_by_default(trained_version, researcher, setti
     download = _build(_client(researcher), trained_version, "adapter")
     with pytest.raises(merge.HubPushDisabled, match="T2G_HUB_TOKEN"):
         merge.download_push_to_hub(download=download, repo_id="someone/model")
+    with pytest.raises(CommandError, match="T2G_HUB_TOKEN"):
+        call_command("push_version", trained_version.name, "--repo", "someone/model")
+    assert ModelDownload.objects.count() == 1  # refused before building anything
 
 
 def test_the_version_page_shows_the_card_escaped_and_the_downloads(trained_version, researcher, client):
@@ -259,6 +263,7 @@ def test_the_version_page_shows_the_card_escaped_and_the_downloads(trained_versi
     download = ModelDownload.objects.get(version=version, kind="adapter")
     polling = client.get(f"/training/downloads/{download.pk}/", HTTP_HX_REQUEST="true").content.decode()
     assert 'hx-trigger="every 2s"' in polling and "queued" in polling
+    assert "no worker serves" in polling or "position 1" in polling or "next to run" in polling
 
     merge.download_build_run(download_id=download.pk)
     ready = client.get(f"/training/downloads/{download.pk}/", HTTP_HX_REQUEST="true").content.decode()
