@@ -13,6 +13,7 @@ value head) is published to a local store in a temporary folder. For each kind i
   even for the 540 MB merged folder.
 
     .venv/bin/python benchmarks/bench_downloads.py --repeats 3 --out benchmarks/results/downloads.json
+    .venv/bin/python benchmarks/bench_downloads.py --repeats 1 --verify   # + load each outside the studio
 
 Uses its own database (default ``postgres://postgres@127.0.0.1:5432/t2g_bench_downloads``, created and
 migrated if missing) and the base model cache under ``var/models`` (``make model``).
@@ -91,11 +92,43 @@ def stream_once(download_id: int) -> dict:
     return {"seconds": seconds, "bytes": size, "peak_rss_mb": _status_mb("VmHWM"), "rss_before_mb": before_mb}
 
 
+VERIFY = """
+import sys, numpy as np, torch
+from transformers import AutoModelForCausalLM
+kind, folder, base, out = sys.argv[1:5]
+if kind == "adapter":
+    from peft import PeftModel
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), folder)
+else:
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+with torch.no_grad():
+    np.save(out, model.eval()(input_ids=torch.tensor([[1, 504, 2205, 314, 260, 3467, 30, 198]])).logits.numpy())
+"""
+
+
+def verify(kind: str, folder: Path, base: Path, studio, scratch: Path) -> float:
+    """Load the built folder with plain transformers/peft in ``python -I`` (no repo on the path) and
+    return the max abs logit difference from the studio's own model of the version."""
+    import numpy as np
+
+    out = scratch / f"{kind}.npy"
+    subprocess.run(
+        [sys.executable, "-I", "-c", VERIFY, kind, str(folder), str(base), str(out)],
+        check=True,
+        cwd=scratch,
+        env={"PATH": os.environ.get("PATH", ""), "HF_HUB_OFFLINE": "1"},
+    )
+    return float(np.abs(np.load(out) - studio).max())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default=DEFAULT_DB)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, help="also write the report as JSON here")
+    parser.add_argument(
+        "--verify", action="store_true", help="also load each folder outside the studio and compare logits"
+    )
     parser.add_argument("--stream-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -144,6 +177,13 @@ def main() -> None:
             content_hash=digest,
         )
 
+        studio = None
+        if args.verify:
+            studio_model, _ = model_store.load(runtime.base_dir(), scratch / "adapter")
+            with torch.no_grad():
+                ids = torch.tensor([[1, 504, 2205, 314, 260, 3467, 30, 198]])
+                studio = studio_model(input_ids=ids).logits.numpy()
+            del studio_model
         results = {}
         for kind in (ModelDownload.Kind.ADAPTER, ModelDownload.Kind.MERGED):
             download = downloads.download_request(version=version, kind=kind, user=user)
@@ -177,6 +217,14 @@ def main() -> None:
                 "stream_peak_rss_mb": round(max(s["peak_rss_mb"] for s in streams), 1),
                 "streams": [round(s["seconds"], 3) for s in streams],
             }
+            if args.verify:
+                from artifacts import default_store
+
+                download.refresh_from_db()
+                folder = default_store().local_path(download.storage_key)
+                results[kind]["max_abs_logit_difference"] = verify(
+                    kind, folder, runtime.base_dir(), studio, scratch
+                )
             print(f"{kind}: {json.dumps(results[kind])}", flush=True)
         ModelDownload.objects.filter(version=version).delete()
         version.delete()
