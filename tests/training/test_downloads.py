@@ -344,3 +344,62 @@ def _worker_builds_and_we_compare(version, researcher, tiny_model_dir, tmp_path)
     difference = float(np.abs(_logits_outside("merged", merged, tmp_path) - studio).max())
     print(f"worker-built merged download vs studio policy: max abs logit difference {difference:.3g}")  # noqa: T201
     assert difference <= 1e-4
+
+
+def test_a_build_whose_worker_died_is_built_again_and_the_lost_run_writes_nothing(
+    trained_version, researcher
+):
+    from jobs import lifecycle, reaper
+
+    download = downloads.download_request(version=trained_version, kind="adapter", user=researcher)
+    lost_run = lifecycle.claim(ModelDownload, download.pk)  # a worker that then died mid-build
+    assert reaper.reap(stale_after_s=0)["training.modeldownload"] == {"resumed": 1, "failed": 0}
+    download.refresh_from_db()
+    assert (download.status, download.requeues) == ("queued", 1)
+    assert "built again from the start" in download.error
+
+    built = merge.download_build_run(download_id=download.pk)
+    assert built.status == "succeeded" and downloads.download_is_whole(built)
+    assert lifecycle.finish(lost_run, "failed") is False  # the old run's fence no longer matches
+    assert ModelDownload.objects.get(pk=download.pk).status == "succeeded"
+
+
+def test_an_evaluation_enters_the_card_and_a_changed_card_builds_anew(
+    trained_version, researcher, annotator, admin_user, project
+):
+    from evaluation import services as evaluation_services
+    from evaluation.models import EvaluationOutput
+
+    version, base = trained_version, trained_version.parent
+    before = downloads.version_card(version)
+    assert before["evaluations"] == []
+    first = _build(_client(researcher), version, "adapter")
+
+    campaign = evaluation_services.campaign_create(
+        name="Downloads check", project=project, versions=[base, version],
+        prompt_count=2, prompt_source="all", created_by=admin_user,
+    )  # fmt: skip
+    for prompt in campaign.prompts.all():
+        for each in (base, version):
+            EvaluationOutput.objects.create(
+                campaign=campaign, prompt=prompt, model_version=each, text=each.name
+            )
+    evaluation_services.campaign_outputs_ready(campaign=campaign)
+    for _ in range(2):
+        judgement = evaluation_services.judgement_next(campaign=campaign, judge=annotator)
+        task = judgement.task
+        left = task.first if judgement.first_on_left else task.second
+        verdict = "a" if left.model_version_id == version.pk else "b"  # the trained version wins
+        evaluation_services.judgement_submit(judgement=judgement, judge=annotator, verdict=verdict, reason="")
+
+    after = downloads.version_card(version)
+    [evaluation] = after["evaluations"]
+    assert evaluation["campaign"] == "Downloads check" and evaluation["of"] == 2
+    assert evaluation["lower"] <= evaluation["score"] <= evaluation["upper"]
+    assert evaluation["judgements"] == 2
+    text = downloads.version_card_text(version)
+    assert "| Downloads check | " in text and "Not evaluated yet." not in text
+
+    second = downloads.download_request(version=version, kind="adapter", user=researcher)
+    assert second.pk != first.pk and second.status == "queued"
+    assert second.card_hash == downloads.card_hash(after) != first.card_hash
