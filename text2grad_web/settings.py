@@ -340,6 +340,7 @@ SPECTACULAR_SETTINGS = {
         "AnnotationStatusEnum": "annotations.models.Annotation.Status",
         "CampaignStatusEnum": "evaluation.models.EvaluationCampaign.Status",
         "JudgementStatusEnum": "evaluation.models.PairwiseJudgement.Status",
+        "ModelDownloadKindEnum": "training.models.ModelDownload.Kind",
     },
 }
 
