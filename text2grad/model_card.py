@@ -169,7 +169,7 @@ def known_limits(card: dict, *, library: str) -> list[str]:
         size = training_round.get("snapshot_size") or 0
         limits.append(
             f"Trained on {size} human critique(s) of one project's outputs"
-            + (f" ({_cell(training_round.get('project'))})" if training_round.get("project") else "")
+            + (f" ({training_round.get('project')})" if training_round.get("project") else "")
             + "; behaviour on other tasks was not measured."
         )
     if not card.get("evaluations"):
@@ -286,8 +286,9 @@ def render_model_card(card: dict, *, library: str, figures: Sequence[str] = ()) 
         lines += _table(["campaign", "rank", "Bradley–Terry score", "95% interval", "judgements"], rows)
         lines += [
             "",
-            "Blind pairwise judgements by people; scores are log-odds against the campaign's other versions, "
-            "intervals by bootstrap over prompts.",
+            "Blind pairwise judgements by people. Scores are Bradley–Terry log-strengths centred on the "
+            "campaign's versions (a difference of 1 is odds of e to 1), with 95% intervals from a bootstrap "
+            "over prompts; the latest judged campaign that includes this version.",
         ]
     else:
         lines.append("Not evaluated yet.")

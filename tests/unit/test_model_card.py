@@ -80,6 +80,7 @@ def test_body_has_lineage_config_data_curves_evaluation_and_limits():
     assert "| Dec check | 1 of 2 | 0.42 | [0.11, 0.73] | 60 |" in body
     assert "dequantized from its Q4_1 GGUF" in body  # the embedded base's limit, on the adapter
     assert "Summaries \\| of news" in body  # a pipe in a name cannot break a table
+    assert "(Summaries \\| of news); behaviour" in body and "\\\\|" not in body  # escaped once
     assert "<script>" not in body and "&lt;script&gt;" in body
 
 
