@@ -9,6 +9,7 @@ from rest_framework.routers import DefaultRouter
 from annotations import api as annotation_api
 from evaluation import api as evaluation_api
 from training import api as training_api
+from training.api import downloads as download_api
 
 
 class RoleAPIRootView(DefaultRouter.APIRootView):
@@ -38,6 +39,7 @@ router.register("model-versions", training_api.ModelVersionViewSet, basename="ap
 router.register("training-rounds", training_api.TrainingRoundViewSet, basename="api-training-round")
 router.register("critic-versions", training_api.CriticVersionViewSet, basename="api-critic-version")
 router.register("critic-jobs", training_api.CriticJobViewSet, basename="api-critic-job")
+router.register("model-downloads", download_api.ModelDownloadViewSet, basename="api-model-download")
 router.register("evaluation-campaigns", evaluation_api.CampaignViewSet, basename="api-evaluation-campaign")
 
 
@@ -82,6 +84,16 @@ urlpatterns = [
         rf"^generations/(?P<pk>{annotation_api.ID_REGEX})/gold/$",
         annotation_api.GoldView.as_view(),
         name="api-generation-gold",
+    ),
+    re_path(
+        rf"^model-versions/(?P<pk>{annotation_api.ID_REGEX})/downloads/$",
+        download_api.VersionDownloadsView.as_view(),
+        name="api-model-version-downloads",
+    ),
+    re_path(
+        rf"^model-versions/(?P<pk>{annotation_api.ID_REGEX})/card/$",
+        download_api.VersionCardView.as_view(),
+        name="api-model-version-card",
     ),
     path("", include(router.urls)),
 ]

@@ -340,6 +340,7 @@ SPECTACULAR_SETTINGS = {
         "AnnotationStatusEnum": "annotations.models.Annotation.Status",
         "CampaignStatusEnum": "evaluation.models.EvaluationCampaign.Status",
         "JudgementStatusEnum": "evaluation.models.PairwiseJudgement.Status",
+        "ModelDownloadKindEnum": "training.models.ModelDownload.Kind",
     },
 }
 
@@ -390,6 +391,8 @@ CELERY_TASK_ROUTES = {
     "jobs.*": {"queue": "interactive"},
     "training.train_critic": {"queue": "training"},
     "training.critic_predict": {"queue": "generation"},
+    # A person waits for a download to be built (a merge takes seconds on SmolLM2): the interactive lane.
+    "training.build_download": {"queue": "interactive"},
 }
 T2G_LANES = ["interactive", "default", "generation", "training"]
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
@@ -436,6 +439,13 @@ T2G_MAX_NEW_TOKENS = env_int("T2G_MAX_NEW_TOKENS", 160)
 T2G_TEMPERATURE = env_float("T2G_TEMPERATURE", 0.6)
 T2G_TOP_P = env_float("T2G_TOP_P", 0.95)
 T2G_GENERATION_BATCH = env_int("T2G_GENERATION_BATCH", 8)
+# Downloads and model cards (training/services/downloads.py): the base model as people outside the studio name it
+# (a Hugging Face id, written into adapter_config.json and the card). Empty: the embedded SmolLM2's id,
+# or T2G_BASE_MODEL itself when that is set. Its license, for the card's front matter.
+T2G_BASE_MODEL_HUB_ID = env_str("T2G_BASE_MODEL_HUB_ID")
+T2G_BASE_MODEL_LICENSE = env_str("T2G_BASE_MODEL_LICENSE")
+# Pushing a built download to a Hub repository (`manage.py push_version`): off unless a token is set.
+T2G_HUB_TOKEN = env_str("T2G_HUB_TOKEN")
 
 # --- Artifacts (model versions, checkpoints, exports, logs) ----------------------------------------
 # Empty: the local folder T2G_VAR_DIR (one host). s3://bucket/prefix: S3-compatible object storage shared

@@ -28,7 +28,7 @@ def _register_jobs() -> None:
     from jobs.registry import JobKind, register, register_sweep
 
     from . import services
-    from .models import AlignmentRequest, CriticTrainingJob, GenerationJob, TrainingRound
+    from .models import AlignmentRequest, CriticTrainingJob, GenerationJob, ModelDownload, TrainingRound
 
     register(
         JobKind(
@@ -69,6 +69,16 @@ def _register_jobs() -> None:
             on_lost="fail",
             lost_message="The active critic is unchanged. Train the critic again from the project's critic page.",
             typical_s=10.0,  # per training step
+        )
+    )
+    register(
+        JobKind(
+            ModelDownload,
+            "download build",
+            "training.build_download",
+            on_lost="resume",  # a build starts over; its half-written folder is never published
+            resume_note="it is built again from the start.",
+            typical_s=30.0,
         )
     )
     register_sweep("rewards", services.rewards_sweep_missing)

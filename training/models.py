@@ -300,3 +300,33 @@ class OnPolicySample(models.Model):
 
     def __str__(self) -> str:
         return f"Round {self.training_round_id} update {self.update} sample {self.pk}"
+
+
+class ModelDownload(Job):
+    """A version's download folder (the peft adapter or merged weights, each with its model card), built
+    by a worker and published to the artifact store once per (version, kind, card): a second download of
+    the same version streams the stored folder instead of building it again (``training/services/downloads.py``)."""
+
+    class Kind(models.TextChoices):
+        ADAPTER = "adapter", "LoRA adapter (peft)"
+        MERGED = "merged", "Merged full weights (transformers)"
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="downloads")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    card = models.JSONField(default=dict, help_text="What the model card says (text2grad.model_card).")
+    card_hash = models.CharField(
+        max_length=64, help_text="sha256 of the card's JSON: a new card, a new build."
+    )
+    storage_key = models.CharField(max_length=500, blank=True)
+    content_hash = models.CharField(max_length=64, blank=True, help_text="sha256 of the folder's manifest.")
+    size_bytes = models.BigIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["version", "kind", "card_hash"], name="download_build_key")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.version.name} ({self.status})"

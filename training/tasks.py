@@ -113,3 +113,10 @@ def critic_predict(critic_version_id: int, generation_ids: list[int]) -> int:
     from .worker import critic
 
     return critic.critic_predict_run(critic_version_id=critic_version_id, generation_ids=generation_ids)
+
+
+@shared_task(name="training.build_download", acks_late=True, soft_time_limit=3600, time_limit=3600 + 60)
+def build_download(download_id: int) -> None:
+    from .worker import merge
+
+    merge.download_build_run(download_id=download_id)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import critic, feedback, rounds
+from .views import critic, downloads, feedback, rounds
 
 urlpatterns = [
     path("training/", rounds.training_home, name="training_home"),
@@ -8,6 +8,12 @@ urlpatterns = [
     path("training/rounds/<int:pk>/", rounds.round_detail, name="round_detail"),
     path("training/rounds/<int:pk>/<str:action>/", rounds.round_action, name="round_action"),
     path("training/versions/<int:pk>/activate/", rounds.version_activate, name="version_activate"),
+    path("training/versions/<int:pk>/", downloads.version_detail, name="version_detail"),
+    path(
+        "training/versions/<int:pk>/download/<str:kind>/", downloads.version_download, name="version_download"
+    ),
+    path("training/downloads/<int:pk>/", downloads.download_status, name="download_status"),
+    path("training/downloads/<int:pk>/file/", downloads.download_file, name="download_file"),
     path("training/compare/", rounds.version_compare, name="version_compare"),
     path("training/compare/generate/", rounds.version_compare_generate, name="version_compare_generate"),
     path("projects/<int:project_pk>/generate/", rounds.generation_job_start, name="generation_job_start"),

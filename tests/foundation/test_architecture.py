@@ -134,7 +134,8 @@ def test_rendering_every_page_imports_no_ml_module(admin_user, project, make_gen
         f"/training/rounds/{training_round.pk}/", f"/training/compare/?a={version.pk}&b={version.pk}",
         "/data/exports/", "/data/import/", "/api/v1/", "/api/v1/schema/", "/api/v1/annotations/",
         "/api/v1/token-rewards/", "/api/v1/model-versions/", "/api/v1/training-rounds/", "/healthz",
-        "/evaluation/", "/api/v1/evaluation-campaigns/",
+        "/evaluation/", "/api/v1/evaluation-campaigns/", f"/training/versions/{version.pk}/",
+        f"/api/v1/model-versions/{version.pk}/card/", "/api/v1/model-downloads/",
     ]  # fmt: skip
     env = {
         **os.environ,

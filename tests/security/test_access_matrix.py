@@ -67,6 +67,11 @@ HTML = {
     "round_action": ("post", "/training/rounds/{round}/cancel/", "403 403 403 ok 403 L"),
     "version_activate": ("post", "/training/versions/{version}/activate/", "403 403 403 ok 403 L"),
     "version_compare": ("get", "/training/compare/", "403 ok 403 ok 403 L"),
+    # a version's page and downloads: researchers and admins (issue 26)
+    "version_detail": ("get", "/training/versions/{version}/", "403 ok 403 ok 403 L"),
+    "version_download": ("post", "/training/versions/{version}/download/merged/", "403 ok 403 ok 403 L"),
+    "download_status": ("get", "/training/downloads/{download}/", "403 ok 403 ok 403 L"),
+    "download_file": ("get", "/training/downloads/{download}/file/", "403 ok 403 ok 403 L"),
     "version_compare_generate": (
         "post",
         "/training/compare/generate/",
@@ -160,6 +165,11 @@ API = {
     ("GET", "/api/v1/model-versions/"): "403 ok 403 ok 403 L",
     ("GET", "/api/v1/model-versions/{id}/"): "403 ok 403 ok 403 L",
     ("POST", "/api/v1/model-versions/{id}/activate/"): "403 403 403 ok 403 L",
+    ("POST", "/api/v1/model-versions/{id}/downloads/"): "403 ok 403 ok 403 L",
+    ("GET", "/api/v1/model-versions/{id}/card/"): "403 ok 403 ok 403 L",
+    ("GET", "/api/v1/model-downloads/"): "403 ok 403 ok 403 L",
+    ("GET", "/api/v1/model-downloads/{id}/"): "403 ok 403 ok 403 L",
+    ("GET", "/api/v1/model-downloads/{id}/file/"): "403 ok 403 ok 403 L",
     ("GET", "/api/v1/projects/"): "ok ok ok ok 403 L",
     ("POST", "/api/v1/projects/"): "403 403 403 ok 403 L",
     ("GET", "/api/v1/projects/{id}/"): "ok ok ok ok 403 L",
@@ -212,6 +222,7 @@ API_IDS = {  # which object each {id} (or {generation}) is
     "exports": "export",
     "generations": "generation",
     "imports": "import",
+    "model-downloads": "download",
     "model-versions": "version",
     "projects": "project",
     "prompts": "prompt",
@@ -239,6 +250,7 @@ def world(feedback, annotator, researcher, reviewer, admin_user):
         CriticTrainingJob,
         CriticVersion,
         GenerationJob,
+        ModelDownload,
         TrainingRound,
     )
 
@@ -294,6 +306,7 @@ def world(feedback, annotator, researcher, reviewer, admin_user):
     )
     critic_job = CriticTrainingJob.objects.create(project=feedback.project, created_by=admin_user)
     audit_record(action="matrix.check", actor=admin_user, obj=feedback.project)
+    download = ModelDownload.objects.create(version=feedback.v1, kind="merged", card_hash="0" * 64)
     return {
         "project": feedback.project.pk,
         "own": own.pk,
@@ -314,6 +327,7 @@ def world(feedback, annotator, researcher, reviewer, admin_user):
         "judgement": judgement.pk,
         "critic": critic.pk,
         "critic_job": critic_job.pk,
+        "download": download.pk,
     }
 
 

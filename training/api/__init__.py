@@ -19,8 +19,8 @@ from annotations.api import (
 )
 from evaluation import selectors as evaluation_selectors
 
-from . import selectors, serializers, services
-from .models import CriticTrainingJob, CriticVersion, ModelVersion, TrainingRound
+from .. import selectors, serializers, services
+from ..models import CriticTrainingJob, CriticVersion, ModelVersion, TrainingRound
 
 
 class ModelVersionFilter(filters.FilterSet):
