@@ -60,8 +60,8 @@ The passes, in order of trust:
 says: an ordinal right before it ("the second 'sin(x)'") picks that occurrence; in code, the line the
 sentence describes (MiniLM similarity plus construct, cue and co-quote hints) is the only one kept. A
 backticked identifier in a code critique is proposed as its whole line, and in a sentence that names a
-line number the line reference stands for it ("Line 5 divides by zero when `nums` is empty" → line 5
-once, not every ``nums``). In prose every occurrence stays.
+line number the line reference stands for it ("Line 4 fails on an empty `items`" → line 4
+once, not every ``items``). In prose every occurrence stays.
 
 **Corrected values** (``phrases``, ``phrase``, score 0.9): "twelve years, not twenty years" proposes the
 wrong value ("twenty years") where the output says it, or its sentence when it is a predicate rather

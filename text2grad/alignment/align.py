@@ -170,8 +170,8 @@ def align_critique(
             return (vectors[1:] @ vectors[0]).astype(np.float64).tolist()
 
     # Sentences that name a line number: a backticked name in them is about that line, not on its own.
-    # In code, an expression quoted inside the named line is read as that line too ("Setting `hi` to
-    # `len(xs)` on line 2" is about line 2).
+    # In code, an expression quoted inside the named line is read as that line too ("On line 3,
+    # `count + 1` skips a value" is about line 3).
     referenced_lines: dict[int, list[tuple[int, int]]] = {}
     for clause in clauses:
         for start, end, _ in _structural_refs(
