@@ -1,8 +1,16 @@
-"""The entry point: all passes over one critique, merged into proposals."""
+"""The entry point: all passes over one critique, merged into proposals.
+
+``align_critique`` reads the critique once (``_read_critique``: quotes, sentences, clauses, and the
+classifier's verdicts on each), then runs one function per pass over that reading, each adding proposals
+and marking the sentences it explained: ``_quote_pass`` (1), ``_reference_pass`` (2), ``_phrase_pass``
+(2b) and ``_semantic_pass`` (3).
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,6 +31,8 @@ _ANAPHORA = re.compile(r"(?:it|this|that|these|those|they|which)\b", re.I)
 POLARITY_MARGIN = 0.15
 # Sentences the scope classifier reads as a remark on the whole output or a suggested fix get no span.
 SCOPE_THRESHOLD = 0.5
+
+Similarity = Callable[[str, list[str]], list[float]]
 
 
 def _default_classifier(embedder: Embedder | None) -> ClauseClassifier | None:
@@ -47,6 +57,269 @@ def _with_placeholders(critique: str, quotes: list[_Quote], start: int, end: int
             cursor = quote.end
     pieces.append(critique[cursor:end])
     return " ".join("".join(pieces).split())
+
+
+@dataclass
+class _Reading:
+    """One critique, read once: its quotes, sentences and clauses, and what the classifier says of each."""
+
+    output: str
+    critique: str
+    is_code: bool
+    polarity_hint: int | None
+    quotes: list[_Quote]
+    masked: str
+    sentences: list[tuple[int, int]]
+    clauses: list[_Clause]
+    clause_p: list[float] = field(default_factory=list)
+    sentence_p: list[float] = field(default_factory=list)
+    sentence_scope: list[float] = field(default_factory=list)
+    overall_p: float = 0.5
+    sentence_polarity: list[int | None] = field(default_factory=list)
+    overall_polarity: int | None = None
+    has_classifier: bool = False
+    # filled by the passes: sentences some pass explained, and those explained by a located quote
+    sentences_with_hits: set[int] = field(default_factory=set)
+    sentences_with_quote_hits: set[int] = field(default_factory=set)
+
+    def clause_at(self, position: int) -> _Clause | None:
+        for clause in self.clauses:
+            if clause.start <= position < clause.end:
+                return clause
+        return None
+
+    def sentence_at(self, position: int) -> int | None:
+        for index, (s, e) in enumerate(self.sentences):
+            if s <= position < e:
+                return index
+        return None
+
+    def polarity_of(self, clause: _Clause | None, sentence_index: int | None) -> int:
+        """The clause's polarity; an undecided clause defers to its sentence, then to the critique."""
+        if self.polarity_hint is not None:
+            return self.polarity_hint
+        if self.has_classifier:
+            return self._classified_polarity(clause, sentence_index)
+        if clause is not None:
+            found = infer_polarity(self.masked[clause.start : clause.end])
+            if found is not None:
+                return found
+        if sentence_index is not None and self.sentence_polarity[sentence_index] is not None:
+            return self.sentence_polarity[sentence_index]
+        return self.overall_polarity if self.overall_polarity is not None else POOR
+
+    def _classified_polarity(self, clause: _Clause | None, sentence_index: int | None) -> int:
+        chain = []
+        if clause is not None:
+            chain.append(self.clause_p[self.clauses.index(clause)])
+        if sentence_index is not None:
+            chain.append(self.sentence_p[sentence_index])
+        chain.append(self.overall_p)
+        for p in chain:
+            if abs(p - 0.5) >= POLARITY_MARGIN:
+                return GOOD if p > 0.5 else POOR
+        # The classifier is undecided at every level: a cue word ("invented", "correct") in the clause or
+        # its sentence decides before a coin-flip verdict does.
+        cues = infer_polarity(self.masked[clause.start : clause.end]) if clause is not None else None
+        if cues is None and sentence_index is not None:
+            cues = self.sentence_polarity[sentence_index]
+        if cues is not None:
+            return cues
+        return GOOD if chain[0] > 0.5 else POOR
+
+
+def _read_critique(
+    output: str,
+    critique: str,
+    *,
+    is_code: bool,
+    polarity_hint: int | None,
+    classifier: ClauseClassifier | None,
+) -> _Reading:
+    """Quotes, sentences and clauses of the critique; polarity and scope from one classifier call."""
+    quotes = extract_quotes(critique)
+    masked = _mask_quotes(critique, quotes)
+    sentences = _sentence_spans(masked)
+    clauses: list[_Clause] = []
+    for index, (s, e) in enumerate(sentences):
+        clauses.extend(_split_clauses(masked, s, e, index))
+    reading = _Reading(output, critique, is_code, polarity_hint, quotes, masked, sentences, clauses)
+    reading.sentence_polarity = [infer_polarity(masked[s:e]) for s, e in sentences]
+    reading.overall_polarity = infer_polarity(masked)
+    if classifier is None:
+        return reading
+    # One classifier call for every clause, every sentence and the whole critique.
+    texts = [_with_placeholders(critique, quotes, c.start, c.end) for c in clauses]
+    texts += [_with_placeholders(critique, quotes, s, e) for s, e in sentences]
+    texts.append(_with_placeholders(critique, quotes, 0, len(critique)))
+    polarity_p, scope_p = classifier.read(texts)
+    reading.has_classifier = True
+    reading.clause_p = list(polarity_p[: len(clauses)])
+    reading.sentence_p = list(polarity_p[len(clauses) : len(clauses) + len(sentences)])
+    # A sentence points somewhere if the sentence or any of its clauses does ("X is unreliable; this should
+    # use Y" is about X even though its second clause is a suggested fix).
+    reading.sentence_scope = list(scope_p[len(clauses) : len(clauses) + len(sentences)])
+    for clause, scope in zip(clauses, scope_p[: len(clauses)], strict=True):
+        reading.sentence_scope[clause.sentence_index] = max(
+            reading.sentence_scope[clause.sentence_index], scope
+        )
+    reading.overall_p = float(polarity_p[-1])
+    return reading
+
+
+def _line_similarity(embedder: Embedder | None) -> Similarity:
+    """MiniLM similarity of a critique sentence to code lines (to choose among a quote's occurrences)."""
+    line_embedder = embedder or default_embedder()
+
+    def similarity(sentence: str, texts: list[str]) -> list[float]:
+        vectors = line_embedder.encode([sentence, *texts])
+        return (vectors[1:] @ vectors[0]).astype(np.float64).tolist()
+
+    return similarity
+
+
+def _referenced_lines(reading: _Reading) -> dict[int, list[tuple[int, int]]]:
+    """Per sentence, the lines its clauses name by number ("line 2", "lines 3-5")."""
+    found: dict[int, list[tuple[int, int]]] = {}
+    for clause in reading.clauses:
+        for start, end, _ in _structural_refs(
+            reading.output,
+            reading.masked[clause.start : clause.end],
+            is_code=reading.is_code,
+            allow_ordinals=False,
+        ):
+            found.setdefault(clause.sentence_index, []).append((start, end))
+    return found
+
+
+def _quote_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanProposal]:
+    """Pass 1: quoted phrases, narrowed to the occurrence the critique means.
+
+    In a sentence that names a line number, a backticked name is about that line, not on its own, and in
+    code an expression quoted inside the named line is read as that line too ("On line 3, `count + 1`
+    skips a value" is about line 3).
+    """
+    output, critique, is_code = reading.output, reading.critique, reading.is_code
+    referenced_lines = _referenced_lines(reading)
+    located = {id(q): _locate_quote(output, q, critique, is_code=is_code) for q in reading.quotes}
+    proposals: list[SpanProposal] = []
+    for quote in reading.quotes:
+        sentence_index = reading.sentence_at(quote.start)
+        polarity = reading.polarity_of(reading.clause_at(quote.start), sentence_index)
+        hits = located[id(quote)]
+        phrase = quote.text.strip()
+        identifier = is_code and is_identifier(phrase)
+        same_sentence = [
+            q
+            for q in reading.quotes
+            if q is not quote and reading.sentence_at(q.start) == sentence_index and located[id(q)]
+        ]
+        if identifier and sentence_index in referenced_lines:
+            hits = []
+        elif is_code and sentence_index in referenced_lines:
+            named = referenced_lines[sentence_index]
+            inside = [h for h in hits if any(s <= h[0] and h[1] <= e and (s, e) != h[:2] for s, e in named)]
+            if inside:
+                hits = [h for h in hits if h not in inside]
+                reading.sentences_with_quote_hits.add(sentence_index)
+        if len(hits) > 1:
+            ordinal = ordinal_before(critique, quote.start)
+            if ordinal is not None and abs(ordinal) <= len(hits):
+                hits = [hits[ordinal - 1 if ordinal > 0 else ordinal]]
+            elif is_code:
+                s, e = reading.sentences[sentence_index] if sentence_index is not None else (0, len(critique))
+                hits = [
+                    choose_code_occurrence(
+                        output,
+                        hits,
+                        phrase=phrase,
+                        sentence=critique[s:e],
+                        other_quotes=[q.text.strip() for q in same_sentence],
+                        similarity=similarity,
+                    )
+                ]
+        if identifier:
+            expressions = [q.text.strip() for q in same_sentence if not is_identifier(q.text)]
+            widened = []
+            for start, _end, score, method in hits:
+                line = line_of(output, start)
+                if line is None or any(x in output[line[0] : line[1]] for x in expressions):
+                    continue  # the expression quoted beside the name already points into this line
+                widened.append((line[0], line[1], score, method))
+            hits = widened
+        for start, end, score, method in hits:
+            proposals.append(
+                SpanProposal(start, end, polarity, score, method, critique[quote.start : quote.end])
+            )
+        if sentence_index is not None and not _is_trivial_quote(quote.text, block=quote.block):
+            # Even an unlocated quote means the sentence was about specific text, not about a segment.
+            reading.sentences_with_hits.add(sentence_index)
+            if hits or (identifier and sentence_index in referenced_lines):
+                reading.sentences_with_quote_hits.add(sentence_index)
+    return proposals
+
+
+def _reference_pass(reading: _Reading) -> list[SpanProposal]:
+    """Pass 2: line numbers and ordinal references, clause by clause."""
+    proposals = []
+    for clause in reading.clauses:
+        refs = _structural_refs(
+            reading.output,
+            reading.masked[clause.start : clause.end],
+            is_code=reading.is_code,
+            allow_ordinals=clause.sentence_index not in reading.sentences_with_quote_hits,
+        )
+        polarity = reading.polarity_of(clause, clause.sentence_index)
+        for start, end, evidence in refs:
+            proposals.append(SpanProposal(start, end, polarity, 1.0, "line-ref", evidence))
+            reading.sentences_with_hits.add(clause.sentence_index)
+    return proposals
+
+
+def _phrase_pass(reading: _Reading) -> list[SpanProposal]:
+    """Pass 2b: an unquoted correction's wrong value ("twelve years, not twenty years"), in prose."""
+    if reading.is_code:
+        return []
+    proposals = []
+    for index, (s, e) in enumerate(reading.sentences):
+        if index in reading.sentences_with_hits:
+            continue
+        found = corrected_phrase(reading.output, reading.critique[s:e])
+        if found:
+            start, end, evidence = found
+            polarity = reading.polarity_hint if reading.polarity_hint is not None else POOR
+            proposals.append(SpanProposal(start, end, polarity, 0.9, "phrase", evidence))
+            reading.sentences_with_hits.add(index)
+    return proposals
+
+
+def _semantic_pass(reading: _Reading, embedder: Embedder | None) -> list[SpanProposal]:
+    """Pass 3: semantic similarity for the sentences nothing else explained.
+
+    A sentence opening with a pronoun right after one that pointed somewhere ("Line 6 loops forever. It
+    should be lo = mid + 1.") continues it. A remark on the whole output or a suggested fix points nowhere.
+    """
+    hits = reading.sentences_with_hits
+    pending = [
+        i
+        for i in range(len(reading.sentences))
+        if i not in hits
+        and not (i - 1 in hits and _ANAPHORA.match(reading.masked, reading.sentences[i][0]))
+        and not (reading.sentence_scope and reading.sentence_scope[i] < SCOPE_THRESHOLD)
+    ]
+    if not pending:
+        return []
+    return _semantic_proposals(
+        reading.output,
+        reading.critique,
+        reading.masked,
+        reading.sentences,
+        reading.clauses,
+        pending,
+        is_code=reading.is_code,
+        embedder=embedder,
+        polarity_of=reading.polarity_of,
+    )
 
 
 def align_critique(
@@ -91,202 +364,13 @@ def align_critique(
         is_code = looks_like_code(output)
     if classifier is None and semantic:
         classifier = _default_classifier(embedder)
-
-    quotes = extract_quotes(critique)
-    masked = _mask_quotes(critique, quotes)
-    sentences = _sentence_spans(masked)
-    clauses: list[_Clause] = []
-    for index, (s, e) in enumerate(sentences):
-        clauses.extend(_split_clauses(masked, s, e, index))
-
-    # Polarity and scope: one classifier call for every clause, every sentence and the whole critique.
-    clause_p: list[float] = []
-    sentence_p: list[float] = []
-    sentence_scope: list[float] = []
-    overall_p = 0.5
-    if classifier is not None:
-        texts = [_with_placeholders(critique, quotes, c.start, c.end) for c in clauses]
-        texts += [_with_placeholders(critique, quotes, s, e) for s, e in sentences]
-        texts.append(_with_placeholders(critique, quotes, 0, len(critique)))
-        polarity_p, scope_p = classifier.read(texts)
-        clause_p = polarity_p[: len(clauses)]
-        sentence_p = polarity_p[len(clauses) : len(clauses) + len(sentences)]
-        # A sentence points somewhere if the sentence or any of its clauses does ("X is unreliable; this
-        # should use Y" is about X even though its second clause is a suggested fix).
-        sentence_scope = list(scope_p[len(clauses) : len(clauses) + len(sentences)])
-        for clause, scope in zip(clauses, scope_p[: len(clauses)], strict=True):
-            sentence_scope[clause.sentence_index] = max(sentence_scope[clause.sentence_index], scope)
-        overall_p = polarity_p[-1]
-    sentence_polarity = [infer_polarity(masked[s:e]) for s, e in sentences]
-    overall_polarity = infer_polarity(masked)
-
-    def polarity_of(clause: _Clause | None, sentence_index: int | None) -> int:
-        if polarity_hint is not None:
-            return polarity_hint
-        if classifier is not None:
-            chain = []
-            if clause is not None:
-                chain.append(clause_p[clauses.index(clause)])
-            if sentence_index is not None:
-                chain.append(sentence_p[sentence_index])
-            chain.append(overall_p)
-            for p in chain:
-                if abs(p - 0.5) >= POLARITY_MARGIN:
-                    return GOOD if p > 0.5 else POOR
-            # The classifier is undecided at every level: a cue word ("invented", "correct") in the
-            # clause or its sentence decides before a coin-flip verdict does.
-            cues = infer_polarity(masked[clause.start : clause.end]) if clause is not None else None
-            if cues is None and sentence_index is not None:
-                cues = sentence_polarity[sentence_index]
-            if cues is not None:
-                return cues
-            return GOOD if chain[0] > 0.5 else POOR
-        if clause is not None:
-            found = infer_polarity(masked[clause.start : clause.end])
-            if found is not None:
-                return found
-        if sentence_index is not None and sentence_polarity[sentence_index] is not None:
-            return sentence_polarity[sentence_index]
-        return overall_polarity if overall_polarity is not None else POOR
-
-    def clause_at(position: int) -> _Clause | None:
-        for clause in clauses:
-            if clause.start <= position < clause.end:
-                return clause
-        return None
-
-    def sentence_at(position: int) -> int | None:
-        for index, (s, e) in enumerate(sentences):
-            if s <= position < e:
-                return index
-        return None
-
-    similarity = None
-    if semantic and is_code:
-        line_embedder = embedder or default_embedder()
-
-        def similarity(sentence: str, texts: list[str]) -> list[float]:
-            vectors = line_embedder.encode([sentence, *texts])
-            return (vectors[1:] @ vectors[0]).astype(np.float64).tolist()
-
-    # Sentences that name a line number: a backticked name in them is about that line, not on its own.
-    # In code, an expression quoted inside the named line is read as that line too ("On line 3,
-    # `count + 1` skips a value" is about line 3).
-    referenced_lines: dict[int, list[tuple[int, int]]] = {}
-    for clause in clauses:
-        for start, end, _ in _structural_refs(
-            output, masked[clause.start : clause.end], is_code=is_code, allow_ordinals=False
-        ):
-            referenced_lines.setdefault(clause.sentence_index, []).append((start, end))
-    line_ref_sentences = set(referenced_lines)
-
-    proposals: list[SpanProposal] = []
-    sentences_with_hits: set[int] = set()
-    sentences_with_quote_hits: set[int] = set()
-
-    # 1. quoted phrases, narrowed to the occurrence the critique means
-    located = {id(q): _locate_quote(output, q, critique, is_code=is_code) for q in quotes}
-    for quote in quotes:
-        sentence_index = sentence_at(quote.start)
-        polarity = polarity_of(clause_at(quote.start), sentence_index)
-        hits = located[id(quote)]
-        phrase = quote.text.strip()
-        identifier = is_code and is_identifier(phrase)
-        same_sentence = [
-            q for q in quotes if q is not quote and sentence_at(q.start) == sentence_index and located[id(q)]
-        ]
-        if identifier and sentence_index in line_ref_sentences:
-            hits = []
-        elif is_code and sentence_index in referenced_lines:
-            named = referenced_lines[sentence_index]
-            inside = [h for h in hits if any(s <= h[0] and h[1] <= e and (s, e) != h[:2] for s, e in named)]
-            if inside:
-                hits = [h for h in hits if h not in inside]
-                sentences_with_quote_hits.add(sentence_index)
-        if len(hits) > 1:
-            ordinal = ordinal_before(critique, quote.start)
-            if ordinal is not None and abs(ordinal) <= len(hits):
-                hits = [hits[ordinal - 1 if ordinal > 0 else ordinal]]
-            elif is_code:
-                s, e = sentences[sentence_index] if sentence_index is not None else (0, len(critique))
-                hits = [
-                    choose_code_occurrence(
-                        output,
-                        hits,
-                        phrase=phrase,
-                        sentence=critique[s:e],
-                        other_quotes=[q.text.strip() for q in same_sentence],
-                        similarity=similarity,
-                    )
-                ]
-        if identifier:
-            expressions = [q.text.strip() for q in same_sentence if not is_identifier(q.text)]
-            widened = []
-            for start, _end, score, method in hits:
-                line = line_of(output, start)
-                if line is None or any(x in output[line[0] : line[1]] for x in expressions):
-                    continue  # the expression quoted beside the name already points into this line
-                widened.append((line[0], line[1], score, method))
-            hits = widened
-        for start, end, score, method in hits:
-            proposals.append(
-                SpanProposal(start, end, polarity, score, method, critique[quote.start : quote.end])
-            )
-        if sentence_index is not None and not _is_trivial_quote(quote.text, block=quote.block):
-            # Even an unlocated quote means the sentence was about specific text, not about a segment.
-            sentences_with_hits.add(sentence_index)
-            if hits or (identifier and sentence_index in line_ref_sentences):
-                sentences_with_quote_hits.add(sentence_index)
-
-    # 2. line numbers and ordinal references, clause by clause
-    for clause in clauses:
-        refs = _structural_refs(
-            output,
-            masked[clause.start : clause.end],
-            is_code=is_code,
-            allow_ordinals=clause.sentence_index not in sentences_with_quote_hits,
-        )
-        polarity = polarity_of(clause, clause.sentence_index)
-        for start, end, evidence in refs:
-            proposals.append(SpanProposal(start, end, polarity, 1.0, "line-ref", evidence))
-            sentences_with_hits.add(clause.sentence_index)
-
-    # 2b. an unquoted correction's wrong value ("twelve years, not twenty years")
-    if not is_code:
-        for index, (s, e) in enumerate(sentences):
-            if index in sentences_with_hits:
-                continue
-            found = corrected_phrase(output, critique[s:e])
-            if found:
-                start, end, evidence = found
-                polarity = polarity_hint if polarity_hint is not None else POOR
-                proposals.append(SpanProposal(start, end, polarity, 0.9, "phrase", evidence))
-                sentences_with_hits.add(index)
-
-    # 3. semantic similarity for sentences nothing else explained. A sentence opening with a pronoun right
-    # after one that pointed somewhere ("Line 6 loops forever. It should be lo = mid + 1.") continues it.
-    # A remark on the whole output or a suggested fix points nowhere.
-    pending = [
-        i
-        for i in range(len(sentences))
-        if i not in sentences_with_hits
-        and not (i - 1 in sentences_with_hits and _ANAPHORA.match(masked, sentences[i][0]))
-        and not (sentence_scope and sentence_scope[i] < SCOPE_THRESHOLD)
-    ]
-    if semantic and pending:
-        proposals.extend(
-            _semantic_proposals(
-                output,
-                critique,
-                masked,
-                sentences,
-                clauses,
-                pending,
-                is_code=is_code,
-                embedder=embedder,
-                polarity_of=polarity_of,
-            )
-        )
-
-    proposals = [p for p in proposals if p.score >= min_score]
-    return _merge(proposals)
+    reading = _read_critique(
+        output, critique, is_code=is_code, polarity_hint=polarity_hint, classifier=classifier
+    )
+    similarity = _line_similarity(embedder) if semantic and is_code else None
+    proposals = _quote_pass(reading, similarity)
+    proposals += _reference_pass(reading)
+    proposals += _phrase_pass(reading)
+    if semantic:
+        proposals += _semantic_pass(reading, embedder)
+    return _merge([p for p in proposals if p.score >= min_score])
