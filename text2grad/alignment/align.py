@@ -23,6 +23,7 @@ from .quotes import _is_trivial_quote, _locate_quote, _Quote, extract_quotes
 from .references import _structural_refs
 from .semantic import Embedder, MiniLMEmbedder, _semantic_proposals, default_embedder
 from .text import _sentence_spans, looks_like_code
+from .values import contradicted_value
 
 DEFAULT_MIN_SCORE = 0.0
 # A sentence opening with a pronoun right after one that quoted or referenced something continues it.
@@ -277,14 +278,19 @@ def _reference_pass(reading: _Reading) -> list[SpanProposal]:
 
 
 def _phrase_pass(reading: _Reading) -> list[SpanProposal]:
-    """Pass 2b: an unquoted correction's wrong value ("twelve years, not twenty years"), in prose."""
+    """Pass 2b: an unquoted correction's wrong value, in prose.
+
+    Either the sentence names it ("twelve years, not twenty years"), or it names only the right value of
+    some type ("The orbit takes 6 days"), and the output's differing value of that type is the wrong one.
+    """
     if reading.is_code:
         return []
     proposals = []
     for index, (s, e) in enumerate(reading.sentences):
         if index in reading.sentences_with_hits:
             continue
-        found = corrected_phrase(reading.output, reading.critique[s:e])
+        sentence = reading.critique[s:e]
+        found = corrected_phrase(reading.output, sentence) or contradicted_value(reading.output, sentence)
         if found:
             start, end, evidence = found
             polarity = reading.polarity_hint if reading.polarity_hint is not None else POOR

@@ -1,0 +1,147 @@
+"""Pass 2b, typed: a correction that names only the right value ("The orbit takes 6 days").
+
+A critique often corrects a number, a date, a duration or an amount without quoting the output and without
+writing "not ...": it gives the right value ("The vote was 6-3"), or says which kind of value is wrong
+("the amount here is wrong"). The span is then the output's value of the same type that differs from the
+critique's, not its whole sentence. Types: money, percentages, temperatures, scores ("7-2"), ordinals
+("19th-century"), years, weekdays and months, durations ("four days", "a week", "2 working days"), and
+counts (a number with its unit). When the output holds several values of that type, the one whose
+sentence shares the most words with the critique sentence is chosen; a tie proposes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .text import _sentence_spans
+
+_NUMBER_WORD = (
+    r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|"
+    r"sixty|ninety|a|an|a few|several|half an?)"
+)
+_DIGITS = r"\d[\d,]*(?:\.\d+)?"
+_UNIT_OF_TIME = r"(?:second|minute|hour|day|week|fortnight|month|year|decade|century|centuries)s?"
+_MEASURE = (
+    r"(?:km|kg|cm|mm|m|g|mg|ml|l|lb|lbs|mi|mph|ft|metres|meters|kilometres|kilometers|miles|grams|kilograms|"
+    r"litres|liters|calories|kcal)\b"
+)
+_MAGNITUDE = r"(?:\s+(?:million|billion|thousand|bn|m|k)\b)?"
+_PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
+    (
+        "money",
+        re.compile(rf"[$£€¥]\s?{_DIGITS}{_MAGNITUDE}|{_DIGITS}{_MAGNITUDE}\s?(?:€|euros?|dollars?|pounds?)"),
+    ),
+    ("percent", re.compile(rf"{_DIGITS}\s?(?:%|per ?cent\b)")),
+    ("temperature", re.compile(rf"-?{_DIGITS}\s?°\s?[CF]?")),
+    ("score", re.compile(r"(?<![\w/.-])\d{1,3}[-\u2013]\d{1,3}(?![\w/.-])")),
+    ("ordinal", re.compile(r"\b\d{1,4}(?:st|nd|rd|th)(?:[- ]century)?\b", re.I)),
+    (
+        "duration",
+        re.compile(
+            rf"\b(?:{_DIGITS}|{_NUMBER_WORD})(?:\s+(?:working|business|calendar|full|whole))?\s+{_UNIT_OF_TIME}\b",
+            re.I,
+        ),
+    ),
+    (
+        "weekday",
+        re.compile(r"\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b", re.I),
+    ),
+    (
+        "month",
+        re.compile(
+            r"\b(?:january|february|march|april|may|june|july|august|september|october|november|december)\b"
+        ),
+    ),
+    ("year", re.compile(r"(?<![\w.,$£€-])(?:1[0-9]|20)\d\d(?![\w%,.]\d|[\w%°-])")),
+    ("count", re.compile(rf"(?<![\w.,$£€/-]){_DIGITS}{_MAGNITUDE}(?:\s?{_MEASURE})?(?![\w%°-]|[.,/]\d)")),
+)
+_WORD = re.compile(r"[a-z0-9]+")
+_STOPWORDS = frozenset(
+    _WORD.findall(
+        "the a an of to in on at for and or but is are was were be been it its this that with as by from "
+        "here there which who what so not no than then they she he her his their them you your i we our"
+    )
+)
+
+
+@dataclass(frozen=True)
+class _Value:
+    kind: str
+    start: int
+    end: int
+    text: str
+
+    @property
+    def key(self) -> str:
+        return " ".join(self.text.lower().replace(",", "").split())
+
+    @property
+    def unit(self) -> str:
+        """The words after the number ("km", "working days"), which a like-for-like correction shares."""
+        return " ".join(w for w in _WORD.findall(self.text.lower()) if not w.isdigit())
+
+
+def typed_values(text: str) -> list[_Value]:
+    """The typed values in ``text``, each character claimed by the first (most specific) type that matches.
+
+    Example:
+        >>> [(v.kind, v.text) for v in typed_values("It cost $1.4 million in 1998, 24% more, over 2 days.")]
+        [('money', '$1.4 million'), ('year', '1998'), ('percent', '24%'), ('duration', '2 days')]
+    """
+    taken = [False] * len(text)
+    found: list[_Value] = []
+    for kind, pattern in _PATTERNS:
+        for m in pattern.finditer(text):
+            start, end = m.start(), m.end()
+            while end > start and text[end - 1] in " ,.":
+                end -= 1
+            if end <= start or any(taken[start:end]):
+                continue
+            for k in range(start, end):
+                taken[k] = True
+            found.append(_Value(kind, start, end, text[start:end]))
+    return sorted(found, key=lambda v: v.start)
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS}
+
+
+def contradicted_value(output: str, sentence: str) -> tuple[int, int, str] | None:
+    """The output span of the value a correcting sentence contradicts, with its evidence, or None.
+
+    The sentence names a value of some type; the output's values of that type that differ from it are the
+    candidates (a like unit first: "6,400 km" corrects "4,000 km" before "5.5 million square kilometres").
+
+    Example:
+        >>> out = "The planet orbits every 4 days. It was found in 2019."
+        >>> start, end, _ = contradicted_value(out, "The orbit takes 6 days.")
+        >>> out[start:end]
+        '4 days'
+    """
+    in_output = typed_values(output)
+    # A value the output also states is a reference to it, not a correction.
+    present = {v.key for v in in_output}
+    named = [v for v in typed_values(sentence) if v.key not in present]
+    if not named:
+        return None
+    named_keys = {v.key for v in named}
+    sentences = _sentence_spans(output)
+    critique_words = _content_words(sentence)
+    best: tuple[tuple[int, int], _Value, _Value] | None = None
+    tied = False
+    for value in named:
+        candidates = [v for v in in_output if v.kind == value.kind and v.key not in named_keys]
+        for candidate in candidates:
+            around = next(((s, e) for s, e in sentences if s <= candidate.start < e), (0, len(output)))
+            overlap = len(critique_words & _content_words(output[around[0] : around[1]]))
+            score = (int(bool(value.unit) and candidate.unit == value.unit), overlap)
+            if best is None or score > best[0]:
+                best, tied = (score, candidate, value), False
+            elif score == best[0] and candidate.start != best[1].start:
+                tied = True
+    if best is None or tied:
+        return None
+    _, candidate, value = best
+    return candidate.start, candidate.end, value.text
