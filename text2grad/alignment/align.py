@@ -16,7 +16,7 @@ import numpy as np
 
 from .classifier import QUOTE_PLACEHOLDER, ClauseClassifier, classifier_for
 from .critique import _Clause, _mask_quotes, _split_clauses, infer_polarity
-from .occurrences import choose_code_occurrence, is_identifier, line_of, ordinal_before
+from .occurrences import blamed_function_lines, choose_code_occurrence, is_identifier, line_of, ordinal_before
 from .phrases import corrected_phrase
 from .proposals import GOOD, POOR, SpanProposal, _merge
 from .quotes import _is_trivial_quote, _locate_quote, _Quote, extract_quotes
@@ -179,6 +179,14 @@ def _line_similarity(embedder: Embedder | None) -> Similarity:
     return similarity
 
 
+def _in_comment_or_string(output: str, line: tuple[int, int], position: int) -> bool:
+    """Whether ``position`` sits in a comment, a docstring line or an open string literal of its line."""
+    before = output[line[0] : position]
+    if output[line[0] : line[1]].startswith(("#", '"""', "'''")) or "#" in before:
+        return True
+    return before.count('"') % 2 == 1 or before.count("'") % 2 == 1
+
+
 def _referenced_lines(reading: _Reading) -> dict[int, list[tuple[int, int]]]:
     """Per sentence, the lines its clauses name by number ("line 2", "lines 3-5")."""
     found: dict[int, list[tuple[int, int]]] = {}
@@ -215,8 +223,14 @@ def _quote_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanPr
             for q in reading.quotes
             if q is not quote and reading.sentence_at(q.start) == sentence_index and located[id(q)]
         ]
+        s, e = reading.sentences[sentence_index] if sentence_index is not None else (0, len(critique))
+        body = blamed_function_lines(output, phrase, critique[s:e]) if identifier and hits else []
         if identifier and sentence_index in referenced_lines:
             hits = []
+        elif body:
+            # a function named for what it does wrong (or right): the line of its body the sentence describes
+            score, method = hits[0][2], hits[0][3]
+            hits = [(start, end, score, method) for start, end in body]
         elif is_code and sentence_index in referenced_lines:
             named = referenced_lines[sentence_index]
             inside = [h for h in hits if any(s <= h[0] and h[1] <= e and (s, e) != h[:2] for s, e in named)]
@@ -228,7 +242,6 @@ def _quote_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanPr
             if ordinal is not None and abs(ordinal) <= len(hits):
                 hits = [hits[ordinal - 1 if ordinal > 0 else ordinal]]
             elif is_code:
-                s, e = reading.sentences[sentence_index] if sentence_index is not None else (0, len(critique))
                 hits = [
                     choose_code_occurrence(
                         output,
@@ -247,6 +260,16 @@ def _quote_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanPr
                 if line is None or any(x in output[line[0] : line[1]] for x in expressions):
                     continue  # the expression quoted beside the name already points into this line
                 widened.append((line[0], line[1], score, method))
+            hits = widened
+        elif is_code:
+            # a quoted sub-expression stands for its whole line, as a line number would
+            widened = []
+            for start, end, score, method in hits:
+                line = line_of(output, start)
+                inside = line is not None and line[0] <= start and end <= line[1]
+                # text quoted from a comment, docstring or string literal is evidence, not the code
+                inside = inside and not _in_comment_or_string(output, line, start)
+                widened.append((line[0], line[1], score, method) if inside else (start, end, score, method))
             hits = widened
         for start, end, score, method in hits:
             proposals.append(
