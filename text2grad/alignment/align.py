@@ -19,7 +19,14 @@ from .critique import _Clause, _mask_quotes, _split_clauses, infer_polarity
 from .occurrences import blamed_function_lines, choose_code_occurrence, is_identifier, line_of, ordinal_before
 from .phrases import corrected_phrase
 from .proposals import GOOD, POOR, SpanProposal, _merge
-from .quotes import _is_trivial_quote, _locate_quote, _Quote, extract_quotes
+from .quotes import (
+    _SUGGESTION_AFTER,
+    _SUGGESTION_BEFORE,
+    _is_trivial_quote,
+    _locate_quote,
+    _Quote,
+    extract_quotes,
+)
 from .references import _structural_refs
 from .semantic import Embedder, MiniLMEmbedder, _semantic_proposals, default_embedder
 from .text import _sentence_spans, looks_like_code
@@ -201,6 +208,52 @@ def _referenced_lines(reading: _Reading) -> dict[int, list[tuple[int, int]]]:
     return found
 
 
+Hit = tuple[int, int, float, str]
+
+
+def _narrow_nested_quotes(reading: _Reading, located: dict[int, list[Hit]]) -> None:
+    """Quotes that only frame another quote of their sentence propose nothing.
+
+    "In 'the treaty was signed', 'signed' should be 'ratified'": the short quote is the target, at its
+    occurrences inside the longer one (not everywhere the word occurs); the longer quote is where to look,
+    and the replacement after "should be" is the annotator's text even when the output happens to hold it.
+    """
+    critique = reading.critique
+    by_sentence: dict[int | None, list[_Quote]] = {}
+    for quote in reading.quotes:
+        by_sentence.setdefault(reading.sentence_at(quote.start), []).append(quote)
+    for quotes in by_sentence.values():
+        if len(quotes) < 2:
+            continue
+        suggested = {
+            id(q)
+            for q in quotes
+            if _SUGGESTION_BEFORE.search(critique[: q.start]) or _SUGGESTION_AFTER.match(critique, q.end)
+        }
+        if any(located[id(q)] for q in quotes if id(q) not in suggested):
+            for q in quotes:
+                if id(q) in suggested:
+                    located[id(q)] = []
+        framing = set()
+        for inner in quotes:
+            for outer in quotes:
+                if inner is outer or not located[id(inner)] or not located[id(outer)]:
+                    continue
+                inside = [
+                    h
+                    for h in located[id(inner)]
+                    if any(
+                        o[0] <= h[0] and h[1] <= o[1] and (o[0], o[1]) != (h[0], h[1])
+                        for o in located[id(outer)]
+                    )
+                ]
+                if inside:
+                    located[id(inner)] = inside
+                    framing.add(id(outer))
+        for key in framing:
+            located[key] = []
+
+
 def _quote_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanProposal]:
     """Pass 1: quoted phrases, narrowed to the occurrence the critique means.
 
@@ -211,6 +264,7 @@ def _quote_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanPr
     output, critique, is_code = reading.output, reading.critique, reading.is_code
     referenced_lines = _referenced_lines(reading)
     located = {id(q): _locate_quote(output, q, critique, is_code=is_code) for q in reading.quotes}
+    _narrow_nested_quotes(reading, located)
     proposals: list[SpanProposal] = []
     for quote in reading.quotes:
         sentence_index = reading.sentence_at(quote.start)
