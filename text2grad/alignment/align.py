@@ -41,6 +41,8 @@ POLARITY_MARGIN = 0.15
 CUE_OVERRIDE_MARGIN = 0.3
 # Sentences the scope classifier reads as a remark on the whole output or a suggested fix get no span.
 SCOPE_THRESHOLD = 0.5
+# "Minor: slicing copies the list", "Nit - the name is vague": a second, smaller criticism of one point.
+_MINOR = re.compile(r"\W*(?:minor|nit|nitpick|small nit|one nit|quibble)\b\s*[:\-\u2013\u2014,]", re.I)
 
 Similarity = Callable[[str, list[str]], list[float]]
 
@@ -88,6 +90,7 @@ class _Reading:
     sentence_polarity: list[int | None] = field(default_factory=list)
     overall_polarity: int | None = None
     has_classifier: bool = False
+    minor: set[int] = field(default_factory=set)  # sentences flagged "Minor:": criticisms of one point
     # filled by the passes: sentences some pass explained, and those explained by a located quote
     sentences_with_hits: set[int] = field(default_factory=set)
     sentences_with_quote_hits: set[int] = field(default_factory=set)
@@ -108,6 +111,8 @@ class _Reading:
         """The clause's polarity; an undecided clause defers to its sentence, then to the critique."""
         if self.polarity_hint is not None:
             return self.polarity_hint
+        if sentence_index in self.minor:
+            return POOR
         if self.has_classifier:
             return self._classified_polarity(clause, sentence_index)
         if clause is not None:
@@ -167,6 +172,7 @@ def _read_critique(
     for index, (s, e) in enumerate(sentences):
         clauses.extend(_split_clauses(masked, s, e, index))
     reading = _Reading(output, critique, is_code, polarity_hint, quotes, masked, sentences, clauses)
+    reading.minor = {index for index, (s, e) in enumerate(sentences) if _MINOR.match(masked, s)}
     reading.sentence_polarity = [infer_polarity(masked[s:e]) for s, e in sentences]
     reading.overall_polarity = infer_polarity(masked)
     if classifier is None:
