@@ -30,7 +30,7 @@ from .quotes import (
 from .references import _structural_refs
 from .semantic import Embedder, MiniLMEmbedder, _semantic_proposals, default_embedder
 from .text import _sentence_spans, looks_like_code
-from .values import contradicted_value
+from .values import contradicted_role, contradicted_value
 
 DEFAULT_MIN_SCORE = 0.0
 # A sentence opening with a pronoun right after one that quoted or referenced something continues it.
@@ -197,7 +197,8 @@ def _read_critique(
 
 
 def _line_similarity(embedder: Embedder | None) -> Similarity:
-    """MiniLM similarity of a critique sentence to code lines (to choose among a quote's occurrences)."""
+    """MiniLM similarity of a critique sentence to code lines (to choose among a quote's occurrences) or to
+    words (to find the role a correction means)."""
     line_embedder = embedder or default_embedder()
 
     def similarity(sentence: str, texts: list[str]) -> list[float]:
@@ -375,11 +376,13 @@ def _reference_pass(reading: _Reading) -> list[SpanProposal]:
     return proposals
 
 
-def _phrase_pass(reading: _Reading) -> list[SpanProposal]:
+def _phrase_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanProposal]:
     """Pass 2b: an unquoted correction's wrong value, in prose.
 
     Either the sentence names it ("twelve years, not twenty years"), or it names only the right value of
-    some type ("The orbit takes 6 days"), and the output's differing value of that type is the wrong one.
+    some type ("The orbit takes 6 days"), and the output's differing value of that type is the wrong one,
+    or it says a job or title is wrong, and the output's role word nearest to the right one (MiniLM, when
+    the semantic pass is on) is the wrong one.
     """
     if reading.is_code:
         return []
@@ -389,6 +392,8 @@ def _phrase_pass(reading: _Reading) -> list[SpanProposal]:
             continue
         sentence = reading.critique[s:e]
         found = corrected_phrase(reading.output, sentence) or contradicted_value(reading.output, sentence)
+        if not found and similarity is not None:
+            found = contradicted_role(reading.output, sentence, similarity)
         if found:
             start, end, evidence = found
             polarity = reading.polarity_hint if reading.polarity_hint is not None else POOR
@@ -471,10 +476,10 @@ def align_critique(
     reading = _read_critique(
         output, critique, is_code=is_code, polarity_hint=polarity_hint, classifier=classifier
     )
-    similarity = _line_similarity(embedder) if semantic and is_code else None
-    proposals = _quote_pass(reading, similarity)
+    similarity = _line_similarity(embedder) if semantic else None
+    proposals = _quote_pass(reading, similarity if is_code else None)
     proposals += _reference_pass(reading)
-    proposals += _phrase_pass(reading)
+    proposals += _phrase_pass(reading, similarity)
     if semantic:
         proposals += _semantic_pass(reading, embedder)
     return _merge([p for p in proposals if p.score >= min_score])

@@ -12,6 +12,7 @@ sentence shares the most words with the critique sentence is chosen; a tie propo
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .text import _sentence_spans
@@ -145,3 +146,52 @@ def contradicted_value(output: str, sentence: str) -> tuple[int, int, str] | Non
         return None
     _, candidate, value = best
     return candidate.start, candidate.end, value.text
+
+
+# "the job given here is wrong", "the title is off": the critique says which kind of word is wrong.
+_ROLE_KIND = re.compile(
+    r"\b(?:job|title|role|profession|occupation|position|rank)\b[^.;!?]*\b(?:wrong|incorrect|mistaken|off|"
+    r"inaccurate|not right)\b",
+    re.I,
+)
+# A role noun follows an article, a possessive, "as", "become" or an age ("a 34-year-old teacher"), within
+# three words.
+_TOKEN = re.compile(r"[\w'-]+")
+_ROLE_SLOT = frozenset(_TOKEN.findall("a an the his her their its as become became former"))
+_CLAUSE_SPLIT = re.compile(r"[;,:\u2014\u2013]|\s-\s")
+
+
+def contradicted_role(
+    output: str, sentence: str, similarity: Callable[[str, list[str]], list[float]]
+) -> tuple[int, int, str] | None:
+    """The output's job or title word that a critique saying "the title here is wrong" means, or None.
+
+    The clause beside the verdict names the right role ("She works as a librarian"); of the output's
+    words standing where a role stands, the one most similar to that clause (MiniLM) is the wrong one.
+    """
+    verdict = _ROLE_KIND.search(sentence)
+    if not verdict:
+        return None
+    clauses = [c for c in _CLAUSE_SPLIT.split(sentence) if c.strip() and not _ROLE_KIND.search(c)]
+    query = " ".join(clauses).strip() or sentence
+    said = set(_WORD.findall(sentence.lower()))
+    candidates: dict[str, tuple[int, int]] = {}
+    tokens = list(_TOKEN.finditer(output))
+    for index, m in enumerate(tokens):
+        word = m.group(0)
+        before = [t.group(0).lower() for t in tokens[max(0, index - 3) : index]]
+        if (
+            not re.fullmatch(r"[a-z][a-z-]{3,}", word)
+            or word in said
+            or word in _STOPWORDS
+            or word in candidates
+        ):
+            continue
+        if any(b in _ROLE_SLOT or re.fullmatch(r"\d+-year-old", b) for b in before):
+            candidates[word] = (m.start(), m.end())
+    if not candidates:
+        return None
+    words = list(candidates)
+    scores = similarity(query, words)
+    best = max(range(len(words)), key=lambda k: scores[k])
+    return (*candidates[words[best]], verdict.group(0))
