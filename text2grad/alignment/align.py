@@ -22,6 +22,7 @@ from .proposals import GOOD, POOR, SpanProposal, _merge
 from .quotes import (
     _SUGGESTION_AFTER,
     _SUGGESTION_BEFORE,
+    _find_normalised,
     _is_trivial_quote,
     _locate_quote,
     _Quote,
@@ -276,6 +277,32 @@ def _narrow_nested_quotes(reading: _Reading, located: dict[int, list[Hit]]) -> N
             located[key] = []
 
 
+_CONTEXT_WORD = re.compile(r"[\w'`-]+")
+CONTEXT_WORDS = 6  # critique words tried on each side of a quote that occurs several times in prose
+
+
+def _enclosing_occurrence(reading: _Reading, quote: _Quote, hits: list[Hit]) -> list[Hit]:
+    """The one occurrence of a repeated prose quote that the critique's own words around it pin down.
+
+    "Saying a tuple has no `append` method is correct": the words around the quote are output text too, so
+    the longest run of them (two words at least) that occurs once in the output and holds an occurrence
+    of the quote is what the critique means, not every `append`. Without such a run every occurrence stays.
+    """
+    s, e = reading.sentences[reading.sentence_at(quote.start) or 0] if reading.sentences else (0, 0)
+    left = _CONTEXT_WORD.findall(reading.critique[s : quote.start])[-CONTEXT_WORDS:]
+    right = _CONTEXT_WORD.findall(reading.critique[quote.end : e])[:CONTEXT_WORDS]
+    options = sorted(
+        ((k, m) for k in range(len(left) + 1) for m in range(len(right) + 1) if k + m >= 2),
+        key=lambda km: -(km[0] + km[1]),
+    )
+    for k, m in options:
+        phrase = " ".join([*left[len(left) - k :], quote.text.strip(), *right[:m]])
+        found = _find_normalised(reading.output, phrase, drop_spaces=False)
+        if len(found) == 1 and any(found[0][0] <= h[0] and h[1] <= found[0][1] for h in hits):
+            return [(found[0][0], found[0][1], hits[0][2], hits[0][3])]
+    return hits
+
+
 def _quote_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanProposal]:
     """Pass 1: quoted phrases, narrowed to the occurrence the critique means.
 
@@ -317,7 +344,9 @@ def _quote_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanPr
             ordinal = ordinal_before(critique, quote.start)
             if ordinal is not None and abs(ordinal) <= len(hits):
                 hits = [hits[ordinal - 1 if ordinal > 0 else ordinal]]
-            elif is_code:
+            elif not is_code:
+                hits = _enclosing_occurrence(reading, quote, hits)
+            else:
                 hits = [
                     choose_code_occurrence(
                         output,
