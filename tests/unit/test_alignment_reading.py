@@ -71,10 +71,10 @@ def test_a_backticked_identifier_in_code_is_the_line_the_critique_describes():
     assert [t for t, _, _ in texts(bucket, "`bucket` is a mutable default.", is_code=True)] == [
         "def add(item, bucket=[]):"
     ]
-    # an expression is kept as quoted, at the occurrence the sentence describes (the recursive call)
+    # an expression stands for its line, at the occurrence the sentence describes (the recursive call)
     fact = "def factorial(n):\n    if n == 0:\n        return 1\n    return n * factorial(n)\n"
     found = align_critique(fact, "`factorial(n)` recurses forever.", semantic=False, is_code=True)
-    assert [(p.start, p.text_in(fact)) for p in found] == [(fact.rindex("factorial(n)"), "factorial(n)")]
+    assert [(p.start, p.text_in(fact)) for p in found] == [(fact.rindex("return"), "return n * factorial(n)")]
 
 
 # ------------------------------------------------------------------------------ phrases and list ordinals

@@ -262,6 +262,8 @@ def _narrow_nested_quotes(reading: _Reading, located: dict[int, list[Hit]]) -> N
             for outer in quotes:
                 if inner is outer or not located[id(inner)] or not located[id(outer)]:
                     continue
+                if any(h[3] != "quote-exact" for h in located[id(inner)]):
+                    continue  # a fuzzy match inside another quote is a near miss, not a pointer into it
                 inside = [
                     h
                     for h in located[id(inner)]
