@@ -362,11 +362,14 @@ def _quote_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanPr
         if identifier:
             expressions = [q.text.strip() for q in same_sentence if not is_identifier(q.text)]
             widened = []
-            for start, _end, score, method in hits:
+            for start, end, score, method in hits:
                 line = line_of(output, start)
                 if line is None or any(x in output[line[0] : line[1]] for x in expressions):
                     continue  # the expression quoted beside the name already points into this line
-                widened.append((line[0], line[1], score, method))
+                if _in_comment_or_string(output, line, start):
+                    widened.append((start, end, score, method))  # a word quoted from text, not code
+                else:
+                    widened.append((line[0], line[1], score, method))
             hits = widened
         elif is_code:
             # a quoted sub-expression stands for its whole line, as a line number would

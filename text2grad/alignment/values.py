@@ -6,7 +6,8 @@ writing "not ...": it gives the right value ("The vote was 6-3"), or says which 
 critique's, not its whole sentence. Types: money, percentages, temperatures, scores ("7-2"), ordinals
 ("19th-century"), years, weekdays and months, durations ("four days", "a week", "2 working days"), and
 counts (a number with its unit). When the output holds several values of that type, the one whose
-sentence shares the most words with the critique sentence is chosen; a tie proposes nothing.
+sentence shares the most words with the critique sentence is chosen, and in that sentence the one nearest
+to a shared word; a tie proposes nothing.
 """
 
 from __future__ import annotations
@@ -106,7 +107,18 @@ def typed_values(text: str) -> list[_Value]:
 
 
 def _content_words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS}
+    """Words that carry content, cut to five letters so "widening" meets "widened"."""
+    return {w[:5] for w in _WORD.findall(text.lower()) if w not in _STOPWORDS}
+
+
+def _distance_to_shared(output: str, span: tuple[int, int], position: int, shared: set[str]) -> int:
+    """Characters from ``position`` to the nearest word of ``span`` that the critique shares."""
+    distances = [
+        abs(m.start() + span[0] - position)
+        for m in _WORD.finditer(output[span[0] : span[1]].lower())
+        if m.group(0)[:5] in shared
+    ]
+    return min(distances) if distances else len(output)
 
 
 def contradicted_value(output: str, sentence: str) -> tuple[int, int, str] | None:
@@ -130,14 +142,17 @@ def contradicted_value(output: str, sentence: str) -> tuple[int, int, str] | Non
     named_keys = {v.key for v in named}
     sentences = _sentence_spans(output)
     critique_words = _content_words(sentence)
-    best: tuple[tuple[int, int], _Value, _Value] | None = None
+    best: tuple[tuple[int, int, int], _Value, _Value] | None = None
     tied = False
     for value in named:
         candidates = [v for v in in_output if v.kind == value.kind and v.key not in named_keys]
         for candidate in candidates:
             around = next(((s, e) for s, e in sentences if s <= candidate.start < e), (0, len(output)))
-            overlap = len(critique_words & _content_words(output[around[0] : around[1]]))
-            score = (int(bool(value.unit) and candidate.unit == value.unit), overlap)
+            shared = critique_words & _content_words(output[around[0] : around[1]])
+            # a like unit first, then the sentence that echoes the critique most, then the value nearest
+            # to an echoed word ("widened in 1968 and repainted in 2004" for "widened in 1971")
+            distance = _distance_to_shared(output, around, candidate.start, shared)
+            score = (int(bool(value.unit) and candidate.unit == value.unit), len(shared), -distance)
             if best is None or score > best[0]:
                 best, tied = (score, candidate, value), False
             elif score == best[0] and candidate.start != best[1].start:
