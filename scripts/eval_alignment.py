@@ -3,10 +3,10 @@
 Usage:
     .venv/bin/python scripts/eval_alignment.py [--cases FILE ...] [--no-semantic] [--details] [--json]
 
-Without ``--cases`` it reports the protocol of issue 17, each split in its own table: the dev set
-(``tests/data/alignment_dev.jsonl``, 206 cases, what the aligner may be tuned on) and the FROZEN test split
-(``tests/data/alignment_test_frozen.jsonl``, 65 cases written at the same time, never tuned on: ``--details``
-never prints its cases). Kinds are ``quoted``, ``unquoted`` and ``code``; the domain (summary, qa, chat,
+Without ``--cases`` it reports the protocol of issues 17 and 28, each split in its own table: the dev set
+(``tests/data/alignment_dev.jsonl``, 226 cases, what the aligner may be tuned on) and the FROZEN test split
+(``tests/data/alignment_test_frozen.jsonl``, 139 cases on 46 outputs, written for issue 28 before any change
+it asked for and never tuned on: ``--details`` never prints its cases). Kinds are ``quoted``, ``unquoted`` and ``code``; the domain (summary, qa, chat,
 code) is the second part of a case id (``dev-summary-001-quoted``) and gets its own rows. The 81 original
 cases (``tests/data/alignment_cases.jsonl``, kinds quoted/unquoted) stay as a regression set.
 
@@ -14,7 +14,8 @@ Matching criterion (span level): a proposal matches a gold span when the polarit
 character-overlap IoU, |P ∩ G| / |P ∪ G| in code points, is at least 0.5. Matching is one-to-one (greedy
 by IoU, best first), so splitting one gold span into several proposals earns one true positive and
 counts the rest as false positives. Precision = matched proposals / proposals, recall = matched gold /
-gold, pooled over all cases of a kind (micro average). A case whose gold is empty contributes only false
+gold, pooled over all cases of a kind (micro average). Label accuracy: of the gold spans some proposal
+overlaps at IoU ≥ 0.5 whatever its label (matched one-to-one), the share whose proposal has the gold label. A case whose gold is empty contributes only false
 positives: a critique about the whole output ("far too vague") should propose nothing.
 
 For reference, a character-level F1 is also reported: each code point of the output is labelled -1, 0

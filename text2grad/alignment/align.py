@@ -38,7 +38,8 @@ DEFAULT_MIN_SCORE = 0.0
 _ANAPHORA = re.compile(r"(?:it|this|that|these|those|they|which)\b", re.I)
 # A classifier verdict this close to 0.5 says nothing: the next wider context (sentence, critique) decides.
 POLARITY_MARGIN = 0.15
-# Cue words in the clause overrule a classifier verdict less sure than this (0.2 and 0.4 did worse on the dev split).
+# Cue words in the clause overrule a classifier verdict less sure than this (0.2 and 0.4 did worse on
+# the dev split).
 CUE_OVERRIDE_MARGIN = 0.3
 # Sentences the scope classifier reads as a remark on the whole output or a suggested fix get no span.
 SCOPE_THRESHOLD = 0.5
@@ -286,7 +287,7 @@ CONTEXT_WORDS = 6  # critique words tried on each side of a quote that occurs se
 def _enclosing_occurrence(reading: _Reading, quote: _Quote, hits: list[Hit]) -> list[Hit]:
     """The one occurrence of a repeated prose quote that the critique's own words around it pin down.
 
-    "Saying a tuple has no `append` method is correct": the words around the quote are output text too, so
+    "Noting that a dict has a `get` method is right": the words around the quote are output text too, so
     the longest run of them (two words at least) that occurs once in the output and holds an occurrence
     of the quote is what the critique means, not every `append`. Without such a run every occurrence stays.
     """
@@ -414,9 +415,9 @@ def _phrase_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanP
     """Pass 2b: an unquoted correction's wrong value, in prose.
 
     Either the sentence names it ("twelve years, not twenty years"), or it names only the right value of
-    some type ("The orbit takes 6 days"), and the output's differing value of that type is the wrong one,
-    or it says a job or title is wrong, and the output's role word nearest to the right one (MiniLM, when
-    the semantic pass is on) is the wrong one.
+    some type ("The ferry crossing takes an hour"), and the output's differing value of that type is the
+    wrong one, or it says a job or title is wrong, and the output's role word nearest to the right one
+    (MiniLM, when the semantic pass is on) is the wrong one.
     """
     if reading.is_code:
         return []

@@ -1,9 +1,9 @@
-"""Pass 2b, typed: a correction that names only the right value ("The orbit takes 6 days").
+"""Pass 2b, typed: a correction that names only the right value ("The ferry crossing takes an hour").
 
 A critique often corrects a number, a date, a duration or an amount without quoting the output and without
-writing "not ...": it gives the right value ("The vote was 6-3"), or says which kind of value is wrong
-("the amount here is wrong"). The span is then the output's value of the same type that differs from the
-critique's, not its whole sentence. Types: money, percentages, temperatures, scores ("7-2"), ordinals
+writing "not ...": it gives the right value ("The match ended 2-1"), or says which kind of value is wrong
+("the fare stated is wrong"). The span is then the output's value of the same type that differs from the
+critique's, not its whole sentence. Types: money, percentages, temperatures, scores ("3-1"), ordinals
 ("19th-century"), years, weekdays and months, durations ("four days", "a week", "2 working days"), and
 counts (a number with its unit). When the output holds several values of that type, the one whose
 sentence shares the most words with the critique sentence is chosen, and in that sentence the one nearest
@@ -128,10 +128,10 @@ def contradicted_value(output: str, sentence: str) -> tuple[int, int, str] | Non
     candidates (a like unit first: "6,400 km" corrects "4,000 km" before "5.5 million square kilometres").
 
     Example:
-        >>> out = "The planet orbits every 4 days. It was found in 2019."
-        >>> start, end, _ = contradicted_value(out, "The orbit takes 6 days.")
+        >>> out = "The ferry crossing takes 40 minutes. The route opened in 2019."
+        >>> start, end, _ = contradicted_value(out, "The crossing takes an hour.")
         >>> out[start:end]
-        '4 days'
+        '40 minutes'
     """
     in_output = typed_values(output)
     # A value the output also states is a reference to it, not a correction.
@@ -163,13 +163,13 @@ def contradicted_value(output: str, sentence: str) -> tuple[int, int, str] | Non
     return candidate.start, candidate.end, value.text
 
 
-# "the job given here is wrong", "the title is off": the critique says which kind of word is wrong.
+# "the occupation stated is wrong", "his rank is incorrect": the critique says which kind of word is wrong.
 _ROLE_KIND = re.compile(
     r"\b(?:job|title|role|profession|occupation|position|rank)\b[^.;!?]*\b(?:wrong|incorrect|mistaken|off|"
     r"inaccurate|not right)\b",
     re.I,
 )
-# A role noun follows an article, a possessive, "as", "become" or an age ("a 34-year-old teacher"), within
+# A role noun follows an article, a possessive, "as", "become" or an age ("a 52-year-old pilot"), within
 # three words.
 _TOKEN = re.compile(r"[\w'-]+")
 _ROLE_SLOT = frozenset(_TOKEN.findall("a an the his her their its as become became former"))
@@ -181,7 +181,7 @@ def contradicted_role(
 ) -> tuple[int, int, str] | None:
     """The output's job or title word that a critique saying "the title here is wrong" means, or None.
 
-    The clause beside the verdict names the right role ("She works as a librarian"); of the output's
+    The clause beside the verdict names the right role ("Haddad is a pharmacist"); of the output's
     words standing where a role stands, the one most similar to that clause (MiniLM) is the wrong one.
     """
     verdict = _ROLE_KIND.search(sentence)
