@@ -45,6 +45,7 @@ ALIGNMENT_MODULES = (
     "references",
     "semantic",
     "text",
+    "values",
 )
 CASES_PATH = REPO / "tests" / "data" / "alignment_cases.jsonl"
 
@@ -163,7 +164,7 @@ def test_all_exact_occurrences_and_word_boundaries():
 def test_fuzzy_misquote_is_located_with_lower_score():
     output = "def f(items):\n    result = []\n    for item in items:\n        if item not in result:\n"
     (proposal,) = align_critique(output, 'The check "if item not in reslt" is quadratic.', semantic=False)
-    assert proposal.text_in(output) == "if item not in result"
+    assert proposal.text_in(output) == "if item not in result:"  # in code, a quote stands for its line
     assert proposal.method == "quote-fuzzy"
     assert 0.7 <= proposal.score < 0.9
 
@@ -176,7 +177,7 @@ def test_fuzzy_case_whitespace_and_spelling():
     assert found == [("will analyze the proposal", 1, "quote-fuzzy")]
     code = "for j in range(i + 1, len(xs)):\n    pass\n"
     assert spans(code, "`for j in range(i+1, len(xs))` is slow", is_code=True) == [
-        ("for j in range(i + 1, len(xs))", -1, "quote-fuzzy")
+        ("for j in range(i + 1, len(xs)):", -1, "quote-fuzzy")
     ]
 
 
@@ -310,7 +311,8 @@ def test_merging_duplicates_and_overlaps():
 
     stack = "class Stack:\n    def pop(self):\n        return self.items.pop(0)\n"
     found = align_critique(stack, "`items.pop(0)` is wrong; pop from the end with `pop()`.", semantic=False)
-    assert [(p.text_in(stack), p.score) for p in found] == [("items.pop(0)", 1.0)]
+    # the quote stands for its line, and the line found again through `pop()` merges into it
+    assert [(p.text_in(stack), p.score) for p in found] == [("return self.items.pop(0)", 1.0)]
 
 
 def test_merge_keeps_opposite_polarities_and_sorts():

@@ -71,10 +71,10 @@ def test_a_backticked_identifier_in_code_is_the_line_the_critique_describes():
     assert [t for t, _, _ in texts(bucket, "`bucket` is a mutable default.", is_code=True)] == [
         "def add(item, bucket=[]):"
     ]
-    # an expression is kept as quoted, at the occurrence the sentence describes (the recursive call)
+    # an expression stands for its line, at the occurrence the sentence describes (the recursive call)
     fact = "def factorial(n):\n    if n == 0:\n        return 1\n    return n * factorial(n)\n"
     found = align_critique(fact, "`factorial(n)` recurses forever.", semantic=False, is_code=True)
-    assert [(p.start, p.text_in(fact)) for p in found] == [(fact.rindex("factorial(n)"), "factorial(n)")]
+    assert [(p.start, p.text_in(fact)) for p in found] == [(fact.rindex("return"), "return n * factorial(n)")]
 
 
 # ------------------------------------------------------------------------------ phrases and list ordinals
@@ -206,9 +206,9 @@ def test_praise_quotes_and_whole_output_remarks_with_the_classifier(minilm):
 # ------------------------------------------------------------------------------------------- protocol
 def test_dev_and_frozen_splits_are_well_formed_and_disjoint():
     splits = {}
-    for path, minimum in ((DEV, 200), (FROZEN, 60)):
+    for path, minimum, outputs in ((DEV, 200, 40), (FROZEN, 100, 40)):
         cases = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        assert len(cases) >= minimum
+        assert len(cases) >= minimum and len({c["output"] for c in cases}) >= outputs
         assert {c["kind"] for c in cases} == {"quoted", "unquoted", "code"}
         assert {c["id"].split("-")[1] for c in cases} == {"summary", "qa", "chat", "code"}
         assert sum(any(ord(ch) > 127 for ch in c["output"]) for c in cases) >= 15
@@ -220,6 +220,7 @@ def test_dev_and_frozen_splits_are_well_formed_and_disjoint():
                 assert text and text == text.strip() and gold["polarity"] in (-1, 1), case["id"]
         splits[path] = cases
     assert not {c["output"] for c in splits[DEV]} & {c["output"] for c in splits[FROZEN]}
+    assert not {c["critique"] for c in splits[DEV]} & {c["critique"] for c in splits[FROZEN]}
 
 
 def test_eval_script_reports_both_splits_and_never_details_frozen_cases(capsys):

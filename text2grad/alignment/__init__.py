@@ -57,41 +57,58 @@ The passes, in order of trust:
    and is not aligned on its own.
 
 **Which occurrence** (``occurrences``): a quote found at several places is narrowed by what the critique
-says: an ordinal right before it ("the second 'sin(x)'") picks that occurrence; in code, the line the
-sentence describes (MiniLM similarity plus construct, cue and co-quote hints) is the only one kept. A
-backticked identifier in a code critique is proposed as its whole line, and in a sentence that names a
-line number the line reference stands for it ("Line 5 divides by zero when `nums` is empty" → line 5
-once, not every ``nums``). In prose every occurrence stays.
+says: an ordinal right before it ("the second 'sin(x)'") picks that occurrence; a short quote inside a
+longer quote of the same sentence ("In 'the treaty was signed', 'signed' should be ...") is only its
+occurrences inside the longer one, which is the frame and proposes nothing (nor does the replacement after
+"should be"); in prose, the longest run of the critique's own words around the quote that occurs once in
+the output pins it down ("Noting that a dict has a `get` method" → that phrase); in code, the line the
+sentence describes (MiniLM similarity plus construct, cue and co-quote hints) is the only one kept. In
+code a quote stands for its whole line: a backticked expression (``len(xs) - 1``) or identifier is
+proposed as its line without indentation, as a line reference would be, unless it was quoted from a
+comment, docstring or string literal; a function named for what it does (```median` is wrong for even
+lengths``) is the body line the sentence describes, not its def line, unless the sentence is about its
+name, signature or arguments; in a sentence that names a line number the line reference stands for the
+identifiers in it ("Line 4 fails on an empty `items`" → line 4 once, not every ``items``). Otherwise, in
+prose, every occurrence stays.
 
-**Corrected values** (``phrases``, ``phrase``, score 0.9): "twelve years, not twenty years" proposes the
-wrong value ("twenty years") where the output says it, or its sentence when it is a predicate rather
-than a value. Ordinals also count list items and questions ("step 4", "the second tip", "the final
-question"), without the ``1.``/``-`` marker.
+**Corrected values** (``phrases`` and ``values``, ``phrase``, score 0.9): "twelve years, not twenty years"
+proposes the wrong value ("twenty years") where the output says it, or its sentence when it is a predicate
+rather than a value. A correction that names only the right value ("The ferry crossing takes an hour",
+"the fare stated is wrong: €22") proposes the output's differing value of the same type (money,
+percent, temperature, score, ordinal, year, weekday, month, duration, count with its unit) in the sentence
+the critique echoes; one that says a job or title is wrong proposes the output's role word nearest in
+MiniLM to the right one. Ordinals also count list items and questions ("step 4", "the second tip", "the
+final question"), without the ``1.``/``-`` marker.
 
 **Polarity and scope** (``classifier``): two logistic regressions on MiniLM embeddings plus hashed word
 n-grams, trained at first use on ``data/clauses.tsv`` (hand-written labelled critique clauses), read each
 clause with its quotes replaced by "the phrase": P(praise), and P(the clause points at a part of the
 output) as opposed to a remark on the whole output or a suggested fix, which get no semantic span. A
-verdict within ``POLARITY_MARGIN`` of 0.5 defers to the sentence, then the critique. Without a classifier
-(``semantic=False`` or a non-MiniLM embedder) cue words decide as before: "wrong", "missing" versus
-"correct", "nice"; a negated positive is negative; no cue falls back to the sentence, the critique, then
-*poor*. ``polarity_hint`` overrides all of it.
+verdict within ``POLARITY_MARGIN`` of 0.5 defers to the sentence, then to cue words in the clause and
+sentence, and only then to the critique as a whole (a critique that praises one thing and criticises
+another has no single tone); cue words that all point one way in the clause overrule a verdict within
+``CUE_OVERRIDE_MARGIN``. A sentence opening with "Minor:" or "Nit:" is a criticism of one point. Without a
+classifier (``semantic=False`` or a non-MiniLM embedder) cue words decide as before: "wrong", "missing"
+versus "correct", "nice"; a negated positive is negative; no cue falls back to the sentence, the critique,
+then *poor*. ``polarity_hint`` overrides all of it.
 
 Overlapping proposals of the same polarity are merged keeping the highest score (ties: the more
 trusted method, then the longer span). Proposals of opposite polarity may overlap; the reward engine
 resolves such conflicts to the negative.
 
-Evaluation: ``scripts/eval_alignment.py`` reports the dev set (``tests/data/alignment_dev.jsonl``, 206
-cases) and the frozen test split (``tests/data/alignment_test_frozen.jsonl``, 65 cases never tuned on)
-per kind and per domain (span F1, one-to-one, IoU ≥ 0.5 with equal polarity); the 81 original cases stay
-as a regression set. Numbers: ``docs/benchmarks.md``.
+Evaluation: ``scripts/eval_alignment.py`` reports the dev set (``tests/data/alignment_dev.jsonl``, 226
+cases) and the frozen test split (``tests/data/alignment_test_frozen.jsonl``, 139 cases on 46 outputs,
+written before the issue-28 changes and never tuned on) per kind and per domain (span F1, one-to-one, IoU
+≥ 0.5 with equal polarity, and label accuracy); the 81 original cases stay as a regression set.
+``tests/unit/test_alignment_contamination.py`` fails if a critique of either split leaks into a file of
+this package. Numbers: ``docs/benchmarks.md``.
 
 Limitations: the classifier is small (a few hundred clauses) and reads long clauses about a specific
 topic less surely than short verdicts; praise and criticism in one clause ("is fine, but it's called
 EC 261") follow the clause; MiniLM is English-centred and weak on code; the semantic pass proposes
 sentences or lines and cannot point at an omission; a phrase is proposed only for "X, not Y"
-corrections and quotes; a plural possessive (players') can close a straight single quote opened earlier
-on the same line.
+corrections, typed values, titles and quotes; a plural possessive (players') can close a straight
+single quote opened earlier on the same line.
 
 Example:
     >>> out = "def f(xs):\\n    return xs[0]\\n"
@@ -99,7 +116,7 @@ Example:
     [(15, 27, -1, 'line-ref')]
 """
 
-from .align import DEFAULT_MIN_SCORE, POLARITY_MARGIN, SCOPE_THRESHOLD, align_critique
+from .align import CUE_OVERRIDE_MARGIN, DEFAULT_MIN_SCORE, POLARITY_MARGIN, SCOPE_THRESHOLD, align_critique
 from .classifier import ClauseClassifier, classifier_for, configure_cache_dir
 from .critique import infer_polarity
 from .llm import LLMAligner, LLMAlignerError
@@ -109,6 +126,7 @@ from .semantic import SEMANTIC_THRESHOLD, Embedder, MiniLMEmbedder, default_embe
 from .text import looks_like_code
 
 __all__ = [
+    "CUE_OVERRIDE_MARGIN",
     "DEFAULT_MIN_SCORE",
     "POLARITY_MARGIN",
     "SCOPE_THRESHOLD",

@@ -1,28 +1,52 @@
-"""The entry point: all passes over one critique, merged into proposals."""
+"""The entry point: all passes over one critique, merged into proposals.
+
+``align_critique`` reads the critique once (``_read_critique``: quotes, sentences, clauses, and the
+classifier's verdicts on each), then runs one function per pass over that reading, each adding proposals
+and marking the sentences it explained: ``_quote_pass`` (1), ``_reference_pass`` (2), ``_phrase_pass``
+(2b) and ``_semantic_pass`` (3).
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .classifier import QUOTE_PLACEHOLDER, ClauseClassifier, classifier_for
 from .critique import _Clause, _mask_quotes, _split_clauses, infer_polarity
-from .occurrences import choose_code_occurrence, is_identifier, line_of, ordinal_before
+from .occurrences import blamed_function_lines, choose_code_occurrence, is_identifier, line_of, ordinal_before
 from .phrases import corrected_phrase
 from .proposals import GOOD, POOR, SpanProposal, _merge
-from .quotes import _is_trivial_quote, _locate_quote, _Quote, extract_quotes
+from .quotes import (
+    _SUGGESTION_AFTER,
+    _SUGGESTION_BEFORE,
+    _find_normalised,
+    _is_trivial_quote,
+    _locate_quote,
+    _Quote,
+    extract_quotes,
+)
 from .references import _structural_refs
 from .semantic import Embedder, MiniLMEmbedder, _semantic_proposals, default_embedder
 from .text import _sentence_spans, looks_like_code
+from .values import contradicted_role, contradicted_value
 
 DEFAULT_MIN_SCORE = 0.0
 # A sentence opening with a pronoun right after one that quoted or referenced something continues it.
 _ANAPHORA = re.compile(r"(?:it|this|that|these|those|they|which)\b", re.I)
 # A classifier verdict this close to 0.5 says nothing: the next wider context (sentence, critique) decides.
 POLARITY_MARGIN = 0.15
+# Cue words in the clause overrule a classifier verdict less sure than this (0.2 and 0.4 did worse on
+# the dev split).
+CUE_OVERRIDE_MARGIN = 0.3
 # Sentences the scope classifier reads as a remark on the whole output or a suggested fix get no span.
 SCOPE_THRESHOLD = 0.5
+# "Minor: slicing copies the list", "Nit - the name is vague": a second, smaller criticism of one point.
+_MINOR = re.compile(r"\W*(?:minor|nit|nitpick|small nit|one nit|quibble)\b\s*[:\-\u2013\u2014,]", re.I)
+
+Similarity = Callable[[str, list[str]], list[float]]
 
 
 def _default_classifier(embedder: Embedder | None) -> ClauseClassifier | None:
@@ -47,6 +71,399 @@ def _with_placeholders(critique: str, quotes: list[_Quote], start: int, end: int
             cursor = quote.end
     pieces.append(critique[cursor:end])
     return " ".join("".join(pieces).split())
+
+
+@dataclass
+class _Reading:
+    """One critique, read once: its quotes, sentences and clauses, and what the classifier says of each."""
+
+    output: str
+    critique: str
+    is_code: bool
+    polarity_hint: int | None
+    quotes: list[_Quote]
+    masked: str
+    sentences: list[tuple[int, int]]
+    clauses: list[_Clause]
+    clause_p: list[float] = field(default_factory=list)
+    sentence_p: list[float] = field(default_factory=list)
+    sentence_scope: list[float] = field(default_factory=list)
+    overall_p: float = 0.5
+    sentence_polarity: list[int | None] = field(default_factory=list)
+    overall_polarity: int | None = None
+    has_classifier: bool = False
+    minor: set[int] = field(default_factory=set)  # sentences flagged "Minor:": criticisms of one point
+    # filled by the passes: sentences some pass explained, and those explained by a located quote
+    sentences_with_hits: set[int] = field(default_factory=set)
+    sentences_with_quote_hits: set[int] = field(default_factory=set)
+
+    def clause_at(self, position: int) -> _Clause | None:
+        for clause in self.clauses:
+            if clause.start <= position < clause.end:
+                return clause
+        return None
+
+    def sentence_at(self, position: int) -> int | None:
+        for index, (s, e) in enumerate(self.sentences):
+            if s <= position < e:
+                return index
+        return None
+
+    def polarity_of(self, clause: _Clause | None, sentence_index: int | None) -> int:
+        """The clause's polarity; an undecided clause defers to its sentence, then to the critique."""
+        if self.polarity_hint is not None:
+            return self.polarity_hint
+        if sentence_index in self.minor:
+            return POOR
+        if self.has_classifier:
+            return self._classified_polarity(clause, sentence_index)
+        if clause is not None:
+            found = infer_polarity(self.masked[clause.start : clause.end])
+            if found is not None:
+                return found
+        if sentence_index is not None and self.sentence_polarity[sentence_index] is not None:
+            return self.sentence_polarity[sentence_index]
+        return self.overall_polarity if self.overall_polarity is not None else POOR
+
+    def _classified_polarity(self, clause: _Clause | None, sentence_index: int | None) -> int:
+        chain = []
+        if clause is not None:
+            chain.append(self.clause_p[self.clauses.index(clause)])
+        if sentence_index is not None:
+            chain.append(self.sentence_p[sentence_index])
+        if clause is not None:
+            # A clause whose cue words all point one way ("is correct", "Good use of") overrides a
+            # classifier verdict that is not confident: the regression reads the topic of a long clause.
+            cues = infer_polarity(self.masked[clause.start : clause.end])
+            p = chain[0]
+            if (
+                cues is not None
+                and abs(p - 0.5) < CUE_OVERRIDE_MARGIN
+                and cues != (GOOD if p > 0.5 else POOR)
+            ):
+                return cues
+        for p in chain:
+            if abs(p - 0.5) >= POLARITY_MARGIN:
+                return GOOD if p > 0.5 else POOR
+        # The classifier is undecided on the clause and its sentence: a cue word ("invented", "correct") in
+        # them decides before the tone of the whole critique does, since a critique that praises one
+        # thing and criticises another has no single tone.
+        cues = infer_polarity(self.masked[clause.start : clause.end]) if clause is not None else None
+        if cues is None and sentence_index is not None:
+            cues = self.sentence_polarity[sentence_index]
+        if cues is not None:
+            return cues
+        if abs(self.overall_p - 0.5) >= POLARITY_MARGIN:
+            return GOOD if self.overall_p > 0.5 else POOR
+        return GOOD if (chain[0] if chain else self.overall_p) > 0.5 else POOR
+
+
+def _read_critique(
+    output: str,
+    critique: str,
+    *,
+    is_code: bool,
+    polarity_hint: int | None,
+    classifier: ClauseClassifier | None,
+) -> _Reading:
+    """Quotes, sentences and clauses of the critique; polarity and scope from one classifier call."""
+    quotes = extract_quotes(critique)
+    masked = _mask_quotes(critique, quotes)
+    sentences = _sentence_spans(masked)
+    clauses: list[_Clause] = []
+    for index, (s, e) in enumerate(sentences):
+        clauses.extend(_split_clauses(masked, s, e, index))
+    reading = _Reading(output, critique, is_code, polarity_hint, quotes, masked, sentences, clauses)
+    reading.minor = {index for index, (s, e) in enumerate(sentences) if _MINOR.match(masked, s)}
+    reading.sentence_polarity = [infer_polarity(masked[s:e]) for s, e in sentences]
+    reading.overall_polarity = infer_polarity(masked)
+    if classifier is None:
+        return reading
+    # One classifier call for every clause, every sentence and the whole critique.
+    texts = [_with_placeholders(critique, quotes, c.start, c.end) for c in clauses]
+    texts += [_with_placeholders(critique, quotes, s, e) for s, e in sentences]
+    texts.append(_with_placeholders(critique, quotes, 0, len(critique)))
+    polarity_p, scope_p = classifier.read(texts)
+    reading.has_classifier = True
+    reading.clause_p = list(polarity_p[: len(clauses)])
+    reading.sentence_p = list(polarity_p[len(clauses) : len(clauses) + len(sentences)])
+    # A sentence points somewhere if the sentence or any of its clauses does ("X is unreliable; this should
+    # use Y" is about X even though its second clause is a suggested fix).
+    reading.sentence_scope = list(scope_p[len(clauses) : len(clauses) + len(sentences)])
+    for clause, scope in zip(clauses, scope_p[: len(clauses)], strict=True):
+        reading.sentence_scope[clause.sentence_index] = max(
+            reading.sentence_scope[clause.sentence_index], scope
+        )
+    reading.overall_p = float(polarity_p[-1])
+    return reading
+
+
+def _line_similarity(embedder: Embedder | None) -> Similarity:
+    """MiniLM similarity of a critique sentence to code lines (to choose among a quote's occurrences) or to
+    words (to find the role a correction means)."""
+    line_embedder = embedder or default_embedder()
+
+    def similarity(sentence: str, texts: list[str]) -> list[float]:
+        vectors = line_embedder.encode([sentence, *texts])
+        return (vectors[1:] @ vectors[0]).astype(np.float64).tolist()
+
+    return similarity
+
+
+def _in_comment_or_string(output: str, line: tuple[int, int], position: int) -> bool:
+    """Whether ``position`` sits in a comment, a docstring line or an open string literal of its line."""
+    before = output[line[0] : position]
+    if output[line[0] : line[1]].startswith(("#", '"""', "'''")) or "#" in before:
+        return True
+    return before.count('"') % 2 == 1 or before.count("'") % 2 == 1
+
+
+def _referenced_lines(reading: _Reading) -> dict[int, list[tuple[int, int]]]:
+    """Per sentence, the lines its clauses name by number ("line 2", "lines 3-5")."""
+    found: dict[int, list[tuple[int, int]]] = {}
+    for clause in reading.clauses:
+        for start, end, _ in _structural_refs(
+            reading.output,
+            reading.masked[clause.start : clause.end],
+            is_code=reading.is_code,
+            allow_ordinals=False,
+        ):
+            found.setdefault(clause.sentence_index, []).append((start, end))
+    return found
+
+
+Hit = tuple[int, int, float, str]
+
+
+def _narrow_nested_quotes(reading: _Reading, located: dict[int, list[Hit]]) -> None:
+    """Quotes that only frame another quote of their sentence propose nothing.
+
+    "In 'the treaty was signed', 'signed' should be 'ratified'": the short quote is the target, at its
+    occurrences inside the longer one (not everywhere the word occurs); the longer quote is where to look,
+    and the replacement after "should be" is the annotator's text even when the output happens to hold it.
+    """
+    critique = reading.critique
+    by_sentence: dict[int | None, list[_Quote]] = {}
+    for quote in reading.quotes:
+        by_sentence.setdefault(reading.sentence_at(quote.start), []).append(quote)
+    for quotes in by_sentence.values():
+        if len(quotes) < 2:
+            continue
+        suggested = {
+            id(q)
+            for q in quotes
+            if _SUGGESTION_BEFORE.search(critique[: q.start]) or _SUGGESTION_AFTER.match(critique, q.end)
+        }
+        if any(located[id(q)] for q in quotes if id(q) not in suggested):
+            for q in quotes:
+                if id(q) in suggested:
+                    located[id(q)] = []
+        framing = set()
+        for inner in quotes:
+            for outer in quotes:
+                if inner is outer or not located[id(inner)] or not located[id(outer)]:
+                    continue
+                if any(h[3] != "quote-exact" for h in located[id(inner)]):
+                    continue  # a fuzzy match inside another quote is a near miss, not a pointer into it
+                inside = [
+                    h
+                    for h in located[id(inner)]
+                    if any(
+                        o[0] <= h[0] and h[1] <= o[1] and (o[0], o[1]) != (h[0], h[1])
+                        for o in located[id(outer)]
+                    )
+                ]
+                if inside:
+                    located[id(inner)] = inside
+                    framing.add(id(outer))
+        for key in framing:
+            located[key] = []
+
+
+_CONTEXT_WORD = re.compile(r"[\w'`-]+")
+CONTEXT_WORDS = 6  # critique words tried on each side of a quote that occurs several times in prose
+
+
+def _enclosing_occurrence(reading: _Reading, quote: _Quote, hits: list[Hit]) -> list[Hit]:
+    """The one occurrence of a repeated prose quote that the critique's own words around it pin down.
+
+    "Noting that a dict has a `get` method is right": the words around the quote are output text too, so
+    the longest run of them (two words at least) that occurs once in the output and holds an occurrence
+    of the quote is what the critique means, not every `append`. Without such a run every occurrence stays.
+    """
+    s, e = reading.sentences[reading.sentence_at(quote.start) or 0] if reading.sentences else (0, 0)
+    left = _CONTEXT_WORD.findall(reading.critique[s : quote.start])[-CONTEXT_WORDS:]
+    right = _CONTEXT_WORD.findall(reading.critique[quote.end : e])[:CONTEXT_WORDS]
+    options = sorted(
+        ((k, m) for k in range(len(left) + 1) for m in range(len(right) + 1) if k + m >= 2),
+        key=lambda km: -(km[0] + km[1]),
+    )
+    for k, m in options:
+        phrase = " ".join([*left[len(left) - k :], quote.text.strip(), *right[:m]])
+        found = _find_normalised(reading.output, phrase, drop_spaces=False)
+        if len(found) == 1 and any(found[0][0] <= h[0] and h[1] <= found[0][1] for h in hits):
+            return [(found[0][0], found[0][1], hits[0][2], hits[0][3])]
+    return hits
+
+
+def _quote_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanProposal]:
+    """Pass 1: quoted phrases, narrowed to the occurrence the critique means.
+
+    In a sentence that names a line number, a backticked name is about that line, not on its own, and in
+    code an expression quoted inside the named line is read as that line too ("On line 3, `count + 1`
+    skips a value" is about line 3).
+    """
+    output, critique, is_code = reading.output, reading.critique, reading.is_code
+    referenced_lines = _referenced_lines(reading)
+    located = {id(q): _locate_quote(output, q, critique, is_code=is_code) for q in reading.quotes}
+    _narrow_nested_quotes(reading, located)
+    proposals: list[SpanProposal] = []
+    for quote in reading.quotes:
+        sentence_index = reading.sentence_at(quote.start)
+        polarity = reading.polarity_of(reading.clause_at(quote.start), sentence_index)
+        hits = located[id(quote)]
+        phrase = quote.text.strip()
+        identifier = is_code and is_identifier(phrase)
+        same_sentence = [
+            q
+            for q in reading.quotes
+            if q is not quote and reading.sentence_at(q.start) == sentence_index and located[id(q)]
+        ]
+        s, e = reading.sentences[sentence_index] if sentence_index is not None else (0, len(critique))
+        body = blamed_function_lines(output, phrase, critique[s:e]) if identifier and hits else []
+        if identifier and sentence_index in referenced_lines:
+            hits = []
+        elif body:
+            # a function named for what it does wrong (or right): the line of its body the sentence describes
+            score, method = hits[0][2], hits[0][3]
+            hits = [(start, end, score, method) for start, end in body]
+        elif is_code and sentence_index in referenced_lines:
+            named = referenced_lines[sentence_index]
+            inside = [h for h in hits if any(s <= h[0] and h[1] <= e and (s, e) != h[:2] for s, e in named)]
+            if inside:
+                hits = [h for h in hits if h not in inside]
+                reading.sentences_with_quote_hits.add(sentence_index)
+        if len(hits) > 1:
+            ordinal = ordinal_before(critique, quote.start)
+            if ordinal is not None and abs(ordinal) <= len(hits):
+                hits = [hits[ordinal - 1 if ordinal > 0 else ordinal]]
+            elif not is_code:
+                hits = _enclosing_occurrence(reading, quote, hits)
+            else:
+                hits = [
+                    choose_code_occurrence(
+                        output,
+                        hits,
+                        phrase=phrase,
+                        sentence=critique[s:e],
+                        other_quotes=[q.text.strip() for q in same_sentence],
+                        similarity=similarity,
+                    )
+                ]
+        if identifier:
+            expressions = [q.text.strip() for q in same_sentence if not is_identifier(q.text)]
+            widened = []
+            for start, end, score, method in hits:
+                line = line_of(output, start)
+                if line is None or any(x in output[line[0] : line[1]] for x in expressions):
+                    continue  # the expression quoted beside the name already points into this line
+                if _in_comment_or_string(output, line, start):
+                    widened.append((start, end, score, method))  # a word quoted from text, not code
+                else:
+                    widened.append((line[0], line[1], score, method))
+            hits = widened
+        elif is_code:
+            # a quoted sub-expression stands for its whole line, as a line number would
+            widened = []
+            for start, end, score, method in hits:
+                line = line_of(output, start)
+                inside = line is not None and line[0] <= start and end <= line[1]
+                # text quoted from a comment, docstring or string literal is evidence, not the code
+                inside = inside and not _in_comment_or_string(output, line, start)
+                widened.append((line[0], line[1], score, method) if inside else (start, end, score, method))
+            hits = widened
+        for start, end, score, method in hits:
+            proposals.append(
+                SpanProposal(start, end, polarity, score, method, critique[quote.start : quote.end])
+            )
+        if sentence_index is not None and not _is_trivial_quote(quote.text, block=quote.block):
+            # Even an unlocated quote means the sentence was about specific text, not about a segment.
+            reading.sentences_with_hits.add(sentence_index)
+            if hits or (identifier and sentence_index in referenced_lines):
+                reading.sentences_with_quote_hits.add(sentence_index)
+    return proposals
+
+
+def _reference_pass(reading: _Reading) -> list[SpanProposal]:
+    """Pass 2: line numbers and ordinal references, clause by clause."""
+    proposals = []
+    for clause in reading.clauses:
+        refs = _structural_refs(
+            reading.output,
+            reading.masked[clause.start : clause.end],
+            is_code=reading.is_code,
+            allow_ordinals=clause.sentence_index not in reading.sentences_with_quote_hits,
+        )
+        polarity = reading.polarity_of(clause, clause.sentence_index)
+        for start, end, evidence in refs:
+            proposals.append(SpanProposal(start, end, polarity, 1.0, "line-ref", evidence))
+            reading.sentences_with_hits.add(clause.sentence_index)
+    return proposals
+
+
+def _phrase_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanProposal]:
+    """Pass 2b: an unquoted correction's wrong value, in prose.
+
+    Either the sentence names it ("twelve years, not twenty years"), or it names only the right value of
+    some type ("The ferry crossing takes an hour"), and the output's differing value of that type is the
+    wrong one, or it says a job or title is wrong, and the output's role word nearest to the right one
+    (MiniLM, when the semantic pass is on) is the wrong one.
+    """
+    if reading.is_code:
+        return []
+    proposals = []
+    for index, (s, e) in enumerate(reading.sentences):
+        if index in reading.sentences_with_hits:
+            continue
+        sentence = reading.critique[s:e]
+        found = corrected_phrase(reading.output, sentence) or contradicted_value(reading.output, sentence)
+        if not found and similarity is not None:
+            found = contradicted_role(reading.output, sentence, similarity)
+        if found:
+            start, end, evidence = found
+            polarity = reading.polarity_hint if reading.polarity_hint is not None else POOR
+            proposals.append(SpanProposal(start, end, polarity, 0.9, "phrase", evidence))
+            reading.sentences_with_hits.add(index)
+    return proposals
+
+
+def _semantic_pass(reading: _Reading, embedder: Embedder | None) -> list[SpanProposal]:
+    """Pass 3: semantic similarity for the sentences nothing else explained.
+
+    A sentence opening with a pronoun right after one that pointed somewhere ("Line 6 loops forever. It
+    should be lo = mid + 1.") continues it. A remark on the whole output or a suggested fix points nowhere.
+    """
+    hits = reading.sentences_with_hits
+    pending = [
+        i
+        for i in range(len(reading.sentences))
+        if i not in hits
+        and not (i - 1 in hits and _ANAPHORA.match(reading.masked, reading.sentences[i][0]))
+        and not (reading.sentence_scope and reading.sentence_scope[i] < SCOPE_THRESHOLD)
+    ]
+    if not pending:
+        return []
+    return _semantic_proposals(
+        reading.output,
+        reading.critique,
+        reading.masked,
+        reading.sentences,
+        reading.clauses,
+        pending,
+        is_code=reading.is_code,
+        embedder=embedder,
+        polarity_of=reading.polarity_of,
+    )
 
 
 def align_critique(
@@ -91,202 +508,13 @@ def align_critique(
         is_code = looks_like_code(output)
     if classifier is None and semantic:
         classifier = _default_classifier(embedder)
-
-    quotes = extract_quotes(critique)
-    masked = _mask_quotes(critique, quotes)
-    sentences = _sentence_spans(masked)
-    clauses: list[_Clause] = []
-    for index, (s, e) in enumerate(sentences):
-        clauses.extend(_split_clauses(masked, s, e, index))
-
-    # Polarity and scope: one classifier call for every clause, every sentence and the whole critique.
-    clause_p: list[float] = []
-    sentence_p: list[float] = []
-    sentence_scope: list[float] = []
-    overall_p = 0.5
-    if classifier is not None:
-        texts = [_with_placeholders(critique, quotes, c.start, c.end) for c in clauses]
-        texts += [_with_placeholders(critique, quotes, s, e) for s, e in sentences]
-        texts.append(_with_placeholders(critique, quotes, 0, len(critique)))
-        polarity_p, scope_p = classifier.read(texts)
-        clause_p = polarity_p[: len(clauses)]
-        sentence_p = polarity_p[len(clauses) : len(clauses) + len(sentences)]
-        # A sentence points somewhere if the sentence or any of its clauses does ("X is unreliable; this
-        # should use Y" is about X even though its second clause is a suggested fix).
-        sentence_scope = list(scope_p[len(clauses) : len(clauses) + len(sentences)])
-        for clause, scope in zip(clauses, scope_p[: len(clauses)], strict=True):
-            sentence_scope[clause.sentence_index] = max(sentence_scope[clause.sentence_index], scope)
-        overall_p = polarity_p[-1]
-    sentence_polarity = [infer_polarity(masked[s:e]) for s, e in sentences]
-    overall_polarity = infer_polarity(masked)
-
-    def polarity_of(clause: _Clause | None, sentence_index: int | None) -> int:
-        if polarity_hint is not None:
-            return polarity_hint
-        if classifier is not None:
-            chain = []
-            if clause is not None:
-                chain.append(clause_p[clauses.index(clause)])
-            if sentence_index is not None:
-                chain.append(sentence_p[sentence_index])
-            chain.append(overall_p)
-            for p in chain:
-                if abs(p - 0.5) >= POLARITY_MARGIN:
-                    return GOOD if p > 0.5 else POOR
-            # The classifier is undecided at every level: a cue word ("invented", "correct") in the
-            # clause or its sentence decides before a coin-flip verdict does.
-            cues = infer_polarity(masked[clause.start : clause.end]) if clause is not None else None
-            if cues is None and sentence_index is not None:
-                cues = sentence_polarity[sentence_index]
-            if cues is not None:
-                return cues
-            return GOOD if chain[0] > 0.5 else POOR
-        if clause is not None:
-            found = infer_polarity(masked[clause.start : clause.end])
-            if found is not None:
-                return found
-        if sentence_index is not None and sentence_polarity[sentence_index] is not None:
-            return sentence_polarity[sentence_index]
-        return overall_polarity if overall_polarity is not None else POOR
-
-    def clause_at(position: int) -> _Clause | None:
-        for clause in clauses:
-            if clause.start <= position < clause.end:
-                return clause
-        return None
-
-    def sentence_at(position: int) -> int | None:
-        for index, (s, e) in enumerate(sentences):
-            if s <= position < e:
-                return index
-        return None
-
-    similarity = None
-    if semantic and is_code:
-        line_embedder = embedder or default_embedder()
-
-        def similarity(sentence: str, texts: list[str]) -> list[float]:
-            vectors = line_embedder.encode([sentence, *texts])
-            return (vectors[1:] @ vectors[0]).astype(np.float64).tolist()
-
-    # Sentences that name a line number: a backticked name in them is about that line, not on its own.
-    # In code, an expression quoted inside the named line is read as that line too ("Setting `hi` to
-    # `len(xs)` on line 2" is about line 2).
-    referenced_lines: dict[int, list[tuple[int, int]]] = {}
-    for clause in clauses:
-        for start, end, _ in _structural_refs(
-            output, masked[clause.start : clause.end], is_code=is_code, allow_ordinals=False
-        ):
-            referenced_lines.setdefault(clause.sentence_index, []).append((start, end))
-    line_ref_sentences = set(referenced_lines)
-
-    proposals: list[SpanProposal] = []
-    sentences_with_hits: set[int] = set()
-    sentences_with_quote_hits: set[int] = set()
-
-    # 1. quoted phrases, narrowed to the occurrence the critique means
-    located = {id(q): _locate_quote(output, q, critique, is_code=is_code) for q in quotes}
-    for quote in quotes:
-        sentence_index = sentence_at(quote.start)
-        polarity = polarity_of(clause_at(quote.start), sentence_index)
-        hits = located[id(quote)]
-        phrase = quote.text.strip()
-        identifier = is_code and is_identifier(phrase)
-        same_sentence = [
-            q for q in quotes if q is not quote and sentence_at(q.start) == sentence_index and located[id(q)]
-        ]
-        if identifier and sentence_index in line_ref_sentences:
-            hits = []
-        elif is_code and sentence_index in referenced_lines:
-            named = referenced_lines[sentence_index]
-            inside = [h for h in hits if any(s <= h[0] and h[1] <= e and (s, e) != h[:2] for s, e in named)]
-            if inside:
-                hits = [h for h in hits if h not in inside]
-                sentences_with_quote_hits.add(sentence_index)
-        if len(hits) > 1:
-            ordinal = ordinal_before(critique, quote.start)
-            if ordinal is not None and abs(ordinal) <= len(hits):
-                hits = [hits[ordinal - 1 if ordinal > 0 else ordinal]]
-            elif is_code:
-                s, e = sentences[sentence_index] if sentence_index is not None else (0, len(critique))
-                hits = [
-                    choose_code_occurrence(
-                        output,
-                        hits,
-                        phrase=phrase,
-                        sentence=critique[s:e],
-                        other_quotes=[q.text.strip() for q in same_sentence],
-                        similarity=similarity,
-                    )
-                ]
-        if identifier:
-            expressions = [q.text.strip() for q in same_sentence if not is_identifier(q.text)]
-            widened = []
-            for start, _end, score, method in hits:
-                line = line_of(output, start)
-                if line is None or any(x in output[line[0] : line[1]] for x in expressions):
-                    continue  # the expression quoted beside the name already points into this line
-                widened.append((line[0], line[1], score, method))
-            hits = widened
-        for start, end, score, method in hits:
-            proposals.append(
-                SpanProposal(start, end, polarity, score, method, critique[quote.start : quote.end])
-            )
-        if sentence_index is not None and not _is_trivial_quote(quote.text, block=quote.block):
-            # Even an unlocated quote means the sentence was about specific text, not about a segment.
-            sentences_with_hits.add(sentence_index)
-            if hits or (identifier and sentence_index in line_ref_sentences):
-                sentences_with_quote_hits.add(sentence_index)
-
-    # 2. line numbers and ordinal references, clause by clause
-    for clause in clauses:
-        refs = _structural_refs(
-            output,
-            masked[clause.start : clause.end],
-            is_code=is_code,
-            allow_ordinals=clause.sentence_index not in sentences_with_quote_hits,
-        )
-        polarity = polarity_of(clause, clause.sentence_index)
-        for start, end, evidence in refs:
-            proposals.append(SpanProposal(start, end, polarity, 1.0, "line-ref", evidence))
-            sentences_with_hits.add(clause.sentence_index)
-
-    # 2b. an unquoted correction's wrong value ("twelve years, not twenty years")
-    if not is_code:
-        for index, (s, e) in enumerate(sentences):
-            if index in sentences_with_hits:
-                continue
-            found = corrected_phrase(output, critique[s:e])
-            if found:
-                start, end, evidence = found
-                polarity = polarity_hint if polarity_hint is not None else POOR
-                proposals.append(SpanProposal(start, end, polarity, 0.9, "phrase", evidence))
-                sentences_with_hits.add(index)
-
-    # 3. semantic similarity for sentences nothing else explained. A sentence opening with a pronoun right
-    # after one that pointed somewhere ("Line 6 loops forever. It should be lo = mid + 1.") continues it.
-    # A remark on the whole output or a suggested fix points nowhere.
-    pending = [
-        i
-        for i in range(len(sentences))
-        if i not in sentences_with_hits
-        and not (i - 1 in sentences_with_hits and _ANAPHORA.match(masked, sentences[i][0]))
-        and not (sentence_scope and sentence_scope[i] < SCOPE_THRESHOLD)
-    ]
-    if semantic and pending:
-        proposals.extend(
-            _semantic_proposals(
-                output,
-                critique,
-                masked,
-                sentences,
-                clauses,
-                pending,
-                is_code=is_code,
-                embedder=embedder,
-                polarity_of=polarity_of,
-            )
-        )
-
-    proposals = [p for p in proposals if p.score >= min_score]
-    return _merge(proposals)
+    reading = _read_critique(
+        output, critique, is_code=is_code, polarity_hint=polarity_hint, classifier=classifier
+    )
+    similarity = _line_similarity(embedder) if semantic else None
+    proposals = _quote_pass(reading, similarity if is_code else None)
+    proposals += _reference_pass(reading)
+    proposals += _phrase_pass(reading, similarity)
+    if semantic:
+        proposals += _semantic_pass(reading, embedder)
+    return _merge([p for p in proposals if p.score >= min_score])

@@ -73,6 +73,48 @@ def line_of(output: str, position: int) -> tuple[int, int] | None:
     return None
 
 
+# A critique of a function's name or signature is about its def line; any other remark on a function named
+# in backticks ("`median` is wrong for even lengths") is about a line of its body.
+_SIGNATURE_CUE = re.compile(
+    r"\b(?:name[sd]?|naming|signature|argument|arguments|parameters?|params?|defaults?|docstring|type hints?|"
+    r"annotations?|called|rename\w*)\b",
+    re.I,
+)
+
+
+def function_body_lines(output: str, name: str) -> list[tuple[int, int]]:
+    """The stripped spans of the non-blank body lines of ``def name`` (without a leading docstring)."""
+    lines = output.split("\n")
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    for index, line in enumerate(lines):
+        if not re.match(rf"\s*(?:async\s+)?def\s+{re.escape(name)}\s*\(", line):
+            continue
+        indent = len(line) - len(line.lstrip())
+        body = []
+        for k in range(index + 1, len(lines)):
+            text = lines[k]
+            if not text.strip():
+                continue
+            if len(text) - len(text.lstrip()) <= indent:
+                break
+            body.append((offsets[k] + len(text) - len(text.lstrip()), offsets[k] + len(text.rstrip())))
+        if body and output[body[0][0] : body[0][1]].startswith(('"""', "'''")):
+            body = body[1:]  # a one-line docstring; a longer one reads as lines and rarely wins
+        return body
+    return []
+
+
+def blamed_function_lines(output: str, phrase: str, sentence: str) -> list[tuple[int, int]]:
+    """Body lines to choose from when the critique names a function defined in ``output`` and not its
+    signature; [] when the phrase is no such function or the sentence is about the name or signature."""
+    name = phrase.strip().rstrip("()")
+    if not re.fullmatch(r"[A-Za-z_]\w*", name) or _SIGNATURE_CUE.search(sentence):
+        return []
+    return function_body_lines(output, name)
+
+
 def choose_code_occurrence(
     output: str,
     hits: list[tuple[int, int, float, str]],

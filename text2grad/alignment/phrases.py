@@ -1,8 +1,8 @@
 """Pass 2b: the short phrase an unquoted correction names ("twelve years, not twenty years").
 
 A critique that corrects a detail without quoting it usually writes the right value and then the wrong
-one after "not" (French "pas", German "nicht", "rather than", "instead of"): "The amount was $300, not
-$500." The wrong value is what the output says, so when it occurs there it is the span, not the whole
+one after "not" (French "pas", German "nicht", "rather than", "instead of"): "The fee is €40,
+not €60." The wrong value is what the output says, so when it occurs there it is the span, not the whole
 sentence around it. Only the first occurrence is proposed: a correction names one statement.
 """
 
