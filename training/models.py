@@ -46,6 +46,11 @@ class ModelVersion(models.Model):
     def __str__(self) -> str:
         return self.name + (" (active)" if self.is_active else "")
 
+    @property
+    def has_adapter(self) -> bool:
+        """False for the bare base model: it downloads only as full weights."""
+        return bool(self.storage_key or self.adapter_path)
+
 
 class GenerationJob(Job):
     """Sample K outputs for each of a project's prompts with the active (or a chosen) model version."""
