@@ -1,11 +1,13 @@
-"""A limit on failed logins per client address, beside the per-account lockout.
+"""A limit on failed logins per client address, above the per-(account, address) lockout.
 
-django-axes locks an *account* after LOGIN_FAILURE_LIMIT failures on it, so one address that tries a
-password or two on each of many accounts (password spraying) never trips it. Failures are therefore also
+django-axes locks an *account from one address* after LOGIN_FAILURE_LIMIT failures there (so nobody can
+lock an account's owner out from elsewhere), so one address that tries a password or two on each of many
+accounts (password spraying) never trips it. Failures are therefore also
 counted per client address, in the shared cache (every gunicorn process sees one count): past
 LOGIN_ADDRESS_FAILURE_LIMIT, that address's login attempts are answered 429 (the login page, the admin's
 login and the API's token endpoint alike) until LOGIN_LOCKOUT_MINUTES pass without a counted failure.
-Refused attempts are not counted, so the block ends on time. A successful login does not reset the count:
+Refused attempts (by this limit, or by the account's lockout) are not counted, so the block ends on
+time. The client address is ``audit.context.client_ip``'s, the one rule for every limit. A successful login does not reset the count:
 an attacker's own account must not clear it. Two failures at the same instant may count once.
 """
 
@@ -40,6 +42,11 @@ def record_failure(sender, credentials=None, request=None, **kwargs) -> None:
     """``user_login_failed``: one more failure for the request's address (the window starts again)."""
     if request is None:
         return
+    if (
+        getattr(request, "axes_locked_out", False)
+        and getattr(request, "axes_failures_since_start", 0) is None
+    ):
+        return  # refused by the account's lockout before any password was checked: not a new failure
     key = _key(request)
     cache.set(key, int(cache.get(key, 0)) + 1, _window_s())
 

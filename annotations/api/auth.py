@@ -18,15 +18,16 @@ from .plumbing import LoginRateThrottle
 
 
 class LockedOut(exceptions.Throttled):
-    default_detail = "Too many failed logins for this account: it is locked for a while. Try again later."
+    default_detail = "Too many failed logins for this account from this address: it is locked here for a while. Try again later."
     default_code = "locked_out"
 
 
 class TokenObtainView(ObtainAuthToken):
     """Trade a username and password for an API token (send it as ``Authorization: Token <key>``).
 
-    Failures count towards the same lockout as the login page (django-axes, in the database): past the
-    limit the answer is 429 for the cool-off period, even with the right password.
+    Failures count towards the same lockout as the login page (django-axes, in the database, per account
+    and client address): past the limit the answer is 429 for the cool-off period from that address, even
+    with the right password.
     """
 
     throttle_classes = [LoginRateThrottle]
