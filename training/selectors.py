@@ -39,7 +39,7 @@ def projects_open() -> QuerySet[Project]:
 
 
 def versions_by_ids(ids: list[str]) -> list[ModelVersion]:
-    wanted = [int(i) for i in ids if str(i).isdigit()]
+    wanted = [int(i) for i in ids if str(i).isascii() and str(i).isdigit() and int(i) < 2**63]
     return list(ModelVersion.objects.filter(pk__in=wanted).order_by("pk"))
 
 

@@ -166,7 +166,10 @@ def version_compare(request: HttpRequest) -> HttpResponse:
 @login_required
 def version_compare_generate(request: HttpRequest) -> HttpResponse:
     _require_admin(request)
-    project = get_object_or_404(Project, pk=request.POST.get("project"))
+    project_id = request.POST.get("project", "")
+    if not (project_id.isascii() and project_id.isdigit() and 0 < int(project_id) < 2**63):
+        return HttpResponse("project must be a positive integer id.", status=400, content_type="text/plain")
+    project = get_object_or_404(Project, pk=int(project_id))
     chosen = selectors.versions_by_ids(request.POST.getlist("version"))
     jobs = [
         services.evaluation_generate(project=project, model_version=v, created_by=request.user)
