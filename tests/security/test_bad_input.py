@@ -375,3 +375,33 @@ def test_compare_generate_ignores_versions_that_are_no_ids(client, admin_user, f
         "/training/compare/generate/", {"project": feedback.project.pk, "version": [version]}
     )
     assert response.status_code == 302
+
+
+@pytest.mark.parametrize(
+    "query", ["a=²&b=1&project=1", "a=1&b=99999999999999999999", "project=²", "project=-3"]
+)
+def test_the_compare_page_ignores_ids_that_are_no_ids(client, admin_user, feedback, query):
+    client.force_login(admin_user)
+    response = client.get(f"/training/compare/?{query}")
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("raw", ["²", "99999999999999999999", "abc", "-1"])
+def test_the_import_page_refuses_a_project_that_is_no_id(client, admin_user, feedback, raw):
+    client.force_login(admin_user)
+    before = _counts()
+    upload = SimpleUploadedFile("p.jsonl", b'{"prompt": "fine"}\n')
+    response = client.post("/data/import/", {"project": raw, "file": upload})
+    assert response.status_code == 400 and "Choose a project" in response.content.decode()
+    assert _counts() == before
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1", 1), ("42", 42), (str(2**63 - 1), 2**63 - 1), (str(2**63), None), ("0", None), ("²", None),
+     ("٣", None), ("-1", None), (" 1", None), ("", None), (None, None), (7, None)],
+)  # fmt: skip
+def test_positive_id(raw, expected):
+    from annotations.safejson import positive_id
+
+    assert positive_id(raw) == expected
