@@ -10,6 +10,14 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/text2grad
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
+# `make run` is the production profile (DEBUG off: styled error pages, no debug output) on localhost over
+# plain HTTP, so without the HTTPS redirect, Secure-only cookies and HSTS that need TLS in front.
+# `make run DEBUG=1` is the development profile (Django's debug pages, static files from the source tree).
+DEBUG ?= 0
+SECRET_KEY_FILE ?= var/secret-key
+LOCAL_ENV = DEBUG=$(DEBUG) SECRET_KEY_FILE=$(SECRET_KEY_FILE) ALLOWED_HOSTS=localhost,127.0.0.1,[::1] \
+  SECURE_SSL_REDIRECT=0 SESSION_COOKIE_SECURE=0 CSRF_COOKIE_SECURE=0 SECURE_HSTS_SECONDS=0
+
 .PHONY: install lock model browser migrate seed run test test-fast lint format check-deploy clean screenshots code-css vendor
 
 install: $(STAMP)
@@ -28,26 +36,18 @@ lock: install
 	  ../$(BIN)/pip-compile -q --strip-extras --allow-unsafe --no-header --no-emit-index-url \
 	    --no-emit-find-links $$set.in -o $$set.txt; done
 
-model: install
-	$(BIN)/python manage.py prepare_model
+model: install $(SECRET_KEY_FILE)
+	$(LOCAL_ENV) $(BIN)/python manage.py prepare_model
 
 browser:
 	@command -v chromium >/dev/null 2>&1 || { echo "Installing Debian's chromium for the browser tests"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 
-migrate: install
-	$(BIN)/python manage.py migrate --noinput
+migrate: install $(SECRET_KEY_FILE)
+	$(LOCAL_ENV) $(BIN)/python manage.py migrate --noinput
 
 seed: migrate
-	$(BIN)/python manage.py seed_demo
-
-# `make run` is the production profile (DEBUG off: styled error pages, no debug output) on localhost over
-# plain HTTP, so without the HTTPS redirect, Secure-only cookies and HSTS that need TLS in front.
-# `make run DEBUG=1` is the development profile (Django's debug pages, static files from the source tree).
-DEBUG ?= 0
-SECRET_KEY_FILE ?= var/secret-key
-LOCAL_ENV = DEBUG=$(DEBUG) SECRET_KEY_FILE=$(SECRET_KEY_FILE) ALLOWED_HOSTS=localhost,127.0.0.1,[::1] \
-  SECURE_SSL_REDIRECT=0 SESSION_COOKIE_SECURE=0 CSRF_COOKIE_SECURE=0 SECURE_HSTS_SECONDS=0
+	$(LOCAL_ENV) $(BIN)/python manage.py seed_demo
 
 $(SECRET_KEY_FILE):
 	mkdir -p $(dir $@)

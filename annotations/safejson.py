@@ -32,6 +32,17 @@ def text_problem(value: str) -> str | None:
     return None
 
 
+def positive_id(raw: object) -> int | None:
+    """A database id from a query string or a form field (ASCII digits, 1 .. 2^63 - 1), or None.
+
+    ``str.isdigit`` alone accepts "²" and other Unicode digits that ``int`` refuses (a 500), and ids past
+    PostgreSQL's bigint would fail in the database: every view that reads an id from outside uses this."""
+    if not isinstance(raw, str) or not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
+        return None
+    value = int(raw)
+    return value if 0 < value < 2**63 else None
+
+
 def check_text(value: str, *, name: str = "text") -> str:
     problem = text_problem(value)
     if problem:

@@ -270,6 +270,10 @@ class AnnotationSerializer(serializers.ModelSerializer):
     )
     prompt = serializers.IntegerField(source="generation.prompt_id", read_only=True)
     project = serializers.IntegerField(source="generation.prompt.project_id", read_only=True)
+    annotator = serializers.SerializerMethodField(
+        help_text="The annotator's user id, for admins and for the annotator themself; null for anyone else "
+        "(researchers see only the pseudonym)."
+    )
     annotator_username = serializers.SerializerMethodField(
         help_text="The username for admins and for the annotator themself; for anyone else the annotator's "
         "stable pseudonym (the one exports write)."
@@ -298,6 +302,15 @@ class AnnotationSerializer(serializers.ModelSerializer):
             "review",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_annotator(self, obj: Annotation) -> int | None:
+        request = self.context.get("request")
+        return (
+            obj.annotator_id
+            if privacy.may_identify(getattr(request, "user", None), obj.annotator_id)
+            else None
+        )
 
     @extend_schema_field(serializers.CharField())
     def get_annotator_username(self, obj: Annotation) -> str:

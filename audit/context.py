@@ -3,6 +3,7 @@ services that record events need not be handed the request."""
 
 from __future__ import annotations
 
+import ipaddress
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -25,10 +26,27 @@ _current: ContextVar[Actor | None] = ContextVar("audit_actor", default=None)
 
 
 def client_ip(request) -> str | None:
-    """The TCP peer, or the first X-Forwarded-For address behind a TLS proxy (BEHIND_TLS_PROXY)."""
-    if settings.SECURE_PROXY_SSL_HEADER and request.META.get("HTTP_X_FORWARDED_FOR"):
-        return request.META["HTTP_X_FORWARDED_FOR"].split(",")[0].strip()[:45] or None
-    return request.META.get("REMOTE_ADDR") or None
+    """The client's address: one rule for the login limits, the API throttles and the audit log.
+
+    With no trusted proxy (``NUM_PROXIES`` 0, the default unless ``BEHIND_TLS_PROXY``) it is the TCP peer
+    and ``X-Forwarded-For`` is ignored: anyone can write that header. Behind ``NUM_PROXIES`` trusted
+    proxies it is the entry the outermost of them appended, counted from the right of
+    ``X-Forwarded-For``; entries left of it are the client's own and never read. A request with no (or a
+    malformed) entry there falls back to the TCP peer.
+    """
+    peer = request.META.get("REMOTE_ADDR") or None
+    proxies = settings.NUM_PROXIES
+    if proxies <= 0:
+        return peer
+    entries = [entry.strip() for entry in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    entries = [entry for entry in entries if entry]
+    if not entries:
+        return peer
+    candidate = entries[-min(proxies, len(entries))]
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return peer
 
 
 def current() -> Actor | None:

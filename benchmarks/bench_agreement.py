@@ -90,6 +90,8 @@ def bench_database(args) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "text2grad_web.settings")
+    # A local tool: the development profile (the settings default to production).
+    os.environ.setdefault("DEBUG", "1")
     django.setup()
     from django.contrib.auth import get_user_model
     from django.core.management import call_command

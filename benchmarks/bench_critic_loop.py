@@ -31,6 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "text2grad_web.settings")
+# A local tool: the development profile (the settings default to production).
+os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("T2G_MODELS_DIR", str(REPO / "var" / "bench" / "critic-models"))
 os.environ.setdefault("T2G_TORCH_THREADS", "1")  # OpenMP threads spin against other work on a shared box
 

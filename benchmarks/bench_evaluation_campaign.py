@@ -98,6 +98,8 @@ def evaluate_in_the_app(args, adapter_dir: Path, var_dir: Path, train_texts: set
         }
     )
     os.environ.pop("DATABASE_URL", None)
+    # A local tool: the development profile (the settings default to production).
+    os.environ.setdefault("DEBUG", "1")
     import django
 
     django.setup()

@@ -100,6 +100,8 @@ def _setup_django(database_url: str, var_dir: str) -> None:
     os.environ["DATABASE_URL"] = database_url
     os.environ["T2G_VAR_DIR"] = var_dir
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "text2grad_web.settings")
+    # A local tool: the development profile (the settings default to production).
+    os.environ.setdefault("DEBUG", "1")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     import django
 

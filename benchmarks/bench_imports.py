@@ -37,6 +37,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("T2G_VAR_DIR", tempfile.mkdtemp(prefix="t2g-import-bench-"))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "text2grad_web.settings")
+    # A local tool: the development profile (the settings default to production).
+    os.environ.setdefault("DEBUG", "1")
     sys.path.insert(0, str(REPO))
     import django
 

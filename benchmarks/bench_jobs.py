@@ -354,6 +354,8 @@ def main() -> None:
            "DJANGO_SETTINGS_MODULE": "text2grad_web.settings", "WEB_WORKERS": "2"}  # fmt: skip
     for key in ("DATABASE_URL", "CELERY_BROKER_URL"):
         env.pop(key, None)  # make run's embedded defaults
+    # The development profile, as measured so far (the settings default to production).
+    env.setdefault("DEBUG", "1")
     os.environ.clear()
     os.environ.update(env)
     sys.path.insert(0, str(REPO))

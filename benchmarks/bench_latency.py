@@ -42,6 +42,8 @@ def main() -> None:
            "DJANGO_SETTINGS_MODULE": "text2grad_web.settings", "T2G_MAX_NEW_TOKENS": "64"}  # fmt: skip
     for key in ("DATABASE_URL", "CELERY_BROKER_URL"):
         env.pop(key, None)  # the embedded defaults
+    # The development profile, as measured so far (the settings default to production).
+    env.setdefault("DEBUG", "1")
     os.environ.clear()
     os.environ.update(env)
     # Versions go to a throwaway folder: keep the shared base cache, write adapters elsewhere.

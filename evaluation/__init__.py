@@ -20,10 +20,15 @@ open the campaign. Evaluation outputs are `EvaluationOutput` rows, not `Generati
 queue, the exports and training snapshots never see them. Every version samples the same prompts in
 the same chunks with the same seeds.
 
-**The sandbox** (code projects' pass rate) runs on the worker only: a fresh `python -I -S -B`, which moves
-into a new network namespace, drops to a private uid (when the worker is root), sets rlimits (CPU,
-address space, file size, processes, no core), refuses writes outside its throwaway folder and `ctypes`
-by an audit hook, and is killed with its whole process group and uid at the wall-clock timeout. Where
-network namespaces are unavailable the audit hook refuses sockets instead (weaker; the result says
-which). Tests: `tests/unit/test_sandbox.py`.
+**The sandbox** (code projects' pass rate) runs on the worker only, the same way as root or as any other
+user: `unshare` starts a fresh `python -I -S -B` in new mount, PID and network namespaces (plus a user
+namespace when the worker is not root); it `pivot_root`s into a new root holding only the system's and
+the interpreter's folders read-only, four devices, its own `/proc` and its throwaway folder (the only
+writable place), then gives up every privilege (a private uid as root; no capabilities at all in a user
+namespace), sets rlimits (CPU, address space, file size, processes, no core) and keeps an audit hook as a
+second layer. Output goes to files, so a grandchild holding stdout cannot hold `run_python`; at the
+wall-clock limit the process group is killed, which ends the PID namespace and every process in it
+(detached ones too). Without namespaces it **fails closed** (`SandboxUnavailable`) unless the admin sets
+`T2G_SANDBOX_ALLOW_UNISOLATED=1`. Tests: `tests/unit/test_sandbox.py`, and the escape attempts as root
+and as `nobody`: `tests/unit/test_sandbox_escapes.py`.
 """

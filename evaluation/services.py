@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from annotations import roles
 from annotations.models import Annotation, Project
+from annotations.safejson import text_problem
 from jobs import dispatch
 
 from .models import EvaluationCampaign, EvaluationOutput, PairwiseJudgement, PairwiseTask
@@ -311,6 +312,9 @@ def judgement_submit(
     if verdict not in PairwiseJudgement.Verdict.values:
         raise ValidationError("The verdict is one of: a, b, tie, both_bad.")
     reason = (reason or "").strip()
+    problem = text_problem(reason)
+    if problem:
+        raise ValidationError(f"The reason {problem}.")
     if len(reason) > MAX_REASON_CHARS:
         raise ValidationError(
             f"The reason is {len(reason)} characters long; the limit is {MAX_REASON_CHARS}."

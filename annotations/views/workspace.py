@@ -65,6 +65,13 @@ def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=pk, is_archived=False)
     prompts = selectors.prompts_with_generations(project, viewer=request.user)
     page = Paginator(prompts, 20).get_page(request.GET.get("page"))
+    page.object_list = list(page.object_list)
+    for prompt in page.object_list:  # researchers see pseudonyms (annotations.privacy), never usernames
+        for generation in prompt.generations.all():
+            for annotation in generation.visible_annotations:
+                annotation.annotator_name = privacy.annotator_name(
+                    request.user, annotation.annotator_id, annotation.annotator.get_username()
+                )
     context = {
         "project": project,
         "page": page,

@@ -1,7 +1,8 @@
 """Schemathesis against the OpenAPI schema, through the WSGI app: no server errors, responses as documented.
 
-The admin's token reaches every operation (writes included); a small dataset makes some generated ids real.
-Bounded: a few examples per operation, so the whole run stays well under two minutes.
+The admin's token reaches every operation (writes included); every other role (reviewers included) and an
+account with no role must never get a server error either. A small dataset makes some generated ids real.
+Bounded: a handful of examples per operation and role.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def admin_token(feedback, admin_user):
 @pytest.mark.django_db
 @schema.parametrize()
 @settings(
-    max_examples=6,
+    max_examples=10,
     deadline=None,
     derandomize=True,
     suppress_health_check=[
@@ -66,7 +67,7 @@ def test_api_conforms_to_its_schema(case, admin_token):
     case.call_and_validate(headers={"Authorization": f"Token {admin_token}"}, checks=CHECKS)
 
 
-@pytest.fixture(params=["annotator", "researcher", "nobody"])
+@pytest.fixture(params=["annotator", "reviewer", "researcher", "nobody"])
 def role_token(request, feedback):
     """Each other role's token (and an account with no role), the connection kept open as above."""
     from django.contrib.auth import get_user_model
@@ -90,7 +91,7 @@ def role_token(request, feedback):
 @pytest.mark.django_db
 @schema.parametrize()
 @settings(
-    max_examples=3,
+    max_examples=5,
     deadline=None,
     derandomize=True,
     suppress_health_check=[

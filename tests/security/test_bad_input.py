@@ -13,6 +13,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from annotations.models import Annotation, Assignment, DatasetExport, Generation, Project, Prompt, Span
+from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
 API = "/api/v1"
@@ -274,3 +275,133 @@ def test_a_reward_scheme_that_is_fine_is_saved(api, feedback, admin_user):
     )
     assert response.status_code == 200, response.content
     assert Project.objects.get(pk=feedback.project.pk).reward_scheme == scheme
+
+
+# --- every login path, and the forms and views outside DRF ------------------------------------------
+LOGIN_CASES = [
+    ("token-long-username", "api", json.dumps({"username": "u" * 256, "password": "x"}), "at most 150"),
+    ("token-nul-username", "api", json.dumps({"username": "a\x00b", "password": "x"}), "NUL"),
+    ("token-surrogate-username", "api", '{"username": "a\\ud800", "password": "x"}', "surrogate"),
+    ("token-nul-password", "api", json.dumps({"username": "ann1", "password": "a\x00"}), "NUL"),
+    ("token-surrogate-password", "api", '{"username": "ann1", "password": "\\udfff"}', "surrogate"),
+    ("token-long-password", "api", json.dumps({"username": "ann1", "password": "p" * 5000}), "at most 4096"),
+    ("token-nested-2000", "api", "[" * 2000 + "]" * 2000, "nested deeper"),
+    ("token-nested-object", "api", DEEP_OBJECT, "nested deeper"),
+    ("token-not-an-object", "api", "[1, 2]", "JSON object"),
+    ("token-username-a-list", "api", json.dumps({"username": ["a"], "password": "x"}), "must be text"),
+    ("token-form-long-username", "api-form", {"username": "u" * 256, "password": "x"}, "at most 150"),
+    ("page-long-username", "page", {"username": "u" * 256, "password": "x"}, "at most 150"),
+    ("page-nul-username", "page", {"username": "a\x00b", "password": "x"}, "NUL"),
+    ("page-nul-password", "page", {"username": "ann1", "password": "a\x00"}, "NUL"),
+    ("admin-long-username", "admin", {"username": "u" * 300, "password": "x"}, "at most 150"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case_id", "where", "body", "message"), LOGIN_CASES, ids=[c[0] for c in LOGIN_CASES]
+)
+def test_login_paths_refuse_bad_credentials(client, annotator, case_id, where, body, message):
+    from axes.models import AccessAttempt
+
+    from audit.models import AuditEvent
+
+    if where == "api":
+        response = client.post(f"{API}/auth/token/", body, content_type="application/json")
+    elif where == "api-form":
+        response = client.post(f"{API}/auth/token/", body)
+    else:
+        response = client.post("/accounts/login/" if where == "page" else "/admin/login/", body)
+    assert response.status_code == 400, response.content[:300]
+    assert message in response.content.decode(errors="replace"), response.content[:300]
+    # Nothing was checked, so nothing was counted or logged as a failure.
+    assert not AccessAttempt.objects.exists()
+    assert not AuditEvent.objects.filter(action="login.failed").exists()
+    assert "_auth_user_id" not in client.session
+
+
+def test_the_token_view_applies_the_rules_without_the_middleware(client, annotator, settings):
+    """The view itself refuses bad credentials and bad JSON: the rules do not depend on the middleware."""
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if not m.endswith("LoginAddressLimitMiddleware")]
+    long_name = client.post(f"{API}/auth/token/", {"username": "u" * 256, "password": "x"})
+    assert long_name.status_code == 400 and "at most 150" in long_name.content.decode()
+    deep = client.post(f"{API}/auth/token/", "[" * 2000 + "]" * 2000, content_type="application/json")
+    assert deep.status_code == 400 and "nested deeper" in deep.content.decode()
+    ok = client.post(f"{API}/auth/token/", {"username": annotator.username, "password": PASSWORD})
+    assert ok.status_code == 200 and ok.json()["token"]
+
+
+def test_a_judges_reason_with_a_nul_is_refused(client, feedback, admin_user, annotator):
+    from evaluation import services as evaluation_services
+    from evaluation.models import EvaluationOutput, PairwiseJudgement
+
+    campaign = evaluation_services.campaign_create(
+        name="Bad input", project=feedback.project, versions=[feedback.v0, feedback.v1], prompt_count=1,
+        prompt_source="all", created_by=admin_user,
+    )  # fmt: skip
+    for prompt in campaign.prompts.all():
+        for version in (feedback.v0, feedback.v1):
+            EvaluationOutput.objects.create(
+                campaign=campaign, prompt=prompt, model_version=version, text="out"
+            )
+    evaluation_services.campaign_outputs_ready(campaign=campaign)
+    lease = evaluation_services.judgement_next(campaign=campaign, judge=annotator)
+    client.force_login(annotator)
+    url = f"/evaluation/judgements/{lease.pk}/"
+    response = client.post(url, {"verdict": "a", "reason": "fine\x00"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 400 and "NUL" in response.content.decode()
+    plain = client.post(url, {"verdict": "a", "reason": "fine\x00"})  # without htmx: back with a message
+    assert plain.status_code == 302
+    assert PairwiseJudgement.objects.get(pk=lease.pk).status == PairwiseJudgement.Status.LEASED
+    ok = client.post(url, {"verdict": "a", "reason": "fine"}, HTTP_HX_REQUEST="true")
+    assert ok.status_code == 200
+    assert PairwiseJudgement.objects.get(pk=lease.pk).status == PairwiseJudgement.Status.SUBMITTED
+
+
+@pytest.mark.parametrize("raw", ["abc", "", "1.5", "²", "-1", str(2**63), "0x10"])
+def test_compare_generate_refuses_a_project_that_is_no_id(client, admin_user, feedback, raw):
+    from jobs.models import Outbox
+
+    client.force_login(admin_user)
+    before = Outbox.objects.count()
+    response = client.post("/training/compare/generate/", {"project": raw, "version": [str(feedback.v0.pk)]})
+    assert response.status_code == 400 and "positive integer id" in response.content.decode()
+    assert Outbox.objects.count() == before
+
+
+@pytest.mark.parametrize("version", ["²", str(2**63), "x"])
+def test_compare_generate_ignores_versions_that_are_no_ids(client, admin_user, feedback, version):
+    client.force_login(admin_user)
+    response = client.post(
+        "/training/compare/generate/", {"project": feedback.project.pk, "version": [version]}
+    )
+    assert response.status_code == 302
+
+
+@pytest.mark.parametrize(
+    "query", ["a=²&b=1&project=1", "a=1&b=99999999999999999999", "project=²", "project=-3"]
+)
+def test_the_compare_page_ignores_ids_that_are_no_ids(client, admin_user, feedback, query):
+    client.force_login(admin_user)
+    response = client.get(f"/training/compare/?{query}")
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("raw", ["²", "99999999999999999999", "abc", "-1"])
+def test_the_import_page_refuses_a_project_that_is_no_id(client, admin_user, feedback, raw):
+    client.force_login(admin_user)
+    before = _counts()
+    upload = SimpleUploadedFile("p.jsonl", b'{"prompt": "fine"}\n')
+    response = client.post("/data/import/", {"project": raw, "file": upload})
+    assert response.status_code == 400 and "Choose a project" in response.content.decode()
+    assert _counts() == before
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1", 1), ("42", 42), (str(2**63 - 1), 2**63 - 1), (str(2**63), None), ("0", None), ("²", None),
+     ("٣", None), ("-1", None), (" 1", None), ("", None), (None, None), (7, None)],
+)  # fmt: skip
+def test_positive_id(raw, expected):
+    from annotations.safejson import positive_id
+
+    assert positive_id(raw) == expected

@@ -3,6 +3,7 @@ working under DEBUG=0 (Host from ALLOWED_HOSTS, /healthz exempt from the HTTPS r
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -17,12 +18,60 @@ from tests.security.test_login_protection import REPO, _free_port
 pytestmark = pytest.mark.django_db
 
 
+# Run with the settings module's own defaults: no DEBUG in the environment (pytest-django would force
+# settings.DEBUG False whatever the default is). Only what production must set anyway is given.
+DEFAULT_PROFILE_SCRIPT = """
+import json, django
+django.setup()
+from django.conf import settings
+from django.test import Client
+page = Client().get("/no/such/page/", secure=True)
+print(json.dumps({"debug": settings.DEBUG, "ssl_redirect": settings.SECURE_SSL_REDIRECT,
+                  "secure_cookie": settings.SESSION_COOKIE_SECURE, "status": page.status_code,
+                  "html": page.content.decode()}))
+"""
+
+
+def _default_profile_env(**extra) -> dict[str, str]:
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS")
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return {**env, "DJANGO_SETTINGS_MODULE": "text2grad_web.settings", **extra}
+
+
+def test_the_settings_default_to_the_production_profile(tmp_path):
+    env = _default_profile_env(
+        SECRET_KEY="test-only-" + "x" * 50, ALLOWED_HOSTS="testserver", STATIC_MANIFEST="0",
+        T2G_VAR_DIR=str(tmp_path / "var"),
+    )  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", DEFAULT_PROFILE_SCRIPT], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["debug"] is False and report["ssl_redirect"] is True and report["secure_cookie"] is True
+    html = report["html"]
+    assert report["status"] == 404 and "Nothing here" in html and 'href="/static/css/app.css"' in html
+    assert "URLconf" not in html and "projects/" not in html  # Django's debug 404 lists every pattern
+
+
+def test_the_default_profile_refuses_to_start_without_a_secret(tmp_path):
+    env = _default_profile_env(ALLOWED_HOSTS="testserver", T2G_VAR_DIR=str(tmp_path / "var"))
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY (or SECRET_KEY_FILE) must be set: DEBUG is off by default" in result.stderr
+    assert not (tmp_path / "var" / "dev-secret-key").exists()  # no key invented for production
+
+
 def test_error_pages_are_styled_and_say_nothing_internal(client, nobody, settings):
-    assert settings.DEBUG is False
     missing = client.get("/no/such/page/")
     html = missing.content.decode()
     assert missing.status_code == 404 and "Nothing here" in html and 'href="/static/css/app.css"' in html
-    assert "URLconf" not in html and "projects/" not in html  # Django's debug 404 lists every pattern
+    assert "URLconf" not in html
     client.force_login(nobody)
     refused = client.get("/projects/")
     html = refused.content.decode()

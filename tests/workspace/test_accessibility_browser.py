@@ -1,5 +1,6 @@
-"""axe-core (vendored from its npm package) over every page of every role: no serious or critical
-violations, and every visible control reachable from the keyboard."""
+"""axe-core (vendored from its npm package) over every page of every role (reviewers included), each
+checked to answer 200 first: no serious or critical violations, and every visible control reachable
+from the keyboard."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def site(project, code_project, make_generation, annotator, annotator2, research
     )
     GenerationJob.objects.create(project=project, model_version=base, status="running", progress_total=4)
     export = DatasetExport.objects.create(
-        kind="dpo", format="jsonl", status="failed", error="Nothing to export."
+        kind="dpo", format="jsonl", status="failed", error="Nothing to export.", created_by=researcher
     )
     from annotations.models import PromptImport
 
@@ -77,6 +78,11 @@ def site(project, code_project, make_generation, annotator, annotator2, research
 def _pages(site, role):
     project = site["project"]
     common = [reverse("project_list"), reverse("project_detail", args=[project.pk])]
+    review = [
+        reverse("review_queue", args=[project.pk]),
+        reverse("project_agreement", args=[project.pk]),
+        reverse("review_output", args=[site["submitted"].generation_id]),
+    ]
     if role == "annotator":
         return [
             reverse("queue"),
@@ -85,7 +91,11 @@ def _pages(site, role):
             reverse("annotate", args=[site["code"].pk]),
             reverse("annotate", args=[site["submitted"].pk]),
             reverse("annotation_heatmap", args=[site["submitted"].pk]),
+            reverse("my_reviews"),
+            reverse("campaign_list"),
         ]
+    if role == "reviewer":
+        return [reverse("queue"), *common, *review, reverse("my_reviews")]
     pages = [
         *common,
         reverse("project_detail", args=[site["code_project"].pk]),
@@ -94,18 +104,30 @@ def _pages(site, role):
         reverse("annotation_heatmap", args=[site["submitted"].pk]),
         reverse("data_export_list"),
         reverse("data_export_detail", args=[site["export"].pk]),
-        reverse("data_import"),
-        *([reverse("data_import_detail", args=[site["import"].pk])] if role == "admin" else []),
+        *(
+            [reverse("data_import"), reverse("data_import_detail", args=[site["import"].pk])]
+            if role == "admin"
+            else []
+        ),
         reverse("training_home"),
         reverse("round_detail", args=[site["round"].pk]),
         reverse("version_compare"),
+        reverse("project_agreement", args=[project.pk]),
+        reverse("my_reviews"),
+        reverse("campaign_list"),
+        reverse("data_home"),
+        reverse("critic_home", args=[project.pk]),
     ]
+    if role == "admin":
+        pages += [*review[:1], *review[2:], reverse("audit_event_list")]
     return pages
 
 
 def _audit(page, path):
-    page.goto(path)
+    response = page.goto(path)
     page.wait_for_load_state("load")
+    if response is None or response.status != 200:  # audit the page itself, not an error page
+        return [f"{path}: answered {response.status if response else 'nothing'}, not 200"]
     if "/annotations/" in path and "heatmap" not in path:
         page.wait_for_selector('#workspace[data-ready="1"]')
     if "/training/rounds/" in path:
@@ -122,13 +144,18 @@ def _audit(page, path):
     ]
 
 
-@pytest.mark.parametrize("role", ["anonymous", "annotator", "researcher", "admin"])
+@pytest.mark.parametrize("role", ["anonymous", "annotator", "reviewer", "researcher", "admin"])
 def test_every_page_has_no_serious_accessibility_violations(page, login_browser, site, role, request):
     if role == "anonymous":
         paths = [reverse("login")]
     else:
         user = request.getfixturevalue(
-            {"annotator": "annotator", "researcher": "researcher", "admin": "admin_user"}[role]
+            {
+                "annotator": "annotator",
+                "reviewer": "reviewer",
+                "researcher": "researcher",
+                "admin": "admin_user",
+            }[role]
         )
         login_browser(user)
         paths = _pages(site, role)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from annotations.models import Generation, Project, Prompt
+from annotations.safejson import positive_id
 
 from ..models import GenerationJob, ModelVersion, RoundMetric, TrainingRound
 
@@ -39,7 +40,7 @@ def projects_open() -> QuerySet[Project]:
 
 
 def versions_by_ids(ids: list[str]) -> list[ModelVersion]:
-    wanted = [int(i) for i in ids if str(i).isdigit()]
+    wanted = [value for value in map(positive_id, ids) if value is not None]
     return list(ModelVersion.objects.filter(pk__in=wanted).order_by("pk"))
 
 

@@ -17,6 +17,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from annotations import roles
 from annotations.models import Project
+from annotations.safejson import positive_id
 from evaluation import selectors as evaluation_selectors
 
 from .. import charts, selectors, services
@@ -141,13 +142,10 @@ def version_compare(request: HttpRequest) -> HttpResponse:
     require_viewer(request)
     versions = selectors.version_list()
     projects = selectors.projects_open()
-    a = versions.filter(pk=request.GET.get("a")).first() if request.GET.get("a", "").isdigit() else None
-    b = versions.filter(pk=request.GET.get("b")).first() if request.GET.get("b", "").isdigit() else None
-    project = (
-        projects.filter(pk=request.GET.get("project")).first()
-        if request.GET.get("project", "").isdigit()
-        else None
-    )
+    a_id, b_id, project_id = (positive_id(request.GET.get(key)) for key in ("a", "b", "project"))
+    a = versions.filter(pk=a_id).first() if a_id else None
+    b = versions.filter(pk=b_id).first() if b_id else None
+    project = projects.filter(pk=project_id).first() if project_id else None
     rows = selectors.compare_rows(project, a, b, services.COMPARE_PROMPTS) if a and b and project else []
     context = {"versions": versions, "projects": projects, "a": a, "b": b, "project": project, "rows": rows}
     return render(request, "training/compare.html", context)
@@ -157,7 +155,10 @@ def version_compare(request: HttpRequest) -> HttpResponse:
 @login_required
 def version_compare_generate(request: HttpRequest) -> HttpResponse:
     require_admin(request)
-    project = get_object_or_404(Project, pk=request.POST.get("project"))
+    project_id = positive_id(request.POST.get("project"))
+    if project_id is None:
+        return HttpResponse("project must be a positive integer id.", status=400, content_type="text/plain")
+    project = get_object_or_404(Project, pk=project_id)
     chosen = selectors.versions_by_ids(request.POST.getlist("version"))
     jobs = [
         services.compare_outputs_generate(project=project, model_version=v, created_by=request.user)
