@@ -504,3 +504,15 @@ def test_chat_answer_repeating_the_signature_maps_lines_into_the_fence(humaneval
         "For input has_close_elements([1.0, 2.0, 3.9, 4.0, 5.0, 2.2], 0.05) the test expects False, "
         "but the function returns True."
     )
+
+
+def test_tests_that_check_nothing_or_break_give_no_verdict():
+    out = "def absolute(x):\n    return abs(x)\n"
+    idle = unit(out, test="x = 1\n")
+    assert idle.status == "failed" and idle.rating is None
+    assert idle.critique == "The tests ran but none of them checks `absolute`: no verdict."
+    broken = unit(
+        out, test="import no_such_module_t2g\n\ndef check(candidate):\n    assert candidate(1) == 1\n"
+    )
+    assert broken.status == "failed" and broken.rating is None
+    assert broken.critique.startswith("the tests fail before checking anything: ModuleNotFoundError")

@@ -195,7 +195,16 @@ def main():
     if checks:  # HumanEval style: check(candidate) holds the asserts
         check = checks[0]
         setup = [n for n in tree.body if not (isinstance(n, ast.Expr) and "check" in names_in(n))]
-        exec(compile(ast.Module(body=setup, type_ignores=[]), TESTS, "exec"), namespace)
+        try:
+            exec(compile(ast.Module(body=setup, type_ignores=[]), TESTS, "exec"), namespace)
+        except BaseException as exc:
+            emit(
+                {
+                    "event": "test-error",
+                    "message": f"the tests fail before checking anything: {describe(exc)}",
+                }
+            )
+            return
         parameter = check.args.args[0].arg if check.args.args else "candidate"
         namespace[parameter] = wrapped
         names.add(parameter)

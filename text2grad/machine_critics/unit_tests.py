@@ -235,6 +235,9 @@ class _Reading:
         failures = [t for t in tests if t["status"] != "pass"]
         passed = sum(1 for t in counted if t["status"] == "pass")
         total = len(counted) + sum(1 for t in failures if not t.get("is_test"))
+        if total == 0:
+            text = f"The tests ran but none of them checks `{self.entry_point}`: no verdict."
+            return self.critic.result(text, None, problems=[text], status="failed")
         by_line: dict[tuple[int, int], list[tuple[str, Evidence, str]]] = {}
         loose: list[str] = []
         evidence: list[Evidence] = []
