@@ -452,7 +452,7 @@ def test_registry_builds_critics_and_records_what_ran():
     record = critic.record
     assert record.name == "unit-tests" and record.version == "1"
     assert record.settings["per_test_seconds"] == 1.5
-    assert record.settings["cpu_seconds"] == 10  # defaults are recorded too
+    assert record.settings["cpu_seconds"] == 30  # defaults are recorded too
     rebuilt = critic_from_record(json.loads(json.dumps(record.as_dict())))
     assert rebuilt.record == record
     assert hash(rebuilt.record) == hash(record)
@@ -516,3 +516,21 @@ def test_tests_that_check_nothing_or_break_give_no_verdict():
     )
     assert broken.status == "failed" and broken.rating is None
     assert broken.critique.startswith("the tests fail before checking anything: ModuleNotFoundError")
+
+
+def test_value_the_test_cannot_use_is_a_failed_check_on_the_returning_line(humaneval):
+    """HumanEval/33's test calls tuple() on the result: None makes the *test* raise, not the function."""
+    problem = humaneval["HumanEval/33"]
+    broken = "    return None\n"
+    item = CriticItem(
+        problem["prompt"], broken, {"test": problem["test"], "entry_point": problem["entry_point"]}
+    )
+    result = UnitTestCritic(prompt_prefix="", max_examples=1).critique(item)
+    [poor] = [s for s in result.spans if s.label == "poor"]
+    assert poor.text_in(broken) == "return None"
+    assert poor.evidence.kind == "failing-test"
+    assert poor.text.startswith(
+        "For input sort_third([1, 2, 3]) the check `assert tuple(candidate([1, 2, 3])) == "
+        "tuple(sort_third([1, 2, 3]))` fails (TypeError: 'NoneType' object is not iterable), "
+        "but the function returns None."
+    )

@@ -68,6 +68,7 @@ def describe(exc):
 
 CALLS = []
 DEPTH = [0]
+TRACE = [False]  # line tracing slows loops several times: only the rerun that looks for lines traces
 
 
 class Recorder:
@@ -94,7 +95,8 @@ def wrap(function):
         recorder = Recorder()
         DEPTH[0] += 1
         previous = sys.gettrace()
-        sys.settrace(recorder)
+        if TRACE[0]:
+            sys.settrace(recorder)
         try:
             result = function(*args, **kwargs)
         except BaseException as exc:
@@ -102,7 +104,8 @@ def wrap(function):
             call["error"] = describe(exc)
             raise
         finally:
-            sys.settrace(previous)
+            if TRACE[0]:
+                sys.settrace(previous)
             DEPTH[0] -= 1
             call["lines"] = sorted(recorder.lines)[:500]
             call["last_line"] = recorder.last
@@ -126,11 +129,11 @@ def expected_of(node, names, namespace):
     if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq | ast.Is):
         left, right = test.left, test.comparators[0]
         other = right if names_in(left) & names else left if names_in(right) & names else None
-        if other is not None:
+        if other is not None and not names_in(other) & names:  # an expected value, not another call
             try:
                 value = eval(compile(ast.Expression(other), TESTS, "eval"), namespace)
             except BaseException:
-                return ast.unparse(other)[:200]
+                return None
             return short(value)
     if names_in(test) & names and isinstance(test, ast.Call):
         return "a true value"
@@ -152,6 +155,32 @@ def failing_assert(tree, stmt, line):
     return stmt if isinstance(stmt, ast.Assert) else None
 
 
+def run(stmt, traced):
+    """Run one test statement; its status (pass, fail, error, timeout), message and line in the tests."""
+    CALLS.clear()
+    TRACE[0] = traced
+    status, message, test_line = "pass", "", None
+    signal.setitimer(signal.ITIMER_REAL, CONFIG["per_test_seconds"])
+    try:
+        exec(compile(ast.Module(body=[stmt], type_ignores=[]), TESTS, "exec"), NAMESPACE)
+    except BaseException as exc:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        test_line = last_line(exc.__traceback__, TESTS)
+        if isinstance(exc, TestTimeout):
+            status = "timeout"
+        else:
+            returned = bool(CALLS) and "result" in CALLS[-1]  # a test that chokes on the value fails it
+            status = "fail" if returned or (isinstance(exc, AssertionError) and not CALLS) else "error"
+        message = describe(exc)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        TRACE[0] = False
+    return status, message, test_line
+
+
+NAMESPACE = {"__name__": "__main__"}
+
+
 def main():
     entry = CONFIG["entry_point"]
     try:
@@ -166,7 +195,7 @@ def main():
             }
         )
         return
-    namespace = {"__name__": "__main__"}
+    namespace = NAMESPACE
     sys.stdout = _Sink()
     signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, CONFIG["per_test_seconds"])
@@ -218,23 +247,14 @@ def main():
         shown = is_test if isinstance(is_test, ast.AST) else stmt  # a test function is shown by its source
         is_test = bool(is_test)
         source = ast.get_source_segment(CONFIG["test"], shown) or ast.unparse(shown)
-        CALLS.clear()
-        status, message, test_line = "pass", "", None
-        signal.setitimer(signal.ITIMER_REAL, CONFIG["per_test_seconds"])
-        try:
-            exec(compile(ast.Module(body=[stmt], type_ignores=[]), TESTS, "exec"), namespace)
-        except BaseException as exc:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            test_line = last_line(exc.__traceback__, TESTS)
-            if isinstance(exc, TestTimeout):
-                status = "timeout"
-            elif isinstance(exc, AssertionError) and not (CALLS and "error" in CALLS[-1]):
-                status = "fail"
-            else:
-                status = "error"
-            message = describe(exc)
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+        status, message, test_line = run(stmt, traced=False)
+        calls = list(CALLS)
+        # Which lines: a failed assertion needs the line that produced the value, a pass its coverage.
+        # The traced rerun counts only when it ends the same way (a slow loop may time out traced).
+        if is_test and (status == "fail" or (status == "pass" and CONFIG["trace_passing"])):
+            again = run(stmt, traced=True)
+            if again[0] == status:
+                calls, test_line = list(CALLS), again[2]
         event = {
             "event": "test",
             "index": index,
@@ -243,8 +263,8 @@ def main():
             "status": status,
         }
         event["message"] = message
-        event["calls"] = CALLS[-5:]
-        event["covered"] = sorted({line for call in CALLS for line in call["lines"]})
+        event["calls"] = calls[-5:]
+        event["covered"] = sorted({line for call in calls for line in call["lines"]})
         if status == "fail":
             event["expected"] = expected_of(failing_assert(tree, stmt, test_line), names, namespace)
         emit(event)

@@ -1,7 +1,10 @@
 """The unit-test critic: runs a code output against the item's tests in the sandbox and critiques it.
 
 Each test statement runs on its own (a HumanEval ``check`` body statement by statement, or top-level
-asserts and ``test_*`` functions), so one failure does not hide the others. A failing test becomes a poor
+asserts and ``test_*`` functions), so one failure does not hide the others, and within
+``per_test_seconds``. The verdict comes from a run without tracing (tracing slows loops several times);
+a failed assertion, and a pass when ``mark_good`` is on, are run once more with line tracing to find the
+lines, which count only if that run ends the same way. A failing test becomes a poor
 span on the output line it implicates: the line that raised, for an exception or a time-out inside the
 function; the last line the function ran (the statement that produced the wrong value), for a failed
 assertion. Its critique names the input, the expected and the actual value. Lines that passing tests ran
@@ -111,9 +114,9 @@ class UnitTestCritic(Critic):
     defaults = MappingProxyType(
         {
             "prompt_prefix": "Complete this Python function:\n\n",
-            "per_test_seconds": 2.0,
-            "cpu_seconds": 10,
-            "wall_seconds": 20.0,
+            "per_test_seconds": 3.0,
+            "cpu_seconds": 30,
+            "wall_seconds": 60.0,
             "memory_mb": 512,
             "mark_good": True,
             "max_examples": 3,
@@ -146,6 +149,7 @@ class UnitTestCritic(Critic):
             "test": test,
             "entry_point": entry_point,
             "per_test_seconds": float(self.settings["per_test_seconds"]),
+            "trace_passing": bool(self.settings["mark_good"]),
             "marker": marker,
         }
         program = f"CONFIG = {config!r}\n" + HARNESS.read_text(encoding="utf-8")
@@ -284,7 +288,11 @@ class _Reading:
             error = call.get("error") or test.get("message")
             return f"For input {shown} the function raises {error}."
         expected = test.get("expected")
-        wanted = f"the test expects {expected}" if expected else f"the check `{test['source'][:120]}` fails"
+        message = test.get("message") or ""
+        why = f" ({message})" if message and not message.startswith("AssertionError") else ""
+        wanted = (
+            f"the test expects {expected}" if expected else f"the check `{test['source'][:120]}` fails{why}"
+        )
         return f"For input {shown} {wanted}, but the function returns {call.get('result')}."
 
     def good_spans(self, tests: list[dict], poor: set[tuple[int, int]]) -> list[SpanCritique]:
