@@ -311,6 +311,18 @@ def test_llm_answer_partial_phrase_not_found_and_bad_rating():
     assert [s.text_in(CODE) for s in result.spans] == ["sum(xs)"]
 
 
+def test_llm_answer_cut_off_by_max_tokens_keeps_what_arrived():
+    content = '{"critique": "Crashes on an empty list.", "rating": 2, "poor_spans": ["total / len(xs)", "raises ZeroDivisionErr'
+    result = llm_answer(content)
+    assert result.status == "partial"
+    assert result.critique == "Crashes on an empty list." and result.rating == 2
+    assert result.problems == (
+        "the answer was cut off; read what arrived",
+        "poor phrase not found in the output: 'raises ZeroDivisionErr'",
+    )
+    assert [s.text_in(CODE) for s in result.spans] == ["total / len(xs)"]
+
+
 @pytest.mark.parametrize(
     "content",
     [
@@ -482,6 +494,7 @@ def test_result_is_json_ready():
 
 def test_package_doctests():
     assert doctest.testmod(machine_critics).failed == 0
+    assert doctest.testmod(machine_critics.answers).failed == 0
     assert doctest.testmod(machine_critics.llm).failed == 0
     assert doctest.testmod(machine_critics.reference).failed == 0
 

@@ -32,6 +32,50 @@ def parse_json_object(content: str) -> dict | None:
     return None
 
 
+def close_truncated_json(content: str) -> dict | None:
+    """An object cut off mid-answer (``max_tokens`` reached) closed where it stopped, else None.
+
+    The last unfinished string is closed and kept; a dangling key, colon or comma is dropped.
+
+    >>> close_truncated_json('{"critique": "Too long", "poor_spans": ["a", "b')
+    {'critique': 'Too long', 'poor_spans': ['a', 'b']}
+    """
+    start = content.find("{")
+    if start < 0:
+        return None
+    text = content[start:]
+    stack: list[str] = []
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+            continue
+        if char == '"':
+            in_string = True
+        elif char in "{[":
+            stack.append("}" if char == "{" else "]")
+        elif char in "}]" and stack:
+            stack.pop()
+    if not stack:
+        return None
+    if in_string:
+        text += '"'
+    for _ in range(3):
+        closed = text + "".join(reversed(stack))
+        try:
+            value = json.loads(closed)
+        except json.JSONDecodeError:
+            text = re.sub(r'(,\s*"[^"]*"\s*:?\s*|\s*[,:]\s*)$', "", text)
+            continue
+        return value if isinstance(value, dict) else None
+    return None
+
+
 def locate_phrase(output: str, phrase: str, label: str) -> list[tuple[int, int]]:
     """Where ``phrase`` (quoted by a critic) sits in ``output``, via the aligner's quote pass."""
     phrase = phrase.strip()

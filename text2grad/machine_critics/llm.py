@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from types import MappingProxyType
 
-from .answers import parse_json_object, phrase_spans, read_rating
+from .answers import close_truncated_json, parse_json_object, phrase_spans, read_rating
 from .base import GOOD, POOR, Critic, CriticItem, CriticResult, Evidence
 
 SYSTEM_PROMPT = (
@@ -56,12 +56,16 @@ def read_answer(critic: Critic, output: str, content: str) -> CriticResult:
     """
     raw = Evidence("llm-quote", content[:2000], "raw answer")
     answer = parse_json_object(content)
+    problems: list[str] = []
+    if answer is None:
+        answer = close_truncated_json(content)
+        if answer is not None:
+            problems.append("the answer was cut off; read what arrived")
     if answer is None:
         text = "The LLM's answer was not the JSON asked for; no critique was recorded."
         return critic.result(
             text, None, evidence=[raw], problems=[f"no JSON object in: {content[:200]!r}"], status="failed"
         )
-    problems: list[str] = []
     critique = answer.get("critique")
     if not isinstance(critique, str) or not critique.strip():
         problems.append("the answer has no 'critique' text")

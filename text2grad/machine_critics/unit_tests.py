@@ -11,6 +11,10 @@ assertion. Its critique names the input, the expected and the actual value. Line
 are marked good (minor) when ``mark_good`` is on. Syntax errors, a missing function, errors while
 defining the code and a run that exceeds the sandbox's limits get a whole-output critique.
 
+Rating: 5 when every test passes; 1 when none does or the code cannot run (syntax error, missing
+function, stopped by the sandbox); else ``1 + int(4 * passed / total)``, at most 4. No rating when the
+tests check nothing.
+
 The program is built as ``sandbox.humaneval_program`` builds it (the stub, then the completion; the
 completion alone when it repeats the signature, after the stub's imports), so the verdict "passes all
 tests" agrees with the evaluation's code metric.
