@@ -475,6 +475,11 @@ def test_registry_rejects_unknown_names_settings_versions_and_duplicates():
         build_critic("nope")
     with pytest.raises(ValueError, match=r"unknown settings \['per_tst_seconds'\]"):
         build_critic("unit-tests", {"per_tst_seconds": 1})
+    with pytest.raises(TypeError, match="setting 'per_test_seconds' must be float, got str"):
+        build_critic("unit-tests", {"per_test_seconds": "3"})
+    with pytest.raises(TypeError, match="setting 'mark_good' must be bool, got int"):
+        build_critic("reference", {"mark_good": 1})
+    assert build_critic("unit-tests", {"per_test_seconds": 2}).settings["per_test_seconds"] == 2
     with pytest.raises(ValueError, match="is version 1, the record says 0"):
         critic_from_record(CriticRecord("reference", "0", "{}"))
 

@@ -148,6 +148,20 @@ class CriticResult:
         return json.dumps(self.as_dict(), sort_keys=True)
 
 
+def _check_type(critic: str, key: str, value: Any, default: Any) -> None:
+    """A setting has its default's type (an int may stand for a float), so bad configuration fails early."""
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return
+    if isinstance(default, Mapping):
+        expected = dict
+    if isinstance(default, list | tuple):
+        expected = list
+    ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
+    if not ok:
+        raise TypeError(f"{critic}: setting {key!r} must be {expected.__name__}, got {type(value).__name__}")
+
+
 class Critic:
     """A machine critic. Subclasses set ``name``, ``version`` and ``defaults`` and implement ``critique``.
 
@@ -163,6 +177,8 @@ class Critic:
         unknown = sorted(set(settings) - set(self.defaults))
         if unknown:
             raise ValueError(f"{self.name}: unknown settings {unknown}; known: {sorted(self.defaults)}")
+        for key, value in settings.items():
+            _check_type(self.name, key, value, self.defaults[key])
         merged = {**self.defaults, **settings}
         self.settings = merged
         self.record = CriticRecord(self.name, self.version, _settings_json(merged))
