@@ -552,3 +552,16 @@ def test_value_the_test_cannot_use_is_a_failed_check_on_the_returning_line(human
         "tuple(sort_third([1, 2, 3]))` fails (TypeError: 'NoneType' object is not iterable), "
         "but the function returns None."
     )
+
+
+def test_reference_short_qa_answer_with_the_wrong_name():
+    item = CriticItem(
+        "What is the capital of France?", "The capital of France is Lyon.", {"reference": "Paris"}
+    )
+    result = ReferenceCritic().critique(item)
+    assert [(s.label, s.text_in(item.output), s.text) for s in result.spans] == [
+        ("poor", "Lyon", "The reference says Paris here, not Lyon.")
+    ]
+    assert result.rating == 3
+    right = ReferenceCritic().critique(CriticItem(item.prompt, "It is Paris.", {"reference": "Paris"}))
+    assert right.rating == 5 and [s.label for s in right.spans] == ["good"]

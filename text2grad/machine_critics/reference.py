@@ -3,11 +3,13 @@ or contradicted by it.
 
 Facts are read from ``metadata["reference"]`` with plain patterns: dates (``3 March 2021``,
 ``March 3, 2021``, ``March 2021``, a year), numbers (``12``, ``1,200``, ``3.5``, ``40%``, ``twelve``)
-and names (runs of capitalised words that do not merely open a sentence). A fact is *stated* when the
+and names (runs of capitalised words that do not merely open a sentence; a reference that is only a
+few capitalised words, a QA answer like ``Paris``, is one name). A fact is *stated* when the
 output holds it (numbers compared by value, names and dates without case or punctuation); *contradicted*
 when it is not stated and a fact of the same kind that the reference does not hold sits in the output
-in the same context (a content word shared within ``window`` words on either side): a poor span on that
-value. A fact neither stated nor contradicted is *missing*: the overall critique names it. Stated facts
+in the same context (a content word shared within ``window`` words on either side), or, when the
+reference holds one fact of that kind and the output one such fact of its own (a short QA answer), that
+one: a poor span on that value. Facts of the prompt are not the output's own (repeating the question). A fact neither stated nor contradicted is *missing*: the overall critique names it. Stated facts
 become minor good spans when ``mark_good`` is on.
 
 Limits: no paraphrase ("a dozen", "the Paris-based firm"), no coreference, one context heuristic for
@@ -138,7 +140,7 @@ def _sentence_of(text: str, start: int, end: int) -> str:
     return text[left + 1 : right + 1].strip()
 
 
-def _stated(fact: Fact, facts: list[Fact], folded_output: str) -> list[Fact]:
+def _stated(fact: Fact, facts: list[Fact]) -> list[Fact]:
     same = [f for f in facts if f.kind == fact.kind and f.key == fact.key]
     if fact.kind == "name" and not same:  # "Smith" in the output states "Alice Smith" of the reference
         same = [
@@ -174,10 +176,18 @@ class ReferenceCritic(Critic):
         window = int(self.settings["window"])
         wanted = [f for f in extract_facts(reference, window) if f.kind in kinds]
         found = [f for f in extract_facts(item.output, window) if f.kind in kinds]
+        if not wanted and "name" in kinds:
+            wanted = _short_answer(reference)
         if not wanted:
             return self.result("The reference holds no names, numbers or dates to check.", None)
         reference_keys = {(f.kind, f.key) for f in wanted}
-        strangers = [f for f in found if (f.kind, f.key) not in reference_keys and not _stated(f, wanted, "")]
+        asked = {
+            (f.kind, f.key) for f in extract_facts(item.prompt, window)
+        }  # repeating the question is fine
+        strangers = [
+            f for f in found if (f.kind, f.key) not in reference_keys | asked and not _stated(f, wanted)
+        ]
+        per_kind = {kind: sum(1 for f in _unique(wanted) if f.kind == kind) for kind in kinds}
         spans: list[SpanCritique] = []
         evidence: list[Evidence] = []
         missing: list[Fact] = []
@@ -185,7 +195,7 @@ class ReferenceCritic(Critic):
         used: set[int] = set()
         for fact in _unique(wanted):
             proof = Evidence("reference-fact", _sentence_of(reference, fact.start, fact.end), fact.text)
-            stated = _stated(fact, found, "")
+            stated = _stated(fact, found)
             if stated:
                 if self.settings["mark_good"]:
                     for hit in stated:
@@ -197,6 +207,9 @@ class ReferenceCritic(Critic):
                 for f in strangers
                 if f.kind == fact.kind and f.start not in used and f.context & fact.context
             ]
+            alone = [f for f in strangers if f.kind == fact.kind and f.start not in used]
+            if not rivals and per_kind[fact.kind] == 1 and len(alone) == 1:
+                rivals = alone  # a short answer: its one name (number, date) against the reference's one
             if rivals:
                 rival = max(rivals, key=lambda f: len(f.context & fact.context))
                 used.add(rival.start)
@@ -222,6 +235,18 @@ class ReferenceCritic(Critic):
             parts.append(f"States all {len(_unique(wanted))} facts of the reference (names, numbers, dates).")
         rating = max(1, 5 - 2 * contradicted - len(missing))
         return self.result(" ".join(parts), rating, spans, evidence)
+
+
+def _short_answer(reference: str) -> list[Fact]:
+    """A reference of a few capitalised words ("Paris", "Marie Curie") is one name, though it opens a sentence."""
+    answer = reference.strip().rstrip(".")
+    words = answer.split()
+    if not 1 <= len(words) <= 4 or not all(
+        w[:1].isupper() for w in words if w not in ("of", "de", "van", "von")
+    ):
+        return []
+    start = reference.index(answer)
+    return [Fact("name", answer, start, start + len(answer), _fold(answer), frozenset())]
 
 
 def _unique(facts: list[Fact]) -> list[Fact]:
