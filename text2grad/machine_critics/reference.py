@@ -1,16 +1,16 @@
 """The reference critic: facts (names, numbers, dates) of the item's reference missing from the output,
 or contradicted by it.
 
-Facts are read from ``metadata["reference"]`` with plain patterns: dates (``3 March 2021``,
-``March 3, 2021``, ``March 2021``, a year), numbers (``12``, ``1,200``, ``3.5``, ``40%``, ``twelve``)
-and names (runs of capitalised words that do not merely open a sentence; a reference that is only a
-few capitalised words, a QA answer like ``Paris``, is one name). A fact is *stated* when the
-output holds it (numbers compared by value, names and dates without case or punctuation); *contradicted*
-when it is not stated and a fact of the same kind that the reference does not hold sits in the output
-in the same context (a content word shared within ``window`` words on either side), or, when the
-reference holds one fact of that kind and the output one such fact of its own (a short QA answer), that
-one: a poor span on that value. Facts of the prompt are not the output's own (repeating the question). A fact neither stated nor contradicted is *missing*: the overall critique names it. Stated facts
-become minor good spans when ``mark_good`` is on.
+Facts are read from ``metadata["reference"]`` with plain patterns: dates (``3 March 2021``, ``March 3,
+2021``, ``March 2021``, a year), numbers (``12``, ``1,200``, ``3.5``, ``40%``, ``twelve``) and names (runs
+of capitalised words that do not merely open a sentence; a reference that is only a few capitalised words, a
+QA answer like ``Paris``, is one name). A fact is *stated* when the output holds it (numbers compared by
+value, names and dates without case or punctuation); *contradicted* when it is not stated and a fact of the
+same kind that the reference does not hold sits in the output in the same context (a content word shared
+within ``window`` words on either side), or, when the reference holds one fact of that kind and the output
+one such fact of its own (a short QA answer), that one: a poor span on that value. Facts of the prompt are
+not the output's own (repeating the question). A fact neither stated nor contradicted is *missing*: the
+overall critique names it. Stated facts become minor good spans when ``mark_good`` is on.
 
 Limits: no paraphrase ("a dozen", "the Paris-based firm"), no coreference, one context heuristic for
 all kinds; it checks facts, not fluency or faithfulness of anything that is not a fact.
