@@ -45,6 +45,12 @@ def _datetime_field(label: str, help_text: str) -> forms.DateTimeField:
     )
 
 
+PROMOTE_HELP = (
+    "Make the new version active when done, if a judged evaluation campaign shows it significantly better "
+    "than the active version (the gate of a manual promotion); otherwise it is saved, not promoted"
+)
+
+
 class _AnnotatorChoiceField(forms.ModelMultipleChoiceField):
     """Annotators by pseudonym: the launch form never shows usernames."""
 
@@ -84,7 +90,7 @@ class RoundLaunchForm(forms.Form):
     )
     adaptive_kl = forms.BooleanField(label="Adaptive KL controller", required=False, initial=_DEFAULTS.adaptive_kl,
                                      help_text="Adjust β during the round towards the target KL")  # fmt: skip
-    auto_promote = forms.BooleanField(required=False, help_text="Make the new version active when done")
+    auto_promote = forms.BooleanField(required=False, help_text=PROMOTE_HELP)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -142,7 +148,7 @@ class OnPolicyRoundForm(forms.Form):
                                    help_text="Share of samples sent to the annotation queue for audit")  # fmt: skip
     max_new_tokens = forms.IntegerField(min_value=1, max_value=1024, initial=64)
     temperature = forms.FloatField(min_value=0.05, max_value=2.0, initial=0.8)
-    auto_promote = forms.BooleanField(required=False, help_text="Make the new version active when done")
+    auto_promote = forms.BooleanField(required=False, help_text=PROMOTE_HELP)
 
     def config(self) -> dict:
         data = self.cleaned_data
