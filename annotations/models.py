@@ -400,7 +400,9 @@ class OutputAgreement(models.Model):
     score = models.FloatField(
         null=True,
         blank=True,
-        help_text="What queues sort by: alpha, or 1 where alpha is undefined because everyone agreed.",
+        help_text="What queues sort by: alpha with two or more annotators; null where it cannot be "
+        "measured (one annotation) or is undefined (no variation: every annotator gave every unit "
+        "the same value).",
     )
     coincidence = models.JSONField(default=list)
     rating_coincidence = models.JSONField(default=list)
@@ -415,6 +417,12 @@ class OutputAgreement(models.Model):
 
     def __str__(self) -> str:
         return f"Agreement of generation {self.generation_id}: {self.score}"
+
+    @property
+    def alpha_undefined(self) -> bool:
+        """Two or more annotators, and alpha undefined: no variation to measure agreement on (say, nobody
+        drew a span). Neither perfect agreement nor none; callers choose what to do with it."""
+        return self.annotators >= 2 and self.score is None
 
 
 class DatasetExport(Job):

@@ -85,6 +85,12 @@ class RoundLaunchForm(forms.Form):
         max_value=1.0,
         help_text="Only outputs whose annotators agree at least this much (leaves out unmeasured outputs).",
     )
+    include_undefined_agreement = forms.BooleanField(
+        label="Keep outputs whose agreement is undefined",
+        required=False,
+        help_text="With a minimum agreement: outputs whose annotators gave every character the same label "
+        "(say, nobody drew a span) have no α; left out unless ticked.",
+    )
     exclude_annotators = _AnnotatorChoiceField(
         queryset=get_user_model().objects.none(), required=False, label="Annotators to leave out"
     )
@@ -113,6 +119,7 @@ class RoundLaunchForm(forms.Form):
             "model_version_id": data["model_version"].pk if data["model_version"] else None,
             "review": data["review"] or "submitted",
             "min_agreement": data["min_agreement"],
+            "undefined_agreement": "include" if data["include_undefined_agreement"] else "exclude",
             "exclude_annotators": sorted(user.pk for user in data["exclude_annotators"]),
         }
 

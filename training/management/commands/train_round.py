@@ -32,6 +32,11 @@ class Command(BaseCommand):
             default=[],
             help="Leave out this annotator (username; repeat)",
         )
+        parser.add_argument(
+            "--include-undefined-agreement",
+            action="store_true",
+            help="With --min-agreement: keep outputs whose alpha is undefined (no variation to measure)",
+        )
         parser.add_argument("--config", help="Extra config as JSON, e.g. '{\"kl_coef\": 0.05}'")
         parser.add_argument(
             "--promote", action="store_true", help="Make the new version active if the evaluation gate passes"
@@ -49,6 +54,7 @@ class Command(BaseCommand):
             "until": options["until"],
             "review": options["review"],
             "min_agreement": options["min_agreement"],
+            "undefined_agreement": "include" if options["include_undefined_agreement"] else "exclude",
         }
         if options["exclude_annotator"]:
             users = dict(
