@@ -33,7 +33,7 @@ from jobs import health
 from .. import access, privacy, roles, selectors, services
 from ..forms import OverallForm, SkipForm, SpanEditForm, SpanForm
 from ..highlight import code_tokens
-from ..models import Annotation, Assignment, Project
+from ..models import Annotation, Assignment, Project, held_out_q
 from ..panels import SHORTCUTS, labels_for, panel_context, project_sections
 
 
@@ -65,9 +65,13 @@ def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=pk, is_archived=False)
     prompts = selectors.prompts_with_generations(project, viewer=request.user)
     page = Paginator(prompts, 20).get_page(request.GET.get("page"))
+    held_out = project.prompts.filter(held_out_q())
     context = {
         "project": project,
         "page": page,
+        "held_out_count": held_out.count(),
+        "prompt_count": project.prompts.count(),
+        "held_out_ids": set(held_out.filter(pk__in=[p.pk for p in page]).values_list("pk", flat=True)),
         "progress": selectors.project_progress(project),
         "sections": project_sections(request, project),  # other apps' parts of the page (panels.py)
     }

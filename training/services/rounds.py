@@ -72,11 +72,14 @@ def selection_clean(selection: dict | None) -> dict:
 def round_snapshot(*, selection: dict) -> list[int]:
     """Submitted annotation ids chosen by project, submission date range, generating model version, review
     status, minimum agreement (and what to do where it is undefined) and annotators left out
-    (``selection_clean`` explains the last three)."""
-    from annotations.models import Annotation
+    (``selection_clean`` explains the last three); never those of a project's held-out prompts."""
+    from annotations.models import Annotation, held_out_q
 
     selection = selection_clean(selection)
-    queryset = Annotation.objects.filter(status=Annotation.Status.SUBMITTED)
+    # Never an annotation of a held-out prompt (evaluation campaigns judge versions on those).
+    queryset = Annotation.objects.filter(status=Annotation.Status.SUBMITTED).exclude(
+        held_out_q("generation__prompt__")
+    )
     if selection["review"] == "gold":
         queryset = queryset.filter(is_gold=True)
     else:
