@@ -135,7 +135,19 @@ class CriticTrainForm(forms.Form):
     epochs = forms.IntegerField(min_value=1, max_value=100, initial=3)
     learning_rate = forms.FloatField(min_value=1e-6, max_value=1.0, initial=1e-3)
     held_out_fraction = forms.FloatField(min_value=0.0, max_value=0.9, initial=0.2,
-                                         help_text="Share of outputs kept out of training, for metrics")  # fmt: skip
+                                         help_text="Share of outputs kept out of training, for metrics, by "
+                                                   "prompt; a continued critic keeps its parent's held out")  # fmt: skip
+    review = forms.ChoiceField(
+        label="Data",
+        choices=list(REVIEW_CHOICES.items()),
+        initial="submitted",
+        required=False,
+        help_text="As for rounds; rejected annotations are never used and an output's gold replaces its annotators'.",
+    )
+    min_agreement = forms.FloatField(
+        label="Minimum agreement (α)", required=False, min_value=-1.0, max_value=1.0,
+        help_text="Only outputs whose annotators agree at least this much (gold outputs are kept).",
+    )  # fmt: skip
     continue_from_active = forms.BooleanField(
         required=False, help_text="Start from the active critic's adapter"
     )
@@ -143,6 +155,12 @@ class CriticTrainForm(forms.Form):
 
     def config(self) -> dict:
         return {k: self.cleaned_data[k] for k in ("epochs", "learning_rate", "held_out_fraction")}
+
+    def selection(self) -> dict:
+        return {
+            "review": self.cleaned_data["review"] or "submitted",
+            "min_agreement": self.cleaned_data["min_agreement"],
+        }
 
 
 class OnPolicyRoundForm(forms.Form):
