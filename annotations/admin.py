@@ -22,17 +22,28 @@ class SpanInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ("name", "kind", "annotations_per_output", "review_scope", "is_archived", "created_at")
+    list_display = (
+        "name", "kind", "annotations_per_output", "review_scope", "held_out_fraction", "is_archived", "created_at",
+    )  # fmt: skip
     list_filter = ("kind", "is_archived")
     search_fields = ("name", "description")
 
 
 @admin.register(Prompt)
 class PromptAdmin(admin.ModelAdmin):
-    list_display = ("id", "project", "external_id", "short_text", "created_at")
-    list_filter = ("project",)
+    list_display = ("id", "project", "external_id", "short_text", "held_out", "created_at")
+    list_filter = ("project", "held_out")
     search_fields = ("text", "external_id")
     readonly_fields = ("content_hash",)
+    actions = ["mark_held_out", "unmark_held_out"]
+
+    @admin.action(description="Hold the selected prompts out of training (evaluate on them)")
+    def mark_held_out(self, request, queryset):
+        queryset.update(held_out=True)
+
+    @admin.action(description="Unmark the selected prompts (the project's held-out fraction still applies)")
+    def unmark_held_out(self, request, queryset):
+        queryset.update(held_out=False)
 
     @admin.display(description="text")
     def short_text(self, obj: Prompt) -> str:

@@ -13,6 +13,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Cast, Mod
+from django.db.models.lookups import LessThan
 from django.utils import timezone
 
 from jobs.models import Job
@@ -23,6 +25,24 @@ DEFAULT_LABELS = [
     {"name": "poor", "polarity": -1, "color": "#c62828"},
 ]
 DEFAULT_REWARD_SCHEME = {"good": 1.0, "poor": -1.0, "outside": 0.0, "conflict": "negative", "combine": "mean"}
+
+# The project's held-out prompts (evaluated on, never trained on): those an admin marked, and a fraction
+# chosen by a stable hash of the prompt id, (id * 761) mod 1000 below the fraction * 1000. 761 is coprime
+# with 1000, so consecutive ids spread evenly over the buckets; the same rule in SQL and in Python.
+HELD_OUT_BUCKETS = 1000
+HELD_OUT_STRIDE = 761
+
+
+def held_out_bucket(prompt_id: int) -> int:
+    return (prompt_id * HELD_OUT_STRIDE) % HELD_OUT_BUCKETS
+
+
+def held_out_q(prefix: str = "") -> Q:
+    """A filter for held-out prompts, on Prompt (``prefix`` "") or through a relation to one (for
+    annotations: ``"generation__prompt__"``). Rounds exclude it; evaluation campaigns draw from it."""
+    bucket = Mod(Cast(F(f"{prefix}id"), models.BigIntegerField()) * HELD_OUT_STRIDE, HELD_OUT_BUCKETS)
+    by_hash = LessThan(bucket, F(f"{prefix}project__held_out_fraction") * HELD_OUT_BUCKETS)
+    return Q(**{f"{prefix}held_out": True}) | Q(by_hash)
 
 
 def content_hash(*parts: str) -> str:
@@ -70,6 +90,12 @@ class Project(models.Model):
         default=0.667,
         help_text="Agreement (Krippendorff's alpha over characters) below which an output needs review.",
     )
+    held_out_fraction = models.FloatField(
+        default=0.0,
+        help_text="Share of the prompts held out of training (chosen by a stable hash of the prompt id; "
+        "prompts marked held out come on top): training rounds never sample them or train on their "
+        "annotations, and evaluation campaigns draw from them. Changing it moves prompts in or out.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -80,6 +106,10 @@ class Project(models.Model):
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(condition=Q(annotations_per_output__gte=1), name="project_quota_positive"),
+            models.CheckConstraint(
+                condition=Q(held_out_fraction__gte=0) & Q(held_out_fraction__lte=0.9),
+                name="project_held_out_fraction",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -148,6 +178,10 @@ class Prompt(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     content_hash = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    held_out = models.BooleanField(
+        default=False,
+        help_text="Marked held out of training by an admin (the project's held-out fraction adds more).",
+    )
 
     class Meta:
         ordering = ["id"]
@@ -161,6 +195,11 @@ class Prompt(models.Model):
     def save(self, *args, **kwargs) -> None:
         self.content_hash = content_hash(self.text)
         super().save(*args, **kwargs)
+
+    @property
+    def is_held_out(self) -> bool:
+        """In the project's held-out set (``held_out_q``, the same rule)."""
+        return self.held_out or held_out_bucket(self.pk) < self.project.held_out_fraction * HELD_OUT_BUCKETS
 
     def chat_messages(self) -> list[dict]:
         """The prompt as chat messages for the model's chat template."""
@@ -400,7 +439,9 @@ class OutputAgreement(models.Model):
     score = models.FloatField(
         null=True,
         blank=True,
-        help_text="What queues sort by: alpha, or 1 where alpha is undefined because everyone agreed.",
+        help_text="What queues sort by: alpha with two or more annotators; null where it cannot be "
+        "measured (one annotation) or is undefined (no variation: every annotator gave every unit "
+        "the same value).",
     )
     coincidence = models.JSONField(default=list)
     rating_coincidence = models.JSONField(default=list)
@@ -415,6 +456,12 @@ class OutputAgreement(models.Model):
 
     def __str__(self) -> str:
         return f"Agreement of generation {self.generation_id}: {self.score}"
+
+    @property
+    def alpha_undefined(self) -> bool:
+        """Two or more annotators, and alpha undefined: no variation to measure agreement on (say, nobody
+        drew a span). Neither perfect agreement nor none; callers choose what to do with it."""
+        return self.annotators >= 2 and self.score is None
 
 
 class DatasetExport(Job):

@@ -23,7 +23,10 @@ class CampaignForm(forms.Form):
         queryset=None, widget=forms.CheckboxSelectMultiple, help_text="Two or more."
     )
     prompt_source = forms.ChoiceField(
-        choices=[("held_out", "Held-out prompts (never annotated)"), ("all", "Any prompts of the project")],
+        choices=[
+            ("held_out", "The project's held-out prompts (never trained on)"),
+            ("all", "Any prompts of the project"),
+        ],
         initial="held_out",
     )
     prompt_count = forms.IntegerField(min_value=1, max_value=MAX_PROMPTS, initial=20, label="Prompts")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Exists, OuterRef, QuerySet
 
-from annotations.models import Annotation, Generation, Prompt, Span
+from annotations.models import Annotation, Generation, Prompt, Span, held_out_q
 from text2grad import pairwise
 
 from .models import EvaluationCampaign, EvaluationOutput, PairwiseJudgement, PairwiseTask
@@ -145,6 +145,11 @@ def campaign_results(campaign: EvaluationCampaign, *, n_boot: int = N_BOOT) -> R
 
 
 # --- per prompt ----------------------------------------------------------------------------------
+def held_out_prompt_ids(campaign: EvaluationCampaign) -> set[int]:
+    """The campaign's prompts that are in their project's held-out set now (never trained on by rounds)."""
+    return set(campaign.prompts.filter(held_out_q()).values_list("pk", flat=True))
+
+
 def prompt_rows(campaign: EvaluationCampaign) -> list[dict]:
     """Per prompt: judgements and each version's score there (wins + half ties over its judgements)."""
     by_prompt: dict[int, dict] = {}

@@ -20,7 +20,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotations import roles
-from annotations.models import Annotation, Project
+from annotations.models import Project, held_out_q
 from annotations.safejson import text_problem
 from jobs import dispatch
 
@@ -35,11 +35,9 @@ SAMPLING_KEYS = {"temperature": (0.01, 2.0), "top_p": (0.05, 1.0), "max_new_toke
 
 
 def held_out_prompts(project: Project):
-    """Prompts of ``project`` with no submitted annotation on any output: never trained on."""
-    annotated = Annotation.objects.filter(
-        generation__prompt=OuterRef("pk"), status=Annotation.Status.SUBMITTED
-    )
-    return project.prompts.exclude(Exists(annotated)).order_by("id")
+    """The project's held-out prompts (``annotations.models.held_out_q``: marked by an admin, or in the
+    project's held-out fraction): training rounds never sample them nor train on their annotations."""
+    return project.prompts.filter(held_out_q()).order_by("id")
 
 
 def _checked_sampling(sampling_params: dict | None) -> dict:
@@ -104,6 +102,11 @@ def campaign_create(
     else:
         raise ValidationError(f"The prompt source is one of {', '.join(PROMPT_SOURCES)}.")
     chosen = list(pool.values_list("pk", flat=True)[:prompt_count])
+    if prompt_source == "held_out" and not prompt_ids and not chosen:
+        raise ValidationError(
+            "This project holds no prompts out of training: set its held-out fraction or mark prompts held "
+            "out (admin), or choose any prompts."
+        )
     if len(chosen) < prompt_count:
         raise ValidationError(
             f"Only {len(chosen)} prompts match ({prompt_source.replace('_', '-')}); "

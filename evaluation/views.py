@@ -89,6 +89,7 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
         ],
         "metrics": selectors.version_metrics(campaign),
         "prompt_rows": selectors.prompt_rows(campaign),
+        "held_out_ids": selectors.held_out_prompt_ids(campaign),
     }
     return render(request, "evaluation/campaign_detail.html", context)
 

@@ -45,6 +45,12 @@ def _datetime_field(label: str, help_text: str) -> forms.DateTimeField:
     )
 
 
+PROMOTE_HELP = (
+    "Make the new version active when done, if a judged evaluation campaign shows it significantly better "
+    "than the active version (the gate of a manual promotion); otherwise it is saved, not promoted"
+)
+
+
 class _AnnotatorChoiceField(forms.ModelMultipleChoiceField):
     """Annotators by pseudonym: the launch form never shows usernames."""
 
@@ -79,12 +85,18 @@ class RoundLaunchForm(forms.Form):
         max_value=1.0,
         help_text="Only outputs whose annotators agree at least this much (leaves out unmeasured outputs).",
     )
+    include_undefined_agreement = forms.BooleanField(
+        label="Keep outputs whose agreement is undefined",
+        required=False,
+        help_text="With a minimum agreement: outputs whose annotators gave every character the same label "
+        "(say, nobody drew a span) have no α; left out unless ticked.",
+    )
     exclude_annotators = _AnnotatorChoiceField(
         queryset=get_user_model().objects.none(), required=False, label="Annotators to leave out"
     )
     adaptive_kl = forms.BooleanField(label="Adaptive KL controller", required=False, initial=_DEFAULTS.adaptive_kl,
                                      help_text="Adjust β during the round towards the target KL")  # fmt: skip
-    auto_promote = forms.BooleanField(required=False, help_text="Make the new version active when done")
+    auto_promote = forms.BooleanField(required=False, help_text=PROMOTE_HELP)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -107,6 +119,7 @@ class RoundLaunchForm(forms.Form):
             "model_version_id": data["model_version"].pk if data["model_version"] else None,
             "review": data["review"] or "submitted",
             "min_agreement": data["min_agreement"],
+            "undefined_agreement": "include" if data["include_undefined_agreement"] else "exclude",
             "exclude_annotators": sorted(user.pk for user in data["exclude_annotators"]),
         }
 
@@ -122,7 +135,19 @@ class CriticTrainForm(forms.Form):
     epochs = forms.IntegerField(min_value=1, max_value=100, initial=3)
     learning_rate = forms.FloatField(min_value=1e-6, max_value=1.0, initial=1e-3)
     held_out_fraction = forms.FloatField(min_value=0.0, max_value=0.9, initial=0.2,
-                                         help_text="Share of outputs kept out of training, for metrics")  # fmt: skip
+                                         help_text="Share of outputs kept out of training, for metrics, by "
+                                                   "prompt; a continued critic keeps its parent's held out")  # fmt: skip
+    review = forms.ChoiceField(
+        label="Data",
+        choices=list(REVIEW_CHOICES.items()),
+        initial="submitted",
+        required=False,
+        help_text="As for rounds; rejected annotations are never used and an output's gold replaces its annotators'.",
+    )
+    min_agreement = forms.FloatField(
+        label="Minimum agreement (α)", required=False, min_value=-1.0, max_value=1.0,
+        help_text="Only outputs whose annotators agree at least this much (gold outputs are kept).",
+    )  # fmt: skip
     continue_from_active = forms.BooleanField(
         required=False, help_text="Start from the active critic's adapter"
     )
@@ -130,6 +155,12 @@ class CriticTrainForm(forms.Form):
 
     def config(self) -> dict:
         return {k: self.cleaned_data[k] for k in ("epochs", "learning_rate", "held_out_fraction")}
+
+    def selection(self) -> dict:
+        return {
+            "review": self.cleaned_data["review"] or "submitted",
+            "min_agreement": self.cleaned_data["min_agreement"],
+        }
 
 
 class OnPolicyRoundForm(forms.Form):
@@ -142,7 +173,7 @@ class OnPolicyRoundForm(forms.Form):
                                    help_text="Share of samples sent to the annotation queue for audit")  # fmt: skip
     max_new_tokens = forms.IntegerField(min_value=1, max_value=1024, initial=64)
     temperature = forms.FloatField(min_value=0.05, max_value=2.0, initial=0.8)
-    auto_promote = forms.BooleanField(required=False, help_text="Make the new version active when done")
+    auto_promote = forms.BooleanField(required=False, help_text=PROMOTE_HELP)
 
     def config(self) -> dict:
         data = self.cleaned_data

@@ -241,6 +241,9 @@ class CriticTrainingJob(Job):
         help_text="Continue from this critic's adapter (else a fresh one).",
     )  # fmt: skip
     config = models.JSONField(default=dict)
+    selection = models.JSONField(
+        default=dict, blank=True, help_text="The filters that chose the snapshot (the rounds' filters)."
+    )
     snapshot = models.JSONField(default=list, help_text="Annotation ids used, sorted.")
     snapshot_hash = models.CharField(max_length=64, blank=True)
     output_version = models.ForeignKey(

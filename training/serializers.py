@@ -172,6 +172,7 @@ class CriticTrainingJobSerializer(serializers.ModelSerializer):
     percent = serializers.IntegerField(read_only=True)
     snapshot_size = serializers.SerializerMethodField()
     config = serializers.DictField(read_only=True)
+    selection = serializers.DictField(read_only=True, help_text="The filters that chose the snapshot.")
     summary = serializers.DictField(read_only=True)
 
     class Meta:
@@ -185,6 +186,7 @@ class CriticTrainingJobSerializer(serializers.ModelSerializer):
             "progress_total",
             "percent",
             "config",
+            "selection",
             "snapshot_size",
             "snapshot_hash",
             "auto_activate",
@@ -221,6 +223,13 @@ class CriticJobCreateSerializer(serializers.Serializer):
         default=False, help_text="Continue from the project's active critic (instead of naming a parent)."
     )
     auto_activate = serializers.BooleanField(default=False, help_text="Activate the version when it is done.")
+    selection = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text="The rounds' data filters: review (submitted, accepted, gold), min_agreement, "
+        "undefined_agreement, exclude_annotators, since, until, model_version_id. Rejected annotations are "
+        "never used; an output's gold replaces its annotators'.",
+    )
 
     def validate(self, attrs):
         if attrs.get("parent") is not None and attrs.get("continue_from_active"):

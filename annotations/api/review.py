@@ -68,6 +68,11 @@ class GoldAccuracySerializer(serializers.Serializer):
 class OutputAgreementSerializer(serializers.ModelSerializer):
     pairs = serializers.SerializerMethodField()
     gold = serializers.SerializerMethodField()
+    alpha_undefined = serializers.BooleanField(
+        read_only=True,
+        help_text="Two or more annotators but no variation to measure (say, nobody drew a span): alpha and "
+        "score are null, neither perfect agreement nor none.",
+    )
 
     class Meta:
         model = OutputAgreement
@@ -78,6 +83,7 @@ class OutputAgreementSerializer(serializers.ModelSerializer):
             "token_alpha",
             "span_f1",
             "score",
+            "alpha_undefined",
             "has_gold",
             "coincidence",
             "rating_coincidence",
@@ -139,6 +145,10 @@ class ProjectPairSerializer(serializers.Serializer):
 class ProjectAgreementSerializer(serializers.Serializer):
     outputs = serializers.IntegerField()
     measured = serializers.IntegerField(help_text="Outputs with two or more annotations.")
+    undefined = serializers.IntegerField(
+        help_text="Of those, outputs whose alpha is undefined (no variation: every annotator gave every "
+        "character the same label)."
+    )
     alpha = serializers.FloatField(allow_null=True, help_text="Nominal alpha over characters, pooled.")
     token_alpha_mean = serializers.FloatField(allow_null=True)
     span_f1_mean = serializers.FloatField(allow_null=True)
@@ -261,7 +271,9 @@ class LowestFirstPagination(CursorPagination):
 class AgreementViewSet(viewsets.ReadOnlyModelViewSet):
     """Per-output agreement, lowest first (outputs measured on two or more annotations): alpha over
     characters and tokens, mean pairwise span F1, each pair and each annotator against gold, and the
-    coincidence matrices (which add up across outputs). The id is the output's (generation's) id."""
+    coincidence matrices (which add up across outputs). The id is the output's (generation's) id. The list
+    holds outputs with a score; one whose alpha is undefined (``alpha_undefined``, score null) is read by
+    its id."""
 
     serializer_class = OutputAgreementSerializer
     permission_classes = [QualityReader]
@@ -269,6 +281,11 @@ class AgreementViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = AgreementFilter
     lookup_value_regex = ID_REGEX
     queryset = OutputAgreement.objects.filter(score__isnull=False).order_by(F("score").asc(), "generation_id")
+
+    def get_queryset(self):
+        if self.action == "retrieve":  # any output measured on two or more annotations, undefined included
+            return OutputAgreement.objects.filter(annotators__gte=2)
+        return super().get_queryset()
 
 
 class ProjectAgreementView(APIView):

@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Case, Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Value, When
 from django.db.models.functions import TruncWeek
 
 from text2grad.agreement import CATEGORIES, alpha_from_coincidence, binary_coincidence
@@ -35,9 +35,11 @@ def _alpha(matrices: list, level: str = "nominal") -> float | None:
 
 # --- the review queue ------------------------------------------------------------------------------
 def review_queue(project: Project) -> QuerySet[Generation]:
-    """Outputs whose annotations are all in and not all reviewed, lowest agreement first (outputs whose
-    agreement cannot be measured, one annotation each, come last). With the project's ``review_scope``
-    "below", only outputs under its threshold (and those that cannot be measured)."""
+    """Outputs whose annotations are all in and not all reviewed, lowest agreement first; then outputs
+    whose agreement cannot be measured (one annotation each); last those whose alpha is undefined (two or
+    more annotators gave every unit the same value, nothing to reconcile). With the project's
+    ``review_scope`` "below", only outputs under its threshold and those that cannot be measured (an
+    undefined alpha is not under any threshold: it is left out)."""
     pending = Annotation.objects.filter(
         generation=OuterRef("pk"),
         status=Annotation.Status.SUBMITTED,
@@ -47,12 +49,14 @@ def review_queue(project: Project) -> QuerySet[Generation]:
     queryset = Generation.objects.filter(
         prompt__project=project, annotation_count__gte=project.annotations_per_output
     ).filter(Exists(pending))
+    undefined = Q(agreement__annotators__gte=2, agreement__score__isnull=True)
+    unmeasured = Q(agreement__isnull=True) | Q(agreement__annotators__lt=2)
     if project.review_scope == "below":
-        queryset = queryset.filter(
-            Q(agreement__score__lt=project.review_threshold) | Q(agreement__score__isnull=True)
-        )
+        queryset = queryset.filter(Q(agreement__score__lt=project.review_threshold) | unmeasured)
     return queryset.select_related("agreement", "prompt").order_by(
-        F("agreement__score").asc(nulls_last=True), "id"
+        F("agreement__score").asc(nulls_last=True),
+        Case(When(undefined, then=Value(1)), default=Value(0), output_field=IntegerField()),
+        "id",
     )
 
 
@@ -109,6 +113,7 @@ def output_for_review(generation: Generation) -> tuple[list[AnnotatorWork], Anno
 class AgreementReport:
     outputs: int = 0
     measured: int = 0
+    undefined: int = 0  # measured outputs whose alpha is undefined (no variation)
     alpha: float | None = None
     token_alpha_mean: float | None = None
     span_f1_mean: float | None = None
@@ -126,6 +131,7 @@ def project_agreement(project: Project) -> AgreementReport:
         OutputAgreement.objects.filter(generation__prompt__project=project).values(
             "generation_id",
             "annotators",
+            "score",
             "token_alpha",
             "span_f1",
             "coincidence",
@@ -138,6 +144,7 @@ def project_agreement(project: Project) -> AgreementReport:
     report = AgreementReport(outputs=len(rows))
     measured = [row for row in rows if row["annotators"] >= 2]
     report.measured = len(measured)
+    report.undefined = sum(1 for row in measured if row["score"] is None)
     report.alpha = _alpha([row["coincidence"] for row in measured])
     report.rating_alpha = _alpha([row["rating_coincidence"] for row in measured], "ordinal")
     tokens = [row["token_alpha"] for row in measured if row["token_alpha"] is not None]

@@ -133,8 +133,10 @@ def _agreement_rows(result, by_generation: dict, order: list[int]) -> list[Outpu
         rows = by_generation[generation_id]
         annotators = sum(1 for row in rows if not row[3])
         alpha = _finite(result.alpha[position])
-        # Alpha undefined with two or more annotators: no variation at all, so everyone gave the same values.
-        score = 1.0 if alpha is None and annotators >= 2 else alpha
+        # Alpha undefined with two or more annotators (no variation: everyone gave every unit the same
+        # value) stays undefined: ``score`` is NULL and ``alpha_undefined`` says so; the queue and the
+        # training filter treat it explicitly, neither as perfect agreement nor as none.
+        score = alpha
         objects.append(
             OutputAgreement(
                 generation_id=generation_id,

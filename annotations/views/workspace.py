@@ -33,7 +33,7 @@ from jobs import health
 from .. import access, privacy, roles, selectors, services
 from ..forms import OverallForm, SkipForm, SpanEditForm, SpanForm
 from ..highlight import code_tokens
-from ..models import Annotation, Assignment, Project
+from ..models import Annotation, Assignment, Project, held_out_q
 from ..panels import SHORTCUTS, labels_for, panel_context, project_sections
 
 
@@ -72,9 +72,13 @@ def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 annotation.annotator_name = privacy.annotator_name(
                     request.user, annotation.annotator_id, annotation.annotator.get_username()
                 )
+    held_out = project.prompts.filter(held_out_q())
     context = {
         "project": project,
         "page": page,
+        "held_out_count": held_out.count(),
+        "prompt_count": project.prompts.count(),
+        "held_out_ids": set(held_out.filter(pk__in=[p.pk for p in page]).values_list("pk", flat=True)),
         "progress": selectors.project_progress(project),
         "sections": project_sections(request, project),  # other apps' parts of the page (panels.py)
     }

@@ -21,7 +21,9 @@ def prompts(project):
 
     rows = []
     for number in range(6):
-        prompt = Prompt(project=project, text=f"Summarise item {number}.", external_id=f"item-{number}")
+        prompt = Prompt(
+            project=project, text=f"Summarise item {number}.", external_id=f"item-{number}", held_out=True
+        )
         prompt.save()
         rows.append(prompt)
     return rows

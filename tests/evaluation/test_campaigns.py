@@ -67,18 +67,59 @@ def test_only_admins_create_campaigns(versions, project, researcher, prompts):
         )
 
 
-def test_held_out_prompts_skip_annotated_ones(versions, project, admin_user, prompts, make_generation):
-    generation = Generation(prompt=prompts[0], text="trained on", source_model="t")
-    generation.save()
-    Annotation.objects.create(generation=generation, annotator=admin_user, status=Annotation.Status.SUBMITTED)
+def test_campaigns_judge_on_the_held_out_set_that_rounds_never_train_on(
+    versions, project, admin_user, prompts, annotator, client, login
+):
+    """The held-out prompts are the project's held-out set (marked, or a fraction by a stable hash of the
+    prompt id), not "prompts nobody annotated yet": rounds leave them out and campaigns draw from them."""
+    from annotations.models import Prompt, held_out_bucket
+    from training import services as training_services
+
+    Prompt.objects.filter(pk=prompts[0].pk).update(held_out=False)
+    trainable = [Prompt.objects.create(project=project, text=f"Trainable {n}.") for n in range(4)]
     campaign = services.campaign_create(
         name="x", project=project, versions=versions[:2], prompt_count=5, created_by=admin_user
     )
-    assert prompts[0].pk not in set(campaign.prompts.values_list("pk", flat=True))
+    chosen = set(campaign.prompts.values_list("pk", flat=True))
+    assert chosen == {p.pk for p in prompts[1:]}  # unannotated trainable prompts are not held out
     with pytest.raises(ValidationError, match="Only 5 prompts"):
         services.campaign_create(
             name="x", project=project, versions=versions[:2], prompt_count=6, created_by=admin_user
         )
+    # The campaign page says which prompts are held out.
+    page = login(admin_user).get(f"/evaluation/{campaign.pk}/").content.decode()
+    assert '<span id="held-out-count">5</span>' in page and page.count('<span class="chip held-out">') == 5
+
+    # Rounds never train on annotations of held-out prompts.
+    for prompt in [prompts[1], trainable[0]]:
+        generation = Generation(prompt=prompt, text="an output", source_model="t")
+        generation.save()
+        Annotation.objects.create(
+            generation=generation, annotator=annotator, status=Annotation.Status.SUBMITTED
+        )
+    snapshot = training_services.round_snapshot(selection={"project_id": project.pk})
+    assert snapshot == list(
+        Annotation.objects.filter(generation__prompt=trainable[0]).values_list("pk", flat=True)
+    )
+
+    # Nothing held out: a held-out campaign is refused, with the reason.
+    Prompt.objects.filter(project=project).update(held_out=False)
+    with pytest.raises(ValidationError, match="holds no prompts out of training"):
+        services.campaign_create(
+            name="x", project=project, versions=versions[:2], prompt_count=1, created_by=admin_user
+        )
+    # A fraction: a stable hash of the prompt id, the same rule in SQL and in Python, about that share.
+    project.held_out_fraction = 0.5
+    project.save()
+    extra = [Prompt.objects.create(project=project, text=f"More {n}.") for n in range(30)]
+    held = set(services.held_out_prompts(project).values_list("pk", flat=True))
+    everyone = list(Prompt.objects.filter(project=project))
+    assert held == {p.pk for p in everyone if held_out_bucket(p.pk) < 500}
+    assert held == {p.pk for p in everyone if p.is_held_out}
+    assert 15 <= len(held) <= 25 and len(extra) == 30
+    assert {p.pk for p in everyone} - held  # not everything
+    home = login(admin_user).get(f"/projects/{project.pk}/").content.decode()
+    assert f"<strong>{len(held)}</strong> of {len(everyone)} prompts held out" in home
 
 
 def test_quota_per_pair_no_self_repeat_and_random_sides(versions, make_campaign, annotator, annotator2):

@@ -29,6 +29,7 @@ def test_pass_rate_per_version(code_project, versions, admin_user):
             project=code_project,
             text=worker.CODE_PROMPT_PREFIX + STUB + f"# variant {number}\n",
             metadata={"entry_point": "total", "test": TEST},
+            held_out=True,
         ).save()
     chosen = versions[:2]
     campaign = services.campaign_create(

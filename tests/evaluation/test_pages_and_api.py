@@ -130,6 +130,25 @@ def test_significantly_better_version_is_promoted_at_once_and_shows_its_standing
     assert response.status_code == 302 and ModelVersion.objects.get(is_active=True) == candidate
 
 
+def test_auto_promotion_passes_the_same_gate_as_a_manual_promotion(
+    versions, make_campaign, judge_all, annotator, annotator2
+):
+    from training import services
+
+    base, candidate, other = versions
+    refused = services.model_version_auto_promote(version=other)  # no campaign compares it with base
+    assert (
+        refused["promoted"] is False
+        and "No judged evaluation campaign compares v2-round" in refused["reason"]
+    )
+    assert ModelVersion.objects.get(is_active=True) == base
+    campaign = make_campaign([base, candidate], prompt_count=6, per_pair=2)
+    judge_all(campaign, [annotator, annotator2], ["v1-round", "v0-base"])
+    passed = services.model_version_auto_promote(version=candidate)
+    assert passed["promoted"] is True and "significantly better than v0-base" in passed["reason"]
+    assert ModelVersion.objects.get(is_active=True) == candidate
+
+
 def test_api_campaigns_results_and_permissions(
     versions, make_campaign, judge_all, prompts, project, annotator
 ):

@@ -42,6 +42,67 @@ def test_identical_annotations_score_one(project, make_generation, annotator, an
     assert row.alpha == 1.0 and row.score == 1.0 and row.span_f1 == 1.0
 
 
+def test_nothing_drawn_by_anyone_is_undefined_and_treated_explicitly(
+    project, make_generation, annotator, annotator2, submit, client, login, researcher, reviewer
+):
+    """Two annotators who both drew nothing: alpha is undefined, stored as undefined (not 1); the review
+    queue puts it after the measured and the unmeasured outputs, the training filter keeps it only when
+    asked, and the API and pages say "undefined"."""
+    from annotations.selectors import review_queue
+    from training import services as training_services
+
+    empty = make_generation(project, TEXT)
+    disputed = make_generation(project, TEXT + " ")
+    single = make_generation(project, TEXT + "  ")
+    for user in (annotator, annotator2):
+        submit(user, empty, [])
+    submit(annotator, disputed, [("divides by zero", "poor", "")])
+    submit(annotator2, disputed, [("The sum is computed correctly.", "good", "")])
+    submit(annotator, single, [("divides by zero", "poor", "")])
+    row = OutputAgreement.objects.get(generation=empty)
+    assert row.annotators == 2 and row.alpha is None and row.score is None and row.alpha_undefined
+    assert not OutputAgreement.objects.get(generation=single).alpha_undefined
+    low = OutputAgreement.objects.get(generation=disputed).score
+    assert low is not None and low < 0.2
+
+    # The queue: measured lowest first, then unmeasured (one annotation), then undefined.
+    project.annotations_per_output = 1
+    project.save()
+    assert list(review_queue(project).values_list("pk", flat=True)) == [disputed.pk, single.pk, empty.pk]
+    project.review_scope, project.review_threshold = "below", 0.5
+    project.save()
+    assert list(review_queue(project).values_list("pk", flat=True)) == [disputed.pk, single.pk]
+
+    # The training filter: an undefined alpha is neither above nor below a minimum; the selection says.
+    def snap(**selection):
+        return training_services.round_snapshot(selection={"project_id": project.pk, **selection})
+
+    empty_ids = sorted(Annotation.objects.filter(generation=empty).values_list("pk", flat=True))
+    assert snap(min_agreement=-1.0) == sorted(
+        Annotation.objects.filter(generation=disputed).values_list("pk", flat=True)
+    )
+    assert snap(min_agreement=0.9, undefined_agreement="include") == empty_ids
+    cleaned = training_services.selection_clean({"min_agreement": 0.5})
+    assert cleaned["undefined_agreement"] == "exclude"
+    assert "undefined_agreement" not in training_services.selection_clean({"undefined_agreement": "include"})
+    with pytest.raises(ValueError, match="undefined_agreement"):
+        training_services.selection_clean({"min_agreement": 0.5, "undefined_agreement": "perfect"})
+
+    # The API and the pages.
+    login(researcher)
+    one = client.get(f"/api/v1/agreement/{empty.pk}/").json()
+    assert one["score"] is None and one["alpha"] is None and one["alpha_undefined"] is True
+    summary = client.get(f"/api/v1/projects/{project.pk}/agreement/").json()
+    assert summary["measured"] == 2 and summary["undefined"] == 1
+    assert "α undefined on 1" in client.get(f"/projects/{project.pk}/agreement/").content.decode()
+    login(reviewer)
+    project.review_scope = "all"
+    project.save()
+    queue_page = client.get(f"/projects/{project.pk}/review/").content.decode()
+    cell = queue_page[queue_page.index(f'data-generation="{empty.pk}"') :]
+    assert "<td>undefined</td>" in cell[: cell.index("</tr>")]
+
+
 def test_review_rules(project, make_generation, annotator, annotator2, reviewer, admin_user, submit):
     generation = make_generation(project, TEXT)
     first = submit(annotator, generation, [("divides by zero", "poor", "crash")])

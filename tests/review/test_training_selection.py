@@ -74,11 +74,12 @@ def test_launch_form_records_the_choice(client, login, admin_user, reviewed, ann
     training_round = TrainingRound.objects.get()
     assert training_round.selection == {
         "project_id": project.pk, "review": "accepted", "min_agreement": -1.0,
-        "exclude_annotators": [annotator2.pk],
+        "undefined_agreement": "exclude", "exclude_annotators": [annotator2.pk],
     }  # fmt: skip
     assert training_round.snapshot == sorted([reviewed["a1"].pk, reviewed["b1"].pk])
     detail = client.get(f"/training/rounds/{training_round.pk}/").content.decode()
     assert '<span id="round-review">accepted</span>' in detail and "1 annotator left out" in detail
+    assert "(undefined α: excluded)" in detail
     assert client.post("/training/rounds/", {"mode": "token", "min_agreement": "3"}).status_code == 400
     assert TrainingRound.objects.count() == 1
 

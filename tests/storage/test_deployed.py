@@ -138,14 +138,17 @@ def test_three_roles_share_only_database_broker_and_object_store(
     project = critiqued[0][0].prompt.project
     base_version = services.model_version_bootstrap()
 
-    # 1. A round trained on the training worker becomes the active version, published to the store.
+    # 1. A round trained on the training worker, published to the store, becomes the active version.
     training_round = services.round_launch(config=FAST, auto_promote=True)
     wait_for(lambda: TrainingRound.objects.get(pk=training_round.pk).is_finished, timeout=150,
              message="the round on the training worker")  # fmt: skip
     training_round.refresh_from_db()
     assert training_round.status == "succeeded", training_round.error
     version = training_round.output_version
-    assert version.is_active and version.parent == base_version
+    # No judged campaign shows it better yet: saved, not promoted (the gate of a manual promotion).
+    assert not version.is_active and version.parent == base_version
+    assert training_round.summary["promotion"]["promoted"] is False
+    version = services.model_version_activate(version=version)  # the admin's confirmed promotion
     # The manifest is written last; read it through the store's listing (a HEAD on a just-written key
     # answered "missing" once under load in a full run; the listing is what workers fetch by).
     manifest = f"{version.storage_key}/MANIFEST.json"

@@ -55,7 +55,9 @@ def _train(project, admin_user, **kwargs) -> CriticVersion:
     return job.output_version
 
 
-def test_critic_job_trains_a_version_with_metrics_and_lineage(tiny_settings, project, labelled, admin_user):
+def test_critic_job_trains_a_version_with_metrics_and_lineage(
+    tiny_settings, project, labelled, admin_user, annotator, make_generation
+):
     version = _train(project, admin_user)
     job = version.created_by_job
     assert job.status == "succeeded" and job.progress_step == job.progress_total > 1
@@ -69,9 +71,92 @@ def test_critic_job_trains_a_version_with_metrics_and_lineage(tiny_settings, pro
     assert reports["critic"]["labels"]["poor"]["support"] > 0
     assert set(metrics["timings"]) == {"data", "load", "train", "evaluate", "save"}
     assert not version.is_active  # activation is explicit unless asked
-    # Continuing from a parent records the lineage.
+    assert metrics["held_out_prompt_ids"] == metrics["lineage_held_out_prompt_ids"]
+    assert len(metrics["held_out_prompt_ids"]) == 2 and len(metrics["lineage_trained_prompt_ids"]) == 6
+    # Continuing from a parent records the lineage, and keeps its held-out prompts held out even as new
+    # outputs arrive (a fresh random split would measure the child on its parent's training data).
+    for n in range(8, 12):
+        text = f"Ann Lee visited the fair in {1900 + 7 * n} with friends."
+        generation = make_generation(
+            project, text, prompt_text=f"Summarise item {n}: Ann Lee visited the fair."
+        )
+        annotation = Annotation.objects.create(generation=generation, annotator=annotator, status="submitted",
+                                               submitted_at=timezone.now())  # fmt: skip
+        Span.objects.create(annotation=annotation, start=0, end=7, text="Ann Lee", label="good", polarity=1)
     child = _train(project, admin_user, parent=version, auto_activate=True)
     assert child.parent == version and child.is_active
+    held = set(child.metrics["held_out_prompt_ids"])
+    assert set(metrics["held_out_prompt_ids"]) <= held
+    assert held.isdisjoint(metrics["lineage_trained_prompt_ids"])
+    assert child.metrics["held_out_outputs"] == 3 and child.metrics["train_outputs"] == 9
+
+
+def test_critic_data_follows_the_rounds_filters_gold_replaces_rejected_excluded(
+    tiny_settings, project, labelled, annotator2, reviewer, admin_user
+):
+    """The critic learns from human or gold spans as rounds choose them: a rejected annotation is left
+    out, an output's gold replaces its annotators' (not one more vote), and the job records the filters."""
+    from annotations import services as annotation_services
+    from text2grad import critic_metrics as cm
+    from text2grad import model_store
+    from training.worker.runtime import base_dir
+
+    mine = {g.pk: Annotation.objects.get(generation=g, annotator__username="ann1") for g in labelled}
+    rejected, adjudicated, doubled = labelled[0], labelled[1], labelled[2]
+    annotation_services.review_set(annotation=mine[rejected.pk], reviewer=reviewer, verdict="rejected")
+    second = Annotation.objects.create(generation=adjudicated, annotator=annotator2, status="submitted",
+                                       submitted_at=timezone.now())  # fmt: skip
+    other = Annotation.objects.create(generation=doubled, annotator=annotator2, status="submitted",
+                                      submitted_at=timezone.now())  # fmt: skip
+    # The gold says the output has nothing poor and nothing good: it must not be outvoted.
+    gold = annotation_services.gold_save(
+        generation=adjudicated, reviewer=reviewer, spans=[], overall_critique="Nothing to flag."
+    )
+    expected = sorted(
+        {*(a.pk for g, a in mine.items() if g not in (rejected.pk, adjudicated.pk)), other.pk, gold.pk}
+    )
+    assert services.critic_snapshot(project=project) == expected
+    assert second.pk not in expected and mine[adjudicated.pk].pk not in expected
+    assert services.critic_snapshot(project=project, selection={"review": "gold"}) == [gold.pk]
+    accepted = services.critic_snapshot(project=project, selection={"review": "accepted"})
+    assert accepted == [gold.pk]  # nothing accepted yet; the gold still replaces
+
+    job = services.critic_job_create(project=project, config=FAST_CRITIC, created_by=admin_user)
+    assert job.snapshot == expected
+    assert job.selection == {"project_id": project.pk, "review": "submitted"}
+
+    # The rows the critic learns from: the gold alone for the adjudicated output.
+    tokenizer = model_store.load_tokenizer(base_dir())
+    rows = {r["generation_id"]: r for r in critic_worker.labelled_outputs(expected, tokenizer)}
+    assert rejected.pk not in rows
+    assert rows[adjudicated.pk]["annotation_ids"] == [gold.pk]
+    assert set(rows[adjudicated.pk]["labels"]) == {cm.NEUTRAL}
+    # Fed both ids anyway (a snapshot taken before), the gold still replaces the annotator's.
+    both = critic_worker.labelled_outputs([mine[adjudicated.pk].pk, gold.pk], tokenizer)
+    assert both[0]["annotation_ids"] == [gold.pk] and set(both[0]["labels"]) == {cm.NEUTRAL}
+
+
+def test_held_out_split_is_by_prompt_and_keeps_the_lineage_apart():
+    rows = [{"generation_id": n, "prompt_id": n // 2} for n in range(20)]  # two outputs per prompt
+    train, held = critic_worker.split_held_out(rows, 0.25, seed=3)
+    held_prompts = {r["prompt_id"] for r in held}
+    assert len(held) == 6 and held_prompts.isdisjoint(r["prompt_id"] for r in train)
+    # A child sees new prompts: the parent's held-out prompts stay held out, its trained ones stay in training.
+    grown = rows + [{"generation_id": 100 + n, "prompt_id": 100 + n} for n in range(10)]
+    trained_prompts = {r["prompt_id"] for r in train}
+    for seed in range(20):
+        child_train, child_held = critic_worker.split_held_out(
+            grown, 0.25, seed=seed, keep_held=held_prompts, keep_trained=trained_prompts
+        )
+        child_held_prompts = {r["prompt_id"] for r in child_held}
+        assert held_prompts <= child_held_prompts
+        assert child_held_prompts.isdisjoint(trained_prompts)
+        assert child_held_prompts.isdisjoint(r["prompt_id"] for r in child_train)
+        assert len(child_held) >= 7  # about a quarter of 30 outputs, the inherited six included
+    # Fewer than five outputs: nothing new is held out, but inherited prompts still are.
+    few = [{"generation_id": n, "prompt_id": n} for n in range(4)]
+    assert critic_worker.split_held_out(few, 0.5, seed=0) == (few, [])
+    assert critic_worker.split_held_out(few, 0.5, seed=0, keep_held={2})[1] == [few[2]]
 
 
 def test_activation_is_per_project_and_queues_pre_annotation(
@@ -172,6 +257,11 @@ def test_on_policy_round_samples_scores_trains_and_sends_a_share_to_audit(
     tiny_settings, project, labelled, admin_user, login
 ):
     version = _train(project, admin_user, auto_activate=True)
+    # Six of the eight prompts are held out (evaluation campaigns judge on them): never sampled.
+    from annotations.models import Prompt
+
+    held_out = [g.prompt_id for g in labelled[2:]]
+    Prompt.objects.filter(pk__in=held_out).update(held_out=True)
     config = {"steps": 2, "batch_size": 2, "minibatch_size": 2, "ppo_epochs": 1, "learning_rate": 1e-3}
     training_round = services.on_policy_round_launch(
         project=project,
@@ -203,6 +293,7 @@ def test_on_policy_round_samples_scores_trains_and_sends_a_share_to_audit(
     )  # not redone
     samples = list(OnPolicySample.objects.filter(training_round=training_round))
     assert 1 <= len(samples) <= 4 and {s.update for s in samples} <= {0, 1}
+    assert {s.prompt_id for s in samples} <= {g.prompt_id for g in labelled[:2]}
     for sample in samples:
         assert len(sample.token_rewards) == len(sample.response_token_ids)
         assert all(-1.0 <= r <= 1.0 for r in sample.token_rewards)

@@ -81,14 +81,22 @@ def test_promote_and_roll_back_buttons(login, admin_user, researcher, critiqued,
     assert ModelVersion.objects.get(is_active=True) == base
 
 
-def test_train_round_command(critiqued, tiny_settings, capsys):
+def test_train_round_command_promotes_only_past_the_evaluation_gate(critiqued, tiny_settings, capsys):
     from django.core.management import call_command
 
-    call_command("train_round", "--mode", "token", "--steps", "1", "--batch-size", "2", "--promote",
-                 "--config", '{"minibatch_size": 2, "ppo_epochs": 1}')  # fmt: skip
+    base = services.model_version_bootstrap()
+    args = ("train_round", "--mode", "token", "--steps", "1", "--batch-size", "2", "--promote",
+            "--config", '{"minibatch_size": 2, "ppo_epochs": 1}')  # fmt: skip
+    # No judged campaign shows the new version better than the active one: saved, not promoted, and why.
+    call_command(*args)
     out = capsys.readouterr().out
-    assert "succeeded: version" in out and "(active)" in out
-    assert ModelVersion.objects.get(is_active=True).created_by_round is not None
+    assert "succeeded: version" in out and "(active)" not in out
+    assert "Not promoted: No judged evaluation campaign compares" in out
+    assert ModelVersion.objects.get(is_active=True) == base
+    first = TrainingRound.objects.get()
+    assert first.output_version is not None and not first.output_version.is_active
+    assert first.summary["promotion"]["promoted"] is False
+    assert base.name in first.summary["promotion"]["reason"]
 
 
 def test_recover_jobs_after_a_restart(project, critiqued, django_capture_on_commit_callbacks):

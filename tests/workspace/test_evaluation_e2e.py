@@ -36,7 +36,7 @@ def test_campaign_through_the_worker_judged_in_chromium(
     celery_worker_process, tiny_model_dir, tmp_path, login_browser, project, admin_user, annotator, researcher
 ):
     for number in range(3):
-        Prompt(project=project, text=f"Summarize: fact number {number} is true.").save()
+        Prompt(project=project, text=f"Summarize: fact number {number} is true.", held_out=True).save()
     base = ModelVersion.objects.create(name="v0-base", base_model=str(tiny_model_dir), is_active=True)
     tuned = ModelVersion.objects.create(
         name="v1-tuned",

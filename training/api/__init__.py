@@ -223,6 +223,7 @@ class CriticJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                 parent=parent,
                 auto_activate=data["auto_activate"],
                 created_by=request.user,
+                selection=data["selection"],
             )
         except ValueError as exc:
             raise ValidationError({"detail": [str(exc)]}) from exc

@@ -54,7 +54,13 @@ from .suggestions import (
     alignment_proposal_flip,
     alignment_request_create,
 )
-from .versions import BASE_VERSION_NAME, base_model_reference, model_version_activate, model_version_bootstrap
+from .versions import (
+    BASE_VERSION_NAME,
+    base_model_reference,
+    model_version_activate,
+    model_version_auto_promote,
+    model_version_bootstrap,
+)
 
 __all__ = [
     "BASE_VERSION_NAME",
@@ -86,6 +92,7 @@ __all__ = [
     "generation_job_create",
     "jobs_recover_after_restart",
     "model_version_activate",
+    "model_version_auto_promote",
     "model_version_bootstrap",
     "on_policy_round_launch",
     "on_policy_round_retry",

@@ -22,6 +22,7 @@ from ..models import (
     CriticVersion,
     TrainingRound,
 )
+from .rounds import round_snapshot, selection_clean
 from .versions import model_version_bootstrap
 
 MIN_ANNOTATIONS = 4  # fewer outputs than this cannot be split into training and held-out data
@@ -29,13 +30,29 @@ MAX_AUDIT_SHARE = 1.0
 PREDICT_CHUNK = 500  # generation ids per prediction task
 
 
-def critic_snapshot(*, project: Project) -> list[int]:
-    """The project's submitted annotations, sorted: what a critic job learns from (and is tested on)."""
-    return sorted(
-        Annotation.objects.filter(
-            generation__prompt__project=project, status=Annotation.Status.SUBMITTED
-        ).values_list("id", flat=True)
+def critic_selection(*, project: Project, selection: dict | None = None) -> dict:
+    """The critic's data filters in their stored form: the rounds' (``selection_clean``: review status,
+    minimum agreement, annotators left out, dates), for this project. Raises ValueError."""
+    return selection_clean({**(selection or {}), "project_id": project.pk})
+
+
+def critic_snapshot(*, project: Project, selection: dict | None = None) -> list[int]:
+    """What a critic job learns from (and is tested on), sorted annotation ids: the annotations a round
+    with the same ``selection`` would take (the rounds' review and agreement filters, ``round_snapshot``),
+    less those a reviewer rejected; and where an output has a gold annotation, the gold replaces its
+    annotators' annotations (the human or gold spans, never gold as one more vote)."""
+    selection = critic_selection(project=project, selection=selection)
+    chosen = Annotation.objects.filter(pk__in=round_snapshot(selection=selection)).exclude(
+        review__verdict="rejected"
     )
+    if selection["review"] == "gold":
+        return sorted(chosen.values_list("id", flat=True))
+    # The gold of every output the other filters reach (agreement aside: gold is what settled a dispute).
+    gold_selection = {k: v for k, v in selection.items() if k not in ("min_agreement", "undefined_agreement")}
+    gold = round_snapshot(selection={**gold_selection, "review": "gold"})
+    gold_outputs = Annotation.objects.filter(pk__in=gold).values("generation_id")
+    annotators = chosen.exclude(generation_id__in=gold_outputs).values_list("id", flat=True)
+    return sorted({*annotators, *gold})
 
 
 def critic_config_checked(config: dict | None) -> dict:
@@ -100,23 +117,32 @@ def critic_job_create(
     parent: CriticVersion | None = None,
     auto_activate: bool = False,
     created_by=None,
+    selection: dict | None = None,
 ) -> CriticTrainingJob:
-    """Freeze the project's submitted annotations and queue a critic training job on the training lane."""
+    """Freeze the project's annotations chosen by ``selection`` (``critic_snapshot``) and queue a critic
+    training job on the training lane; the job records the selection with its snapshot."""
     config = critic_config_checked(config)
+    selection = critic_selection(project=project, selection=selection)
     if parent is not None and parent.project_id != project.pk:
         raise ValueError("The parent critic belongs to another project")
     with transaction.atomic():
-        snapshot = critic_snapshot(project=project)
+        snapshot = critic_snapshot(project=project, selection=selection)
         if len(snapshot) < MIN_ANNOTATIONS:
             raise ValueError(
-                f"A critic needs at least {MIN_ANNOTATIONS} submitted annotations; this project has {len(snapshot)}."
+                f"A critic needs at least {MIN_ANNOTATIONS} submitted annotations; this selection has "
+                f"{len(snapshot)}."
             )
         job = CriticTrainingJob.objects.create(
             project=project,
             parent=parent,
             config=config,
+            selection=selection,
             snapshot=snapshot,
-            snapshot_hash=content_hash(",".join(map(str, snapshot)), json.dumps(config, sort_keys=True)),
+            snapshot_hash=content_hash(
+                ",".join(map(str, snapshot)),
+                json.dumps(config, sort_keys=True),
+                json.dumps(selection, sort_keys=True),
+            ),
             auto_activate=auto_activate,
             created_by=created_by,
         )

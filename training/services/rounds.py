@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from django.db import transaction
+from django.db.models import Q
 
 from annotations.models import content_hash
 from audit.services import audit_record
@@ -19,6 +20,7 @@ REVIEW_CHOICES = {
     "accepted": "Annotations a reviewer accepted",
     "gold": "Gold annotations only (adjudicated and honeypot)",
 }
+UNDEFINED_AGREEMENT_CHOICES = ("exclude", "include")
 
 
 def selection_clean(selection: dict | None) -> dict:
@@ -26,7 +28,9 @@ def selection_clean(selection: dict | None) -> dict:
 
     ``review`` chooses by review status (REVIEW_CHOICES); ``min_agreement`` keeps outputs whose agreement
     score (alpha over characters) is at least this, which leaves out outputs it cannot be measured on;
-    ``exclude_annotators`` lists user ids whose annotations are left out (gold is never excluded by it).
+    with it, ``undefined_agreement`` ("exclude", the default, or "include", always recorded) says what
+    becomes of outputs whose alpha is undefined (two or more annotators, no variation: say, nobody drew a
+    span), which are neither perfect agreement nor none; ``exclude_annotators`` lists user ids whose annotations are left out (gold is never excluded by it).
     """
     cleaned = {k: v for k, v in (selection or {}).items() if v not in (None, "", [])}
     review = cleaned.get("review", "submitted")
@@ -41,6 +45,12 @@ def selection_clean(selection: dict | None) -> dict:
         if not -1.0 <= value <= 1.0:
             raise ValueError("min_agreement must be a number from -1 to 1")
         cleaned["min_agreement"] = value
+        undefined = cleaned.get("undefined_agreement", "exclude")
+        if undefined not in UNDEFINED_AGREEMENT_CHOICES:
+            raise ValueError(f"undefined_agreement must be one of {', '.join(UNDEFINED_AGREEMENT_CHOICES)}")
+        cleaned["undefined_agreement"] = undefined
+    else:
+        cleaned.pop("undefined_agreement", None)
     if "exclude_annotators" in cleaned:
         raw = cleaned["exclude_annotators"]
         items = raw.strip("[]").split(",") if isinstance(raw, str) else list(raw)
@@ -61,11 +71,15 @@ def selection_clean(selection: dict | None) -> dict:
 
 def round_snapshot(*, selection: dict) -> list[int]:
     """Submitted annotation ids chosen by project, submission date range, generating model version, review
-    status, minimum agreement and annotators left out (``selection_clean`` explains the last three)."""
-    from annotations.models import Annotation
+    status, minimum agreement (and what to do where it is undefined) and annotators left out
+    (``selection_clean`` explains the last three); never those of a project's held-out prompts."""
+    from annotations.models import Annotation, held_out_q
 
     selection = selection_clean(selection)
-    queryset = Annotation.objects.filter(status=Annotation.Status.SUBMITTED)
+    # Never an annotation of a held-out prompt (evaluation campaigns judge versions on those).
+    queryset = Annotation.objects.filter(status=Annotation.Status.SUBMITTED).exclude(
+        held_out_q("generation__prompt__")
+    )
     if selection["review"] == "gold":
         queryset = queryset.filter(is_gold=True)
     else:
@@ -75,7 +89,10 @@ def round_snapshot(*, selection: dict) -> list[int]:
         if selection.get("exclude_annotators"):
             queryset = queryset.exclude(annotator_id__in=selection["exclude_annotators"])
     if "min_agreement" in selection:
-        queryset = queryset.filter(generation__agreement__score__gte=selection["min_agreement"])
+        kept = Q(generation__agreement__score__gte=selection["min_agreement"])
+        if selection["undefined_agreement"] == "include":
+            kept |= Q(generation__agreement__annotators__gte=2, generation__agreement__score__isnull=True)
+        queryset = queryset.filter(kept)
     if selection.get("project_id"):
         queryset = queryset.filter(generation__prompt__project_id=selection["project_id"])
     if selection.get("since"):

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import audit_record
+from evaluation import selectors as evaluation_selectors
 
 from ..models import ModelVersion
 
@@ -45,3 +46,14 @@ def model_version_activate(*, version: ModelVersion) -> ModelVersion:
     ModelVersion.objects.filter(pk=version.pk).update(is_active=True, activated_at=timezone.now())
     version.refresh_from_db()
     return version
+
+
+def model_version_auto_promote(*, version: ModelVersion) -> dict:
+    """Promote ``version`` only through the gate manual promotion enforces (``promotion_evidence``: a
+    judged campaign shows it significantly better than the active version); without that evidence it
+    stays saved but not active. Returns ``{"promoted": bool, "reason": str}`` for the round's summary."""
+    active = ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).first()
+    evidence = evaluation_selectors.promotion_evidence(version, active)
+    if evidence["significant"]:
+        model_version_activate(version=version)
+    return {"promoted": bool(evidence["significant"]), "reason": evidence["reason"]}

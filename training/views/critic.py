@@ -68,7 +68,7 @@ def critic_train(request: HttpRequest, project_pk: int) -> HttpResponse:
         )
         try:
             job = services.critic_job_create(
-                project=project, config=form.config(), parent=parent,
+                project=project, config=form.config(), parent=parent, selection=form.selection(),
                 auto_activate=form.cleaned_data["auto_activate"], created_by=request.user,
             )  # fmt: skip
         except ValueError as exc:

@@ -13,7 +13,7 @@ import math
 import random
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,7 @@ class JobCancelled(Exception):
 def labelled_outputs(annotation_ids: list[int], tokenizer) -> list[dict]:
     """One row per output: token ids, offsets and labels combined over its annotators (the sign of the
     mean of their token values, poor −1 / good +1, so one annotator's poor mark against one's silence
-    stays poor)."""
+    stays poor); an output's gold annotation, where the ids include it, replaces its annotators'."""
     annotations = (
         Annotation.objects.filter(pk__in=annotation_ids, status=Annotation.Status.SUBMITTED)
         .select_related("generation__prompt__project")
@@ -56,6 +56,7 @@ def labelled_outputs(annotation_ids: list[int], tokenizer) -> list[dict]:
         by_generation[annotation.generation_id].append(annotation)
     rows = []
     for generation_id, group in sorted(by_generation.items()):
+        group = [a for a in group if a.is_gold] or group  # gold is the output's label, not one more vote
         generation = group[0].generation
         tokenized = tokenize_response(tokenizer, generation.text)
         if not tokenized.response_ids:
@@ -70,6 +71,7 @@ def labelled_outputs(annotation_ids: list[int], tokenizer) -> list[dict]:
         rows.append(
             {
                 "generation_id": generation_id,
+                "prompt_id": generation.prompt_id,
                 "annotation_ids": [a.pk for a in group],
                 "prompt_ids": encode_prompt(tokenizer, generation.prompt.chat_messages()),
                 "response_ids": tokenized.response_ids,
@@ -82,15 +84,46 @@ def labelled_outputs(annotation_ids: list[int], tokenizer) -> list[dict]:
     return rows
 
 
-def split_held_out(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """A seeded split by output. Fewer than 5 outputs: no held-out set (metrics are then in-sample)."""
-    if len(rows) < 5 or fraction <= 0:
-        return rows, []
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    n_held = max(1, math.floor(len(rows) * fraction))
-    held = set(order[:n_held])
-    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+def split_held_out(
+    rows: list[dict], fraction: float, seed: int, *, keep_held=(), keep_trained=()
+) -> tuple[list[dict], list[dict]]:
+    """A seeded split by prompt: all outputs of a prompt fall on one side, about ``fraction`` of the
+    outputs held out. Along a lineage (a critic continued from its parent), the prompts held out before
+    (``keep_held``) stay held out and those trained on before (``keep_trained``) are never drawn into the
+    held-out set, so a version is never measured on what it or an ancestor learned from. Fewer than 5
+    outputs: no new prompts are held out (metrics are then in-sample unless inherited ones are there)."""
+    keep_held, keep_trained = set(keep_held), set(keep_trained)
+    held = {r["prompt_id"] for r in rows if r["prompt_id"] in keep_held}
+    if len(rows) >= 5 and fraction > 0:
+        per_prompt = Counter(r["prompt_id"] for r in rows)
+        target = max(1, math.floor(len(rows) * fraction))
+        count = sum(per_prompt[p] for p in held)
+        candidates = sorted(p for p in per_prompt if p not in held and p not in keep_trained)
+        random.Random(seed).shuffle(candidates)
+        for prompt_id in candidates:
+            if count >= target:
+                break
+            held.add(prompt_id)
+            count += per_prompt[prompt_id]
+    return [r for r in rows if r["prompt_id"] not in held], [r for r in rows if r["prompt_id"] in held]
+
+
+def lineage_prompts(parent: CriticVersion | None) -> tuple[set[int], set[int]]:
+    """The prompt ids ``parent``'s lineage held out and trained on (what a child must keep apart). A
+    version recorded before prompts were tracked: from its held-out outputs and its snapshot."""
+    if parent is None:
+        return set(), set()
+    metrics = parent.metrics or {}
+    if "lineage_held_out_prompt_ids" in metrics:
+        return set(metrics["lineage_held_out_prompt_ids"]), set(metrics["lineage_trained_prompt_ids"])
+    held_outputs = set(metrics.get("held_out_generation_ids", []))
+    held = set(Generation.objects.filter(pk__in=held_outputs).values_list("prompt_id", flat=True))
+    trained = set(
+        Annotation.objects.filter(pk__in=parent.snapshot)
+        .exclude(generation_id__in=held_outputs)
+        .values_list("generation__prompt_id", flat=True)
+    )
+    return held, trained - held
 
 
 def evaluate_with_baselines(critic, train_rows: list[dict], test_rows: list[dict], config) -> dict:
@@ -159,7 +192,12 @@ def _run(job: CriticTrainingJob) -> None:
     rows = labelled_outputs(job.snapshot, tokenizer)
     if not rows:
         raise ValueError("The snapshot has no submitted annotation on a non-empty output")
-    train_rows, test_rows = split_held_out(rows, config.held_out_fraction, config.seed)
+    keep_held, keep_trained = lineage_prompts(job.parent)
+    train_rows, test_rows = split_held_out(
+        rows, config.held_out_fraction, config.seed, keep_held=keep_held, keep_trained=keep_trained
+    )
+    if not train_rows:
+        raise ValueError("Every output's prompt is held out (by this critic's lineage): nothing to train on")
     timings["data"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -206,6 +244,11 @@ def _run(job: CriticTrainingJob) -> None:
         "train_outputs": len(train_rows),
         "held_out_outputs": len(test_rows),
         "held_out_generation_ids": [r["generation_id"] for r in test_rows],
+        "held_out_prompt_ids": sorted({r["prompt_id"] for r in test_rows}),
+        # What every descendant keeps apart: held out (never trained on) and trained on (never held out).
+        "lineage_held_out_prompt_ids": sorted(keep_held | {r["prompt_id"] for r in test_rows}),
+        "lineage_trained_prompt_ids": sorted(keep_trained | {r["prompt_id"] for r in train_rows}),
+        "selection": job.selection,
         "train_losses": [round(x, 5) for x in result["losses"]],
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import time
 
-from annotations.models import Generation, Prompt
+from annotations.models import Generation, Prompt, held_out_q
 from text2grad import generation, model_store
 from text2grad.config import TrainingConfig
 from text2grad.critic import token_rewards_from_probs
@@ -39,11 +39,15 @@ class OnPolicyBatches:
         self.critic_version = training_round.critic_version
         if self.critic_version is None:
             raise ValueError("An on-policy round needs a critic version")
+        # Never the project's held-out prompts: evaluation campaigns judge versions on them.
         self.prompts = list(
-            Prompt.objects.filter(project=training_round.project).select_related("project").order_by("id")
+            Prompt.objects.filter(project=training_round.project)
+            .exclude(held_out_q())
+            .select_related("project")
+            .order_by("id")
         )
         if not self.prompts:
-            raise ValueError("The project has no prompts to sample from")
+            raise ValueError("The project has no prompts to sample from (outside its held-out set)")
         self.config, self.policy, self.tokenizer = config, policy, tokenizer
         self.fingerprint = model_store.tokenizer_fingerprint(tokenizer)
         self.options = {**DEFAULT_OPTIONS, **training_round.on_policy}

@@ -10,7 +10,8 @@ framework, progress into RoundMetric rows, publish the new version.
 Stages (each timed into ``round.summary["timings"]``): rewards (offline: compute any missing token
 rewards), load (base model and the starting version's adapter and value head), train (``steps`` PPO
 updates with a checkpoint after each; on-policy rounds split it into sample / score / update / record),
-save (the new adapter published to the store), promote (only when the round asks for it). Any failure
+save (the new adapter published to the store), promote (only when the round asks for it, and only past
+the evaluation gate a manual promotion enforces; otherwise the summary says why not). Any failure
 marks the round failed with its reason and leaves the active version as it was; a round that died can be
 resumed from its last checkpoint.
 """
@@ -349,8 +350,9 @@ class RoundHooks(Hooks):
 def save_round_version(training_round: TrainingRound, config: TrainingConfig, policy, timings: dict,
                        n_samples: int, notes: str = "", digest: str = "") -> ModelVersion:  # fmt: skip
     """The last stages of any round: publish the new version (uploaded and verified before any row names
-    it), record it (and promote it if the round asks), mark the round succeeded; raises RoundLost when
-    another attempt owns the round. ``digest``: of the token rewards it trained on (``rewards_digest``)."""
+    it), record it (and promote it if the round asks and the evaluation gate of a manual promotion
+    passes; ``summary["promotion"]`` says whether and why), mark the round succeeded; raises RoundLost
+    when another attempt owns the round. ``digest``: of the token rewards it trained on."""
     started = time.perf_counter()
     name = f"r{training_round.pk}-{training_round.mode}-{timezone.now():%Y%m%d-%H%M%S}"
     settings.T2G_MODELS_DIR.mkdir(parents=True, exist_ok=True)
@@ -381,9 +383,10 @@ def save_round_version(training_round: TrainingRound, config: TrainingConfig, po
             created_by_round=training_round,
             notes=notes or f"{config.mode} round over {len(training_round.snapshot)} annotation(s)",
         )
-        if training_round.auto_promote:
-            services.model_version_activate(version=version)
         summary = {**training_round.summary, "timings": timings, "samples": n_samples}
+        if training_round.auto_promote:
+            # The same evidence gate as a manual promotion: without it the version is saved, not promoted.
+            summary["promotion"] = services.model_version_auto_promote(version=version)
         if digest:
             summary["rewards_digest"] = digest
         summary["final"] = _last_metrics(training_round)

@@ -32,8 +32,15 @@ class Command(BaseCommand):
             default=[],
             help="Leave out this annotator (username; repeat)",
         )
+        parser.add_argument(
+            "--include-undefined-agreement",
+            action="store_true",
+            help="With --min-agreement: keep outputs whose alpha is undefined (no variation to measure)",
+        )
         parser.add_argument("--config", help="Extra config as JSON, e.g. '{\"kl_coef\": 0.05}'")
-        parser.add_argument("--promote", action="store_true", help="Make the new version active")
+        parser.add_argument(
+            "--promote", action="store_true", help="Make the new version active if the evaluation gate passes"
+        )
 
     def handle(self, *args, **options):
         from django.contrib.auth import get_user_model
@@ -47,6 +54,7 @@ class Command(BaseCommand):
             "until": options["until"],
             "review": options["review"],
             "min_agreement": options["min_agreement"],
+            "undefined_agreement": "include" if options["include_undefined_agreement"] else "exclude",
         }
         if options["exclude_annotator"]:
             users = dict(
@@ -98,3 +106,6 @@ class Command(BaseCommand):
             f"Round {training_round.pk} succeeded: version {version.name}"
             + (" (active)" if version.is_active else "; promote it on the training page")
         )
+        promotion = training_round.summary.get("promotion")
+        if promotion and not promotion["promoted"]:
+            self.stdout.write(f"Not promoted: {promotion['reason']}")
