@@ -5,7 +5,7 @@ import os
 import threading
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "text2grad_web.settings")
 
@@ -66,33 +66,6 @@ def _queue_warm_up(celery_app, task: str, lane: str, count: int = 1) -> None:
             celery_app.send_task(task, queue=lane)
     except Exception:
         logger.warning("Could not queue the warm-up %s", task, exc_info=True)
-
-
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-@worker_process_init.connect
-def _die_with_the_main_process(**_) -> None:
-    """A prefork pool child asks the kernel for SIGKILL when the process that forked it dies, so a main
-    process killed outright (SIGKILL, the OOM killer) does not leave its children running on, re-parented
-    to pid 1, holding a model in memory and a task nobody will acknowledge (the broker redelivers it).
-    Linux only; elsewhere the launcher's process group is what stops them (scripts/run.sh)."""
-    import ctypes
-    import signal
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    parent = os.getppid()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
-    except (OSError, AttributeError):
-        logger.warning("Could not tie this pool process to its parent's life", exc_info=True)
-        return
-    if os.getppid() != parent:  # the parent died between reading it and the request taking effect
-        os._exit(1)
 
 
 @worker_shutdown.connect
