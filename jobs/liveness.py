@@ -4,7 +4,7 @@ page header read the beats: a lane with no recent beat has no live worker.
 
 A beat says only that the process runs. That a lane *takes and finishes work* is shown by a probe: the
 housekeeping thread sends a no-op task (``jobs.probe``) through each lane it serves every
-``PROBE_EVERY_S``, and the task records when it finished. A lane whose probe has been waiting longer than
+``T2G_PROBE_EVERY_S`` (15 s), and the task records when it finished. A lane whose probe has been waiting longer than
 ``T2G_PROBE_BOUND_S`` is ``stalled`` (a worker that beats but takes nothing: the wedge a frozen broker used
 to leave), unless one of its jobs is running with a fresh heartbeat (a busy lane, not a stuck one).
 
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 BEAT_EVERY_S = 5
 ALIVE_WITHIN_S = 30  # a worker not seen for this long is counted as down
-PROBE_EVERY_S = 15
+PROBE_EVERY_S = 15  # the default of T2G_PROBE_EVERY_S
 PROBE_PREFIX = "probe:"
 RESTART_PREFIX = "restart:"
 RESTART_NOTICE_S = 15 * 60  # admins see a restart this long
@@ -152,7 +152,9 @@ def send_probe(lane: str, now=None) -> bool:
     )
     if not created:
         answered = WorkerBeat.objects.filter(
-            name=name, seen_at__gte=F("started_at"), seen_at__lte=now - timedelta(seconds=PROBE_EVERY_S)
+            name=name,
+            seen_at__gte=F("started_at"),
+            seen_at__lte=now - timedelta(seconds=int(getattr(settings, "T2G_PROBE_EVERY_S", PROBE_EVERY_S))),
         ).update(started_at=now)
         lost = (now - row.started_at).total_seconds() > probe_bound_s() and row.seen_at < row.started_at
         if not answered and not lost:
@@ -199,6 +201,7 @@ class Housekeeper:
         self.name, self.lanes = name, lanes
         self.reap_every_s = reap_every_s or float(getattr(settings, "T2G_REAP_JOBS_EVERY_S", 15))
         self.relay_every_s = relay_every_s
+        self.probe_every_s = int(getattr(settings, "T2G_PROBE_EVERY_S", PROBE_EVERY_S))
         self.started_at = timezone.now()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="t2g-housekeeper", daemon=True)
@@ -208,7 +211,7 @@ class Housekeeper:
         return self
 
     def _probe(self) -> None:
-        if not getattr(settings, "T2G_PROBE_LANES", True):
+        if not self.probe_every_s:
             return
         for lane in _probe_lanes(self.lanes):
             try:
@@ -234,7 +237,7 @@ class Housekeeper:
                     reaper.sweep()
                     next_reap = now + self.reap_every_s
                 if now >= next_probe:
-                    next_probe = now + PROBE_EVERY_S
+                    next_probe = now + (self.probe_every_s or 3600)
                     self._probe()
             except Exception:
                 logger.warning("Worker housekeeping failed; trying again shortly", exc_info=True)
