@@ -46,3 +46,34 @@ def test_a_prefork_worker_takes_work_again_after_the_broker_was_frozen_under_it(
     # The freeze was felt (acks went unanswered) and the worker said what it does about it.
     assert "did not confirm the acknowledgement" in frozen_log
     assert "Couldn't ack" not in worker.log_path.read_text()
+
+
+def test_healthz_says_a_lane_is_stalled_when_its_worker_beats_but_finishes_nothing(
+    own_redis, fault_env, publish_to_own_redis, deployed_worker, settings
+):
+    """Liveness is "takes and finishes work", not "the process beats": with its pool processes stopped,
+    the worker's main process still beats, and /healthz said ``interactive: up`` through a whole wedge."""
+    import signal
+
+    import psutil
+
+    from jobs import health
+
+    settings.T2G_PROBE_BOUND_S = 10
+    worker = deployed_worker(
+        "stall", "interactive", concurrency=2, T2G_PROBE_EVERY_S="2", T2G_PROBE_BOUND_S="10"
+    )
+    wait_for(lambda: _finished(worker.log_path, "jobs.probe") >= 1, timeout=60, message="a first probe")
+    assert health.report()["lanes"]["interactive"] == "up"
+    children = psutil.Process(worker.pid).children()
+    for child in children:
+        child.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: health.report()["lanes"]["interactive"] == "stalled", timeout=60, message="stalled")
+        report = health.report()
+        assert report["status"] == "degraded"
+        assert health.liveness.lanes_status()["interactive"]["workers"]  # it does beat
+    finally:
+        for child in children:
+            child.send_signal(signal.SIGCONT)
+    wait_for(lambda: health.report()["lanes"]["interactive"] == "up", timeout=60, message="up again")
