@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -58,6 +59,25 @@ def test_a_killed_worker_is_restarted_and_the_web_server_stays_up(fault_env, tmp
         worker_groups = {beat.pid for beat in WorkerBeat.objects.exclude(lanes="")}
         assert len(worker_groups) == 3
         assert all(os.getpgid(pid) == pid for pid in worker_groups)  # each worker leads a group of its own
+        # Each lane's compute threads are capped so the lanes do not oversubscribe the cores.
+        cores = len(os.sched_getaffinity(0))  # what nproc counts
+        generation = max(1, (cores - 1) // 3)
+        expected = {
+            "interactive": "1",
+            "generation": str(generation),
+            "training": str(max(1, cores - 1 - generation)),
+        }
+        for beat in WorkerBeat.objects.exclude(lanes=""):
+            environ = dict(
+                item.split("=", 1)
+                for item in Path(f"/proc/{beat.pid}/environ").read_text().split("\0")
+                if "=" in item
+            )
+            lane = next(lane for lane in expected if lane in beat.lanes.split(","))
+            assert environ["OMP_NUM_THREADS"] == environ["T2G_TORCH_THREADS"] == expected[lane], (
+                lane,
+                environ,
+            )
         os.kill(first, signal.SIGKILL)  # the interactive worker's main process, as the OOM killer would
         # The web server answers all along; /healthz goes degraded once the dead worker's beat is old.
         deadline = time.monotonic() + 15
