@@ -165,6 +165,13 @@ def send_probe(lane: str, now=None) -> bool:
     return True
 
 
+def vouch_busy(lane: str) -> None:
+    """A worker of ``lane`` is busy with work it took: the lane counts as answering (its probe, if one
+    waits, is not overdue)."""
+    now = timezone.now()
+    WorkerBeat.objects.filter(name=f"{PROBE_PREFIX}{lane}").update(started_at=now, seen_at=now)
+
+
 def probe_finished(lane: str, token: str = "") -> None:
     WorkerBeat.objects.filter(name=f"{PROBE_PREFIX}{lane}").update(seen_at=timezone.now())
 
@@ -196,9 +203,15 @@ class Housekeeper:
     the database or the broker being away."""
 
     def __init__(
-        self, name: str, lanes: str, *, reap_every_s: float | None = None, relay_every_s: float = 3
+        self,
+        name: str,
+        lanes: str,
+        *,
+        reap_every_s: float | None = None,
+        relay_every_s: float = 3,
+        concurrency: int = 1,
     ) -> None:
-        self.name, self.lanes = name, lanes
+        self.name, self.lanes, self.concurrency = name, lanes, max(1, concurrency)
         self.reap_every_s = reap_every_s or float(getattr(settings, "T2G_REAP_JOBS_EVERY_S", 15))
         self.relay_every_s = relay_every_s
         self.probe_every_s = int(getattr(settings, "T2G_PROBE_EVERY_S", PROBE_EVERY_S))
@@ -210,8 +223,19 @@ class Housekeeper:
         self.thread.start()
         return self
 
+    def _busy(self) -> bool:
+        """Every pool process of this worker runs a task it took (a long generation, a campaign): its
+        lanes take work, a probe would only wait behind it. A wedged worker runs nothing."""
+        from celery.worker import state
+
+        return len(state.active_requests) >= self.concurrency
+
     def _probe(self) -> None:
         if not self.probe_every_s:
+            return
+        if self._busy():
+            for lane in _probe_lanes(self.lanes):
+                vouch_busy(lane)
             return
         for lane in _probe_lanes(self.lanes):
             try:

@@ -82,8 +82,17 @@ def publish_to_own_redis(own_redis):
 
     previous = current_app.conf.get("broker_write_url")
     current_app.conf.broker_write_url = own_redis.url
+    reset_publisher(current_app)
     yield
     current_app.conf.broker_write_url = previous
+    reset_publisher(current_app)
+
+
+def reset_publisher(app) -> None:
+    """Forget the app's pooled publishing connections, so the next publish connects to what
+    ``broker_write_url`` says now (a pool made earlier keeps its broker)."""
+    app._pool = None
+    app.amqp._producer_pool = None
 
 
 @pytest.fixture

@@ -81,10 +81,14 @@ def probe_broker(tmp_path):
         pytest.skip("redis-server is not installed")
     redis_server = OwnRedis(tmp_path)
     redis_server.start()
+    from tests.faults.conftest import reset_publisher
+
     previous = current_app.conf.get("broker_write_url")
     current_app.conf.broker_write_url = redis_server.url
+    reset_publisher(current_app)
     yield redis_server
     current_app.conf.broker_write_url = previous
+    reset_publisher(current_app)
     redis_server.stop()
 
 
@@ -132,3 +136,29 @@ def test_a_clean_stop_is_not_a_restart():
     WorkerBeat.objects.filter(name=keeper.name).delete()  # what the housekeeper does when it stops
     liveness.beat("default@host", "default,generation", now)
     assert liveness.restarts() == []
+
+
+def test_a_worker_busy_with_the_work_it_took_vouches_for_its_lanes(settings):
+    """A generation worker (-c 1) in the middle of a long task outside the job framework (a campaign's
+    generation) cannot take a probe; its housekeeping thread says the lane is busy instead."""
+    from celery.worker import state
+
+    settings.T2G_PROBE_BOUND_S = 60
+    now = timezone.now()
+    _serve_every_lane(now)
+    _probe("generation", sent_ago_s=600, finished_ago_s=900, now=now)
+    assert liveness.lanes_status()["generation"]["stalled"]
+    keeper = liveness.Housekeeper("default@host", "default,generation", concurrency=1)
+    assert not keeper._busy()
+
+    class Request:  # what the worker's main process holds for a task a pool process runs (a weak set)
+        pass
+
+    request = Request()
+    state.active_requests.add(request)
+    try:
+        assert keeper._busy()
+        keeper._probe()
+    finally:
+        state.active_requests.discard(request)
+    assert liveness.lanes_status()["generation"]["up"]
