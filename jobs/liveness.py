@@ -38,6 +38,7 @@ PROBE_EVERY_S = 15  # the default of T2G_PROBE_EVERY_S
 PROBE_PREFIX = "probe:"
 RESTART_PREFIX = "restart:"
 RESTART_NOTICE_S = 15 * 60  # admins see a restart this long
+EXIT_WEDGED = 75  # the exit status of a worker that found itself taking no work (EX_TEMPFAIL)
 
 
 def probe_bound_s() -> int:
@@ -215,6 +216,7 @@ class Housekeeper:
         self.reap_every_s = reap_every_s or float(getattr(settings, "T2G_REAP_JOBS_EVERY_S", 15))
         self.relay_every_s = relay_every_s
         self.probe_every_s = int(getattr(settings, "T2G_PROBE_EVERY_S", PROBE_EVERY_S))
+        self.sent: dict = {}  # lane -> when this worker handed it the oldest probe not yet finished
         self.started_at = timezone.now()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="t2g-housekeeper", daemon=True)
@@ -237,11 +239,47 @@ class Housekeeper:
             for lane in _probe_lanes(self.lanes):
                 vouch_busy(lane)
             return
+        self._forget_answered()
         for lane in _probe_lanes(self.lanes):
+            sent_at = timezone.now()  # before the publish: a probe finished at once is still later
             try:
-                send_probe(lane)
+                if send_probe(lane, sent_at):
+                    self.sent.setdefault(lane, sent_at)
             except Exception:
                 logger.info("Could not send the %s lane's probe (broker away?)", lane, exc_info=True)
+        self._exit_if_wedged()
+
+    def _forget_answered(self) -> None:
+        for lane, sent_at in list(self.sent.items()):
+            probe = WorkerBeat.objects.filter(name=f"{PROBE_PREFIX}{lane}").first()
+            if probe is None or probe.seen_at >= sent_at:
+                del self.sent[lane]  # finished (or vouched for) since
+
+    def _exit_if_wedged(self) -> None:
+        """A probe this worker handed to the broker has not been finished within the bound by any worker
+        of its lane, while this worker runs nothing and the broker answers: this worker takes no work
+        (whatever wedged it). It exits, so that its supervisor (run.sh, compose's restart policy) starts
+        a fresh one; admins are told of the restart. ``T2G_EXIT_WHEN_STALLED=0`` only reports it."""
+        from celery.worker import state
+
+        if not getattr(settings, "T2G_EXIT_WHEN_STALLED", True) or state.active_requests:
+            return
+        self._forget_answered()
+        now = timezone.now()
+        for lane, sent_at in list(self.sent.items()):
+            waited = (now - sent_at).total_seconds()
+            if waited <= probe_bound_s() or not broker_reachable():
+                continue
+            logger.error(
+                "This worker took no work for %d s although the broker answers and it runs nothing (the %s "
+                "lane's probe is not finished): exiting so that its supervisor starts a fresh one",
+                waited,
+                lane,
+            )
+            for handler in logging.getLogger().handlers:
+                with contextlib.suppress(Exception):
+                    handler.flush()
+            os._exit(EXIT_WEDGED)  # a warm shutdown could wait on what wedged it; acks_late redelivers
 
     def _loop(self) -> None:
         from . import dispatch, reaper

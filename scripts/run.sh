@@ -92,7 +92,8 @@ log "threads per process on $CORES cores: interactive $INTERACTIVE_THREADS, gene
 # Lanes (docs/architecture.md): interactive work (token rewards, Suggest spans, exports) has a worker of
 # its own, so it never waits behind generation or training; generation and training each keep their model
 # loaded between tasks. Gossip, mingle and event heartbeats are off: nothing here uses them, and their
-# reconnection paths crash a worker on a broker outage (liveness is the workers' own WorkerBeat rows).
+# reconnection paths crash a worker on a broker outage (liveness: the workers' own beats and probe tasks,
+# jobs/liveness.py).
 # -B: the interactive worker also runs the beat (CELERY_BEAT_SCHEDULE in settings), and it reads the
 # housekeeping queue the beat's ticks go to, beside its own.
 CELERY=("$BIN/celery" -A text2grad_web worker --without-gossip --without-mingle --without-heartbeat -l info)
