@@ -26,6 +26,25 @@ logger = logging.getLogger(__name__)
 FAILURES = (RedisError, OSError)
 
 
+class _Breaker:
+    """One per Redis location and process: Django makes a cache object per thread, but an outage (and
+    its log line) is the process's."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.broken_until = 0.0
+        self.outage = False  # logged once per outage, and once when it ends
+
+
+_BREAKERS: dict[str, _Breaker] = {}
+_BREAKERS_LOCK = threading.Lock()
+
+
+def _breaker(location: str) -> _Breaker:
+    with _BREAKERS_LOCK:
+        return _BREAKERS.setdefault(location, _Breaker())
+
+
 class FailOpenRedisCache(RedisCache):
     def __init__(self, server, params):
         params = dict(params)
@@ -35,18 +54,17 @@ class FailOpenRedisCache(RedisCache):
         options.setdefault("socket_connect_timeout", 0.5)
         params["OPTIONS"] = options
         super().__init__(server, params)
-        self._lock = threading.Lock()
-        self._broken_until = 0.0
-        self._outage = False  # logged once per outage, and once when it ends
+        self._breaker = _breaker(str(server))
 
     def _available(self) -> bool:
-        return time.monotonic() >= self._broken_until
+        return time.monotonic() >= self._breaker.broken_until
 
     def _failed(self, operation: str, exc: BaseException) -> None:
-        with self._lock:
-            self._broken_until = time.monotonic() + self.break_s
-            first = not self._outage
-            self._outage = True
+        breaker = self._breaker
+        with breaker.lock:
+            breaker.broken_until = time.monotonic() + self.break_s
+            first = not breaker.outage
+            breaker.outage = True
         if first:
             logger.warning(
                 "Cache unavailable (%s: %s: %s); throttles and login limits are not enforced until it "
@@ -58,9 +76,10 @@ class FailOpenRedisCache(RedisCache):
             )
 
     def _succeeded(self) -> None:
-        if self._outage:
-            with self._lock:
-                was, self._outage = self._outage, False
+        breaker = self._breaker
+        if breaker.outage:
+            with breaker.lock:
+                was, breaker.outage = breaker.outage, False
             if was:
                 logger.warning("Cache answers again; throttles and login limits are enforced")
 

@@ -422,12 +422,13 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 T2G_JOB_HEARTBEAT_S = env_int("T2G_JOB_HEARTBEAT_S", 5)
 T2G_JOB_STALE_AFTER_S = env_int("T2G_JOB_STALE_AFTER_S", 45)
 T2G_REAP_JOBS_EVERY_S = env_int("T2G_REAP_JOBS_EVERY_S", 15)
-# Liveness means "takes and finishes work": each worker sends a probe task through its lanes every T2G_PROBE_EVERY_S;
-# a lane whose probe waited longer than this (and runs no job with a fresh heartbeat) is "stalled".
+# Liveness means "takes and finishes work" (jobs/liveness.py): each worker sends a probe task through its
+# lanes every T2G_PROBE_EVERY_S; a lane whose probe waited longer than T2G_PROBE_BOUND_S (and that runs no
+# job with a fresh heartbeat) is "stalled".
 T2G_PROBE_BOUND_S = env_int("T2G_PROBE_BOUND_S", 120)
 T2G_PROBE_EVERY_S = env_int("T2G_PROBE_EVERY_S", 15)  # 0: no probes (a lane then never shows "stalled")
-# A worker whose own probe waited past the bound while it ran nothing and the broker answered exits, so that
-# its supervisor starts a fresh one (0: it is only reported).
+# A worker whose own probe waited past the bound while it ran nothing and the broker answered exits, so
+# that its supervisor starts a fresh one (0: it is only reported).
 T2G_EXIT_WHEN_STALLED = env_bool("T2G_EXIT_WHEN_STALLED", True)
 # Generation samples this many outputs per chunk, and checks for cancel between chunks.
 T2G_GENERATION_CHUNK = env_int("T2G_GENERATION_CHUNK", 2)

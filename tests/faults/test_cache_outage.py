@@ -67,7 +67,7 @@ def test_requests_are_served_while_the_cache_is_away(outage, django_user_model, 
         own_redis.thaw() if outage == "frozen" else own_redis.start()
     log = web_server.log.read_text()
     assert "Cache unavailable" in log and "throttles and login limits are not enforced" in log
-    assert log.count("Cache unavailable") <= 2  # once per outage (per process), not once per request
+    assert log.count("Cache unavailable") == 1  # once per outage (one web process), not per request or thread
     # Once it answers, the limits apply again: the token endpoint's 20/min per address ends in 429.
     wait_for(lambda: own_redis.answers(), timeout=10, message="redis back")
     time.sleep(6)  # the cache's retry delay
