@@ -15,4 +15,6 @@ def role_flags(request) -> dict:
         "is_t2g_reviewer": roles.is_reviewer(user),
         # Admins are told in the page header when a worker lane has no live worker.
         "lanes_down": health.lanes_down_cached() if roles.is_admin(user) else [],
+        # ... and when a lane's worker died and came back (work it held was caught up late).
+        "lane_restarts": health.restarts_cached() if roles.is_admin(user) else [],
     }

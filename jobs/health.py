@@ -1,8 +1,9 @@
 """What /healthz reports: the database, the broker and the worker lanes, each bounded in time.
 
 ``ok``: everything answers. ``degraded``: the web app works (pages, submits), but background work waits:
-the broker is away (work is kept in the outbox) or a lane has no live worker. ``down``: the database
-does not answer; nothing works.
+the broker is away (work is kept in the outbox), a lane has no live worker (``down``), or its workers
+beat but its probe task has not been taken and finished within ``T2G_PROBE_BOUND_S`` (``stalled``:
+``jobs.liveness``). ``down``: the database does not answer; nothing works.
 """
 
 from __future__ import annotations
@@ -65,7 +66,13 @@ def report() -> dict:
     result: dict = {"database": "ok" if database else "down", "broker": "ok" if broker else "down"}
     if database:
         lanes = liveness.lanes_status()
-        result["lanes"] = {lane: "up" if state["up"] else "down" for lane, state in lanes.items()}
+        result["lanes"] = {
+            lane: "up" if state["up"] else "stalled" if state["stalled"] else "down"
+            for lane, state in lanes.items()
+        }
+        result["restarts"] = [
+            {**notice, "restarted_at": notice["restarted_at"].isoformat()} for notice in liveness.restarts()
+        ]
         result["outbox_pending"] = Outbox.objects.filter(sent_at__isnull=True).count()
         healthy = broker and all(state["up"] for state in lanes.values())
         result["status"] = "ok" if healthy else "degraded"
@@ -76,7 +83,7 @@ def report() -> dict:
 
 
 def lanes_down_cached(ttl_s: int = 10) -> list[str]:
-    """Lanes without a live worker, cached briefly: the admins' page header asks on every page."""
+    """Lanes without a live worker or stalled, cached briefly: the admins' page header asks on every page."""
     key = "t2g:lanes-down"
     down = cache.get(key)
     if down is None:
@@ -86,3 +93,16 @@ def lanes_down_cached(ttl_s: int = 10) -> list[str]:
             down = []
         cache.set(key, down, ttl_s)
     return down
+
+
+def restarts_cached(ttl_s: int = 10) -> list[dict]:
+    """Workers that came back after dying in the last minutes (admins' page header), cached briefly."""
+    key = "t2g:lane-restarts"
+    notices = cache.get(key)
+    if notices is None:
+        try:
+            notices = liveness.restarts()
+        except Exception:
+            notices = []
+        cache.set(key, notices, ttl_s)
+    return notices

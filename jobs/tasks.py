@@ -18,3 +18,11 @@ def sweep() -> dict:
     from . import reaper
 
     return reaper.sweep()
+
+
+@shared_task(name="jobs.probe", ignore_result=True)
+def probe(lane: str, token: str = "") -> None:
+    """A no-op round trip through a lane: its worker took it and finished it (``jobs.liveness``)."""
+    from . import liveness
+
+    liveness.probe_finished(lane, token)

@@ -17,10 +17,10 @@ stopping=0
 cleanup() {
   stopping=1
   trap - INT TERM EXIT
+  # Each supervisor stops its worker's whole process group (the main process and its pool children),
+  # killing what is left after a grace period; the web server is a plain child.
   kill "${pids[@]}" 2>/dev/null || true
-  # A worker in the middle of a long task would finish it first; give it a moment, then stop it.
-  for _ in 1 2 3 4 5; do kill -0 "${pids[@]}" 2>/dev/null || break; sleep 1; done
-  for pid in "${pids[@]}"; do pkill -KILL -P "$pid" 2>/dev/null || true; done
+  for _ in $(seq 1 15); do kill -0 "${pids[@]}" 2>/dev/null || break; sleep 1; done
   kill -KILL "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
 }
@@ -34,40 +34,78 @@ $BIN/python manage.py recover_jobs
 
 # supervise NAME LOGFILE COMMAND...: run COMMAND, and when it exits start it again after a backoff that
 # doubles (1 s .. 60 s) while it keeps dying quickly, and resets once it stayed up for a minute. Runs in
-# a subshell; the subshell forwards TERM to the command, so Ctrl-C stops both.
+# a subshell. COMMAND runs in a process group of its own (setsid), so the worker and its pool children
+# are stopped together: TERM to the group on Ctrl-C (KILL after STOP_GRACE_S), and whatever the group
+# still holds when the worker's main process dies (killed, crashed) is killed before the restart. Pool
+# children also die with their parent on their own (PR_SET_PDEATHSIG, text2grad_web/celery.py).
+STOP_GRACE_S=${STOP_GRACE_S:-10}
 supervise() {
   local name=$1 logfile=$2
   shift 2
   (
     child=0
-    trap '[ "$child" -gt 0 ] && kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 0' TERM INT
+    stop_group() {
+      [ "$child" -gt 0 ] || exit 0
+      kill -TERM -- "-$child" 2>/dev/null
+      for _ in $(seq 1 "$STOP_GRACE_S"); do kill -0 -- "-$child" 2>/dev/null || exit 0; sleep 1; done
+      kill -KILL -- "-$child" 2>/dev/null
+      exit 0
+    }
+    trap stop_group TERM INT
     delay=1
     while true; do
       started=$(date +%s)
-      "$@" >>"$logfile" 2>&1 &
+      setsid "$@" >>"$logfile" 2>&1 &
       child=$!
       wait "$child"
       code=$?
+      kill -KILL -- "-$child" 2>/dev/null && log "$name left processes behind; killed its process group"
+      child=0
       up=$(( $(date +%s) - started ))
       [ "$up" -ge 60 ] && delay=1
       log "$name exited with status $code after ${up}s; restarting in ${delay}s (log: $logfile)"
-      sleep "$delay"
+      sleep "$delay" &
+      wait $!
       delay=$(( delay * 2 > 60 ? 60 : delay * 2 ))
     done
   ) &
   pids+=($!)
 }
 
+# Threads per lane, so the lanes do not oversubscribe the cores (every lane at its default would start
+# one torch/OpenMP thread per core, and two busy lanes on two cores then run each other several times
+# slower). Interactive work (rewards, Suggest spans) is short: one thread per pool process. Of the
+# remaining cores a third goes to generation and the rest to training, at least one each; on 2 cores
+# that is 1 + 1 (+ the interactive lane's short bursts). T2G_{INTERACTIVE,GENERATION,TRAINING}_THREADS
+# override each.
+CORES=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+GEN_THREADS=${T2G_GENERATION_THREADS:-$(( (CORES - 1) / 3 > 1 ? (CORES - 1) / 3 : 1 ))}
+TRAIN_THREADS=${T2G_TRAINING_THREADS:-$(( CORES - 1 - GEN_THREADS > 1 ? CORES - 1 - GEN_THREADS : 1 ))}
+INTERACTIVE_THREADS=${T2G_INTERACTIVE_THREADS:-1}
+threads() {  # the environment that caps one process's compute threads (torch, OpenMP, BLAS, tokenizers)
+  echo "T2G_TORCH_THREADS=$1 OMP_NUM_THREADS=$1 MKL_NUM_THREADS=$1 OPENBLAS_NUM_THREADS=$1" \
+    "TOKENIZERS_PARALLELISM=false"
+}
+log "threads per process on $CORES cores: interactive $INTERACTIVE_THREADS, generation $GEN_THREADS," \
+  "training $TRAIN_THREADS"
+
 # Lanes (docs/architecture.md): interactive work (token rewards, Suggest spans, exports) has a worker of
 # its own, so it never waits behind generation or training; generation and training each keep their model
 # loaded between tasks. Gossip, mingle and event heartbeats are off: nothing here uses them, and their
-# reconnection paths crash a worker on a broker outage (liveness is the workers' own WorkerBeat rows).
-# -B: the interactive worker also runs the beat (CELERY_BEAT_SCHEDULE in settings).
+# reconnection paths crash a worker on a broker outage (liveness: the workers' own beats and probe tasks,
+# jobs/liveness.py).
+# -B: the interactive worker also runs the beat (CELERY_BEAT_SCHEDULE in settings), and it reads the
+# housekeeping queue the beat's ticks go to, beside its own.
 CELERY=("$BIN/celery" -A text2grad_web worker --without-gossip --without-mingle --without-heartbeat -l info)
-supervise "interactive worker" var/log/worker-interactive.log \
-  "${CELERY[@]}" -B -n "interactive@%h" -Q interactive -c "${T2G_INTERACTIVE_CONCURRENCY:-2}"
-supervise "generation worker" var/log/worker.log "${CELERY[@]}" -n "default@%h" -Q default,generation -c 1
-supervise "training worker" var/log/worker-training.log "${CELERY[@]}" -n "training@%h" -Q training -c 1
+# shellcheck disable=SC2046  # threads' words are NAME=VALUE assignments for env
+supervise "interactive worker" var/log/worker-interactive.log env $(threads "$INTERACTIVE_THREADS") \
+  "${CELERY[@]}" -B -n "interactive@%h" -Q interactive,housekeeping -c "${T2G_INTERACTIVE_CONCURRENCY:-2}"
+# shellcheck disable=SC2046
+supervise "generation worker" var/log/worker.log env $(threads "$GEN_THREADS") \
+  "${CELERY[@]}" -n "default@%h" -Q default,generation -c 1
+# shellcheck disable=SC2046
+supervise "training worker" var/log/worker-training.log env $(threads "$TRAIN_THREADS") \
+  "${CELERY[@]}" -n "training@%h" -Q training -c 1
 $BIN/gunicorn text2grad_web.wsgi -c python:text2grad_web.gunicorn_conf -b "$HOST:$PORT" --access-logfile - &
 web=$!
 pids+=($web)

@@ -41,7 +41,9 @@ def _start_housekeeping(sender=None, **_) -> None:
     from jobs.liveness import Housekeeper, worker_name  # Django is set up by now (celery's Django fixup)
 
     lanes = ",".join(sorted(sender.app.amqp.queues.consume_from)) if sender is not None else ""
-    _housekeeper["current"] = Housekeeper(worker_name(getattr(sender, "hostname", None)), lanes).start()
+    children = max(1, int(getattr(getattr(sender, "controller", None), "concurrency", 1) or 1))
+    name = worker_name(getattr(sender, "hostname", None))
+    _housekeeper["current"] = Housekeeper(name, lanes, concurrency=children).start()
     logger.info("Housekeeping thread started for lanes %s", lanes)
     if os.environ.get("T2G_WORKER_PRELOAD", "1") == "0":
         return
@@ -50,7 +52,6 @@ def _start_housekeeping(sender=None, **_) -> None:
     # first Suggest spans. Generation: a pool child loads the active version before the first job.
     # Interactive: one warm-up per pool child (each child has its own MiniLM; an idle child takes the next
     # message, so N messages reach N children); the clause classifier trains once, under a file lock.
-    children = max(1, int(getattr(getattr(sender, "controller", None), "concurrency", 1) or 1))
     for lane, task, count in (
         ("interactive", "training.warm_alignment", children),
         ("generation", "training.warm_generation", 1),

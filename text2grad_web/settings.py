@@ -240,7 +240,19 @@ USE_TZ = True
 # (one process only: tests of a single process, never production).
 CACHE_URL = env_str("CACHE_URL", "db")
 if CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+    # Fails open (text2grad_web/cache.py): with Redis away, throttles and login limits are not enforced
+    # (logged) and requests are served, instead of every request failing with the cache.
+    CACHES = {
+        "default": {
+            "BACKEND": "text2grad_web.cache.FailOpenRedisCache",
+            "LOCATION": CACHE_URL,
+            "OPTIONS": {
+                "socket_timeout": env_float("CACHE_SOCKET_TIMEOUT", 0.5),
+                "socket_connect_timeout": env_float("CACHE_SOCKET_TIMEOUT", 0.5),
+                "BREAK_S": env_float("CACHE_RETRY_AFTER_S", 5.0),
+            },
+        }
+    }
 elif CACHE_URL == "db":
     # Created by `migrate` (jobs.apps runs createcachetable after every migrate).
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "t2g_cache"}}
@@ -364,6 +376,12 @@ SPECTACULAR_SETTINGS = {
 # --- Celery ---------------------------------------------------------------------------------------
 CELERY_QUEUE_DIR = VAR_DIR / "celery"
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+# The app's own kombu transports (text2grad_web/broker.py): the filesystem transport with atomic writes and
+# claims, and Redis whose failed acknowledgements do not wedge a worker. Other URLs: kombu's, by scheme.
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT = "text2grad_web.broker:FilesystemTransport"
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT = "text2grad_web.broker:RedisTransport"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for sub in ("queue", "processed", "control"):
         (CELERY_QUEUE_DIR / sub).mkdir(parents=True, exist_ok=True)
@@ -410,8 +428,13 @@ CELERY_TASK_ROUTES = {
     "training.critic_predict": {"queue": "generation"},
     # A person waits for a download to be built (a merge takes seconds on SmolLM2): the interactive lane.
     "training.build_download": {"queue": "interactive"},
+    # Housekeeping has a queue of its own, read by the interactive worker beside its own queue: a backlog of
+    # generation (or of interactive work, in an outage) never holds the reaper up.
+    "training.reap_stale_jobs": {"queue": "housekeeping"},
+    "training.collect_orphan_versions": {"queue": "housekeeping"},
+    "annotations.expire_exports": {"queue": "housekeeping"},
 }
-T2G_LANES = ["interactive", "default", "generation", "training"]
+T2G_LANES = ["interactive", "housekeeping", "default", "generation", "training"]
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Jobs: heartbeats every few seconds while running; a job silent for T2G_JOB_STALE_AFTER_S lost its worker
@@ -419,29 +442,35 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 T2G_JOB_HEARTBEAT_S = env_int("T2G_JOB_HEARTBEAT_S", 5)
 T2G_JOB_STALE_AFTER_S = env_int("T2G_JOB_STALE_AFTER_S", 45)
 T2G_REAP_JOBS_EVERY_S = env_int("T2G_REAP_JOBS_EVERY_S", 15)
+# Liveness means "takes and finishes work" (jobs/liveness.py): each worker sends a probe task through its
+# lanes every T2G_PROBE_EVERY_S; a lane whose probe waited longer than T2G_PROBE_BOUND_S (and that runs no
+# job with a fresh heartbeat) is "stalled".
+T2G_PROBE_BOUND_S = env_int("T2G_PROBE_BOUND_S", 120)
+T2G_PROBE_EVERY_S = env_int("T2G_PROBE_EVERY_S", 15)  # 0: no probes (a lane then never shows "stalled")
+# A worker whose own probe waited past the bound while it ran nothing and the broker answered exits, so
+# that its supervisor starts a fresh one (0: it is only reported).
+T2G_EXIT_WHEN_STALLED = env_bool("T2G_EXIT_WHEN_STALLED", True)
 # Generation samples this many outputs per chunk, and checks for cancel between chunks.
 T2G_GENERATION_CHUNK = env_int("T2G_GENERATION_CHUNK", 2)
+
+
+def _tick(task: str, every_s: int) -> dict:
+    """A beat entry on the housekeeping queue (its own, so a busy lane never holds it up); a tick not
+    taken within its period expires instead of piling up behind the next one."""
+    return {"task": task, "schedule": every_s, "options": {"queue": "housekeeping", "expires": every_s}}
+
+
 # Housekeeping, run by the beat embedded in the interactive worker (scripts/run.sh) or by a `celery beat`
 # service (docker-compose.yml). Every task is idempotent, so an extra or missed tick does no harm.
 CELERY_BEAT_SCHEDULE = {
-    "expire-leases": {
-        "task": "annotations.expire_leases",
-        "schedule": env_int("T2G_EXPIRE_LEASES_EVERY_S", 300),
-    },
-    "relay-outbox": {"task": "jobs.relay_outbox", "schedule": 5},
-    "sweep-jobs": {"task": "jobs.sweep", "schedule": T2G_REAP_JOBS_EVERY_S},
-    "reap-stale-campaigns": {
-        "task": "training.reap_stale_jobs",
-        "schedule": T2G_REAP_JOBS_EVERY_S,
-    },
-    "collect-orphan-versions": {
-        "task": "training.collect_orphan_versions",
-        "schedule": env_int("T2G_COLLECT_ORPHANS_EVERY_S", 6 * 3600),
-    },
-    "expire-exports": {
-        "task": "annotations.expire_exports",
-        "schedule": env_int("T2G_EXPIRE_EXPORTS_EVERY_S", 3600),
-    },
+    "expire-leases": _tick("annotations.expire_leases", env_int("T2G_EXPIRE_LEASES_EVERY_S", 300)),
+    "relay-outbox": _tick("jobs.relay_outbox", 5),
+    "sweep-jobs": _tick("jobs.sweep", T2G_REAP_JOBS_EVERY_S),
+    "reap-stale-campaigns": _tick("training.reap_stale_jobs", T2G_REAP_JOBS_EVERY_S),
+    "collect-orphan-versions": _tick(
+        "training.collect_orphan_versions", env_int("T2G_COLLECT_ORPHANS_EVERY_S", 6 * 3600)
+    ),
+    "expire-exports": _tick("annotations.expire_exports", env_int("T2G_EXPIRE_EXPORTS_EVERY_S", 3600)),
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

@@ -3,6 +3,7 @@ shared one), a gunicorn web process and Celery workers on it, against the test d
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -81,8 +82,17 @@ def publish_to_own_redis(own_redis):
 
     previous = current_app.conf.get("broker_write_url")
     current_app.conf.broker_write_url = own_redis.url
+    reset_publisher(current_app)
     yield
     current_app.conf.broker_write_url = previous
+    reset_publisher(current_app)
+
+
+def reset_publisher(app) -> None:
+    """Forget the app's pooled publishing connections, so the next publish connects to what
+    ``broker_write_url`` says now (a pool made earlier keeps its broker)."""
+    app._pool = None
+    app.amqp._producer_pool = None
 
 
 @pytest.fixture
@@ -158,3 +168,59 @@ def timed(call):
     started = time.monotonic()
     response = call()
     return response, time.monotonic() - started
+
+
+# As scripts/run.sh and docker-compose.yml start them: the prefork pool, without gossip, mingle and
+# event heartbeats (the fault tests above run ``--pool solo``, which hides what the pool does).
+DEPLOYED_WORKER_OPTIONS = ["--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info"]
+
+
+def start_deployed_worker(env: dict, log_path: Path, name: str, queues: str, concurrency: int = 2):
+    """``celery worker`` with run.sh's pool and options, in a process group of its own (as run.sh's
+    ``setsid``), ready to consume."""
+    log = open(log_path, "w")  # noqa: SIM115 (the process owns it; closed by stop_deployed_worker)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "text2grad_web", "worker", "-Q", queues, "-c", str(concurrency),
+         "-n", f"{name}-{os.getpid()}@%h", *DEPLOYED_WORKER_OPTIONS],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    proc.log_file, proc.log_path = log, log_path
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"celery worker exited early:\n{log_path.read_text()[-3000:]}")
+        if "ready." in log_path.read_text():
+            return proc
+        time.sleep(0.3)
+    stop_deployed_worker(proc)
+    raise RuntimeError(f"celery worker did not start:\n{log_path.read_text()[-3000:]}")
+
+
+def stop_deployed_worker(proc: subprocess.Popen) -> None:
+    """TERM to the worker's process group, KILL what is left after 20 s (never beyond the group)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=20)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+    proc.log_file.close()
+
+
+@pytest.fixture
+def deployed_worker(fault_env, tmp_path):
+    """Workers as deployed (``start(name, queues, concurrency=2, **env)``), stopped at the end."""
+    started = []
+
+    def start(name: str, queues: str, concurrency: int = 2, **env) -> subprocess.Popen:
+        proc = start_deployed_worker(
+            {**fault_env, **env}, tmp_path / f"{name}.log", name, queues, concurrency
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        stop_deployed_worker(proc)

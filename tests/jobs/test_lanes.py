@@ -56,3 +56,37 @@ def test_compose_serves_every_lane_and_restarts_what_dies():
         else:
             assert service.get("restart") == "unless-stopped", name
     assert served >= set(settings.T2G_LANES)
+
+
+HOUSEKEEPING = ["training.reap_stale_jobs", "training.collect_orphan_versions", "annotations.expire_exports"]
+
+
+def test_housekeeping_has_a_queue_no_busy_lane_holds_up():
+    """The beat's ticks went to ``default``, which only the busy generation worker reads (74 reaper ticks
+    piled up behind a generation job): every tick now goes to ``housekeeping``, read by the interactive
+    worker in run.sh and compose, and expires instead of piling up."""
+    import json
+
+    import redis
+    from celery import current_app
+    from celery.beat import Scheduler
+
+    assert {registry.lane_of(task) for task in HOUSEKEEPING} == {"housekeeping"}
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client.delete("housekeeping")
+    scheduler = Scheduler(current_app, lazy=True)
+    scheduler.setup_schedule()
+    entries = [entry for name, entry in scheduler.schedule.items() if not name.startswith("celery.")]
+    assert {entry.task for entry in entries} >= {*HOUSEKEEPING, "jobs.sweep", "jobs.relay_outbox"}
+    try:
+        with current_app.producer_or_acquire() as producer:
+            for entry in entries:
+                scheduler.apply_async(entry, producer=producer)
+        published = [json.loads(raw) for raw in client.lrange("housekeeping", 0, -1)]
+    finally:
+        client.delete("housekeeping")
+    assert sorted(m["headers"]["task"] for m in published) == sorted(entry.task for entry in entries)
+    assert all(m["headers"]["expires"] for m in published)  # a tick nobody took in time is dropped
+    script = (REPO / "scripts" / "run.sh").read_text()
+    interactive = next(line for line in script.splitlines() if '-n "interactive@%h"' in line)
+    assert "housekeeping" in _queues(interactive) and " -B " in interactive
