@@ -180,16 +180,48 @@
       let start = unitToCp(startUnit, false);
       let end = unitToCp(endUnit, true);
       if (snapToWords) {
-        // A drag that ends inside a word takes the whole word ("A water ma" -> "A water main"); Alt keeps
-        // the exact selection.
-        while (start > 0 && isWordChar(start - 1) && isWordChar(start)) start -= 1;
-        while (end < cpLength && isWordChar(end) && isWordChar(end - 1)) end += 1;
+        // A drag that ends inside a word takes the whole word ("A water ma" -> "A water main"), and no
+        // more: the words are the browser's word segmenter's (Intl.Segmenter knows scripts written without
+        // spaces, so "天気が良い" in "今日は天気が良いので" stays five characters). Alt keeps the exact selection.
+        const words = wordsOf();
+        const around = (cp) => words.find(([a, b]) => a < cp && cp < b);
+        const first = around(start);
+        if (first) start = first[0];
+        const last = around(end);
+        if (last) end = last[1];
       }
       return { start, end, text: sliceCp(start, end) };
     }
 
-    const WORD_CHAR = /[\p{L}\p{N}\p{M}_]/u;
-    const isWordChar = (cp) => cp >= 0 && cp < cpLength && WORD_CHAR.test(sliceCp(cp, cp + 1));
+    // The output's words as [start, end) in code points, computed once, on the first snapped selection.
+    let words = null;
+    function wordsOf() {
+      if (words) return words;
+      words = [];
+      if (typeof Intl !== "undefined" && Intl.Segmenter) {
+        const segmenter = new Intl.Segmenter(document.documentElement.lang || undefined, { granularity: "word" });
+        for (const part of segmenter.segment(outputText)) {
+          if (!part.isWordLike) continue;
+          words.push([unitToCp(part.index, false), unitToCp(part.index + part.segment.length, true)]);
+        }
+        return words;
+      }
+      // Without a segmenter (old browsers): runs of letters, digits and marks, as before.
+      const WORD_CHAR = /[\p{L}\p{N}\p{M}_]/u;
+      let cp = 0;
+      let runStart = -1;
+      for (const ch of outputText) {
+        const inWord = WORD_CHAR.test(ch);
+        if (inWord && runStart < 0) runStart = cp;
+        if (!inWord && runStart >= 0) {
+          words.push([runStart, cp]);
+          runStart = -1;
+        }
+        cp += 1;
+      }
+      if (runStart >= 0) words.push([runStart, cp]);
+      return words;
+    }
 
     window.T2GKeyboardSelection(outputEl);
 
