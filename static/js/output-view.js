@@ -75,6 +75,9 @@
       return span;
     }
 
+    /** Whether code point cp starts a line (a line break just before it). */
+    const lineBreakBefore = (cp) => cp > 0 && cp <= cpLength && sliceCp(cp - 1, cp) === "\n";
+
     /** Draw the output as text nodes, with one <mark> per stretch covered by the same set of spans. */
     function draw(all, { pending, activeSpanId, colorOf }) {
       const cuts = new Set([0, cpLength]);
@@ -115,7 +118,14 @@
         mark.className = "hl";
         if (covering.length > 1) mark.classList.add("hl-overlap");
         if (covering.some((span) => span === pending)) mark.classList.add("hl-pending");
-        if (covering.some((span) => span.proposal)) mark.classList.add("hl-proposal");
+        const proposal = covering.find((span) => span.proposal);
+        if (proposal) {
+          // One dashed box per line of a proposal, however many tokens it crosses: every piece draws the
+          // box's top and bottom, the first piece of a line its left side and the last its right side.
+          mark.classList.add("hl-proposal");
+          if (a === Math.max(proposal.start, 0) || lineBreakBefore(a)) mark.classList.add("hl-proposal-start");
+          if (b === Math.min(proposal.end, cpLength) || lineBreakBefore(b)) mark.classList.add("hl-proposal-end");
+        }
         if (activeSpanId !== null && covering.some((span) => span.id === activeSpanId)) {
           mark.classList.add("hl-active");
         }
