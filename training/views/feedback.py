@@ -78,6 +78,7 @@ def alignment_decide(request: HttpRequest, pk: int, index: int, decision: str) -
                 accept=decision == "accept",
                 user=request.user,
                 label=request.POST.get("label") or None,
+                critique=request.POST.get("critique") or None,
             )
     except (ValueError, ValidationError) as exc:
         message = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
