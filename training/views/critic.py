@@ -43,6 +43,7 @@ def _page(request: HttpRequest, project: Project, *, train_form=None, round_form
         and project.critic_settings.queue_order
         or "arrival",
         "queue_orders": CriticSettings.QueueOrder.choices,
+        "active_critic": next((v for v in versions if v.is_active), None),
     }
     return render(request, "training/critic.html", context, status=status)
 
