@@ -47,10 +47,19 @@
     ctx.restore();
   }
 
+  /** A y range from the data: the shown values plus a margin; one value (or a flat series) gets a margin
+   * of its own size, so the first point does not sit on a default 0-100 axis. */
+  function dataRange(u, dataMin, dataMax) {
+    if (dataMin == null || dataMax == null) return [0, 1];
+    const span = dataMax - dataMin;
+    const pad = span > 0 ? span * 0.08 : Math.max(Math.abs(dataMax) * 0.1, 0.01);
+    return [dataMin - pad, dataMax + pad];
+  }
+
   function lines(spec) {
     if (!spec.steps.length) return null;
     const options = {
-      scales: { x: { time: false } },
+      scales: { x: { time: false, range: (u, min, max) => (min === max ? [min - 1, max + 1] : [min, max]) }, y: { range: dataRange } },
       axes: [
         { label: spec.x_label, stroke: INK, grid: GRID, values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? String(t) : "")) },
         yAxis(spec.y_label),

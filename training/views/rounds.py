@@ -81,6 +81,7 @@ def round_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "round": training_round,
         "charts": charts.chart_specs(metrics),
         "metric_count": len(metrics),
+        "warnings": charts.round_warnings(metrics),
         "config_rows": charts.config_rows(training_round.config),
         "round_charts_id": f"round-charts-{training_round.pk}",
     }
