@@ -3,6 +3,8 @@ suggestion's source line is quoted once, and the API docs page leads back into t
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.urls import reverse
 from django.utils import timezone
@@ -69,3 +71,35 @@ def test_api_docs_lead_back_into_the_app(page, login_browser, admin_user):  # no
     back.click()
     page.wait_for_url(lambda url: "/api/" not in url)
     assert page.locator("nav, header").first.is_visible()
+
+
+def test_long_version_names_stay_on_one_line_and_the_table_stays_in_its_card(page, login_browser, admin_user):  # noqa: F811
+    from training.models import ModelVersion, TrainingRound
+
+    base = ModelVersion.objects.create(name="v0-HuggingFaceTB-SmolLM2-135M-Instruct-base")
+    for n in range(1, 3):
+        training_round = TrainingRound.objects.create(status=TrainingRound.Status.SUCCEEDED)
+        base = ModelVersion.objects.create(
+            name=f"v{n}-round-{n}-code-review-project-2026-12-07", parent=base, created_by_round=training_round,
+            is_active=n == 2,
+        )  # fmt: skip
+    login_browser(admin_user)
+    page.goto(reverse("training_home"))
+    names = page.locator(".versions-table .version-name")
+    assert names.count() == 5  # three names, two parents
+    line_height = names.first.evaluate("a => parseFloat(getComputedStyle(a).lineHeight) || 20")
+    heights = [box["height"] for box in (names.nth(i).bounding_box() for i in range(names.count()))]
+    assert max(heights) < 1.6 * line_height, heights
+    assert names.last.get_attribute("title") == "v0-HuggingFaceTB-SmolLM2-135M-Instruct-base"
+    card, table = page.evaluate(
+        """() => { const t = document.querySelector('.versions-table');
+                   const c = t.closest('.card').getBoundingClientRect();
+                   const w = t.closest('.table-scroll').getBoundingClientRect();
+                   return [c.right, w.right]; }"""
+    )
+    assert table <= card + 0.5, (table, card)
+    if os.environ.get("T2G_SCREENSHOTS"):
+        page.locator(".versions-table").screenshot(
+            path=os.path.join(os.environ["T2G_SCREENSHOTS"], "versions.png")
+        )
+    assert page.errors == [], page.errors
