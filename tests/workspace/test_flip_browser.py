@@ -48,7 +48,7 @@ def test_flip_asks_for_the_critique_and_never_keeps_the_contradicting_one(
     suggestions.nth(0).get_by_role("button", name="Flip to poor").click()
     question = page.locator("#suggestions .suggestion").nth(0).locator(".suggestion-critique input")
     question.wait_for()
-    assert "What is wrong here?" == question.get_attribute("placeholder")
+    assert question.get_attribute("placeholder") == "What is wrong here?"
     question.fill("Wrong year: the grant came in 2021.")
     question.press("Enter")
     page.wait_for_selector(".span-item")
