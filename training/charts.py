@@ -54,6 +54,54 @@ def chart_specs(metrics: list[dict]) -> list[dict]:
     ]
 
 
+# Above this mean KL per token (nats) a round has moved the policy far from its base: outputs drift.
+KL_WARN_NATS = 1.0
+# A human-token-reward series whose range stays under this is flat: the updates did not change it.
+FLAT_REWARD = 1e-3
+TREND_MIN_POINTS = 3
+
+
+def _known(metrics: list[dict], key: str) -> list[float]:
+    return [value for value in (_number(m.get(key)) for m in metrics) if value is not None]
+
+
+def round_warnings(metrics: list[dict]) -> list[str]:
+    """What the round's curves say went wrong, in words for the round page (empty when nothing did).
+
+    >>> round_warnings([{"kl": 0.2}, {"kl": 2.2}])[0].split(":")[0]
+    'KL to the base model reached 2.2 nats per token'
+    >>> round_warnings([{"mean_shaped_reward": r, "mean_token_reward": 0.5} for r in (0.3, 0.1, -0.2)])[0][:40]
+    'The shaped reward fell at every update ('
+    >>> round_warnings([{"kl": 0.05, "mean_token_reward": r, "mean_shaped_reward": r} for r in (0.1, 0.2, 0.4)])
+    []
+    """
+    warnings = []
+    kl = _known(metrics, "kl")
+    if kl and max(kl) > KL_WARN_NATS:
+        warnings.append(
+            f"KL to the base model reached {max(kl):.1f} nats per token: the policy moved far from its base "
+            f"(above {KL_WARN_NATS:g} the outputs often drift or degenerate). Compare this version with its "
+            "parent before promoting it; for the next round lower the learning rate or raise the KL coefficient."
+        )
+    shaped = _known(metrics, "mean_shaped_reward")
+    if (
+        len(shaped) >= TREND_MIN_POINTS
+        and all(b <= a for a, b in zip(shaped, shaped[1:], strict=False))
+        and shaped[-1] < shaped[0]
+    ):
+        warnings.append(
+            f"The shaped reward fell at every update ({shaped[0]:.3g} → {shaped[-1]:.3g}): the KL penalty "
+            "outweighed what the policy gained from the human rewards. Training did not help on its own terms."
+        )
+    human = _known(metrics, "mean_token_reward")
+    if len(human) >= TREND_MIN_POINTS and max(human) - min(human) < FLAT_REWARD:
+        warnings.append(
+            f"The human token reward stayed flat at {human[-1]:.3g}: the updates did not change what the "
+            "annotations reward (too few annotations, or a learning rate too small to move the policy)."
+        )
+    return warnings
+
+
 # The round's config, as a table a person reads: words for the keys, acronyms spelled as people write them.
 _WORDS = {
     "kl": "KL",

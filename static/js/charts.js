@@ -27,7 +27,6 @@
     return size >= 1000 || size < 0.001 ? value.toExponential(2) : String(Number(value.toPrecision(4)));
   };
   const fixed = (value) => (value == null || !Number.isFinite(value) ? "—" : value.toFixed(2));
-  const short = (text) => (text.length > 24 ? text.slice(0, 23) + "…" : text);
   const hidden = () => null; // a series shown in the legend only (its values appear on hover)
 
   function yAxis(label, values) {
@@ -47,10 +46,19 @@
     ctx.restore();
   }
 
+  /** A y range from the data: the shown values plus a margin; one value (or a flat series) gets a margin
+   * of its own size, so the first point does not sit on a default 0-100 axis. */
+  function dataRange(u, dataMin, dataMax) {
+    if (dataMin == null || dataMax == null) return [0, 1];
+    const span = dataMax - dataMin;
+    const pad = span > 0 ? span * 0.08 : Math.max(Math.abs(dataMax) * 0.1, 0.01);
+    return [dataMin - pad, dataMax + pad];
+  }
+
   function lines(spec) {
     if (!spec.steps.length) return null;
     const options = {
-      scales: { x: { time: false } },
+      scales: { x: { time: false, range: (u, min, max) => (min === max ? [min - 1, max + 1] : [min, max]) }, y: { range: dataRange } },
       axes: [
         { label: spec.x_label, stroke: INK, grid: GRID, values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? String(t) : "")) },
         yAxis(spec.y_label),
@@ -70,6 +78,15 @@
     return { options, data: [spec.steps, ...spec.series.map((series) => series.values)] };
   }
 
+  /** A category's tick label in the room its tick has: a pair ("a vs b") on two lines, each name cut only
+   * where it does not fit (about 7 px a character). */
+  function tickName(u, name, count) {
+    const room = Math.max(8, Math.floor(u.bbox.width / devicePixelRatio / count / 7));
+    const cut = (text) => (text.length > room ? text.slice(0, room - 1) + "…" : text);
+    const pair = name.split(" vs ");
+    return pair.length === 2 ? `${cut(pair[0])}\nvs ${cut(pair[1])}` : cut(name);
+  }
+
   function intervals(spec) {
     const names = spec.categories;
     if (!names.length) return null;
@@ -87,7 +104,8 @@
           stroke: INK,
           grid: { show: false },
           splits: () => index,
-          values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) && names[t] != null ? short(names[t]) : "")),
+          size: names.some((name) => name.includes(" vs ")) ? 64 : 50,
+          values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) && names[t] != null ? tickName(u, names[t], names.length) : "")),
         },
         yAxis(spec.y_label, (u, ticks) => ticks.map(fixed)),
       ],

@@ -75,6 +75,9 @@
       return span;
     }
 
+    /** Whether code point cp starts a line (a line break just before it). */
+    const lineBreakBefore = (cp) => cp > 0 && cp <= cpLength && sliceCp(cp - 1, cp) === "\n";
+
     /** Draw the output as text nodes, with one <mark> per stretch covered by the same set of spans. */
     function draw(all, { pending, activeSpanId, colorOf }) {
       const cuts = new Set([0, cpLength]);
@@ -115,7 +118,14 @@
         mark.className = "hl";
         if (covering.length > 1) mark.classList.add("hl-overlap");
         if (covering.some((span) => span === pending)) mark.classList.add("hl-pending");
-        if (covering.some((span) => span.proposal)) mark.classList.add("hl-proposal");
+        const proposal = covering.find((span) => span.proposal);
+        if (proposal) {
+          // One dashed box per line of a proposal, however many tokens it crosses: every piece draws the
+          // box's top and bottom, the first piece of a line its left side and the last its right side.
+          mark.classList.add("hl-proposal");
+          if (a === Math.max(proposal.start, 0) || lineBreakBefore(a)) mark.classList.add("hl-proposal-start");
+          if (b === Math.min(proposal.end, cpLength) || lineBreakBefore(b)) mark.classList.add("hl-proposal-end");
+        }
         if (activeSpanId !== null && covering.some((span) => span.id === activeSpanId)) {
           mark.classList.add("hl-active");
         }
@@ -180,16 +190,48 @@
       let start = unitToCp(startUnit, false);
       let end = unitToCp(endUnit, true);
       if (snapToWords) {
-        // A drag that ends inside a word takes the whole word ("A water ma" -> "A water main"); Alt keeps
-        // the exact selection.
-        while (start > 0 && isWordChar(start - 1) && isWordChar(start)) start -= 1;
-        while (end < cpLength && isWordChar(end) && isWordChar(end - 1)) end += 1;
+        // A drag that ends inside a word takes the whole word ("A water ma" -> "A water main"), and no
+        // more: the words are the browser's word segmenter's (Intl.Segmenter knows scripts written without
+        // spaces, so "天気が良い" in "今日は天気が良いので" stays five characters). Alt keeps the exact selection.
+        const words = wordsOf();
+        const around = (cp) => words.find(([a, b]) => a < cp && cp < b);
+        const first = around(start);
+        if (first) start = first[0];
+        const last = around(end);
+        if (last) end = last[1];
       }
       return { start, end, text: sliceCp(start, end) };
     }
 
-    const WORD_CHAR = /[\p{L}\p{N}\p{M}_]/u;
-    const isWordChar = (cp) => cp >= 0 && cp < cpLength && WORD_CHAR.test(sliceCp(cp, cp + 1));
+    // The output's words as [start, end) in code points, computed once, on the first snapped selection.
+    let words = null;
+    function wordsOf() {
+      if (words) return words;
+      words = [];
+      if (typeof Intl !== "undefined" && Intl.Segmenter) {
+        const segmenter = new Intl.Segmenter(document.documentElement.lang || undefined, { granularity: "word" });
+        for (const part of segmenter.segment(outputText)) {
+          if (!part.isWordLike) continue;
+          words.push([unitToCp(part.index, false), unitToCp(part.index + part.segment.length, true)]);
+        }
+        return words;
+      }
+      // Without a segmenter (old browsers): runs of letters, digits and marks, as before.
+      const WORD_CHAR = /[\p{L}\p{N}\p{M}_]/u;
+      let cp = 0;
+      let runStart = -1;
+      for (const ch of outputText) {
+        const inWord = WORD_CHAR.test(ch);
+        if (inWord && runStart < 0) runStart = cp;
+        if (!inWord && runStart >= 0) {
+          words.push([runStart, cp]);
+          runStart = -1;
+        }
+        cp += 1;
+      }
+      if (runStart >= 0) words.push([runStart, cp]);
+      return words;
+    }
 
     window.T2GKeyboardSelection(outputEl);
 

@@ -14,7 +14,10 @@ worker, never committed). A sentence the scope model reads as a remark on the wh
 suggested fix gets no span. In the page, each open suggestion has Accept, **Flip to good/poor** (the
 place is right, the verdict is not: `POST /suggestions/<id>/<index>/flip/`, stored on the
 proposal as `flipped`) and Reject; `.../accept/` also takes an optional `label` (any project label) to
-accept under another label.
+accept under another label, and an optional `critique`: the span's own. A flipped proposal's critique
+sentence argues the other verdict ("… is fine" on a poor span), so it is never stored with the flipped
+label: the page asks for the annotator's critique, and without one the span gets a short note that says
+what the annotator decided.
 """
 
 from __future__ import annotations
@@ -63,7 +66,20 @@ def _open_proposal(locked, index: int) -> dict:
     return proposal
 
 
-def alignment_proposal_decide(*, request, index: int, accept: bool, user, label: str | None = None):
+def _span_critique(proposal: dict, critique: str, label: str, typed: str | None) -> str:
+    """The accepted span's critique: the annotator's own when typed; else the critique sentence the
+    proposal came from, unless the proposal was flipped (that sentence argues the other verdict)."""
+    typed = (typed or "").strip()
+    if typed:
+        return typed[:2000]
+    if proposal.get("flipped"):
+        return f"Marked {label} by the annotator, against the aligner's reading of the overall critique."
+    return _critique_sentence(critique, proposal["evidence"])
+
+
+def alignment_proposal_decide(
+    *, request, index: int, accept: bool, user, label: str | None = None, critique: str | None = None
+):
     """Accept a proposal or reject it. Returns the span or None.
 
     The span's origin says where the proposal came from: ``llm`` (the LLM aligner), ``critic`` (the
@@ -72,6 +88,8 @@ def alignment_proposal_decide(*, request, index: int, accept: bool, user, label:
     ``label`` (accept only) stores the span under that project label instead of the first label of the
     proposal's polarity: the annotator agrees with the place but reads the critique differently. The
     proposal then records the label's polarity, so the list shows what was accepted.
+
+    ``critique`` (accept only) is the span's critique as the annotator wrote it (see ``_span_critique``).
     """
     from annotations.services import span_create
 
@@ -107,7 +125,7 @@ def alignment_proposal_decide(*, request, index: int, accept: bool, user, label:
                 end=proposal["end"],
                 text=proposal["text"],
                 label=label,
-                critique=_critique_sentence(locked.critique, proposal["evidence"]),
+                critique=_span_critique(proposal, locked.critique, label, critique),
                 origin=PROPOSAL_ORIGINS.get(proposal.get("method"), Span.Origin.ALIGNED),
                 score=proposal["score"],
                 user=user,

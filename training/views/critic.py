@@ -14,7 +14,7 @@ from annotations.models import Annotation, Project
 
 from .. import charts, selectors, services
 from ..forms import CriticTrainForm, OnPolicyRoundForm
-from ..models import CriticSettings, CriticTrainingJob, CriticVersion
+from ..models import AlignmentRequest, CriticSettings, CriticTrainingJob, CriticVersion
 from .access import require_admin, require_viewer
 from .feedback import annotation_for
 
@@ -43,6 +43,7 @@ def _page(request: HttpRequest, project: Project, *, train_form=None, round_form
         and project.critic_settings.queue_order
         or "arrival",
         "queue_orders": CriticSettings.QueueOrder.choices,
+        "active_critic": next((v for v in versions if v.is_active), None),
     }
     return render(request, "training/critic.html", context, status=status)
 
@@ -159,15 +160,34 @@ def on_policy_launch(request: HttpRequest, project_pk: int) -> HttpResponse:
     return _page(request, project, round_form=form, status=400)
 
 
+def _pending_suggestions(annotation: Annotation) -> AlignmentRequest | None:
+    """The annotation's last Suggest-spans request when it is still running or has an open proposal."""
+    latest = (
+        AlignmentRequest.objects.filter(annotation=annotation, critic_version__isnull=True)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    if latest is None:
+        return None
+    if not latest.is_finished:
+        return latest
+    if any(proposal.get("state") == "open" for proposal in latest.proposals):
+        return latest
+    return None
+
+
 @require_POST
 @login_required
 def annotation_critic_suggestions(request: HttpRequest, pk: int) -> HttpResponse:
-    """The annotate page asks once on load: the active critic's spans become dashed suggestions."""
+    """The annotate page asks once on load: the suggestions still pending with the draft (the last Suggest
+    spans, while it runs or has open proposals: a reload keeps them), else the active critic's spans."""
     annotation = annotation_for(request, pk)
     editable = annotation.annotator_id == request.user.pk and annotation.status == Annotation.Status.DRAFT
     # Only the annotator's own draft gets suggestions (and the row that records how they were treated).
-    alignment = services.critic_suggestions_for(annotation=annotation) if editable else None
-    if alignment is None or not alignment.proposals:
+    alignment = None
+    if editable:
+        alignment = _pending_suggestions(annotation) or services.critic_suggestions_for(annotation=annotation)
+    if alignment is None or (alignment.is_finished and not alignment.proposals):
         # Nothing to suggest: htmx swaps nothing on 204, so a Suggest-spans answer that raced ahead stays.
         return HttpResponse(status=204)
     context = {"alignment": alignment, "error": "", "editable": editable}

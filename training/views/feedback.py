@@ -78,6 +78,7 @@ def alignment_decide(request: HttpRequest, pk: int, index: int, decision: str) -
                 accept=decision == "accept",
                 user=request.user,
                 label=request.POST.get("label") or None,
+                critique=request.POST.get("critique") or None,
             )
     except (ValueError, ValidationError) as exc:
         message = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
@@ -109,8 +110,13 @@ def annotation_heatmap(request: HttpRequest, pk: int) -> HttpResponse:
             "negative": sum(1 for r in row.rewards if r < 0),
             "positive": sum(1 for r in row.rewards if r > 0),
         }
+    project = annotation.generation.prompt.project
+    colors = {label.get("name"): label.get("color", "") for label in project.label_set}
+    # Each span with its label's colour, so the page's label chips match the workspace's.
+    span_rows = [(span, colors.get(span.label, "")) for span in annotation.spans.all()]
     context = {
         "annotation": annotation,
+        "span_rows": span_rows,
         "annotator_name": privacy.annotator_name(
             request.user, annotation.annotator_id, annotation.annotator.get_username()
         ),

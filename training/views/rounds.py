@@ -32,8 +32,10 @@ def training_home(request: HttpRequest) -> HttpResponse:
     form = RoundLaunchForm()
     versions = list(selectors.version_list())
     standings = evaluation_selectors.version_standings(versions)
+    active = next((version for version in versions if version.is_active), None)
     for version in versions:
         version.standing = standings.get(version.pk)
+        version.rollback = is_rollback(version, active)
     context = {
         "form": form,
         "rounds": selectors.rounds_recent(),
@@ -80,6 +82,7 @@ def round_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "round": training_round,
         "charts": charts.chart_specs(metrics),
         "metric_count": len(metrics),
+        "warnings": charts.round_warnings(metrics),
         "config_rows": charts.config_rows(training_round.config),
         "round_charts_id": f"round-charts-{training_round.pk}",
     }
@@ -125,15 +128,34 @@ def round_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 def version_activate(request: HttpRequest, pk: int) -> HttpResponse:
     require_admin(request)
     version = get_object_or_404(ModelVersion, pk=pk)
-    if request.POST.get("confirm") != "yes":
-        # Promotion is a claim that the version is better: without evidence, ask, and say why.
-        evidence = evaluation_selectors.promotion_evidence(version, selectors.active_version())
+    active = selectors.active_version()
+    rollback = is_rollback(version, active)
+    if request.POST.get("confirm") != "yes" and not rollback:
+        # Promotion is a claim that the version is better: without evidence, ask, and say why. A rollback
+        # (to an ancestor of the active version, the base included) is an escape hatch, asked once by the page.
+        evidence = evaluation_selectors.promotion_evidence(version, active)
         if not evidence["significant"]:
-            context = {"version": version, "active": selectors.active_version(), "evidence": evidence}
+            context = {"version": version, "active": active, "evidence": evidence}
             return render(request, "training/confirm_activate.html", context, status=409)
     services.model_version_activate(version=version)
-    messages.success(request, f"{version.name} is now the active model: new generations use it.")
+    if rollback:
+        messages.success(request, f"Rolled back to {version.name}: new generations use it.")
+    else:
+        messages.success(request, f"{version.name} is now the active model: new generations use it.")
     return redirect("training_home")
+
+
+def is_rollback(version: ModelVersion, active: ModelVersion | None) -> bool:
+    """Whether activating ``version`` goes back: to an ancestor of the active version (its parent, …, the
+    base it was trained from)."""
+    seen = set()
+    node = active.parent if active is not None else None
+    while node is not None and node.pk not in seen:
+        if node.pk == version.pk:
+            return True
+        seen.add(node.pk)
+        node = node.parent
+    return False
 
 
 @login_required

@@ -16,6 +16,16 @@
     }));
   };
 
+  // A flipped suggestion asks for the span's critique: Enter there accepts it (it must not submit the
+  // overall form the suggestions sit in).
+  document.body.addEventListener("keydown", (event) => {
+    const input = event.target.closest && event.target.closest(".suggestion-critique input");
+    if (!input || event.key !== "Enter") return;
+    event.preventDefault();
+    const accept = input.closest(".suggestion").querySelector(".suggestion-actions .primary");
+    if (accept) accept.click();
+  });
+
   // A suggestion list arrived or changed: redraw its dashed highlights.
   document.body.addEventListener("htmx:afterSettle", (event) => {
     const target = event.detail && event.detail.target;
