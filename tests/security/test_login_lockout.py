@@ -56,16 +56,17 @@ def test_the_owner_locked_from_their_own_address_can_use_another(client, victim)
 
 
 def test_retries_while_locked_do_not_restart_the_cool_off(client, victim, settings):
-    settings.AXES_COOLOFF_TIME = timedelta(seconds=3)
+    settings.AXES_COOLOFF_TIME = timedelta(seconds=6)
     for _ in range(5):
         _page(client, "guess", ATTACKER)
     locked_at = time.monotonic()
-    # A wrong attempt every half second while locked: each refused, none restarts the 3 seconds.
-    while time.monotonic() - locked_at < 3.3:
+    # A wrong attempt every half second for the first 3 seconds of the 6-second lock (margin for a slow
+    # machine): each refused. Had any of them restarted the cool-off, the lock would last past 9 s.
+    while time.monotonic() - locked_at < 3.0:
         assert _page(client, "guess", ATTACKER).status_code == 429
         assert _token(client, "guess", ATTACKER).status_code == 429
         time.sleep(0.5)
-    time.sleep(max(0.0, locked_at + 3.5 - time.monotonic()))
+    time.sleep(max(0.0, locked_at + 6.5 - time.monotonic()))
     assert _page(client, PASSWORD, ATTACKER).status_code == 302  # the lock ended on time
 
 
