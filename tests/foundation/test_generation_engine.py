@@ -172,3 +172,26 @@ def test_vllm_backend_keeps_the_interface(tiny_model_dir, monkeypatch):
             logits = model(torch.tensor([prompt + response])).logits[0, len(prompt) - 1 : -1]
         expected = logits.float().log_softmax(-1).gather(-1, torch.tensor(response)[:, None]).squeeze(-1)
         assert torch.allclose(expected, torch.tensor(completion.logprobs), atol=1e-2)
+
+
+def test_a_lora_policy_samples_through_its_adapters(tiny_model_dir):
+    """The on-policy sample stage hands the engine a peft-wrapped policy: the adapters must take part."""
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = model_store.load(tiny_model_dir)
+    torch.manual_seed(0)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    policy = get_peft_model(model, config)
+    policy.eval()
+    [done] = Engine(policy, tokenizer).run([_requests(tokenizer)[1]])
+    prompt, response = done.request.prompt_ids, done.response_ids
+    with torch.no_grad():
+        logits = policy(input_ids=torch.tensor([prompt + response])).logits[0, len(prompt) - 1 : -1]
+        with policy.disable_adapter():
+            base_logits = policy(input_ids=torch.tensor([prompt + response])).logits[0, len(prompt) - 1 : -1]
+    pick = torch.tensor(response)[:, None]
+    expected = logits.float().log_softmax(-1).gather(-1, pick).squeeze(-1)
+    without = base_logits.float().log_softmax(-1).gather(-1, pick).squeeze(-1)
+    assert torch.allclose(expected, torch.tensor(done.logprobs), atol=1e-4, rtol=0)
+    assert not torch.allclose(without, torch.tensor(done.logprobs), atol=1e-3)  # the adapters mattered
+    assert policy.config._attn_implementation != "t2g_grouped_decode"  # the policy's own attention is back
