@@ -104,23 +104,31 @@ def setup(venv: Path, base: Path) -> None:
         run(venv / "bin/pip", "download", f"llama-cpp-python=={LLAMA_VERSION}", "--no-deps",
             "--no-binary", ":all:", "-d", src)  # fmt: skip
     env = {**os.environ, "CMAKE_ARGS": "-DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"}
-    run(venv / "bin/pip", "install", sdist, env=env)
+    built = (
+        subprocess.run([str(venv / "bin/python"), "-c", "import llama_cpp"], capture_output=True).returncode
+        == 0
+    )
+    if not built:
+        run(venv / "bin/pip", "install", sdist, env=env)
     tree = src / f"llama_cpp_python-{LLAMA_VERSION}"
     if not tree.exists():
         with tarfile.open(sdist) as archive:
             archive.extractall(src, filter="data")
     llama_cpp = tree / "vendor" / "llama.cpp"
     f16, q4 = gguf_paths(venv)
-    run(sys.executable, llama_cpp / "convert_hf_to_gguf.py", base, "--outtype", "f16", "--outfile", f16,
-        env={**os.environ, "PYTHONPATH": str(llama_cpp / "gguf-py")})  # fmt: skip
-    run(
-        venv / "bin/python",
-        __file__,
-        "--child",
-        "quantize",
-        "--config",
-        json.dumps({"src": str(f16), "dst": str(q4)}),
-    )
+    if not f16.exists():
+        converter = llama_cpp / "convert_hf_to_gguf.py"
+        gguf_py = {**os.environ, "PYTHONPATH": str(llama_cpp / "gguf-py")}
+        run(sys.executable, converter, base, "--outtype", "f16", "--outfile", f16, env=gguf_py)
+    if not q4.exists():
+        run(
+            venv / "bin/python",
+            __file__,
+            "--child",
+            "quantize",
+            "--config",
+            json.dumps({"src": str(f16), "dst": str(q4)}),
+        )
     print(f"llama.cpp ready: {venv}; weights {f16}, {q4}")
 
 

@@ -17,12 +17,14 @@ def tiny(tiny_model_dir):
 
 
 def _prompts(tokenizer) -> list[list[int]]:
-    texts = ["Hi", "Tell me a story about a fox", "What is 2+2?", "A much longer prompt " * 6, "Go"]
+    texts = ["Go", "Tell me a story about a fox", "What is 2+2?", "A much longer prompt " * 6, "Hi"]
     return [generation.encode_prompt(tokenizer, [{"role": "user", "content": t}]) for t in texts]
 
 
 def _requests(tokenizer) -> list[Request]:
-    budgets = [7, 3, 12, 5, 9]  # finish at different steps, so rows leave and others join mid-run
+    # Finish at different steps, so rows leave and others join mid-run; the first ends at its prefill, so
+    # the second (prefilled in the same pack) moves into its slot.
+    budgets = [1, 7, 3, 12, 5]
     return [
         Request(prompt_ids=ids, max_new_tokens=budget, temperature=0.9, top_p=0.95, top_k=50, seed=100 + i)
         for i, (ids, budget) in enumerate(zip(_prompts(tokenizer), budgets, strict=True))
@@ -91,7 +93,7 @@ def test_a_finished_request_frees_its_slot_at_once(tiny):
 
 def test_stop_strings_end_the_text_before_them(tiny):
     model, tokenizer = tiny
-    request = _requests(tokenizer)[2]
+    request = _requests(tokenizer)[3]
     [free] = Engine(model, tokenizer).run([request])
     stop = tokenizer.decode(free.response_ids[4:6], skip_special_tokens=True).strip()[:3]
     assert stop

@@ -1,8 +1,8 @@
 """The studio's CPU generation engine: continuous batching over the torch model, with a slot KV cache.
 
 Every running request owns one *slot* of a preallocated key/value cache (``[slots, kv_heads, capacity,
-head_dim]`` per layer). Between decoding steps requests join (one prefill each, straight into a free slot)
-and leave (a finished row frees its slot at once: the last running row moves into the hole, so the
+head_dim]`` per layer). Between decoding steps requests join (the prompts admitted together prefilled in
+one forward, packed end to end, each written straight into a free slot) and leave (a finished row frees its slot at once: the last running row moves into the hole, so the
 running rows are always slots ``0..n-1`` and a step reads views, never copies). Each step feeds every
 running row its last sampled token at that row's own position, with a per-row attention mask over the
 cache, so rows of any length share one forward pass and no key or value is ever recomputed.
@@ -33,6 +33,9 @@ import torch
 # benchmarks/bench_generation.py --variants): grouped-query attention as two batched matmuls, without
 # repeating the shared key/value heads the way transformers' SDPA path must when a mask is given.
 GROUPED_ATTENTION = "t2g_grouped_decode"
+# Prompts admitted together are prefilled in one forward, packed end to end, up to this many tokens (the
+# attention scores of a pack are pack x pack per head).
+PREFILL_PACK_TOKENS = 1024
 
 
 class GenerationStopped(Exception):
@@ -98,7 +101,7 @@ class SlotCache:
         self.capacity = 0
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
-        self._prefill_slot: int | None = None
+        self._prefill: list[tuple[int, int]] | None = None  # (slot, prompt length) per packed prompt
         self._rows = torch.zeros(0, dtype=torch.long)
         self._positions = torch.zeros(0, dtype=torch.long)
         self._kv_len = 0
@@ -115,11 +118,11 @@ class SlotCache:
             new[:, :, : self.capacity] = old
         self.keys, self.values, self.capacity = keys, values, capacity
 
-    def for_prefill(self, slot: int) -> None:
-        self._prefill_slot = slot
+    def for_prefill(self, slots: list[int], lengths: list[int]) -> None:
+        self._prefill = list(zip(slots, lengths, strict=True))
 
     def for_decode(self, positions: torch.Tensor) -> None:
-        self._prefill_slot = None
+        self._prefill = None
         self._positions = positions
         self._rows = torch.arange(len(positions), device=positions.device)
         self._kv_len = int(positions.max()) + 1
@@ -131,11 +134,15 @@ class SlotCache:
     # -- what transformers' attention layers call -------------------------------------------------------
     def update(self, key_states, value_states, layer_idx: int, *args, **kwargs):
         keys, values = self.keys[layer_idx], self.values[layer_idx]
-        if self._prefill_slot is not None:
-            slot, length = self._prefill_slot, key_states.shape[2]
-            keys[slot, :, :length] = key_states[0]
-            values[slot, :, :length] = value_states[0]
-            return keys[slot : slot + 1, :, :length], values[slot : slot + 1, :, :length]
+        if (
+            self._prefill is not None
+        ):  # prompts packed in one row: each to its slot, attention within the pack
+            start = 0
+            for slot, length in self._prefill:
+                keys[slot, :, :length] = key_states[0, :, start : start + length]
+                values[slot, :, :length] = value_states[0, :, start : start + length]
+                start += length
+            return key_states, value_states
         keys[self._rows, :, self._positions] = key_states[:, :, 0]
         values[self._rows, :, self._positions] = value_states[:, :, 0]
         n = len(self._positions)
@@ -281,32 +288,55 @@ class Engine:
     def step(self) -> list[Completion]:
         finished: list[Completion] = []
         with self._attention():
-            while self._waiting and len(self._rows) < self.max_batch:
-                row = self._prefill(self._waiting.popleft())
-                if row.completion.finish_reason:
-                    finished.append(row.completion)
-                else:
-                    self._rows.append(row)
+            admitted: list[Completion] = []
+            packed = 0
+            while self._waiting and len(self._rows) + len(admitted) < self.max_batch:
+                length = len(self._waiting[0].request.prompt_ids)
+                if admitted and packed + length > PREFILL_PACK_TOKENS:
+                    finished.extend(self._prefill(admitted))
+                    admitted, packed = [], 0
+                admitted.append(self._waiting.popleft())
+                packed += length
+            if admitted:
+                finished.extend(self._prefill(admitted))
             if self._rows:
                 finished.extend(self._decode())
         return finished
 
-    def _prefill(self, completion: Completion) -> _Row:
-        request = completion.request
-        stop_window = max((len(s) for s in request.stop), default=0)
-        generator = torch.Generator(device="cpu").manual_seed(request.seed)
-        row = _Row(completion, generator, stop_window)
-        slot = len(self._rows)
-        prompt_len = len(request.prompt_ids)
-        self.cache.reserve(prompt_len + request.max_new_tokens)
-        self.cache.for_prefill(slot)
-        ids = torch.tensor([request.prompt_ids], device=self.device)
-        positions = torch.arange(prompt_len, device=self.device)[None]
-        causal = torch.ones(prompt_len, prompt_len, dtype=torch.bool, device=self.device).tril()
-        logits = self._forward(ids, positions, causal[None, None], logits_to_keep=1)
-        row.position = prompt_len
-        self._take(row, *self._choose(logits, [row]))
-        return row
+    def _prefill(self, completions: list[Completion]) -> list[Completion]:
+        """One forward over the prompts packed end to end (each attends to itself only), their keys and
+        values written to the next free slots; samples each one's first token. Returns those finished."""
+        first_slot = len(self._rows)
+        rows, lengths = [], []
+        for completion in completions:
+            request = completion.request
+            stop_window = max((len(s) for s in request.stop), default=0)
+            generator = torch.Generator(device="cpu").manual_seed(request.seed)
+            rows.append(_Row(completion, generator, stop_window))
+            lengths.append(len(request.prompt_ids))
+            self.cache.reserve(lengths[-1] + request.max_new_tokens)
+        self.cache.for_prefill(list(range(first_slot, first_slot + len(rows))), lengths)
+        ids = torch.tensor([[t for c in completions for t in c.request.prompt_ids]], device=self.device)
+        sizes = torch.tensor(lengths, device=self.device)
+        segment = torch.repeat_interleave(torch.arange(len(rows), device=self.device), sizes)
+        positions = torch.cat([torch.arange(n, device=self.device) for n in lengths])
+        index = torch.arange(len(segment), device=self.device)
+        mask = (segment[:, None] == segment[None, :]) & (index[None, :] <= index[:, None])
+        last = sizes.cumsum(0) - 1
+        logits = self._forward(ids, positions[None], mask[None, None], logits_to_keep=last)[0]
+        tokens, logprobs = self._choose(logits, rows)
+        finished = []
+        for i, row in enumerate(rows):
+            row.position = lengths[i]
+            self._take(row, tokens[i : i + 1], logprobs[i : i + 1])
+            if row.completion.finish_reason:
+                finished.append(row.completion)
+                continue
+            slot = len(self._rows)  # close the gap a request finished at its first token left
+            if slot != first_slot + i:
+                self.cache.move(first_slot + i, slot, row.position)
+            self._rows.append(row)
+        return finished
 
     def _decode(self) -> list[Completion]:
         rows = self._rows
@@ -315,7 +345,7 @@ class Engine:
         self.cache.for_decode(positions)
         span = torch.arange(self.cache._kv_len, device=self.device)
         mask = (span[None, :] <= positions[:, None])[:, None, None, :]
-        logits = self._forward(ids, positions[:, None], mask)
+        logits = self._forward(ids, positions[:, None], mask)[:, -1]
         tokens, logprobs = self._choose(logits, rows)
         self.steps += 1
         finished_at = []
@@ -336,7 +366,7 @@ class Engine:
         return finished
 
     # -- helpers ----------------------------------------------------------------------------------------
-    def _forward(self, ids, positions, mask, logits_to_keep: int = 0) -> torch.Tensor:
+    def _forward(self, ids, positions, mask, logits_to_keep: int | torch.Tensor = 1) -> torch.Tensor:
         if self.attention not in (GROUPED_ATTENTION, "sdpa") and mask.dtype == torch.bool:
             mask = torch.zeros(mask.shape, dtype=self.cache.dtype, device=self.device).masked_fill(
                 ~mask, torch.finfo(self.cache.dtype).min
@@ -347,9 +377,9 @@ class Engine:
             attention_mask=mask,
             cache=self.cache,
             use_cache=True,
-            logits_to_keep=logits_to_keep or 1,
+            logits_to_keep=logits_to_keep,
         )
-        return out.logits[:, -1].float()
+        return out.logits.float()
 
     def _choose(self, logits: torch.Tensor, rows: list[_Row]) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw one token per row with that row's parameters and generator; return (tokens, logprobs)."""
@@ -361,7 +391,10 @@ class Engine:
         keep = min(max(tops), vocab)
         values, candidates = torch.topk(logits / temperature[:, None], keep, dim=-1)  # sorted, descending
         if keep > min(tops):
-            beyond = torch.arange(keep, device=logits.device)[None, :] >= torch.tensor(tops)[:, None]
+            beyond = (
+                torch.arange(keep, device=logits.device)[None, :]
+                >= torch.tensor(tops, device=logits.device)[:, None]
+            )
             values = values.masked_fill(beyond, float("-inf"))
         probs = values.softmax(-1)
         top_p = torch.tensor([q.top_p for q in requests], device=logits.device)
