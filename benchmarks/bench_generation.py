@@ -254,7 +254,7 @@ def child_llama(system: str, workload: str, config: dict) -> dict:
         for chunk in stream:
             if first is None:
                 first = time.perf_counter()
-            if chunk["choices"][0].get("text") is not None:
+            if chunk["choices"][0].get("finish_reason") is None:  # one chunk per token; a last one ends it
                 tokens += 1
         return first, tokens
 
@@ -324,7 +324,7 @@ def drive(args) -> None:
         "q4": str(q4),
         "max_new": args.max_new_tokens,
     }
-    llama_python = str(args.venv / "bin" / "python")
+    llama_python = args.llama_python or str(args.venv / "bin" / "python")
     systems = ["engine", "padded"]
     if Path(llama_python).exists() and f16.exists():
         systems += ["llama-f16-logits", "llama-f16"] + (
@@ -401,7 +401,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--setup", action="store_true", help="build llama.cpp's venv and GGUF weights, then exit"
     )
-    parser.add_argument("--venv", type=Path, default=DEFAULT_VENV)
+    parser.add_argument(
+        "--venv", type=Path, default=DEFAULT_VENV, help="llama.cpp's venv, with the GGUF files"
+    )
+    parser.add_argument("--llama-python", help="the interpreter with llama_cpp (default: the venv's python)")
     parser.add_argument("--base", type=Path, default=DEFAULT_BASE)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--requests", type=int, default=16, help="requests per workload (32 for '32')")

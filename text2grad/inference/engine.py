@@ -1,11 +1,12 @@
 """The studio's CPU generation engine: continuous batching over the torch model, with a slot KV cache.
 
 Every running request owns one *slot* of a preallocated key/value cache (``[slots, kv_heads, capacity,
-head_dim]`` per layer). Between decoding steps requests join (the prompts admitted together prefilled in
-one forward, packed end to end, each written straight into a free slot) and leave (a finished row frees its slot at once: the last running row moves into the hole, so the
-running rows are always slots ``0..n-1`` and a step reads views, never copies). Each step feeds every
-running row its last sampled token at that row's own position, with a per-row attention mask over the
-cache, so rows of any length share one forward pass and no key or value is ever recomputed.
+head_dim]`` per layer). Between decoding steps requests join (the prompts admitted together are prefilled
+in one forward, packed end to end, each written straight into a free slot) and leave (a finished row
+frees its slot at once: the last running row moves into the hole, so the running rows are always slots
+``0..n-1`` and a step reads views, never copies). Each step feeds every running row its last sampled
+token at that row's own position, with a per-row attention mask over the cache, so rows of any length
+share one forward pass and no key or value is ever recomputed.
 
 Sampling is per request: temperature, top-k, top-p, stop strings, a token budget, and a private
 ``torch.Generator`` seeded from the request's seed, so a request draws the same tokens whether it runs
