@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-# The fastest attention on this CPU for one query row per request against a ragged cache (measured in
-# benchmarks/bench_generation.py --variants): grouped-query attention as two batched matmuls, without
-# repeating the shared key/value heads the way transformers' SDPA path must when a mask is given.
+# The engine's decode attention: grouped-query attention as two batched matmuls, reading the cache once
+# instead of repeating the shared key/value heads as transformers' SDPA path does when a mask is given.
+# Under heavy load it measured within noise of SDPA (docs/benchmarks.md, issue 25); ``attention="sdpa"``
+# or ``"eager"`` selects transformers' own, and ``bench_generation.py --variants`` compares them.
 GROUPED_ATTENTION = "t2g_grouped_decode"
 # Prompts admitted together are prefilled in one forward, packed end to end, up to this many tokens (the
 # attention scores of a pack are pack x pack per head).
