@@ -269,6 +269,35 @@ def child_llama(system: str, workload: str, config: dict) -> dict:
     return _summary(records, time.perf_counter() - start)
 
 
+def child_drift(config: dict) -> dict:
+    """How far the engine's behaviour logprobs are from a separate fp32 forward, and how far a bf16 copy
+    of the weights would move them (the reason bf16 is not the default)."""
+    import copy
+
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from text2grad import generation, model_store
+
+    torch.set_num_threads(config["threads"])
+    model, tokenizer = model_store.load(Path(config["base"]))
+    messages = [{"role": "user", "content": config["prompts"][-1]}]
+    [[out]] = generation.sample(model, tokenizer, [messages], max_new_tokens=config["max_new"], seed=0)
+    ids, picked = torch.tensor([out.prompt_ids + out.response_ids]), torch.tensor(out.response_ids)[:, None]
+    start = len(out.prompt_ids) - 1
+    with torch.no_grad():
+        fp32 = model(ids).logits[0, start:-1].float().log_softmax(-1).gather(-1, picked).squeeze(-1)
+        half = copy.deepcopy(model).to(torch.bfloat16)
+        bf16 = half(ids).logits[0, start:-1].float().log_softmax(-1).gather(-1, picked).squeeze(-1)
+    drift = (fp32 - bf16).abs()
+    return {
+        "tokens": len(out.response_ids),
+        "engine_vs_fp32_max": float((fp32 - torch.tensor(out.logprobs)).abs().max()),
+        "bf16_vs_fp32_mean": round(float(drift.mean()), 4),
+        "bf16_vs_fp32_max": round(float(drift.max()), 4),
+    }
+
+
 def child_quantize(config: dict) -> None:
     import llama_cpp
 
@@ -432,6 +461,8 @@ def main(argv: list[str] | None = None) -> None:
             return
         if args.child == "bandwidth":
             report = child_bandwidth(config)
+        elif args.child == "drift":
+            report = child_drift(config)
         elif args.child.startswith("llama"):
             report = child_llama(args.child, args.workload, config)
         else:
