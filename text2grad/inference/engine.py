@@ -181,15 +181,21 @@ def grouped_decode_attention(module, query, key, value, attention_mask, scaling=
     return out.transpose(1, 2).contiguous(), None
 
 
+_registered = False
+
+
 def _register_attention() -> None:
+    """Make the engine's attention known to transformers (on first use: importing this module stays as
+    cheap as before, which a worker claiming its first job notices)."""
+    global _registered
+    if _registered:
+        return
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.masking_utils import sdpa_mask
 
     AttentionInterface.register(GROUPED_ATTENTION, grouped_decode_attention)
     AttentionMaskInterface.register(GROUPED_ATTENTION, sdpa_mask)
-
-
-_register_attention()
+    _registered = True
 
 
 class Engine:
@@ -216,6 +222,8 @@ class Engine:
         self.eos_ids = list(eos_ids) if eos_ids is not None else eos_token_ids(tokenizer, model)
         self._eos = torch.tensor(self.eos_ids)
         self.attention = GROUPED_ATTENTION if attention == "grouped" else attention
+        if self.attention == GROUPED_ATTENTION:
+            _register_attention()
         config = model.config
         param = next(model.parameters())
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
