@@ -1,5 +1,10 @@
 """Sampling outputs from the policy, recording what PPO needs later: token ids and behaviour logprobs.
 
+Every caller (generation jobs, the on-policy sample stage, evaluation campaigns) comes through
+:func:`sample`, which runs on the generation engine of :mod:`text2grad.inference` (continuous batching
+with a KV cache on CPU; vLLM when ``T2G_GENERATION_ENGINE=vllm``). :func:`sample_padded` is the former
+implementation, kept for the benchmark.
+
 The behaviour logprobs are log-softmax of the model's raw (untempered) logits at each sampled token, the
 same quantity the trainer computes, so a truncated importance ratio between them is meaningful even when
 sampling used a temperature.
@@ -18,11 +23,15 @@ from dataclasses import dataclass, field
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from text2grad import inference
+from text2grad.inference import GenerationStopped
+
+__all__ = ["GenerationStopped", "SampledOutput", "encode_prompt", "sample", "sample_padded"]
+
 STOP_CHECK_EVERY_S = 1.0  # how often sampling asks ``should_stop`` (one database read in the worker)
-
-
-class GenerationStopped(Exception):
-    """``should_stop`` said so while sampling: the partial batch is thrown away."""
+# transformers' ``generate`` applies top-k 50 unless a model's generation config says otherwise (SmolLM2's
+# does not): the engine keeps that filter so outputs follow the same distribution as before.
+DEFAULT_TOP_K = 50
 
 
 class _StopWhen(StoppingCriteria):
@@ -36,11 +45,15 @@ class _StopWhen(StoppingCriteria):
         self.stopped = False
 
     def __call__(self, input_ids, scores, **kwargs):
+        return torch.full((input_ids.shape[0],), self.due(), dtype=torch.bool, device=input_ids.device)
+
+    def due(self) -> bool:
+        """Ask ``should_stop`` if ``every_s`` has passed since the last question; the latest answer."""
         now = time.monotonic()
         if not self.stopped and now - self.last >= self.every_s:
             self.last = now
             self.stopped = bool(self.should_stop())
-        return torch.full((input_ids.shape[0],), self.stopped, dtype=torch.bool, device=input_ids.device)
+        return self.stopped
 
 
 @dataclass
@@ -64,7 +77,6 @@ def encode_prompt(tokenizer, messages: list[dict]) -> list[int]:
     return tokenizer(text, add_special_tokens=True)["input_ids"]
 
 
-@torch.no_grad()
 def sample(
     model,
     tokenizer,
@@ -80,8 +92,69 @@ def sample(
 ) -> list[list[SampledOutput]]:
     """Sample ``n_per_prompt`` outputs for every chat prompt; returns one list per prompt.
 
-    ``should_stop`` (asked about once a second while decoding) ends sampling early by raising
-    :class:`GenerationStopped`: a cancelled job stops within seconds, not after its batch."""
+    Runs on the generation engine (:mod:`text2grad.inference`): continuous batching with up to
+    ``batch_size`` requests decoding at once. Each output has its own seed, derived from ``seed`` and its
+    place in the call (or drawn from torch's global generator when ``seed`` is None), so the same call
+    gives the same outputs whatever the batch size. ``should_stop`` (asked about once a second between
+    decoding steps) ends sampling early by raising :class:`GenerationStopped`: a cancelled job stops
+    within seconds, not after its batch."""
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0 (sampling); use a small value for near-greedy output")
+    params = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "seed": seed}
+    jobs = [
+        (p, encode_prompt(tokenizer, messages))
+        for p, messages in enumerate(prompts)
+        for _ in range(n_per_prompt)
+    ]
+    if seed is not None:
+        torch.manual_seed(seed)  # as before: code after sampling sees the global generator where it was
+    requests = [
+        inference.Request(
+            prompt_ids=list(ids),
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=DEFAULT_TOP_K,
+            seed=inference.request_seed(seed, index) if seed is not None else None,
+            tag=prompt_index,
+        )
+        for index, (prompt_index, ids) in enumerate(jobs)
+    ]
+    engine = inference.engine_for(model, tokenizer, max_batch=batch_size)
+    stop = _stopper(should_stop)
+    completions = engine.run(requests, should_stop=stop.due if stop is not None else None)
+    results: list[list[SampledOutput]] = [[] for _ in prompts]
+    for completion in completions:
+        results[completion.request.tag].append(
+            SampledOutput(
+                prompt_ids=list(completion.request.prompt_ids),
+                response_ids=list(completion.response_ids),
+                logprobs=[round(x, 6) for x in completion.logprobs],
+                text=completion.text,
+                finish_reason=completion.finish_reason,
+                params=params,
+            )
+        )
+    return results
+
+
+@torch.no_grad()
+def sample_padded(
+    model,
+    tokenizer,
+    prompts: list[list[dict]],
+    *,
+    n_per_prompt: int = 1,
+    max_new_tokens: int = 160,
+    temperature: float = 0.6,
+    top_p: float = 0.95,
+    seed: int | None = None,
+    batch_size: int = 8,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[list[SampledOutput]]:
+    """The studio's sampler before the engine, kept for comparison (benchmarks/bench_generation.py):
+    transformers' ``generate`` over left-padded batches of ``batch_size``; a finished row keeps stepping
+    and the next batch waits for the slowest row. Same signature and outputs as :func:`sample`."""
     if temperature <= 0:
         raise ValueError("temperature must be > 0 (sampling); use a small value for near-greedy output")
     if seed is not None:
@@ -152,13 +225,4 @@ def _stopper(should_stop: Callable[[], bool] | None) -> _StopWhen | None:
 
 
 def _eos_ids(tokenizer, model) -> list[int]:
-    ids: list[int] = []
-    config_eos = getattr(model.generation_config, "eos_token_id", None)
-    for candidate in (config_eos, tokenizer.eos_token_id):
-        if isinstance(candidate, int):
-            ids.append(candidate)
-        elif isinstance(candidate, list | tuple):
-            ids.extend(int(c) for c in candidate)
-    if not ids:
-        raise ValueError("The tokenizer has no end-of-sequence token")
-    return list(dict.fromkeys(ids))
+    return inference.eos_token_ids(tokenizer, model)
