@@ -39,6 +39,7 @@ SELECT
       ',' ORDER BY s."start", s."end", s."id")
     FROM {span} s WHERE s."annotation_id" = a."id"), '') || ']}}'
 FROM {annotation} a
+JOIN ({selected}) sel ON sel."id" = a."id"
 JOIN {generation} g ON g."id" = a."generation_id"
 JOIN {prompt} p ON p."id" = g."prompt_id"
 JOIN {project} pr ON pr."id" = p."project_id"
@@ -46,7 +47,6 @@ LEFT JOIN {version} mv ON mv."id" = g."model_version_id"
 JOIN {user} u ON u."id" = a."annotator_id"
 LEFT JOIN {review} rv ON rv."annotation_id" = a."id"
 LEFT JOIN {agreement} ag ON ag."generation_id" = a."generation_id"{names}
-WHERE a."id" IN ({selected})
 ORDER BY a."id"
 """
 # A nullable float as Python's json.dumps writes it (whole numbers keep their ".0").
@@ -82,6 +82,9 @@ def _spans_jsonl_sql(query: ExportQuery, names: dict[int, str] | None) -> tuple[
     # training's model, reached through the relation (annotations imports no training; docs/architecture.md)
     ModelVersion = Generation._meta.get_field("model_version").related_model
 
+    # Joined as a subquery rather than `a.id IN (...)`: the planner then joins the selection first and
+    # sorts only the selected annotations' ids, not the finished lines (a 10% export took 0.5 s instead of
+    # 0.75 s). The filters follow single-valued relations only, so each id appears once.
     selected, params = annotations_for(query).values("id").query.sql_with_params()
     tables = {
         name: connection.ops.quote_name(model._meta.db_table)
@@ -108,7 +111,7 @@ def _spans_jsonl_sql(query: ExportQuery, names: dict[int, str] | None) -> tuple[
     )
     if names is None:
         return sql, list(params)
-    return sql, [list(names), list(names.values()), *params]
+    return sql, [*params, list(names), list(names.values())]
 
 
 def _pseudonyms(query: ExportQuery) -> dict[int, str] | None:
