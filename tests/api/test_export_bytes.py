@@ -172,3 +172,18 @@ def test_the_worker_writes_the_pinned_bytes_to_the_store(settings):
         assert export.content_hash == GOLDEN[(fmt, False)]
         with export_jobs.export_open(export) as stream:
             assert hashlib.sha256(stream.read()).hexdigest() == GOLDEN[(fmt, False)]
+
+
+def test_an_annotator_without_a_pseudonym_fails_the_export_instead_of_naming_them_wrongly(
+    fixed_dataset, monkeypatch
+):
+    """The pseudonyms are computed before the lines; an annotator who joined the selection in between
+    (a READ COMMITTED caller's transaction) stops the export with a message naming them."""
+    from django.db import DataError
+
+    from annotations.exports import spans_sql
+
+    monkeypatch.setattr(spans_sql, "_pseudonyms", lambda query: {BASE: exports.pseudonym(BASE)})
+    query = exports.ExportQuery(status="any", project=BASE)
+    with pytest.raises(DataError, match=f"no pseudonym for annotator {BASE + 1}"):
+        b"".join(data for data, _ in exports.spans_jsonl_chunks(query))
