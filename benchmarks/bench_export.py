@@ -265,7 +265,9 @@ def measure(size: int, fmt: str) -> dict:
     started, cpu_started = time.perf_counter(), time.process_time()
     export = export_jobs.export_run(export_id=export.pk)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
-    path = Path(os.environ["T2G_VAR_DIR"]) / export.file_path
+    from artifacts import default_store
+
+    store = default_store()
     result = {
         "rows": export.row_count,
         "format": fmt,
@@ -275,13 +277,15 @@ def measure(size: int, fmt: str) -> dict:
         "rss_before_mb": rss_before,
         "peak_rss_mb": _rss_mb(),
         "vm_hwm_mb": _hwm_mb(),
-        "file_mb": path.stat().st_size / 1e6,
+        "file_mb": store.size(export.file_path) / 1e6,
+        "store": store.url.split("://")[0],
+        "load": os.getloadavg()[0],
         "spans": None,
     }
     if fmt == "jsonl":
-        with open(path, encoding="utf-8") as handle:
+        with store.open(export.file_path) as handle:
             result["spans"] = sum(len(json.loads(line)["spans"]) for line in handle)
-    path.unlink()
+    store.delete(export.file_path)
     return result
 
 
@@ -290,6 +294,17 @@ def main() -> None:
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
     parser.add_argument("--formats", default="jsonl", help="comma-separated: jsonl,csv,parquet")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--sizes", default=f"{SMALL},{N_ANNOTATIONS}", help="comma-separated annotation counts"
+    )
+    parser.add_argument(
+        "--stores", default="local", help="comma-separated: local,s3 (s3: a moto_server here)"
+    )
+    parser.add_argument(
+        "--baseline",
+        help="another checkout of the repository (e.g. `git archive <commit> | tar -x -C DIR`): its export "
+        "is measured too, alternating run by run with this one's, local store only",
+    )
     parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)  # internal: child process
     parser.add_argument("--populate", action="store_true", help=argparse.SUPPRESS)  # internal: child
     parser.add_argument("--format", default="jsonl", help=argparse.SUPPRESS)
@@ -309,42 +324,78 @@ def main() -> None:
     _ensure_database(args.database_url)
     # Populating holds the whole dataset in memory: a child does it, so this parent stays small.
     subprocess.run([sys.executable, __file__, "--populate", "--database-url", args.database_url], check=True)
-    results = []
-    for fmt in args.formats.split(","):
-        for size in (SMALL, N_ANNOTATIONS):
-            runs = []
-            for _ in range(args.repeats):
-                child = subprocess.run(
-                    [sys.executable, __file__, "--measure", str(size), "--format", fmt,
-                     "--database-url", args.database_url],
-                    env={**os.environ, "BENCH_VAR_DIR": var_dir},
-                    capture_output=True, text=True, check=True,
-                )  # fmt: skip
-                runs.append(json.loads(child.stdout.strip().splitlines()[-1]))
-            best = max(runs, key=lambda r: r["rows_per_s"])
-            results.append(
-                {
-                    **best,
-                    "median_rows_per_s": statistics.median(r["rows_per_s"] for r in runs),
-                    "median_cpu_s": statistics.median(r["cpu_seconds"] for r in runs),
-                    "max_peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-                }
+    moto = None
+    targets = []  # (label, script, extra environment)
+    for store in args.stores.split(","):
+        env = {}
+        if store == "s3":
+            from bench_storage import CREDENTIALS, start_moto
+
+            moto, endpoint = start_moto()
+            env = {
+                "T2G_STORAGE_URL": "s3://bench/exports-bench",
+                "T2G_STORAGE_ENDPOINT_URL": endpoint,
+                "T2G_STORAGE_ACCESS_KEY_ID": CREDENTIALS["key"],
+                "T2G_STORAGE_SECRET_ACCESS_KEY": CREDENTIALS["secret"],
+            }
+        targets.append((f"this checkout, {store} store", Path(__file__), env))
+        if store == "local" and args.baseline:
+            targets.append(
+                ("baseline, local store", Path(args.baseline) / "benchmarks" / "bench_export.py", {})
             )
-            print(f"{fmt} {size:,}: {json.dumps(runs)}", file=sys.stderr)
+    try:
+        results = _run_all(args, targets, var_dir)
+    finally:
+        if moto is not None:
+            moto.terminate()
+            moto.wait(timeout=10)
     print(
-        f"\nPython {sys.version.split()[0]}, {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}, "
-        f"database {args.database_url}\n"
+        f"\nPython {sys.version.split()[0]}, {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f} at the "
+        f"end, database {args.database_url}\n"
     )
-    print("| format | annotations | spans | rows/s, median | rows/s, best | wall s, median | CPU s of the "
-          "exporting process | RSS before export | peak RSS (ru_maxrss) | VmHWM | file |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| code, store | format | annotations | spans | rows/s, median | rows/s, best | wall s, median | CPU s of "
+          "the exporting process | load (1 min) | peak RSS (ru_maxrss) | VmHWM | file |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         spans = f"{r['spans']:,}" if r["spans"] is not None else "—"
         print(
-            f"| {r['format']} | {r['rows']:,} | {spans} | {r['median_rows_per_s']:,.0f} | {r['rows_per_s']:,.0f} | "
-            f"{r['rows'] / r['median_rows_per_s']:.2f} | {r['median_cpu_s']:.2f} | {r['rss_before_mb']:.0f} MB | "
-            f"{r['max_peak_rss_mb']:.0f} MB | {r['vm_hwm_mb']:.0f} MB | {r['file_mb']:.0f} MB |"
+            f"| {r['target']} | {r['format']} | {r['rows']:,} | {spans} | {r['median_rows_per_s']:,.0f} | "
+            f"{r['rows_per_s']:,.0f} | {r['rows'] / r['median_rows_per_s']:.2f} | {r['median_cpu_s']:.2f} | "
+            f"{r['loads']} | {r['max_peak_rss_mb']:.0f} MB | {r['vm_hwm_mb']:.0f} MB | {r['file_mb']:.0f} MB |"
         )
+
+
+def _run_all(args, targets: list, var_dir: str) -> list[dict]:
+    """Every (format, size): the targets' runs interleaved (A, B, A, B, ...) so load changes hit all."""
+    results = []
+    for fmt in args.formats.split(","):
+        for size in (int(n) for n in args.sizes.split(",")):
+            runs: dict[str, list] = {label: [] for label, _, _ in targets}
+            for _ in range(args.repeats):
+                for label, script, env in targets:
+                    child = subprocess.run(
+                        [sys.executable, str(script), "--measure", str(size), "--format", fmt,
+                         "--database-url", args.database_url],
+                        env={**os.environ, **env, "BENCH_VAR_DIR": var_dir},
+                        capture_output=True, text=True, check=True,
+                    )  # fmt: skip
+                    run = json.loads(child.stdout.strip().splitlines()[-1])
+                    run["load"] = run.get("load", os.getloadavg()[0])
+                    runs[label].append(run)
+                    print(f"{label} {fmt} {size:,}: {json.dumps(run)}", file=sys.stderr, flush=True)
+            for label, done in runs.items():
+                best = max(done, key=lambda r: r["rows_per_s"])
+                results.append(
+                    {
+                        **best,
+                        "target": label,
+                        "median_rows_per_s": statistics.median(r["rows_per_s"] for r in done),
+                        "median_cpu_s": statistics.median(r["cpu_seconds"] for r in done),
+                        "max_peak_rss_mb": max(r["peak_rss_mb"] for r in done),
+                        "loads": " / ".join(f"{r['load']:.1f}" for r in done),
+                    }
+                )
+    return results
 
 
 if __name__ == "__main__":
