@@ -50,6 +50,7 @@ def admin_token(feedback, admin_user):
         request_finished.connect(close_old_connections)
 
 
+@pytest.mark.heavy
 @pytest.mark.django_db
 @schema.parametrize()
 @settings(
@@ -87,6 +88,7 @@ def role_token(request, feedback):
         request_finished.connect(close_old_connections)
 
 
+@pytest.mark.heavy
 @pytest.mark.django_db
 @schema.parametrize()
 @settings(

@@ -132,6 +132,7 @@ def test_stale_running_round_is_reaped(tiny_settings, critiqued):
     )
 
 
+@pytest.mark.heavy
 @pytest.mark.django_db(transaction=True)  # the rank processes read the round from the database
 def test_two_process_round_matches_one_process(tiny_settings, critiqued):
     """The Celery-side launcher runs the round as 2 gloo ranks under torchrun: same adapter as 1 process."""
