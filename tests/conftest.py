@@ -51,8 +51,13 @@ def pytest_configure(config) -> None:
     app.conf.broker_url = broker
     os.environ["CELERY_BROKER_URL"] = broker  # processes that tests start with this process's environment
     if worker != "gw0":
+        shared = settings.VAR_DIR
         settings.VAR_DIR = REPO / "var" / f"xdist-{worker}"  # kept between runs, like var/ itself
         settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+        # Caches are shared (the aligner's clause classifier trains once, under a file lock).
+        (shared / "cache").mkdir(exist_ok=True)
+        if not (settings.VAR_DIR / "cache").exists():
+            (settings.VAR_DIR / "cache").symlink_to(shared / "cache", target_is_directory=True)
 
 
 # A test that starts the session's Celery worker must say so: `make test-inner` deselects the marker.

@@ -38,3 +38,4 @@ def test_this_worker_uses_its_own_database_broker_and_folder():
         assert urlsplit(conn.as_uri()).path == urlsplit(settings.CELERY_BROKER_URL).path
     expected = REPO / "var" if worker == "gw0" else REPO / "var" / f"xdist-{worker}"
     assert expected == settings.VAR_DIR
+    assert (settings.VAR_DIR / "cache").resolve() == (REPO / "var" / "cache").resolve()  # caches are shared
