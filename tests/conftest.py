@@ -34,7 +34,7 @@ def xdist_broker_url(url: str, worker: str) -> str:
     return urlunsplit(parts._replace(path=f"/{(base - int(worker[2:])) % 16}"))
 
 
-SESSION_BROKER_URL = {}  # "url": the broker this run was given, before an xdist worker took its own
+SESSION = {}  # what this run was given ("broker_url", "var_dir") before an xdist worker took its own
 
 
 def pytest_configure(config) -> None:
@@ -45,19 +45,20 @@ def pytest_configure(config) -> None:
 
     from text2grad_web.celery import app
 
-    SESSION_BROKER_URL["url"] = settings.CELERY_BROKER_URL
+    SESSION.update(broker_url=settings.CELERY_BROKER_URL, var_dir=settings.VAR_DIR)
     broker = xdist_broker_url(settings.CELERY_BROKER_URL, worker)
     settings.CELERY_BROKER_URL = broker
     app.conf.broker_url = broker
     os.environ["CELERY_BROKER_URL"] = broker  # processes that tests start with this process's environment
     if worker != "gw0":
         shared = settings.VAR_DIR
-        settings.VAR_DIR = REPO / "var" / f"xdist-{worker}"  # kept between runs, like var/ itself
+        settings.VAR_DIR = shared / f"xdist-{worker}"  # kept between runs, like var/ itself
         settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
         # Caches are shared (the aligner's clause classifier trains once, under a file lock).
         (shared / "cache").mkdir(exist_ok=True)
-        if not (settings.VAR_DIR / "cache").exists():
-            (settings.VAR_DIR / "cache").symlink_to(shared / "cache", target_is_directory=True)
+        cache = settings.VAR_DIR / "cache"
+        if not (cache.is_symlink() or cache.exists()):
+            cache.symlink_to(shared / "cache", target_is_directory=True)
 
 
 # A test that starts the session's Celery worker must say so: `make test-inner` deselects the marker.

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import SESSION_BROKER_URL, xdist_broker_url
+from tests.conftest import SESSION, xdist_broker_url
 
 
 def test_each_xdist_worker_takes_its_own_redis_database():
@@ -23,19 +23,18 @@ def test_this_worker_uses_its_own_database_broker_and_folder():
     from django.conf import settings
     from django.db import connection
 
-    from tests.conftest import REPO
     from text2grad_web.celery import app
 
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if not worker:
         pytest.skip("not a pytest-xdist run")
     assert connection.settings_dict["NAME"].endswith(f"_{worker}")
-    given = SESSION_BROKER_URL["url"]
+    given = SESSION["broker_url"]
     assert xdist_broker_url(given, worker) == settings.CELERY_BROKER_URL
     assert (given == settings.CELERY_BROKER_URL) == (worker == "gw0")
     assert os.environ["CELERY_BROKER_URL"] == settings.CELERY_BROKER_URL
     with app.connection_for_write() as conn:  # what a published task really uses
         assert urlsplit(conn.as_uri()).path == urlsplit(settings.CELERY_BROKER_URL).path
-    expected = REPO / "var" if worker == "gw0" else REPO / "var" / f"xdist-{worker}"
-    assert expected == settings.VAR_DIR
-    assert (settings.VAR_DIR / "cache").resolve() == (REPO / "var" / "cache").resolve()  # caches are shared
+    shared = SESSION["var_dir"]
+    assert (shared if worker == "gw0" else shared / f"xdist-{worker}") == settings.VAR_DIR
+    assert (settings.VAR_DIR / "cache").resolve() == (shared / "cache").resolve()  # caches are shared
