@@ -71,20 +71,21 @@ test: model browser
 	$(TEST_ENV) $(BIN)/python -m pytest -m "not faults and not deployed" -n $(TEST_PROCS) $(PYTEST_ARGS)
 	$(TEST_ENV) $(BIN)/python -m pytest -m "faults or deployed" $(PYTEST_ARGS)
 
-# The inner loop (under 2 minutes on 2 quiet cores): real PostgreSQL, kept between runs (`--reuse-db`; add
-# PYTEST_ARGS=--create-db after a migration), the real tokenizer; no browser, Celery worker, SmolLM2, heavy,
-# deployed or fault tests. The 15 slowest tests are listed at the end. test_schema_fuzz.py is all heavy and
-# not even collected: schemathesis builds a hypothesis test per API operation while collecting. Bytecode
-# and pytest's rewritten test modules are cached (__pycache__/, git-ignored) even where the environment sets
-# PYTHONDONTWRITEBYTECODE: compiling them again is a good part of a run's start.
 # The base model's tokenizer, prepared once (`make model` also checks the model and warms the aligner).
 var/models/base/tokenizer.json: | install
 	$(BIN)/python manage.py prepare_model
 
+# The inner loop (under 2 minutes on 2 quiet cores, on TEST_PROCS xdist workers as `make test`): real
+# PostgreSQL, kept between runs (`--reuse-db`; add PYTEST_ARGS=--create-db after a migration), the real
+# tokenizer; no browser, Celery worker, SmolLM2, heavy, deployed or fault tests. The 15 slowest tests are
+# listed at the end (benchmarks/bench_test_loop.py times it). test_schema_fuzz.py is all heavy and
+# not even collected: schemathesis builds a hypothesis test per API operation while collecting. Bytecode
+# and pytest's rewritten test modules are cached (__pycache__/, git-ignored) even where the environment sets
+# PYTHONDONTWRITEBYTECODE: compiling them again is a good part of a run's start.
 INNER = not browser and not worker and not slow and not heavy and not deployed and not faults
 test-inner: install var/models/base/tokenizer.json
-	$(TEST_ENV) PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -m "$(INNER)" --reuse-db --durations=15 -q \
-	  --ignore=tests/api/test_schema_fuzz.py $(PYTEST_ARGS)
+	$(TEST_ENV) PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -m "$(INNER)" -n $(TEST_PROCS) --reuse-db \
+	  --durations=15 -q --ignore=tests/api/test_schema_fuzz.py $(PYTEST_ARGS)
 
 test-fast: install
 	$(TEST_ENV) $(BIN)/python -m pytest -m "not browser and not worker and not slow and not deployed and not faults" $(PYTEST_ARGS)

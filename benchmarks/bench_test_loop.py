@@ -1,7 +1,7 @@
 """How long a test tier takes: wall time, and CPU time (user + sys of pytest and everything it started).
 
-On a shared machine the wall time says little; the CPU time is what the tier costs, and on N quiet cores
-a serial run takes about that long (a run on xdist workers about CPU / N plus the start). The load
+On a shared machine the wall time says little; the CPU time is what the tier costs: on N quiet cores a serial
+run takes about that long, a run on N xdist workers (as `make test-inner`) about CPU / N. The load
 average before and after is printed with the numbers. By default it runs `make test-inner`'s pytest
 command twice: the first run may create the test database, the second is the loop a contributor runs.
 
@@ -23,7 +23,16 @@ REPO = Path(__file__).resolve().parent.parent
 INNER = "not browser and not worker and not slow and not heavy and not deployed and not faults"
 TIERS = {
     # The same selections as the Makefile's targets.
-    "inner": ["-m", INNER, "--reuse-db", "--durations=15", "-q", "--ignore=tests/api/test_schema_fuzz.py"],
+    "inner": [
+        "-m",
+        INNER,
+        "-n",
+        "2",
+        "--reuse-db",
+        "--durations=15",
+        "-q",
+        "--ignore=tests/api/test_schema_fuzz.py",
+    ],
     "fast": ["-m", "not browser and not worker and not slow and not deployed and not faults", "-q"],
 }
 

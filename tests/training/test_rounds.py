@@ -41,6 +41,7 @@ def _span_logprob(version, generation, phrase) -> float:
     return chosen[picked].mean().item()
 
 
+@pytest.mark.heavy
 def test_round_moves_poor_spans_down_and_good_spans_up(tiny_settings, critiqued, admin_user):
     start_version = services.model_version_bootstrap()
     before = {
@@ -82,6 +83,7 @@ def test_round_moves_poor_spans_down_and_good_spans_up(tiny_settings, critiqued,
     assert ModelVersion.objects.get(is_active=True) == start_version
 
 
+@pytest.mark.heavy
 def test_failed_round_leaves_active_version_and_can_resume(tiny_settings, critiqued):
     active = services.model_version_bootstrap()
     training_round = services.round_launch(mode="scalar", config={**FAST, "steps": 2})
