@@ -58,17 +58,22 @@ run: model migrate $(SECRET_KEY_FILE)
 	@test -f var/.seeded || { $(LOCAL_ENV) $(BIN)/python manage.py seed_demo --credentials-to-file-only && touch var/.seeded; }
 	$(LOCAL_ENV) HOST=$(HOST) PORT=$(PORT) ./scripts/run.sh
 
-# `make test` runs every test, in two sessions. The first runs on TEST_PROCS pytest-xdist workers, each with
-# a database of its own (test_<name>_gw0, _gw1 ...), its own Redis database for the broker (gw0 keeps the one
-# of TEST_BROKER_URL, gwN the N-th below it) and its own session Celery worker (tests/conftest.py).
+# `make test` runs every test, in three sessions. The first, most of the tests, runs on TEST_PROCS
+# pytest-xdist workers, each with a database of its own (test_<name>_gw0, _gw1 ...), its own Redis database
+# for the broker (gw0 keeps the one of TEST_BROKER_URL, gwN the N-th below it) and, past gw0, its own
+# var/xdist-gwN folder (tests/conftest.py). The second runs the tests that go through the session's real
+# Celery worker, drive Chromium or load SmolLM2 in one process, with one session worker, as before.
 # The fault-injection and deployment tests run in a session of their own, with no shared session worker:
 # that worker consumes every queue of the shared broker, so it would take the deployed roles' round (and
 # publish it to its own local disk, not the test's object store), and its outbox relay would publish the
 # fault tests' rows while they hold a broker of their own down.
 TEST_PROCS ?= 2
 TEST_ENV = DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL)
+SERIAL = worker or browser or slow
 test: model browser
-	$(TEST_ENV) $(BIN)/python -m pytest -m "not faults and not deployed" -n $(TEST_PROCS) $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/python -m pytest -m "not ($(SERIAL)) and not faults and not deployed" -n $(TEST_PROCS) \
+	  $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/python -m pytest -m "($(SERIAL)) and not faults and not deployed" $(PYTEST_ARGS)
 	$(TEST_ENV) $(BIN)/python -m pytest -m "faults or deployed" $(PYTEST_ARGS)
 
 # The base model's tokenizer, prepared once (`make model` also checks the model and warms the aligner).
