@@ -18,7 +18,7 @@ SECRET_KEY_FILE ?= var/secret-key
 LOCAL_ENV = DEBUG=$(DEBUG) SECRET_KEY_FILE=$(SECRET_KEY_FILE) ALLOWED_HOSTS=localhost,127.0.0.1,[::1] \
   SECURE_SSL_REDIRECT=0 SESSION_COOKIE_SECURE=0 CSRF_COOKIE_SECURE=0 SECURE_HSTS_SECONDS=0
 
-.PHONY: install lock model browser migrate seed run test test-fast lint format check-deploy clean screenshots code-css vendor
+.PHONY: install lock model browser migrate seed run test test-fast test-inner lint format check-deploy clean screenshots code-css vendor
 
 install: $(STAMP)
 
@@ -58,19 +58,42 @@ run: model migrate $(SECRET_KEY_FILE)
 	@test -f var/.seeded || { $(LOCAL_ENV) $(BIN)/python manage.py seed_demo --credentials-to-file-only && touch var/.seeded; }
 	$(LOCAL_ENV) HOST=$(HOST) PORT=$(PORT) ./scripts/run.sh
 
+# `make test` runs every test, in three sessions. The first, most of the tests, runs on TEST_PROCS
+# pytest-xdist workers, each with a database of its own (test_<name>_gw0, _gw1 ...), its own Redis database
+# for the broker (gw0 keeps the one of TEST_BROKER_URL, gwN the N-th below it) and, past gw0, its own
+# var/xdist-gwN folder (tests/conftest.py). The second runs the tests that go through the session's real
+# Celery worker, drive Chromium or load SmolLM2 in one process, with one session worker, as before.
 # The fault-injection and deployment tests run in a session of their own, with no shared session worker:
 # that worker consumes every queue of the shared broker, so it would take the deployed roles' round (and
 # publish it to its own local disk, not the test's object store), and its outbox relay would publish the
 # fault tests' rows while they hold a broker of their own down.
+TEST_PROCS ?= 2
+TEST_ENV = DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL)
+SERIAL = worker or browser or slow
 test: model browser
-	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
-	  $(BIN)/python -m pytest -m "not faults and not deployed" $(PYTEST_ARGS)
-	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
-	  $(BIN)/python -m pytest -m "faults or deployed" $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/python -m pytest -m "not ($(SERIAL)) and not faults and not deployed" -n $(TEST_PROCS) \
+	  $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/python -m pytest -m "($(SERIAL)) and not faults and not deployed" $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/python -m pytest -m "faults or deployed" $(PYTEST_ARGS)
+
+# The base model's tokenizer, prepared once (`make model` also checks the model and warms the aligner).
+var/models/base/tokenizer.json: | install $(SECRET_KEY_FILE)
+	$(LOCAL_ENV) $(BIN)/python manage.py prepare_model
+
+# The inner loop (under 2 minutes on 2 quiet cores, on TEST_PROCS xdist workers as `make test`): real
+# PostgreSQL, kept between runs (`--reuse-db`; add PYTEST_ARGS=--create-db after a migration), the real
+# tokenizer; no browser, Celery worker, SmolLM2, heavy, deployed or fault tests. The 15 slowest tests are
+# listed at the end (benchmarks/bench_test_loop.py times it). test_schema_fuzz.py is all heavy and
+# not even collected: schemathesis builds a hypothesis test per API operation while collecting. Bytecode
+# and pytest's rewritten test modules are cached (__pycache__/, git-ignored) even where the environment sets
+# PYTHONDONTWRITEBYTECODE: compiling them again is a good part of a run's start.
+INNER = not browser and not worker and not slow and not heavy and not deployed and not faults
+test-inner: install var/models/base/tokenizer.json
+	$(TEST_ENV) PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -m "$(INNER)" -n $(TEST_PROCS) --reuse-db \
+	  --durations=15 -q --ignore=tests/api/test_schema_fuzz.py $(PYTEST_ARGS)
 
 test-fast: install
-	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
-	  $(BIN)/python -m pytest -m "not browser and not worker and not slow and not deployed and not faults" $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/python -m pytest -m "not browser and not worker and not slow and not deployed and not faults" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

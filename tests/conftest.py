@@ -18,6 +18,64 @@ def base_model_dir() -> Path:
     return Path(os.environ.get("T2G_BASE_MODEL_DIR", REPO / "var" / "models" / "base"))
 
 
+# --- parallel runs (pytest-xdist) ----------------------------------------------------------------
+# pytest-django gives each xdist worker a database of its own (test_<name>_gw0, _gw1, ...). The broker and
+# the local artifact folder are per worker too: the session worker fixture below flushes its broker
+# database, and two workers writing exports or versions under the same ids to one folder would collide.
+def xdist_broker_url(url: str, worker: str) -> str:
+    """The broker for xdist worker ``gwN``: gw0 keeps the Redis database of ``url``, gwN takes the N-th one
+    below it, wrapping within Redis' 16 (15 -> 15, 14, 13 ...). Other brokers are returned unchanged."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not worker.startswith("gw"):
+        return url
+    base = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{(base - int(worker[2:])) % 16}"))
+
+
+SESSION = {}  # what this run was given ("broker_url", "var_dir") before an xdist worker took its own
+
+
+def pytest_configure(config) -> None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    from django.conf import settings
+
+    from text2grad_web.celery import app
+
+    SESSION.update(broker_url=settings.CELERY_BROKER_URL, var_dir=settings.VAR_DIR)
+    broker = xdist_broker_url(settings.CELERY_BROKER_URL, worker)
+    settings.CELERY_BROKER_URL = broker
+    app.conf.broker_url = broker
+    os.environ["CELERY_BROKER_URL"] = broker  # processes that tests start with this process's environment
+    if worker != "gw0":
+        shared = settings.VAR_DIR
+        settings.VAR_DIR = shared / f"xdist-{worker}"  # kept between runs, like var/ itself
+        settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+        # Caches are shared (the aligner's clause classifier trains once, under a file lock).
+        (shared / "cache").mkdir(exist_ok=True)
+        cache = settings.VAR_DIR / "cache"
+        if not (cache.is_symlink() or cache.exists()):
+            cache.symlink_to(shared / "cache", target_is_directory=True)
+
+
+# A test that starts the session's Celery worker must say so: `make test-inner` deselects the marker.
+WORKER_FIXTURES = frozenset({"celery_worker_process", "worker_env"})
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    unmarked = [
+        item.nodeid
+        for item in items
+        if WORKER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("worker") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"mark these tests `worker` (they start a Celery worker): {unmarked}")
+
+
 # --- users ----------------------------------------------------------------------------------------
 def _make_user(django_user_model, username: str, role: str):
     from annotations import roles

@@ -51,6 +51,7 @@ def admin_token(feedback, admin_user):
         request_finished.connect(close_old_connections)
 
 
+@pytest.mark.heavy
 @pytest.mark.django_db
 @schema.parametrize()
 @settings(
@@ -88,6 +89,7 @@ def role_token(request, feedback):
         request_finished.connect(close_old_connections)
 
 
+@pytest.mark.heavy
 @pytest.mark.django_db
 @schema.parametrize()
 @settings(

@@ -21,6 +21,7 @@ ANSWERS = {
 }
 
 
+@pytest.mark.heavy
 def test_pass_rate_per_version(code_project, versions, admin_user):
     from training.worker import campaigns as worker
 

@@ -50,6 +50,7 @@ def tree(tmp_path_factory) -> Path:
     return _copy_tree(tmp_path_factory.mktemp("tree"))
 
 
+@pytest.mark.heavy
 def test_the_contracts_hold_on_the_tree(tree):
     result = _lint(tree)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -68,6 +69,7 @@ VIOLATIONS = {
 }
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("contract", sorted(VIOLATIONS))
 def test_each_contract_fails_on_a_deliberate_violation(tmp_path, contract):
     tree = _copy_tree(tmp_path)
@@ -106,6 +108,7 @@ print(json.dumps({"statuses": statuses, "ml": ml}))
 """
 
 
+@pytest.mark.heavy
 @pytest.mark.django_db(transaction=True)
 def test_rendering_every_page_imports_no_ml_module(admin_user, project, make_generation):
     from django.db import connection

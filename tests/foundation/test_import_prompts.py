@@ -93,6 +93,7 @@ def test_size_limit(tmp_path, project, settings):
         call_command("import_prompts", str(path), "--project", project.name)
 
 
+@pytest.mark.heavy
 def test_seed_demo_is_idempotent(capsys, settings, tmp_path):
     settings.VAR_DIR = tmp_path
     call_command("seed_demo", "--no-generate", "--code-limit", "5")

@@ -6,6 +6,7 @@ from django.core.management import call_command
 pytestmark = pytest.mark.django_db
 
 
+@pytest.mark.heavy
 def test_credentials_go_to_the_file_only_when_asked(capsys, settings, tmp_path):
     settings.VAR_DIR = tmp_path
     call_command("seed_demo", "--no-generate", "--code-limit", "1", "--credentials-to-file-only")

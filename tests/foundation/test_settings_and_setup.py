@@ -43,12 +43,14 @@ def test_secret_read_from_file(monkeypatch, tmp_path):
     assert settings_module.env_str("T2G_X") == "s3cr3t-from-file"
 
 
+@pytest.mark.heavy
 def test_production_profile_refuses_missing_secret_key():
     result = _run(["manage.py", "check"], DEBUG="0", SECRET_KEY="", ALLOWED_HOSTS="example.org")
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
 
 
+@pytest.mark.heavy
 def test_production_profile_passes_check_deploy():
     result = _run(
         ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
@@ -60,11 +62,13 @@ def test_production_profile_passes_check_deploy():
     assert "no issues" in result.stdout
 
 
+@pytest.mark.heavy
 def test_no_missing_migrations():
     result = _run(["manage.py", "makemigrations", "--check", "--dry-run"])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.heavy
 def test_unknown_base_model_fails_with_a_clear_message():
     result = _run(["manage.py", "check"], T2G_BASE_MODEL="/no/such/model")
     assert result.returncode != 0
@@ -72,6 +76,7 @@ def test_unknown_base_model_fails_with_a_clear_message():
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.heavy
 def test_web_process_never_imports_torch():
     code = (
         "import django, importlib, sys; django.setup();"
@@ -86,6 +91,7 @@ def test_web_process_never_imports_torch():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize(("preload", "expected"), [("1", "True"), ("0", "False")])
 def test_a_starting_worker_imports_the_model_code_unless_told_not_to(preload, expected):
     # Fired by Celery in a worker's main process before its pool forks (the web process never fires it).

@@ -93,6 +93,7 @@ def _token(base: str, username: str, password: str) -> requests.Response:
     )
 
 
+@pytest.mark.heavy
 @pytest.mark.django_db(transaction=True)
 def test_lockout_and_throttles_hold_across_gunicorn_processes(gunicorn, settings, django_user_model):
     from annotations import roles

@@ -96,6 +96,7 @@ def test_a_refusal_is_logged_without_a_traceback(client, nobody, caplog):
     assert server_error.exc_info is not None  # 5xx keep theirs
 
 
+@pytest.mark.heavy
 @pytest.mark.django_db(transaction=True)
 def test_the_health_check_passes_under_debug_off(settings, tmp_path):
     db = settings.DATABASES["default"]

@@ -13,7 +13,7 @@ from annotations.exports import jobs as export_jobs
 from annotations.models import DatasetExport
 from artifacts import default_store
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.heavy]  # a moto_server process
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from artifacts import ArtifactStore, StorageError
 from artifacts.folders import MANIFEST, content_hash, folder_fetch, folder_publish, folder_read_manifest
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.heavy)])  # s3: a moto_server
 def store(request, tmp_path):
     if request.param == "local":
         return ArtifactStore(f"file://{tmp_path / 'store'}")
@@ -103,6 +103,7 @@ def test_signed_url_downloads_without_credentials(store):
         assert "s.txt" in response.headers["Content-Disposition"]
 
 
+@pytest.mark.heavy
 def test_a_storage_url_of_another_scheme_stops_the_start(tmp_path):
     import os
     import subprocess

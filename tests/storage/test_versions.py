@@ -27,6 +27,7 @@ def _another_host(settings, tmp_path, name: str) -> None:
     settings.T2G_MODEL_CACHE_DIR = tmp_path / name / "models" / "cache"
 
 
+@pytest.mark.heavy
 def test_round_interrupted_on_one_host_resumes_on_another(s3_tiny, critiqued, tmp_path, caplog):
     services.model_version_bootstrap()
     training_round = services.round_launch(mode="token", config=FAST)
@@ -59,6 +60,7 @@ def test_round_interrupted_on_one_host_resumes_on_another(s3_tiny, critiqued, tm
     assert any("lora_" in name for name, _ in model.named_parameters())
 
 
+@pytest.mark.heavy
 def test_a_version_whose_objects_changed_is_refused(s3_tiny, critiqued, tmp_path):
     services.model_version_bootstrap()
     training_round = services.round_launch(mode="token", config={**FAST, "steps": 1})

@@ -55,6 +55,7 @@ def _train(project, admin_user, **kwargs) -> CriticVersion:
     return job.output_version
 
 
+@pytest.mark.heavy
 def test_critic_job_trains_a_version_with_metrics_and_lineage(
     tiny_settings, project, labelled, admin_user, annotator, make_generation
 ):
@@ -159,6 +160,7 @@ def test_held_out_split_is_by_prompt_and_keeps_the_lineage_apart():
     assert critic_worker.split_held_out(few, 0.5, seed=0, keep_held={2})[1] == [few[2]]
 
 
+@pytest.mark.heavy
 def test_activation_is_per_project_and_queues_pre_annotation(
     tiny_settings, project, labelled, admin_user, make_generation, django_capture_on_commit_callbacks
 ):
@@ -183,6 +185,7 @@ def test_activation_is_per_project_and_queues_pre_annotation(
         assert fresh.text[span["start"] : span["end"]] == span["text"]
 
 
+@pytest.mark.heavy
 def test_pre_annotation_becomes_suggestions_with_acceptance_and_edit_rates(
     tiny_settings, project, labelled, admin_user, annotator, annotator2, make_generation, login
 ):
@@ -253,6 +256,7 @@ def test_pre_annotation_becomes_suggestions_with_acceptance_and_edit_rates(
     assert not AlignmentRequest.objects.filter(annotation=own_draft).exists()
 
 
+@pytest.mark.heavy
 def test_on_policy_round_samples_scores_trains_and_sends_a_share_to_audit(
     tiny_settings, project, labelled, admin_user, login
 ):
@@ -314,6 +318,7 @@ def test_on_policy_round_samples_scores_trains_and_sends_a_share_to_audit(
     assert "sent for audit" in page.content.decode()
 
 
+@pytest.mark.heavy
 def test_critic_page_and_bad_input(tiny_settings, project, labelled, admin_user, researcher, login):
     version = _train(project, admin_user, auto_activate=True)
     client = login(admin_user)

@@ -107,6 +107,7 @@ def _draft(project, make_generation, annotator, text):
     return Annotation.objects.create(generation=generation, annotator=annotator)
 
 
+@pytest.mark.heavy
 def test_suggest_accept_and_reject(tiny_settings, project, make_generation, annotator, annotator2, login):
     annotation = _draft(
         project, make_generation, annotator, "The sky is green. Grass is green. Water is wet."
@@ -149,6 +150,7 @@ def test_suggest_needs_a_critique_and_ownership(
     assert AlignmentRequest.objects.count() == 0
 
 
+@pytest.mark.heavy
 def test_line_reference_in_code(tiny_settings, code_project, make_generation, annotator):
     annotation = _draft(code_project, make_generation, annotator, "def f(xs):\n    return xs[0]\n")
     request = services.alignment_request_create(
@@ -159,6 +161,7 @@ def test_line_reference_in_code(tiny_settings, code_project, make_generation, an
     assert [(p["text"], p["method"]) for p in request.proposals] == [("return xs[0]", "line-ref")]
 
 
+@pytest.mark.heavy
 def test_suggest_flip_before_accepting(
     tiny_settings, project, make_generation, annotator, annotator2, researcher, login
 ):
@@ -199,6 +202,7 @@ def test_suggest_flip_before_accepting(
     assert request.proposals[sky]["polarity"] == 1
 
 
+@pytest.mark.heavy
 def test_suggest_accept_with_a_label(tiny_settings, project, make_generation, annotator, login):
     annotation = _draft(project, make_generation, annotator, "The sky is green. Water is wet.")
     request = services.alignment_request_create(annotation=annotation, critique='"Water is wet" is correct.')

@@ -39,6 +39,7 @@ def _orphan(project, prompts, *, done: int, **fields) -> GenerationJob:
     )  # fmt: skip
 
 
+@pytest.mark.heavy
 def test_a_requeued_generation_job_resumes_after_its_committed_outputs(
     project, prompts, tiny_settings, django_capture_on_commit_callbacks
 ):

@@ -33,6 +33,7 @@ def test_the_beat_schedule_names_registered_tasks():
     assert scheduled <= set(app.tasks)
 
 
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)  # the worker must see the rows
 def test_beat_expires_lapsed_leases_and_fails_stale_rounds(
     celery_worker_process,

@@ -43,6 +43,7 @@ def _span_logprob(version, generation, phrase) -> float:
     return chosen[picked].mean().item()
 
 
+@pytest.mark.heavy
 def test_round_moves_poor_spans_down_and_good_spans_up(tiny_settings, critiqued, admin_user):
     start_version = services.model_version_bootstrap()
     before = {
@@ -84,6 +85,7 @@ def test_round_moves_poor_spans_down_and_good_spans_up(tiny_settings, critiqued,
     assert ModelVersion.objects.get(is_active=True) == start_version
 
 
+@pytest.mark.heavy
 def test_failed_round_leaves_active_version_and_can_resume(tiny_settings, critiqued):
     active = services.model_version_bootstrap()
     training_round = services.round_launch(mode="scalar", config={**FAST, "steps": 2})
@@ -134,6 +136,7 @@ def test_stale_running_round_is_reaped(tiny_settings, critiqued):
     )
 
 
+@pytest.mark.heavy
 @pytest.mark.django_db(transaction=True)  # the rank processes read the round from the database
 def test_two_process_round_matches_one_process(tiny_settings, critiqued):
     """The Celery-side launcher runs the round as 2 gloo ranks under torchrun: same adapter as 1 process."""

@@ -409,6 +409,7 @@ def test_semantic_false_never_embeds():
 
 
 # ----------------------------------------------------------------------------------------------- MiniLM
+@pytest.mark.heavy
 def test_minilm_embeddings_are_normalised_and_meaningful(minilm):
     vectors = minilm.encode(["The cat sat on the mat.", "A cat was sitting on a rug.", "Stock prices fell."])
     assert vectors.shape == (3, 384)
@@ -417,6 +418,7 @@ def test_minilm_embeddings_are_normalised_and_meaningful(minilm):
     assert minilm.encode([]).shape == (0, 384)
 
 
+@pytest.mark.heavy
 def test_minilm_loads_once_and_restores_threads(minilm):
     import torch
 
@@ -429,6 +431,7 @@ def test_minilm_loads_once_and_restores_threads(minilm):
     assert np.allclose(batched, minilm.encode(["a", "b", "c"]), atol=1e-5)
 
 
+@pytest.mark.heavy
 def test_minilm_semantic_alignment_on_prose(minilm):
     output = (
         "The Treaty of Versailles was signed in 1919. It required Germany to pay reparations. "
@@ -442,6 +445,7 @@ def test_minilm_semantic_alignment_on_prose(minilm):
     ]
 
 
+@pytest.mark.heavy
 def test_module_doctests(minilm):
     attempted = 0
     for module in (alignment, *(getattr(alignment, name) for name in ALIGNMENT_MODULES)):
@@ -480,6 +484,7 @@ def test_eval_matching_criterion():
     assert eval_alignment.match_spans(proposals, gold) == [(0, 0)]
 
 
+@pytest.mark.heavy
 def test_gold_f1_goals(minilm):
     """Regression guard: span-level F1 on the gold cases (IoU ≥ 0.5 and equal polarity)."""
     eval_alignment = _load_eval_module()

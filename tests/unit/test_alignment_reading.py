@@ -145,6 +145,7 @@ def test_logistic_regression_separates_and_the_clause_file_is_valid(tmp_path):
     assert np.allclose(np.linalg.norm(features[:2], axis=1), 1.0) and not features[2].any()
 
 
+@pytest.mark.heavy
 def test_the_classifier_reads_praise_without_cue_words(minilm, tmp_path):
     classifier = ClauseClassifier(minilm)
     polarity, scope = classifier.read(
@@ -165,6 +166,7 @@ def test_the_classifier_reads_praise_without_cue_words(minilm, tmp_path):
         configure_cache_dir(None)
 
 
+@pytest.mark.heavy
 def test_a_second_process_waits_for_the_first_training_and_loads_its_weights(minilm, tmp_path):
     """Two pool children warming up at once: one trains, the other waits on the cache's file lock and
     loads the file (flock locks conflict between separate opens, so two classifiers in two threads stand
@@ -196,6 +198,7 @@ def test_a_second_process_waits_for_the_first_training_and_loads_its_weights(min
         configure_cache_dir(None)
 
 
+@pytest.mark.heavy
 def test_praise_quotes_and_whole_output_remarks_with_the_classifier(minilm):
     output = "Take ibuprofen with food. If the pain lasts more than three days, see a doctor."
     found = align_critique(output, '"see a doctor" is an important safety note.', embedder=minilm)

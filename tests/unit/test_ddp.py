@@ -89,6 +89,7 @@ def _one_thread():
     torch.set_num_threads(previous)
 
 
+@pytest.mark.heavy
 def test_two_process_update_equals_single_process_update(tmp_path: Path):
     script = tmp_path / "ddp_worker.py"
     script.write_text(WORKER)

@@ -183,6 +183,7 @@ def overlaps(offset: tuple[int, int], span: SpanReward) -> bool:
 
 
 # --- properties on real tokenizers -------------------------------------------------------------------
+@pytest.mark.heavy
 @PROPERTY_SETTINGS
 @given(case=texts_with_spans(), scheme=schemes)
 def test_matches_reference_on_every_tokenizer(any_tokenizer, case, scheme):
@@ -193,6 +194,7 @@ def test_matches_reference_on_every_tokenizer(any_tokenizer, case, scheme):
     assert result.rewards == pytest.approx(expected)
 
 
+@pytest.mark.heavy
 @PROPERTY_SETTINGS
 @given(case=texts_with_spans(weights=(1.0, 0.5, 2.0)))
 def test_poor_tokens_negative_unmarked_outside_and_nothing_dropped(any_tokenizer, case):
@@ -222,6 +224,7 @@ def test_poor_tokens_negative_unmarked_outside_and_nothing_dropped(any_tokenizer
         assert not missing, (span, [text[position] for position in sorted(missing)])
 
 
+@pytest.mark.heavy
 @PROPERTY_SETTINGS
 @given(text=texts)
 def test_offsets_are_code_points_within_the_text(any_tokenizer, text):
@@ -235,6 +238,7 @@ def byte_level_can_encode(tokenizer, char: str) -> bool:
     return tokenizer.decode(tokenize_response(tokenizer, char).response_ids) == char
 
 
+@pytest.mark.heavy
 @PROPERTY_SETTINGS
 @given(text=texts)
 def test_byte_level_offsets_cover_every_character(byte_level_tokenizer, text):
@@ -263,6 +267,7 @@ def test_byte_level_characters_it_cannot_encode(byte_level_tokenizer):
     assert len(result.rewards) == len(result.response_ids) and set(result.rewards) == {-1.0}
 
 
+@pytest.mark.heavy
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cases=st.lists(texts_with_spans(), min_size=1, max_size=6), scheme=schemes)
 def test_batch_equals_one_by_one(any_tokenizer, cases, scheme):
@@ -290,6 +295,7 @@ def arbitrary_offsets_case(draw, overrun: int = 0):
     return text_length, offsets, draw(span_lists(text_length))
 
 
+@pytest.mark.heavy
 @settings(max_examples=300, deadline=None)
 @given(case=arbitrary_offsets_case(), scheme=schemes)
 def test_from_offsets_matches_reference_for_any_offsets(case, scheme):
@@ -298,6 +304,7 @@ def test_from_offsets_matches_reference_for_any_offsets(case, scheme):
     assert result == pytest.approx(reference_token_rewards(offsets, spans, scheme, text_length))
 
 
+@pytest.mark.heavy
 @settings(max_examples=150, deadline=None)
 @given(
     cases=st.one_of(

@@ -23,6 +23,7 @@ def test_plain_code_runs_and_can_use_its_folder():
     assert result.passed and result.stdout == "ok\n"
 
 
+@pytest.mark.heavy
 def test_infinite_loop_is_stopped_by_the_cpu_limit():
     started = time.monotonic()
     result = sandbox.run_python("while True:\n    pass\n", limits=QUICK)
@@ -31,12 +32,14 @@ def test_infinite_loop_is_stopped_by_the_cpu_limit():
     assert time.monotonic() - started < QUICK.wall_seconds + 2
 
 
+@pytest.mark.heavy
 def test_sleeping_forever_is_stopped_by_the_wall_clock():
     result = sandbox.run_python("import time\ntime.sleep(60)\n", limits=QUICK)
     assert result.timed_out and not result.passed
     assert result.seconds < QUICK.wall_seconds + 2
 
 
+@pytest.mark.heavy
 def test_fork_bomb_is_capped_and_cleaned_up():
     code = (
         "import os, sys\n"
