@@ -17,7 +17,7 @@ from tests.conftest import PASSWORD, _make_user, wait_for
 
 from .conftest import timed
 
-pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.faults, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

@@ -289,6 +289,7 @@ def test_the_bare_base_version_offers_only_merged_weights(trained_version, resea
     assert not ModelDownload.objects.exists()
 
 
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_builds_the_merged_download(
     celery_worker_process, tiny_model_dir, researcher, tmp_path

@@ -144,6 +144,7 @@ FLOORS = {
 }
 
 
+@pytest.mark.heavy  # MiniLM over both splits: minutes
 @pytest.mark.parametrize("path", [DEV, FROZEN], ids=["dev", "frozen"])
 def test_dev_and_frozen_f1_hold_their_floors(minilm, path):
     eval_alignment = _load_eval_module()

@@ -22,6 +22,8 @@ from text2grad.machine_critics import (
     register,
 )
 
+pytestmark = pytest.mark.heavy  # most critics run code in the sandbox or start a model server
+
 ABS_TESTS = "def check(candidate):\n    assert candidate(3) == 3\n    assert candidate(-4) == 4\n    assert candidate(0) == 0\n"
 
 

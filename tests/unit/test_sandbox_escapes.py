@@ -20,7 +20,10 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox needs Linux")
+pytestmark = [
+    pytest.mark.heavy,  # each attempt waits on the sandbox (and its wall clock)
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox needs Linux"),
+]
 ATTEMPTS = Path(__file__).with_name("sandbox_attempts.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
 LIMITS_WALL = 5

@@ -14,6 +14,8 @@ from text2grad.engine import Sample
 from text2grad.policy import build_policy
 from text2grad.rewards import tokenize_response
 
+pytestmark = pytest.mark.heavy  # each test trains a tiny policy
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
