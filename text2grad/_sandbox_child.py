@@ -171,6 +171,25 @@ def _audit_hook(workdir: str, block_sockets: bool):
     return hook
 
 
+def _run_below_init(status_fd: int) -> None:
+    """This process is PID 1 of the run's PID namespace, and the kernel does not deliver a signal whose
+    action is the default to a namespace's init: the CPU limit's SIGXCPU would be dropped, and `unshare`
+    cannot re-raise the SIGKILL that follows. So the program runs in a child; PID 1 waits for it and
+    reports how it ended (``exit N`` or ``signal N``) on ``status_fd``, which the child closes first."""
+    pid = os.fork()
+    if pid == 0:
+        os.close(status_fd)
+        return
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        report, code = f"signal {os.WTERMSIG(status)}", 128 + os.WTERMSIG(status)
+    else:
+        code = os.waitstatus_to_exitcode(status)
+        report = f"exit {code}"
+    os.write(status_fd, report.encode())
+    os._exit(code)
+
+
 def main() -> None:
     with open(sys.argv[1], encoding="utf-8") as handle:
         config = json.load(handle)
@@ -189,6 +208,11 @@ def main() -> None:
     else:  # the admin's opt-out: no namespaces (a network namespace only where the kernel allows it)
         os.chdir(config["workdir"])
         isolated = _isolate_network()
+    status_fd = config.get("status_fd")
+    if config["mode"] in ("root", "userns") and status_fd is not None:
+        _run_below_init(status_fd)  # returns in the child only
+    elif status_fd is not None:
+        os.close(status_fd)  # no PID namespace: the program's end is this process's own
     _limit(config)
     if not isolated:
         sys.stderr.write("T2G_SANDBOX_NET=audit-hook\n")

@@ -178,6 +178,8 @@ def _run(code: str, limits: Limits, mode: str) -> SandboxResult:
             "file_bytes": limits.file_bytes,
             "processes": limits.processes,
         }
+        status_read, status_write = os.pipe()  # how the program ended, from the namespace's PID 1
+        config["status_fd"] = status_write
         (base / "sandbox.json").write_text(json.dumps(config), encoding="utf-8")
         if uid is not None:
             os.chown(workdir, uid, uid)
@@ -197,7 +199,9 @@ def _run(code: str, limits: Limits, mode: str) -> SandboxResult:
                 stdout=out,
                 stderr=err,
                 start_new_session=True,
+                pass_fds=(status_write,),
             )
+            os.close(status_write)
             timed_out = False
             try:
                 process.wait(timeout=limits.wall_seconds)
@@ -212,6 +216,7 @@ def _run(code: str, limits: Limits, mode: str) -> SandboxResult:
                 if uid is not None:
                     _kill_uid(uid)
             seconds = time.monotonic() - started
+            returncode = _ended_as(status_read, process.returncode)
             out.seek(0)
             stdout = out.read(limits.output_bytes)
             err.seek(0)
@@ -220,7 +225,7 @@ def _run(code: str, limits: Limits, mode: str) -> SandboxResult:
         isolation = "audit-hook" if "T2G_SANDBOX_NET=audit-hook" in text_err else "namespace"
         text_err = text_err.replace("T2G_SANDBOX_NET=audit-hook\n", "")
         return SandboxResult(
-            returncode=process.returncode,
+            returncode=returncode,
             stdout=stdout.decode("utf-8", "replace"),
             stderr=text_err,
             timed_out=timed_out,
@@ -230,6 +235,24 @@ def _run(code: str, limits: Limits, mode: str) -> SandboxResult:
         )
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _ended_as(status_read: int, returncode: int) -> int:
+    """The program's own end as PID 1 reported it (a signal as ``-N``, like ``Popen.returncode``); what
+    ``unshare`` returned where nothing was reported (killed at the wall clock, or no namespace)."""
+    os.set_blocking(status_read, False)  # never wait on it: a report is written before PID 1 exits
+    try:
+        report = os.read(status_read, 64).decode("ascii", "replace").split()
+    except BlockingIOError:
+        report = []
+    finally:
+        os.close(status_read)
+    if len(report) == 2 and report[1].lstrip("-").isdigit():
+        if report[0] == "signal":
+            return -int(report[1])
+        if report[0] == "exit":
+            return int(report[1])
+    return returncode
 
 
 def _readonly_paths() -> list[str]:
