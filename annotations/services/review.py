@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .. import roles
-from ..models import Annotation, Generation, Review, Span, TokenReward
+from ..models import Annotation, Generation, Review, Span
 from .agreement import agreement_refresh
 from .annotating import _clean_overall, _send_submitted
 from .validation import UNSET, validate_spans
@@ -104,7 +104,7 @@ def gold_save(
         gold.save()
         gold.spans.all().delete()
         Span.objects.bulk_create([Span(annotation=gold, **span) for span in cleaned])
-        TokenReward.objects.filter(annotation=gold).delete()  # stale: recomputed from the new spans
+        gold.token_rewards.all().delete()  # training's rows, stale now: recomputed from the new spans
         gold_id = gold.pk
         # The same event as a submission: the worker computes the gold's token rewards, agreement refreshes.
         transaction.on_commit(lambda: _send_submitted(gold_id))

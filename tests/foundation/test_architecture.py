@@ -114,9 +114,10 @@ def test_rendering_every_page_imports_no_ml_module(admin_user, project, make_gen
     from django.db import connection
 
     from annotations import services
-    from annotations.models import Annotation, TokenReward
+    from annotations.models import Annotation
     from jobs.dburl import current_database_url
     from training import services as training_services
+    from training.models import TokenReward
 
     if not connection.settings_dict["ENGINE"].endswith("postgresql"):
         pytest.skip("needs PostgreSQL (set DATABASE_URL)")

@@ -7,9 +7,10 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from annotations import services
-from annotations.models import Annotation, Generation, OutputAgreement, Review, TokenReward
+from annotations.models import Annotation, Generation, OutputAgreement, Review
 from annotations.selectors import next_candidates
 from text2grad.agreement import coincidence_matrix, krippendorff_alpha, unit_labels
+from training.models import TokenReward
 
 TEXT = "The sum is computed correctly. Then the loop divides by zero and crashes."
 
