@@ -35,6 +35,46 @@ def test_agreement_follows_each_submission(project, make_generation, annotator, 
     assert np.asarray(row.rating_coincidence).sum() == 2
 
 
+def test_token_alpha_reads_the_newest_token_rewards_of_the_output(
+    project, make_generation, annotator, annotator2, submit
+):
+    """The token-level alpha uses the offsets of training's TokenReward rows (read through the
+    ``token_rewards`` relation), the most recently computed ones when several tokenizers rewarded it."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from text2grad.agreement import token_labels
+
+    generation = make_generation(project, TEXT)
+    first = submit(annotator, generation, [("divides by zero", "poor", "crash")])
+    submit(annotator2, generation, [("The sum is computed correctly.", "good", "ok")])
+    assert OutputAgreement.objects.get(generation=generation).token_alpha is None  # no rewards yet
+    words, at = [], 0
+    for word in TEXT.split(" "):
+        words.append([at, at + len(word)])
+        at += len(word) + 1
+    old = TokenReward.objects.create(
+        annotation=first, tokenizer_fingerprint="old", token_ids=[0], offsets=[[0, len(TEXT)]], rewards=[0.0]
+    )
+    TokenReward.objects.filter(pk=old.pk).update(computed_at=timezone.now() - timedelta(days=1))
+    TokenReward.objects.create(
+        annotation=first, tokenizer_fingerprint="new", token_ids=list(range(len(words))), offsets=words,
+        rewards=[0.0] * len(words),
+    )  # fmt: skip
+    services.agreement_refresh(generation_ids=[generation.pk])
+
+    poor_at, good_at = TEXT.index("divides by zero"), TEXT.index("The sum")
+    chars = [
+        unit_labels(len(TEXT), [(poor_at, poor_at + 15, -1)]),
+        unit_labels(len(TEXT), [(good_at, good_at + 30, 1)]),
+    ]
+    expected = krippendorff_alpha(np.stack([token_labels(row, words) for row in chars]), 3)
+    assert OutputAgreement.objects.get(generation=generation).token_alpha == pytest.approx(expected, abs=1e-6)
+    by_old_offsets = krippendorff_alpha(np.stack([token_labels(row, [[0, len(TEXT)]]) for row in chars]), 3)
+    assert expected != pytest.approx(by_old_offsets, nan_ok=True)
+
+
 def test_identical_annotations_score_one(project, make_generation, annotator, annotator2, submit):
     generation = make_generation(project, TEXT)
     for user in (annotator, annotator2):
