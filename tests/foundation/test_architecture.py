@@ -344,7 +344,7 @@ def test_the_web_contract_roots_include_every_module_django_loads_by_name():
 RELATION_CROSSINGS = {
     ("annotations", "critic_predictions"),  # the queue orders by the critic's uncertainty
     ("annotations", "critic_settings"),  # ... when the project has an active critic
-    ("annotations", "token_rewards"),  # agreement's token offsets, the gold's stale rows, the export
+    ("annotations", "token_rewards"),  # agreement's token offsets, the token-rewards export
 }
 # Foreign keys of a lower floor's model to a higher floor's, named by a lazy "app.Model" string.
 FIELD_CROSSINGS = {

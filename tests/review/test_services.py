@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from annotations import services
 from annotations.models import Annotation, Generation, OutputAgreement, Review
 from annotations.selectors import next_candidates
+from jobs.models import Outbox
 from text2grad.agreement import coincidence_matrix, krippendorff_alpha, unit_labels
 from training.models import TokenReward
 
@@ -192,12 +193,15 @@ def test_gold_adjudication_and_accuracy(
     assert row.has_gold and row.annotators == 2
     accuracy = {entry["annotator"]: entry["f1"] for entry in row.gold}
     assert accuracy == {annotator.pk: 1.0, annotator2.pk: 0.0}
+    # Saving the gold records its token rewards' computation in the same transaction, as a submission does.
+    assert Outbox.objects.filter(task_name="training.compute_rewards", args=[gold.pk]).count() == 1
     # Editing the gold replaces its spans and drops its stale token rewards.
     TokenReward.objects.create(annotation=gold, tokenizer_fingerprint="x", token_ids=[1], rewards=[0.0])
     with django_capture_on_commit_callbacks(execute=True):
         services.gold_save(generation=generation, reviewer=reviewer, spans=[])
     gold.refresh_from_db()
     assert gold.spans.count() == 0 and not TokenReward.objects.filter(annotation=gold).exists()
+    assert Outbox.objects.filter(task_name="training.compute_rewards", args=[gold.pk]).count() == 2
     assert Annotation.objects.filter(generation=generation, is_gold=True).count() == 1
     # Bad spans store nothing.
     with pytest.raises(ValidationError):
