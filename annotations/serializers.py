@@ -1,4 +1,5 @@
-"""REST representations of projects, prompts, outputs, annotations and exports (token rewards: training.serializers)."""
+"""REST representations of projects, prompts, outputs, annotations and exports (token rewards are
+training's: ``training.serializers``)."""
 
 from __future__ import annotations
 

@@ -6,9 +6,9 @@ id is a 404, not a 403, so ids leak nothing); researchers read all feedback and 
 else; admins write. Lists use cursor pagination; every endpoint is throttled.
 
 One module per subject: ``permissions`` (roles, the id pattern), ``plumbing`` (throttles, pagination,
-renderers), ``auth``, ``filters``, ``projects`` (projects, prompts, outputs), ``feedback`` (annotations), ``exports``, ``imports``
-and ``review`` (verdicts, agreement, gold; its serializers too). The names other modules use are
-re-exported here.
+renderers), ``auth``, ``filters``, ``projects`` (projects, prompts, outputs), ``feedback``
+(annotations), ``exports``, ``imports`` and ``review`` (verdicts, agreement, gold; its serializers too).
+The names other modules use are re-exported here.
 """
 
 from .auth import MeView, TokenObtainView
