@@ -52,6 +52,40 @@ class ModelVersion(models.Model):
         return bool(self.storage_key or self.adapter_path)
 
 
+class TokenReward(models.Model):
+    """The per-token reward vector of one annotation under one tokenizer: computed by the worker
+    (``training.worker.rewards``), shown by the heatmap, read by rounds and the token-rewards export.
+
+    Defined in annotations until issue 23; the table kept its name (a state-only move, no data moved)."""
+
+    annotation = models.ForeignKey(
+        "annotations.Annotation", on_delete=models.CASCADE, related_name="token_rewards"
+    )
+    tokenizer_fingerprint = models.CharField(max_length=64)
+    prompt_token_ids = models.JSONField(default=list, help_text="The chat-templated prompt (no rewards).")
+    token_ids = models.JSONField(help_text="Response token ids, one per reward.")
+    offsets = models.JSONField(default=list, help_text="Code-point [start, end) of each token in the text.")
+    rewards = models.JSONField()
+    token_strings = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Each token as its tokenizer spells it (the heatmap's hover text).",
+    )
+    scheme = models.JSONField(default=dict)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "annotations_tokenreward"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["annotation", "tokenizer_fingerprint"], name="token_reward_once_per_tokenizer"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Rewards for annotation {self.annotation_id} ({self.tokenizer_fingerprint[:8]})"
+
+
 class GenerationJob(Job):
     """Sample K outputs for each of a project's prompts with the active (or a chosen) model version."""
 

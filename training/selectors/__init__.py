@@ -1,6 +1,7 @@
 """Reads for the training app. One module per subject: ``rounds`` (model versions, generation jobs, rounds,
-the compare page's rows) and ``critic`` (critic versions and jobs, their metrics and review statistics,
-on-policy samples). The names other modules use are re-exported here.
+the compare page's rows), ``critic`` (critic versions and jobs, their metrics and review statistics,
+on-policy samples) and ``rewards`` (token rewards, for the heatmap). The names other modules use are
+re-exported here.
 """
 
 from .critic import (
@@ -11,6 +12,7 @@ from .critic import (
     on_policy_samples,
     review_stats,
 )
+from .rewards import latest_token_reward
 from .rounds import (
     active_version,
     compare_rows,
@@ -24,6 +26,7 @@ from .rounds import (
 )
 
 __all__ = [
+    "latest_token_reward",
     "active_version",
     "compare_rows",
     "critic_jobs",
