@@ -22,6 +22,7 @@ from training.models import ModelVersion
 logger = logging.getLogger(__name__)
 
 VERSIONS_PREFIX = "models/versions"
+CRITICS_PREFIX = "models/critics"
 CHECKPOINTS_PREFIX = "checkpoints"
 
 
@@ -49,6 +50,25 @@ def version_dir(version: ModelVersion | None) -> Path | None:
     if not version.adapter_path:
         return None
     path = Path(version.adapter_path)  # a version written before the artifact store: a local folder
+    return path if path.is_absolute() else settings.T2G_MODELS_DIR / path
+
+
+def critic_publish(*, source_dir: Path, name: str) -> tuple[str, str]:
+    """Upload and verify a critic's folder (adapter + token head), like a version's. Returns (storage
+    key, content hash) for its CriticVersion row, which is written only after this returns."""
+    key = f"{CRITICS_PREFIX}/{name}"
+    started = time.perf_counter()
+    digest = folder_publish(default_store(), source_dir, key)
+    logger.info("Published %s (%s…) in %.2f s", key, digest[:12], time.perf_counter() - started)
+    return key, digest
+
+
+def critic_fetch(*, storage_key: str, content_hash: str, adapter_path: str = "") -> Path:
+    """A local folder with a critic's adapter and head: fetched from the store once per content hash, so
+    any host can predict with it (a critic written before the store: its folder under T2G_MODELS_DIR)."""
+    if storage_key:
+        return folder_fetch(default_store(), storage_key, content_hash, settings.T2G_MODEL_CACHE_DIR)
+    path = Path(adapter_path)
     return path if path.is_absolute() else settings.T2G_MODELS_DIR / path
 
 
