@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotations.models import Annotation, Generation, Span
+from artifacts import default_store
 from training import selectors, services
 from training.models import (
     AlignmentRequest,
@@ -63,7 +64,10 @@ def test_critic_job_trains_a_version_with_metrics_and_lineage(
     job = version.created_by_job
     assert job.status == "succeeded" and job.progress_step == job.progress_total > 1
     assert version.snapshot == services.critic_snapshot(project=project) and len(version.snapshot) == 8
-    assert (tiny_settings.T2G_MODELS_DIR / version.adapter_path / "critic_head.safetensors").is_file()
+    # Published to the artifact store like a model version (tests/storage/test_critics_across_hosts.py).
+    assert version.storage_key == f"models/critics/{version.name}" and len(version.content_hash) == 64
+    assert default_store().is_file(f"{version.storage_key}/critic_head.safetensors")
+    assert not (tiny_settings.T2G_MODELS_DIR / "critics").exists() and not version.adapter_path
     metrics = version.metrics
     assert metrics["held_out_outputs"] == 2 and metrics["train_outputs"] == 6 and not metrics["in_sample"]
     reports = metrics["reports"]

@@ -292,6 +292,10 @@ class _CriticCache:
                 self._key = key
             return self._value
 
+    def clear(self) -> None:
+        with self._lock:
+            self._key, self._value = None, None
+
 
 critic_cache = _CriticCache()
 
