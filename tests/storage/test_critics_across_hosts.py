@@ -95,3 +95,23 @@ def test_a_critic_whose_objects_changed_is_refused(tiny_settings, s3_settings, p
     with pytest.raises(StorageError, match="do not match"):
         critic_worker.critic_dir(version)
     assert not (tiny_settings.T2G_MODEL_CACHE_DIR / digest).exists()
+
+
+def test_orphaned_critic_folders_are_collected_and_named_ones_kept(tiny_settings, project, tmp_path):
+    from training.models import CriticVersion
+    from training.worker.versions import critic_publish, versions_collect_orphans
+
+    source = tmp_path / "critic"
+    source.mkdir()
+    (source / "critic_head.safetensors").write_bytes(b"head")
+    key, digest = critic_publish(source_dir=source, name="kept")
+    CriticVersion.objects.create(
+        project=project, name="kept", base_model="tiny", storage_key=key, content_hash=digest
+    )
+    critic_publish(source_dir=source, name="never-committed")
+    assert versions_collect_orphans(min_age_s=3600) == []
+    assert versions_collect_orphans(min_age_s=0) == ["models/critics/never-committed"]
+    assert default_store().list("models/critics") == [
+        "models/critics/kept/MANIFEST.json",
+        "models/critics/kept/critic_head.safetensors",
+    ]
