@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from artifacts import StorageError, default_store
-from tests.training.test_critic import FAST_CRITIC, labelled  # noqa: F401 (a shared fixture)
+from tests.training.test_critic import FAST_CRITIC
 from training import services
 from training.models import CriticPrediction, CriticTrainingJob, TrainingRound
 from training.worker import critic as critic_worker
@@ -29,7 +29,7 @@ def test_a_critic_trained_on_one_host_predicts_and_scores_rounds_on_others(
     tiny_settings,
     s3_settings,
     project,
-    labelled,  # noqa: F811 (the imported fixture)
+    labelled,
     admin_user,
     make_generation,
     tmp_path,

@@ -28,27 +28,6 @@ pytestmark = pytest.mark.django_db
 FAST_CRITIC = {"epochs": 2, "learning_rate": 0.01, "held_out_fraction": 0.25}
 
 
-@pytest.fixture
-def labelled(project, make_generation, annotator):
-    """Eight outputs with a submitted annotation each: the number is a poor span, the name a good one."""
-    rows = []
-    for n in range(8):
-        number = str(1900 + 7 * n)
-        text = f"Ann Lee visited the fair in {number} with friends."
-        generation = make_generation(
-            project, text, prompt_text=f"Summarise item {n}: Ann Lee visited the fair."
-        )
-        annotation = Annotation.objects.create(
-            generation=generation, annotator=annotator, status="submitted", submitted_at=timezone.now()
-        )
-        start = text.index(number)
-        Span.objects.create(annotation=annotation, start=start, end=start + 4, text=number, label="poor",
-                            polarity=-1, critique="invented year")  # fmt: skip
-        Span.objects.create(annotation=annotation, start=0, end=7, text="Ann Lee", label="good", polarity=1)
-        rows.append(generation)
-    return rows
-
-
 def _train(project, admin_user, **kwargs) -> CriticVersion:
     job = services.critic_job_create(project=project, config=FAST_CRITIC, created_by=admin_user, **kwargs)
     assert critic_worker.critic_job_run(job_id=job.pk) == CriticTrainingJob.Status.SUCCEEDED
