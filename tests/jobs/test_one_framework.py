@@ -112,12 +112,20 @@ def test_campaign_generation_can_be_cancelled_queued_or_running(campaign, admin_
         campaigns._generate(campaign, running)
 
 
-def test_a_queued_campaign_and_critic_prediction_say_what_they_wait_behind(campaign, project):
+def test_a_queued_campaign_and_critic_prediction_say_what_they_wait_behind(
+    campaign, project, admin_user, client, login
+):
     ahead = GenerationJob.objects.create(project=project, progress_total=10)
     lifecycle.claim(GenerationJob, ahead.pk)
     where = standing(campaign.generation)
     assert where.lane == "generation"
     assert f"queued behind generation job #{ahead.pk} (running)" in where.text
+    login(admin_user)
+    fragment = client.get(f"/evaluation/{campaign.pk}/?part=progress", HTTP_HX_REQUEST="true")
+    assert fragment.status_code == 200
+    assert f"queued behind generation job #{ahead.pk}" in fragment.content.decode()
+    api = client.get(f"/api/v1/evaluation-campaigns/{campaign.pk}/").json()
+    assert api["worker_status"] == "queued" and api["standing"].startswith("queued behind generation job")
 
     version = CriticVersion.objects.create(project=project, name="c1", base_model="tiny", storage_key="k")
     job = services.critic_prediction_job_create(version=version, generation_ids=[3, 1])
