@@ -163,3 +163,31 @@ def test_an_unknown_campaign_action_is_refused(campaign, admin_user, client, log
     login(admin_user)
     assert client.post(f"/evaluation/{campaign.pk}/explode/").status_code == 403
     assert EvaluationCampaign.objects.get(pk=campaign.pk).status == "generating"
+
+
+def test_a_critic_job_the_reaper_gave_up_on_records_no_critic(project):
+    from text2grad.critic import CriticConfig
+    from training.models import CriticTrainingJob
+    from training.worker import critic as critic_worker
+
+    def record(job, name: str) -> None:
+        critic_worker._record_version(
+            job, CriticConfig(), name=name, storage_key=f"models/critics/{name}", content_hash="0" * 64,
+            metrics={"timings": {}}, result={"steps": 1, "losses": [0.5]},
+        )  # fmt: skip
+
+    lost = CriticTrainingJob.objects.create(project=project, auto_activate=True)
+    assert lost.claim()
+    _silence(CriticTrainingJob, lost.pk)
+    assert reaper.reap()["training.critictrainingjob"] == {"resumed": 0, "failed": 1}
+    with pytest.raises(critic_worker.JobLost):
+        record(lost, "c-lost")
+    assert not CriticVersion.objects.exists()  # neither recorded nor activated
+
+    kept = CriticTrainingJob.objects.create(project=project, auto_activate=True)
+    assert kept.claim()
+    record(kept, "c-kept")
+    kept.refresh_from_db()
+    assert (
+        kept.status == "succeeded" and kept.output_version.name == "c-kept" and kept.output_version.is_active
+    )

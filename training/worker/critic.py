@@ -44,6 +44,10 @@ class JobCancelled(Exception):
     pass
 
 
+class JobLost(Exception):
+    """The job is no longer this run's (the reaper gave up on it, or another attempt claimed it)."""
+
+
 # -- data ----------------------------------------------------------------------------------------------------
 def labelled_outputs(annotation_ids: list[int], tokenizer) -> list[dict]:
     """One row per output: token ids, offsets and labels combined over its annotators (the sign of the
@@ -178,6 +182,9 @@ def critic_job_run(*, job_id: int) -> str:
     except JobCancelled:
         lifecycle.cancelled(job)
         return CriticTrainingJob.Status.CANCELLED
+    except JobLost:
+        logger.warning("Critic job %s is no longer this run's; its critic was not recorded", job_id)
+        return "lost"
     except Exception as exc:
         logger.exception("Critic job %s failed", job_id)
         job.mark_failed(f"{type(exc).__name__}: {exc}")
@@ -327,13 +334,15 @@ def _record_version(
         )
         if job.auto_activate:
             services.critic_version_activate(version=version)
-        CriticTrainingJob.objects.filter(pk=job.pk, status=CriticTrainingJob.Status.RUNNING).update(
-            status=CriticTrainingJob.Status.SUCCEEDED,
-            output_version=version,
-            finished_at=timezone.now(),
+        # Fenced like every job's finish: a run the reaper gave up on records no critic (the version row
+        # and its activation roll back; the published folder is left to the orphan collector).
+        won = lifecycle.finish(
+            job, CriticTrainingJob.Status.SUCCEEDED, output_version=version,
             summary={"timings": metrics["timings"], "steps": result["steps"],
                      "final_loss": result["losses"][-1] if result["losses"] else None},
         )  # fmt: skip
+        if not won:
+            raise JobLost
 
 
 def critique_texts(version: CriticVersion, prompts: list[list[dict]], texts: list[str]) -> list:
