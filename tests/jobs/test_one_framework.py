@@ -191,3 +191,24 @@ def test_a_critic_job_the_reaper_gave_up_on_records_no_critic(project):
     assert (
         kept.status == "succeeded" and kept.output_version.name == "c-kept" and kept.output_version.is_active
     )
+
+
+def test_the_critic_page_shows_waiting_predictions_and_admins_cancel_them(
+    project, make_generation, admin_user, researcher, client, login
+):
+    version = CriticVersion.objects.create(project=project, name="c1", base_model="tiny", storage_key="k")
+    output = make_generation(project, "an output")
+    job = services.critic_prediction_job_create(version=version, generation_ids=[output.pk])
+    login(researcher)
+    page = client.get(f"/projects/{project.pk}/critic/").content.decode()
+    assert f'id="critic-prediction-{job.pk}"' in page and "queued: next to run" in page
+    assert f"/critic-predictions/{job.pk}/cancel/" not in page  # researchers look, admins act
+    assert client.post(f"/critic-predictions/{job.pk}/cancel/").status_code == 403
+    login(admin_user)
+    assert client.post(f"/critic-predictions/{job.pk}/cancel/").status_code == 302
+    job.refresh_from_db()
+    assert job.status == "cancelled"
+    assert (
+        f'id="critic-prediction-{job.pk}"'
+        not in client.get(f"/projects/{project.pk}/critic/").content.decode()
+    )
