@@ -212,3 +212,13 @@ def test_the_critic_page_shows_waiting_predictions_and_admins_cancel_them(
         f'id="critic-prediction-{job.pk}"'
         not in client.get(f"/projects/{project.pk}/critic/").content.decode()
     )
+
+
+def test_campaign_generation_jobs_are_read_in_the_django_admin(campaign, admin_user, client):
+    client.force_login(admin_user)
+    page = client.get("/admin/evaluation/campaigngeneration/")
+    assert (
+        page.status_code == 200
+        and f"Generation {campaign.generation.pk} of campaign" in page.content.decode()
+    )
+    assert client.get("/admin/evaluation/evaluationcampaign/").status_code == 200
