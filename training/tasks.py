@@ -101,10 +101,13 @@ def train_critic(job_id: int) -> str:
 
 
 @shared_task(name="training.critic_predict", acks_late=True, soft_time_limit=3600, time_limit=3600 + 60)
-def critic_predict(job_id: int) -> int:
-    """One ``CriticPredictionJob``, by its id."""
+def critic_predict(job_id: int, generation_ids: list[int] | None = None) -> int:
+    """One ``CriticPredictionJob``, by its id. A message from before prediction jobs (a critic version's
+    id and the outputs) still queued at the upgrade is run as a new job."""
     from .worker import critic
 
+    if generation_ids is not None:
+        return critic.critic_predict_run(critic_version_id=job_id, generation_ids=generation_ids)
     return critic.critic_prediction_job_run(job_id=job_id)
 
 

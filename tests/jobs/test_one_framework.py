@@ -222,3 +222,12 @@ def test_campaign_generation_jobs_are_read_in_the_django_admin(campaign, admin_u
         and f"Generation {campaign.generation.pk} of campaign" in page.content.decode()
     )
     assert client.get("/admin/evaluation/evaluationcampaign/").status_code == 200
+
+
+def test_a_prediction_message_from_before_the_upgrade_runs_as_a_job(project):
+    from training.tasks import critic_predict
+
+    version = CriticVersion.objects.create(project=project, name="c1", base_model="tiny", storage_key="k")
+    assert critic_predict(version.pk, []) == 0  # the old arguments: a version's id and its outputs
+    job = CriticPredictionJob.objects.get()
+    assert job.critic_version == version and job.status == "succeeded" and job.attempts == 1
