@@ -65,7 +65,7 @@ class CriticVersionAdmin(admin.ModelAdmin):
                     "created_at")  # fmt: skip
     list_filter = ("is_active", "project")
     search_fields = ("name",)
-    readonly_fields = ("project", "name", "base_model", "adapter_path", "parent", "created_by_job", "config",
+    readonly_fields = ("project", "name", "base_model", "storage_key", "content_hash", "adapter_path", "parent", "created_by_job", "config",
                        "snapshot", "snapshot_hash", "metrics", "is_active", "activated_at", "created_at")  # fmt: skip
     actions = ["activate_selected", "deactivate_selected"]
 

@@ -216,7 +216,15 @@ class CriticVersion(models.Model):
     )
     name = models.CharField(max_length=100, unique=True)
     base_model = models.CharField(max_length=500)
-    adapter_path = models.CharField(max_length=500, help_text="Relative to T2G_MODELS_DIR.")
+    # The artifact-store key (models/critics/<name>) of the published adapter + head, and the sha256 of its
+    # manifest: any host fetches it into its cache (``training.worker.critic.critic_dir``).
+    storage_key = models.CharField(max_length=500, blank=True)
+    content_hash = models.CharField(max_length=64, blank=True)
+    adapter_path = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Legacy: a folder under T2G_MODELS_DIR. New critics use storage_key.",
+    )
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
     )
@@ -316,6 +324,22 @@ class CriticPrediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.critic_version} on generation {self.generation_id}"
+
+
+class CriticPredictionJob(Job):
+    """Store a critic version's spans and uncertainty for some outputs (pre-annotation, the queue's
+    order): a job on the generation lane, so it is fenced, cancellable, reaped and shown in "queued behind"."""
+
+    critic_version = models.ForeignKey(
+        CriticVersion, on_delete=models.CASCADE, related_name="prediction_jobs"
+    )
+    generation_ids = models.JSONField(default=list, help_text="The outputs to predict, sorted.")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Critic prediction {self.pk} by {self.critic_version_id} ({self.status})"
 
 
 class OnPolicySample(models.Model):

@@ -115,6 +115,8 @@ class CriticVersionSerializer(serializers.ModelSerializer):
             "name",
             "base_model",
             "adapter_path",
+            "storage_key",
+            "content_hash",
             "parent",
             "created_by_job",
             "config",

@@ -138,6 +138,11 @@ HTML = {
     "critic_activate": ("post", "/critics/{critic}/activate/", "403 403 403 ok 403 L"),
     "critic_job_status": ("get", "/critic-jobs/{critic_job}/", "403 ok 403 ok 403 L"),
     "critic_job_cancel": ("post", "/critic-jobs/{critic_job}/cancel/", "403 403 403 ok 403 L"),
+    "critic_prediction_cancel": (
+        "post",
+        "/critic-predictions/{critic_prediction}/cancel/",
+        "403 403 403 ok 403 L",
+    ),
     "annotation_critic_suggestions": (  # readers get 204: only the author's own draft is suggested to
         "post",
         "/annotations/{own}/critic-suggestions/",
@@ -247,6 +252,7 @@ def world(feedback, annotator, researcher, reviewer, admin_user):
     from evaluation.models import EvaluationOutput
     from training.models import (
         AlignmentRequest,
+        CriticPredictionJob,
         CriticTrainingJob,
         CriticVersion,
         GenerationJob,
@@ -305,6 +311,9 @@ def world(feedback, annotator, researcher, reviewer, admin_user):
         project=feedback.project, name="critic-1", base_model="tiny", adapter_path="critic-1"
     )
     critic_job = CriticTrainingJob.objects.create(project=feedback.project, created_by=admin_user)
+    critic_prediction = CriticPredictionJob.objects.create(
+        critic_version=critic, generation_ids=[own.generation_id]
+    )
     audit_record(action="matrix.check", actor=admin_user, obj=feedback.project)
     download = ModelDownload.objects.create(version=feedback.v1, kind="merged", card_hash="0" * 64)
     return {
@@ -327,6 +336,7 @@ def world(feedback, annotator, researcher, reviewer, admin_user):
         "judgement": judgement.pk,
         "critic": critic.pk,
         "critic_job": critic_job.pk,
+        "critic_prediction": critic_prediction.pk,
         "download": download.pk,
     }
 

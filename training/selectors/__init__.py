@@ -6,6 +6,7 @@ re-exported here.
 
 from .critic import (
     critic_jobs,
+    critic_prediction_jobs_open,
     critic_versions,
     highlight_segments,
     metric_rows,
@@ -30,6 +31,7 @@ __all__ = [
     "active_version",
     "compare_rows",
     "critic_jobs",
+    "critic_prediction_jobs_open",
     "critic_versions",
     "generation_jobs_for_project",
     "highlight_segments",
