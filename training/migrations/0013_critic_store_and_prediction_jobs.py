@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("training", "0011_critic_job_selection"),
+        ("training", "0012_tokenreward_from_annotations"),
     ]
 
     operations = [
