@@ -179,3 +179,17 @@ class OnPolicyRoundForm(forms.Form):
         data = self.cleaned_data
         return {"steps": data["steps"], "batch_size": data["batch_size"], "learning_rate": data["learning_rate"],
                 "minibatch_size": min(4, data["batch_size"])}  # fmt: skip
+
+
+class ApiKeyForm(forms.Form):
+    """A new key for the OpenAI-compatible endpoint: what it is for, its projects, its rate limit."""
+
+    name = forms.CharField(max_length=100, help_text="What the key is for (an application, a notebook).")
+    projects = forms.ModelMultipleChoiceField(
+        queryset=Project.objects.filter(is_archived=False).order_by("name"),
+        widget=forms.CheckboxSelectMultiple,
+        help_text="The key may use these projects' versions and their alias of the active version.",
+    )
+    rate_limit_per_minute = forms.IntegerField(
+        min_value=1, max_value=10_000, label="Requests a minute", required=False
+    )
