@@ -498,6 +498,9 @@ T2G_ENDPOINT_MAX_TOKENS = env_int("T2G_ENDPOINT_MAX_TOKENS", 512)
 T2G_ENDPOINT_MAX_MODELS = env_int("T2G_ENDPOINT_MAX_MODELS", 2)
 T2G_ENDPOINT_BATCH = env_int("T2G_ENDPOINT_BATCH", 16)
 T2G_ENDPOINT_RATE_LIMIT = env_int("T2G_ENDPOINT_RATE_LIMIT", 60)
+# Where the web process reaches the endpoint for the playground (Training → Playground), and how long it waits.
+T2G_ENDPOINT_URL = env_str("T2G_ENDPOINT_URL", f"http://127.0.0.1:{T2G_ENDPOINT_PORT}/v1")
+T2G_PLAYGROUND_TIMEOUT_S = env_float("T2G_PLAYGROUND_TIMEOUT_S", 120.0)
 T2G_BASE_MODEL_LICENSE = env_str("T2G_BASE_MODEL_LICENSE")
 # Pushing a built download to a Hub repository (`manage.py push_version`): off unless a token is set.
 T2G_HUB_TOKEN = env_str("T2G_HUB_TOKEN")

@@ -357,6 +357,11 @@ class ApiKey(models.Model):
         help_text="The projects whose versions (and active-version alias) the key may use.",
     )
     rate_limit_per_minute = models.PositiveIntegerField(default=60)
+    in_studio = models.BooleanField(
+        default=False,
+        help_text="The playground's key of this user: no secret exists; the studio's pages reach the "
+        "endpoint with a short-lived signed token instead (training/services/api_keys.py).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)

@@ -75,6 +75,8 @@ HTML = {
     # keys of the OpenAI-compatible endpoint: researchers and admins, each their own (the key is the researcher's)
     "api_key_list": ("get", "/training/api-keys/", "403 ok 403 ok 403 L"),
     "api_key_revoke": ("post", "/training/api-keys/{api_key}/revoke/", "403 ok 403 404 403 L"),
+    "playground": ("get", "/training/playground/", "403 ok 403 ok 403 L"),
+    "playground_send": ("post", "/training/playground/send/", "403 ok 403 ok 403 L"),
     "version_compare_generate": (
         "post",
         "/training/compare/generate/",

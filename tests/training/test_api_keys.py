@@ -116,3 +116,43 @@ def test_page_refuses_a_key_without_projects(login, researcher, projects):
     assert response.status_code == 400
     assert not ApiKey.objects.exists()
     assert "This field is required" in response.content.decode()
+
+
+def test_playground_says_when_the_endpoint_is_down(login, researcher, projects, settings):
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    settings.T2G_ENDPOINT_URL = f"http://127.0.0.1:{port}/v1"
+    version = ModelVersion.objects.create(name="v0-base", base_model="tiny", is_active=True)
+    response = login(researcher).post(
+        reverse("playground"),
+        {"version_a": version.pk, "prompt": "Hi", "seed": 1, "temperature": 0.6, "max_tokens": 8},
+    )
+    assert response.status_code == 200
+    [answer] = response.context["answers"]
+    assert "did not answer" in answer.error and "serve_openai" in response.content.decode()
+
+
+def test_playground_send_refuses_an_archived_project_and_bad_input(login, researcher, projects):
+    from annotations.models import Generation
+
+    version = ModelVersion.objects.create(name="v0-base", base_model="tiny", is_active=True)
+    alpha = projects[0]
+    alpha.is_archived = True
+    alpha.save()
+    web = login(researcher)
+    body = {
+        "project": alpha.pk,
+        "version": version.pk,
+        "prompt": "Hi",
+        "text": "Hello",
+        "seed": 1,
+        "temperature": 0.6,
+    }
+    web.post(reverse("playground_send"), body)
+    web.post(reverse("playground_send"), body | {"project": projects[1].pk, "text": ""})
+    assert not Generation.objects.exists()
+    web.post(reverse("playground_send"), body | {"project": projects[1].pk})
+    assert Generation.objects.get().prompt.project == projects[1]

@@ -277,3 +277,63 @@ def test_concurrent_requests_decode_together_and_keep_their_seeds(endpoint, stud
     with ThreadPoolExecutor(6) as pool:
         together = list(pool.map(ask, [1, 2, 1, 2, 1, 2]))
     assert together == alone * 3
+
+
+def test_playground_asks_two_versions_with_one_seed_and_sends_an_answer_to_the_queue(
+    endpoint, studio, login, researcher, settings
+):
+    from django.urls import reverse
+
+    from annotations.models import Generation
+    from audit.models import AuditEvent
+
+    settings.T2G_ENDPOINT_URL = endpoint
+    web = login(researcher)
+    ask = {"prompt": "Summarize: the cat sat on the mat.", "seed": 42, "temperature": 0.9, "max_tokens": 16}
+    response = web.post(
+        reverse("playground"), {"version_a": studio["v1-alpha"].pk, "version_b": studio["base"].pk, **ask}
+    )
+    assert response.status_code == 200
+    answers = response.context["answers"]
+    assert [a.version.name for a in answers] == ["v1-alpha", "v0-base"] and not any(a.error for a in answers)
+    api = client(endpoint, studio["secret"])
+    for answer in answers:  # what any client gets for the same prompt and seed
+        same = api.chat.completions.create(
+            model=answer.version.name,
+            messages=[{"role": "user", "content": ask["prompt"]}],
+            seed=42,
+            temperature=0.9,
+            max_tokens=16,
+        )
+        assert answer.text == same.choices[0].message.content
+    assert answers[0].text != answers[1].text
+    assert AuditEvent.objects.filter(action="endpoint.completion", actor_id=researcher.pk).count() == 2 + 2
+
+    sent = web.post(
+        reverse("playground_send"),
+        {
+            "project": studio["beta"].pk,
+            "version": studio["v1-alpha"].pk,
+            "prompt": ask["prompt"],
+            "text": answers[0].text,
+            "seed": 42,
+            "temperature": 0.9,
+        },
+    )
+    assert sent.status_code == 302
+    generation = Generation.objects.get(prompt__project=studio["beta"])
+    assert generation.text == answers[0].text and generation.model_version == studio["v1-alpha"]
+    assert generation.prompt.text == ask["prompt"] and generation.sampling_params["seed"] == 42
+    assert AuditEvent.objects.filter(action="playground.send", object_id=str(generation.pk)).exists()
+
+
+def test_a_stale_or_forged_studio_token_is_401(endpoint, studio, researcher):
+    from django.core import signing
+
+    from training.services import api_keys
+
+    forged = api_keys.STUDIO_TOKEN_PREFIX + signing.dumps(researcher.pk, salt="something else")
+    with pytest.raises(openai.AuthenticationError):
+        client(endpoint, forged).models.list()
+    good = client(endpoint, api_keys.studio_token_for(researcher))
+    assert {"v1-alpha", "v1-beta"} <= {m.id for m in good.models.list().data}  # every open project

@@ -113,6 +113,7 @@ def _pages(site, role):
         reverse("round_detail", args=[site["round"].pk]),
         reverse("version_compare"),
         reverse("api_key_list"),
+        reverse("playground"),
         reverse("project_agreement", args=[project.pk]),
         reverse("my_reviews"),
         reverse("campaign_list"),

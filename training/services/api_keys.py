@@ -23,6 +23,8 @@ import secrets
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core import signing
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -37,6 +39,9 @@ from audit.services import audit_record
 from ..models import ApiKey, ModelVersion
 
 KEY_PREFIX = "t2g-"
+STUDIO_TOKEN_PREFIX = "t2g-studio:"  # the playground's short-lived signed token (never stored)
+STUDIO_TOKEN_SALT = "training.playground.endpoint"
+STUDIO_TOKEN_MAX_AGE_S = 120
 SHOWN_PREFIX_CHARS = 12  # "t2g-" and 8 random characters: enough to tell keys apart in a list
 ALIAS_PREFIX = "project/"
 MAX_RATE_LIMIT = 10_000
@@ -102,16 +107,54 @@ def api_key_revoke(*, key: ApiKey, user) -> ApiKey:
 
 
 def api_keys_for(user):
-    return ApiKey.objects.filter(user=user).prefetch_related("projects")
+    return ApiKey.objects.filter(user=user, in_studio=False).prefetch_related("projects")
+
+
+def studio_token_for(user) -> str:
+    """A token the web process sends the endpoint on ``user``'s behalf (the playground): signed with the
+    deployment's SECRET_KEY, valid for two minutes, never stored."""
+    if not can_use_keys(user):
+        raise PermissionDenied("The playground is for researchers and admins.")
+    return STUDIO_TOKEN_PREFIX + signing.dumps(user.pk, salt=STUDIO_TOKEN_SALT)
+
+
+@transaction.atomic
+def studio_key_from_token(token: str) -> ApiKey | None:
+    """The user's playground key for a valid studio token (made on first use; scoped to every open
+    project, as researchers and admins see them all), else None. Counted and audited like any key."""
+    try:
+        user_id = signing.loads(
+            token.removeprefix(STUDIO_TOKEN_PREFIX), salt=STUDIO_TOKEN_SALT, max_age=STUDIO_TOKEN_MAX_AGE_S
+        )
+    except signing.BadSignature:
+        return None
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    if user is None or not can_use_keys(user):
+        return None
+    key = ApiKey.objects.filter(user=user, in_studio=True, revoked_at__isnull=True).first()
+    if key is None:
+        secret = secrets.token_hex(32)  # thrown away: this key is reached only through studio tokens
+        key = ApiKey.objects.create(
+            user=user,
+            name="Playground",
+            prefix="studio",
+            key_hash=key_hash(secret),
+            in_studio=True,
+            rate_limit_per_minute=settings.T2G_ENDPOINT_RATE_LIMIT,
+        )
+    key.projects.set(Project.objects.filter(is_archived=False))
+    return key
 
 
 def api_key_authenticate(secret: str) -> ApiKey | None:
     """The live key with this secret (not revoked, its user active and still allowed keys), else None."""
     if not secret or not secret.startswith(KEY_PREFIX):
         return None
+    if secret.startswith(STUDIO_TOKEN_PREFIX):
+        return studio_key_from_token(secret)
     key = (
         ApiKey.objects.select_related("user")
-        .filter(key_hash=key_hash(secret), revoked_at__isnull=True, user__is_active=True)
+        .filter(key_hash=key_hash(secret), revoked_at__isnull=True, user__is_active=True, in_studio=False)
         .first()
     )
     if key is None or not can_use_keys(key.user):
