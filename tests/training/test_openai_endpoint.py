@@ -337,3 +337,18 @@ def test_a_stale_or_forged_studio_token_is_401(endpoint, studio, researcher):
         client(endpoint, forged).models.list()
     good = client(endpoint, api_keys.studio_token_for(researcher))
     assert {"v1-alpha", "v1-beta"} <= {m.id for m in good.models.list().data}  # every open project
+
+
+def test_n_choices_and_greedy_temperature_zero(endpoint, studio):
+    api = client(endpoint, studio["secret"])
+    out = api.completions.create(model="v1-alpha", prompt=["Hello", "Goodbye"], max_tokens=6, n=2, seed=9)
+    assert [c.index for c in out.choices] == [0, 1, 2, 3]
+    assert out.choices[0].text != out.choices[1].text  # each choice has its own seed stream
+    singles = [api.completions.create(model="v1-alpha", prompt=p, max_tokens=1) for p in ("Hello", "Goodbye")]
+    assert out.usage.prompt_tokens == sum(x.usage.prompt_tokens for x in singles)  # each prompt once
+    assert out.usage.completion_tokens == 4 * 6
+    greedy = [
+        api.completions.create(model="v1-alpha", prompt="Hello", max_tokens=6, temperature=0).choices[0].text
+        for _ in range(2)
+    ]
+    assert greedy[0] == greedy[1]  # no seed needed: temperature 0 takes the most likely token
