@@ -106,12 +106,22 @@ supervise "generation worker" var/log/worker.log env $(threads "$GEN_THREADS") \
 # shellcheck disable=SC2046
 supervise "training worker" var/log/worker-training.log env $(threads "$TRAIN_THREADS") \
   "${CELERY[@]}" -n "training@%h" -Q training -c 1
+# The endpoint role: an OpenAI-compatible API over the studio's versions (docs/api.md, "The OpenAI-compatible
+# endpoint"), its own process with the generation engine (the web server imports no torch). T2G_ENDPOINT=0
+# leaves it out (it keeps a model loaded).
+ENDPOINT_PORT=${T2G_ENDPOINT_PORT:-8001}
+if [ "${T2G_ENDPOINT:-1}" != "0" ]; then
+  # shellcheck disable=SC2046
+  supervise "endpoint" var/log/endpoint.log env $(threads "$GEN_THREADS") \
+    "$BIN/python" manage.py serve_openai --host "$HOST" --port "$ENDPOINT_PORT"
+fi
 $BIN/gunicorn text2grad_web.wsgi -c python:text2grad_web.gunicorn_conf -b "$HOST:$PORT" --access-logfile - &
 web=$!
 pids+=($web)
 
 echo
 echo "Text2Grad Studio is running at http://$HOST:$PORT/  (worker logs: var/log/worker*.log)"
+[ "${T2G_ENDPOINT:-1}" != "0" ] && echo "OpenAI-compatible endpoint: http://$HOST:$ENDPOINT_PORT/v1 (keys: Training → API keys)"
 [ -f var/demo-credentials.txt ] && cat var/demo-credentials.txt
 echo "Press Ctrl-C to stop."
 wait "$web"

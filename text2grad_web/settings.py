@@ -487,6 +487,18 @@ T2G_GENERATION_BATCH = env_int("T2G_GENERATION_BATCH", 8)
 # (a Hugging Face id, written into adapter_config.json and the card). Empty: the embedded SmolLM2's id,
 # or T2G_BASE_MODEL itself when that is set. Its license, for the card's front matter.
 T2G_BASE_MODEL_HUB_ID = env_str("T2G_BASE_MODEL_HUB_ID")
+# The OpenAI-compatible endpoint (``manage.py serve_openai``, its own process; docs/api.md): where it
+# listens, the most tokens one request may ask for, how many versions it keeps loaded at once, the
+# requests decoding together, and a new key's default rate limit (requests a minute).
+T2G_ENDPOINT_HOST = env_str("T2G_ENDPOINT_HOST", "127.0.0.1")
+T2G_ENDPOINT_PORT = env_int("T2G_ENDPOINT_PORT", 8001)
+T2G_ENDPOINT_MAX_TOKENS = env_int("T2G_ENDPOINT_MAX_TOKENS", 512)
+T2G_ENDPOINT_MAX_MODELS = env_int("T2G_ENDPOINT_MAX_MODELS", 2)
+T2G_ENDPOINT_BATCH = env_int("T2G_ENDPOINT_BATCH", 16)
+T2G_ENDPOINT_RATE_LIMIT = env_int("T2G_ENDPOINT_RATE_LIMIT", 60)
+# Where the web process reaches the endpoint for the playground (Training → Playground), and how long it waits.
+T2G_ENDPOINT_URL = env_str("T2G_ENDPOINT_URL", f"http://127.0.0.1:{T2G_ENDPOINT_PORT}/v1")
+T2G_PLAYGROUND_TIMEOUT_S = env_float("T2G_PLAYGROUND_TIMEOUT_S", 120.0)
 T2G_BASE_MODEL_LICENSE = env_str("T2G_BASE_MODEL_LICENSE")
 # Pushing a built download to a Hub repository (`manage.py push_version`): off unless a token is set.
 T2G_HUB_TOKEN = env_str("T2G_HUB_TOKEN")

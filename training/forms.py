@@ -179,3 +179,41 @@ class OnPolicyRoundForm(forms.Form):
         data = self.cleaned_data
         return {"steps": data["steps"], "batch_size": data["batch_size"], "learning_rate": data["learning_rate"],
                 "minibatch_size": min(4, data["batch_size"])}  # fmt: skip
+
+
+class ApiKeyForm(forms.Form):
+    """A new key for the OpenAI-compatible endpoint: what it is for, its projects, its rate limit."""
+
+    name = forms.CharField(max_length=100, help_text="What the key is for (an application, a notebook).")
+    projects = forms.ModelMultipleChoiceField(
+        queryset=Project.objects.filter(is_archived=False).order_by("name"),
+        widget=forms.CheckboxSelectMultiple,
+        help_text="The key may use these projects' versions and their alias of the active version.",
+    )
+    rate_limit_per_minute = forms.IntegerField(
+        min_value=1, max_value=10_000, label="Requests a minute", required=False
+    )
+
+
+class PlaygroundForm(forms.Form):
+    """One prompt to one version, or two side by side, with the same seed."""
+
+    version_a = forms.ModelChoiceField(queryset=ModelVersion.objects.order_by("-created_at"), label="Version")
+    version_b = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.order_by("-created_at"), required=False, label="Side by side with"
+    )
+    prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), max_length=8_000)
+    seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, initial=0)
+    temperature = forms.FloatField(min_value=0.0, max_value=2.0, initial=0.6)
+    max_tokens = forms.IntegerField(min_value=1, max_value=512, initial=128, label="Max new tokens")
+
+
+class PlaygroundSendForm(forms.Form):
+    """An answer of the playground, to a project's annotation queue."""
+
+    project = forms.ModelChoiceField(queryset=Project.objects.filter(is_archived=False).order_by("name"))
+    version = forms.ModelChoiceField(queryset=ModelVersion.objects.all(), widget=forms.HiddenInput)
+    prompt = forms.CharField(widget=forms.HiddenInput, max_length=8_000)
+    text = forms.CharField(widget=forms.HiddenInput)
+    seed = forms.IntegerField(widget=forms.HiddenInput)
+    temperature = forms.FloatField(widget=forms.HiddenInput)

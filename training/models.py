@@ -396,3 +396,43 @@ class ModelDownload(Job):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} of {self.version.name} ({self.status})"
+
+
+class ApiKey(models.Model):
+    """A user's key for the OpenAI-compatible endpoint (``manage.py serve_openai``), scoped to projects.
+
+    Only the sha256 of the key is stored (keys are 256 random bits, so a fast hash is enough: there is
+    nothing to guess); the key itself is shown once, when it is created. ``prefix`` (its first characters)
+    names it in lists and audit entries. A revoked key stays for the audit trail and never works again."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, help_text="What the key is for (an application, a notebook).")
+    prefix = models.CharField(max_length=16, db_index=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    projects = models.ManyToManyField(
+        "annotations.Project",
+        related_name="api_keys",
+        help_text="The projects whose versions (and active-version alias) the key may use.",
+    )
+    rate_limit_per_minute = models.PositiveIntegerField(default=60)
+    in_studio = models.BooleanField(
+        default=False,
+        help_text="The playground's key of this user: no secret exists; the studio's pages reach the "
+        "endpoint with a short-lived signed token instead (training/services/api_keys.py).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    requests = models.PositiveBigIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import critic, downloads, feedback, rounds
+from .views import api_keys, critic, downloads, feedback, playground, rounds
 
 urlpatterns = [
     path("training/", rounds.training_home, name="training_home"),
@@ -14,6 +14,10 @@ urlpatterns = [
     ),
     path("training/downloads/<int:pk>/", downloads.download_status, name="download_status"),
     path("training/downloads/<int:pk>/file/", downloads.download_file, name="download_file"),
+    path("training/api-keys/", api_keys.api_key_list, name="api_key_list"),
+    path("training/api-keys/<int:pk>/revoke/", api_keys.api_key_revoke, name="api_key_revoke"),
+    path("training/playground/", playground.playground_page, name="playground"),
+    path("training/playground/send/", playground.playground_send, name="playground_send"),
     path("training/compare/", rounds.version_compare, name="version_compare"),
     path("training/compare/generate/", rounds.version_compare_generate, name="version_compare_generate"),
     path("projects/<int:project_pk>/generate/", rounds.generation_job_start, name="generation_job_start"),

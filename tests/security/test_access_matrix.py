@@ -72,6 +72,11 @@ HTML = {
     "version_download": ("post", "/training/versions/{version}/download/merged/", "403 ok 403 ok 403 L"),
     "download_status": ("get", "/training/downloads/{download}/", "403 ok 403 ok 403 L"),
     "download_file": ("get", "/training/downloads/{download}/file/", "403 ok 403 ok 403 L"),
+    # keys of the OpenAI-compatible endpoint: researchers and admins, each their own (the key is the researcher's)
+    "api_key_list": ("get", "/training/api-keys/", "403 ok 403 ok 403 L"),
+    "api_key_revoke": ("post", "/training/api-keys/{api_key}/revoke/", "403 ok 403 404 403 L"),
+    "playground": ("get", "/training/playground/", "403 ok 403 ok 403 L"),
+    "playground_send": ("post", "/training/playground/send/", "403 ok 403 ok 403 L"),
     "version_compare_generate": (
         "post",
         "/training/compare/generate/",
@@ -316,6 +321,9 @@ def world(feedback, annotator, researcher, reviewer, admin_user):
     )
     audit_record(action="matrix.check", actor=admin_user, obj=feedback.project)
     download = ModelDownload.objects.create(version=feedback.v1, kind="merged", card_hash="0" * 64)
+    from training.services.api_keys import api_key_create
+
+    api_key, _ = api_key_create(user=researcher, name="matrix", projects=[feedback.project])
     return {
         "project": feedback.project.pk,
         "own": own.pk,
@@ -338,6 +346,7 @@ def world(feedback, annotator, researcher, reviewer, admin_user):
         "critic_job": critic_job.pk,
         "critic_prediction": critic_prediction.pk,
         "download": download.pk,
+        "api_key": api_key.pk,
     }
 
 

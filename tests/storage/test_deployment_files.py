@@ -9,7 +9,7 @@ import yaml
 from tests.conftest import REPO
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-APP_SERVICES = ("migrate", "web", "worker", "beat", "trainer", "trainer-gpu")
+APP_SERVICES = ("migrate", "web", "worker", "endpoint", "beat", "trainer", "trainer-gpu")
 
 
 def test_every_app_container_names_the_artifact_store_and_shares_no_var_folder():

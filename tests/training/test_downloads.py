@@ -405,3 +405,35 @@ def test_an_evaluation_enters_the_card_and_a_changed_card_builds_anew(
     second = downloads.download_request(version=version, kind="adapter", user=researcher)
     assert second.pk != first.pk and second.status == "queued"
     assert second.card_hash == downloads.card_hash(after) != first.card_hash
+
+
+# vLLM's documented requirements for a LoRA adapter served with ``vllm serve BASE --enable-lora
+# --lora-modules NAME=FOLDER`` (docs/api.md): a peft LoRA (not DoRA) folder with adapter_config.json and
+# adapter_model.safetensors; a rank among the ones vLLM builds kernels for and within ``--max-lora-rank``
+# (16 by default); no bias unless ``--enable-lora-bias``; no ``modules_to_save`` (vLLM refuses extra full
+# modules); target modules that vLLM's llama supports; tensor names ``base_model.model.<module>.lora_A|B.weight``.
+VLLM_LORA_RANKS = {1, 8, 16, 32, 64, 128, 256, 320, 512}
+VLLM_DEFAULT_MAX_LORA_RANK = 16
+VLLM_LLAMA_LORA_MODULES = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+def test_the_adapter_download_meets_vllms_lora_requirements(trained_version, tmp_path):
+    from safetensors.numpy import load_file
+
+    folder = tmp_path / "adapter-for-vllm"
+    folder.mkdir()
+    merge.adapter_folder_write(
+        version=trained_version, folder=folder, base_model="HuggingFaceTB/SmolLM2-135M-Instruct"
+    )
+    assert sorted(p.name for p in folder.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and not config.get("use_dora")
+    assert config["r"] in VLLM_LORA_RANKS and config["r"] <= VLLM_DEFAULT_MAX_LORA_RANK
+    assert config.get("bias", "none") == "none"
+    assert not config.get("modules_to_save")
+    assert set(config["target_modules"]) <= VLLM_LLAMA_LORA_MODULES
+    assert config["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    names = list(load_file(folder / "adapter_model.safetensors"))
+    assert names and all(n.startswith("base_model.model.") for n in names)
+    assert all(n.endswith((".lora_A.weight", ".lora_B.weight")) for n in names), names[:4]
+    assert not any("value_head" in n for n in names)

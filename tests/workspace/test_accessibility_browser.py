@@ -112,6 +112,8 @@ def _pages(site, role):
         reverse("training_home"),
         reverse("round_detail", args=[site["round"].pk]),
         reverse("version_compare"),
+        reverse("api_key_list"),
+        reverse("playground"),
         reverse("project_agreement", args=[project.pk]),
         reverse("my_reviews"),
         reverse("campaign_list"),
