@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('annotations', '0013_prompt_held_out'),
-        ('training', '0011_critic_job_selection'),
+        ('training', '0013_critic_store_and_prediction_jobs'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
