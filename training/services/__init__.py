@@ -17,6 +17,7 @@ from .critic import (
     critic_config_checked,
     critic_job_cancel,
     critic_job_create,
+    critic_job_resume,
     critic_predictions_request,
     critic_settings_update,
     critic_snapshot,
@@ -31,6 +32,7 @@ from .generation import (
     compare_outputs_generate,
     generation_job_cancel,
     generation_job_create,
+    generation_job_resume,
 )
 from .housekeeping import (
     REWARDS_OVERDUE_AFTER_S,
@@ -81,6 +83,7 @@ __all__ = [
     "critic_active",
     "critic_config_checked",
     "critic_job_cancel",
+    "critic_job_resume",
     "critic_job_create",
     "critic_predictions_request",
     "critic_settings_update",
@@ -90,6 +93,7 @@ __all__ = [
     "critic_version_deactivate",
     "generation_job_cancel",
     "generation_job_create",
+    "generation_job_resume",
     "jobs_recover_after_restart",
     "model_version_activate",
     "model_version_auto_promote",
