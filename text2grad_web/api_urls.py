@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from annotations import api as annotation_api
+from annotations.api import ingest as ingest_api
 from evaluation import api as evaluation_api
 from training import api as training_api
 from training.api import downloads as download_api
@@ -80,6 +81,11 @@ urlpatterns = [
         rf"^projects/(?P<pk>{annotation_api.ID_REGEX})/agreement/$",
         annotation_api.ProjectAgreementView.as_view(),
         name="api-project-agreement",
+    ),
+    re_path(
+        rf"^projects/(?P<pk>{annotation_api.ID_REGEX})/outputs/$",
+        ingest_api.OutputIngestView.as_view(),
+        name="api-project-outputs",
     ),
     re_path(
         rf"^generations/(?P<pk>{annotation_api.ID_REGEX})/gold/$",

@@ -27,6 +27,7 @@ from .critic import (
     on_policy_round_launch,
     on_policy_round_retry,
 )
+from .events import critic_version_ready_emit, round_failed_emit, round_finished_emit
 from .generation import (
     COMPARE_PROMPTS,
     compare_outputs_generate,
@@ -62,9 +63,13 @@ from .versions import (
     model_version_activate,
     model_version_auto_promote,
     model_version_bootstrap,
+    version_is_rollback,
 )
 
 __all__ = [
+    "critic_version_ready_emit",
+    "round_failed_emit",
+    "round_finished_emit",
     "BASE_VERSION_NAME",
     "COMPARE_PROMPTS",
     "MAX_AUDIT_SHARE",
@@ -96,6 +101,7 @@ __all__ = [
     "generation_job_resume",
     "jobs_recover_after_restart",
     "model_version_activate",
+    "version_is_rollback",
     "model_version_auto_promote",
     "model_version_bootstrap",
     "on_policy_round_launch",

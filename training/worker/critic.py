@@ -311,6 +311,8 @@ def _record_version(
             summary={"timings": metrics["timings"], "steps": result["steps"],
                      "final_loss": result["losses"][-1] if result["losses"] else None},
         )  # fmt: skip
+        version.refresh_from_db()
+        services.critic_version_ready_emit(version=version)
 
 
 def critique_texts(version: CriticVersion, prompts: list[list[dict]], texts: list[str]) -> list:
