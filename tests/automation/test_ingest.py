@@ -104,7 +104,9 @@ def test_the_idempotency_key_header_names_a_single_record(api, project, ingest_k
     assert IngestedOutput.objects.get().idempotency_key == "req-7"
 
 
-def test_missing_wrong_revoked_and_other_projects_keys_are_401(api, project, code_project, ingest_key, admin_user):
+def test_missing_wrong_revoked_and_other_projects_keys_are_401(
+    api, project, code_project, ingest_key, admin_user
+):
     from annotations.services import ingest
 
     key, raw = ingest_key
