@@ -125,6 +125,10 @@ def test_cancel_stops_a_queued_round(tiny_settings, critiqued):
 def test_stale_running_round_is_reaped(tiny_settings, critiqued):
     from django.utils import timezone
 
+    from annotations import webhooks
+    from annotations.models import WebhookDelivery
+
+    webhooks.webhook_create(url="http://127.0.0.1:9/hook", events=["round.failed"])
     training_round = services.round_launch(config=FAST)
     TrainingRound.objects.filter(pk=training_round.pk).update(
         status="running", heartbeat_at=timezone.now() - timezone.timedelta(hours=1)
@@ -134,6 +138,8 @@ def test_stale_running_round_is_reaped(tiny_settings, critiqued):
     assert (
         training_round.status == TrainingRound.Status.FAILED and "stopped reporting" in training_round.error
     )
+    [delivery] = WebhookDelivery.objects.all()  # its dead worker could not say so: the reaper does
+    assert delivery.payload["data"]["round"]["id"] == training_round.pk
 
 
 @pytest.mark.heavy
