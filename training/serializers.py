@@ -238,9 +238,34 @@ class CriticJobCreateSerializer(serializers.Serializer):
 
 
 # --- automation: launching work through the API ------------------------------------------------------
+class RoundSelectionSerializer(serializers.Serializer):
+    """The Training page's snapshot filters, typed (``services.selection_clean`` checks them again)."""
+
+    project_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    review = serializers.ChoiceField(choices=["submitted", "accepted", "gold"], required=False)
+    min_agreement = serializers.FloatField(required=False, min_value=-1.0, max_value=1.0)
+    undefined_agreement = serializers.ChoiceField(choices=["exclude", "include"], required=False)
+    exclude_annotators = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), required=False, max_length=10_000
+    )
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    model_version_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(map(str, data)) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(f"Unknown selection keys: {', '.join(unknown)}.")
+        attrs = super().to_internal_value(data)
+        return {
+            key: value.isoformat() if key in ("since", "until") else value for key, value in attrs.items()
+        }
+
+
 class RoundLaunchSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(choices=TrainingRound.Mode.choices, default=TrainingRound.Mode.TOKEN)
-    selection = serializers.DictField(
+    selection = RoundSelectionSerializer(
         required=False,
         default=dict,
         help_text="Snapshot filters: project_id, review (submitted, accepted, gold), min_agreement, "

@@ -46,7 +46,13 @@ def test_admin_launches_cancels_and_resumes_a_round(api, feedback, admin_user, r
     ("body", "field"),
     [
         ({"mode": "sideways"}, "mode"),
-        ({"selection": {"review": "maybe"}}, "detail"),
+        ({"selection": {"review": "maybe"}}, "selection"),
+        ({"selection": {"exclude_annotators": 5}}, "selection"),
+        ({"selection": {"project_id": [1]}}, "selection"),
+        ({"selection": {"since": {}}}, "selection"),
+        ({"selection": {"colour": "red"}}, "selection"),
+        ({"selection": "all"}, "selection"),
+        ({"config": {"steps": "many"}}, "detail"),
         ({"config": {"steps": -3}}, "detail"),
         ({"selection": {"project_id": 10**9}}, "detail"),  # matches nothing: nothing to train on
         ({"mode": "on_policy"}, "project"),
