@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from annotations import api as annotation_api
+from annotations.api import hooks as hooks_api
 from annotations.api import ingest as ingest_api
 from evaluation import api as evaluation_api
 from training import api as training_api
@@ -42,6 +43,8 @@ router.register("generation-jobs", training_api.GenerationJobViewSet, basename="
 router.register("critic-versions", training_api.CriticVersionViewSet, basename="api-critic-version")
 router.register("critic-jobs", training_api.CriticJobViewSet, basename="api-critic-job")
 router.register("model-downloads", download_api.ModelDownloadViewSet, basename="api-model-download")
+router.register("webhooks", hooks_api.WebhookViewSet, basename="api-webhook")
+router.register("webhook-deliveries", hooks_api.WebhookDeliveryViewSet, basename="api-webhook-delivery")
 router.register("evaluation-campaigns", evaluation_api.CampaignViewSet, basename="api-evaluation-campaign")
 
 

@@ -272,3 +272,35 @@ def test_admins_manage_webhooks_and_redeliver_on_the_pages(client, admin_user, r
     assert bad.status_code == 400 and "http:// or https://" in bad.content.decode()
     client.post(f"/webhooks/{webhook.pk}/delete/")
     assert not Webhook.objects.exists()
+
+
+def test_admins_manage_webhooks_by_api(api, admin_user, researcher, versions, settings):
+    from training import services
+
+    client = api(admin_user)
+    body = {"url": "http://127.0.0.1:9/hook", "events": ["version.promoted"], "description": "CI"}
+    assert api(researcher).post("/api/v1/webhooks/", body, format="json").status_code == 403
+    created = client.post("/api/v1/webhooks/", body, format="json")
+    assert created.status_code == 201, created.content
+    hook = created.json()
+    assert hook["secret"].startswith("whsec_") and hook["events"] == ["version.promoted"]
+    assert client.post("/api/v1/webhooks/", {**body, "events": ["nope"]}, format="json").status_code == 400
+    settings.T2G_WEBHOOK_ALLOW_PRIVATE = False
+    refused = client.post("/api/v1/webhooks/", body, format="json")
+    assert refused.status_code == 400 and "not a public address" in refused.json()["url"][0]
+    settings.T2G_WEBHOOK_ALLOW_PRIVATE = True
+
+    services.model_version_activate(version=versions[1])
+    delivery = WebhookDelivery.objects.get()
+    webhooks.webhook_deliver(delivery_id=delivery.pk)  # nothing listens on port 9: an error logged
+    listed = client.get(f"/api/v1/webhooks/{hook['id']}/deliveries/").json()["results"]
+    assert [row["id"] for row in listed] == [delivery.pk]
+    assert listed[0]["attempts"][0]["status_code"] is None and listed[0]["attempts"][0]["error"]
+    redelivered = client.post(f"/api/v1/webhook-deliveries/{delivery.pk}/redeliver/")
+    assert redelivered.status_code == 202 and redelivered.json()["status"] == "pending"
+
+    paused = client.patch(f"/api/v1/webhooks/{hook['id']}/", {"is_active": False}, format="json")
+    assert paused.status_code == 200 and paused.json()["is_active"] is False
+    assert client.patch(f"/api/v1/webhooks/{hook['id']}/", {"events": []}, format="json").status_code == 400
+    assert client.delete(f"/api/v1/webhooks/{hook['id']}/").status_code == 204
+    assert not Webhook.objects.exists()

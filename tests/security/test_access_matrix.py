@@ -207,6 +207,14 @@ API = {
     ("POST", "/api/v1/evaluation-campaigns/{id}/resume/"): "403 403 403 ok 403 L",
     # outputs from production: only a project ingest key opens it, never a user's token
     ("POST", "/api/v1/projects/{id}/outputs/"): "401 401 401 401 401 L",
+    # webhooks by API: admins only
+    ("GET", "/api/v1/webhooks/"): "403 403 403 ok 403 L",
+    ("POST", "/api/v1/webhooks/"): "403 403 403 ok 403 L",
+    ("GET", "/api/v1/webhooks/{id}/"): "403 403 403 ok 403 L",
+    ("PATCH", "/api/v1/webhooks/{id}/"): "403 403 403 ok 403 L",
+    ("DELETE", "/api/v1/webhooks/{id}/"): "403 403 403 ok 403 L",
+    ("GET", "/api/v1/webhooks/{id}/deliveries/"): "403 403 403 ok 403 L",
+    ("POST", "/api/v1/webhook-deliveries/{id}/redeliver/"): "403 403 403 ok 403 L",
     # the span critic: researchers read versions and jobs, admins activate, roll back, launch and cancel
     ("GET", "/api/v1/critic-versions/"): "403 ok 403 ok 403 L",
     ("GET", "/api/v1/critic-versions/{id}/"): "403 ok 403 ok 403 L",
@@ -251,6 +259,8 @@ API_IDS = {  # which object each {id} (or {generation}) is
     "reviews": "review",
     "token-rewards": "reward",
     "training-rounds": "round",
+    "webhooks": "webhook",
+    "webhook-deliveries": "delivery",
 }
 
 
