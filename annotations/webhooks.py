@@ -110,7 +110,11 @@ def _address_refusal(address: str) -> str | None:
 
 def _resolve(url: str) -> tuple[str, str, int, list[str]]:
     """(scheme, host, port, checked addresses) of a URL the guard allows; raises WebhookRefused."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.hostname  # noqa: B018 (parses the host: a malformed IPv6 literal raises here)
+    except ValueError as exc:
+        raise WebhookRefused(f"The URL cannot be parsed ({exc}).") from None
     if parts.scheme not in ("http", "https"):
         raise WebhookRefused("The URL must start with http:// or https://.")
     if parts.username or parts.password:
@@ -124,7 +128,7 @@ def _resolve(url: str) -> tuple[str, str, int, list[str]]:
         raise WebhookRefused("The URL's port is not a number from 1 to 65535.") from None
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+    except (socket.gaierror, UnicodeError, ValueError) as exc:
         raise WebhookRefused(f"{host} does not resolve ({exc}).") from None
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
     if not settings.T2G_WEBHOOK_ALLOW_PRIVATE:

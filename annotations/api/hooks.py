@@ -68,12 +68,17 @@ class WebhookViewSet(
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def perform_create(self, serializer):
+        data = serializer.validated_data
         try:
-            serializer.instance = webhooks.webhook_create(
-                created_by=self.request.user, **serializer.validated_data
-            )
+            webhook = webhooks.webhook_create(
+                url=data["url"], events=data["events"], description=data.get("description", ""),
+                created_by=self.request.user,
+            )  # fmt: skip
         except webhooks.WebhookRefused as exc:
             raise ValidationError({"url": [str(exc)]}) from exc
+        if data.get("is_active") is False:
+            webhook = webhooks.webhook_update(webhook=webhook, is_active=False, actor=self.request.user)
+        serializer.instance = webhook
 
     @extend_schema(request=WebhookChangeSerializer, responses={200: WebhookSerializer})
     def partial_update(self, request, *args, **kwargs):

@@ -168,6 +168,7 @@ def test_an_unreachable_receiver_logs_the_error(versions):
         ("http://user:secret@example.com/hook", "user name or password"),
         ("http:///nohost", "no host"),
         ("http://example.com:99999/", "port"),
+        ("http://[::1/hook", "cannot be parsed"),
     ],
 )
 def test_the_ssrf_guard_refuses_internal_addresses(settings, url, reason):
