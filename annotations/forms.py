@@ -111,3 +111,19 @@ class GoldForm(forms.Form):
         if not isinstance(spans, list):
             raise forms.ValidationError("The spans must be a JSON list.")
         return spans
+
+
+class IngestKeyForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="Which application will send outputs with it.")
+
+
+class WebhookForm(forms.Form):
+    url = forms.CharField(max_length=500, label="URL", help_text="https://… (public addresses only)")
+    events = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, choices=())
+    description = forms.CharField(max_length=200, required=False)
+
+    def __init__(self, *args, **kwargs):
+        from .webhooks import WEBHOOK_EVENTS
+
+        super().__init__(*args, **kwargs)
+        self.fields["events"].choices = [(name, f"{name}: {label}") for name, label in WEBHOOK_EVENTS.items()]

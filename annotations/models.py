@@ -496,3 +496,121 @@ class PromptImport(Job):
 
     def __str__(self) -> str:
         return f"Import {self.pk} into {self.project_id} ({self.status})"
+
+
+# --- integrations: outputs from production, webhooks -----------------------------------------------
+class IngestKey(models.Model):
+    """A project's key for ``POST /api/v1/projects/<id>/outputs/`` (a team's own application sending the
+    outputs it served). Only a SHA-256 of the key is stored; the key itself is shown once, at creation.
+    Created and revoked by admins on the project's Integrations page."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="ingest_keys")
+    name = models.CharField(max_length=100, help_text="Which application uses it.")
+    prefix = models.CharField(max_length=16, help_text="The key's first characters, to tell keys apart.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…) for {self.project}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class IngestedOutput(models.Model):
+    """One record a team's application sent: the output it became, under the idempotency key that
+    deduplicates retries (the same key in the same project answers with this row, never a second output)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    idempotency_key = models.CharField(max_length=200)
+    request_hash = models.CharField(max_length=64, help_text="sha256 of the record, to refuse a reused key.")
+    generation = models.OneToOneField(Generation, on_delete=models.CASCADE, related_name="ingested")
+    ingest_key = models.ForeignKey(IngestKey, null=True, on_delete=models.SET_NULL, related_name="+")
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "idempotency_key"], name="ingest_idempotency_per_project"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Ingested {self.idempotency_key} → generation {self.generation_id}"
+
+
+class Webhook(models.Model):
+    """An admin's subscription: events POSTed to ``url``, signed with ``secret`` (HMAC-SHA256)."""
+
+    url = models.URLField(max_length=500)
+    events = models.JSONField(default=list, help_text="Event names (``WEBHOOK_EVENTS``).")
+    secret = models.CharField(max_length=100, help_text="Signs each delivery; the receiver keeps a copy.")
+    description = models.CharField(max_length=200, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"Webhook {self.pk} → {self.url}"
+
+
+class WebhookDelivery(models.Model):
+    """One event for one webhook: the exact body sent (the same bytes on every attempt, so a receiver can
+    deduplicate by ``delivery``), its state and when it is next tried."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=50)
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempt_count = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Delivery {self.pk} of {self.event} to webhook {self.webhook_id} ({self.status})"
+
+
+class WebhookAttempt(models.Model):
+    """One POST of a delivery: what came back (status code, time) or why nothing did."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveSmallIntegerField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_ms = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"Attempt {self.number} of delivery {self.delivery_id}: {self.status_code or self.error[:60]}"
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300

@@ -15,9 +15,14 @@ network. The reward pipeline connects to it::
     annotation_submitting.connect(_enqueue, dispatch_uid="t2g_rewards_on_submit")
 
 ``annotation_submitted`` is sent after the transaction commits (notifications that may be lost).
+
+``outputs_ingested`` is sent inside the transaction that wrote outputs a team's application sent
+(``services.ingest.outputs_ingest``), with ``project_id`` and ``generation_ids``: training connects the
+project's active critic's predictions to it, as for the outputs its generation worker writes.
 """
 
 from django.dispatch import Signal
 
 annotation_submitting = Signal()
 annotation_submitted = Signal()
+outputs_ingested = Signal()

@@ -39,3 +39,11 @@ def import_run(import_id: int) -> None:
     # Claimed like every job: a redelivered message does nothing; a run whose worker died is queued
     # again by the reaper and resumes after the chunks it committed.
     import_jobs.prompt_import_run(import_id=import_id)
+
+
+@shared_task(name="annotations.webhook_deliver", acks_late=True, soft_time_limit=60, time_limit=90)
+def webhook_deliver(delivery_id: int) -> str:
+    """One attempt at a webhook delivery; the service schedules the next one through the outbox."""
+    from . import webhooks
+
+    return webhooks.webhook_deliver(delivery_id=delivery_id)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import review, workspace
+from .views import integrations, review, workspace
 
 urlpatterns = [
     path("projects/", workspace.project_list, name="project_list"),
@@ -26,4 +26,13 @@ urlpatterns += [
     path("review/outputs/<int:pk>/gold/", review.review_gold, name="review_gold"),
     path("review/annotations/<int:pk>/", review.review_verdict, name="review_verdict"),
     path("my/reviews/", review.my_reviews, name="my_reviews"),
+]
+
+urlpatterns += [
+    path("projects/<int:pk>/integrations/", integrations.project_integrations, name="project_integrations"),
+    path("ingest-keys/<int:pk>/revoke/", integrations.ingest_key_revoke, name="ingest_key_revoke"),
+    path("webhooks/", integrations.webhook_list, name="webhook_list"),
+    path("webhooks/<int:pk>/", integrations.webhook_detail, name="webhook_detail"),
+    path("webhooks/<int:pk>/<str:action>/", integrations.webhook_action, name="webhook_action"),
+    path("webhook-deliveries/<int:pk>/redeliver/", integrations.webhook_redeliver, name="webhook_redeliver"),
 ]

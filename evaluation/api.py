@@ -64,6 +64,31 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             raise ValidationError({"detail": exc.messages}) from exc
         return Response(serializers.CampaignSerializer(campaign).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(
+        request=None,
+        responses={200: serializers.CampaignSerializer, 409: OpenApiResponse(description="Not being judged")},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Stop judging (admins), as the page's Close: open leases lapse, the results so far stay."""
+        return self._transition(services.campaign_close)
+
+    @extend_schema(
+        request=None,
+        responses={200: serializers.CampaignSerializer, 409: OpenApiResponse(description="Not failed")},
+    )
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        """Queue a failed campaign's generation again (admins); it resumes after the outputs written."""
+        return self._transition(services.campaign_retry)
+
+    def _transition(self, service) -> Response:
+        try:
+            campaign = service(campaign=self.get_object())
+        except DjangoValidationError as exc:
+            return Response({"detail": " ".join(exc.messages)}, status=status.HTTP_409_CONFLICT)
+        return Response(serializers.CampaignSerializer(campaign).data)
+
     @extend_schema(responses={200: serializers.ResultsSerializer})
     @action(detail=True, methods=["get"])
     def results(self, request, pk=None):

@@ -22,6 +22,7 @@ from django.utils import timezone
 from annotations import roles
 from annotations.models import Project, held_out_q
 from annotations.safejson import text_problem
+from annotations.webhooks import webhook_event_emit
 from jobs import dispatch, lifecycle
 
 from .models import CampaignGeneration, EvaluationCampaign, EvaluationOutput, PairwiseJudgement, PairwiseTask
@@ -199,7 +200,14 @@ def campaign_close(*, campaign: EvaluationCampaign) -> EvaluationCampaign:
         PairwiseJudgement.objects.filter(
             task__campaign=campaign, status=PairwiseJudgement.Status.LEASED
         ).update(status=PairwiseJudgement.Status.EXPIRED)
-    campaign.refresh_from_db()
+        campaign.refresh_from_db()
+        judged = PairwiseJudgement.objects.filter(
+            task__campaign=campaign, status=PairwiseJudgement.Status.SUBMITTED
+        ).count()
+        webhook_event_emit(event="campaign.finished", data={"campaign": {
+            "id": campaign.pk, "name": campaign.name, "project": campaign.project_id,
+            "versions": sorted(campaign.versions.values_list("pk", flat=True)), "judgements": judged,
+            "results_path": f"/api/v1/evaluation-campaigns/{campaign.pk}/results/"}})  # fmt: skip
     return campaign
 
 

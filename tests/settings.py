@@ -12,3 +12,8 @@ import os
 os.environ.setdefault("DEBUG", "1")
 
 from text2grad_web.settings import *  # noqa: F403
+
+# Webhook tests run their receiver on this machine (the SSRF guard refuses loopback otherwise), and a
+# failing receiver is tried again after 1 s, then 2 s (the session worker reads these settings too).
+T2G_WEBHOOK_ALLOW_PRIVATE = True
+T2G_WEBHOOK_BACKOFF_S = 1

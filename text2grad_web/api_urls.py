@@ -7,6 +7,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from annotations import api as annotation_api
+from annotations.api import hooks as hooks_api
+from annotations.api import ingest as ingest_api
 from evaluation import api as evaluation_api
 from training import api as training_api
 from training.api import downloads as download_api
@@ -38,9 +40,12 @@ router.register("reviews", annotation_api.ReviewViewSet, basename="api-review")
 router.register("agreement", annotation_api.AgreementViewSet, basename="api-agreement")
 router.register("model-versions", training_api.ModelVersionViewSet, basename="api-model-version")
 router.register("training-rounds", training_api.TrainingRoundViewSet, basename="api-training-round")
+router.register("generation-jobs", training_api.GenerationJobViewSet, basename="api-generation-job")
 router.register("critic-versions", training_api.CriticVersionViewSet, basename="api-critic-version")
 router.register("critic-jobs", training_api.CriticJobViewSet, basename="api-critic-job")
 router.register("model-downloads", download_api.ModelDownloadViewSet, basename="api-model-download")
+router.register("webhooks", hooks_api.WebhookViewSet, basename="api-webhook")
+router.register("webhook-deliveries", hooks_api.WebhookDeliveryViewSet, basename="api-webhook-delivery")
 router.register("evaluation-campaigns", evaluation_api.CampaignViewSet, basename="api-evaluation-campaign")
 
 
@@ -80,6 +85,11 @@ urlpatterns = [
         rf"^projects/(?P<pk>{annotation_api.ID_REGEX})/agreement/$",
         annotation_api.ProjectAgreementView.as_view(),
         name="api-project-agreement",
+    ),
+    re_path(
+        rf"^projects/(?P<pk>{annotation_api.ID_REGEX})/outputs/$",
+        ingest_api.OutputIngestView.as_view(),
+        name="api-project-outputs",
     ),
     re_path(
         rf"^generations/(?P<pk>{annotation_api.ID_REGEX})/gold/$",

@@ -293,6 +293,20 @@ T2G_EXPORT_RETENTION_DAYS = env_int("T2G_EXPORT_RETENTION_DAYS", 14)  # files de
 # Refuse to start (or to keep writing) an export when the exports folder's disk has less free space.
 T2G_EXPORT_MIN_FREE_BYTES = env_int("T2G_EXPORT_MIN_FREE_BYTES", 1024**3)
 
+# --- Integrations: outputs from production (docs/api.md), webhooks --------------------------------
+T2G_INGEST_MAX_RECORDS = env_int("T2G_INGEST_MAX_RECORDS", 100)  # records in one request
+T2G_INGEST_MAX_BYTES = env_int("T2G_INGEST_MAX_BYTES", 2 * 1024 * 1024)  # one request's body
+T2G_INGEST_MAX_METADATA_BYTES = env_int("T2G_INGEST_MAX_METADATA_BYTES", 16 * 1024)  # one record's metadata
+# Deliveries: a POST gives up after this; failed ones are tried again after BACKOFF_S * 2**(n-1) seconds
+# (capped at an hour), at most MAX_ATTEMPTS times in all.
+T2G_WEBHOOK_TIMEOUT_S = env_float("T2G_WEBHOOK_TIMEOUT_S", 5.0)
+T2G_WEBHOOK_MAX_ATTEMPTS = env_int("T2G_WEBHOOK_MAX_ATTEMPTS", 6)
+T2G_WEBHOOK_BACKOFF_S = env_int("T2G_WEBHOOK_BACKOFF_S", 30)
+# The SSRF guard: webhook URLs that resolve to loopback, private, link-local (cloud metadata), reserved or
+# multicast addresses are refused unless this is on (tests and single-machine setups whose receiver runs
+# on the same host).
+T2G_WEBHOOK_ALLOW_PRIVATE = env_bool("T2G_WEBHOOK_ALLOW_PRIVATE", False)
+
 # --- Security (production hardening switches on with DEBUG off) -----------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
@@ -354,6 +368,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "user": env_str("API_THROTTLE_USER", "6000/min"),
         "anon": env_str("API_THROTTLE_ANON", "60/min"),
+        "ingest": env_str("API_THROTTLE_INGEST", "600/min"),
     },
 }
 SPECTACULAR_SETTINGS = {
@@ -432,6 +447,8 @@ CELERY_TASK_ROUTES = {
     # generation (or of interactive work, in an outage) never holds the reaper up.
     "training.collect_orphan_versions": {"queue": "housekeeping"},
     "annotations.expire_exports": {"queue": "housekeeping"},
+    # A slow receiver holds a worker for at most T2G_WEBHOOK_TIMEOUT_S: short enough for the interactive lane.
+    "annotations.webhook_deliver": {"queue": "interactive"},
 }
 T2G_LANES = ["interactive", "housekeeping", "default", "generation", "training"]
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)

@@ -23,6 +23,15 @@ def _register_sections() -> None:
     register_project_section(project_generation_section)
 
 
+def _round_reaped(pk: int) -> None:
+    from . import services
+    from .models import TrainingRound
+
+    training_round = TrainingRound.objects.filter(pk=pk, status=TrainingRound.Status.FAILED).first()
+    if training_round is not None:
+        services.round_failed_emit(training_round=training_round)
+
+
 def _register_jobs() -> None:
     """The kinds of job this app runs, for the one reaper, the lanes and the health page."""
     from jobs.registry import JobKind, register, register_sweep
@@ -56,6 +65,7 @@ def _register_jobs() -> None:
             lost_message="The active model version is unchanged. Resume the round on the Training page: "
             "it continues from its last checkpoint.",
             typical_s=20.0,  # per PPO update
+            cleanup=_round_reaped,  # the webhooks hear of a round its dead worker left failed
         )
     )
     register(

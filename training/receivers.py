@@ -1,4 +1,5 @@
-"""Reactions to annotation events: a submitted annotation gets its token rewards computed in the worker."""
+"""Reactions to annotation events: a submitted annotation gets its token rewards computed in the worker;
+outputs sent by a team's application get the active critic's predictions."""
 
 from __future__ import annotations
 
@@ -16,7 +17,15 @@ def enqueue_rewards(sender, annotation_id: int, **kwargs) -> None:
     dispatch.enqueue("training.compute_rewards", annotation_id)
 
 
+def predict_ingested(sender, project_id: int, generation_ids: list[int], **kwargs) -> None:
+    # Outputs from a team's application get the active critic's spans, as sampled ones do.
+    from .services.critic import critic_predictions_request
+
+    critic_predictions_request(project_id=project_id, generation_ids=generation_ids)
+
+
 def connect() -> None:
-    from annotations.signals import annotation_submitting
+    from annotations.signals import annotation_submitting, outputs_ingested
 
     annotation_submitting.connect(enqueue_rewards, dispatch_uid="t2g_rewards_on_submit")
+    outputs_ingested.connect(predict_ingested, dispatch_uid="t2g_critic_on_ingest")

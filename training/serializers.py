@@ -8,7 +8,15 @@ from rest_framework import serializers
 
 from annotations.models import Project
 
-from .models import CriticTrainingJob, CriticVersion, ModelVersion, RoundMetric, TokenReward, TrainingRound
+from .models import (
+    CriticTrainingJob,
+    CriticVersion,
+    GenerationJob,
+    ModelVersion,
+    RoundMetric,
+    TokenReward,
+    TrainingRound,
+)
 
 
 class ActivateSerializer(serializers.Serializer):
@@ -272,3 +280,133 @@ class TokenRewardSerializer(serializers.ModelSerializer):
         if ids is None and obj.annotation.generation.tokenizer_fingerprint == obj.tokenizer_fingerprint:
             ids = obj.annotation.generation.prompt_token_ids
         return list(ids or [])
+# --- automation: launching work through the API ------------------------------------------------------
+class RoundSelectionSerializer(serializers.Serializer):
+    """The Training page's snapshot filters, typed (``services.selection_clean`` checks them again)."""
+
+    project_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    review = serializers.ChoiceField(choices=["submitted", "accepted", "gold"], required=False)
+    min_agreement = serializers.FloatField(required=False, min_value=-1.0, max_value=1.0)
+    undefined_agreement = serializers.ChoiceField(choices=["exclude", "include"], required=False)
+    exclude_annotators = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), required=False, max_length=10_000
+    )
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    model_version_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(map(str, data)) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(f"Unknown selection keys: {', '.join(unknown)}.")
+        attrs = super().to_internal_value(data)
+        return {
+            key: value.isoformat() if key in ("since", "until") else value for key, value in attrs.items()
+        }
+
+
+class RoundLaunchSerializer(serializers.Serializer):
+    mode = serializers.ChoiceField(choices=TrainingRound.Mode.choices, default=TrainingRound.Mode.TOKEN)
+    selection = RoundSelectionSerializer(
+        required=False,
+        default=dict,
+        help_text="Snapshot filters: project_id, review (submitted, accepted, gold), min_agreement, "
+        "undefined_agreement, exclude_annotators, since, until, model_version_id (token and scalar rounds).",
+    )
+    config = serializers.DictField(
+        required=False, default=dict, help_text="TrainingConfig fields (steps, learning_rate, kl_coef, ...)."
+    )
+    auto_promote = serializers.BooleanField(
+        default=False, help_text="Promote the new version if a judged campaign shows it significantly better."
+    )
+    project = serializers.PrimaryKeyRelatedField(
+        queryset=Project.objects.filter(is_archived=False),
+        required=False,
+        allow_null=True,
+        help_text="On-policy rounds: the project whose prompts are sampled and whose critic scores them.",
+    )
+    audit_share = serializers.FloatField(default=0.25, help_text="On-policy: share sent to annotators.")
+    max_new_tokens = serializers.IntegerField(default=64, help_text="On-policy: tokens per sample.")
+    temperature = serializers.FloatField(default=0.8, help_text="On-policy: sampling temperature.")
+
+    def validate(self, attrs):
+        if attrs["mode"] == TrainingRound.Mode.ON_POLICY and attrs.get("project") is None:
+            raise serializers.ValidationError({"project": ["An on-policy round needs a project."]})
+        return attrs
+
+
+class GenerationJobSerializer(serializers.ModelSerializer):
+    percent = serializers.IntegerField(read_only=True)
+    prompt_ids = serializers.ListField(child=serializers.IntegerField(), read_only=True)
+    sampling_params = serializers.DictField(read_only=True)
+
+    class Meta:
+        model = GenerationJob
+        fields = [
+            "id",
+            "project",
+            "model_version",
+            "per_prompt",
+            "prompt_ids",
+            "sampling_params",
+            "status",
+            "progress_step",
+            "progress_total",
+            "percent",
+            "cancel_requested",
+            "attempts",
+            "error",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+SAMPLING_LIMITS = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0), "max_new_tokens": (1, 1024), "seed": (0, 2**31 - 1)}  # fmt: skip
+
+
+class GenerationJobCreateSerializer(serializers.Serializer):
+    project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.filter(is_archived=False))
+    per_prompt = serializers.IntegerField(default=1, min_value=1, max_value=16)
+    prompt_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, default=list, max_length=10_000,
+        help_text="Empty: every prompt of the project.",
+    )  # fmt: skip
+    model_version = serializers.PrimaryKeyRelatedField(
+        queryset=ModelVersion.objects.all(), required=False, allow_null=True,
+        help_text="Default: the active version.",
+    )  # fmt: skip
+    sampling_params = serializers.DictField(
+        required=False, default=dict, help_text="temperature, top_p, max_new_tokens, seed."
+    )
+
+    def validate_sampling_params(self, value: dict) -> dict:
+        unknown = sorted(set(value) - set(SAMPLING_LIMITS))
+        if unknown:
+            raise serializers.ValidationError(f"Unknown sampling parameters: {', '.join(unknown)}.")
+        for key, raw in value.items():
+            low, high = SAMPLING_LIMITS[key]
+            integral = isinstance(low, int)
+            if (
+                isinstance(raw, bool)
+                or not isinstance(raw, int | float)
+                or (integral and not isinstance(raw, int))
+            ):
+                raise serializers.ValidationError(f"{key} must be a {'whole ' if integral else ''}number.")
+            if not low <= raw <= high:
+                raise serializers.ValidationError(f"{key} must be between {low} and {high}.")
+        return value
+
+    def validate(self, attrs):
+        ids = attrs.get("prompt_ids") or []
+        if ids:
+            found = set(attrs["project"].prompts.filter(pk__in=ids).values_list("pk", flat=True))
+            missing = sorted(set(ids) - found)
+            if missing:
+                raise serializers.ValidationError(
+                    {"prompt_ids": [f"Not prompts of this project: {missing[:10]}"]}
+                )
+        return attrs

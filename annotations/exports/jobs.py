@@ -31,6 +31,7 @@ from jobs import dispatch, lifecycle
 
 from .. import exports, roles
 from ..models import DatasetExport
+from ..webhooks import webhook_event_emit
 
 logger = logging.getLogger(__name__)
 
@@ -294,18 +295,24 @@ def _finish_succeeded(export: DatasetExport, count: int, content_hash: str, file
     rows = DatasetExport.objects.filter(pk=export.pk)
     if export.attempts:  # a worker's run: only while it still owns the job
         rows = lifecycle.owned(export)
-    rows.update(
-        status=DatasetExport.Status.SUCCEEDED,
-        progress_step=count,
-        progress_total=count,
-        owner="",
-        row_count=count,
-        total_rows=count,
-        content_hash=content_hash,
-        file_path=file_path,
-        finished_at=timezone.now(),
-    )
-    export.refresh_from_db()
+    with transaction.atomic():
+        won = rows.update(
+            status=DatasetExport.Status.SUCCEEDED,
+            progress_step=count,
+            progress_total=count,
+            owner="",
+            row_count=count,
+            total_rows=count,
+            content_hash=content_hash,
+            file_path=file_path,
+            finished_at=timezone.now(),
+        )
+        export.refresh_from_db()
+        if won:
+            webhook_event_emit(event="export.ready", data={"export": {
+                "id": export.pk, "kind": export.kind, "format": export.format, "row_count": count,
+                "content_hash": content_hash, "created_by": export.created_by_id,
+                "download_path": f"/api/v1/exports/{export.pk}/download/"}})  # fmt: skip
     return export
 
 

@@ -153,6 +153,13 @@ HTML = {
         "/annotations/{own}/critic-suggestions/",
         "ok ok 404 ok 404 L",
     ),
+    # integrations: admins alone manage ingest keys and webhooks
+    "project_integrations": ("get", "/projects/{project}/integrations/", "403 403 403 ok 403 L"),
+    "ingest_key_revoke": ("post", "/ingest-keys/{ingest_key}/revoke/", "403 403 403 ok 403 L"),
+    "webhook_list": ("get", "/webhooks/", "403 403 403 ok 403 L"),
+    "webhook_detail": ("get", "/webhooks/{webhook}/", "403 403 403 ok 403 L"),
+    "webhook_action": ("post", "/webhooks/{webhook}/pause/", "403 403 403 ok 403 L"),
+    "webhook_redeliver": ("post", "/webhook-deliveries/{delivery}/redeliver/", "403 403 403 ok 403 L"),
 }
 
 # (METHOD, schema path): "annotator researcher reviewer admin nobody anonymous"
@@ -196,6 +203,28 @@ API = {
     ("GET", "/api/v1/training-rounds/{id}/"): "403 ok 403 ok 403 L",
     ("GET", "/api/v1/training-rounds/{id}/metrics/"): "403 ok 403 ok 403 L",
     ("GET", "/api/v1/training-rounds/{id}/snapshot/"): "403 ok 403 ok 403 L",
+    # automation: researchers read, admins launch, cancel and resume
+    ("POST", "/api/v1/training-rounds/"): "403 403 403 ok 403 L",
+    ("POST", "/api/v1/training-rounds/{id}/cancel/"): "403 403 403 ok 403 L",
+    ("POST", "/api/v1/training-rounds/{id}/resume/"): "403 403 403 ok 403 L",
+    ("GET", "/api/v1/generation-jobs/"): "403 ok 403 ok 403 L",
+    ("POST", "/api/v1/generation-jobs/"): "403 403 403 ok 403 L",
+    ("GET", "/api/v1/generation-jobs/{id}/"): "403 ok 403 ok 403 L",
+    ("POST", "/api/v1/generation-jobs/{id}/cancel/"): "403 403 403 ok 403 L",
+    ("POST", "/api/v1/generation-jobs/{id}/resume/"): "403 403 403 ok 403 L",
+    ("POST", "/api/v1/critic-jobs/{id}/resume/"): "403 403 403 ok 403 L",
+    ("POST", "/api/v1/evaluation-campaigns/{id}/cancel/"): "403 403 403 ok 403 L",
+    ("POST", "/api/v1/evaluation-campaigns/{id}/resume/"): "403 403 403 ok 403 L",
+    # outputs from production: only a project ingest key opens it, never a user's token
+    ("POST", "/api/v1/projects/{id}/outputs/"): "401 401 401 401 401 L",
+    # webhooks by API: admins only
+    ("GET", "/api/v1/webhooks/"): "403 403 403 ok 403 L",
+    ("POST", "/api/v1/webhooks/"): "403 403 403 ok 403 L",
+    ("GET", "/api/v1/webhooks/{id}/"): "403 403 403 ok 403 L",
+    ("PATCH", "/api/v1/webhooks/{id}/"): "403 403 403 ok 403 L",
+    ("DELETE", "/api/v1/webhooks/{id}/"): "403 403 403 ok 403 L",
+    ("GET", "/api/v1/webhooks/{id}/deliveries/"): "403 403 403 ok 403 L",
+    ("POST", "/api/v1/webhook-deliveries/{id}/redeliver/"): "403 403 403 ok 403 L",
     # the span critic: researchers read versions and jobs, admins activate, roll back, launch and cancel
     ("GET", "/api/v1/critic-versions/"): "403 ok 403 ok 403 L",
     ("GET", "/api/v1/critic-versions/{id}/"): "403 ok 403 ok 403 L",
@@ -230,6 +259,7 @@ API_IDS = {  # which object each {id} (or {generation}) is
     "annotations": "own",
     "evaluation-campaigns": "campaign",
     "exports": "export",
+    "generation-jobs": "job",
     "generations": "generation",
     "imports": "import",
     "model-downloads": "download",
@@ -239,6 +269,8 @@ API_IDS = {  # which object each {id} (or {generation}) is
     "reviews": "review",
     "token-rewards": "reward",
     "training-rounds": "round",
+    "webhooks": "webhook",
+    "webhook-deliveries": "delivery",
 }
 
 
@@ -324,7 +356,16 @@ def world(feedback, annotator, researcher, reviewer, admin_user):
     from training.services.api_keys import api_key_create
 
     api_key, _ = api_key_create(user=researcher, name="matrix", projects=[feedback.project])
+    from annotations import webhooks
+    from annotations.services import ingest
+
+    ingest_key, _ = ingest.ingest_key_create(project=feedback.project, name="matrix")
+    webhook = webhooks.webhook_create(url="http://127.0.0.1:9/hook", events=["export.ready"])
+    webhooks.webhook_event_emit(event="export.ready", data={"export": {"id": export.pk}})
     return {
+        "ingest_key": ingest_key.pk,
+        "webhook": webhook.pk,
+        "delivery": webhook.deliveries.get().pk,
         "project": feedback.project.pk,
         "own": own.pk,
         "span": own.spans.first().pk,

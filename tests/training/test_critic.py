@@ -147,8 +147,14 @@ def test_held_out_split_is_by_prompt_and_keeps_the_lineage_apart():
 def test_activation_is_per_project_and_queues_pre_annotation(
     tiny_settings, project, labelled, admin_user, make_generation, django_capture_on_commit_callbacks
 ):
+    from annotations import webhooks
+    from annotations.models import WebhookDelivery
+
+    webhooks.webhook_create(url="http://127.0.0.1:9/hook", events=["critic_version.ready"])
     first = _train(project, admin_user)
     second = _train(project, admin_user)
+    ready = [d.payload["data"]["critic_version"] for d in WebhookDelivery.objects.order_by("id")]
+    assert [(v["id"], v["project"]) for v in ready] == [(first.pk, project.pk), (second.pk, project.pk)]
     fresh = make_generation(project, "Ann Lee went to the fair in 2044.")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         services.critic_version_activate(version=first)
@@ -166,6 +172,18 @@ def test_activation_is_per_project_and_queues_pre_annotation(
     for span in prediction.spans:
         assert 0 <= span["start"] < span["end"] <= len(fresh.text)
         assert fresh.text[span["start"] : span["end"]] == span["text"]
+
+    # Outputs a team's application sends get the active critic's predictions too.
+    from annotations.services import ingest
+    from jobs.models import Outbox
+
+    record, _ = ingest.ingest_record_clean(
+        {"prompt": "Summarise: Ann Lee.", "output": "Ann Lee went in 2051."}
+    )
+    [result] = ingest.outputs_ingest(project=project, records=[record])
+    assert Outbox.objects.filter(
+        task_name="training.critic_predict", args=[first.pk, [result["generation"]]]
+    ).exists()
 
 
 @pytest.mark.heavy

@@ -124,6 +124,10 @@ def test_cancel_stops_a_queued_round(tiny_settings, critiqued):
 def test_stale_running_round_is_reaped(tiny_settings, critiqued):
     from django.utils import timezone
 
+    from annotations import webhooks
+    from annotations.models import WebhookDelivery
+
+    webhooks.webhook_create(url="http://127.0.0.1:9/hook", events=["round.failed"])
     training_round = services.round_launch(config=FAST)
     TrainingRound.objects.filter(pk=training_round.pk).update(
         status="running", heartbeat_at=timezone.now() - timezone.timedelta(hours=1)
@@ -133,6 +137,8 @@ def test_stale_running_round_is_reaped(tiny_settings, critiqued):
     assert (
         training_round.status == TrainingRound.Status.FAILED and "stopped reporting" in training_round.error
     )
+    [delivery] = WebhookDelivery.objects.all()  # its dead worker could not say so: the reaper does
+    assert delivery.payload["data"]["round"]["id"] == training_round.pk
 
 
 @pytest.mark.heavy
@@ -189,3 +195,36 @@ def test_cancel_or_lost_ownership_stops_a_running_round_between_updates(tiny_set
     reaped.refresh_from_db()
     assert reaped.status == TrainingRound.Status.RUNNING and reaped.progress_step == 1
     assert reaped.output_version is None and ModelVersion.objects.count() == 1
+
+
+@pytest.mark.heavy
+def test_a_rounds_failure_and_its_version_reach_the_webhooks(tiny_settings, critiqued):
+    """round.failed from the run that failed, round.finished from the publish transaction, delivered
+    to a real receiver that checks the signature."""
+    from annotations import webhooks
+    from annotations.models import WebhookDelivery
+    from tests.automation.receiver import Receiver
+
+    services.model_version_bootstrap()
+    with Receiver() as receiver:
+        webhook = webhooks.webhook_create(url=receiver.url, events=["round.failed", "round.finished"])
+        receiver.secret = webhook.secret
+        training_round = services.round_launch(mode="scalar", config={**FAST, "steps": 2})
+        TrainingRound.objects.filter(pk=training_round.pk).update(
+            config={**training_round.config, "lora_r": 0}
+        )
+        assert rounds.round_run(round_id=training_round.pk) == TrainingRound.Status.FAILED
+        TrainingRound.objects.filter(pk=training_round.pk).update(
+            config={**training_round.config, "lora_r": 16}
+        )
+        services.round_resume(training_round=training_round)
+        assert rounds.round_run(round_id=training_round.pk) == TrainingRound.Status.SUCCEEDED
+        for delivery in WebhookDelivery.objects.order_by("id"):
+            assert webhooks.webhook_deliver(delivery_id=delivery.pk) == "delivered"
+    events = [(r["json"]["event"], r["signature_ok"]) for r in receiver.requests]
+    assert events == [("round.failed", True), ("round.finished", True)]
+    failed, finished = (r["json"]["data"] for r in receiver.requests)
+    assert failed["round"]["id"] == training_round.pk and "lora_r" in failed["round"]["error"]
+    training_round.refresh_from_db()
+    assert finished["round"]["status"] == "succeeded"
+    assert finished["version"]["id"] == training_round.output_version_id

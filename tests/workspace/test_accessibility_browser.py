@@ -69,8 +69,15 @@ def site(project, code_project, make_generation, annotator, annotator2, research
         report={"created_prompts": 0, "created_outputs": 0, "duplicate_lines": [], "error_count": 1,
                 "errors": [{"line": 2, "message": "not valid JSON"}], "committed": False},
     )  # fmt: skip
+    from annotations import webhooks
+    from annotations.services import ingest
+
+    ingest.ingest_key_create(project=project, name="support bot", created_by=admin_user)
+    webhook = webhooks.webhook_create(url="http://127.0.0.1:9/hook", events=["export.ready"])
+    webhooks.webhook_event_emit(event="export.ready", data={"export": {"id": export.pk}})
+    webhooks.webhook_deliver(delivery_id=webhook.deliveries.get().pk)  # nothing listens: an error logged
     assert generations
-    return {"draft": draft, "submitted": submitted[0], "code": code_draft, "round": training_round,
+    return {"webhook": webhook, "draft": draft, "submitted": submitted[0], "code": code_draft, "round": training_round,
             "export": export, "project": project, "code_project": code_project,
             "import": prompt_import}  # fmt: skip
 
@@ -122,6 +129,8 @@ def _pages(site, role):
     ]
     if role == "admin":
         pages += [*review[:1], *review[2:], reverse("audit_event_list")]
+        pages += [reverse("project_integrations", args=[project.pk]), reverse("webhook_list"),
+                  reverse("webhook_detail", args=[site["webhook"].pk])]  # fmt: skip
     return pages
 
 

@@ -1,5 +1,6 @@
-"""REST API for model versions, training rounds, critic versions and critic jobs: researchers read, admins
-promote a version, activate or roll back a critic, launch and cancel critic jobs."""
+"""REST API for model versions, training rounds, generation jobs, critic versions and critic jobs:
+researchers read; admins promote a version, activate or roll back a critic, and launch, cancel and resume
+rounds, generation jobs and critic jobs (the pages' services, the pages' permissions)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from annotations.api import (
 from evaluation import selectors as evaluation_selectors
 
 from .. import selectors, serializers, services
-from ..models import CriticTrainingJob, CriticVersion, ModelVersion, TrainingRound
+from ..models import CriticTrainingJob, CriticVersion, GenerationJob, ModelVersion, TrainingRound
 
 
 class ModelVersionFilter(filters.FilterSet):
@@ -84,8 +85,16 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(self.get_serializer(version).data)
 
 
-class TrainingRoundViewSet(viewsets.ReadOnlyModelViewSet):
-    """Training rounds with their config, dataset snapshot and outcome (researchers and admins)."""
+def _conflict(message: str) -> Response:
+    return Response({"detail": message}, status=status.HTTP_409_CONFLICT)
+
+
+CONFLICT = OpenApiResponse(description="Not in a state that allows this (already finished, still running)")
+
+
+class TrainingRoundViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Training rounds with their config, dataset snapshot and outcome (researchers and admins read; admins
+    launch, cancel and resume)."""
 
     permission_classes = [ResearcherReadAdminWrite]
     pagination_class = NewestFirstPagination
@@ -98,7 +107,66 @@ class TrainingRoundViewSet(viewsets.ReadOnlyModelViewSet):
             return serializers.RoundMetricSerializer
         if self.action == "snapshot":
             return serializers.RoundSnapshotSerializer
+        if self.action == "create":
+            return serializers.RoundLaunchSerializer
         return serializers.TrainingRoundSerializer
+
+    @extend_schema(
+        request=serializers.RoundLaunchSerializer, responses={201: serializers.TrainingRoundSerializer}
+    )
+    def create(self, request, *args, **kwargs):
+        """Launch a round (admins): freeze the snapshot and config and queue it on the training worker, as
+        the Training page does; an on-policy round samples the project's prompts and is scored by its
+        active critic."""
+        incoming = serializers.RoundLaunchSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        data = incoming.validated_data
+        try:
+            if data["mode"] == TrainingRound.Mode.ON_POLICY:
+                training_round = services.on_policy_round_launch(
+                    project=data["project"],
+                    config=data["config"],
+                    audit_share=data["audit_share"],
+                    max_new_tokens=data["max_new_tokens"],
+                    temperature=data["temperature"],
+                    auto_promote=data["auto_promote"],
+                    created_by=request.user,
+                )
+            else:
+                selection = dict(data["selection"])
+                if data.get("project") is not None:
+                    selection.setdefault("project_id", data["project"].pk)
+                training_round = services.round_launch(
+                    mode=data["mode"],
+                    selection=selection,
+                    config=data["config"],
+                    auto_promote=data["auto_promote"],
+                    created_by=request.user,
+                )
+        except ValueError as exc:
+            raise ValidationError({"detail": [str(exc)]}) from exc
+        body = serializers.TrainingRoundSerializer(training_round).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: serializers.TrainingRoundSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel the round (admins): a queued one stops at once, a running one before its next step."""
+        training_round = self.get_object()
+        if training_round.is_finished:
+            return _conflict(f"The round had already finished ({training_round.status}).")
+        training_round = services.round_cancel(training_round=training_round)
+        return Response(serializers.TrainingRoundSerializer(training_round).data)
+
+    @extend_schema(request=None, responses={200: serializers.TrainingRoundSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        """Queue a failed or cancelled round again (admins); it continues from its last checkpoint."""
+        try:
+            training_round = services.round_resume(training_round=self.get_object())
+        except ValueError as exc:
+            return _conflict(str(exc))
+        return Response(serializers.TrainingRoundSerializer(training_round).data)
 
     @extend_schema(responses={200: serializers.RoundMetricSerializer(many=True)}, filters=False)
     @action(detail=True, methods=["get"], pagination_class=None)
@@ -113,6 +181,75 @@ class TrainingRoundViewSet(viewsets.ReadOnlyModelViewSet):
     def snapshot(self, request, pk=None):
         """The ids of the annotations the round trained on (its citable dataset snapshot)."""
         return Response(serializers.RoundSnapshotSerializer(self.get_object()).data)
+
+
+class GenerationJobFilter(filters.FilterSet):
+    project = IdFilter(field_name="project_id")
+    status = filters.ChoiceFilter(choices=GenerationJob.Status.choices)
+
+    class Meta:
+        model = GenerationJob
+        fields = ["project", "status"]
+
+
+class GenerationJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Generation jobs (outputs sampled for a project's prompts): researchers read, admins launch, cancel
+    and resume."""
+
+    permission_classes = [ResearcherReadAdminWrite]
+    pagination_class = NewestFirstPagination
+    filterset_class = GenerationJobFilter
+    lookup_value_regex = ID_REGEX
+    queryset = GenerationJob.objects.all()
+
+    def get_serializer_class(self):
+        if self.action == "create":
+            return serializers.GenerationJobCreateSerializer
+        return serializers.GenerationJobSerializer
+
+    @extend_schema(
+        request=serializers.GenerationJobCreateSerializer,
+        responses={201: serializers.GenerationJobSerializer},
+    )
+    def create(self, request, *args, **kwargs):
+        """Queue a generation job (admins): ``per_prompt`` outputs for each prompt (all, or ``prompt_ids``)
+        with the active version or ``model_version``; the outputs go to the annotation queue."""
+        incoming = serializers.GenerationJobCreateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        data = incoming.validated_data
+        try:
+            job = services.generation_job_create(
+                project=data["project"],
+                per_prompt=data["per_prompt"],
+                prompt_ids=data["prompt_ids"],
+                model_version=data.get("model_version"),
+                sampling_params=data["sampling_params"],
+                created_by=request.user,
+            )
+        except ValueError as exc:
+            raise ValidationError({"detail": [str(exc)]}) from exc
+        return Response(serializers.GenerationJobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: serializers.GenerationJobSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel the job (admins); the outputs it wrote are kept."""
+        job = self.get_object()
+        if not services.generation_job_cancel(job=job):
+            job.refresh_from_db()
+            return _conflict(f"The job had already finished ({job.status}).")
+        job.refresh_from_db()
+        return Response(serializers.GenerationJobSerializer(job).data)
+
+    @extend_schema(request=None, responses={200: serializers.GenerationJobSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        """Queue a failed or cancelled job again (admins); it continues after the outputs it wrote."""
+        try:
+            job = services.generation_job_resume(job=self.get_object())
+        except ValueError as exc:
+            return _conflict(str(exc))
+        return Response(serializers.GenerationJobSerializer(job).data)
 
 
 # --- the learned span critic -----------------------------------------------------------------------------
@@ -247,4 +384,14 @@ class CriticJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                 {"detail": f"The job had already finished ({job.status})."}, status=status.HTTP_409_CONFLICT
             )
         job.refresh_from_db()
+        return Response(serializers.CriticTrainingJobSerializer(job).data)
+
+    @extend_schema(request=None, responses={200: serializers.CriticTrainingJobSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        """Queue a failed or cancelled job again on its frozen snapshot (admins)."""
+        try:
+            job = services.critic_job_resume(job=self.get_object())
+        except ValueError as exc:
+            return _conflict(str(exc))
         return Response(serializers.CriticTrainingJobSerializer(job).data)

@@ -17,6 +17,7 @@ from .critic import (
     critic_config_checked,
     critic_job_cancel,
     critic_job_create,
+    critic_job_resume,
     critic_prediction_job_cancel,
     critic_prediction_job_create,
     critic_predictions_request,
@@ -28,11 +29,13 @@ from .critic import (
     on_policy_round_launch,
     on_policy_round_retry,
 )
+from .events import critic_version_ready_emit, round_failed_emit, round_finished_emit
 from .generation import (
     COMPARE_PROMPTS,
     compare_outputs_generate,
     generation_job_cancel,
     generation_job_create,
+    generation_job_resume,
 )
 from .housekeeping import (
     REWARDS_OVERDUE_AFTER_S,
@@ -62,9 +65,13 @@ from .versions import (
     model_version_activate,
     model_version_auto_promote,
     model_version_bootstrap,
+    version_is_rollback,
 )
 
 __all__ = [
+    "critic_version_ready_emit",
+    "round_failed_emit",
+    "round_finished_emit",
     "BASE_VERSION_NAME",
     "COMPARE_PROMPTS",
     "MAX_AUDIT_SHARE",
@@ -85,6 +92,7 @@ __all__ = [
     "critic_job_cancel",
     "critic_prediction_job_cancel",
     "critic_prediction_job_create",
+    "critic_job_resume",
     "critic_job_create",
     "critic_predictions_request",
     "critic_settings_update",
@@ -94,8 +102,10 @@ __all__ = [
     "critic_version_deactivate",
     "generation_job_cancel",
     "generation_job_create",
+    "generation_job_resume",
     "jobs_recover_after_restart",
     "model_version_activate",
+    "version_is_rollback",
     "model_version_auto_promote",
     "model_version_bootstrap",
     "on_policy_round_launch",

@@ -156,6 +156,20 @@ def critic_job_cancel(*, job: CriticTrainingJob) -> bool:
     return lifecycle.request_cancel(CriticTrainingJob, job.pk, reason="Cancelled.")
 
 
+def critic_job_resume(*, job: CriticTrainingJob) -> CriticTrainingJob:
+    """Queue a failed or cancelled critic job again, on the snapshot it froze (the same data, config and
+    parent, so the same hash); it trains from the start."""
+    with transaction.atomic():
+        updated = CriticTrainingJob.objects.filter(
+            pk=job.pk, status__in=[CriticTrainingJob.Status.FAILED, CriticTrainingJob.Status.CANCELLED]
+        ).update(status=CriticTrainingJob.Status.QUEUED, error="", cancel_requested=False, finished_at=None)
+        if not updated:
+            raise ValueError("Only a failed or cancelled critic job can be resumed")
+        dispatch.enqueue("training.train_critic", job.pk)
+    job.refresh_from_db()
+    return job
+
+
 @transaction.atomic
 def critic_version_activate(*, version: CriticVersion) -> CriticVersion:
     """Make ``version`` its project's active critic (promote and roll back are this pointer move), and

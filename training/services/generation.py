@@ -50,6 +50,20 @@ def generation_job_cancel(*, job: GenerationJob) -> bool:
     )
 
 
+def generation_job_resume(*, job: GenerationJob) -> GenerationJob:
+    """Queue a failed or cancelled job again; it continues after the prompts whose outputs it committed
+    (the worker skips ``progress_step`` of them), so nothing is sampled twice."""
+    with transaction.atomic():
+        updated = GenerationJob.objects.filter(
+            pk=job.pk, status__in=[GenerationJob.Status.FAILED, GenerationJob.Status.CANCELLED]
+        ).update(status=GenerationJob.Status.QUEUED, error="", cancel_requested=False, finished_at=None)
+        if not updated:
+            raise ValueError("Only a failed or cancelled generation job can be resumed")
+        dispatch.enqueue("training.generate", job.pk)
+    job.refresh_from_db()
+    return job
+
+
 # --- the outputs of the version compare page -----------------------------------------------------
 COMPARE_PROMPTS = 8  # the first prompts of a project form its fixed comparison set
 

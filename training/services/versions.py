@@ -11,6 +11,7 @@ from audit.services import audit_record
 from evaluation import selectors as evaluation_selectors
 
 from ..models import ModelVersion
+from .events import version_activated_emit
 
 BASE_VERSION_NAME = "v0-base"
 
@@ -35,16 +36,36 @@ def model_version_bootstrap() -> ModelVersion:
     return version
 
 
+def version_is_rollback(version: ModelVersion, active: ModelVersion | None) -> bool:
+    """Whether activating ``version`` goes back: to an ancestor of the active version (its parent, …, the
+    base it was trained from)."""
+    seen = set()
+    node = active.parent if active is not None else None
+    while node is not None and node.pk not in seen:
+        if node.pk == version.pk:
+            return True
+        seen.add(node.pk)
+        node = node.parent
+    return False
+
+
 @transaction.atomic
 def model_version_activate(*, version: ModelVersion) -> ModelVersion:
-    """Make ``version`` the one generation uses. Promote and roll back are both this pointer move."""
-    previous = ModelVersion.objects.filter(is_active=True).values_list("name", flat=True).first()
-    audit_record(action="version.activate", obj=version, details={"name": version.name, "previous": previous})
-    ModelVersion.objects.select_for_update().filter(is_active=True).exclude(pk=version.pk).update(
-        is_active=False
+    """Make ``version`` the one generation uses. Promote and roll back are both this pointer move; the
+    webhooks hear which it was (``version.promoted`` or ``version.rolled_back``) in the same transaction."""
+    previous = ModelVersion.objects.select_for_update().filter(is_active=True).first()
+    audit_record(
+        action="version.activate",
+        obj=version,
+        details={"name": version.name, "previous": previous.name if previous else None},
     )
+    ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
     ModelVersion.objects.filter(pk=version.pk).update(is_active=True, activated_at=timezone.now())
     version.refresh_from_db()
+    if previous is None or previous.pk != version.pk:
+        version_activated_emit(
+            version=version, previous=previous, rollback=version_is_rollback(version, previous)
+        )
     return version
 
 

@@ -146,16 +146,8 @@ def version_activate(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def is_rollback(version: ModelVersion, active: ModelVersion | None) -> bool:
-    """Whether activating ``version`` goes back: to an ancestor of the active version (its parent, …, the
-    base it was trained from)."""
-    seen = set()
-    node = active.parent if active is not None else None
-    while node is not None and node.pk not in seen:
-        if node.pk == version.pk:
-            return True
-        seen.add(node.pk)
-        node = node.parent
-    return False
+    """Whether activating ``version`` goes back to an ancestor of the active version."""
+    return services.version_is_rollback(version, active)
 
 
 @login_required

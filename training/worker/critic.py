@@ -343,6 +343,8 @@ def _record_version(
         )  # fmt: skip
         if not won:
             raise JobLost
+        version.refresh_from_db()
+        services.critic_version_ready_emit(version=version)
 
 
 def critique_texts(version: CriticVersion, prompts: list[list[dict]], texts: list[str]) -> list:

@@ -105,6 +105,8 @@ def round_run(*, round_id: int, on_update: Callable[[int, int, dict], None] | No
     except Exception as exc:
         logger.exception("Training round %s failed", round_id)
         training_round.mark_failed(f"{type(exc).__name__}: {exc}")
+        if training_round.status == TrainingRound.Status.FAILED:  # this run's failure, not a lost one
+            services.round_failed_emit(training_round=training_round)
         return TrainingRound.Status.FAILED
     return TrainingRound.Status.SUCCEEDED
 
@@ -397,6 +399,7 @@ def save_round_version(training_round: TrainingRound, config: TrainingConfig, po
         )
         if not won:
             raise RoundLost  # rolls back the version row: another attempt owns this round now
+        services.round_finished_emit(training_round=training_round, version=version)
     timings["promote"] = time.perf_counter() - started
     TrainingRound.objects.filter(pk=training_round.pk).update(summary={**summary, "timings": timings})
     # The version holds the result now.
