@@ -280,6 +280,8 @@ class TokenRewardSerializer(serializers.ModelSerializer):
         if ids is None and obj.annotation.generation.tokenizer_fingerprint == obj.tokenizer_fingerprint:
             ids = obj.annotation.generation.prompt_token_ids
         return list(ids or [])
+
+
 # --- automation: launching work through the API ------------------------------------------------------
 class RoundSelectionSerializer(serializers.Serializer):
     """The Training page's snapshot filters, typed (``services.selection_clean`` checks them again)."""
