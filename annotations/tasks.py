@@ -39,3 +39,14 @@ def import_run(import_id: int) -> None:
     # Claimed like every job: a redelivered message does nothing; a run whose worker died is queued
     # again by the reaper and resumes after the chunks it committed.
     import_jobs.prompt_import_run(import_id=import_id)
+
+
+@shared_task(
+    name="annotations.machine_critic_run", acks_late=True, soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60
+)
+def machine_critic_run(job_id: int) -> None:
+    from .machine import machine_critic_run as run
+
+    # Claimed like every job: a redelivered message does nothing; a run whose worker died is queued
+    # again by the reaper and resumes after the outputs it wrote.
+    run(job_id=job_id)

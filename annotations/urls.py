@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import review, workspace
+from .views import machine, review, workspace
 
 urlpatterns = [
     path("projects/", workspace.project_list, name="project_list"),
@@ -26,4 +26,17 @@ urlpatterns += [
     path("review/outputs/<int:pk>/gold/", review.review_gold, name="review_gold"),
     path("review/annotations/<int:pk>/", review.review_verdict, name="review_verdict"),
     path("my/reviews/", review.my_reviews, name="my_reviews"),
+]
+
+urlpatterns += [
+    path("projects/<int:pk>/machine-critics/", machine.machine_critics, name="machine_critics"),
+    path(
+        "projects/<int:pk>/machine-critics/configure/",
+        machine.machine_critic_configure,
+        name="machine_critic_configure",
+    ),
+    path("machine-critics/<int:pk>/run/", machine.machine_critic_run, name="machine_critic_run"),
+    path(
+        "machine-critics/runs/<int:pk>/cancel/", machine.machine_critic_cancel, name="machine_critic_cancel"
+    ),
 ]

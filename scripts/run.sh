@@ -106,6 +106,11 @@ supervise "generation worker" var/log/worker.log env $(threads "$GEN_THREADS") \
 # shellcheck disable=SC2046
 supervise "training worker" var/log/worker-training.log env $(threads "$TRAIN_THREADS") \
   "${CELERY[@]}" -n "training@%h" -Q training -c 1
+# Machine critics run code in the sandbox (its own processes, with their own limits) or wait on an LLM
+# endpoint: a lane of their own, one run at a time, one compute thread.
+# shellcheck disable=SC2046
+supervise "critics worker" var/log/worker-critics.log env $(threads 1) \
+  "${CELERY[@]}" -n "critics@%h" -Q critics -c 1
 $BIN/gunicorn text2grad_web.wsgi -c python:text2grad_web.gunicorn_conf -b "$HOST:$PORT" --access-logfile - &
 web=$!
 pids+=($web)

@@ -426,6 +426,9 @@ CELERY_TASK_ROUTES = {
     "jobs.*": {"queue": "interactive"},
     "training.train_critic": {"queue": "training"},
     "training.critic_predict": {"queue": "generation"},
+    # Machine critics run code in the sandbox or wait on an LLM endpoint for minutes: a lane of their own,
+    # so they never hold up generation, training or the work a person waits for.
+    "annotations.machine_critic_run": {"queue": "critics"},
     # A person waits for a download to be built (a merge takes seconds on SmolLM2): the interactive lane.
     "training.build_download": {"queue": "interactive"},
     # Housekeeping has a queue of its own, read by the interactive worker beside its own queue: a backlog of
@@ -434,7 +437,11 @@ CELERY_TASK_ROUTES = {
     "training.collect_orphan_versions": {"queue": "housekeeping"},
     "annotations.expire_exports": {"queue": "housekeeping"},
 }
-T2G_LANES = ["interactive", "housekeeping", "default", "generation", "training"]
+T2G_LANES = ["interactive", "housekeeping", "default", "generation", "training", "critics"]
+# Machine critics admins may configure on a project (text2grad.machine_critics' registry names; a
+# deployment that registers a critic of its own adds its name here). The worker checks each name and its
+# settings against the registry when a run starts.
+T2G_MACHINE_CRITICS = env_list("T2G_MACHINE_CRITICS", ["unit-tests", "reference", "llm", "custom"])
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Jobs: heartbeats every few seconds while running; a job silent for T2G_JOB_STALE_AFTER_S lost its worker
