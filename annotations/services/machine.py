@@ -21,6 +21,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import Q
 
 from audit.services import audit_record
 from jobs import dispatch, lifecycle
@@ -106,7 +107,7 @@ def machine_critic_outputs(project: Project) -> list[int]:
     """The outputs a run critiques: the project's, less those sampled only to compare versions."""
     return list(
         Generation.objects.filter(prompt__project=project)
-        .exclude(sampling_params__purpose=EVALUATION_PURPOSE)
+        .filter(Q(sampling_params__purpose__isnull=True) | ~Q(sampling_params__purpose=EVALUATION_PURPOSE))
         .order_by("id")
         .values_list("id", flat=True)
     )

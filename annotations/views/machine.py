@@ -22,9 +22,12 @@ def _require_admin(request: HttpRequest) -> None:
         raise PermissionDenied("Only admins configure and run machine critics.")
 
 
-def _page(request: HttpRequest, project: Project, form: MachineCriticForm, status: int = 200) -> HttpResponse:
+def _page(
+    request: HttpRequest, project: Project, form: MachineCriticForm, status: int = 200, run_error: str = ""
+) -> HttpResponse:
     context = {
         "project": project,
+        "run_error": run_error,
         "configs": selectors.machine_critics_of(project),
         "jobs": selectors.machine_critic_jobs(project),
         "form": form,
@@ -71,9 +74,7 @@ def machine_critic_run(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         job = machine_services.machine_critic_run_start(config=config, user=request.user)
     except ValidationError as exc:
-        form = MachineCriticForm()
-        form.add_error(None, exc)
-        return _page(request, config.project, form, status=400)
+        return _page(request, config.project, MachineCriticForm(), status=400, run_error=" ".join(exc.messages))
     messages.success(request, f"Queued a {config.name} run over {job.progress_total} outputs.")
     return redirect("machine_critics", pk=config.project_id)
 
