@@ -74,7 +74,9 @@ def machine_critic_run(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         job = machine_services.machine_critic_run_start(config=config, user=request.user)
     except ValidationError as exc:
-        return _page(request, config.project, MachineCriticForm(), status=400, run_error=" ".join(exc.messages))
+        return _page(
+            request, config.project, MachineCriticForm(), status=400, run_error=" ".join(exc.messages)
+        )
     messages.success(request, f"Queued a {config.name} run over {job.progress_total} outputs.")
     return redirect("machine_critics", pk=config.project_id)
 

@@ -91,7 +91,10 @@ def test_unit_test_critic_run_writes_a_machine_draft_with_the_critics_identity(c
     from annotations.machine import machine_critic_run
 
     config = machine_services.machine_critic_configure(
-        project=code_item.prompt.project, name="unit-tests", critic_settings={"mark_good": False}, user=admin_user
+        project=code_item.prompt.project,
+        name="unit-tests",
+        critic_settings={"mark_good": False},
+        user=admin_user,
     )
     job = machine_services.machine_critic_run_start(config=config, user=admin_user)
     assert (job.status, job.progress_total, job.generation_ids) == ("queued", 1, [code_item.pk])
@@ -103,7 +106,11 @@ def test_unit_test_critic_run_writes_a_machine_draft_with_the_critics_identity(c
     assert job.critic["name"] == "unit-tests" and job.critic["version"] == "1"
     assert job.critic["settings"]["mark_good"] is False and job.critic["settings"]["per_test_seconds"] == 3.0
     draft = Annotation.objects.get(generation=code_item)
-    assert draft.origin == "machine" and draft.status == "submitted" and draft.annotator.username == "machine-unit-tests"
+    assert (
+        draft.origin == "machine"
+        and draft.status == "submitted"
+        and draft.annotator.username == "machine-unit-tests"
+    )
     assert not draft.annotator.is_active and not draft.annotator.has_usable_password()
     assert draft.critic["name"] == "unit-tests" and draft.critic["job"] == job.pk and draft.rating == 3
     [span] = draft.spans.all()
@@ -143,7 +150,9 @@ def test_a_critic_without_what_it_needs_is_reported_not_written_and_cancel_stops
     from annotations.machine import machine_critic_run
 
     make_generation(code_project, CORRECT)  # no tests on its prompt
-    config = machine_services.machine_critic_configure(project=code_project, name="unit-tests", user=admin_user)
+    config = machine_services.machine_critic_configure(
+        project=code_project, name="unit-tests", user=admin_user
+    )
     job = machine_services.machine_critic_run_start(config=config, user=admin_user)
     machine_critic_run(job_id=job.pk)
     job.refresh_from_db()
@@ -175,9 +184,13 @@ def test_machine_critic_job_through_the_worker_writes_a_draft_with_token_rewards
     generation = make_generation(code_project, BUGGY, prompt_text="Write absolute(x).")
     generation.prompt.metadata = {"test": ABS_TESTS, "entry_point": "absolute", "stub": ""}
     generation.prompt.save()
-    config = machine_services.machine_critic_configure(project=code_project, name="unit-tests", user=admin_user)
+    config = machine_services.machine_critic_configure(
+        project=code_project, name="unit-tests", user=admin_user
+    )
     job = machine_services.machine_critic_run_start(config=config, user=admin_user)
-    wait_for(lambda: MachineCriticJob.objects.get(pk=job.pk).is_finished, timeout=120, message="the critic job")
+    wait_for(
+        lambda: MachineCriticJob.objects.get(pk=job.pk).is_finished, timeout=120, message="the critic job"
+    )
     job.refresh_from_db()
     assert job.status == "succeeded", job.error
     assert job.owner == "" and job.attempts == 1 and job.percent == 100
@@ -189,7 +202,9 @@ def test_machine_critic_job_through_the_worker_writes_a_draft_with_token_rewards
     # model's tokenizer, negative on the failing line's tokens.
     reward = wait_for(lambda: TokenReward.objects.filter(annotation=draft).first(), timeout=60,
                       message="token rewards of the machine draft")  # fmt: skip
-    on_poor = [r for r, (s, e) in zip(reward.rewards, reward.offsets, strict=True) if s < poor.end and e > poor.start]
+    on_poor = [
+        r for r, (s, e) in zip(reward.rewards, reward.offsets, strict=True) if s < poor.end and e > poor.start
+    ]
     assert on_poor and max(on_poor) < 0
 
 
@@ -270,7 +285,9 @@ def test_rounds_select_by_origin_and_record_it(project, make_generation, annotat
     assert critic_selection(project=project, selection={"origin": "all"})["origin"] == "all"
 
 
-def test_launch_form_records_the_origin(client, login, admin_user, project, make_generation, annotator, submit):
+def test_launch_form_records_the_origin(
+    client, login, admin_user, project, make_generation, annotator, submit
+):
     from training.models import TrainingRound
 
     generation = make_generation(project, TEXT)
@@ -289,7 +306,9 @@ def test_launch_form_records_the_origin(client, login, admin_user, project, make
 
 
 # --- exports and the API carry the origin ----------------------------------------------------------
-def test_exports_and_the_api_carry_origin_and_critic(client, login, researcher, project, make_generation, annotator, submit):
+def test_exports_and_the_api_carry_origin_and_critic(
+    client, login, researcher, project, make_generation, annotator, submit
+):
     from annotations.exports import formats
     from annotations.exports.query import ExportQuery
     from annotations.exports.spans import spans_rows
