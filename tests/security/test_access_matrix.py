@@ -138,6 +138,16 @@ HTML = {
     "critic_activate": ("post", "/critics/{critic}/activate/", "403 403 403 ok 403 L"),
     "critic_job_status": ("get", "/critic-jobs/{critic_job}/", "403 ok 403 ok 403 L"),
     "critic_job_cancel": ("post", "/critic-jobs/{critic_job}/cancel/", "403 403 403 ok 403 L"),
+    # machine critics (issue 27): admins configure, run and cancel; the drafts are reviewed as above
+    "machine_critics": ("get", "/projects/{project}/machine-critics/", "403 403 403 ok 403 L"),
+    "machine_critic_configure": (
+        "post",
+        "/projects/{project}/machine-critics/configure/",
+        "403 403 403 ok 403 L",
+        {"name": "unit-tests", "critic_settings": "{{}}", "enabled": "on"},
+    ),
+    "machine_critic_run": ("post", "/machine-critics/{machine_config}/run/", "403 403 403 ok 403 L"),
+    "machine_critic_cancel": ("post", "/machine-critics/runs/{machine_job}/cancel/", "403 403 403 ok 403 L"),
     "annotation_critic_suggestions": (  # readers get 204: only the author's own draft is suggested to
         "post",
         "/annotations/{own}/critic-suggestions/",
@@ -305,6 +315,12 @@ def world(feedback, annotator, researcher, reviewer, admin_user):
         project=feedback.project, name="critic-1", base_model="tiny", adapter_path="critic-1"
     )
     critic_job = CriticTrainingJob.objects.create(project=feedback.project, created_by=admin_user)
+    from annotations.models import MachineCriticConfig, MachineCriticJob
+
+    machine_config = MachineCriticConfig.objects.create(project=feedback.project, name="unit-tests")
+    machine_job = MachineCriticJob.objects.create(
+        project=feedback.project, config=machine_config, critic={"name": "unit-tests"}
+    )
     audit_record(action="matrix.check", actor=admin_user, obj=feedback.project)
     download = ModelDownload.objects.create(version=feedback.v1, kind="merged", card_hash="0" * 64)
     return {
@@ -327,6 +343,8 @@ def world(feedback, annotator, researcher, reviewer, admin_user):
         "judgement": judgement.pk,
         "critic": critic.pk,
         "critic_job": critic_job.pk,
+        "machine_config": machine_config.pk,
+        "machine_job": machine_job.pk,
         "download": download.pk,
     }
 

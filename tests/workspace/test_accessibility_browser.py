@@ -120,6 +120,7 @@ def _pages(site, role):
     ]
     if role == "admin":
         pages += [*review[:1], *review[2:], reverse("audit_event_list")]
+        pages.append(reverse("machine_critics", args=[project.pk]))
     return pages
 
 
