@@ -310,7 +310,7 @@ def test_exports_and_the_api_carry_origin_and_critic(
     client, login, researcher, project, make_generation, annotator, submit
 ):
     from annotations.exports import formats
-    from annotations.exports.query import ExportQuery
+    from annotations.exports.query import ExportQuery, ExportQueryError, annotations_for
     from annotations.exports.spans import spans_rows
     from annotations.exports.spans_sql import spans_jsonl_chunks
 
@@ -328,6 +328,13 @@ def test_exports_and_the_api_carry_origin_and_critic(
     assert fast == generic
     assert [json.loads(line)["origin"] for line in fast.splitlines()] == ["people", "machine"]
     assert {"origin", "critic"} <= set(formats.columns_for("token-rewards"))
+    # The query can choose by origin (kto and dpo average ratings over an output's annotations).
+    people_only = ExportQuery.from_dict({"project": project.pk, "origin": "people"}, kind="spans")
+    assert [row["annotation_id"] for row in spans_rows(people_only)] == [person.pk]
+    machine_only = ExportQuery.from_dict({"project": project.pk, "origin": "machine"}, kind="kto")
+    assert list(annotations_for(machine_only).values_list("pk", flat=True)) == [draft.pk]
+    with pytest.raises(ExportQueryError, match="origin"):
+        ExportQuery.from_dict({"origin": "robots"}, kind="spans")
     login(researcher)
     body = client.get(f"/api/v1/annotations/{draft.pk}/").json()
     assert body["origin"] == "machine" and body["critic"]["name"] == "reference"
