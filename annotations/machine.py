@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from jobs import lifecycle
@@ -175,8 +175,12 @@ def _run(job: MachineCriticJob) -> None:
                     problem = "; ".join(result.problems) or result.critique
                     report["problems"].append({"generation": generation.pk, "problem": problem[:500]})
             else:
-                annotation_write(generation=generation, result=result, user=user, job=job)
-                report["written"] += 1
+                try:
+                    with transaction.atomic():  # a savepoint: another run of this critic may have written it
+                        annotation_write(generation=generation, result=result, user=user, job=job)
+                    report["written"] += 1
+                except IntegrityError:
+                    report["skipped"] += 1
             if not lifecycle.progress(job, done + 1, total, report=report):
                 raise RunLost
         done += 1

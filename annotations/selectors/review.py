@@ -18,6 +18,7 @@ from text2grad.agreement import CATEGORIES, alpha_from_coincidence, binary_coinc
 
 from ..exports import pseudonym
 from ..models import Annotation, Generation, OutputAgreement, Project, Review
+from .machine import machine_agreement
 
 
 def _finite(value) -> float | None:
@@ -133,6 +134,7 @@ class AgreementReport:
     over_time: list[dict] = field(default_factory=list)
     per_annotator: list[dict] = field(default_factory=list)
     pairs: list[dict] = field(default_factory=list)
+    machine: list = field(default_factory=list)  # MachineAgreement per critic (machine drafts vs people)
 
 
 def project_agreement(project: Project) -> AgreementReport:
@@ -174,6 +176,7 @@ def project_agreement(project: Project) -> AgreementReport:
             )
     report.over_time = _over_time(project)
     report.per_annotator, report.pairs = _people(rows)
+    report.machine = machine_agreement(project)
     return report
 
 

@@ -241,6 +241,5 @@ def project_agreement(request: HttpRequest, pk: int) -> HttpResponse:
         "project": project,
         "report": selectors.project_agreement(project),
         "lowest": selectors.lowest_agreement(project),
-        "machine": selectors.machine_agreement(project),
     }
     return render(request, "review/agreement.html", context)

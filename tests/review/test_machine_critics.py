@@ -258,6 +258,11 @@ def test_agreement_page_compares_machine_with_people_and_leaves_drafts_out_of_pe
     assert 'id="ag-machine"' in page and 'data-critic="reference"' in page
     assert f'<td class="machine-alpha">{row.alpha:.3f}</td>' in page
     assert draft.annotator_id not in {p["a"] for p in agreement.pairs} | {p["b"] for p in agreement.pairs}
+    body = client.get(f"/api/v1/projects/{project.pk}/agreement/").json()
+    assert body["machine"] == [
+        {"critic": "reference", "drafts": 1, "outputs": 1, "pairs": 2, "alpha": row.alpha, "span_f1": 0.0,
+         "accepted": 0, "rejected": 0, "waiting": 1}
+    ]  # fmt: skip
 
 
 # --- rounds and critic training select by origin --------------------------------------------------
