@@ -370,6 +370,8 @@ SPECTACULAR_SETTINGS = {
         "CampaignStatusEnum": "evaluation.models.EvaluationCampaign.Status",
         "JudgementStatusEnum": "evaluation.models.PairwiseJudgement.Status",
         "ModelDownloadKindEnum": "training.models.ModelDownload.Kind",
+        "AnnotationOriginEnum": "annotations.models.Annotation.Origin",
+        "OriginEnum": "annotations.models.Span.Origin",  # the name it had before annotations had one
     },
 }
 
