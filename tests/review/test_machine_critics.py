@@ -344,3 +344,23 @@ def test_exports_and_the_api_carry_origin_and_critic(
     body = client.get(f"/api/v1/annotations/{draft.pk}/").json()
     assert body["origin"] == "machine" and body["critic"]["name"] == "reference"
     assert Span.objects.filter(annotation=draft, origin="machine").count() == 1
+
+
+def test_command_configures_and_runs_a_critic_and_says_why_when_it_cannot(
+    code_project, make_generation, capsys
+):
+    from django.core.management import CommandError, call_command
+
+    make_generation(code_project, CORRECT)  # no tests on its prompt: reported, not written
+    call_command("run_machine_critic", "--project", code_project.name, "--critic", "unit-tests",
+                 "--critic-settings", '{"mark_good": false}', "--now")  # fmt: skip
+    assert "succeeded: 0 written, 0 skipped, 1 failed" in capsys.readouterr().out
+    assert MachineCriticConfig.objects.get().critic_settings == {"mark_good": False}
+    call_command("run_machine_critic", "--project", str(code_project.pk), "--critic", "unit-tests")
+    assert "Queued machine critic job" in capsys.readouterr().out
+    assert MachineCriticJob.objects.filter(status="queued").count() == 1
+    with pytest.raises(CommandError, match="Unknown critic 'oracle'"):
+        call_command("run_machine_critic", "--project", code_project.name, "--critic", "oracle")
+    with pytest.raises(CommandError, match="unknown settings"):
+        call_command("run_machine_critic", "--project", code_project.name, "--critic", "unit-tests",
+                     "--critic-settings", '{"colour": "red"}', "--now")  # fmt: skip
