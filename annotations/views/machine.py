@@ -25,11 +25,13 @@ def _require_admin(request: HttpRequest) -> None:
 def _page(
     request: HttpRequest, project: Project, form: MachineCriticForm, status: int = 200, run_error: str = ""
 ) -> HttpResponse:
+    jobs = list(selectors.machine_critic_jobs(project))
     context = {
         "project": project,
         "run_error": run_error,
         "configs": selectors.machine_critics_of(project),
-        "jobs": selectors.machine_critic_jobs(project),
+        "jobs": jobs,
+        "polling": any(not job.is_finished for job in jobs),  # the runs' table refreshes itself meanwhile
         "form": form,
     }
     return render(request, "annotations/machine_critics.html", context, status=status)

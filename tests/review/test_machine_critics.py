@@ -80,6 +80,7 @@ def test_only_admins_configure_critics_and_bad_configuration_is_a_clear_400(
     config = MachineCriticConfig.objects.get()
     assert (config.name, config.critic_settings, config.enabled) == ("unit-tests", {"mark_good": False}, True)
     assert "unit-tests" in client.get(url).content.decode()
+    assert 'hx-trigger="every 2s"' not in client.get(url).content.decode()  # no run: nothing to follow
     # No outputs yet: starting a run is refused with the reason.
     response = client.post(f"/machine-critics/{config.pk}/run/")
     assert response.status_code == 400 and "no outputs" in response.content.decode()
@@ -145,7 +146,7 @@ def test_unknown_setting_fails_the_run_naming_the_known_keys(code_item, admin_us
 
 
 def test_a_critic_without_what_it_needs_is_reported_not_written_and_cancel_stops_a_queued_run(
-    code_project, make_generation, admin_user, annotator
+    code_project, make_generation, admin_user, annotator, login
 ):
     from annotations.machine import machine_critic_run
 
@@ -160,6 +161,8 @@ def test_a_critic_without_what_it_needs_is_reported_not_written_and_cancel_stops
     assert "missing metadata: test / entry_point" in job.report["problems"][0]["problem"]
     assert not Annotation.objects.exists()
     queued = machine_services.machine_critic_run_start(config=config, user=admin_user)
+    page = login(admin_user).get(f"/projects/{code_project.pk}/machine-critics/").content.decode()
+    assert f'data-job="{queued.pk}"' in page and 'hx-trigger="every 2s"' in page  # follows the queued run
     with pytest.raises(Exception, match="Only admins"):
         machine_services.machine_critic_run_cancel(job=queued, user=annotator)
     assert machine_services.machine_critic_run_cancel(job=queued, user=admin_user)
