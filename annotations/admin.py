@@ -12,7 +12,6 @@ from .models import (
     Prompt,
     Review,
     Span,
-    TokenReward,
 )
 
 
@@ -84,12 +83,6 @@ class AnnotationAdmin(admin.ModelAdmin):
     search_fields = ("overall_critique",)
     raw_id_fields = ("generation",)
     inlines = [SpanInline]
-
-
-@admin.register(TokenReward)
-class TokenRewardAdmin(admin.ModelAdmin):
-    list_display = ("id", "annotation", "tokenizer_fingerprint", "computed_at")
-    raw_id_fields = ("annotation",)
 
 
 @admin.register(DatasetExport)

@@ -1,4 +1,5 @@
-"""The feedback data: projects, prompts, model outputs, annotations, spans and their token rewards.
+"""The feedback data: projects, prompts, model outputs, annotations and spans (their token rewards are
+training's ``TokenReward``, which computes and shows them).
 
 Every row records where it came from (a Generation knows its ModelVersion and sampling parameters), so a
 dataset snapshot or a training round can cite exactly what it used.
@@ -376,34 +377,6 @@ class Span(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label} [{self.start}, {self.end})"
-
-
-class TokenReward(models.Model):
-    """The per-token reward vector of one annotation under one tokenizer."""
-
-    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="token_rewards")
-    tokenizer_fingerprint = models.CharField(max_length=64)
-    prompt_token_ids = models.JSONField(default=list, help_text="The chat-templated prompt (no rewards).")
-    token_ids = models.JSONField(help_text="Response token ids, one per reward.")
-    offsets = models.JSONField(default=list, help_text="Code-point [start, end) of each token in the text.")
-    rewards = models.JSONField()
-    token_strings = models.JSONField(
-        default=list,
-        blank=True,
-        help_text="Each token as its tokenizer spells it (the heatmap's hover text).",
-    )
-    scheme = models.JSONField(default=dict)
-    computed_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["annotation", "tokenizer_fingerprint"], name="token_reward_once_per_tokenizer"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"Rewards for annotation {self.annotation_id} ({self.tokenizer_fingerprint[:8]})"
 
 
 class Review(models.Model):

@@ -33,7 +33,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "annotations.view_generation",
         "annotations.view_annotation",
         "annotations.view_span",
-        "annotations.view_tokenreward",
+        "training.view_tokenreward",
         "annotations.view_datasetexport",
         "annotations.add_datasetexport",
         "training.view_modelversion",

@@ -1,4 +1,5 @@
-"""REST representations of projects, prompts, outputs, annotations, token rewards and exports."""
+"""REST representations of projects, prompts, outputs, annotations and exports (token rewards are
+training's: ``training.serializers``)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from .models import (
     Prompt,
     PromptImport,
     Span,
-    TokenReward,
 )
 from .services import project_create
 
@@ -324,41 +324,6 @@ class AnnotationSerializer(serializers.ModelSerializer):
         request = self.context.get("request")
         viewer = getattr(request, "user", None)
         return privacy.annotator_name(viewer, obj.annotator_id, obj.annotator.username)
-
-
-class TokenRewardSerializer(serializers.ModelSerializer):
-    generation = serializers.IntegerField(source="annotation.generation_id", read_only=True)
-    prompt_token_ids = serializers.SerializerMethodField()
-    token_ids = serializers.ListField(child=serializers.IntegerField(), read_only=True)
-    offsets = serializers.ListField(
-        child=serializers.ListField(child=serializers.IntegerField(), min_length=2, max_length=2),
-        read_only=True,
-    )
-    rewards = serializers.ListField(child=serializers.FloatField(), read_only=True)
-    scheme = serializers.DictField(read_only=True)
-
-    class Meta:
-        model = TokenReward
-        fields = [
-            "id",
-            "annotation",
-            "generation",
-            "tokenizer_fingerprint",
-            "prompt_token_ids",
-            "token_ids",
-            "offsets",
-            "rewards",
-            "scheme",
-            "computed_at",
-        ]
-        read_only_fields = fields
-
-    @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
-    def get_prompt_token_ids(self, obj: TokenReward) -> list[int]:
-        ids = getattr(obj, "prompt_token_ids", None)
-        if ids is None and obj.annotation.generation.tokenizer_fingerprint == obj.tokenizer_fingerprint:
-            ids = obj.annotation.generation.prompt_token_ids
-        return list(ids or [])
 
 
 # --- exports --------------------------------------------------------------------------------------

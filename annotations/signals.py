@@ -1,9 +1,10 @@
 """Signals the annotation services send, so other apps react without this app importing them.
 
 ``annotation_submitting`` is sent once per submission *inside* the submitting transaction, with
-``annotation_id`` (an int). Receivers record the work the submission needs (``jobs.dispatch.enqueue``
-writes an outbox row in that transaction), so the submission and its follow-up work commit together;
-they must not do slow work or talk to the network. The reward pipeline connects to it::
+``annotation_id`` (an int); saving an output's gold annotation sends it too (its spans changed). Receivers
+record the work the submission needs (``jobs.dispatch.enqueue`` writes an outbox row in that transaction),
+so the submission and its follow-up work commit together; they must not do slow work or talk to the
+network. The reward pipeline connects to it::
 
     from annotations.signals import annotation_submitting
     from jobs import dispatch

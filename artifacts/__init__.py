@@ -14,7 +14,8 @@ Every file another process may need lives in one **artifact store**, addressed b
 | key | written by | read by |
 |---|---|---|
 | `models/versions/<name>/…` + `MANIFEST.json` | training worker (`training/worker/versions.py`) | every worker, via its cache |
-| `checkpoints/round-<id>/step-<n>/…` | training worker after each update | the training worker that resumes the round (any host) |
+| `models/critics/<name>/…` + `MANIFEST.json` | training worker (a critic job; `training/worker/versions.py::critic_publish`) | whichever worker predicts or scores with it (generation lane, on-policy rounds), via its cache |
+| `checkpoints/round-<id>/step-<n>/…` | training worker after each update (offline and on-policy rounds alike) | the training worker that resumes the round (any host) |
 | `exports/export-<id>-<kind>.<ext>` | the worker running the export (`annotations/exports/jobs.py`) | the web process (streamed or signed URL) |
 | `logs/round-<id>-ddp.log` | a multi-process round that failed | operators |
 
@@ -38,11 +39,19 @@ Every file another process may need lives in one **artifact store**, addressed b
 - **Checkpoints**: saved to the worker's scratch folder, published to the store, and only then does the
   round's `checkpoint_path` move to the new step key (older steps deleted). Resume fetches it, so a round
   killed on one host resumes on another.
+- **Critics** (issue 29) go the same way as versions: saved to a scratch folder, published and verified
+  under `models/critics/<name>`, and only then does the `CriticVersion` row (`storage_key`,
+  `content_hash`) commit; `critic_dir` fetches by content hash into `T2G_MODEL_CACHE_DIR`. Critics from
+  before keep their `adapter_path` under `T2G_MODELS_DIR`. The orphan collector covers both prefixes.
+- The exports' free-space check (`export_space_check`) measures the disk of the store's own folder
+  (which `T2G_STORAGE_URL=file://…` may put anywhere), not `var/exports`; an S3 store is not checked.
 - What stays per host: the base model (`T2G_BASE_MODEL` or the embedded wheel, converted once into
   `T2G_MODELS_DIR/base`), the version cache, scratch folders. Imports are parsed from the upload in the
   web request and never touch a disk.
 - Tested as deployed (`tests/storage/test_deployed.py`, `-m deployed`): moto_server, gunicorn and two
-  Celery workers with their own `T2G_VAR_DIR`, sharing only PostgreSQL, Redis and the bucket.
+  Celery workers with their own `T2G_VAR_DIR`, sharing only PostgreSQL, Redis and the bucket; a critic
+  trained on the training worker predicts on the generation worker, and an on-policy round whose training
+  worker is killed resumes on a second training worker with a disk of its own.
 """
 
 from __future__ import annotations

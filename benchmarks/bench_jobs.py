@@ -152,9 +152,9 @@ def measure(stack: Stack, data: dict, drafts: list, samples: int) -> dict:
     import requests
 
     from annotations.exports import jobs as export_jobs
-    from annotations.models import DatasetExport, TokenReward
+    from annotations.models import DatasetExport
     from training import services
-    from training.models import AlignmentRequest
+    from training.models import AlignmentRequest, TokenReward
 
     suggest = []
     for _ in range(samples):
@@ -243,7 +243,8 @@ def outage(stack: Stack, data: dict, drafts: list, redis_proc_start, redis_stop,
     """50 annotators submit and 5 exports are created while the broker is stopped for ``seconds``."""
     import requests
 
-    from annotations.models import DatasetExport, TokenReward
+    from annotations.models import DatasetExport
+    from training.models import TokenReward
 
     timings, errors, export_ids = [], [], []
     lock = threading.Lock()

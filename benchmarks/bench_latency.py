@@ -102,9 +102,9 @@ def run(args) -> None:
     from annotations import roles
     from annotations import services as annotation_services
     from annotations.demo_data import SUMMARY_INSTRUCTION, SUMMARY_TEXTS
-    from annotations.models import Annotation, Generation, Project, Prompt, TokenReward
+    from annotations.models import Annotation, Generation, Project, Prompt
     from training import services
-    from training.models import GenerationJob, ModelVersion, TrainingRound
+    from training.models import GenerationJob, ModelVersion, TokenReward, TrainingRound
 
     services.jobs_recover_after_restart()  # a reused folder may hold jobs of an interrupted run
     project = Project.objects.filter(name="latency").first()

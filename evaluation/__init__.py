@@ -12,6 +12,7 @@ A sixth floor sits between `training` and `annotations`:
 | results, metrics, promotion evidence, DPO rows | `evaluation/selectors.py` |
 | pages, chart geometry, API | `evaluation/views.py`, `evaluation/chart.py`, `evaluation/api.py` |
 | sampling every version, code tests (worker) | `training/worker/campaigns.py`, task `training.evaluation_generate` (generation queue) |
+| the generation job of a campaign | `evaluation.models.CampaignGeneration`, a `jobs.models.Job` registered in `evaluation/apps.py` |
 
 `evaluation` refers to `training.ModelVersion` by a lazy foreign key, as `annotations` does; `training`
 reads `evaluation.selectors` for the version standings and the promotion check. The worker code lives
@@ -19,6 +20,16 @@ in `training/worker/` because it loads models; it calls `evaluation.services.cam
 open the campaign. Evaluation outputs are `EvaluationOutput` rows, not `Generation`s, so the annotation
 queue, the exports and training snapshots never see them. Every version samples the same prompts in
 the same chunks with the same seeds.
+
+**One framework (issue 29).** A campaign's outputs are written by a `CampaignGeneration` job, like any
+generation job: claimed and fenced by `jobs.lifecycle` (each chunk's outputs commit only while the run
+still owns the job), kept alive by its heartbeat, cancelled by an admin (`campaign_cancel`, the campaign
+page's *Cancel generation*: between chunks; the outputs written are kept), reaped by the one reaper
+(`jobs/reaper.py`: a dead worker's job is queued again within about a minute and resumes after the
+outputs written; after three requeues it fails, and the registry's cleanup ends the campaign failed), and
+shown in "queued behind" on the generation lane. *Retry* queues a new job that resumes after the written
+outputs. The campaign's `worker_status`, progress and error are its latest job's. There is no second,
+campaign-only reaper.
 
 **The sandbox** (code projects' pass rate) runs on the worker only, the same way as root or as any other
 user: `unshare` starts a fresh `python -I -S -B` in new mount, PID and network namespaces (plus a user

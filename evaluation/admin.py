@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import EvaluationCampaign, EvaluationOutput, PairwiseJudgement
+from .models import CampaignGeneration, EvaluationCampaign, EvaluationOutput, PairwiseJudgement
 
 
 @admin.register(EvaluationCampaign)
@@ -19,3 +19,24 @@ class EvaluationOutputAdmin(admin.ModelAdmin):
 class PairwiseJudgementAdmin(admin.ModelAdmin):
     list_display = ("id", "task", "judge", "status", "verdict", "submitted_at")
     raw_id_fields = ("task", "judge")
+
+
+@admin.register(CampaignGeneration)
+class CampaignGenerationAdmin(admin.ModelAdmin):
+    """Read-only: the job framework (claim, fencing, the reaper) owns these rows; cancel from the campaign."""
+
+    list_display = (
+        "id",
+        "campaign",
+        "status",
+        "progress_step",
+        "progress_total",
+        "attempts",
+        "requeues",
+        "created_at",
+    )
+    list_filter = ("status",)
+    raw_id_fields = ("campaign",)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -12,6 +12,9 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.functional import cached_property
+
+from jobs.models import Job
 
 
 class EvaluationCampaign(models.Model):
@@ -19,12 +22,6 @@ class EvaluationCampaign(models.Model):
         GENERATING = "generating"  # the worker is writing outputs (queued or running)
         JUDGING = "judging"
         CLOSED = "closed"
-        FAILED = "failed"
-
-    class Worker(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
         FAILED = "failed"
 
     name = models.CharField(max_length=200)
@@ -40,12 +37,6 @@ class EvaluationCampaign(models.Model):
     )
     seed = models.PositiveIntegerField(default=0, help_text="Sampling, side randomisation and bootstrap.")
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.GENERATING)
-    # The generation job's own state (the campaign is the job row the worker claims).
-    worker_status = models.CharField(max_length=10, choices=Worker.choices, default=Worker.QUEUED)
-    progress_step = models.PositiveIntegerField(default=0)
-    progress_total = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -61,25 +52,49 @@ class EvaluationCampaign(models.Model):
     def __str__(self) -> str:
         return f"Campaign {self.pk}: {self.name}"
 
+    # The outputs are written by a job of the one framework (``CampaignGeneration``: claim, fencing,
+    # heartbeat, cancel, the one reaper); what pages show of it comes from the campaign's latest job.
+    @cached_property
+    def generation(self) -> CampaignGeneration | None:
+        return self.generations.order_by("-id").first()
+
+    def refresh_from_db(self, *args, **kwargs) -> None:
+        self.__dict__.pop("generation", None)  # a page or test polling the campaign sees its job move
+        super().refresh_from_db(*args, **kwargs)
+
+    @property
+    def worker_status(self) -> str:
+        return self.generation.status if self.generation else ""
+
+    @property
+    def progress_step(self) -> int:
+        return self.generation.progress_step if self.generation else 0
+
+    @property
+    def progress_total(self) -> int:
+        return self.generation.progress_total if self.generation else 0
+
     @property
     def percent(self) -> int:
-        if not self.progress_total:
-            return 100 if self.worker_status == self.Worker.SUCCEEDED else 0
-        return min(100, round(100 * self.progress_step / self.progress_total))
+        return self.generation.percent if self.generation else 0
 
-    def claim(self) -> bool:
-        """QUEUED → RUNNING for one worker; False when another has it or it is finished."""
-        won = EvaluationCampaign.objects.filter(pk=self.pk, worker_status=self.Worker.QUEUED).update(
-            worker_status=self.Worker.RUNNING, heartbeat_at=timezone.now()
-        )
-        self.refresh_from_db()
-        return bool(won)
+    @property
+    def error(self) -> str:
+        return self.generation.error if self.generation else ""
 
-    def mark_failed(self, reason: str) -> None:
-        EvaluationCampaign.objects.filter(pk=self.pk).update(
-            worker_status=self.Worker.FAILED, status=self.Status.FAILED, error=reason[:10_000]
-        )
-        self.refresh_from_db()
+
+class CampaignGeneration(Job):
+    """One run of writing a campaign's outputs (every version's output for every prompt, then the code
+    tests): a job like a generation job, on the generation lane. A retry is a new row; each resumes
+    after the outputs already written."""
+
+    campaign = models.ForeignKey(EvaluationCampaign, on_delete=models.CASCADE, related_name="generations")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Generation {self.pk} of campaign {self.campaign_id} ({self.status})"
 
 
 class EvaluationOutput(models.Model):

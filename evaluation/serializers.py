@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from annotations.models import Project
+from jobs.standing import standing
 
 from .models import EvaluationCampaign
 from .services import MAX_PER_PAIR, MAX_PROMPTS, MAX_VERSIONS, PROMPT_SOURCES
@@ -18,15 +19,25 @@ class CampaignSerializer(serializers.ModelSerializer):
     versions = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     prompts = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     judges = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    # The campaign's latest generation job (the job framework's row), as before the job existed.
+    worker_status = serializers.CharField(read_only=True, help_text="Its generation job's status.")
+    progress_step = serializers.IntegerField(read_only=True)
+    progress_total = serializers.IntegerField(read_only=True)
+    error = serializers.CharField(read_only=True)
+    standing = serializers.SerializerMethodField(help_text='Where its generation stands ("queued behind …").')
 
     class Meta:
         model = EvaluationCampaign
         fields = [
             "id", "name", "project", "versions", "prompts", "judgements_per_pair", "sampling_params",
             "judges", "seed", "status", "worker_status", "progress_step", "progress_total", "error",
-            "created_at", "closed_at",
+            "standing", "created_at", "closed_at",
         ]  # fmt: skip
         read_only_fields = fields
+
+    def get_standing(self, campaign: EvaluationCampaign) -> str:
+        job = campaign.generation
+        return standing(job).text if job is not None and not job.is_finished else ""
 
 
 class CampaignCreateSerializer(serializers.Serializer):

@@ -22,9 +22,9 @@ from django.utils import timezone
 from annotations import roles
 from annotations.models import Project, held_out_q
 from annotations.safejson import text_problem
-from jobs import dispatch
+from jobs import dispatch, lifecycle
 
-from .models import EvaluationCampaign, EvaluationOutput, PairwiseJudgement, PairwiseTask
+from .models import CampaignGeneration, EvaluationCampaign, EvaluationOutput, PairwiseJudgement, PairwiseTask
 
 MAX_VERSIONS = 8
 MAX_PROMPTS = 1000
@@ -123,49 +123,69 @@ def campaign_create(
             judgements_per_pair=judgements_per_pair,
             sampling_params=params,
             seed=seed,
-            progress_total=len(chosen) * len(version_ids),
             created_by=created_by,
         )
         campaign.versions.set(version_ids)
         campaign.prompts.set(chosen)
         campaign.judges.set(judge_list)
-        dispatch.enqueue("training.evaluation_generate", campaign.pk)
+        _generation_queue(campaign)
     return campaign
 
 
-CAMPAIGN_STALE_AFTER_S = 15 * 60
+GENERATE_TASK = "training.evaluation_generate"
+
+
+def _generation_queue(campaign: EvaluationCampaign) -> CampaignGeneration:
+    """A new generation job for the campaign, dispatched with the caller's transaction (the outbox)."""
+    job = CampaignGeneration.objects.create(
+        campaign=campaign, progress_total=campaign.prompts.count() * campaign.versions.count()
+    )
+    dispatch.enqueue(GENERATE_TASK, job.pk)
+    return job
 
 
 def campaign_retry(*, campaign: EvaluationCampaign) -> EvaluationCampaign:
-    """Queue a failed campaign's generation again; it resumes after the outputs already written."""
+    """Queue a failed campaign's generation again (a new job); it resumes after the outputs already written."""
     with transaction.atomic():
         updated = EvaluationCampaign.objects.filter(
             pk=campaign.pk, status=EvaluationCampaign.Status.FAILED
-        ).update(
-            status=EvaluationCampaign.Status.GENERATING,
-            worker_status=EvaluationCampaign.Worker.QUEUED,
-            error="",
-        )
+        ).update(status=EvaluationCampaign.Status.GENERATING)
         if not updated:
             raise ValidationError("Only a failed campaign can be retried.")
-        dispatch.enqueue("training.evaluation_generate", campaign.pk)
-    campaign.refresh_from_db()
-    return campaign
+        _generation_queue(campaign)
+    return EvaluationCampaign.objects.get(pk=campaign.pk)
 
 
-def campaigns_reap_stale(*, stale_after_s: int = CAMPAIGN_STALE_AFTER_S) -> int:
-    """Queue again the campaigns whose generation worker stopped reporting (killed, out of memory)."""
-    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
+def campaign_cancel(*, campaign: EvaluationCampaign) -> EvaluationCampaign:
+    """Stop writing the campaign's outputs: a queued job ends at once, a running one at its next chunk.
+    The campaign ends failed (cancelled) with the outputs written so far; Retry resumes after them."""
     with transaction.atomic():
-        stale = list(
-            EvaluationCampaign.objects.select_for_update(skip_locked=True)
-            .filter(worker_status=EvaluationCampaign.Worker.RUNNING, heartbeat_at__lt=cutoff)
-            .values_list("pk", flat=True)
+        job = campaign.generations.select_for_update().order_by("-id").first()
+        if campaign.status != EvaluationCampaign.Status.GENERATING or job is None or job.is_finished:
+            raise ValidationError("Only a campaign whose outputs are being written can be cancelled.")
+        lifecycle.request_cancel(
+            CampaignGeneration, job.pk, reason="Cancelled by an admin before it started."
         )
-        EvaluationCampaign.objects.filter(pk__in=stale).update(worker_status=EvaluationCampaign.Worker.QUEUED)
-        for pk in stale:
-            dispatch.enqueue("training.evaluation_generate", pk)
-    return len(stale)
+        job.refresh_from_db()
+        if job.status == CampaignGeneration.Status.CANCELLED:
+            campaign_generation_ended(job.pk)
+    return EvaluationCampaign.objects.get(pk=campaign.pk)
+
+
+def campaign_generation_ended(job_id: int) -> None:
+    """A generation job ended without opening the campaign (failed, cancelled, or given up by the reaper:
+    the job registry's cleanup calls this): the campaign, if this is still its latest job, ends failed."""
+    job = CampaignGeneration.objects.filter(pk=job_id).first()
+    if job is None or job.status not in (
+        CampaignGeneration.Status.FAILED,
+        CampaignGeneration.Status.CANCELLED,
+    ):
+        return
+    latest = CampaignGeneration.objects.filter(campaign_id=job.campaign_id).order_by("-id").first()
+    if latest and latest.pk == job.pk:
+        EvaluationCampaign.objects.filter(
+            pk=job.campaign_id, status=EvaluationCampaign.Status.GENERATING
+        ).update(status=EvaluationCampaign.Status.FAILED)
 
 
 def campaign_close(*, campaign: EvaluationCampaign) -> EvaluationCampaign:
@@ -205,10 +225,7 @@ def campaign_outputs_ready(*, campaign: EvaluationCampaign) -> int:
                 defaults={"campaign": campaign, "prompt_id": prompt_id, "order_key": position},
             )
         EvaluationCampaign.objects.filter(pk=campaign.pk, status=EvaluationCampaign.Status.GENERATING).update(
-            status=EvaluationCampaign.Status.JUDGING,
-            worker_status=EvaluationCampaign.Worker.SUCCEEDED,
-            progress_step=len(outputs),
-            heartbeat_at=timezone.now(),
+            status=EvaluationCampaign.Status.JUDGING
         )
     campaign.refresh_from_db()
     return len(keys)

@@ -111,10 +111,11 @@ def campaign_prompt(request: HttpRequest, pk: int, prompt_pk: int) -> HttpRespon
 @login_required
 def campaign_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     if not roles.is_admin(request.user):
-        raise PermissionDenied("Only admins close or retry campaigns.")
+        raise PermissionDenied("Only admins close, cancel or retry campaigns.")
     campaign = get_object_or_404(EvaluationCampaign, pk=pk)
     actions = {"close": (services.campaign_close, "Campaign closed."),
-               "retry": (services.campaign_retry, "Generation queued again; it resumes after the written outputs.")}  # fmt: skip
+               "retry": (services.campaign_retry, "Generation queued again; it resumes after the written outputs."),
+               "cancel": (services.campaign_cancel, "Cancel requested; the outputs written so far are kept.")}  # fmt: skip
     if action not in actions:
         raise PermissionDenied("Unknown action")
     service, done = actions[action]

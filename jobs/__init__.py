@@ -6,8 +6,10 @@ web process never loads the code that runs in workers.
 
 Background work you can trust (issue 12)
 ----------------------------------------
-**One job framework (`jobs/`).** Generation jobs, training rounds, Suggest-spans requests, exports and
-background prompt imports are all `jobs.models.Job` rows. `jobs/lifecycle.py` is the only place that claims (`QUEUED → RUNNING` by
+**One job framework (`jobs/`).** Generation jobs, training rounds, Suggest-spans requests, exports,
+background prompt imports, critic training and predictions, download builds and evaluation campaigns'
+generation (issue 29: `evaluation.CampaignGeneration`, `training.CriticPredictionJob`) are all
+`jobs.models.Job` rows; nothing runs in the background outside it, and there is one reaper. `jobs/lifecycle.py` is the only place that claims (`QUEUED → RUNNING` by
 conditional update, bumping `attempts`: the fencing token), writes progress, finishes, fails and cancels;
 every write of a run is filtered on its `attempts`, so a run the reaper gave up on can never write again.
 While a job runs, a heartbeat thread refreshes `heartbeat_at` every `T2G_JOB_HEARTBEAT_S` (5 s). The one
@@ -76,6 +78,6 @@ Admins alone see import jobs (`/data/import/<id>/`, htmx-polled: standing, progr
 | process (make run) | queues | why |
 |---|---|---|
 | interactive worker (`-c 2`, with `-B`) | `interactive` | token rewards, Suggest spans, exports, imports: seconds, never behind bulk work |
-| generation worker (`-c 1`) | `default,generation` | sampling in chunks of 2; keeps the model loaded |
+| generation worker (`-c 1`) | `default,generation` | sampling in chunks of 2, campaign outputs, critic predictions; keeps the model loaded |
 | training worker (`-c 1`) | `training` | one round at a time |
 """

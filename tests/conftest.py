@@ -231,7 +231,7 @@ def start_worker(
     )  # fmt: skip
     proc.log_file = log
     proc.log_path = log_path
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # importing torch and Django takes over a minute on 2 loaded cores
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"celery worker exited early:\n{log_path.read_text()[-3000:]}")

@@ -10,6 +10,7 @@ from annotations import api as annotation_api
 from evaluation import api as evaluation_api
 from training import api as training_api
 from training.api import downloads as download_api
+from training.api import rewards as reward_api
 
 
 class RoleAPIRootView(DefaultRouter.APIRootView):
@@ -30,7 +31,7 @@ router.register("projects", annotation_api.ProjectViewSet, basename="api-project
 router.register("prompts", annotation_api.PromptViewSet, basename="api-prompt")
 router.register("generations", annotation_api.GenerationViewSet, basename="api-generation")
 router.register("annotations", annotation_api.AnnotationViewSet, basename="api-annotation")
-router.register("token-rewards", annotation_api.TokenRewardViewSet, basename="api-token-reward")
+router.register("token-rewards", reward_api.TokenRewardViewSet, basename="api-token-reward")
 router.register("exports", annotation_api.ExportViewSet, basename="api-export")
 router.register("imports", annotation_api.ImportViewSet, basename="api-import")
 router.register("reviews", annotation_api.ReviewViewSet, basename="api-review")

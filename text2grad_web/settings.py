@@ -435,7 +435,6 @@ CELERY_TASK_ROUTES = {
     "training.build_download": {"queue": "interactive"},
     # Housekeeping has a queue of its own, read by the interactive worker beside its own queue: a backlog of
     # generation (or of interactive work, in an outage) never holds the reaper up.
-    "training.reap_stale_jobs": {"queue": "housekeeping"},
     "training.collect_orphan_versions": {"queue": "housekeeping"},
     "annotations.expire_exports": {"queue": "housekeeping"},
 }
@@ -475,7 +474,6 @@ CELERY_BEAT_SCHEDULE = {
     "expire-leases": _tick("annotations.expire_leases", env_int("T2G_EXPIRE_LEASES_EVERY_S", 300)),
     "relay-outbox": _tick("jobs.relay_outbox", 5),
     "sweep-jobs": _tick("jobs.sweep", T2G_REAP_JOBS_EVERY_S),
-    "reap-stale-campaigns": _tick("training.reap_stale_jobs", T2G_REAP_JOBS_EVERY_S),
     "collect-orphan-versions": _tick(
         "training.collect_orphan_versions", env_int("T2G_COLLECT_ORPHANS_EVERY_S", 6 * 3600)
     ),

@@ -1,7 +1,15 @@
 from django.contrib import admin, messages
 
 from . import services
-from .models import CriticTrainingJob, CriticVersion, GenerationJob, ModelVersion, RoundMetric, TrainingRound
+from .models import (
+    CriticTrainingJob,
+    CriticVersion,
+    GenerationJob,
+    ModelVersion,
+    RoundMetric,
+    TokenReward,
+    TrainingRound,
+)
 
 
 @admin.register(ModelVersion)
@@ -9,6 +17,12 @@ class ModelVersionAdmin(admin.ModelAdmin):
     list_display = ("name", "is_active", "parent", "created_by_round", "base_model", "created_at")
     list_filter = ("is_active",)
     readonly_fields = ("activated_at",)
+
+
+@admin.register(TokenReward)
+class TokenRewardAdmin(admin.ModelAdmin):
+    list_display = ("id", "annotation", "tokenizer_fingerprint", "computed_at")
+    raw_id_fields = ("annotation",)
 
 
 @admin.register(GenerationJob)
@@ -51,7 +65,7 @@ class CriticVersionAdmin(admin.ModelAdmin):
                     "created_at")  # fmt: skip
     list_filter = ("is_active", "project")
     search_fields = ("name",)
-    readonly_fields = ("project", "name", "base_model", "adapter_path", "parent", "created_by_job", "config",
+    readonly_fields = ("project", "name", "base_model", "storage_key", "content_hash", "adapter_path", "parent", "created_by_job", "config",
                        "snapshot", "snapshot_hash", "metrics", "is_active", "activated_at", "created_at")  # fmt: skip
     actions = ["activate_selected", "deactivate_selected"]
 

@@ -28,7 +28,14 @@ def _register_jobs() -> None:
     from jobs.registry import JobKind, register, register_sweep
 
     from . import services
-    from .models import AlignmentRequest, CriticTrainingJob, GenerationJob, ModelDownload, TrainingRound
+    from .models import (
+        AlignmentRequest,
+        CriticPredictionJob,
+        CriticTrainingJob,
+        GenerationJob,
+        ModelDownload,
+        TrainingRound,
+    )
 
     register(
         JobKind(
@@ -69,6 +76,16 @@ def _register_jobs() -> None:
             on_lost="fail",
             lost_message="The active critic is unchanged. Train the critic again from the project's critic page.",
             typical_s=10.0,  # per training step
+        )
+    )
+    register(
+        JobKind(
+            CriticPredictionJob,
+            "critic prediction",
+            "training.critic_predict",
+            on_lost="resume",
+            resume_note="it skips the outputs the critic already predicted.",
+            typical_s=0.5,  # per output
         )
     )
     register(

@@ -52,6 +52,40 @@ class ModelVersion(models.Model):
         return bool(self.storage_key or self.adapter_path)
 
 
+class TokenReward(models.Model):
+    """The per-token reward vector of one annotation under one tokenizer: computed by the worker
+    (``training.worker.rewards``), shown by the heatmap, read by rounds and the token-rewards export.
+
+    Defined in annotations until issue 23; the table kept its name (a state-only move, no data moved)."""
+
+    annotation = models.ForeignKey(
+        "annotations.Annotation", on_delete=models.CASCADE, related_name="token_rewards"
+    )
+    tokenizer_fingerprint = models.CharField(max_length=64)
+    prompt_token_ids = models.JSONField(default=list, help_text="The chat-templated prompt (no rewards).")
+    token_ids = models.JSONField(help_text="Response token ids, one per reward.")
+    offsets = models.JSONField(default=list, help_text="Code-point [start, end) of each token in the text.")
+    rewards = models.JSONField()
+    token_strings = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Each token as its tokenizer spells it (the heatmap's hover text).",
+    )
+    scheme = models.JSONField(default=dict)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "annotations_tokenreward"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["annotation", "tokenizer_fingerprint"], name="token_reward_once_per_tokenizer"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Rewards for annotation {self.annotation_id} ({self.tokenizer_fingerprint[:8]})"
+
+
 class GenerationJob(Job):
     """Sample K outputs for each of a project's prompts with the active (or a chosen) model version."""
 
@@ -182,7 +216,15 @@ class CriticVersion(models.Model):
     )
     name = models.CharField(max_length=100, unique=True)
     base_model = models.CharField(max_length=500)
-    adapter_path = models.CharField(max_length=500, help_text="Relative to T2G_MODELS_DIR.")
+    # The artifact-store key (models/critics/<name>) of the published adapter + head, and the sha256 of its
+    # manifest: any host fetches it into its cache (``training.worker.critic.critic_dir``).
+    storage_key = models.CharField(max_length=500, blank=True)
+    content_hash = models.CharField(max_length=64, blank=True)
+    adapter_path = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Legacy: a folder under T2G_MODELS_DIR. New critics use storage_key.",
+    )
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
     )
@@ -282,6 +324,22 @@ class CriticPrediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.critic_version} on generation {self.generation_id}"
+
+
+class CriticPredictionJob(Job):
+    """Store a critic version's spans and uncertainty for some outputs (pre-annotation, the queue's
+    order): a job on the generation lane, so it is fenced, cancellable, reaped and shown in "queued behind"."""
+
+    critic_version = models.ForeignKey(
+        CriticVersion, on_delete=models.CASCADE, related_name="prediction_jobs"
+    )
+    generation_ids = models.JSONField(default=list, help_text="The outputs to predict, sorted.")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Critic prediction {self.pk} by {self.critic_version_id} ({self.status})"
 
 
 class OnPolicySample(models.Model):

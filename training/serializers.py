@@ -1,5 +1,5 @@
-"""REST representations of model versions, training rounds, critic versions and critic jobs (read by
-researchers, changed by admins)."""
+"""REST representations of model versions, training rounds, critic versions, critic jobs (read by
+researchers, changed by admins) and token rewards (read by researchers)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from annotations.models import Project
 
-from .models import CriticTrainingJob, CriticVersion, ModelVersion, RoundMetric, TrainingRound
+from .models import CriticTrainingJob, CriticVersion, ModelVersion, RoundMetric, TokenReward, TrainingRound
 
 
 class ActivateSerializer(serializers.Serializer):
@@ -115,6 +115,8 @@ class CriticVersionSerializer(serializers.ModelSerializer):
             "name",
             "base_model",
             "adapter_path",
+            "storage_key",
+            "content_hash",
             "parent",
             "created_by_job",
             "config",
@@ -235,3 +237,38 @@ class CriticJobCreateSerializer(serializers.Serializer):
         if attrs.get("parent") is not None and attrs.get("continue_from_active"):
             raise serializers.ValidationError("Name a parent or ask for the active critic, not both.")
         return attrs
+
+
+class TokenRewardSerializer(serializers.ModelSerializer):
+    generation = serializers.IntegerField(source="annotation.generation_id", read_only=True)
+    prompt_token_ids = serializers.SerializerMethodField()
+    token_ids = serializers.ListField(child=serializers.IntegerField(), read_only=True)
+    offsets = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField(), min_length=2, max_length=2),
+        read_only=True,
+    )
+    rewards = serializers.ListField(child=serializers.FloatField(), read_only=True)
+    scheme = serializers.DictField(read_only=True)
+
+    class Meta:
+        model = TokenReward
+        fields = [
+            "id",
+            "annotation",
+            "generation",
+            "tokenizer_fingerprint",
+            "prompt_token_ids",
+            "token_ids",
+            "offsets",
+            "rewards",
+            "scheme",
+            "computed_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
+    def get_prompt_token_ids(self, obj: TokenReward) -> list[int]:
+        ids = getattr(obj, "prompt_token_ids", None)
+        if ids is None and obj.annotation.generation.tokenizer_fingerprint == obj.tokenizer_fingerprint:
+            ids = obj.annotation.generation.prompt_token_ids
+        return list(ids or [])

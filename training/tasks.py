@@ -18,10 +18,11 @@ def generate(job_id: int) -> None:
 @shared_task(
     name="training.evaluation_generate", acks_late=True, soft_time_limit=6 * 3600, time_limit=6 * 3600 + 120
 )
-def evaluation_generate(campaign_id: int) -> None:
+def evaluation_generate(job_id: int) -> None:
+    """One ``evaluation.CampaignGeneration`` job (a campaign's outputs), by its id."""
     from .worker import campaigns
 
-    campaigns.campaign_generate_run(campaign_id=campaign_id)
+    campaigns.campaign_generate_run(job_id=job_id)
 
 
 @shared_task(name="training.compute_rewards", acks_late=True, soft_time_limit=300, time_limit=330)
@@ -65,15 +66,6 @@ def align_critique(request_id: int) -> None:
     alignment.alignment_request_run(request_id=request_id)
 
 
-@shared_task(name="training.reap_stale_jobs", ignore_result=True)
-def reap_stale_jobs() -> dict:
-    """Periodic (``CELERY_BEAT_SCHEDULE``): queue again evaluation campaigns whose generating worker stopped
-    (rounds, generation jobs, alignments and exports are reaped by the job framework's ``jobs.sweep``)."""
-    from evaluation import services as evaluation_services
-
-    return {"campaigns_requeued": evaluation_services.campaigns_reap_stale()}
-
-
 @shared_task(name="training.collect_orphan_versions", ignore_result=True)
 def collect_orphan_versions() -> list[str]:
     """Periodic: delete version folders in the artifact store that no ModelVersion names (a day old)."""
@@ -109,10 +101,14 @@ def train_critic(job_id: int) -> str:
 
 
 @shared_task(name="training.critic_predict", acks_late=True, soft_time_limit=3600, time_limit=3600 + 60)
-def critic_predict(critic_version_id: int, generation_ids: list[int]) -> int:
+def critic_predict(job_id: int, generation_ids: list[int] | None = None) -> int:
+    """One ``CriticPredictionJob``, by its id. A message from before prediction jobs (a critic version's
+    id and the outputs) still queued at the upgrade is run as a new job."""
     from .worker import critic
 
-    return critic.critic_predict_run(critic_version_id=critic_version_id, generation_ids=generation_ids)
+    if generation_ids is not None:
+        return critic.critic_predict_run(critic_version_id=job_id, generation_ids=generation_ids)
+    return critic.critic_prediction_job_run(job_id=job_id)
 
 
 @shared_task(name="training.build_download", acks_late=True, soft_time_limit=3600, time_limit=3600 + 60)

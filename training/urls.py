@@ -35,6 +35,11 @@ urlpatterns = [
     path("critic-jobs/<int:pk>/", critic.critic_job_status, name="critic_job_status"),
     path("critic-jobs/<int:pk>/cancel/", critic.critic_job_cancel, name="critic_job_cancel"),
     path(
+        "critic-predictions/<int:pk>/cancel/",
+        critic.critic_prediction_cancel,
+        name="critic_prediction_cancel",
+    ),
+    path(
         "annotations/<int:pk>/critic-suggestions/",
         critic.annotation_critic_suggestions,
         name="annotation_critic_suggestions",

@@ -1,4 +1,4 @@
-"""Annotations (annotators write their own drafts through the services) and token rewards."""
+"""Annotations (annotators write their own drafts through the services)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from .. import roles, serializers, services
-from ..models import Annotation, TokenReward
-from .filters import AnnotationFilter, TokenRewardFilter
-from .permissions import ID_REGEX, HasRole, ResearcherOnly
+from ..models import Annotation
+from .filters import AnnotationFilter
+from .permissions import ID_REGEX, HasRole
 from .plumbing import IdCursorPagination
 
 
@@ -98,14 +98,3 @@ class AnnotationViewSet(mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
         fields = _overall(form.validated_data)
         _service_call(services.annotation_submit, annotation=annotation, user=request.user, **fields)
         return Response(self.get_serializer(self.get_queryset().get(pk=annotation.pk)).data)
-
-
-class TokenRewardViewSet(viewsets.ReadOnlyModelViewSet):
-    """Per-token rewards of each annotation under a tokenizer (researchers and admins)."""
-
-    serializer_class = serializers.TokenRewardSerializer
-    permission_classes = [ResearcherOnly]
-    pagination_class = IdCursorPagination
-    filterset_class = TokenRewardFilter
-    lookup_value_regex = ID_REGEX
-    queryset = TokenReward.objects.select_related("annotation__generation")

@@ -9,7 +9,7 @@ from django_filters import rest_framework as filters
 from django_filters.fields import IsoDateTimeField
 
 from .. import exports
-from ..models import Annotation, DatasetExport, Generation, Project, Prompt, TokenReward
+from ..models import Annotation, DatasetExport, Generation, Project, Prompt
 from .permissions import MAX_ID
 
 
@@ -86,22 +86,6 @@ class AnnotationFilter(filters.FilterSet):
     class Meta:
         model = Annotation
         fields = ["project", "generation", "model_version", "annotator", "status"]
-
-
-class TokenRewardFilter(filters.FilterSet):
-    project = IdFilter(field_name="annotation__generation__prompt__project_id")
-    annotation = IdFilter(field_name="annotation_id")
-    generation = IdFilter(field_name="annotation__generation_id")
-    model_version = IdFilter(field_name="annotation__generation__model_version_id")
-    annotator = IdFilter(field_name="annotation__annotator_id")
-    status = filters.ChoiceFilter(field_name="annotation__status", choices=Annotation.Status.choices)
-    tokenizer_fingerprint = filters.CharFilter(max_length=64)
-    computed_after = DateTimeFilter(field_name="computed_at", lookup_expr="gte")
-    computed_before = DateTimeFilter(field_name="computed_at", lookup_expr="lt")
-
-    class Meta:
-        model = TokenReward
-        fields = ["project", "annotation", "model_version", "annotator", "tokenizer_fingerprint"]
 
 
 class ExportFilter(filters.FilterSet):

@@ -6,8 +6,9 @@ Four kinds of rows:
   overall critique, rating, whether it is the output's gold annotation, the reviewer's verdict, the output's
   agreement (alpha over characters, mean pairwise span F1) and its spans (code-point offsets, text, label,
   weight, critique, origin); ``gold_only`` emits the adjudicated gold alone;
-* ``token-rewards``: one row per stored TokenReward: prompt and response token ids of the base tokenizer
-  and one reward per response token, ready for a policy-gradient trainer;
+* ``token-rewards``: one row per stored TokenReward (training's model, reached through the ``token_rewards``
+  relation): prompt and response token ids of the base tokenizer and one reward per response token, ready
+  for a policy-gradient trainer;
 * ``kto``: ``prompt``, ``completion``, ``label`` (TRL's unpaired preference format), one row per rated output;
 * ``dpo``: ``prompt``, ``chosen``, ``rejected`` (TRL's preference format), pairs of outputs of one prompt
   ranked by their mean rating.

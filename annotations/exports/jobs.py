@@ -82,7 +82,9 @@ def _finish_empty(export: DatasetExport, reason: str) -> DatasetExport:
 
 
 def export_dir() -> Path:
-    return Path(settings.VAR_DIR) / EXPORTS_PREFIX
+    """The exports' folder on this host's disk, when the artifact store is a local folder (which need not
+    be under T2G_VAR_DIR: ``T2G_STORAGE_URL=file:///…``); an S3 store has none (then the old place)."""
+    return default_store().local_path(EXPORTS_PREFIX) or Path(settings.VAR_DIR) / EXPORTS_PREFIX
 
 
 def exports_visible_to(user) -> QuerySet[DatasetExport]:
@@ -126,12 +128,13 @@ ACTIVE = (DatasetExport.Status.QUEUED, DatasetExport.Status.RUNNING)
 
 
 def export_space_check() -> None:
-    """ExportRefused (507) if the exports folder's disk has less than T2G_EXPORT_MIN_FREE_BYTES free.
+    """ExportRefused (507) if the disk the artifact store writes exports to has less than
+    T2G_EXPORT_MIN_FREE_BYTES free: the store's folder, wherever it is, not ``var/exports``.
 
     Object storage has no disk to fill here; only a local store is checked."""
-    if not default_store().is_local:
+    directory = default_store().local_path(EXPORTS_PREFIX)
+    if directory is None:
         return
-    directory = export_dir()
     directory.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(directory).free
     if free < settings.T2G_EXPORT_MIN_FREE_BYTES:

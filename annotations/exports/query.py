@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from ..models import Annotation, TokenReward
+from ..models import Annotation
 
 KINDS = ("spans", "token-rewards", "kto", "dpo")
 FORMATS = ("jsonl", "csv", "parquet")
@@ -95,11 +95,18 @@ def _parse_moment(raw: Any) -> datetime:
     return moment.astimezone(UTC)
 
 
+def token_reward_model():
+    """Training's ``TokenReward``, found by its ``token_rewards`` relation to Annotation: the token-rewards
+    export reads its rows, and annotations imports nothing of training (docs/architecture.md lists it)."""
+    return Annotation._meta.get_field("token_rewards").related_model
+
+
 def resolve(kind: str, query: ExportQuery) -> ExportQuery:
     """Pin what "latest" means now (the tokenizer fingerprint), so the stored query reproduces the rows."""
     if kind == "token-rewards" and not query.tokenizer_fingerprint:
         latest = (
-            TokenReward.objects.filter(**annotation_filters(query, prefix="annotation__"))
+            token_reward_model()
+            .objects.filter(**annotation_filters(query, prefix="annotation__"))
             .order_by("-computed_at", "-id")
             .values_list("tokenizer_fingerprint", flat=True)
             .first()

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..models import TokenReward
-from .query import DEFAULT_CHUNK, ExportQuery, annotation_filters, annotations_for
+from .query import DEFAULT_CHUNK, ExportQuery, annotation_filters, annotations_for, token_reward_model
 from .spans import spans_rows
 from .trainer import dpo_rows, kto_rows, token_reward_rows
 
@@ -28,7 +27,7 @@ def estimate_total(kind: str, query: ExportQuery) -> int:
     if kind == "spans":
         return annotations_for(query).count()
     if kind == "token-rewards":
-        rewards = TokenReward.objects.filter(**annotation_filters(query, prefix="annotation__"))
+        rewards = token_reward_model().objects.filter(**annotation_filters(query, prefix="annotation__"))
         if query.tokenizer_fingerprint:
             rewards = rewards.filter(tokenizer_fingerprint=query.tokenizer_fingerprint)
         return rewards.count()

@@ -8,10 +8,10 @@ from typing import Any
 
 from django.db.models import Avg, Count
 
-from ..models import Generation, TokenReward
+from ..models import Generation
 from .formats import _chunks
 from .names import annotator_names
-from .query import DEFAULT_CHUNK, ExportQuery, annotation_filters, annotations_for
+from .query import DEFAULT_CHUNK, ExportQuery, annotation_filters, annotations_for, token_reward_model
 
 _TOKEN_REWARD_COLUMNS = (
     "annotation_id",
@@ -47,7 +47,7 @@ def token_reward_rows(query: ExportQuery, *, chunk_size: int = DEFAULT_CHUNK) ->
     otherwise, e.g. for imported outputs.
     """
     name_of = annotator_names(query)
-    rewards = TokenReward.objects.filter(**annotation_filters(query, prefix="annotation__"))
+    rewards = token_reward_model().objects.filter(**annotation_filters(query, prefix="annotation__"))
     if query.tokenizer_fingerprint:
         rewards = rewards.filter(tokenizer_fingerprint=query.tokenizer_fingerprint)
     cursor = (

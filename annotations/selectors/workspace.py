@@ -31,7 +31,6 @@ from ..models import (
     Project,
     Prompt,
     Span,
-    TokenReward,
 )
 
 
@@ -181,11 +180,6 @@ def annotation_for_page(pk: int) -> Annotation:
         .prefetch_related("spans")
         .get(pk=pk)
     )
-
-
-def latest_token_reward(annotation: Annotation) -> TokenReward | None:
-    """The annotation's most recently computed token rewards (the heatmap shows them)."""
-    return TokenReward.objects.filter(annotation=annotation).order_by("-computed_at").first()
 
 
 def span_with_annotation(pk: int) -> Span | None:

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from text2grad.agreement import OutputInput, batch_agreement
 
-from ..models import Annotation, Generation, OutputAgreement, Span, TokenReward
+from ..models import Annotation, Generation, OutputAgreement, Span
 
 logger = logging.getLogger(__name__)
 
@@ -193,12 +193,13 @@ def _upsert_by_copy(objects: list[OutputAgreement]) -> None:
 
 def _token_offsets(annotation_ids: list[int]) -> dict[int, list[tuple[int, int]]]:
     """Token offsets of each output under the most recent tokenizer that rewarded one of its annotations
-    (all annotations of an output share them: they depend on the text and the tokenizer only)."""
+    (all annotations of an output share them: they depend on the text and the tokenizer only). Read through
+    the ``token_rewards`` relation: the rows are training's, which this app does not import."""
     found: dict[int, list[tuple[int, int]]] = {}
     rows = (
-        TokenReward.objects.filter(annotation_id__in=annotation_ids)
-        .order_by("annotation__generation_id", "-computed_at")
-        .values_list("annotation__generation_id", "offsets")
+        Annotation.objects.filter(id__in=annotation_ids, token_rewards__isnull=False)
+        .order_by("generation_id", "-token_rewards__computed_at")
+        .values_list("generation_id", "token_rewards__offsets")
     )
     for generation_id, offsets in rows.iterator(chunk_size=500):
         if generation_id not in found and offsets:

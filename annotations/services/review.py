@@ -14,7 +14,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from .. import roles
-from ..models import Annotation, Generation, Review, Span, TokenReward
+from ..models import Annotation, Generation, Review, Span
+from ..signals import annotation_submitting
 from .agreement import agreement_refresh
 from .annotating import _clean_overall, _send_submitted
 from .validation import UNSET, validate_spans
@@ -104,9 +105,10 @@ def gold_save(
         gold.save()
         gold.spans.all().delete()
         Span.objects.bulk_create([Span(annotation=gold, **span) for span in cleaned])
-        TokenReward.objects.filter(annotation=gold).delete()  # stale: recomputed from the new spans
         gold_id = gold.pk
-        # The same event as a submission: the worker computes the gold's token rewards, agreement refreshes.
+        # The same event as a submission: its receivers drop the gold's stale token rewards and record their
+        # recomputation in this transaction; agreement refreshes after the commit.
+        annotation_submitting.send(sender=Annotation, annotation_id=gold_id)
         transaction.on_commit(lambda: _send_submitted(gold_id))
     return gold
 

@@ -62,8 +62,8 @@ def feedback(db, project, code_project, annotator, annotator2, researcher, admin
     """Two projects, two model versions, outputs of one prompt from three sources, annotations by two
     annotators (one a draft) with spans over non-ASCII text, critiques that look like spreadsheet formulas,
     and token rewards under two tokenizers."""
-    from annotations.models import Annotation, Generation, Prompt, Span, TokenReward
-    from training.models import ModelVersion
+    from annotations.models import Annotation, Generation, Prompt, Span
+    from training.models import ModelVersion, TokenReward
 
     v0 = ModelVersion.objects.create(name="v0-base", base_model="tiny", is_active=True)
     v1 = ModelVersion.objects.create(name="v1", base_model="tiny", parent=v0, adapter_path="v1")

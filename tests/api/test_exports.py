@@ -13,9 +13,10 @@ from django.conf import settings
 
 from annotations import exports
 from annotations.exports import jobs as export_jobs
-from annotations.models import Annotation, DatasetExport, TokenReward
+from annotations.models import Annotation, DatasetExport
 from jobs import lifecycle
 from jobs.models import Outbox
+from training.models import TokenReward
 
 from .conftest import FINGERPRINT, OLD_FINGERPRINT
 from .helpers import (

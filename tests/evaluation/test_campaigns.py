@@ -11,7 +11,8 @@ from django.utils import timezone
 from annotations.models import Annotation, Generation
 from annotations.selectors import next_candidates
 from evaluation import selectors, services
-from evaluation.models import EvaluationCampaign, PairwiseJudgement, PairwiseTask
+from evaluation.models import CampaignGeneration, EvaluationCampaign, PairwiseJudgement, PairwiseTask
+from jobs import lifecycle
 
 pytestmark = pytest.mark.django_db
 
@@ -256,22 +257,22 @@ def test_closing_stops_judging(versions, make_campaign, annotator):
         services.judgement_submit(judgement=lease, judge=annotator, verdict="a")
 
 
-def test_a_stale_generation_is_requeued_and_a_failed_one_retried(versions, project, admin_user, prompts):
+def test_a_failed_generation_is_retried_as_a_new_job(versions, project, admin_user, prompts):
+    """Stale runs are the one reaper's (tests/jobs/test_one_framework.py); here a failed run is retried."""
     campaign = services.campaign_create(
         name="x", project=project, versions=versions[:2], prompt_count=2, created_by=admin_user
     )
-    assert campaign.claim()
-    assert services.campaigns_reap_stale() == 0  # heartbeating: left alone
-    EvaluationCampaign.objects.filter(pk=campaign.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
-    assert services.campaigns_reap_stale() == 1
+    first = lifecycle.claim(CampaignGeneration, campaign.generation.pk)
+    assert lifecycle.fail(first, "boom")
+    services.campaign_generation_ended(first.pk)
     campaign.refresh_from_db()
-    assert campaign.worker_status == "queued" and campaign.claim()
-    campaign.mark_failed("boom")
+    assert campaign.status == "failed" and campaign.error == "boom"
     with pytest.raises(ValidationError):
         services.campaign_close(campaign=campaign)
     services.campaign_retry(campaign=campaign)
     campaign.refresh_from_db()
     assert campaign.status == "generating" and campaign.worker_status == "queued" and campaign.error == ""
+    assert campaign.generation.pk != first.pk
     with pytest.raises(ValidationError, match="Only a failed"):
         services.campaign_retry(campaign=campaign)
 

@@ -6,7 +6,8 @@ import pytest
 
 from annotations.models import Prompt
 from evaluation import selectors, services
-from evaluation.models import EvaluationOutput
+from evaluation.models import CampaignGeneration, EvaluationOutput
+from jobs import lifecycle
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +42,8 @@ def test_pass_rate_per_version(code_project, versions, admin_user):
             EvaluationOutput.objects.create(
                 campaign=campaign, prompt=prompt, model_version=version, text=ANSWERS[version.name][index]
             )
-    worker._run_code_tests(campaign)
+    job = lifecycle.claim(CampaignGeneration, campaign.generation.pk)  # as the worker does
+    worker._run_code_tests(campaign, job)
     metrics = {m["version"].name: m for m in selectors.version_metrics(campaign)}
     assert metrics["v0-base"]["pass_rate"] == 0.0 and metrics["v0-base"]["tested"] == 2
     details = list(EvaluationOutput.objects.values_list("text", "tests_passed", "test_detail"))

@@ -12,9 +12,10 @@ import pytest
 import requests
 from rest_framework.authtoken.models import Token
 
-from annotations.models import Annotation, DatasetExport, TokenReward
+from annotations.models import Annotation, DatasetExport
 from jobs.models import Outbox
 from tests.conftest import _make_user, wait_for
+from training.models import TokenReward
 
 from .conftest import timed
 

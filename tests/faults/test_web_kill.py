@@ -14,9 +14,10 @@ import requests
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
-from annotations.models import Annotation, TokenReward
+from annotations.models import Annotation
 from jobs.models import Outbox
 from tests.conftest import _make_user, wait_for
+from training.models import TokenReward
 
 pytestmark = [pytest.mark.faults, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

@@ -114,9 +114,10 @@ def test_rendering_every_page_imports_no_ml_module(admin_user, project, make_gen
     from django.db import connection
 
     from annotations import services
-    from annotations.models import Annotation, TokenReward
+    from annotations.models import Annotation
     from jobs.dburl import current_database_url
     from training import services as training_services
+    from training.models import TokenReward
 
     if not connection.settings_dict["ENGINE"].endswith("postgresql"):
         pytest.skip("needs PostgreSQL (set DATABASE_URL)")
@@ -335,3 +336,54 @@ def test_the_web_contract_roots_include_every_module_django_loads_by_name():
     assert {"annotations.login_guard", "annotations.safejson", "text2grad_web.log_filters"} <= roots
     assert {"jobs.templatetags.job_standing", "annotations.urls", "annotations.models"} <= roots
     assert sorted(roots - listed) == []
+
+
+# Relations a higher floor's model defines onto a lower floor's model (reverse accessors and query names),
+# used by the lower floor's Python by name: an ORM lookup or attribute, which no import linter sees
+# (docs/architecture.md, "Dependencies hidden in strings").
+RELATION_CROSSINGS = {
+    ("annotations", "critic_predictions"),  # the queue orders by the critic's uncertainty
+    ("annotations", "critic_settings"),  # ... when the project has an active critic
+    ("annotations", "token_rewards"),  # agreement's token offsets, the token-rewards export
+}
+# Foreign keys of a lower floor's model to a higher floor's, named by a lazy "app.Model" string.
+FIELD_CROSSINGS = {
+    "annotations.Generation.model_version",
+    "evaluation.EvaluationCampaign.versions",
+    "evaluation.EvaluationOutput.model_version",
+}
+
+
+def _python_sources(package: str) -> list[Path]:
+    return [p for p in sorted((REPO / package).rglob("*.py")) if "migrations" not in p.parts]
+
+
+def test_model_relations_crossing_up_are_the_listed_ones():
+    from django.apps import apps
+
+    reverse_names: dict[str, set[str]] = {}  # lower app -> relation names a higher floor defines on it
+    fields = set()
+    for model in apps.get_models():
+        low = model._meta.app_label
+        if low not in PACKAGES:
+            continue
+        for relation in model._meta.related_objects:
+            high = relation.related_model._meta.app_label
+            name = relation.get_accessor_name()
+            if high in PACKAGES and _floor(high) < _floor(low) and name and not name.endswith("+"):
+                reverse_names.setdefault(low, set()).add(name)
+        for field in model._meta.get_fields():
+            target = getattr(field, "related_model", None)
+            if field.concrete or field.many_to_many:
+                high = getattr(getattr(target, "_meta", None), "app_label", None)
+                if high in PACKAGES and _floor(high) < _floor(low) and not field.auto_created:
+                    fields.add(f"{low}.{model.__name__}.{field.name}")
+    assert "token_rewards" in reverse_names["annotations"]  # training's TokenReward, on Annotation
+    used = set()
+    for low, names in reverse_names.items():
+        pattern = re.compile(r"""(?:\.|["'])({0})\b|\b({0})__""".format("|".join(sorted(names))))
+        for path in _python_sources(low):
+            for match in pattern.finditer(path.read_text()):
+                used.add((low, match.group(1) or match.group(2)))
+    assert used == RELATION_CROSSINGS
+    assert fields == FIELD_CROSSINGS

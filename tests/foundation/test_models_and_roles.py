@@ -19,6 +19,10 @@ def test_role_groups_exist_with_permissions():
     assert "view_tokenreward" not in codes
     research_codes = set(researcher.permissions.values_list("codename", flat=True))
     assert "view_traininground" in research_codes
+    # TokenReward is training's (issue 23): researchers keep reading it under its new app label.
+    assert researcher.permissions.filter(
+        content_type__app_label="training", codename="view_tokenreward"
+    ).exists()
     assert not any(code.startswith(("change_", "delete_")) for code in research_codes)
 
 

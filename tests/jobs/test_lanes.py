@@ -58,7 +58,7 @@ def test_compose_serves_every_lane_and_restarts_what_dies():
     assert served >= set(settings.T2G_LANES)
 
 
-HOUSEKEEPING = ["training.reap_stale_jobs", "training.collect_orphan_versions", "annotations.expire_exports"]
+HOUSEKEEPING = ["training.collect_orphan_versions", "annotations.expire_exports"]
 
 
 def test_housekeeping_has_a_queue_no_busy_lane_holds_up():

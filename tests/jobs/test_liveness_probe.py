@@ -139,8 +139,8 @@ def test_a_clean_stop_is_not_a_restart():
 
 
 def test_a_worker_busy_with_the_work_it_took_vouches_for_its_lanes(settings):
-    """A generation worker (-c 1) in the middle of a long task outside the job framework (a campaign's
-    generation) cannot take a probe; its housekeeping thread says the lane is busy instead."""
+    """A generation worker (-c 1) in the middle of a long task (a campaign's generation) cannot take a
+    probe; its housekeeping thread says the lane is busy instead."""
     from celery.worker import state
 
     settings.T2G_PROBE_BOUND_S = 60

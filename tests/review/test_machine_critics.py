@@ -181,8 +181,8 @@ def test_a_critic_without_what_it_needs_is_reported_not_written_and_cancel_stops
 def test_machine_critic_job_through_the_worker_writes_a_draft_with_token_rewards(
     celery_worker_process, code_project, make_generation, admin_user
 ):
-    from annotations.models import TokenReward
     from tests.conftest import wait_for
+    from training.models import TokenReward
 
     generation = make_generation(code_project, BUGGY, prompt_text="Write absolute(x).")
     generation.prompt.metadata = {"test": ABS_TESTS, "entry_point": "absolute", "stub": ""}

@@ -9,11 +9,11 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from annotations.models import Annotation, Review, TokenReward
+from annotations.models import Annotation, Review
 from annotations.services import project_create
 from text2grad.engine import Sample
 from text2grad.rewards import SpanReward, token_rewards_from_offsets
-from training.models import TrainingRound
+from training.models import TokenReward, TrainingRound
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -7,9 +7,11 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from annotations import services
-from annotations.models import Annotation, Generation, OutputAgreement, Review, TokenReward
+from annotations.models import Annotation, Generation, OutputAgreement, Review
 from annotations.selectors import next_candidates
+from jobs.models import Outbox
 from text2grad.agreement import coincidence_matrix, krippendorff_alpha, unit_labels
+from training.models import TokenReward
 
 TEXT = "The sum is computed correctly. Then the loop divides by zero and crashes."
 
@@ -32,6 +34,46 @@ def test_agreement_follows_each_submission(project, make_generation, annotator, 
     assert np.allclose(row.coincidence, coincidence_matrix(np.stack([first, second]), 3))
     assert [(p["a"], p["b"], p["f1"]) for p in row.pairs] == [(annotator.pk, annotator2.pk, 0.0)]
     assert np.asarray(row.rating_coincidence).sum() == 2
+
+
+def test_token_alpha_reads_the_newest_token_rewards_of_the_output(
+    project, make_generation, annotator, annotator2, submit
+):
+    """The token-level alpha uses the offsets of training's TokenReward rows (read through the
+    ``token_rewards`` relation), the most recently computed ones when several tokenizers rewarded it."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from text2grad.agreement import token_labels
+
+    generation = make_generation(project, TEXT)
+    first = submit(annotator, generation, [("divides by zero", "poor", "crash")])
+    submit(annotator2, generation, [("The sum is computed correctly.", "good", "ok")])
+    assert OutputAgreement.objects.get(generation=generation).token_alpha is None  # no rewards yet
+    words, at = [], 0
+    for word in TEXT.split(" "):
+        words.append([at, at + len(word)])
+        at += len(word) + 1
+    old = TokenReward.objects.create(
+        annotation=first, tokenizer_fingerprint="old", token_ids=[0], offsets=[[0, len(TEXT)]], rewards=[0.0]
+    )
+    TokenReward.objects.filter(pk=old.pk).update(computed_at=timezone.now() - timedelta(days=1))
+    TokenReward.objects.create(
+        annotation=first, tokenizer_fingerprint="new", token_ids=list(range(len(words))), offsets=words,
+        rewards=[0.0] * len(words),
+    )  # fmt: skip
+    services.agreement_refresh(generation_ids=[generation.pk])
+
+    poor_at, good_at = TEXT.index("divides by zero"), TEXT.index("The sum")
+    chars = [
+        unit_labels(len(TEXT), [(poor_at, poor_at + 15, -1)]),
+        unit_labels(len(TEXT), [(good_at, good_at + 30, 1)]),
+    ]
+    expected = krippendorff_alpha(np.stack([token_labels(row, words) for row in chars]), 3)
+    assert OutputAgreement.objects.get(generation=generation).token_alpha == pytest.approx(expected, abs=1e-6)
+    by_old_offsets = krippendorff_alpha(np.stack([token_labels(row, [[0, len(TEXT)]]) for row in chars]), 3)
+    assert expected != pytest.approx(by_old_offsets, nan_ok=True)
 
 
 def test_identical_annotations_score_one(project, make_generation, annotator, annotator2, submit):
@@ -151,12 +193,15 @@ def test_gold_adjudication_and_accuracy(
     assert row.has_gold and row.annotators == 2
     accuracy = {entry["annotator"]: entry["f1"] for entry in row.gold}
     assert accuracy == {annotator.pk: 1.0, annotator2.pk: 0.0}
+    # Saving the gold records its token rewards' computation in the same transaction, as a submission does.
+    assert Outbox.objects.filter(task_name="training.compute_rewards", args=[gold.pk]).count() == 1
     # Editing the gold replaces its spans and drops its stale token rewards.
     TokenReward.objects.create(annotation=gold, tokenizer_fingerprint="x", token_ids=[1], rewards=[0.0])
     with django_capture_on_commit_callbacks(execute=True):
         services.gold_save(generation=generation, reviewer=reviewer, spans=[])
     gold.refresh_from_db()
     assert gold.spans.count() == 0 and not TokenReward.objects.filter(annotation=gold).exists()
+    assert Outbox.objects.filter(task_name="training.compute_rewards", args=[gold.pk]).count() == 2
     assert Annotation.objects.filter(generation=generation, is_gold=True).count() == 1
     # Bad spans store nothing.
     with pytest.raises(ValidationError):

@@ -7,9 +7,9 @@ import pytest
 from django.core.management import call_command
 
 from annotations import services as annotation_services
-from annotations.models import Annotation, TokenReward
+from annotations.models import Annotation
 from training import services
-from training.models import TrainingRound
+from training.models import TokenReward, TrainingRound
 
 TEXT = "It was invented in 1999 by aliens. The cat sat on the mat."
 OTHER = "Cheese is blue. Water boils at 100 C."

@@ -148,6 +148,11 @@ HTML = {
     ),
     "machine_critic_run": ("post", "/machine-critics/{machine_config}/run/", "403 403 403 ok 403 L"),
     "machine_critic_cancel": ("post", "/machine-critics/runs/{machine_job}/cancel/", "403 403 403 ok 403 L"),
+    "critic_prediction_cancel": (
+        "post",
+        "/critic-predictions/{critic_prediction}/cancel/",
+        "403 403 403 ok 403 L",
+    ),
     "annotation_critic_suggestions": (  # readers get 204: only the author's own draft is suggested to
         "post",
         "/annotations/{own}/critic-suggestions/",
@@ -257,6 +262,7 @@ def world(feedback, annotator, researcher, reviewer, admin_user):
     from evaluation.models import EvaluationOutput
     from training.models import (
         AlignmentRequest,
+        CriticPredictionJob,
         CriticTrainingJob,
         CriticVersion,
         GenerationJob,
@@ -321,6 +327,9 @@ def world(feedback, annotator, researcher, reviewer, admin_user):
     machine_job = MachineCriticJob.objects.create(
         project=feedback.project, config=machine_config, critic={"name": "unit-tests"}
     )
+    critic_prediction = CriticPredictionJob.objects.create(
+        critic_version=critic, generation_ids=[own.generation_id]
+    )
     audit_record(action="matrix.check", actor=admin_user, obj=feedback.project)
     download = ModelDownload.objects.create(version=feedback.v1, kind="merged", card_hash="0" * 64)
     return {
@@ -345,6 +354,7 @@ def world(feedback, annotator, researcher, reviewer, admin_user):
         "critic_job": critic_job.pk,
         "machine_config": machine_config.pk,
         "machine_job": machine_job.pk,
+        "critic_prediction": critic_prediction.pk,
         "download": download.pk,
     }
 

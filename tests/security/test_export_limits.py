@@ -87,3 +87,32 @@ def test_old_export_files_are_deleted_by_the_housekeeping_schedule(api, feedback
     settings.T2G_EXPORT_RETENTION_DAYS = 0
     DatasetExport.objects.filter(pk=recent.pk).update(finished_at=timezone.now() - timedelta(days=999))
     assert expire_exports() == 0  # 0 keeps files forever
+
+
+def test_the_space_check_measures_the_store_not_var(api, feedback, researcher, settings, tmp_path):
+    """With the store on another disk (``T2G_STORAGE_URL=file://…``; here /dev/shm, a tmpfs smaller than
+    the disk T2G_VAR_DIR is on), the check measures the disk the export is written to."""
+    import shutil
+    from pathlib import Path
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        pytest.skip("no /dev/shm on this machine")
+    store_root = shm / f"t2g-store-{tmp_path.name}"
+    settings.T2G_STORAGE_URL = f"file://{store_root}"
+    try:
+        store_free = shutil.disk_usage(shm).free
+        var_free = shutil.disk_usage(settings.VAR_DIR).free
+        if abs(var_free - store_free) < 2 * 1024**3:
+            pytest.skip("/dev/shm and T2G_VAR_DIR have about the same free space here")
+        settings.T2G_EXPORT_MIN_FREE_BYTES = (store_free + var_free) // 2  # one has enough, the other not
+        refused = store_free < var_free
+        if refused:
+            with pytest.raises(export_jobs.ExportRefused) as caught:
+                export_jobs.export_space_check()
+            assert caught.value.status == 507
+        else:
+            export_jobs.export_space_check()
+        assert export_jobs.export_dir() == store_root / "exports"
+    finally:
+        shutil.rmtree(store_root, ignore_errors=True)

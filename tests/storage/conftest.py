@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.training.conftest import critiqued, tiny_settings  # noqa: F401 (shared fixtures)
+from tests.training.conftest import critiqued, labelled, tiny_settings  # noqa: F401 (shared fixtures)
 
 MOTO_SERVER = Path(sys.executable).with_name("moto_server")
 CREDENTIALS = {"key": "testing", "secret": "testing", "region": "us-east-1"}

@@ -2,7 +2,8 @@
 ``T2G_VAR_DIR``, share nothing but PostgreSQL, Redis and an S3-compatible server (moto_server, a separate
 process). A round trained on the training worker becomes a version the generation worker fetches and
 samples from; an export written by a worker downloads through the web; a publisher killed mid-upload
-leaves no half-published version.
+leaves no half-published version. A critic trained on the training worker predicts on the generation
+worker, and an on-policy round scored by it, its training worker killed mid-round, resumes on another.
 
 Select it with ``-m deployed``; it takes about a minute with the tiny model.
 """
@@ -23,6 +24,7 @@ import pytest
 from artifacts import ArtifactStore
 from tests.conftest import REPO, start_worker, stop_worker, wait_for
 from tests.storage.conftest import CREDENTIALS, free_port
+from tests.training.test_critic import FAST_CRITIC
 from training import services
 from training.models import GenerationJob, ModelVersion, TrainingRound
 
@@ -117,6 +119,7 @@ def deployment(worker_env, s3_endpoint, s3_url, tmp_path):
         yield {
             "vars": {name: Path(env["T2G_VAR_DIR"]) for name, env in roles.items()},
             "env": roles,
+            "procs": procs,  # web, generation, training; a test may add (and kill) its own, stopped here too
             "base": base,
             "store": ArtifactStore(s3_url, options={"endpoint_url": s3_endpoint, **CREDENTIALS}),
         }
@@ -206,3 +209,70 @@ def test_three_roles_share_only_database_broker_and_object_store(
     assert versions_collect_orphans(min_age_s=3600) == []  # too recent: it might still be committing
     assert versions_collect_orphans(min_age_s=0) == [killed_key]
     assert store.list(killed_key) == [] and store.is_file(f"{version.storage_key}/MANIFEST.json")
+
+
+def test_a_critic_predicts_on_another_host_and_an_on_policy_round_resumes_on_a_third(
+    deployment, s3_settings, labelled, project, admin_user, make_generation, tmp_path
+):
+    from jobs import reaper
+    from training.models import CriticPrediction, CriticPredictionJob, CriticTrainingJob
+
+    store, var = deployment["store"], deployment["vars"]
+    services.model_version_bootstrap()
+    fresh = make_generation(project, "Ann Lee went to the fair in 2044.")  # nobody annotated it
+
+    # 1. A critic trained (and activated) on the training worker is published to the bucket ...
+    job = services.critic_job_create(
+        project=project, config=FAST_CRITIC, created_by=admin_user, auto_activate=True
+    )
+    wait_for(lambda: CriticTrainingJob.objects.get(pk=job.pk).is_finished, timeout=180,
+             message="the critic job on the training worker")  # fmt: skip
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    critic = job.output_version
+    assert critic.is_active and f"{critic.storage_key}/MANIFEST.json" in store.list(critic.storage_key)
+    # ... and its activation's prediction job runs on the generation worker, which fetches it by hash.
+    prediction_job = CriticPredictionJob.objects.get(critic_version=critic)
+    wait_for(lambda: CriticPredictionJob.objects.get(pk=prediction_job.pk).is_finished, timeout=120,
+             message="the critic's predictions on the generation worker")  # fmt: skip
+    prediction_job.refresh_from_db()
+    assert prediction_job.status == "succeeded", prediction_job.error
+    assert CriticPrediction.objects.filter(generation=fresh, critic_version=critic).exists()
+    assert (
+        var["generation"] / "models" / "cache" / critic.content_hash / "critic_head.safetensors"
+    ).is_file()
+    assert not _files(var["generation"], "critic-p")  # no critic folder of its own: only the cache
+
+    # 2. An on-policy round scored by that critic: its training worker dies after the first checkpoint ...
+    config = {"steps": 4, "batch_size": 2, "minibatch_size": 2, "ppo_epochs": 1, "learning_rate": 1e-3}
+    training_round = services.on_policy_round_launch(
+        project=project, config=config, audit_share=0.0, max_new_tokens=6, created_by=admin_user
+    )
+    training_worker = deployment["procs"][2]
+    wait_for(lambda: TrainingRound.objects.get(pk=training_round.pk).checkpoint_path
+             or TrainingRound.objects.get(pk=training_round.pk).is_finished,
+             timeout=180, interval=0.05, message="the round's first checkpoint")  # fmt: skip
+    os.kill(training_worker.pid, signal.SIGKILL)
+    training_worker.wait(timeout=10)
+    training_round.refresh_from_db()
+    assert training_round.status == "running" and training_round.checkpoint_path, training_round.error
+    assert reaper.reap(stale_after_s=0)["training.traininground"]["failed"] == 1  # the one reaper notices
+    training_round.refresh_from_db()
+    done = training_round.progress_step
+    assert training_round.status == "failed" and 1 <= done < 4
+    assert store.is_file(f"{training_round.checkpoint_path}/MANIFEST.json")
+
+    # ... and resumes from the bucket's checkpoint on a training worker with a disk of its own.
+    env = _role_env(deployment["env"]["training"], tmp_path / "training-2" / "var", s3_settings.T2G_STORAGE_URL,
+                    s3_settings.T2G_STORAGE_OPTIONS["endpoint_url"])  # fmt: skip
+    log_path = tmp_path / "training-2.log"
+    deployment["procs"].append(start_worker(env, log_path, "deployed-training-2", "training"))
+    services.round_resume(training_round=training_round)
+    wait_for(lambda: TrainingRound.objects.get(pk=training_round.pk).is_finished, timeout=180,
+             message="the resumed round on the second training worker")  # fmt: skip
+    training_round.refresh_from_db()
+    assert training_round.status == "succeeded", training_round.error
+    assert f"Round {training_round.pk} resumes at update {done}" in log_path.read_text()
+    # The worker deletes the checkpoints just after the commit that marks the round succeeded.
+    wait_for(lambda: store.list("checkpoints") == [], timeout=30, message="the round's checkpoints deleted")
+    assert (tmp_path / "training-2" / "var" / "models" / "cache" / critic.content_hash).is_dir()

@@ -46,3 +46,28 @@ def critiqued(db, project, make_generation, annotator, annotator2):
                 )  # fmt: skip
         result.append((generation, poor, good))
     return result
+
+
+@pytest.fixture
+def labelled(project, make_generation, annotator):
+    from django.utils import timezone
+
+    from annotations.models import Annotation, Span
+
+    """Eight outputs with a submitted annotation each: the number is a poor span, the name a good one."""
+    rows = []
+    for n in range(8):
+        number = str(1900 + 7 * n)
+        text = f"Ann Lee visited the fair in {number} with friends."
+        generation = make_generation(
+            project, text, prompt_text=f"Summarise item {n}: Ann Lee visited the fair."
+        )
+        annotation = Annotation.objects.create(
+            generation=generation, annotator=annotator, status="submitted", submitted_at=timezone.now()
+        )
+        start = text.index(number)
+        Span.objects.create(annotation=annotation, start=start, end=start + 4, text=number, label="poor",
+                            polarity=-1, critique="invented year")  # fmt: skip
+        Span.objects.create(annotation=annotation, start=0, end=7, text="Ann Lee", label="good", polarity=1)
+        rows.append(generation)
+    return rows

@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotations.models import Annotation, Generation, Span
+from artifacts import default_store
 from training import selectors, services
 from training.models import (
     AlignmentRequest,
@@ -27,27 +28,6 @@ pytestmark = pytest.mark.django_db
 FAST_CRITIC = {"epochs": 2, "learning_rate": 0.01, "held_out_fraction": 0.25}
 
 
-@pytest.fixture
-def labelled(project, make_generation, annotator):
-    """Eight outputs with a submitted annotation each: the number is a poor span, the name a good one."""
-    rows = []
-    for n in range(8):
-        number = str(1900 + 7 * n)
-        text = f"Ann Lee visited the fair in {number} with friends."
-        generation = make_generation(
-            project, text, prompt_text=f"Summarise item {n}: Ann Lee visited the fair."
-        )
-        annotation = Annotation.objects.create(
-            generation=generation, annotator=annotator, status="submitted", submitted_at=timezone.now()
-        )
-        start = text.index(number)
-        Span.objects.create(annotation=annotation, start=start, end=start + 4, text=number, label="poor",
-                            polarity=-1, critique="invented year")  # fmt: skip
-        Span.objects.create(annotation=annotation, start=0, end=7, text="Ann Lee", label="good", polarity=1)
-        rows.append(generation)
-    return rows
-
-
 def _train(project, admin_user, **kwargs) -> CriticVersion:
     job = services.critic_job_create(project=project, config=FAST_CRITIC, created_by=admin_user, **kwargs)
     assert critic_worker.critic_job_run(job_id=job.pk) == CriticTrainingJob.Status.SUCCEEDED
@@ -63,7 +43,10 @@ def test_critic_job_trains_a_version_with_metrics_and_lineage(
     job = version.created_by_job
     assert job.status == "succeeded" and job.progress_step == job.progress_total > 1
     assert version.snapshot == services.critic_snapshot(project=project) and len(version.snapshot) == 8
-    assert (tiny_settings.T2G_MODELS_DIR / version.adapter_path / "critic_head.safetensors").is_file()
+    # Published to the artifact store like a model version (tests/storage/test_critics_across_hosts.py).
+    assert version.storage_key == f"models/critics/{version.name}" and len(version.content_hash) == 64
+    assert default_store().is_file(f"{version.storage_key}/critic_head.safetensors")
+    assert not (tiny_settings.T2G_MODELS_DIR / "critics").exists() and not version.adapter_path
     metrics = version.metrics
     assert metrics["held_out_outputs"] == 2 and metrics["train_outputs"] == 6 and not metrics["in_sample"]
     reports = metrics["reports"]

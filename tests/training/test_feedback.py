@@ -4,9 +4,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from annotations.models import Annotation, Span, TokenReward
+from annotations.models import Annotation, Span
 from training import services
-from training.models import AlignmentRequest
+from training.models import AlignmentRequest, TokenReward
 from training.worker import alignment as alignment_jobs
 from training.worker import rewards as reward_pipeline
 

@@ -4,12 +4,11 @@ import pytest
 import torch
 from django.db.models import F
 
-from annotations.models import TokenReward
 from artifacts import default_store
 from jobs import reaper
 from text2grad import model_store
 from training import services
-from training.models import ModelVersion, RoundMetric, TrainingRound
+from training.models import ModelVersion, RoundMetric, TokenReward, TrainingRound
 from training.worker import rounds
 from training.worker import runtime as jobs
 

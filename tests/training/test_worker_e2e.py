@@ -11,11 +11,11 @@ import signal
 import pytest
 
 from annotations import services as annotation_services
-from annotations.models import Annotation, Generation, Prompt, TokenReward
+from annotations.models import Annotation, Generation, Prompt
 from jobs import reaper
 from tests.conftest import start_worker, stop_worker, wait_for
 from training import services
-from training.models import GenerationJob, ModelVersion, TrainingRound
+from training.models import GenerationJob, ModelVersion, TokenReward, TrainingRound
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

@@ -166,7 +166,7 @@ def test_every_page_has_no_serious_accessibility_violations(page, login_browser,
 
 def test_heatmap_with_rewards_keeps_text_contrast(page, login_browser, annotator, project, make_generation):
     """The strongest rewards give the darkest cells: they must still pass axe's colour contrast."""
-    from annotations.models import TokenReward
+    from training.models import TokenReward
 
     text = "Good start, bad ending here."
     generation = make_generation(project, text)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from annotations import services
-from annotations.models import Annotation, Span, TokenReward
+from annotations.models import Annotation, Span
 from tests.conftest import wait_for
+from training.models import TokenReward
 
 from .conftest import open_workspace
 

@@ -1,16 +1,19 @@
 """Reads for the training app. One module per subject: ``rounds`` (model versions, generation jobs, rounds,
-the compare page's rows) and ``critic`` (critic versions and jobs, their metrics and review statistics,
-on-policy samples). The names other modules use are re-exported here.
+the compare page's rows), ``critic`` (critic versions and jobs, their metrics and review statistics,
+on-policy samples) and ``rewards`` (token rewards, for the heatmap). The names other modules use are
+re-exported here.
 """
 
 from .critic import (
     critic_jobs,
+    critic_prediction_jobs_open,
     critic_versions,
     highlight_segments,
     metric_rows,
     on_policy_samples,
     review_stats,
 )
+from .rewards import latest_token_reward
 from .rounds import (
     active_version,
     compare_rows,
@@ -24,9 +27,11 @@ from .rounds import (
 )
 
 __all__ = [
+    "latest_token_reward",
     "active_version",
     "compare_rows",
     "critic_jobs",
+    "critic_prediction_jobs_open",
     "critic_versions",
     "generation_jobs_for_project",
     "highlight_segments",

@@ -7,7 +7,14 @@ from django.db.models import QuerySet
 
 from annotations.models import Annotation, Span
 
-from ..models import AlignmentRequest, CriticTrainingJob, CriticVersion, OnPolicySample, TrainingRound
+from ..models import (
+    AlignmentRequest,
+    CriticPredictionJob,
+    CriticTrainingJob,
+    CriticVersion,
+    OnPolicySample,
+    TrainingRound,
+)
 
 BASELINE_NAMES = {
     "critic": "Critic",
@@ -23,6 +30,16 @@ def critic_versions(*, project_id: int) -> QuerySet[CriticVersion]:
 
 def critic_jobs(*, project_id: int, limit: int = 10) -> QuerySet[CriticTrainingJob]:
     return CriticTrainingJob.objects.filter(project_id=project_id).select_related("output_version")[:limit]
+
+
+def critic_prediction_jobs_open(*, project_id: int, limit: int = 20) -> QuerySet[CriticPredictionJob]:
+    """The project's critic prediction jobs still queued or running (the critic page shows where each stands)."""
+    return (
+        CriticPredictionJob.objects.filter(critic_version__project_id=project_id)
+        .exclude(status__in=CriticPredictionJob.FINISHED)
+        .select_related("critic_version")
+        .order_by("created_at", "id")[:limit]
+    )
 
 
 def metric_rows(version: CriticVersion) -> list[dict]:

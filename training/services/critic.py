@@ -17,6 +17,7 @@ from text2grad.config import TrainingConfig  # a plain dataclass: no torch
 from ..models import (
     AlignmentRequest,
     CriticPrediction,
+    CriticPredictionJob,
     CriticSettings,
     CriticTrainingJob,
     CriticVersion,
@@ -173,8 +174,24 @@ def critic_version_activate(*, version: CriticVersion) -> CriticVersion:
         .distinct()
     )
     for start in range(0, len(pending), PREDICT_CHUNK):
-        dispatch.enqueue("training.critic_predict", version.pk, pending[start : start + PREDICT_CHUNK])
+        critic_prediction_job_create(version=version, generation_ids=pending[start : start + PREDICT_CHUNK])
     return version
+
+
+def critic_prediction_job_create(*, version: CriticVersion, generation_ids: list[int]) -> CriticPredictionJob:
+    """Queue the critic's predictions for these outputs as a job (generation lane), in the caller's
+    transaction: fenced, cancellable, reaped and visible in "queued behind" like every other job."""
+    with transaction.atomic():
+        job = CriticPredictionJob.objects.create(
+            critic_version=version, generation_ids=sorted(generation_ids), progress_total=len(generation_ids)
+        )
+        dispatch.enqueue("training.critic_predict", job.pk)
+    return job
+
+
+def critic_prediction_job_cancel(*, job: CriticPredictionJob) -> bool:
+    """A queued job ends at once; a running one after its current chunk (predictions written are kept)."""
+    return lifecycle.request_cancel(CriticPredictionJob, job.pk, reason="Cancelled.")
 
 
 @transaction.atomic
@@ -192,7 +209,7 @@ def critic_predictions_request(*, project_id: int, generation_ids: list[int]) ->
     version = critic_active(project_id=project_id)
     if version is None or not generation_ids:
         return False
-    dispatch.enqueue("training.critic_predict", version.pk, sorted(generation_ids))
+    critic_prediction_job_create(version=version, generation_ids=generation_ids)
     return True
 
 

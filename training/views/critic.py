@@ -14,7 +14,7 @@ from annotations.models import Annotation, Project
 
 from .. import charts, selectors, services
 from ..forms import CriticTrainForm, OnPolicyRoundForm
-from ..models import AlignmentRequest, CriticSettings, CriticTrainingJob, CriticVersion
+from ..models import AlignmentRequest, CriticPredictionJob, CriticSettings, CriticTrainingJob, CriticVersion
 from .access import require_admin, require_viewer
 from .feedback import annotation_for
 
@@ -36,6 +36,7 @@ def _page(request: HttpRequest, project: Project, *, train_form=None, round_form
         "rows": selectors.metric_rows(shown) if shown else [],
         "calibration": calibration,
         "jobs": selectors.critic_jobs(project_id=project.pk),
+        "prediction_jobs": selectors.critic_prediction_jobs_open(project_id=project.pk),
         "train_form": train_form or CriticTrainForm(),
         "round_form": round_form or OnPolicyRoundForm(),
         "snapshot_size": len(services.critic_snapshot(project=project)),
@@ -100,6 +101,18 @@ def critic_job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.error(request, f"Critic job {job.pk} had already finished.")
     return redirect("critic_home", project_pk=job.project_id)
+
+
+@require_POST
+@login_required
+def critic_prediction_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    require_admin(request)
+    job = get_object_or_404(CriticPredictionJob.objects.select_related("critic_version"), pk=pk)
+    if services.critic_prediction_job_cancel(job=job):
+        messages.info(request, f"Critic prediction {job.pk}: cancellation requested.")
+    else:
+        messages.error(request, f"Critic prediction {job.pk} had already finished.")
+    return redirect("critic_home", project_pk=job.critic_version.project_id)
 
 
 @require_POST

@@ -14,10 +14,9 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from annotations import access, privacy
-from annotations import selectors as annotation_selectors
 from annotations.models import Annotation
 
-from .. import heatmap, services
+from .. import heatmap, selectors, services
 from ..models import AlignmentRequest
 
 
@@ -96,7 +95,7 @@ def alignment_decide(request: HttpRequest, pk: int, index: int, decision: str) -
 @vary_on_headers("HX-Request")
 def annotation_heatmap(request: HttpRequest, pk: int) -> HttpResponse:
     annotation = annotation_for(request, pk)
-    row = annotation_selectors.latest_token_reward(annotation)
+    row = selectors.latest_token_reward(annotation)
     cells, summary = [], {}
     if row is not None:
         spans = [(s.start, s.end, s.label, s.critique) for s in annotation.spans.all()]

@@ -12,10 +12,10 @@ import signal
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from evaluation import services
-from evaluation.models import EvaluationCampaign, EvaluationOutput
+from evaluation.models import CampaignGeneration, EvaluationCampaign, EvaluationOutput
+from jobs import lifecycle
 from text2grad import generation, sandbox
 
 from .runtime import load_version
@@ -25,30 +25,54 @@ CODE_PROMPT_PREFIX = "Complete this Python function:\n\n"
 _FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
 
 
-def campaign_generate_run(*, campaign_id: int) -> None:
-    campaign = EvaluationCampaign.objects.select_related("project").get(pk=campaign_id)
-    if not campaign.claim():
-        logger.info("Campaign %s generation is %s; nothing to do", campaign_id, campaign.worker_status)
+class _Stopped(Exception):
+    """The run stops: cancel requested, or the job is no longer this run's (the reaper requeued it)."""
+
+
+def campaign_generate_run(*, job_id: int) -> None:
+    """Claim a campaign generation job (the framework's fenced claim), write the outputs chunk by chunk
+    under its fence with a heartbeat, honour cancel between chunks, and open the campaign for judging."""
+    job = lifecycle.claim(CampaignGeneration, job_id)
+    if job is None:
+        logger.info("Campaign generation %s is not queued any more; nothing to do", job_id)
         return
+    campaign = EvaluationCampaign.objects.select_related("project").get(pk=job.campaign_id)
     try:
-        _generate(campaign)
-        if campaign.project.is_code:
-            _run_code_tests(campaign)
-        services.campaign_outputs_ready(campaign=campaign)
+        with lifecycle.heartbeat(job):
+            _generate(campaign, job)
+            if campaign.project.is_code:
+                _run_code_tests(campaign, job)
+            with transaction.atomic():
+                if not lifecycle.finish(job, CampaignGeneration.Status.SUCCEEDED):
+                    raise _Stopped
+                services.campaign_outputs_ready(campaign=campaign)
+    except _Stopped:
+        if lifecycle.still_ours(job):  # a cancel request, not a lost job
+            lifecycle.cancelled(
+                job, "Cancelled by an admin; the outputs written before are kept (Retry resumes)."
+            )
+            services.campaign_generation_ended(job.pk)
+        else:
+            logger.warning("Campaign generation %s is no longer this run's; stopping", job_id)
     except Exception as exc:
-        logger.exception("Campaign %s generation failed", campaign_id)
-        campaign.mark_failed(f"{type(exc).__name__}: {exc}")
+        logger.exception("Campaign generation %s failed", job_id)
+        if lifecycle.fail(job, f"{type(exc).__name__}: {exc}"):
+            services.campaign_generation_ended(job.pk)
         raise
 
 
-def _generate(campaign: EvaluationCampaign) -> None:
+def _check(job: CampaignGeneration) -> None:
+    if lifecycle.cancel_requested(job):
+        raise _Stopped
+
+
+def _generate(campaign: EvaluationCampaign, job: CampaignGeneration) -> None:
     prompts = list(campaign.prompts.select_related("project").order_by("id"))
     versions = list(campaign.versions.order_by("id"))
     params = campaign.sampling_params
     batch = max(1, settings.T2G_GENERATION_BATCH)
     done = EvaluationOutput.objects.filter(campaign=campaign).count()
-    campaign.progress_step = done
-    EvaluationCampaign.objects.filter(pk=campaign.pk).update(progress_step=done, heartbeat_at=timezone.now())
+    lifecycle.progress(job, done, len(prompts) * len(versions))
     for version in versions:
         have = set(
             EvaluationOutput.objects.filter(campaign=campaign, model_version=version).values_list(
@@ -57,23 +81,32 @@ def _generate(campaign: EvaluationCampaign) -> None:
         )
         if len(have) == len(prompts):
             continue
+        _check(job)
         model, tokenizer = load_version(version)
         for start in range(0, len(prompts), batch):
             chunk = prompts[start : start + batch]
             if all(p.pk in have for p in chunk):
                 continue
-            outputs = generation.sample(
-                model,
-                tokenizer,
-                [p.chat_messages() for p in chunk],
-                n_per_prompt=1,
-                max_new_tokens=int(params["max_new_tokens"]),
-                temperature=float(params["temperature"]),
-                top_p=float(params["top_p"]),
-                seed=campaign.seed + start,  # the same for every version
-                batch_size=batch,
-            )
+            _check(job)
+            try:
+                outputs = generation.sample(
+                    model,
+                    tokenizer,
+                    [p.chat_messages() for p in chunk],
+                    n_per_prompt=1,
+                    max_new_tokens=int(params["max_new_tokens"]),
+                    temperature=float(params["temperature"]),
+                    top_p=float(params["top_p"]),
+                    seed=campaign.seed + start,  # the same for every version
+                    batch_size=batch,
+                    should_stop=lambda: lifecycle.cancel_requested(job),
+                )
+            except generation.GenerationStopped as exc:
+                raise _Stopped from exc
             with transaction.atomic():
+                # The fence: a run that lost the job (requeued while it looked dead) writes nothing.
+                if not lifecycle.owned(job).select_for_update().exists():
+                    raise _Stopped
                 for prompt, (sample,) in zip(chunk, outputs, strict=True):
                     if prompt.pk in have:
                         continue
@@ -87,10 +120,7 @@ def _generate(campaign: EvaluationCampaign) -> None:
                         sampling_params=sample.params,
                     )
                     have.add(prompt.pk)
-                done = EvaluationOutput.objects.filter(campaign=campaign).count()
-                EvaluationCampaign.objects.filter(pk=campaign.pk).update(
-                    progress_step=done, heartbeat_at=timezone.now()
-                )
+                lifecycle.progress(job, EvaluationOutput.objects.filter(campaign=campaign).count())
 
 
 def extract_code(text: str) -> str:
@@ -99,13 +129,14 @@ def extract_code(text: str) -> str:
     return "\n\n".join(blocks) if blocks else text
 
 
-def _run_code_tests(campaign: EvaluationCampaign) -> None:
+def _run_code_tests(campaign: EvaluationCampaign, job: CampaignGeneration) -> None:
     """Unit-test pass per output, in the sandbox (HumanEval-style ``check`` in the prompt's metadata)."""
     limits = sandbox.Limits(cpu_seconds=5, wall_seconds=10)
     pending = EvaluationOutput.objects.filter(campaign=campaign, tests_passed__isnull=True).select_related(
         "prompt"
     )
     for output in pending:
+        _check(job)
         test = output.prompt.metadata.get("test")
         entry_point = output.prompt.metadata.get("entry_point")
         if not test or not entry_point:
@@ -114,10 +145,12 @@ def _run_code_tests(campaign: EvaluationCampaign) -> None:
         program = sandbox.humaneval_program(stub, extract_code(output.text), test, entry_point)
         result = sandbox.run_python(program, limits=limits)
         detail = _detail(result)
-        EvaluationOutput.objects.filter(pk=output.pk).update(
-            tests_passed=result.passed, test_detail=detail[:500]
-        )
-        EvaluationCampaign.objects.filter(pk=campaign.pk).update(heartbeat_at=timezone.now())
+        with transaction.atomic():
+            if not lifecycle.owned(job).select_for_update().exists():
+                raise _Stopped
+            EvaluationOutput.objects.filter(pk=output.pk).update(
+                tests_passed=result.passed, test_detail=detail[:500]
+            )
 
 
 def _detail(result: sandbox.SandboxResult) -> str:

@@ -3,7 +3,9 @@ outputs next to baselines, and predict spans on new outputs (pre-annotation, que
 
 Stages of a job (timed into ``job.summary["timings"]``): data (spans to token labels by the reward offset
 mapping), load (a base model of its own + LoRA + head), train, evaluate (critic and baselines on the
-held-out outputs), save (written to a temporary folder, renamed into ``critics/<name>``) and record.
+held-out outputs), save (written to a scratch folder, published to the artifact store under ``models/critics/<name>`` with a
+sha256 manifest, the same atomic publish as model versions) and record. Any host predicts with a critic by
+fetching it once per content hash into ``T2G_MODEL_CACHE_DIR`` (``critic_dir``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
@@ -29,15 +32,20 @@ from text2grad import model_store
 from text2grad.generation import encode_prompt
 from text2grad.rewards import SpanReward, tokenize_response
 from training import services
-from training.models import CriticPrediction, CriticTrainingJob, CriticVersion
+from training.models import CriticPrediction, CriticPredictionJob, CriticTrainingJob, CriticVersion
 
 from .runtime import base_dir, configure_threads
+from .versions import critic_fetch, critic_publish
 
 logger = logging.getLogger(__name__)
 
 
 class JobCancelled(Exception):
     pass
+
+
+class JobLost(Exception):
+    """The job is no longer this run's (the reaper gave up on it, or another attempt claimed it)."""
 
 
 # -- data ----------------------------------------------------------------------------------------------------
@@ -174,6 +182,9 @@ def critic_job_run(*, job_id: int) -> str:
     except JobCancelled:
         lifecycle.cancelled(job)
         return CriticTrainingJob.Status.CANCELLED
+    except JobLost:
+        logger.warning("Critic job %s is no longer this run's; its critic was not recorded", job_id)
+        return "lost"
     except Exception as exc:
         logger.exception("Critic job %s failed", job_id)
         job.mark_failed(f"{type(exc).__name__}: {exc}")
@@ -232,10 +243,13 @@ def _run(job: CriticTrainingJob) -> None:
 
     started = time.perf_counter()
     name = f"critic-p{job.project_id}-j{job.pk}-{timezone.now():%Y%m%d-%H%M%S}"
-    relative = Path("critics") / name
-    critic_core.save_critic_atomic(
-        critic, settings.T2G_MODELS_DIR / relative, {"name": name, "job": job.pk, "config": config.to_dict()}
-    )
+    settings.T2G_MODELS_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".critic-", dir=settings.T2G_MODELS_DIR) as scratch:
+        folder = critic_core.save_critic_atomic(
+            critic, Path(scratch) / name, {"name": name, "job": job.pk, "config": config.to_dict()}
+        )
+        # Uploaded and verified before any row names it; any host fetches it by its content hash.
+        storage_key, digest = critic_publish(source_dir=folder, name=name)
     timings["save"] = time.perf_counter() - started
 
     metrics = {
@@ -252,13 +266,17 @@ def _run(job: CriticTrainingJob) -> None:
         "train_losses": [round(x, 5) for x in result["losses"]],
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
-    _record_version(job, config, name=name, relative=relative, metrics=metrics, result=result)
+    _record_version(
+        job, config, name=name, storage_key=storage_key, content_hash=digest, metrics=metrics, result=result
+    )
 
 
 # -- loading and predicting ----------------------------------------------------------------------------------
 def critic_dir(version: CriticVersion) -> Path:
-    path = Path(version.adapter_path)
-    return path if path.is_absolute() else settings.T2G_MODELS_DIR / path
+    """A local folder with the critic: from the artifact store, fetched once per host and content hash."""
+    return critic_fetch(
+        storage_key=version.storage_key, content_hash=version.content_hash, adapter_path=version.adapter_path
+    )
 
 
 class _CriticCache:
@@ -270,7 +288,7 @@ class _CriticCache:
         self._value = None
 
     def get(self, version: CriticVersion):
-        key = str(critic_dir(version))
+        key = version.content_hash or version.adapter_path
         with self._lock:
             if self._key != key:
                 self._value = None
@@ -281,12 +299,23 @@ class _CriticCache:
                 self._key = key
             return self._value
 
+    def clear(self) -> None:
+        with self._lock:
+            self._key, self._value = None, None
+
 
 critic_cache = _CriticCache()
 
 
 def _record_version(
-    job: CriticTrainingJob, config, *, name: str, relative: Path, metrics: dict, result: dict
+    job: CriticTrainingJob,
+    config,
+    *,
+    name: str,
+    storage_key: str,
+    content_hash: str,
+    metrics: dict,
+    result: dict,
 ) -> None:
     """The saved critic's row, its activation when asked, and the job's success, in one transaction."""
     with transaction.atomic():
@@ -294,7 +323,8 @@ def _record_version(
             project=job.project,
             name=name,
             base_model=services.base_model_reference(),
-            adapter_path=str(relative),
+            storage_key=storage_key,
+            content_hash=content_hash,
             parent=job.parent,
             created_by_job=job,
             config=config.to_dict(),
@@ -304,13 +334,15 @@ def _record_version(
         )
         if job.auto_activate:
             services.critic_version_activate(version=version)
-        CriticTrainingJob.objects.filter(pk=job.pk, status=CriticTrainingJob.Status.RUNNING).update(
-            status=CriticTrainingJob.Status.SUCCEEDED,
-            output_version=version,
-            finished_at=timezone.now(),
+        # Fenced like every job's finish: a run the reaper gave up on records no critic (the version row
+        # and its activation roll back; the published folder is left to the orphan collector).
+        won = lifecycle.finish(
+            job, CriticTrainingJob.Status.SUCCEEDED, output_version=version,
             summary={"timings": metrics["timings"], "steps": result["steps"],
                      "final_loss": result["losses"][-1] if result["losses"] else None},
         )  # fmt: skip
+        if not won:
+            raise JobLost
 
 
 def critique_texts(version: CriticVersion, prompts: list[list[dict]], texts: list[str]) -> list:
@@ -337,39 +369,81 @@ def critique_texts(version: CriticVersion, prompts: list[list[dict]], texts: lis
     ]
 
 
-def critic_predict_run(*, critic_version_id: int, generation_ids: list[int]) -> int:
-    """Store the critic's spans and uncertainty for these outputs (skipping ones it already predicted)."""
-    version = CriticVersion.objects.filter(pk=critic_version_id).first()
-    if version is None:
+SCORE_BATCH = 16  # outputs scored per forward batch; cancel and the fence are checked between them
+
+
+def critic_prediction_job_run(*, job_id: int) -> int:
+    """Claim a prediction job (the framework's fenced claim) and run it with a heartbeat; returns how many
+    predictions it wrote. A requeued job skips the outputs already predicted."""
+    job = lifecycle.claim(CriticPredictionJob, job_id)
+    if job is None:
+        logger.info("Critic prediction job %s is not queued any more; nothing to do", job_id)
         return 0
+    try:
+        with lifecycle.heartbeat(job):
+            written, finished = _predict(job)
+    except Exception as exc:
+        logger.exception("Critic prediction job %s failed", job_id)
+        lifecycle.fail(job, f"{type(exc).__name__}: {exc}")
+        raise
+    if finished:
+        lifecycle.finish(job, CriticPredictionJob.Status.SUCCEEDED)
+    elif lifecycle.still_ours(job):
+        lifecycle.cancelled(job, "Cancelled; the predictions written before are kept.")
+    return written
+
+
+def _predict(job: CriticPredictionJob) -> tuple[int, bool]:
+    """(predictions written, True when every output is done; False when cancelled or lost)."""
+    version = job.critic_version
     configure_threads()
     done = set(
-        CriticPrediction.objects.filter(critic_version=version, generation_id__in=generation_ids).values_list(
-            "generation_id", flat=True
-        )
+        CriticPrediction.objects.filter(
+            critic_version=version, generation_id__in=job.generation_ids
+        ).values_list("generation_id", flat=True)
     )
     generations = list(
         Generation.objects.filter(
-            pk__in=[g for g in generation_ids if g not in done], prompt__project_id=version.project_id
+            pk__in=[g for g in job.generation_ids if g not in done], prompt__project_id=version.project_id
         )
         .select_related("prompt__project")
         .order_by("id")
     )
+    lifecycle.progress(job, len(done), len(job.generation_ids))
     written = 0
-    for start in range(0, len(generations), 16):
-        chunk = generations[start : start + 16]
+    for start in range(0, len(generations), SCORE_BATCH):
+        if lifecycle.cancel_requested(job):  # cancelled, or requeued while this run looked lost
+            return written, False
+        chunk = generations[start : start + SCORE_BATCH]
         scored = critique_texts(version, [g.prompt.chat_messages() for g in chunk], [g.text for g in chunk])
-        CriticPrediction.objects.bulk_create(
-            [
-                CriticPrediction(
-                    generation=g,
-                    critic_version=version,
-                    spans=[s.to_dict() for s in out.spans],
-                    uncertainty=out.uncertainty,
-                )  # fmt: skip
-                for g, (_, out) in zip(chunk, scored, strict=True)
-            ],
-            ignore_conflicts=True,
+        with transaction.atomic():
+            if not lifecycle.owned(job).select_for_update().exists():
+                return written, False  # the fence: a run that lost the job writes nothing more
+            CriticPrediction.objects.bulk_create(
+                [
+                    CriticPrediction(
+                        generation=g,
+                        critic_version=version,
+                        spans=[s.to_dict() for s in out.spans],
+                        uncertainty=out.uncertainty,
+                    )  # fmt: skip
+                    for g, (_, out) in zip(chunk, scored, strict=True)
+                ],
+                ignore_conflicts=True,
+            )
+            written += len(chunk)
+            lifecycle.progress(job, len(done) + written)
+    return written, True
+
+
+def critic_predict_run(*, critic_version_id: int, generation_ids: list[int]) -> int:
+    """Predict in this process, outside a job (benchmarks, tests): a job row run at once. Returns how many
+    predictions it wrote (outputs the critic already predicted are skipped)."""
+    version = CriticVersion.objects.filter(pk=critic_version_id).first()
+    if version is None:
+        return 0
+    with transaction.atomic():
+        job = CriticPredictionJob.objects.create(
+            critic_version=version, generation_ids=sorted(generation_ids), progress_total=len(generation_ids)
         )
-        written += len(chunk)
-    return written
+    return critic_prediction_job_run(job_id=job.pk)

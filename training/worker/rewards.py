@@ -19,10 +19,11 @@ from functools import lru_cache
 
 from django.db import transaction
 
-from annotations.models import Annotation, Project, TokenReward
+from annotations.models import Annotation, Project
 from annotations.services import agreement_refresh
 from text2grad import rewards
 from text2grad.generation import encode_prompt
+from training.models import TokenReward
 
 logger = logging.getLogger(__name__)
 

@@ -37,7 +37,6 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotations.models import TokenReward
 from jobs import lifecycle
 from jobs.dburl import current_database_url
 from text2grad import model_store
@@ -48,7 +47,7 @@ from text2grad.policy import build_policy, save_policy
 from text2grad.rewards import combine_rewards
 from text2grad.trainer import Checkpoint, Hooks, Stopped, TrainResult, UpdateReport, fixed_batches, train
 from training import services
-from training.models import ModelVersion, RoundMetric, TrainingRound
+from training.models import ModelVersion, RoundMetric, TokenReward, TrainingRound
 
 from . import on_policy
 from .rewards import base_tokenizer, rewards_store_missing

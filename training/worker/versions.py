@@ -1,10 +1,12 @@
-"""Worker-side: model versions and round checkpoints in the artifact store.
+"""Worker-side: model versions, critics and round checkpoints in the artifact store.
 
 A version's adapter folder is published under ``models/versions/<name>`` (uploaded, read back and checked
 against its sha256 manifest) before the ModelVersion row that points to it is created, so a worker killed
 mid-upload leaves objects that no row names, never a half-published version. Any worker loads a version
 by fetching it once into ``T2G_MODEL_CACHE_DIR/<content hash>``. Checkpoints follow the same pattern under
 ``checkpoints/round-<id>/step-<n>``: the round's ``checkpoint_path`` moves to a step only once it is whole.
+Critics (adapter + token head) too, under ``models/critics/<name>``: published before their CriticVersion
+row, fetched by content hash on whichever host predicts or scores with them.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from django.conf import settings
 
 from artifacts import default_store
 from artifacts.folders import MANIFEST, content_hash, folder_fetch, folder_publish, folder_read_manifest
-from training.models import ModelVersion
+from training.models import CriticVersion, ModelVersion
 
 logger = logging.getLogger(__name__)
 
 VERSIONS_PREFIX = "models/versions"
+CRITICS_PREFIX = "models/critics"
 CHECKPOINTS_PREFIX = "checkpoints"
 
 
@@ -52,19 +55,42 @@ def version_dir(version: ModelVersion | None) -> Path | None:
     return path if path.is_absolute() else settings.T2G_MODELS_DIR / path
 
 
+def critic_publish(*, source_dir: Path, name: str) -> tuple[str, str]:
+    """Upload and verify a critic's folder (adapter + token head), like a version's. Returns (storage
+    key, content hash) for its CriticVersion row, which is written only after this returns."""
+    key = f"{CRITICS_PREFIX}/{name}"
+    started = time.perf_counter()
+    digest = folder_publish(default_store(), source_dir, key)
+    logger.info("Published %s (%s…) in %.2f s", key, digest[:12], time.perf_counter() - started)
+    return key, digest
+
+
+def critic_fetch(*, storage_key: str, content_hash: str, adapter_path: str = "") -> Path:
+    """A local folder with a critic's adapter and head: fetched from the store once per content hash, so
+    any host can predict with it (a critic written before the store: its folder under T2G_MODELS_DIR)."""
+    if storage_key:
+        return folder_fetch(default_store(), storage_key, content_hash, settings.T2G_MODEL_CACHE_DIR)
+    path = Path(adapter_path)
+    return path if path.is_absolute() else settings.T2G_MODELS_DIR / path
+
+
 def versions_collect_orphans(*, min_age_s: int = 24 * 3600) -> list[str]:
-    """Delete version folders in the store that no row names and that nobody wrote to for ``min_age_s``:
-    what a worker killed between upload and commit left behind. Returns the deleted keys."""
+    """Delete version and critic folders in the store that no row names and that nobody wrote to for
+    ``min_age_s``: what a worker killed between upload and commit left behind. Returns the deleted keys."""
     store = default_store()
-    newest: dict[str, float] = {}
-    for key, stamp in store.list_modified(VERSIONS_PREFIX).items():
-        folder = "/".join(key.split("/")[:3])
-        newest[folder] = max(newest.get(folder, 0.0), stamp)
-    named = set(ModelVersion.objects.exclude(storage_key="").values_list("storage_key", flat=True))
     cutoff = time.time() - min_age_s
-    orphans = sorted(folder for folder, stamp in newest.items() if folder not in named and stamp < cutoff)
+    orphans = []
+    for prefix, model in ((VERSIONS_PREFIX, ModelVersion), (CRITICS_PREFIX, CriticVersion)):
+        newest: dict[str, float] = {}
+        for key, stamp in store.list_modified(prefix).items():
+            folder = "/".join(key.split("/")[:3])
+            newest[folder] = max(newest.get(folder, 0.0), stamp)
+        named = set(model.objects.exclude(storage_key="").values_list("storage_key", flat=True))
+        orphans += sorted(
+            folder for folder, stamp in newest.items() if folder not in named and stamp < cutoff
+        )
     for folder in orphans:
-        logger.warning("Deleting %s: no model version names it (an upload that never committed)", folder)
+        logger.warning("Deleting %s: no row names it (an upload that never committed)", folder)
         store.delete(folder)
     return orphans
 

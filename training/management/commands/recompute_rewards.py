@@ -21,9 +21,13 @@ class Command(BaseCommand):
                 raise CommandError(f"No project named {options['project']!r}")
             project_id = project.pk
         if options["queue"]:
-            from training.tasks import recompute_all_rewards
+            from django.db import transaction
 
-            recompute_all_rewards.delay(project_id)
+            from jobs import dispatch
+
+            # Through the outbox like every other dispatch: a broker that is away now gets it from the relay.
+            with transaction.atomic():
+                dispatch.enqueue("training.recompute_all_rewards", project_id)
             self.stdout.write("Queued the recomputation; the worker runs it.")
             return
         from training.worker import rewards

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotations', '0013_prompt_held_out'),
+        ('annotations', '0014_tokenreward_to_training'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
