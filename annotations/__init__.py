@@ -18,4 +18,19 @@
 - **Training**: `training.services.round_snapshot` selects by review status, minimum agreement and
   excluded annotators; a gold-only round's snapshot is the gold annotations, so `build_samples` trains on
   their rewards alone.
+
+Machine critics as drafts for people (issue 27)
+-----------------------------------------------
+- **Configuration**: `MachineCriticConfig` (a project's registered critic, `text2grad.machine_critics`, and
+  its settings), set by admins on *Project → Machine critics* or `manage.py run_machine_critic`.
+- **Runs**: `MachineCriticJob` (the job framework; `annotations.machine_critic_run` on the `critics` lane):
+  `annotations/services/machine.py` (web side: configure, start, cancel), `annotations/machine.py` (worker
+  side: builds the critic, critiques each output, writes a submitted `Annotation` with `origin=machine`
+  by the critic's inactive machine user, `critic` holding its name, version, settings, job, evidence and
+  problems; spans `origin=machine`; token rewards through `annotation_submitting` like anyone's).
+- **Drafts for people**: they take no person's slot (`annotation_count`), wait in the review queue,
+  are left out of `OutputAgreement` (people's agreement) and compared with people in
+  `selectors/machine.py` (the agreement page and API's `machine`). Rounds and critic training choose by
+  `origin` (people / machine-accepted / all, `training.services.ORIGIN_CHOICES`); exports carry `origin`
+  and `critic` and filter by `origin`.
 """

@@ -5,6 +5,8 @@ from .models import (
     Assignment,
     DatasetExport,
     Generation,
+    MachineCriticConfig,
+    MachineCriticJob,
     OutputAgreement,
     Project,
     Prompt,
@@ -67,8 +69,17 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 @admin.register(Annotation)
 class AnnotationAdmin(admin.ModelAdmin):
-    list_display = ("id", "generation", "annotator", "status", "rating", "time_spent_seconds", "submitted_at")
-    list_filter = ("status", "annotator", "generation__prompt__project")
+    list_display = (
+        "id",
+        "generation",
+        "annotator",
+        "origin",
+        "status",
+        "rating",
+        "time_spent_seconds",
+        "submitted_at",
+    )
+    list_filter = ("status", "origin", "annotator", "generation__prompt__project")
     search_fields = ("overall_critique",)
     raw_id_fields = ("generation",)
     inlines = [SpanInline]
@@ -92,3 +103,18 @@ class OutputAgreementAdmin(admin.ModelAdmin):
     list_display = ("generation", "annotators", "alpha", "span_f1", "score", "has_gold", "computed_at")
     list_filter = ("has_gold",)
     raw_id_fields = ("generation",)
+
+
+@admin.register(MachineCriticConfig)
+class MachineCriticConfigAdmin(admin.ModelAdmin):
+    # Saved through the admin the name is not checked against T2G_MACHINE_CRITICS; the project's machine
+    # critics page (annotations.services.machine) checks it. A bad name or setting fails the run, saying why.
+    list_display = ("id", "project", "name", "enabled", "updated_at")
+    list_filter = ("project", "enabled")
+
+
+@admin.register(MachineCriticJob)
+class MachineCriticJobAdmin(admin.ModelAdmin):
+    list_display = ("id", "project", "status", "progress_step", "progress_total", "created_at")
+    list_filter = ("status", "project")
+    readonly_fields = ("generation_ids", "report", "critic")

@@ -37,7 +37,7 @@ def _register_jobs() -> None:
 
     from .exports.jobs import export_partials_delete
     from .imports.jobs import import_uploads_sweep
-    from .models import DatasetExport, PromptImport
+    from .models import DatasetExport, MachineCriticJob, PromptImport
 
     register(
         JobKind(
@@ -60,6 +60,17 @@ def _register_jobs() -> None:
             resume_note="it continues after the rows it committed.",
             max_requeues=2,
             typical_s=0.005,  # per row
+        )
+    )
+    register(
+        JobKind(
+            MachineCriticJob,
+            "machine critic run",
+            "annotations.machine_critic_run",
+            on_lost="resume",
+            resume_note="it continues after the outputs it critiqued.",
+            max_requeues=2,
+            typical_s=2.0,  # per output (a sandboxed test run)
         )
     )
     register_sweep("import uploads", import_uploads_sweep)

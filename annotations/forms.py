@@ -127,3 +127,35 @@ class WebhookForm(forms.Form):
 
         super().__init__(*args, **kwargs)
         self.fields["events"].choices = [(name, f"{name}: {label}") for name, label in WEBHOOK_EVENTS.items()]
+
+
+class MachineCriticForm(forms.Form):
+    """A project's machine critic: its registry name, its settings as a JSON object, on or off. The
+    service checks the name against the deployment's critics; the worker, the settings against the critic."""
+
+    name = forms.ChoiceField(label="Critic", choices=())
+    critic_settings = forms.CharField(
+        label="Settings (JSON)",
+        required=False,
+        initial="{}",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text='For example {"mark_good": false} for unit-tests; an unknown key fails the run and names the '
+        "keys the critic knows.",
+    )
+    enabled = forms.BooleanField(required=False, initial=True)
+
+    def __init__(self, *args, **kwargs):
+        from django.conf import settings
+
+        super().__init__(*args, **kwargs)
+        self.fields["name"].choices = [(name, name) for name in settings.T2G_MACHINE_CRITICS]
+
+    def clean_critic_settings(self) -> dict:
+        value = self.cleaned_data["critic_settings"] or "{}"
+        try:
+            parsed = safejson.loads(value, max_depth=8, name="the settings")
+        except ValueError as exc:
+            raise forms.ValidationError(f"Settings must be a JSON object: {exc}") from None
+        if not isinstance(parsed, dict):
+            raise forms.ValidationError("Settings must be a JSON object (names to values).")
+        return parsed

@@ -291,6 +291,10 @@ class Annotation(models.Model):
         ADJUDICATED = "adjudicated", "Adjudicated by a reviewer from the annotators' work"
         HONEYPOT = "honeypot", "Set by an admin before annotators saw the output"
 
+    class Origin(models.TextChoices):
+        PEOPLE = "people", "Written by a person"
+        MACHINE = "machine", "Drafted by a machine critic"
+
     generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="annotations")
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations"
@@ -309,6 +313,15 @@ class Annotation(models.Model):
     # the output's annotations, never shown to annotators; rounds and exports can choose it alone.
     is_gold = models.BooleanField(default=False)
     gold_origin = models.CharField(max_length=12, choices=GoldOrigin.choices, blank=True)
+    # Who wrote it: a person, or a machine critic (a draft for people: it enters the review queue, does
+    # not count towards the output's quota, and rounds take it only when their selection asks for it).
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.PEOPLE, db_index=True)
+    critic = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Machine annotations: the critic that wrote it (name, version, settings), the job, the "
+        "result's status, whole-output evidence and problems.",
+    )
 
     class Meta:
         ordering = ["id"]
@@ -340,6 +353,7 @@ class Span(models.Model):
         ALIGNED = "aligned", "Proposed from a critique"
         LLM = "llm", "Proposed by an LLM aligner"
         CRITIC = "critic", "Proposed by the learned critic"
+        MACHINE = "machine", "Written by a machine critic"
 
     annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="spans")
     start = models.PositiveIntegerField()
@@ -614,3 +628,55 @@ class WebhookAttempt(models.Model):
     @property
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+# --- machine critics ---------------------------------------------------------------------------------
+class MachineCriticConfig(models.Model):
+    """A registered machine critic (``text2grad.machine_critics``) an admin set up for a project, with its
+    settings as given (the critic fills in its defaults; each run records the full settings and version)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="machine_critics")
+    name = models.CharField(
+        max_length=64, help_text="The critic's registry name (unit-tests, reference, ...)."
+    )
+    critic_settings = models.JSONField(default=dict, blank=True, help_text="Settings given to the critic.")
+    enabled = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["project", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="machine_critic_once_per_project"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} on {self.project}"
+
+
+class MachineCriticJob(Job):
+    """One run of a machine critic over a project's outputs: it writes one machine annotation per output
+    (by the critic's machine annotator), each committed with the job's progress, so a run queued again
+    after its worker died resumes after the outputs it wrote. ``critic`` is what ran: the name and
+    settings asked for, then (once the worker built it) the version and the settings with defaults."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="machine_critic_jobs")
+    config = models.ForeignKey(
+        MachineCriticConfig, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    critic = models.JSONField(default=dict)
+    generation_ids = models.JSONField(default=list, help_text="The outputs to critique, frozen at start.")
+    report = models.JSONField(
+        default=dict, blank=True, help_text="written, skipped, failed (critic failures), problems."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Machine critic job {self.pk} ({self.critic.get('name')}, {self.status})"

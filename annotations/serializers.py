@@ -279,6 +279,11 @@ class AnnotationSerializer(serializers.ModelSerializer):
         "stable pseudonym (the one exports write)."
     )
     spans = SpanSerializer(many=True, read_only=True)
+    critic = serializers.JSONField(
+        read_only=True,
+        help_text="For a machine critic's draft (origin machine): the critic's name, version and settings, "
+        "the run, the result's status, evidence and problems; {} for people's annotations.",
+    )
 
     class Meta:
         model = Annotation
@@ -299,6 +304,8 @@ class AnnotationSerializer(serializers.ModelSerializer):
             "submitted_at",
             "is_gold",
             "gold_origin",
+            "origin",
+            "critic",
             "review",
         ]
         read_only_fields = fields

@@ -47,3 +47,14 @@ def webhook_deliver(delivery_id: int) -> str:
     from . import webhooks
 
     return webhooks.webhook_deliver(delivery_id=delivery_id)
+
+
+@shared_task(
+    name="annotations.machine_critic_run", acks_late=True, soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60
+)
+def machine_critic_run(job_id: int) -> None:
+    from .machine import machine_critic_run as run
+
+    # Claimed like every job: a redelivered message does nothing; a run whose worker died is queued
+    # again by the reaper and resumes after the outputs it wrote.
+    run(job_id=job_id)

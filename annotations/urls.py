@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import integrations, review, workspace
+from .views import integrations, machine, review, workspace
 
 urlpatterns = [
     path("projects/", workspace.project_list, name="project_list"),
@@ -35,4 +35,14 @@ urlpatterns += [
     path("webhooks/<int:pk>/", integrations.webhook_detail, name="webhook_detail"),
     path("webhooks/<int:pk>/<str:action>/", integrations.webhook_action, name="webhook_action"),
     path("webhook-deliveries/<int:pk>/redeliver/", integrations.webhook_redeliver, name="webhook_redeliver"),
+    path("projects/<int:pk>/machine-critics/", machine.machine_critics, name="machine_critics"),
+    path(
+        "projects/<int:pk>/machine-critics/configure/",
+        machine.machine_critic_configure,
+        name="machine_critic_configure",
+    ),
+    path("machine-critics/<int:pk>/run/", machine.machine_critic_run, name="machine_critic_run"),
+    path(
+        "machine-critics/runs/<int:pk>/cancel/", machine.machine_critic_cancel, name="machine_critic_cancel"
+    ),
 ]

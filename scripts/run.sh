@@ -115,6 +115,12 @@ if [ "${T2G_ENDPOINT:-1}" != "0" ]; then
   supervise "endpoint" var/log/endpoint.log env $(threads "$GEN_THREADS") \
     "$BIN/python" manage.py serve_openai --host "$HOST" --port "$ENDPOINT_PORT"
 fi
+
+# Machine critics run code in the sandbox (its own processes, with their own limits) or wait on an LLM
+# endpoint: a lane of their own, one run at a time, one compute thread.
+# shellcheck disable=SC2046
+supervise "critics worker" var/log/worker-critics.log env $(threads 1) \
+  "${CELERY[@]}" -n "critics@%h" -Q critics -c 1
 $BIN/gunicorn text2grad_web.wsgi -c python:text2grad_web.gunicorn_conf -b "$HOST:$PORT" --access-logfile - &
 web=$!
 pids+=($web)

@@ -216,7 +216,10 @@ def _worker_env(tiny_model_dir: Path, models_dir: Path) -> dict:
 
 
 def start_worker(
-    env: dict, log_path: Path, name: str, queues: str = "interactive,housekeeping,default,generation,training"
+    env: dict,
+    log_path: Path,
+    name: str,
+    queues: str = "interactive,housekeeping,default,generation,training,critics",
 ) -> subprocess.Popen:
     """Start `celery worker` as a separate process and wait until it is ready to consume."""
     log = open(log_path, "w")  # noqa: SIM115 (the process owns it; closed by stop_worker)

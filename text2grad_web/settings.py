@@ -385,6 +385,8 @@ SPECTACULAR_SETTINGS = {
         "CampaignStatusEnum": "evaluation.models.EvaluationCampaign.Status",
         "JudgementStatusEnum": "evaluation.models.PairwiseJudgement.Status",
         "ModelDownloadKindEnum": "training.models.ModelDownload.Kind",
+        "AnnotationOriginEnum": "annotations.models.Annotation.Origin",
+        "OriginEnum": "annotations.models.Span.Origin",  # the name it had before annotations had one
     },
 }
 
@@ -441,6 +443,9 @@ CELERY_TASK_ROUTES = {
     "jobs.*": {"queue": "interactive"},
     "training.train_critic": {"queue": "training"},
     "training.critic_predict": {"queue": "generation"},
+    # Machine critics run code in the sandbox or wait on an LLM endpoint for minutes: a lane of their own,
+    # so they never hold up generation, training or the work a person waits for.
+    "annotations.machine_critic_run": {"queue": "critics"},
     # A person waits for a download to be built (a merge takes seconds on SmolLM2): the interactive lane.
     "training.build_download": {"queue": "interactive"},
     # Housekeeping has a queue of its own, read by the interactive worker beside its own queue: a backlog of
@@ -450,7 +455,11 @@ CELERY_TASK_ROUTES = {
     # A slow receiver holds a worker for at most T2G_WEBHOOK_TIMEOUT_S: short enough for the interactive lane.
     "annotations.webhook_deliver": {"queue": "interactive"},
 }
-T2G_LANES = ["interactive", "housekeeping", "default", "generation", "training"]
+T2G_LANES = ["interactive", "housekeeping", "default", "generation", "training", "critics"]
+# Machine critics admins may configure on a project (text2grad.machine_critics' registry names; a
+# deployment that registers a critic of its own adds its name here). The worker checks each name and its
+# settings against the registry when a run starts.
+T2G_MACHINE_CRITICS = env_list("T2G_MACHINE_CRITICS", ["unit-tests", "reference", "llm", "custom"])
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Jobs: heartbeats every few seconds while running; a job silent for T2G_JOB_STALE_AFTER_S lost its worker

@@ -10,7 +10,7 @@ from annotations.models import Project
 from text2grad.config import TrainingConfig
 
 from .models import ModelVersion, TrainingRound
-from .services import REVIEW_CHOICES
+from .services import ORIGIN_CHOICES, REVIEW_CHOICES
 
 _DEFAULTS = TrainingConfig()
 # (field, label, min, max): the knobs worth a form field; the rest keep their config defaults.
@@ -78,6 +78,14 @@ class RoundLaunchForm(forms.Form):
         required=False,  # left out: every submitted annotation, as before reviews existed
         help_text="Gold only trains on exactly the adjudicated spans (the gold annotation's rewards).",
     )
+    origin = forms.ChoiceField(
+        label="Data by origin",
+        choices=list(ORIGIN_CHOICES.items()),
+        initial="people",
+        required=False,
+        help_text="Machine critics' annotations are drafts: train on them only once a reviewer accepted "
+        "them, unless you choose all.",
+    )
     min_agreement = forms.FloatField(
         label="Minimum agreement (α)",
         required=False,
@@ -118,6 +126,7 @@ class RoundLaunchForm(forms.Form):
             "until": data["until"].isoformat() if data["until"] else None,
             "model_version_id": data["model_version"].pk if data["model_version"] else None,
             "review": data["review"] or "submitted",
+            "origin": data["origin"] or "people",
             "min_agreement": data["min_agreement"],
             "undefined_agreement": "include" if data["include_undefined_agreement"] else "exclude",
             "exclude_annotators": sorted(user.pk for user in data["exclude_annotators"]),
@@ -144,6 +153,14 @@ class CriticTrainForm(forms.Form):
         required=False,
         help_text="As for rounds; rejected annotations are never used and an output's gold replaces its annotators'.",
     )
+    origin = forms.ChoiceField(
+        label="Data by origin",
+        choices=list(ORIGIN_CHOICES.items()),
+        initial="people",
+        required=False,
+        help_text="Machine critics' annotations are drafts: train on them only once a reviewer accepted "
+        "them, unless you choose all.",
+    )
     min_agreement = forms.FloatField(
         label="Minimum agreement (α)", required=False, min_value=-1.0, max_value=1.0,
         help_text="Only outputs whose annotators agree at least this much (gold outputs are kept).",
@@ -159,6 +176,7 @@ class CriticTrainForm(forms.Form):
     def selection(self) -> dict:
         return {
             "review": self.cleaned_data["review"] or "submitted",
+            "origin": self.cleaned_data["origin"] or "people",
             "min_agreement": self.cleaned_data["min_agreement"],
         }
 

@@ -142,6 +142,20 @@ class ProjectPairSerializer(serializers.Serializer):
     span_f1 = serializers.FloatField(allow_null=True)
 
 
+class MachineAgreementSerializer(serializers.Serializer):
+    critic = serializers.CharField(help_text="The machine critic's registry name.")
+    drafts = serializers.IntegerField(help_text="Its submitted drafts on the project.")
+    outputs = serializers.IntegerField(
+        help_text="Outputs with its draft and at least one person's annotation."
+    )
+    pairs = serializers.IntegerField(help_text="Critic-person pairs measured.")
+    alpha = serializers.FloatField(allow_null=True, help_text="Nominal alpha over the pairs' characters.")
+    span_f1 = serializers.FloatField(allow_null=True, help_text="Mean span F1 over the pairs.")
+    accepted = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    waiting = serializers.IntegerField(help_text="Drafts not yet reviewed.")
+
+
 class ProjectAgreementSerializer(serializers.Serializer):
     outputs = serializers.IntegerField()
     measured = serializers.IntegerField(help_text="Outputs with two or more annotations.")
@@ -157,6 +171,9 @@ class ProjectAgreementSerializer(serializers.Serializer):
     over_time = WeekAgreementSerializer(many=True)
     per_annotator = AnnotatorAgreementSerializer(many=True)
     pairs = ProjectPairSerializer(many=True)
+    machine = MachineAgreementSerializer(
+        many=True, help_text="Each machine critic's drafts against people (left out of the figures above)."
+    )
 
 
 class GoldSerializer(serializers.Serializer):

@@ -58,6 +58,8 @@ def _spans_schema(pa):
             ("rating", pa.int64()),
             ("submitted_at", pa.timestamp("us", tz="UTC")),
             ("is_gold", pa.bool_()),
+            ("origin", pa.string()),
+            ("critic", pa.string()),
             ("review", pa.string()),
             ("agreement", pa.float64()),
             ("span_f1", pa.float64()),
@@ -84,6 +86,8 @@ def _token_rewards_schema(pa):
             ("rewards", pa.list_(pa.float64())),
             ("behaviour_logprobs", pa.list_(pa.float64())),
             ("is_gold", pa.bool_()),
+            ("origin", pa.string()),
+            ("critic", pa.string()),
             ("review", pa.string()),
             ("agreement", pa.float64()),
         ]

@@ -15,6 +15,7 @@ KINDS = ("spans", "token-rewards", "kto", "dpo")
 FORMATS = ("jsonl", "csv", "parquet")
 STATUSES = ("submitted", "draft", "any")
 REVIEWS = ("any", "accepted", "rejected", "pending")  # pending: submitted, not yet reviewed (gold never is)
+ORIGINS = ("any", "people", "machine")  # who wrote the annotation: a person or a machine critic (issue 27)
 MAX_ID = 2**63 - 1  # a bigint primary key
 DEFAULT_CHUNK = 2000  # rows per database fetch and per write
 
@@ -41,6 +42,7 @@ class ExportQuery:
     identify_annotators: bool = False  # usernames instead of pseudonyms (admins only)
     review: str = "any"  # by the reviewer's verdict (REVIEWS)
     gold_only: bool = False  # only the outputs' gold annotations (adjudicated or honeypot)
+    origin: str = "any"  # by who wrote the annotation (ORIGINS); rows carry it either way
     kto_desirable_min: float = 4.0  # mean rating at or above: label True
     kto_undesirable_max: float = 2.0  # mean rating at or below: label False; between: left out
     dpo_min_margin: float = 1.0  # chosen's mean rating exceeds rejected's by at least this
@@ -131,6 +133,8 @@ def annotation_filters(query: ExportQuery, *, prefix: str = "") -> dict[str, Any
         lookups[f"{prefix}submitted_at__lt"] = datetime.fromisoformat(query.submitted_before)
     if query.gold_only:
         lookups[f"{prefix}is_gold"] = True
+    if query.origin != "any":
+        lookups[f"{prefix}origin"] = query.origin
     if query.review in ("accepted", "rejected"):
         lookups[f"{prefix}review__verdict"] = query.review
     elif query.review == "pending":
@@ -188,6 +192,11 @@ def _read_filters(data: dict, values: dict, errors: dict, *, kind: str) -> None:
             errors[key] = "must be true or false"
         else:
             values[key] = flag
+    origin = data.get("origin") or "any"
+    if origin not in ORIGINS:
+        errors["origin"] = f"must be one of {', '.join(ORIGINS)}"
+    else:
+        values["origin"] = origin
     review = data.get("review") or "any"
     if review not in REVIEWS:
         errors["review"] = f"must be one of {', '.join(REVIEWS)}"

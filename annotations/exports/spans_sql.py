@@ -27,6 +27,8 @@ SELECT
   || ',"rating":' || coalesce(a."rating"::text, 'null')
   || ',"submitted_at":' || coalesce('"' || {iso} || '"', 'null')
   || ',"is_gold":' || CASE WHEN a."is_gold" THEN 'true' ELSE 'false' END
+  || ',"origin":' || to_json(a."origin")::text
+  || ',"critic":' || coalesce(to_json(a."critic"->>'name')::text, 'null')
   || ',"review":' || coalesce(to_json(rv."verdict")::text, 'null')
   || ',"agreement":' || {agreement_score} || ',"span_f1":' || {agreement_f1}
   || ',"spans":[' || coalesce((

@@ -32,6 +32,8 @@ _TOKEN_REWARD_COLUMNS = (
     "annotation__generation__response_token_ids",
     "annotation__generation__behaviour_logprobs",
     "annotation__is_gold",
+    "annotation__origin",
+    "annotation__critic__name",
     "annotation__review__verdict",
     "annotation__generation__agreement__score",
 )
@@ -78,6 +80,8 @@ def _token_reward_row(values: tuple, name_of) -> dict[str, Any]:
         sampled_ids,
         behaviour_logprobs,
         is_gold,
+        origin,
+        critic,
         verdict,
         agreement,
     ) = values
@@ -102,6 +106,8 @@ def _token_reward_row(values: tuple, name_of) -> dict[str, Any]:
             else []
         ),
         "is_gold": is_gold,
+        "origin": origin,
+        "critic": critic,
         "review": verdict,
         "agreement": agreement,
     }

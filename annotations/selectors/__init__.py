@@ -3,6 +3,7 @@ annotator's queue and its candidates, progress and counts) and ``review`` (the r
 annotations side by side, a project's agreement report). The names other modules use are re-exported here.
 """
 
+from .machine import MachineAgreement, machine_agreement, machine_critic_jobs, machine_critics_of
 from .review import (
     AgreementReport,
     AnnotatorWork,
@@ -34,6 +35,10 @@ from .workspace import (
 )
 
 __all__ = [
+    "MachineAgreement",
+    "machine_agreement",
+    "machine_critic_jobs",
+    "machine_critics_of",
     "AVAILABLE_CAP",
     "AgreementReport",
     "AnnotatorWork",

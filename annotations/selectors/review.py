@@ -18,6 +18,7 @@ from text2grad.agreement import CATEGORIES, alpha_from_coincidence, binary_coinc
 
 from ..exports import pseudonym
 from ..models import Annotation, Generation, OutputAgreement, Project, Review
+from .machine import machine_agreement
 
 
 def _finite(value) -> float | None:
@@ -35,7 +36,8 @@ def _alpha(matrices: list, level: str = "nominal") -> float | None:
 
 # --- the review queue ------------------------------------------------------------------------------
 def review_queue(project: Project) -> QuerySet[Generation]:
-    """Outputs whose annotations are all in and not all reviewed, lowest agreement first; then outputs
+    """Outputs whose annotations are all in and not all reviewed, or that carry a machine critic's draft
+    not yet reviewed, lowest agreement first; then outputs
     whose agreement cannot be measured (one annotation each); last those whose alpha is undefined (two or
     more annotators gave every unit the same value, nothing to reconcile). With the project's
     ``review_scope`` "below", only outputs under its threshold and those that cannot be measured (an
@@ -46,9 +48,11 @@ def review_queue(project: Project) -> QuerySet[Generation]:
         is_gold=False,
         review__isnull=True,
     )
-    queryset = Generation.objects.filter(
-        prompt__project=project, annotation_count__gte=project.annotations_per_output
-    ).filter(Exists(pending))
+    # A machine critic's draft waits for review whether or not people have annotated the output yet.
+    machine_pending = pending.filter(origin=Annotation.Origin.MACHINE)
+    queryset = Generation.objects.filter(prompt__project=project).filter(
+        (Q(annotation_count__gte=project.annotations_per_output) & Exists(pending)) | Exists(machine_pending)
+    )
     undefined = Q(agreement__annotators__gte=2, agreement__score__isnull=True)
     unmeasured = Q(agreement__isnull=True) | Q(agreement__annotators__lt=2)
     if project.review_scope == "below":
@@ -75,7 +79,7 @@ def review_counts(project: Project) -> dict[str, int]:
 class AnnotatorWork:
     annotation: Annotation
     alias: str  # "A1", "A2", ... in annotator order on this output
-    name: str  # the pseudonym
+    name: str  # the pseudonym (a machine critic's draft: "machine · <critic> v<version>")
     spans: list = field(default_factory=list)
     review: Review | None = None
     gold_f1: float | None = None
@@ -99,13 +103,21 @@ def output_for_review(generation: Generation) -> tuple[list[AnnotatorWork], Anno
             AnnotatorWork(
                 annotation=annotation,
                 alias=f"A{number}",
-                name=pseudonym(annotation.annotator_id),
+                name=_author(annotation),
                 spans=list(annotation.spans.all()),
                 review=review,
                 gold_f1=gold_f1.get(annotation.annotator_id),
             )
         )
     return work, gold
+
+
+def _author(annotation: Annotation) -> str:
+    """How a review page names who wrote an annotation: a person's pseudonym, or the machine critic."""
+    if annotation.origin == Annotation.Origin.MACHINE:
+        critic = annotation.critic or {}
+        return f"machine · {critic.get('name', '?')} v{critic.get('version', '?')}"
+    return pseudonym(annotation.annotator_id)
 
 
 # --- a project's agreement -------------------------------------------------------------------------
@@ -122,6 +134,7 @@ class AgreementReport:
     over_time: list[dict] = field(default_factory=list)
     per_annotator: list[dict] = field(default_factory=list)
     pairs: list[dict] = field(default_factory=list)
+    machine: list = field(default_factory=list)  # MachineAgreement per critic (machine drafts vs people)
 
 
 def project_agreement(project: Project) -> AgreementReport:
@@ -163,6 +176,7 @@ def project_agreement(project: Project) -> AgreementReport:
             )
     report.over_time = _over_time(project)
     report.per_annotator, report.pairs = _people(rows)
+    report.machine = machine_agreement(project)
     return report
 
 

@@ -61,10 +61,12 @@ def _refresh_chunk(ids: list[int]) -> int:
 
 
 def _chunk_inputs(ids: list[int]) -> tuple[dict[int, list[tuple]], list[int], list[OutputInput]]:
-    """The submitted annotations of these outputs grouped by output, in the order of the measured inputs,
+    """The submitted annotations of these outputs (people's: machine drafts are compared with people in
+    ``selectors.machine_agreement``) grouped by output, in the order of the measured inputs,
     and one ``OutputInput`` per output: its length, each coder's spans, the gold coder, ratings, offsets."""
     annotations = list(
         Annotation.objects.filter(generation_id__in=ids, status=Annotation.Status.SUBMITTED)
+        .exclude(origin=Annotation.Origin.MACHINE)  # people's agreement; machine against people is its own
         .order_by("generation_id", "is_gold", "annotator_id")
         .values_list("id", "generation_id", "annotator_id", "is_gold", "rating", "submitted_at")
     )

@@ -29,6 +29,7 @@ QUERY_FIELDS = (
     "submitted_before",
     "tokenizer_fingerprint",
     "review",
+    "origin",
     "kto_desirable_min",
     "kto_undesirable_max",
     "dpo_min_margin",
@@ -57,6 +58,7 @@ def _form_choices(viewer) -> dict:
         "formats": exports.FORMATS,
         "statuses": exports.STATUSES,
         "reviews": exports.REVIEWS,
+        "origins": exports.ORIGINS,
         "projects": Project.objects.order_by("name").values_list("pk", "name"),
         "versions": selectors.model_versions_with_outputs(),
         "annotators": sorted(
@@ -118,6 +120,7 @@ QUERY_LABELS = {
     "submitted_before": "Submitted before",
     "tokenizer_fingerprint": "Tokenizer",
     "identify_annotators": "Usernames instead of pseudonyms",
+    "origin": "Written by (people / machine critics)",
     "kto_desirable_min": "KTO: desirable at mean rating ≥",
     "kto_undesirable_max": "KTO: undesirable at mean rating ≤",
     "dpo_min_margin": "DPO: minimum rating margin",

@@ -97,6 +97,8 @@ def reference_spans_rows(annotations, name_of) -> list[dict]:
                 "rating": a.rating,
                 "submitted_at": a.submitted_at,
                 "is_gold": a.is_gold,
+                "origin": a.origin,
+                "critic": (a.critic or {}).get("name"),
                 "review": _verdict(a),
                 "agreement": _agreement(g, "score"),
                 "span_f1": _agreement(g, "span_f1"),
@@ -140,6 +142,8 @@ def reference_token_reward_rows(rewards, name_of) -> list[dict]:
                 "rewards": [float(x) for x in r.rewards],
                 "behaviour_logprobs": g.behaviour_logprobs if sampled else [],
                 "is_gold": a.is_gold,
+                "origin": a.origin,
+                "critic": (a.critic or {}).get("name"),
                 "review": _verdict(a),
                 "agreement": _agreement(g, "score"),
             }

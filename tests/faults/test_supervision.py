@@ -57,7 +57,7 @@ def test_a_killed_worker_is_restarted_and_the_web_server_stays_up(fault_env, tmp
         wait_for(lanes_up, timeout=180, message="the web server and every lane's worker")
         first = _interactive_pid()
         worker_groups = {beat.pid for beat in WorkerBeat.objects.exclude(lanes="")}
-        assert len(worker_groups) == 3
+        assert len(worker_groups) == 4  # interactive, generation, training, critics
         assert all(os.getpgid(pid) == pid for pid in worker_groups)  # each worker leads a group of its own
         # Each lane's compute threads are capped so the lanes do not oversubscribe the cores.
         cores = len(os.sched_getaffinity(0))  # what nproc counts
@@ -66,6 +66,7 @@ def test_a_killed_worker_is_restarted_and_the_web_server_stays_up(fault_env, tmp
             "interactive": "1",
             "generation": str(generation),
             "training": str(max(1, cores - 1 - generation)),
+            "critics": "1",  # the sandbox runs the code in processes of its own
         }
         for beat in WorkerBeat.objects.exclude(lanes=""):
             environ = dict(

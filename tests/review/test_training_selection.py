@@ -73,7 +73,7 @@ def test_launch_form_records_the_choice(client, login, admin_user, reviewed, ann
     assert response.status_code == 302, response.content.decode()[:2000]
     training_round = TrainingRound.objects.get()
     assert training_round.selection == {
-        "project_id": project.pk, "review": "accepted", "min_agreement": -1.0,
+        "project_id": project.pk, "review": "accepted", "origin": "people", "min_agreement": -1.0,
         "undefined_agreement": "exclude", "exclude_annotators": [annotator2.pk],
     }  # fmt: skip
     assert training_round.snapshot == sorted([reviewed["a1"].pk, reviewed["b1"].pk])

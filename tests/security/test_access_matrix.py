@@ -143,6 +143,16 @@ HTML = {
     "critic_activate": ("post", "/critics/{critic}/activate/", "403 403 403 ok 403 L"),
     "critic_job_status": ("get", "/critic-jobs/{critic_job}/", "403 ok 403 ok 403 L"),
     "critic_job_cancel": ("post", "/critic-jobs/{critic_job}/cancel/", "403 403 403 ok 403 L"),
+    # machine critics (issue 27): admins configure, run and cancel; the drafts are reviewed as above
+    "machine_critics": ("get", "/projects/{project}/machine-critics/", "403 403 403 ok 403 L"),
+    "machine_critic_configure": (
+        "post",
+        "/projects/{project}/machine-critics/configure/",
+        "403 403 403 ok 403 L",
+        {"name": "unit-tests", "critic_settings": "{{}}", "enabled": "on"},
+    ),
+    "machine_critic_run": ("post", "/machine-critics/{machine_config}/run/", "403 403 403 ok 403 L"),
+    "machine_critic_cancel": ("post", "/machine-critics/runs/{machine_job}/cancel/", "403 403 403 ok 403 L"),
     "critic_prediction_cancel": (
         "post",
         "/critic-predictions/{critic_prediction}/cancel/",
@@ -348,6 +358,12 @@ def world(feedback, annotator, researcher, reviewer, admin_user):
         project=feedback.project, name="critic-1", base_model="tiny", adapter_path="critic-1"
     )
     critic_job = CriticTrainingJob.objects.create(project=feedback.project, created_by=admin_user)
+    from annotations.models import MachineCriticConfig, MachineCriticJob
+
+    machine_config = MachineCriticConfig.objects.create(project=feedback.project, name="unit-tests")
+    machine_job = MachineCriticJob.objects.create(
+        project=feedback.project, config=machine_config, critic={"name": "unit-tests"}
+    )
     critic_prediction = CriticPredictionJob.objects.create(
         critic_version=critic, generation_ids=[own.generation_id]
     )
@@ -385,6 +401,8 @@ def world(feedback, annotator, researcher, reviewer, admin_user):
         "judgement": judgement.pk,
         "critic": critic.pk,
         "critic_job": critic_job.pk,
+        "machine_config": machine_config.pk,
+        "machine_job": machine_job.pk,
         "critic_prediction": critic_prediction.pk,
         "download": download.pk,
         "api_key": api_key.pk,

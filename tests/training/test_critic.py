@@ -107,7 +107,7 @@ def test_critic_data_follows_the_rounds_filters_gold_replaces_rejected_excluded(
 
     job = services.critic_job_create(project=project, config=FAST_CRITIC, created_by=admin_user)
     assert job.snapshot == expected
-    assert job.selection == {"project_id": project.pk, "review": "submitted"}
+    assert job.selection == {"project_id": project.pk, "review": "submitted", "origin": "people"}
 
     # The rows the critic learns from: the gold alone for the adjudicated output.
     tokenizer = model_store.load_tokenizer(base_dir())

@@ -131,6 +131,7 @@ def _pages(site, role):
         pages += [*review[:1], *review[2:], reverse("audit_event_list")]
         pages += [reverse("project_integrations", args=[project.pk]), reverse("webhook_list"),
                   reverse("webhook_detail", args=[site["webhook"].pk])]  # fmt: skip
+        pages.append(reverse("machine_critics", args=[project.pk]))
     return pages
 
 

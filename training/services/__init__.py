@@ -44,6 +44,7 @@ from .housekeeping import (
     rewards_sweep_missing,
 )
 from .rounds import (
+    ORIGIN_CHOICES,
     REVIEW_CHOICES,
     round_cancel,
     round_launch,
@@ -79,6 +80,7 @@ __all__ = [
     "MIN_ANNOTATIONS",
     "PREDICT_CHUNK",
     "PROPOSAL_ORIGINS",
+    "ORIGIN_CHOICES",
     "REVIEW_CHOICES",
     "REWARDS_OVERDUE_AFTER_S",
     "REWARDS_RETRY_EVERY_S",

@@ -21,6 +21,13 @@ REVIEW_CHOICES = {
     "gold": "Gold annotations only (adjudicated and honeypot)",
 }
 UNDEFINED_AGREEMENT_CHOICES = ("exclude", "include")
+# Who wrote the annotations a round or critic trains on: people, machine critics' drafts (issue 27) only
+# once a reviewer accepted them, or every submitted draft as well. Always recorded with the selection.
+ORIGIN_CHOICES = {
+    "people": "People only",
+    "machine-accepted": "People, and machine drafts a reviewer accepted",
+    "all": "People and every machine draft",
+}
 
 
 def selection_clean(selection: dict | None) -> dict:
@@ -30,13 +37,19 @@ def selection_clean(selection: dict | None) -> dict:
     score (alpha over characters) is at least this, which leaves out outputs it cannot be measured on;
     with it, ``undefined_agreement`` ("exclude", the default, or "include", always recorded) says what
     becomes of outputs whose alpha is undefined (two or more annotators, no variation: say, nobody drew a
-    span), which are neither perfect agreement nor none; ``exclude_annotators`` lists user ids whose annotations are left out (gold is never excluded by it).
+    span), which are neither perfect agreement nor none; ``exclude_annotators`` lists user ids whose annotations are left out (gold is never excluded by it);
+    ``origin`` (ORIGIN_CHOICES, default "people", always recorded) says whether machine critics' drafts
+    count: never, once a reviewer accepted them, or all of them.
     """
     cleaned = {k: v for k, v in (selection or {}).items() if v not in (None, "", [])}
     review = cleaned.get("review", "submitted")
     if review not in REVIEW_CHOICES:
         raise ValueError(f"review must be one of {', '.join(REVIEW_CHOICES)} (got {review!r})")
     cleaned["review"] = review
+    origin = cleaned.get("origin", "people")
+    if origin not in ORIGIN_CHOICES:
+        raise ValueError(f"origin must be one of {', '.join(ORIGIN_CHOICES)} (got {origin!r})")
+    cleaned["origin"] = origin
     if "min_agreement" in cleaned:
         try:
             value = float(cleaned["min_agreement"])
@@ -71,7 +84,7 @@ def selection_clean(selection: dict | None) -> dict:
 
 def round_snapshot(*, selection: dict) -> list[int]:
     """Submitted annotation ids chosen by project, submission date range, generating model version, review
-    status, minimum agreement (and what to do where it is undefined) and annotators left out
+    status, origin (people / machine drafts), minimum agreement (and what to do where it is undefined) and annotators left out
     (``selection_clean`` explains the last three); never those of a project's held-out prompts."""
     from annotations.models import Annotation, held_out_q
 
@@ -88,6 +101,11 @@ def round_snapshot(*, selection: dict) -> list[int]:
             queryset = queryset.filter(review__verdict="accepted")
         if selection.get("exclude_annotators"):
             queryset = queryset.exclude(annotator_id__in=selection["exclude_annotators"])
+        machine = Q(origin=Annotation.Origin.MACHINE)
+        if selection["origin"] == "people":
+            queryset = queryset.exclude(machine)
+        elif selection["origin"] == "machine-accepted":
+            queryset = queryset.exclude(machine & ~Q(review__verdict="accepted"))
     if "min_agreement" in selection:
         kept = Q(generation__agreement__score__gte=selection["min_agreement"])
         if selection["undefined_agreement"] == "include":

@@ -25,6 +25,12 @@ class Command(BaseCommand):
             default="submitted",
             help="Data by review status: every submitted annotation, accepted ones, or gold only",
         )
+        parser.add_argument(
+            "--origin",
+            choices=["people", "machine-accepted", "all"],
+            default="people",
+            help="Data by who wrote it: people only, also machine critics' drafts a reviewer accepted, or all",
+        )
         parser.add_argument("--min-agreement", type=float, help="Only outputs whose alpha is at least this")
         parser.add_argument(
             "--exclude-annotator",
@@ -53,6 +59,7 @@ class Command(BaseCommand):
             "since": options["since"],
             "until": options["until"],
             "review": options["review"],
+            "origin": options["origin"],
             "min_agreement": options["min_agreement"],
             "undefined_agreement": "include" if options["include_undefined_agreement"] else "exclude",
         }
