@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -90,20 +90,6 @@ def fail(job, reason: str) -> bool:
 
 def cancelled(job, reason: str = "Cancelled by a user.") -> bool:
     return finish(job, type(job).Status.CANCELLED, error=reason)
-
-
-def requeue(job, note: str = "") -> bool:
-    """Give the lane back: RUNNING → QUEUED (only while this run owns the job) and dispatch its task again
-    in the same transaction, so it runs after the work already waiting in the lane and resumes from its
-    committed progress. False when the job was no longer this run's (cancelled, reaped)."""
-    from . import dispatch, registry
-
-    model = type(job)
-    with transaction.atomic():
-        if not owned(job).update(status=model.Status.QUEUED, owner="", error=note[:10_000]):
-            return False
-        dispatch.enqueue(registry.kind_of(model).task, job.pk)
-    return True
 
 
 def request_cancel(model, pk: int, reason: str = "Cancelled before it started.") -> bool:

@@ -101,11 +101,11 @@ def test_outputs_for_evaluation_never_give_their_turn_away(project):
 
 
 def test_requeue_is_fenced_a_run_that_lost_its_job_changes_nothing(project):
-    from jobs import lifecycle
+    from jobs import reaper
 
     job = GenerationJob.objects.create(project=project)
     assert job.claim()
     stale = GenerationJob.objects.get(pk=job.pk)
     GenerationJob.objects.filter(pk=job.pk).update(status="cancelled")
-    assert lifecycle.requeue(stale) is False
+    assert reaper.requeue(stale) is False
     assert GenerationJob.objects.get(pk=job.pk).status == "cancelled"

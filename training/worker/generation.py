@@ -4,7 +4,7 @@ Fair turns. The generation lane has one slot (one worker process, the model load
 job can be long (164 HumanEval prompts take hours on a laptop). A bulk job therefore takes turns: once it
 has written a chunk and run ``T2G_GENERATION_TURN_S`` seconds, and other work waits in the lane (another
 project's job, an evaluation campaign, the outputs of a version comparison), it goes back to the queue
-behind that work (``jobs.lifecycle.requeue``) and later resumes after the outputs it committed. So every
+behind that work (``jobs.reaper.requeue``) and later resumes after the outputs it committed. So every
 project gets a first small batch soon, and evaluations never wait for a bulk job to finish. Outputs for
 evaluation (``purpose: evaluation``, the compare page) are short and never give their turn away.
 """
@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from annotations.models import EVALUATION_PURPOSE, Generation, Prompt
 from evaluation.models import EvaluationCampaign
-from jobs import lifecycle
+from jobs import lifecycle, reaper
 from jobs.models import Outbox
 from text2grad import generation, model_store
 from training import services
@@ -51,7 +51,7 @@ def generation_job_run(*, job_id: int) -> None:
         lifecycle.fail(job, f"{type(exc).__name__}: {exc}")
         raise
     if outcome is YIELDED:
-        if lifecycle.requeue(job):
+        if reaper.requeue(job):
             logger.info("Generation job %s gave its turn to waiting work after %s outputs", job_id,
                         GenerationJob.objects.get(pk=job_id).progress_step)  # fmt: skip
     elif outcome:
