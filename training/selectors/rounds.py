@@ -6,6 +6,7 @@ from django.db.models import Q, QuerySet
 
 from annotations.models import EVALUATION_PURPOSE, Generation, Project, Prompt
 from annotations.safejson import positive_id
+from evaluation.models import EvaluationCampaign
 
 from ..models import GenerationJob, ModelVersion, RoundMetric, TrainingRound
 
@@ -50,6 +51,19 @@ def generation_job_size(job: GenerationJob) -> int:
 def project_has_outputs(project_id: int) -> bool:
     outputs = Generation.objects.filter(prompt__project_id=project_id)
     return outputs.filter(_not_for_evaluation).exists()
+
+
+def round_parent_campaign(version: ModelVersion) -> EvaluationCampaign | None:
+    """The latest evaluation campaign (not failed) between ``version`` and its parent."""
+    if version.parent_id is None:
+        return None
+    return (
+        EvaluationCampaign.objects.filter(versions=version)
+        .filter(versions=version.parent_id)
+        .exclude(status=EvaluationCampaign.Status.FAILED)
+        .order_by("-created_at", "-id")
+        .first()
+    )
 
 
 def rounds_recent(limit: int = 30) -> QuerySet[TrainingRound]:

@@ -40,7 +40,9 @@ from .housekeeping import (
 )
 from .rounds import (
     REVIEW_CHOICES,
+    ROUND_EVALUATION_PROMPTS,
     round_cancel,
+    round_evaluation_create,
     round_launch,
     round_resume,
     round_retry,
@@ -71,6 +73,7 @@ __all__ = [
     "PREDICT_CHUNK",
     "PROPOSAL_ORIGINS",
     "REVIEW_CHOICES",
+    "ROUND_EVALUATION_PROMPTS",
     "REWARDS_OVERDUE_AFTER_S",
     "REWARDS_RETRY_EVERY_S",
     "alignment_proposal_decide",
@@ -98,6 +101,7 @@ __all__ = [
     "on_policy_round_retry",
     "rewards_sweep_missing",
     "round_cancel",
+    "round_evaluation_create",
     "round_launch",
     "round_resume",
     "round_retry",
