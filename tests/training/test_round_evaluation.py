@@ -4,6 +4,8 @@ verdict. Warnings from the KL and reward trends are tested in test_round_warning
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -93,3 +95,28 @@ def test_a_round_still_running_offers_no_evaluation(login, admin_user, finished_
     response = client.post(reverse("round_action", args=[finished_round.pk, "evaluate"]), follow=True)
     assert "Only a round that finished with a new version can be evaluated." in response.content.decode()
     assert not EvaluationCampaign.objects.exists()
+
+
+def test_once_judged_the_round_page_says_whether_the_round_helped(
+    login, admin_user, annotator, annotator2, finished_round
+):
+    from evaluation import services as evaluation_services
+    from evaluation.models import EvaluationOutput
+
+    client = login(admin_user)
+    client.post(reverse("round_action", args=[finished_round.pk, "evaluate"]))
+    campaign = EvaluationCampaign.objects.get()
+    versions = list(campaign.versions.all())
+    for prompt in campaign.prompts.all():
+        for version in versions:
+            EvaluationOutput.objects.create(campaign=campaign, prompt=prompt, model_version=version,
+                                            text=f"answer {prompt.pk} by {version.name}", finish_reason="stop")  # fmt: skip
+    evaluation_services.campaign_outputs_ready(campaign=campaign)
+    for judge in (annotator, annotator2):  # the parent wins every pair: the round made things worse
+        while (lease := evaluation_services.judgement_next(campaign=campaign, judge=judge)) is not None:
+            verdict = "a" if lease.left.model_version.name == "v0-base" else "b"
+            evaluation_services.judgement_submit(judgement=lease, judge=judge, verdict=verdict)
+    page = _page(client, finished_round)
+    verdict = re.search(r'<p class="round-verdict">(.*?)</p>', page, re.S).group(1)
+    assert "v1-round is not significantly better than v0-base" in verdict
+    assert "head to head 0 wins, 6 losses" in verdict
