@@ -78,6 +78,17 @@ def takes_turns(job: GenerationJob) -> bool:
     return job.sampling_params.get("purpose") != EVALUATION_PURPOSE
 
 
+def _turn_over(job: GenerationJob, *, turn_started: float, chunks_written: int) -> bool:
+    """Time to give the lane to waiting work: at least one chunk written in this turn (every turn makes
+    progress), the turn's seconds spent, and something waiting."""
+    return (
+        chunks_written > 0
+        and takes_turns(job)
+        and time.monotonic() - turn_started >= settings.T2G_GENERATION_TURN_S
+        and lane_work_waiting(job)
+    )
+
+
 def lane_work_waiting(job: GenerationJob) -> bool:
     """Other work is waiting for the generation lane now: a queued generation job (not one held back by a
     retry countdown) or an evaluation campaign whose outputs are not sampled yet."""
@@ -139,12 +150,7 @@ def _run_generation(job: GenerationJob) -> bool | _Yielded:
     for start in range(first, len(prompts), batch):
         if lifecycle.cancel_requested(job):  # cancelled, or requeued while this run looked lost
             return False
-        if (
-            start > first  # at least one chunk per turn, so every turn makes progress
-            and takes_turns(job)
-            and time.monotonic() - turn_started >= settings.T2G_GENERATION_TURN_S
-            and lane_work_waiting(job)
-        ):
+        if _turn_over(job, turn_started=turn_started, chunks_written=start - first):
             return YIELDED
         chunk = prompts[start : start + batch]
         seed = params.get("seed")
