@@ -2,6 +2,9 @@
 lines instead of raw offsets, and a warning where good and poor overlap) and the keyboard shortcuts; and
 the sections other apps add to the project page.
 
+Queue notes: what the annotator's queue says about a project with nothing waiting (training: what is
+being generated and when the first outputs should come), registered the same way.
+
 Project sections: ``annotations`` imports no app above it, so an app that shows something on the project
 page (training: its generation jobs) registers a provider here when it starts (``AppConfig.ready``). A
 provider takes the request and the project and returns a template name and its context, or None; the
@@ -128,3 +131,18 @@ def project_sections(request: HttpRequest, project: Project) -> list[SafeString]
             template_name, context = section
             rendered.append(render_to_string(template_name, context, request=request))
     return rendered
+
+
+QueueNote = Callable[[Project], "str | None"]
+_QUEUE_NOTES: list[QueueNote] = []
+
+
+def register_queue_note(provider: QueueNote) -> None:
+    """Add a line to the queue's rows that have nothing waiting (once: ``ready`` may run twice in tests)."""
+    if provider not in _QUEUE_NOTES:
+        _QUEUE_NOTES.append(provider)
+
+
+def queue_notes(project: Project) -> list[str]:
+    """Why ``project`` has nothing waiting and what comes next, from every registered provider."""
+    return [note for provider in _QUEUE_NOTES if (note := provider(project))]

@@ -85,6 +85,18 @@ def _reap_kind(kind, cutoff, stale_after_s) -> tuple[list[int], list[int]]:
     return resumed, failed
 
 
+def requeue(job, note: str = "") -> bool:
+    """Give the lane back: RUNNING → QUEUED (only while this run owns the job) and dispatch its task again
+    in the same transaction, so it runs after the work already waiting in the lane and resumes from its
+    committed progress. False when the job was no longer this run's (cancelled, reaped)."""
+    model = type(job)
+    with transaction.atomic():
+        if not lifecycle.owned(job).update(status=model.Status.QUEUED, owner="", error=note[:10_000]):
+            return False
+        dispatch.enqueue(registry.kind_of(model).task, job.pk)
+    return True
+
+
 def redispatch_lost_messages(*, older_than_s: int = REDISPATCH_QUEUED_AFTER_S) -> int:
     """Dispatch again queued jobs whose last dispatch is older than ``older_than_s``: a worker that died
     holding the message (before its claim) would otherwise leave them queued until the broker's

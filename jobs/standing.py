@@ -28,7 +28,8 @@ def _remaining_s(job, kind) -> float:
     return kind.typical_s * max(1, total - step)
 
 
-def _fmt(seconds: float) -> str:
+def duration_words(seconds: float) -> str:
+    """An estimate as a page says it: "about 40 s", "about 12 min", "about 2.5 h"."""
     if seconds < 90:
         return f"about {max(1, round(seconds))} s"
     if seconds < 5400:
@@ -42,7 +43,7 @@ def standing(job) -> Standing:
     if job.status == job.Status.RUNNING:
         progress = f"{job.progress_step} of {job.progress_total}" if job.progress_total else "started"
         eta = _remaining_s(job, kind) if job.progress_step else None
-        text = f"running: {progress}" + (f", {_fmt(eta)} left" if eta is not None else "")
+        text = f"running: {progress}" + (f", {duration_words(eta)} left" if eta is not None else "")
         return Standing(text, eta_s=eta, lane=lane)
     if job.status != job.Status.QUEUED:
         return Standing(job.status, lane=lane)
@@ -68,7 +69,7 @@ def standing(job) -> Standing:
         text = f"queued behind {first_kind.label} #{first.pk} ({state})"
         if len(ahead) > 1:
             text += f" and {len(ahead) - 1} more"
-        text += f"; position {len(ahead) + 1} in the {lane} lane, starts in {_fmt(eta)}"
+        text += f"; position {len(ahead) + 1} in the {lane} lane, starts in {duration_words(eta)}"
     if down:
         text += f". No worker serves the {lane} lane right now: it runs once one is back (admins are told)"
     return Standing(text, position=len(ahead) + 1, eta_s=eta, lane=lane, lane_down=down)

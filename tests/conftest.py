@@ -209,6 +209,9 @@ def _worker_env(tiny_model_dir: Path, models_dir: Path) -> dict:
             "T2G_VAR_DIR": str(settings.VAR_DIR),
             "T2G_MAX_NEW_TOKENS": "12",
             "T2G_TORCH_THREADS": "1",
+            # Generation jobs take turns after every chunk when work waits (seconds, not the default 20 s
+            # turn), so tests/training/test_generation_turns_worker.py sees the order quickly.
+            "T2G_GENERATION_TURN_S": "0",
             "PYTHONUNBUFFERED": "1",
         }
     )

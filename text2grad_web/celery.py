@@ -1,11 +1,13 @@
 """The Celery app. Workers import the Django project; tasks live in each app's ``tasks.py``."""
 
+import importlib
 import logging
 import os
+import sys
 import threading
 
 from celery import Celery
-from celery.signals import worker_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "text2grad_web.settings")
 
@@ -25,13 +27,23 @@ def _preload_model_code(**_) -> None:
     ``T2G_WORKER_PRELOAD=0`` turns it off (a web-only tool or a test that wants a lean worker)."""
     if os.environ.get("T2G_WORKER_PRELOAD", "1") == "0":
         return
-    import importlib
-
     import django
 
     django.setup()  # idempotent; the model code imports the apps' models
     for module in ("training.worker.generation", "training.worker.rounds"):  # generation and the PPO engine
         importlib.import_module(module)
+    cap_compute_threads()  # the solo pool computes in this process
+
+
+@worker_process_init.connect
+def cap_compute_threads(**_) -> None:
+    """Cap torch's intra-op threads in this worker process to its lane's share of the cores
+    (``T2G_TORCH_THREADS``, which scripts/run.sh sets per lane beside OMP_NUM_THREADS): two lanes at
+    torch's default, one thread per core each, run each other several times slower on two cores. Runs in
+    each pool child after the fork, and in the main process after the preload. Only where torch is
+    loaded already: a lean worker sets it when it loads a model (``training.worker.runtime``)."""
+    if "torch" in sys.modules:
+        importlib.import_module("training.worker.runtime").configure_threads()
 
 
 @worker_ready.connect

@@ -477,6 +477,10 @@ T2G_PROBE_EVERY_S = env_int("T2G_PROBE_EVERY_S", 15)  # 0: no probes (a lane the
 T2G_EXIT_WHEN_STALLED = env_bool("T2G_EXIT_WHEN_STALLED", True)
 # Generation samples this many outputs per chunk, and checks for cancel between chunks.
 T2G_GENERATION_CHUNK = env_int("T2G_GENERATION_CHUNK", 2)
+# Fair turns on the one generation slot (training/worker/generation.py): a bulk job that has run this
+# many seconds since its claim, with other work waiting in the lane, is queued again behind it (after at
+# least one chunk). 0: after every chunk.
+T2G_GENERATION_TURN_S = env_float("T2G_GENERATION_TURN_S", 20.0)
 
 
 def _tick(task: str, every_s: int) -> dict:

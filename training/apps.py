@@ -16,11 +16,12 @@ class TrainingConfig(AppConfig):
 
 def _register_sections() -> None:
     """Training's parts of annotations' pages (annotations imports no training: it calls these by registry)."""
-    from annotations.panels import register_project_section
+    from annotations.panels import register_project_section, register_queue_note
 
-    from .panels import project_generation_section
+    from .panels import project_generation_note, project_generation_section
 
     register_project_section(project_generation_section)
+    register_queue_note(project_generation_note)
 
 
 def _round_reaped(pk: int) -> None:

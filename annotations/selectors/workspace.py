@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db.models import (
@@ -76,6 +76,7 @@ class QueueRow:
     available: int = 0  # outputs this annotator could be handed now
     open_draft: Annotation | None = None
     open_draft_lease_active: bool = False
+    notes: list[str] = field(default_factory=list)  # nothing waiting: what is coming (annotations.panels)
 
     @property
     def slots(self) -> int:

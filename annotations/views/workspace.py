@@ -34,7 +34,7 @@ from .. import access, privacy, roles, selectors, services
 from ..forms import OverallForm, SkipForm, SpanEditForm, SpanForm
 from ..highlight import code_tokens
 from ..models import Annotation, Assignment, Project, held_out_q
-from ..panels import SHORTCUTS, labels_for, panel_context, project_sections
+from ..panels import SHORTCUTS, labels_for, panel_context, project_sections, queue_notes
 
 
 @require_GET
@@ -174,6 +174,9 @@ def _next_or_queue(request: HttpRequest, project: Project, done: str) -> HttpRes
 def queue(request: HttpRequest) -> HttpResponse:
     roles.require_role(request.user)
     rows = selectors.queue_for_annotator(request.user)
+    for row in rows:
+        if not row.available and not row.open_draft:
+            row.notes = queue_notes(row.project)
     return render(
         request, "annotations/queue.html", {"rows": rows, "can_annotate": roles.is_annotator(request.user)}
     )

@@ -54,9 +54,11 @@ def site(project, code_project, make_generation, annotator, annotator2, research
         RoundMetric.objects.create(
             training_round=training_round, step=step, data={"kl": 0.01 * step, "policy_loss": 1.0}
         )
-    ModelVersion.objects.create(
+    trained = ModelVersion.objects.create(
         name="v1-round", base_model="tiny", parent=base, created_by_round=training_round
     )
+    # The round page's "Did it help?" section (an evaluation against the parent) is audited too.
+    TrainingRound.objects.filter(pk=training_round.pk).update(output_version=trained)
     GenerationJob.objects.create(project=project, model_version=base, status="running", progress_total=4)
     export = DatasetExport.objects.create(
         kind="dpo", format="jsonl", status="failed", error="Nothing to export.", created_by=researcher

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from annotations.models import Generation, Project, Prompt
+from annotations.models import EVALUATION_PURPOSE, Generation, Project, Prompt
 from annotations.safejson import positive_id
+from evaluation.models import EvaluationCampaign
 
 from ..models import GenerationJob, ModelVersion, RoundMetric, TrainingRound
 
@@ -20,6 +21,49 @@ def version_list() -> QuerySet[ModelVersion]:
 
 def generation_jobs_for_project(project_id: int) -> QuerySet[GenerationJob]:
     return GenerationJob.objects.filter(project_id=project_id).select_related("model_version")
+
+
+# A missing key is not "not equal" in SQL: say both (as the annotators' queue does).
+_not_for_evaluation = Q(sampling_params__purpose__isnull=True) | ~Q(
+    sampling_params__purpose=EVALUATION_PURPOSE
+)
+
+
+def generation_job_pending(project_id: int) -> GenerationJob | None:
+    """The project's oldest queued or running job that writes outputs for annotators (not for evaluation)."""
+    return (
+        GenerationJob.objects.filter(
+            project_id=project_id, status__in=[GenerationJob.Status.QUEUED, GenerationJob.Status.RUNNING]
+        )
+        .filter(_not_for_evaluation)
+        .select_related("model_version")
+        .order_by("created_at", "id")
+        .first()
+    )
+
+
+def generation_job_size(job: GenerationJob) -> int:
+    """How many outputs a job writes (before it has reported its total)."""
+    prompts = len(job.prompt_ids) or Prompt.objects.filter(project_id=job.project_id).count()
+    return prompts * job.per_prompt
+
+
+def project_has_outputs(project_id: int) -> bool:
+    outputs = Generation.objects.filter(prompt__project_id=project_id)
+    return outputs.filter(_not_for_evaluation).exists()
+
+
+def round_parent_campaign(version: ModelVersion) -> EvaluationCampaign | None:
+    """The latest evaluation campaign (not failed) between ``version`` and its parent."""
+    if version.parent_id is None:
+        return None
+    return (
+        EvaluationCampaign.objects.filter(versions=version)
+        .filter(versions=version.parent_id)
+        .exclude(status=EvaluationCampaign.Status.FAILED)
+        .order_by("-created_at", "-id")
+        .first()
+    )
 
 
 def rounds_recent(limit: int = 30) -> QuerySet[TrainingRound]:

@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 
-from annotations.models import content_hash
+from annotations.models import Annotation, Project, content_hash
 from audit.services import audit_record
+from evaluation import services as evaluation_services
+from evaluation.models import EvaluationCampaign
 from jobs import dispatch, lifecycle
 
 from ..models import TrainingRound
+from ..selectors import round_parent_campaign
 from .versions import model_version_bootstrap
 
 REVIEW_CHOICES = {
@@ -201,5 +204,58 @@ def round_retry(*, training_round: TrainingRound, created_by=None) -> TrainingRo
         selection=training_round.selection,
         config=training_round.config,
         auto_promote=training_round.auto_promote,
+        created_by=created_by,
+    )
+
+
+# --- "did it help?": blind pairs against the parent, from the round page --------------------------
+ROUND_EVALUATION_PROMPTS = 8  # a few blind pairs: enough to see a clear regression, cheap on a laptop
+
+
+def round_evaluation_project(training_round: TrainingRound) -> Project | None:
+    """Where to sample the pairs: the round's project, else the project most of its annotations are in."""
+    if training_round.project_id:
+        return training_round.project
+    counts = (
+        Annotation.objects.filter(pk__in=training_round.snapshot)
+        .values("generation__prompt__project")
+        .annotate(n=Count("pk"))
+        .order_by("-n", "generation__prompt__project")
+    )
+    first = counts.first()
+    return Project.objects.get(pk=first["generation__prompt__project"]) if first else None
+
+
+def round_evaluation_create(*, training_round: TrainingRound, created_by) -> EvaluationCampaign:
+    """One click on the round page: a blind pairwise campaign between the round's new version and its
+    parent on a few of the project's held-out prompts (any prompts when none are held out), judged by the
+    annotators. Asking again returns the campaign already comparing the two (unless it failed).
+
+    Raises ValueError when the round has no new version with a parent to compare against; the campaign's
+    own checks (PermissionDenied for non-admins, ValidationError) pass through.
+    """
+    version = training_round.output_version
+    if training_round.status != TrainingRound.Status.SUCCEEDED or version is None:
+        raise ValueError("Only a round that finished with a new version can be evaluated.")
+    if version.parent is None:
+        raise ValueError(f"{version.name} has no parent version to compare with.")
+    parent = version.parent
+    existing = round_parent_campaign(version)
+    if existing is not None:
+        return existing
+    project = round_evaluation_project(training_round)
+    if project is None:
+        raise ValueError("The round's annotations belong to no project to take prompts from.")
+    held_out = evaluation_services.held_out_prompts(project).count()
+    source = "held_out" if held_out else "all"
+    available = held_out or project.prompts.count()
+    if not available:
+        raise ValueError(f"{project.name} has no prompts to evaluate on.")
+    return evaluation_services.campaign_create(
+        name=f"Round #{training_round.pk}: {version.name} vs its parent {parent.name}",
+        project=project,
+        versions=[parent, version],
+        prompt_count=min(ROUND_EVALUATION_PROMPTS, available),
+        prompt_source=source,
         created_by=created_by,
     )

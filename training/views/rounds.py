@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -85,11 +85,28 @@ def round_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "warnings": charts.round_warnings(metrics),
         "config_rows": charts.config_rows(training_round.config),
         "round_charts_id": f"round-charts-{training_round.pk}",
+        "evaluation": _parent_evaluation(training_round),
     }
     if training_round.mode == TrainingRound.Mode.ON_POLICY:
         context["samples"] = selectors.on_policy_samples(training_round)
     template = "training/_round_live.html" if request.htmx else "training/round_detail.html"
     return render(request, template, context)
+
+
+def _parent_evaluation(training_round: TrainingRound) -> dict | None:
+    """The round page's "did it help?": the blind campaign against the parent, and its verdict once judged."""
+    version = training_round.output_version
+    if training_round.status != TrainingRound.Status.SUCCEEDED or version is None or version.parent is None:
+        return None
+    campaign = selectors.round_parent_campaign(version)
+    evidence = evaluation_selectors.promotion_evidence(version, version.parent) if campaign else None
+    return {
+        "version": version,
+        "parent": version.parent,
+        "campaign": campaign,
+        "verdict": evidence["reason"] if evidence and evidence["campaign"] else "",
+        "prompts": services.ROUND_EVALUATION_PROMPTS,
+    }
 
 
 @require_POST
@@ -116,10 +133,21 @@ def round_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             messages.success(
                 request, f"New round {training_round.pk} queued with the same selection and config."
             )
+        elif action == "evaluate":
+            campaign = services.round_evaluation_create(
+                training_round=training_round, created_by=request.user
+            )
+            messages.success(
+                request,
+                f"Evaluation “{campaign.name}”: its outputs are generated, then annotators judge the pairs.",
+            )
+            return redirect("campaign_detail", pk=campaign.pk)
         else:
             raise PermissionDenied("Unknown action")
     except ValueError as exc:
         messages.error(request, str(exc))
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
     return redirect("round_detail", pk=training_round.pk)
 
 

@@ -1,15 +1,28 @@
-"""Generation jobs: sample outputs for a project's prompts with a model version, batch by batch."""
+"""Generation jobs: sample outputs for a project's prompts with a model version, batch by batch.
+
+Fair turns. The generation lane has one slot (one worker process, the model loaded once), and a project's
+job can be long (164 HumanEval prompts take hours on a laptop). A bulk job therefore takes turns: once it
+has written a chunk and run ``T2G_GENERATION_TURN_S`` seconds, and other work waits in the lane (another
+project's job, an evaluation campaign, the outputs of a version comparison), it goes back to the queue
+behind that work (``jobs.reaper.requeue``) and later resumes after the outputs it committed. So every
+project gets a first small batch soon, and evaluations never wait for a bulk job to finish. Outputs for
+evaluation (``purpose: evaluation``, the compare page) are short and never give their turn away.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
-from annotations.models import Generation, Prompt
-from jobs import lifecycle
+from annotations.models import EVALUATION_PURPOSE, Generation, Prompt
+from evaluation.models import EvaluationCampaign
+from jobs import lifecycle, reaper
+from jobs.models import Outbox
 from text2grad import generation, model_store
 from training import services
 from training.models import GenerationJob
@@ -32,15 +45,65 @@ def generation_job_run(*, job_id: int) -> None:
         return
     try:
         with lifecycle.heartbeat(job):
-            finished = _run_generation(job)
+            outcome = _run_generation(job)
     except Exception as exc:
         logger.exception("Generation job %s failed", job_id)
         lifecycle.fail(job, f"{type(exc).__name__}: {exc}")
         raise
-    if finished:
+    if outcome is YIELDED:
+        if reaper.requeue(job):
+            logger.info("Generation job %s gave its turn to waiting work after %s outputs", job_id,
+                        GenerationJob.objects.get(pk=job_id).progress_step)  # fmt: skip
+    elif outcome:
         lifecycle.finish(job, GenerationJob.Status.SUCCEEDED)
     elif lifecycle.still_ours(job):  # stopped on a cancel request between chunks
         lifecycle.cancelled(job, "Cancelled by a user; the outputs written before are kept.")
+
+
+class _Yielded:
+    """``_run_generation``'s answer when the job stopped to let waiting work run (it is not finished)."""
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "YIELDED"
+
+
+YIELDED = _Yielded()
+
+
+def takes_turns(job: GenerationJob) -> bool:
+    """Bulk jobs take turns; outputs for evaluation (a few prompts, someone waiting on them) do not."""
+    return job.sampling_params.get("purpose") != EVALUATION_PURPOSE
+
+
+def _turn_over(job: GenerationJob, *, turn_started: float, chunks_written: int) -> bool:
+    """Time to give the lane to waiting work: at least one chunk written in this turn (every turn makes
+    progress), the turn's seconds spent, and something waiting."""
+    return (
+        chunks_written > 0
+        and takes_turns(job)
+        and time.monotonic() - turn_started >= settings.T2G_GENERATION_TURN_S
+        and lane_work_waiting(job)
+    )
+
+
+def lane_work_waiting(job: GenerationJob) -> bool:
+    """Other work is waiting for the generation lane now: a queued generation job (not one held back by a
+    retry countdown) or an evaluation campaign whose outputs are not sampled yet."""
+    held_back = {
+        tuple(args)
+        for args in Outbox.objects.filter(
+            task_name="training.generate", available_at__gt=timezone.now() + timedelta(seconds=1)
+        ).values_list("args", flat=True)
+    }
+    queued = GenerationJob.objects.filter(status=GenerationJob.Status.QUEUED).exclude(pk=job.pk)
+    if any((pk,) not in held_back for pk in queued.values_list("pk", flat=True)[:50]):
+        return True
+    return EvaluationCampaign.objects.filter(
+        status=EvaluationCampaign.Status.GENERATING, worker_status=EvaluationCampaign.Worker.QUEUED
+    ).exists()
 
 
 def generation_warm_up() -> float:
@@ -55,8 +118,9 @@ def _ours(job: GenerationJob):
     return lifecycle.owned(job)
 
 
-def _run_generation(job: GenerationJob) -> bool:
-    """True when every prompt is done; False when it stopped early (cancelled or lost)."""
+def _run_generation(job: GenerationJob) -> bool | _Yielded:
+    """True when every prompt is done; False when it stopped early (cancelled or lost); ``YIELDED`` when
+    it stopped between chunks to give waiting work its turn (the caller queues it again)."""
     prompts = Prompt.objects.filter(project=job.project).select_related("project").order_by("id")
     if job.prompt_ids:
         prompts = prompts.filter(id__in=job.prompt_ids)
@@ -81,9 +145,13 @@ def _run_generation(job: GenerationJob) -> bool:
     # exactly those, because it is written in the same transaction as their rows.
     done = min(job.progress_step, len(prompts) * job.per_prompt)
     job.report_progress(done, len(prompts) * job.per_prompt)
-    for start in range(done // job.per_prompt, len(prompts), batch):
+    turn_started = time.monotonic()
+    first = done // job.per_prompt
+    for start in range(first, len(prompts), batch):
         if lifecycle.cancel_requested(job):  # cancelled, or requeued while this run looked lost
             return False
+        if _turn_over(job, turn_started=turn_started, chunks_written=start - first):
+            return YIELDED
         chunk = prompts[start : start + batch]
         seed = params.get("seed")
         try:

@@ -1,0 +1,181 @@
+"""The first hour on a laptop (issue 24): first outputs of every seeded project, and a round's wall time
+while generation runs.
+
+Runs the stack with `scripts/run.sh` as `make run` does (web, the interactive, generation and training
+workers with their thread caps; SQLite and the filesystem broker under a throwaway var/ folder; the
+embedded SmolLM2), after `seed_demo` queued its generation jobs (the summaries, then the HumanEval
+problems), and measures from the moment every lane is up:
+
+1. ``first_output_s``: per seeded project, seconds until its first output is written;
+2. ``round``: a 4-update round on 6 submitted annotations of a project of its own, launched once the
+   HumanEval job runs: its wall time (launch → succeeded) and how far generation got meanwhile.
+
+``--before`` measures the behaviour this issue replaced: no turns on the generation lane (a job runs to its
+end before the next starts) and every lane at torch's default thread count (one per core).
+
+    .venv/bin/python benchmarks/bench_first_hour.py --json benchmarks/results/first_hour.json
+    .venv/bin/python benchmarks/bench_first_hour.py --before --json benchmarks/results/first_hour_before.json
+
+``--code-limit`` seeds fewer HumanEval problems (164 by default); ``--timeout`` bounds each wait.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_jobs import REPO, Stack, free_port, loadavg, wait
+
+SEEDED = ("News summaries", "HumanEval code")
+
+
+def round_data(count: int = 6):
+    """A project of its own with ``count`` outputs, each with a submitted annotation (a poor and a good
+    span), so the round's snapshot does not depend on what the generation worker wrote."""
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from annotations import roles
+    from annotations.models import Annotation, Generation, Prompt, Span
+    from annotations.services import project_create
+
+    annotator, _ = get_user_model().objects.get_or_create(username="bench-first-hour")
+    roles.assign_role(annotator, roles.ANNOTATOR)
+    project = project_create(name="Bench first-hour round", kind="summarization", annotations_per_output=1)
+    for i in range(count):
+        text = f"The ferry takes {i + 20} minutes. It was built by aliens in 1999."
+        prompt = Prompt.objects.create(project=project, text=f"Summarize: the ferry takes {i + 20} minutes.")
+        generation = Generation.objects.create(prompt=prompt, text=text, source_model="bench")
+        annotation = Annotation.objects.create(generation=generation, annotator=annotator, status="submitted",
+                                               submitted_at=timezone.now(), rating=2)  # fmt: skip
+        poor = "built by aliens in 1999"
+        start = text.index(poor)
+        Span.objects.create(annotation=annotation, start=start, end=start + len(poor), text=poor, label="poor",
+                            polarity=-1, critique="made up")  # fmt: skip
+        Span.objects.create(annotation=annotation, start=0, end=text.index("."), text=text[: text.index(".")],
+                            label="good", polarity=1, critique="right")  # fmt: skip
+    return project
+
+
+def first_outputs(projects: dict, started: float, timeout: float) -> dict:
+    """Seconds from ``started`` until each project's first output (None: not within ``timeout``)."""
+    from annotations.models import Generation
+
+    first: dict[str, float | None] = {name: None for name in projects}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(v is None for v in first.values()):
+        for name, project in projects.items():
+            if first[name] is None and Generation.objects.filter(prompt__project=project).exists():
+                first[name] = round(time.monotonic() - started, 1)
+                print(f"first output of {name}: {first[name]} s (load {loadavg()})", flush=True)
+        time.sleep(0.5)
+    return first
+
+
+def round_while_generating(code_project, train_project, timeout: float) -> dict:
+    from training import services
+    from training.models import GenerationJob, TrainingRound
+
+    job = (
+        GenerationJob.objects.filter(project=code_project).order_by("created_at").first()
+    )  # the seed's 164-prompt job
+    wait(
+        lambda: GenerationJob.objects.get(pk=job.pk).status == "running", timeout, "the HumanEval job to run"
+    )
+    progress_before = GenerationJob.objects.get(pk=job.pk).progress_step
+    started = time.monotonic()
+    training_round = services.round_launch(selection={"project_id": train_project.pk}, config={"steps": 4})
+    wait(lambda: TrainingRound.objects.get(pk=training_round.pk).is_finished, timeout, "the round")
+    wall = time.monotonic() - started
+    training_round.refresh_from_db()
+    job.refresh_from_db()
+    return {
+        "status": training_round.status, "error": training_round.error[:300], "wall_s": round(wall, 1),
+        "updates": training_round.progress_step, "annotations": training_round.snapshot_size,
+        "timings": training_round.summary.get("timings", {}),
+        "generation_outputs_meanwhile": job.progress_step - progress_before,
+        "generation_status_after": job.status, "load": loadavg(),
+    }  # fmt: skip
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--before", action="store_true", help="no generation turns, no per-lane thread caps")
+    parser.add_argument("--code-limit", type=int, default=164)
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds each wait may take")
+    parser.add_argument("--skip-round", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    var = Path(tempfile.mkdtemp(prefix="t2g-first-hour-"))
+    models = var / "models"
+    models.mkdir()
+    (models / "base").symlink_to(
+        Path(os.environ.get("T2G_BASE_MODEL_DIR", REPO / "var/models/base")).resolve()
+    )
+    env = {**os.environ, "T2G_VAR_DIR": str(var), "T2G_MODELS_DIR": str(models), "PORT": str(free_port()),
+           "DJANGO_SETTINGS_MODULE": "text2grad_web.settings", "WEB_WORKERS": "2"}  # fmt: skip
+    for key in ("DATABASE_URL", "CELERY_BROKER_URL"):
+        env.pop(key, None)  # make run's embedded defaults
+    secret = var / "secret-key"
+    secret.write_text(secrets.token_urlsafe(50))
+    env.update(
+        {
+            "DEBUG": "0",
+            "SECRET_KEY_FILE": str(secret),
+            "ALLOWED_HOSTS": "localhost,127.0.0.1",
+            "SECURE_SSL_REDIRECT": "0",
+            "SESSION_COOKIE_SECURE": "0",
+            "CSRF_COOKIE_SECURE": "0",
+            "SECURE_HSTS_SECONDS": "0",
+        }
+    )  # fmt: skip  (make run's LOCAL_ENV: its production profile)
+    if args.before:
+        cores = str(os.cpu_count() or 2)
+        env.update({"T2G_GENERATION_TURN_S": "1e9", "T2G_GENERATION_THREADS": cores,
+                    "T2G_TRAINING_THREADS": cores, "T2G_INTERACTIVE_THREADS": cores})  # fmt: skip
+    os.environ.clear()
+    os.environ.update(env)
+    sys.path.insert(0, str(REPO))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from annotations.models import Project
+
+    call_command("migrate", verbosity=0)
+    call_command("prepare_model")  # as `make run`: the base model and the aligner's cache
+    train = round_data()
+    call_command("seed_demo", "--code-limit", str(args.code_limit), "--credentials-to-file-only", verbosity=0)
+    projects = {name: Project.objects.get(name=name) for name in SEEDED}
+    results = {
+        "mode": "before" if args.before else "after",
+        "machine": {"cpus": os.cpu_count(), "load_at_start": loadavg()},
+        "code_limit": args.code_limit,
+    }
+    stack = Stack(env, var)
+    try:
+        wait(stack.lanes_up, 600, "the stack (web + 3 workers)")
+        started = time.monotonic()
+        results["first_output_s"] = first_outputs(projects, started, args.timeout)
+        if not args.skip_round:
+            results["round"] = round_while_generating(projects["HumanEval code"], train, args.timeout)
+            print("round", results["round"], flush=True)
+    finally:
+        stack.stop()
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
