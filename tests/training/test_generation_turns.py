@@ -7,10 +7,10 @@ import pytest
 
 from annotations.models import Generation, Prompt
 from annotations.services import project_create
-from evaluation.models import EvaluationCampaign
+from evaluation.models import CampaignGeneration, EvaluationCampaign
 from jobs.models import Outbox
 from training import services
-from training.models import GenerationJob
+from training.models import CriticPredictionJob, CriticVersion, GenerationJob
 from training.worker import generation as worker
 
 pytestmark = pytest.mark.django_db
@@ -88,9 +88,15 @@ def test_waiting_work_is_queued_jobs_and_campaigns_not_jobs_held_back_by_a_retry
     dispatch.enqueue("training.generate", waiting.pk, countdown=120)
     assert not worker.lane_work_waiting(running)
     campaign = EvaluationCampaign.objects.create(project=project, name="Blind pairs", created_by=admin_user)
-    assert campaign.worker_status == "queued"
+    generation = CampaignGeneration.objects.create(campaign=campaign)
     assert worker.lane_work_waiting(running)
-    EvaluationCampaign.objects.filter(pk=campaign.pk).update(worker_status="running")
+    CampaignGeneration.objects.filter(pk=generation.pk).update(status="running")
+    assert not worker.lane_work_waiting(running)
+    # A critic's predictions waiting for the lane count too.
+    critic = CriticVersion.objects.create(project=project, name="critic-1", base_model="tiny")
+    prediction = CriticPredictionJob.objects.create(critic_version=critic, generation_ids=[])
+    assert worker.lane_work_waiting(running)
+    CriticPredictionJob.objects.filter(pk=prediction.pk).update(status="succeeded")
     assert not worker.lane_work_waiting(running)
 
 

@@ -20,12 +20,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotations.models import EVALUATION_PURPOSE, Generation, Prompt
-from evaluation.models import EvaluationCampaign
+from evaluation.models import CampaignGeneration
 from jobs import lifecycle, reaper
 from jobs.models import Outbox
 from text2grad import generation, model_store
 from training import services
-from training.models import GenerationJob
+from training.models import CriticPredictionJob, GenerationJob
 from training.selectors import active_version
 
 from .runtime import LoadAbandoned, load_version, load_version_unless
@@ -89,21 +89,32 @@ def _turn_over(job: GenerationJob, *, turn_started: float, chunks_written: int) 
     )
 
 
+# The work that shares the generation lane, with the task that runs it (a turn is given only to work that
+# can start now).
+_LANE_WORK = (
+    (GenerationJob, "training.generate"),
+    (CampaignGeneration, "training.evaluation_generate"),
+    (CriticPredictionJob, "training.critic_predict"),
+)
+
+
 def lane_work_waiting(job: GenerationJob) -> bool:
-    """Other work is waiting for the generation lane now: a queued generation job (not one held back by a
-    retry countdown) or an evaluation campaign whose outputs are not sampled yet."""
+    """Other work is waiting for the generation lane now: a queued generation job, campaign generation or
+    critic prediction (not one held back by a retry countdown)."""
     held_back = {
-        tuple(args)
-        for args in Outbox.objects.filter(
-            task_name="training.generate", available_at__gt=timezone.now() + timedelta(seconds=1)
-        ).values_list("args", flat=True)
+        (task, tuple(args))
+        for task, args in Outbox.objects.filter(
+            task_name__in=[task for _, task in _LANE_WORK],
+            available_at__gt=timezone.now() + timedelta(seconds=1),
+        ).values_list("task_name", "args")
     }
-    queued = GenerationJob.objects.filter(status=GenerationJob.Status.QUEUED).exclude(pk=job.pk)
-    if any((pk,) not in held_back for pk in queued.values_list("pk", flat=True)[:50]):
-        return True
-    return EvaluationCampaign.objects.filter(
-        status=EvaluationCampaign.Status.GENERATING, worker_status=EvaluationCampaign.Worker.QUEUED
-    ).exists()
+    for model, task in _LANE_WORK:
+        queued = model.objects.filter(status=model.Status.QUEUED)
+        if model is GenerationJob:
+            queued = queued.exclude(pk=job.pk)
+        if any((task, (pk,)) not in held_back for pk in queued.values_list("pk", flat=True)[:50]):
+            return True
+    return False
 
 
 def generation_warm_up() -> float:
