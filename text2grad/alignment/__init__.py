@@ -94,7 +94,9 @@ then *poor*. ``polarity_hint`` overrides all of it.
 
 Overlapping proposals of the same polarity are merged keeping the highest score (ties: the more
 trusted method, then the longer span). Proposals of opposite polarity may overlap; the reward engine
-resolves such conflicts to the negative.
+resolves such conflicts to the negative. The optional LLM pass (``LLMAligner``, an OpenAI-compatible
+endpoint; per project in the studio) is merged by ``merge_llm``: rule-placed spans stand, LLM phrases
+replace overlapping semantic guesses and fill places no pass found.
 
 Evaluation: ``scripts/eval_alignment.py`` reports the dev set (``tests/data/alignment_dev.jsonl``, 226
 cases) and the frozen test split (``tests/data/alignment_test_frozen.jsonl``, 139 cases on 46 outputs,
@@ -120,7 +122,7 @@ from .align import CUE_OVERRIDE_MARGIN, DEFAULT_MIN_SCORE, POLARITY_MARGIN, SCOP
 from .classifier import ClauseClassifier, classifier_for, configure_cache_dir
 from .critique import infer_polarity
 from .llm import LLMAligner, LLMAlignerError
-from .proposals import GOOD, METHODS, POOR, SpanProposal
+from .proposals import GOOD, METHODS, POOR, SpanProposal, merge_llm
 from .quotes import FUZZY_MIN_CHARS, FUZZY_THRESHOLD, MAX_OCCURRENCES, extract_quotes
 from .semantic import SEMANTIC_THRESHOLD, Embedder, MiniLMEmbedder, default_embedder
 from .text import looks_like_code
@@ -150,4 +152,5 @@ __all__ = [
     "extract_quotes",
     "infer_polarity",
     "looks_like_code",
+    "merge_llm",
 ]

@@ -53,6 +53,7 @@ from .suggestions import (
     alignment_proposal_decide,
     alignment_proposal_flip,
     alignment_request_create,
+    llm_pass_available,
 )
 from .versions import (
     BASE_VERSION_NAME,
@@ -76,6 +77,7 @@ __all__ = [
     "alignment_proposal_decide",
     "alignment_proposal_flip",
     "alignment_request_create",
+    "llm_pass_available",
     "base_model_reference",
     "compare_outputs_generate",
     "critic_active",
