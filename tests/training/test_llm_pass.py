@@ -34,7 +34,7 @@ def scripted_server(tmp_path):
     answers, log = tmp_path / "answers.json", tmp_path / "requests.jsonl"
     answers.write_text(json.dumps(["{}"]), encoding="utf-8")
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.unit.openai_server", str(answers), str(log)],
+        [sys.executable, "-m", "tests.unit.openai_server", "--scripted", str(answers), str(log)],
         cwd=REPO, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

@@ -159,5 +159,23 @@ def serve_scripted(answers_path: Path, log_path: Path) -> None:
     httpd.serve_forever()
 
 
+def main(argv: list[str] | None = None) -> None:
+    """``--scripted ANSWERS LOG``: the scripted server; ``--model DIR``: a real model (prints ``port N``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scripted", nargs=2, type=Path, metavar=("ANSWERS", "LOG"))
+    parser.add_argument("--model", type=Path, help="a local transformers model folder")
+    parser.add_argument("--max-new-tokens", type=int, default=160)
+    args = parser.parse_args(argv)
+    if args.scripted:
+        serve_scripted(*args.scripted)
+        return
+    server = ChatServer(args.model, max_new_tokens=args.max_new_tokens)
+    sys.stdout.write(f"port {server.httpd.server_address[1]}\n")
+    sys.stdout.flush()
+    server.httpd.serve_forever()
+
+
 if __name__ == "__main__":
-    serve_scripted(Path(sys.argv[1]), Path(sys.argv[2]))
+    main()
