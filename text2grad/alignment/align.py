@@ -125,6 +125,25 @@ class _Reading:
             return self.sentence_polarity[sentence_index]
         return self.overall_polarity if self.overall_polarity is not None else POOR
 
+    def _contrasted_polarity(self, clause: _Clause) -> int | None:
+        """The opposite of the decided clause that "but" / "however" sets against ``clause``, or None."""
+        index = self.clauses.index(clause)
+        neighbours = []
+        if clause.contrasted and index > 0:
+            neighbours.append(index - 1)
+        if index + 1 < len(self.clauses) and self.clauses[index + 1].contrasted:
+            neighbours.append(index + 1)
+        for k in neighbours:
+            other = self.clauses[k]
+            # Only two references set against each other disagree ("'A' is fine, but 'B' is wrong");
+            # "Lines 4-7 could be shorter, but they are correct" says one thing of one referent.
+            if not any(other.start <= q.start < other.end for q in self.quotes):
+                continue
+            p = self.clause_p[k]
+            if abs(p - 0.5) >= POLARITY_MARGIN:
+                return POOR if p > 0.5 else GOOD
+        return None
+
     def _classified_polarity(self, clause: _Clause | None, sentence_index: int | None) -> int:
         chain = []
         if clause is not None:
@@ -142,6 +161,12 @@ class _Reading:
                 and cues != (GOOD if p > 0.5 else POOR)
             ):
                 return cues
+        if clause is not None and abs(chain[0] - 0.5) < POLARITY_MARGIN:
+            # An undecided clause set against a decided neighbour ("'A' is a fun detail, but 'B' overstates
+            # it") takes the other polarity: its sentence's verdict is mostly the neighbour's.
+            contrasted = self._contrasted_polarity(clause)
+            if contrasted is not None:
+                return contrasted
         for p in chain:
             if abs(p - 0.5) >= POLARITY_MARGIN:
                 return GOOD if p > 0.5 else POOR

@@ -18,6 +18,8 @@ _CONTRAST = re.compile(
     re.I,
 )
 _MAX_WORDS = 5
+_ARTICLES = frozenset(("the", "a", "an", "le", "la", "les", "der", "die", "das"))
+_ENGLISH_ARTICLES = frozenset(("the", "a", "an"))
 _NUMBER_WORDS = re.compile(
     r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|"
     r"thousand|million|billion|half|dozen|deux|trois|quatre|cinq|zwei|drei|vier|fünf|dos|tres|cuatro)\b",
@@ -75,11 +77,25 @@ def corrected_phrase(output: str, sentence: str) -> tuple[int, int, str] | None:
         return None
     # "not the second one" is not a value; try the phrase, then without a leading article.
     candidates = [" ".join(words)]
-    if len(words) > 1 and words[0].lower() in ("the", "a", "an", "le", "la", "les", "der", "die", "das"):
+    if len(words) > 1 and words[0].lower() in _ARTICLES:
         candidates.append(" ".join(words[1:]))
+    noun = len(words) > 1 and words[0].lower() in _ENGLISH_ARTICLES
     for candidate in candidates:
         found = _find_phrase(output, candidate)
         if found:
+            if noun:
+                # "on the bottom, not the back": a noun phrase names a thing the output says, not a
+                # predicate about the sentence ("not accurate"); the noun, without its article, is the span.
+                article = re.match(r"\W*\w+\s+", output[found[0] : found[1]], re.I)
+                bare = _find_phrase(output, " ".join(words[1:]))
+                if (
+                    article
+                    and output[found[0] : found[0] + article.end()].strip().lower() in _ENGLISH_ARTICLES
+                ):
+                    found = (found[0] + article.end(), found[1])
+                elif bare:
+                    found = bare
+                return (*found, m.group(0).strip(" ,;"))
             span = found if _is_value(output, *found) else _sentence_around(output, *found)
             return (*span, m.group(0).strip(" ,;"))
     return None
