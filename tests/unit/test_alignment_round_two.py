@@ -147,6 +147,16 @@ def test_a_quote_set_against_another_by_but_takes_the_other_polarity(minilm):
     ]
 
 
+def test_a_minor_criticism_in_code_naming_only_the_fix_finds_its_line(minilm):
+    code = "def top_three(values):\n    ordered = sorted(values, reverse=True)\n    return ordered[:3]\n"
+    critique = "`ordered[:3]` is right. Minor: `heapq.nlargest` would avoid sorting the whole list."
+    found = align_critique(code, critique, embedder=minilm)
+    assert [(p.text_in(code), p.polarity) for p in found] == [
+        ("ordered = sorted(values, reverse=True)", -1),
+        ("return ordered[:3]", 1),
+    ]
+
+
 # ----------------------------------------------------------------------------- typed values, round three
 @pytest.mark.parametrize(
     ("output", "critique", "wrong"),

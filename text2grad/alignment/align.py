@@ -412,8 +412,11 @@ def _quote_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanPr
                 SpanProposal(start, end, polarity, score, method, critique[quote.start : quote.end])
             )
         if sentence_index is not None and not _is_trivial_quote(quote.text, block=quote.block):
-            # Even an unlocated quote means the sentence was about specific text, not about a segment.
-            reading.sentences_with_hits.add(sentence_index)
+            # Even an unlocated quote means the sentence was about specific text, not about a segment; in
+            # code an unlocated one is a name for the fix ("Minor: `heapq.nlargest` would avoid sorting"),
+            # and the sentence still describes a line.
+            if hits or not is_code or _SUGGESTION_BEFORE.search(critique[s : quote.start]):
+                reading.sentences_with_hits.add(sentence_index)
             if hits or (identifier and sentence_index in referenced_lines):
                 reading.sentences_with_quote_hits.add(sentence_index)
     return proposals
@@ -488,6 +491,7 @@ def _semantic_pass(reading: _Reading, embedder: Embedder | None) -> list[SpanPro
         is_code=reading.is_code,
         embedder=embedder,
         polarity_of=reading.polarity_of,
+        minor=reading.minor,
     )
 
 
