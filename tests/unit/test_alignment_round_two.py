@@ -187,6 +187,16 @@ def test_not_the_noun_proposes_the_noun_not_its_sentence():
     assert texts(output, "The storage advice is fine, not vague.") == []
 
 
+def test_a_word_the_critique_says_the_output_calls_someone_is_the_span(minilm):
+    output = "A retired firefighter, now a beekeeper, sells honey at the market. He started in 2015."
+    found = align_critique(output, "Calling him a beekeeper is accurate.", embedder=minilm)
+    assert [(p.text_in(output), p.polarity) for p in found] == [("beekeeper", 1)]
+    found = align_critique(
+        output, "The text never says he is a firefighter; he was a nurse.", embedder=minilm
+    )
+    assert [(p.text_in(output), p.polarity) for p in found] == [("firefighter", -1)]
+
+
 # -------------------------------------------------------------------------------------------------- floors
 # Span F1 per kind a little under what the aligner reaches (docs/benchmarks.md, issue 28), so that a
 # regression fails. The frozen split is never tuned on; its floor only guards against losing ground.

@@ -17,7 +17,7 @@ import numpy as np
 from .classifier import QUOTE_PLACEHOLDER, ClauseClassifier, classifier_for
 from .critique import _Clause, _mask_quotes, _split_clauses, infer_polarity
 from .occurrences import blamed_function_lines, choose_code_occurrence, is_identifier, line_of, ordinal_before
-from .phrases import corrected_phrase
+from .phrases import corrected_phrase, mentioned_phrase
 from .proposals import GOOD, POOR, SpanProposal, _merge
 from .quotes import (
     _SUGGESTION_AFTER,
@@ -454,12 +454,19 @@ def _phrase_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanP
         if index in reading.sentences_with_hits:
             continue
         sentence = reading.critique[s:e]
-        found = corrected_phrase(reading.output, sentence) or contradicted_value(reading.output, sentence)
+        polarity = reading.polarity_hint if reading.polarity_hint is not None else POOR
+        found = corrected_phrase(reading.output, sentence)
+        mentioned = None if found else mentioned_phrase(reading.output, sentence)
+        if mentioned:
+            # "calling her a nurse is right" may praise: the clause naming the word decides
+            found = mentioned
+            at = s + reading.critique[s:e].find(mentioned[2])
+            polarity = reading.polarity_of(reading.clause_at(at), index)
+        found = found or contradicted_value(reading.output, sentence)
         if not found and similarity is not None:
             found = contradicted_role(reading.output, sentence, similarity)
         if found:
             start, end, evidence = found
-            polarity = reading.polarity_hint if reading.polarity_hint is not None else POOR
             proposals.append(SpanProposal(start, end, polarity, 0.9, "phrase", evidence))
             reading.sentences_with_hits.add(index)
     return proposals

@@ -99,3 +99,32 @@ def corrected_phrase(output: str, sentence: str) -> tuple[int, int, str] | None:
             span = found if _is_value(output, *found) else _sentence_around(output, *found)
             return (*span, m.group(0).strip(" ,;"))
     return None
+
+
+# "Calling her a software engineer is right", "The post never says she is a nurse": the critique names a
+# word of the output as what the output calls someone or something; that word, not its sentence, is meant.
+_MENTION = re.compile(
+    r"\b(?:(?:calling|call|calls|called|describing|describes|labelling|labeling)\s+(?:him|her|them|it|this|"
+    r"the\s+\w+)\s+(?:as\s+)?|(?:never|nowhere|does\s+not|doesn't|did\s+not|didn't)\s+(?:says?|said|"
+    r"mentions?|states?|claims?)\s+(?:that\s+)?(?:he|she|it|they|the\s+\w+)\s+(?:is|was|are|were)\s+)"
+    # an article: a noun ("a nurse") names a word of the output; "calling it generally safe" is a predicate
+    r"(?:an?\s+|the\s+)(?P<phrase>[^\W\d][\w'-]*(?:\s+[^\W\d][\w'-]*){0,2}?)"
+    r"(?=\s*(?:[;,.!?]|\s(?:is|was|are|were|seems?|sounds?|feels?)\b|$))",
+    re.I,
+)
+
+
+def mentioned_phrase(output: str, sentence: str) -> tuple[int, int, str] | None:
+    """The output's word or short phrase that the critique says the output calls someone, or None.
+
+    Example:
+        >>> out = "The poster, a 40-year-old teacher, asks for advice."
+        >>> start, end, _ = mentioned_phrase(out, "The post never says he is a teacher; he is a coach.")
+        >>> out[start:end]
+        'teacher'
+    """
+    for m in _MENTION.finditer(sentence):
+        found = _find_phrase(output, m.group("phrase"))
+        if found:
+            return (*found, m.group(0).strip())
+    return None
