@@ -73,15 +73,15 @@ prose, every occurrence stays.
 
 **Corrected values** (``phrases`` and ``values``, ``phrase``, score 0.9): "twelve years, not twenty years"
 proposes the wrong value ("twenty years") where the output says it, or its sentence when it is a predicate
-rather than a value; after an article it is a noun ("on the bottom, not the back" → "back"). A noun the
-critique says the output calls someone ("Calling her a software engineer is right", "never says she is a
-nurse") is the span, with its clause's polarity. A correction that names only the right value ("The ferry crossing takes an hour",
-"the fare stated is wrong: €22") proposes the output's differing value of the same type (money,
-percent, temperature, score ("3-1", "7 to 2"), ordinal, year, weekday, capitalised month, duration, count
-with its unit) in the sentence the critique echoes, preferring the one after the same word ("from May" →
-"from April"); one that says a job or title is wrong proposes the output's role word nearest in
-MiniLM to the right one. Ordinals also count list items and questions ("step 4", "the second tip", "the
-final question"), without the ``1.``/``-`` marker.
+rather than a value; after an article it is a noun ("keep it in the drawer, not the shelf" → "shelf"). A
+noun the critique says the output calls someone ("Calling him a beekeeper is accurate", "never says he is
+a firefighter") is the span, with its clause's polarity. A correction that names only the right value
+("The ferry crossing takes an hour", "the fare stated is wrong: €22") proposes the output's differing
+value of the same type (money, percent, temperature, score ("3-1", "7 to 2"), ordinal, year, weekday,
+capitalised month, duration, count with its unit) in the sentence the critique echoes, preferring the one
+after the same word ("open from June" → "from April"); one that says a job or title is wrong proposes the
+output's role word nearest in MiniLM to the right one. Ordinals also count list items and questions
+("step 4", "the second tip", "the final question"), without the ``1.``/``-`` marker.
 
 **Polarity and scope** (``classifier``): two logistic regressions on MiniLM embeddings plus hashed word
 n-grams, trained at first use on ``data/clauses.tsv`` (hand-written labelled critique clauses), read each

@@ -413,7 +413,7 @@ def _quote_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanPr
             )
         if sentence_index is not None and not _is_trivial_quote(quote.text, block=quote.block):
             # Even an unlocated quote means the sentence was about specific text, not about a segment; in
-            # code an unlocated one is a name for the fix ("Minor: `heapq.nlargest` would avoid sorting"),
+            # code an unlocated one is a name for the fix ("Minor: `bisect.insort` keeps it ordered"),
             # and the sentence still describes a line.
             if hits or not is_code or _SUGGESTION_BEFORE.search(critique[s : quote.start]):
                 reading.sentences_with_hits.add(sentence_index)
@@ -458,7 +458,7 @@ def _phrase_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanP
         found = corrected_phrase(reading.output, sentence)
         mentioned = None if found else mentioned_phrase(reading.output, sentence)
         if mentioned:
-            # "calling her a nurse is right" may praise: the clause naming the word decides
+            # "calling him a beekeeper is accurate" may praise: the clause naming the word decides
             found = mentioned
             at = s + reading.critique[s:e].find(mentioned[2])
             polarity = reading.polarity_of(reading.clause_at(at), index)

@@ -84,7 +84,7 @@ def corrected_phrase(output: str, sentence: str) -> tuple[int, int, str] | None:
         found = _find_phrase(output, candidate)
         if found:
             if noun:
-                # "on the bottom, not the back": a noun phrase names a thing the output says, not a
+                # "in the drawer, not the shelf": a noun phrase names a thing the output says, not a
                 # predicate about the sentence ("not accurate"); the noun, without its article, is the span.
                 article = re.match(r"\W*\w+\s+", output[found[0] : found[1]], re.I)
                 bare = _find_phrase(output, " ".join(words[1:]))
@@ -101,13 +101,13 @@ def corrected_phrase(output: str, sentence: str) -> tuple[int, int, str] | None:
     return None
 
 
-# "Calling her a software engineer is right", "The post never says she is a nurse": the critique names a
+# "Calling him a beekeeper is accurate", "The text never says he is a firefighter": the critique names a
 # word of the output as what the output calls someone or something; that word, not its sentence, is meant.
 _MENTION = re.compile(
     r"\b(?:(?:calling|call|calls|called|describing|describes|labelling|labeling)\s+(?:him|her|them|it|this|"
     r"the\s+\w+)\s+(?:as\s+)?|(?:never|nowhere|does\s+not|doesn't|did\s+not|didn't)\s+(?:says?|said|"
     r"mentions?|states?|claims?)\s+(?:that\s+)?(?:he|she|it|they|the\s+\w+)\s+(?:is|was|are|were)\s+)"
-    # an article: a noun ("a nurse") names a word of the output; "calling it generally safe" is a predicate
+    # an article: a noun ("a beekeeper") names a word of the output; "calling it risky" is a predicate
     r"(?:an?\s+|the\s+)(?P<phrase>[^\W\d][\w'-]*(?:\s+[^\W\d][\w'-]*){0,2}?)"
     r"(?=\s*(?:[;,.!?]|\s(?:is|was|are|were|seems?|sounds?|feels?)\b|$))",
     re.I,

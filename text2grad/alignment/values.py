@@ -167,7 +167,7 @@ def contradicted_value(output: str, sentence: str) -> tuple[int, int, str] | Non
             # a like unit first, then the sentence that echoes the critique most, then the value nearest
             # to an echoed word ("widened in 1968 and repainted in 2004" for "widened in 1971")
             distance = _distance_to_shared(output, around, candidate.start, shared)
-            # "sold between March" corrects "sold between May": the same word before both values
+            # "open from June" corrects "open from April": the same word before both values
             same_slot = _word_before(sentence, value.start) == _word_before(output, candidate.start) != ""
             score = (
                 int(bool(value.unit) and candidate.unit == value.unit),
