@@ -12,6 +12,7 @@ import math
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Cast, Mod
@@ -97,6 +98,24 @@ class Project(models.Model):
         "prompts marked held out come on top): training rounds never sample them or train on their "
         "annotations, and evaluation campaigns draw from them. Changing it moves prompts in or out.",
     )
+    # The optional LLM pass of Suggest spans (issue 28): off while the URL is blank. The key itself is
+    # never stored (rows are exported and shown in the admin): the worker reads the named variable.
+    llm_aligner_url = models.URLField(
+        blank=True,
+        max_length=500,
+        help_text="Base URL of an OpenAI-compatible endpoint (ending in /v1) for the optional LLM pass of "
+        "Suggest spans; blank turns the pass off.",
+    )
+    llm_aligner_model = models.CharField(
+        max_length=200, blank=True, help_text="Model name sent to that endpoint (required with a URL)."
+    )
+    llm_aligner_key_env = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[RegexValidator(r"^[A-Z_][A-Z0-9_]*$", "Name an environment variable: A-Z, 0-9 and _.")],
+        help_text="Name of the worker's environment variable that holds the endpoint's API key (the key "
+        "itself is never stored); blank sends no key.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -123,7 +142,14 @@ class Project(models.Model):
     def label(self, name: str) -> dict | None:
         return next((label for label in self.label_set if label.get("name") == name), None)
 
+    @property
+    def llm_aligner_enabled(self) -> bool:
+        """Whether annotators may ask Suggest spans for the LLM pass in this project."""
+        return bool(self.llm_aligner_url)
+
     def clean(self) -> None:
+        if self.llm_aligner_url and not self.llm_aligner_model.strip():
+            raise ValidationError({"llm_aligner_model": "Name the model the LLM endpoint should use."})
         labels = self.label_set
         if not isinstance(labels, list) or not labels:
             raise ValidationError({"label_set": "The label set must be a non-empty list."})

@@ -94,6 +94,9 @@ class ProjectSerializer(serializers.ModelSerializer):
             "label_set",
             "annotations_per_output",
             "reward_scheme",
+            "llm_aligner_url",
+            "llm_aligner_model",
+            "llm_aligner_key_env",
             "is_archived",
             "created_at",
         ]

@@ -2,9 +2,10 @@
 
 Usage:
     .venv/bin/python scripts/eval_alignment.py [--cases FILE ...] [--no-semantic] [--details] [--json]
+        [--llm-url URL --llm-model NAME [--llm-key-env VAR]]   # add the LLM pass, merged as the studio does
 
 Without ``--cases`` it reports the protocol of issues 17 and 28, each split in its own table: the dev set
-(``tests/data/alignment_dev.jsonl``, 226 cases, what the aligner may be tuned on) and the FROZEN test split
+(``tests/data/alignment_dev.jsonl``, 245 cases, what the aligner may be tuned on) and the FROZEN test split
 (``tests/data/alignment_test_frozen.jsonl``, 139 cases on 46 outputs, written for issue 28 before any change
 it asked for and never tuned on: ``--details`` never prints its cases). Kinds are ``quoted``, ``unquoted`` and ``code``; the domain (summary, qa, chat,
 code) is the second part of a case id (``dev-summary-001-quoted``) and gets its own rows. The 81 original
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -42,7 +44,14 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from text2grad.alignment import Embedder, SpanProposal, align_critique  # noqa: E402
+from text2grad.alignment import (  # noqa: E402
+    Embedder,
+    LLMAligner,
+    LLMAlignerError,
+    SpanProposal,
+    align_critique,
+    merge_llm,
+)
 
 DEFAULT_CASES = REPO / "tests" / "data" / "alignment_cases.jsonl"
 DEV_CASES = REPO / "tests" / "data" / "alignment_dev.jsonl"
@@ -64,6 +73,7 @@ class Counts:
     located: int = 0  # gold spans some proposal overlaps at IoU >= 0.5, whatever its label
     labelled: int = 0  # ... and of those, the ones whose one-to-one match has the gold label
     failures: list[str] = field(default_factory=list)
+    llm_errors: int = 0  # cases whose LLM call failed (they count with the other passes' proposals)
 
     @staticmethod
     def _prf(tp: int, pred: int, gold: int) -> tuple[float, float, float]:
@@ -146,15 +156,26 @@ def _char_labels(length: int, spans: list[tuple[int, int, int]]) -> list[int]:
 
 
 def evaluate(
-    cases: list[dict], *, embedder: Embedder | None = None, semantic: bool = True
+    cases: list[dict],
+    *,
+    embedder: Embedder | None = None,
+    semantic: bool = True,
+    llm: LLMAligner | None = None,
 ) -> tuple[dict[str, Counts], dict[str, list[SpanProposal]]]:
-    """Run align_critique over the cases; return pooled counts per kind (plus "all") and the proposals."""
+    """Run align_critique (and the LLM pass, merged as the studio merges it, when ``llm`` is given) over
+    the cases; return pooled counts per kind (plus "all") and the proposals."""
     results: dict[str, Counts] = {}
     predictions: dict[str, list[SpanProposal]] = {}
     for case in cases:
         proposals = align_critique(
             case["output"], case["critique"], is_code=case["is_code"], embedder=embedder, semantic=semantic
         )
+        llm_failed = False
+        if llm is not None:
+            try:
+                proposals = merge_llm(proposals, llm.align(case["output"], case["critique"]))
+            except LLMAlignerError:
+                llm_failed = True
         predictions[case["id"]] = proposals
         matches = match_spans(proposals, case["gold"])
         placed = match_spans(proposals, case["gold"], ignore_label=True)
@@ -173,6 +194,7 @@ def evaluate(
                 continue
             counts = results.setdefault(kind, Counts())
             counts.cases += 1
+            counts.llm_errors += llm_failed
             counts.proposals += len(proposals)
             counts.gold += len(case["gold"])
             counts.matched += len(matches)
@@ -229,7 +251,25 @@ def main(argv: list[str] | None = None) -> int:
         help="print gold and proposals of imperfect cases (never frozen ones)",
     )
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON instead of markdown")
+    parser.add_argument(
+        "--llm-url",
+        default=os.environ.get("T2G_LLM_ALIGNER_URL", ""),
+        help="add the LLM pass: an OpenAI-compatible base URL ending in /v1 (default: $T2G_LLM_ALIGNER_URL)",
+    )
+    parser.add_argument("--llm-model", default=os.environ.get("T2G_LLM_ALIGNER_MODEL", "gpt-4o"))
+    parser.add_argument(
+        "--llm-key-env", default="T2G_LLM_ALIGNER_KEY", help="the environment variable holding the API key"
+    )
+    parser.add_argument("--llm-max-tokens", type=int, default=1024)
     args = parser.parse_args(argv)
+    llm = None
+    if args.llm_url:
+        llm = LLMAligner(
+            base_url=args.llm_url,
+            model=args.llm_model,
+            api_key=os.environ.get(args.llm_key_env) or None,
+            max_tokens=args.llm_max_tokens,
+        )
 
     paths = args.cases or [DEV_CASES, FROZEN_TEST_CASES]
     report: dict[str, dict] = {}
@@ -237,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         cases = load_cases(path)
         frozen = path.resolve() == FROZEN_TEST_CASES.resolve()
         started = time.perf_counter()
-        results, predictions = evaluate(cases, semantic=not args.no_semantic)
+        results, predictions = evaluate(cases, semantic=not args.no_semantic, llm=llm)
         elapsed = time.perf_counter() - started
         if args.json:
             report[path.name] = {
@@ -250,13 +290,17 @@ def main(argv: list[str] | None = None) -> int:
                     "char_precision": c.char_prf[0],
                     "char_recall": c.char_prf[1],
                     "char_f1": c.char_prf[2],
+                    "llm_errors": c.llm_errors,
                 }
                 for kind, c in results.items()
             }
             continue
         label = " (FROZEN test split: report only, never tune on it)" if frozen else ""
         print(f"## {path.name}{label}\n")
-        print(f"{len(cases)} cases, {elapsed:.1f} s (semantic: {not args.no_semantic})\n")
+        llm_note = f", LLM pass: {args.llm_model} at {args.llm_url}" if llm else ""
+        print(f"{len(cases)} cases, {elapsed:.1f} s (semantic: {not args.no_semantic}{llm_note})\n")
+        if llm:
+            print(f"LLM calls that failed (bad JSON, HTTP errors): {results['all'].llm_errors}\n")
         print(markdown_table(results))
         if frozen:
             print()

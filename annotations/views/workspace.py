@@ -12,6 +12,7 @@ import contextlib
 import functools
 from collections.abc import Callable, Iterator
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
@@ -237,6 +238,8 @@ def annotate(request: HttpRequest, pk: int) -> HttpResponse:
         "generation": annotation.generation,
         "prompt": annotation.generation.prompt,
         "project": project,
+        # Suggest spans offers the LLM pass where the project (or the site) names an endpoint.
+        "llm_pass": project.llm_aligner_enabled or bool(settings.T2G_LLM_ALIGNER_URL),
         "labels": labels_for(project),
         "is_owner": is_owner,
         "annotator_name": privacy.annotator_name(

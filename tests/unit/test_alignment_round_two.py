@@ -135,12 +135,74 @@ def test_a_minor_criticism_is_poor_and_points_somewhere(minilm):
     assert [(p.text_in(output), p.polarity) for p in found] == [("Knead the dough for ten minutes.", -1)]
 
 
+def test_a_quote_set_against_another_by_but_takes_the_other_polarity(minilm):
+    output = "The lake is 12 km long. Boats can be hired at the north pier. It freezes most winters."
+    critique = (
+        "The mention of 'the north pier' is a pleasant extra, but 'freezes most winters' exaggerates it."
+    )
+    found = align_critique(output, critique, embedder=minilm)
+    assert [(p.text_in(output), p.polarity) for p in found] == [
+        ("the north pier", 1),
+        ("freezes most winters", -1),
+    ]
+
+
+def test_a_minor_criticism_in_code_naming_only_the_fix_finds_its_line(minilm):
+    code = "def top_three(values):\n    ordered = sorted(values, reverse=True)\n    return ordered[:3]\n"
+    critique = "`ordered[:3]` is right. Minor: `heapq.nlargest` would avoid sorting the whole list."
+    found = align_critique(code, critique, embedder=minilm)
+    assert [(p.text_in(code), p.polarity) for p in found] == [
+        ("ordered = sorted(values, reverse=True)", -1),
+        ("return ordered[:3]", 1),
+    ]
+
+
+# ----------------------------------------------------------------------------- typed values, round three
+@pytest.mark.parametrize(
+    ("output", "critique", "wrong"),
+    [
+        # a vote or a match written with "to"; a range with a unit after it is not a score
+        ("The board voted 5 to 4 to sell the land.", "The board split 6 to 3.", "5 to 4"),
+        ("Delivery takes 2 to 4 days and costs $5.", "It costs $7.", "$5"),
+        # months are capitalised names: "may" the verb is not one
+        ("The fair runs from June to August. You may bring a dog.", "It runs from July to August.", "June"),
+    ],
+)
+def test_scores_with_to_and_capitalised_months_are_typed_values(output, critique, wrong):
+    found = contradicted_value(output, critique)
+    assert (output[found[0] : found[1]] if found else None) == wrong
+
+
+def test_the_value_in_the_same_slot_as_the_right_one_is_the_wrong_one():
+    output = "The market is open from April until October, closing on Sundays."
+    # April and October are both months; "from" sits before both the right value and April
+    found = contradicted_value(output, "The market is open from May until October.")
+    assert output[found[0] : found[1]] == "April"
+
+
+def test_not_the_noun_proposes_the_noun_not_its_sentence():
+    output = "Store the jar in the fridge. Keep it away from the window."
+    assert texts(output, "Keep it in the cupboard, not the fridge.") == [("fridge", -1)]
+    # a predicate after "not" still means its sentence
+    assert texts(output, "The storage advice is fine, not vague.") == []
+
+
+def test_a_word_the_critique_says_the_output_calls_someone_is_the_span(minilm):
+    output = "A retired firefighter, now a beekeeper, sells honey at the market. He started in 2015."
+    found = align_critique(output, "Calling him a beekeeper is accurate.", embedder=minilm)
+    assert [(p.text_in(output), p.polarity) for p in found] == [("beekeeper", 1)]
+    found = align_critique(
+        output, "The text never says he is a firefighter; he was a nurse.", embedder=minilm
+    )
+    assert [(p.text_in(output), p.polarity) for p in found] == [("firefighter", -1)]
+
+
 # -------------------------------------------------------------------------------------------------- floors
 # Span F1 per kind a little under what the aligner reaches (docs/benchmarks.md, issue 28), so that a
 # regression fails. The frozen split is never tuned on; its floor only guards against losing ground.
 FLOORS = {
-    DEV: {"quoted": 0.96, "unquoted": 0.81, "code": 0.90},  # reached: 0.988 / 0.839 / 0.923
-    FROZEN: {"quoted": 0.84, "unquoted": 0.83, "code": 0.86},  # reached: 0.868 / 0.857 / 0.884
+    DEV: {"quoted": 0.96, "unquoted": 0.85, "code": 0.91},  # reached: 0.990 / 0.878 / 0.935
+    FROZEN: {"quoted": 0.85, "unquoted": 0.86, "code": 0.87},  # reached: 0.876 / 0.881 / 0.894
 }
 
 

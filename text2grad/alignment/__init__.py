@@ -73,12 +73,15 @@ prose, every occurrence stays.
 
 **Corrected values** (``phrases`` and ``values``, ``phrase``, score 0.9): "twelve years, not twenty years"
 proposes the wrong value ("twenty years") where the output says it, or its sentence when it is a predicate
-rather than a value. A correction that names only the right value ("The ferry crossing takes an hour",
-"the fare stated is wrong: €22") proposes the output's differing value of the same type (money,
-percent, temperature, score, ordinal, year, weekday, month, duration, count with its unit) in the sentence
-the critique echoes; one that says a job or title is wrong proposes the output's role word nearest in
-MiniLM to the right one. Ordinals also count list items and questions ("step 4", "the second tip", "the
-final question"), without the ``1.``/``-`` marker.
+rather than a value; after an article it is a noun ("keep it in the drawer, not the shelf" → "shelf"). A
+noun the critique says the output calls someone ("Calling him a beekeeper is accurate", "never says he is
+a firefighter") is the span, with its clause's polarity. A correction that names only the right value
+("The ferry crossing takes an hour", "the fare stated is wrong: €22") proposes the output's differing
+value of the same type (money, percent, temperature, score ("3-1", "7 to 2"), ordinal, year, weekday,
+capitalised month, duration, count with its unit) in the sentence the critique echoes, preferring the one
+after the same word ("open from June" → "from April"); one that says a job or title is wrong proposes the
+output's role word nearest in MiniLM to the right one. Ordinals also count list items and questions
+("step 4", "the second tip", "the final question"), without the ``1.``/``-`` marker.
 
 **Polarity and scope** (``classifier``): two logistic regressions on MiniLM embeddings plus hashed word
 n-grams, trained at first use on ``data/clauses.tsv`` (hand-written labelled critique clauses), read each
@@ -87,16 +90,22 @@ output) as opposed to a remark on the whole output or a suggested fix, which get
 verdict within ``POLARITY_MARGIN`` of 0.5 defers to the sentence, then to cue words in the clause and
 sentence, and only then to the critique as a whole (a critique that praises one thing and criticises
 another has no single tone); cue words that all point one way in the clause overrule a verdict within
-``CUE_OVERRIDE_MARGIN``. A sentence opening with "Minor:" or "Nit:" is a criticism of one point. Without a
+``CUE_OVERRIDE_MARGIN``. An undecided clause that "but" or "however" sets against a decided clause holding
+another quote takes the other polarity ("'A' is a fun detail, but 'B' overstates it"). A sentence opening
+with "Minor:" or "Nit:" is a criticism of one point: its best segment is proposed at the lower
+``semantic.MINOR_THRESHOLD``, and in code a backticked name that is not in the output (the fix) does not stop the
+search for the line it describes. Without a
 classifier (``semantic=False`` or a non-MiniLM embedder) cue words decide as before: "wrong", "missing"
 versus "correct", "nice"; a negated positive is negative; no cue falls back to the sentence, the critique,
 then *poor*. ``polarity_hint`` overrides all of it.
 
 Overlapping proposals of the same polarity are merged keeping the highest score (ties: the more
 trusted method, then the longer span). Proposals of opposite polarity may overlap; the reward engine
-resolves such conflicts to the negative.
+resolves such conflicts to the negative. The optional LLM pass (``LLMAligner``, an OpenAI-compatible
+endpoint; per project in the studio) is merged by ``merge_llm``: rule-placed spans stand, LLM phrases
+replace overlapping semantic guesses and fill places no pass found.
 
-Evaluation: ``scripts/eval_alignment.py`` reports the dev set (``tests/data/alignment_dev.jsonl``, 226
+Evaluation: ``scripts/eval_alignment.py`` reports the dev set (``tests/data/alignment_dev.jsonl``, 245
 cases) and the frozen test split (``tests/data/alignment_test_frozen.jsonl``, 139 cases on 46 outputs,
 written before the issue-28 changes and never tuned on) per kind and per domain (span F1, one-to-one, IoU
 ≥ 0.5 with equal polarity, and label accuracy); the 81 original cases stay as a regression set.
@@ -120,7 +129,7 @@ from .align import CUE_OVERRIDE_MARGIN, DEFAULT_MIN_SCORE, POLARITY_MARGIN, SCOP
 from .classifier import ClauseClassifier, classifier_for, configure_cache_dir
 from .critique import infer_polarity
 from .llm import LLMAligner, LLMAlignerError
-from .proposals import GOOD, METHODS, POOR, SpanProposal
+from .proposals import GOOD, METHODS, POOR, SpanProposal, merge_llm
 from .quotes import FUZZY_MIN_CHARS, FUZZY_THRESHOLD, MAX_OCCURRENCES, extract_quotes
 from .semantic import SEMANTIC_THRESHOLD, Embedder, MiniLMEmbedder, default_embedder
 from .text import looks_like_code
@@ -150,4 +159,5 @@ __all__ = [
     "extract_quotes",
     "infer_polarity",
     "looks_like_code",
+    "merge_llm",
 ]

@@ -17,7 +17,7 @@ import numpy as np
 from .classifier import QUOTE_PLACEHOLDER, ClauseClassifier, classifier_for
 from .critique import _Clause, _mask_quotes, _split_clauses, infer_polarity
 from .occurrences import blamed_function_lines, choose_code_occurrence, is_identifier, line_of, ordinal_before
-from .phrases import corrected_phrase
+from .phrases import corrected_phrase, mentioned_phrase
 from .proposals import GOOD, POOR, SpanProposal, _merge
 from .quotes import (
     _SUGGESTION_AFTER,
@@ -125,6 +125,25 @@ class _Reading:
             return self.sentence_polarity[sentence_index]
         return self.overall_polarity if self.overall_polarity is not None else POOR
 
+    def _contrasted_polarity(self, clause: _Clause) -> int | None:
+        """The opposite of the decided clause that "but" / "however" sets against ``clause``, or None."""
+        index = self.clauses.index(clause)
+        neighbours = []
+        if clause.contrasted and index > 0:
+            neighbours.append(index - 1)
+        if index + 1 < len(self.clauses) and self.clauses[index + 1].contrasted:
+            neighbours.append(index + 1)
+        for k in neighbours:
+            other = self.clauses[k]
+            # Only two references set against each other disagree ("'A' is fine, but 'B' is wrong");
+            # "Lines 4-7 could be shorter, but they are correct" says one thing of one referent.
+            if not any(other.start <= q.start < other.end for q in self.quotes):
+                continue
+            p = self.clause_p[k]
+            if abs(p - 0.5) >= POLARITY_MARGIN:
+                return POOR if p > 0.5 else GOOD
+        return None
+
     def _classified_polarity(self, clause: _Clause | None, sentence_index: int | None) -> int:
         chain = []
         if clause is not None:
@@ -142,6 +161,12 @@ class _Reading:
                 and cues != (GOOD if p > 0.5 else POOR)
             ):
                 return cues
+        if clause is not None and abs(chain[0] - 0.5) < POLARITY_MARGIN:
+            # An undecided clause set against a decided neighbour ("'A' is a fun detail, but 'B' overstates
+            # it") takes the other polarity: its sentence's verdict is mostly the neighbour's.
+            contrasted = self._contrasted_polarity(clause)
+            if contrasted is not None:
+                return contrasted
         for p in chain:
             if abs(p - 0.5) >= POLARITY_MARGIN:
                 return GOOD if p > 0.5 else POOR
@@ -387,8 +412,11 @@ def _quote_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanPr
                 SpanProposal(start, end, polarity, score, method, critique[quote.start : quote.end])
             )
         if sentence_index is not None and not _is_trivial_quote(quote.text, block=quote.block):
-            # Even an unlocated quote means the sentence was about specific text, not about a segment.
-            reading.sentences_with_hits.add(sentence_index)
+            # Even an unlocated quote means the sentence was about specific text, not about a segment; in
+            # code an unlocated one is a name for the fix ("Minor: `bisect.insort` keeps it ordered"),
+            # and the sentence still describes a line.
+            if hits or not is_code or _SUGGESTION_BEFORE.search(critique[s : quote.start]):
+                reading.sentences_with_hits.add(sentence_index)
             if hits or (identifier and sentence_index in referenced_lines):
                 reading.sentences_with_quote_hits.add(sentence_index)
     return proposals
@@ -426,12 +454,19 @@ def _phrase_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanP
         if index in reading.sentences_with_hits:
             continue
         sentence = reading.critique[s:e]
-        found = corrected_phrase(reading.output, sentence) or contradicted_value(reading.output, sentence)
+        polarity = reading.polarity_hint if reading.polarity_hint is not None else POOR
+        found = corrected_phrase(reading.output, sentence)
+        mentioned = None if found else mentioned_phrase(reading.output, sentence)
+        if mentioned:
+            # "calling him a beekeeper is accurate" may praise: the clause naming the word decides
+            found = mentioned
+            at = s + reading.critique[s:e].find(mentioned[2])
+            polarity = reading.polarity_of(reading.clause_at(at), index)
+        found = found or contradicted_value(reading.output, sentence)
         if not found and similarity is not None:
             found = contradicted_role(reading.output, sentence, similarity)
         if found:
             start, end, evidence = found
-            polarity = reading.polarity_hint if reading.polarity_hint is not None else POOR
             proposals.append(SpanProposal(start, end, polarity, 0.9, "phrase", evidence))
             reading.sentences_with_hits.add(index)
     return proposals
@@ -463,6 +498,7 @@ def _semantic_pass(reading: _Reading, embedder: Embedder | None) -> list[SpanPro
         is_code=reading.is_code,
         embedder=embedder,
         polarity_of=reading.polarity_of,
+        minor=reading.minor,
     )
 
 

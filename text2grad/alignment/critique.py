@@ -83,6 +83,11 @@ class _Clause:
     start: int
     end: int
     sentence_index: int
+    # joined to the clause before it by "but", "however", "although"...: the two usually disagree in polarity
+    contrasted: bool = False
+
+
+_CONTRAST_WORD = re.compile(r"\W*(?:but|however|whereas|although|though|yet|still)\b", re.I)
 
 
 def _mask_quotes(critique: str, quotes: list[_Quote]) -> str:
@@ -98,12 +103,15 @@ def _mask_quotes(critique: str, quotes: list[_Quote]) -> str:
 def _split_clauses(masked: str, start: int, end: int, sentence_index: int) -> list[_Clause]:
     clauses = []
     cursor = start
+    # a sentence opening with "But" or "However" contrasts with the sentence before it
+    contrasted = bool(_CONTRAST_WORD.match(masked, start))
     for m in _CLAUSE_BREAK.finditer(masked, start, end):
         s, e = _strip_span(masked, cursor, m.start())
         if e > s:
-            clauses.append(_Clause(s, e, sentence_index))
+            clauses.append(_Clause(s, e, sentence_index, contrasted))
+        contrasted = bool(_CONTRAST_WORD.match(masked[m.start() : m.end()].lstrip(",; ")))
         cursor = m.end()
     s, e = _strip_span(masked, cursor, end)
     if e > s:
-        clauses.append(_Clause(s, e, sentence_index))
+        clauses.append(_Clause(s, e, sentence_index, contrasted))
     return clauses

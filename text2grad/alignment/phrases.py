@@ -18,6 +18,8 @@ _CONTRAST = re.compile(
     re.I,
 )
 _MAX_WORDS = 5
+_ARTICLES = frozenset(("the", "a", "an", "le", "la", "les", "der", "die", "das"))
+_ENGLISH_ARTICLES = frozenset(("the", "a", "an"))
 _NUMBER_WORDS = re.compile(
     r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|"
     r"thousand|million|billion|half|dozen|deux|trois|quatre|cinq|zwei|drei|vier|fünf|dos|tres|cuatro)\b",
@@ -75,11 +77,54 @@ def corrected_phrase(output: str, sentence: str) -> tuple[int, int, str] | None:
         return None
     # "not the second one" is not a value; try the phrase, then without a leading article.
     candidates = [" ".join(words)]
-    if len(words) > 1 and words[0].lower() in ("the", "a", "an", "le", "la", "les", "der", "die", "das"):
+    if len(words) > 1 and words[0].lower() in _ARTICLES:
         candidates.append(" ".join(words[1:]))
+    noun = len(words) > 1 and words[0].lower() in _ENGLISH_ARTICLES
     for candidate in candidates:
         found = _find_phrase(output, candidate)
         if found:
+            if noun:
+                # "in the drawer, not the shelf": a noun phrase names a thing the output says, not a
+                # predicate about the sentence ("not accurate"); the noun, without its article, is the span.
+                article = re.match(r"\W*\w+\s+", output[found[0] : found[1]], re.I)
+                bare = _find_phrase(output, " ".join(words[1:]))
+                if (
+                    article
+                    and output[found[0] : found[0] + article.end()].strip().lower() in _ENGLISH_ARTICLES
+                ):
+                    found = (found[0] + article.end(), found[1])
+                elif bare:
+                    found = bare
+                return (*found, m.group(0).strip(" ,;"))
             span = found if _is_value(output, *found) else _sentence_around(output, *found)
             return (*span, m.group(0).strip(" ,;"))
+    return None
+
+
+# "Calling him a beekeeper is accurate", "The text never says he is a firefighter": the critique names a
+# word of the output as what the output calls someone or something; that word, not its sentence, is meant.
+_MENTION = re.compile(
+    r"\b(?:(?:calling|call|calls|called|describing|describes|labelling|labeling)\s+(?:him|her|them|it|this|"
+    r"the\s+\w+)\s+(?:as\s+)?|(?:never|nowhere|does\s+not|doesn't|did\s+not|didn't)\s+(?:says?|said|"
+    r"mentions?|states?|claims?)\s+(?:that\s+)?(?:he|she|it|they|the\s+\w+)\s+(?:is|was|are|were)\s+)"
+    # an article: a noun ("a beekeeper") names a word of the output; "calling it risky" is a predicate
+    r"(?:an?\s+|the\s+)(?P<phrase>[^\W\d][\w'-]*(?:\s+[^\W\d][\w'-]*){0,2}?)"
+    r"(?=\s*(?:[;,.!?]|\s(?:is|was|are|were|seems?|sounds?|feels?)\b|$))",
+    re.I,
+)
+
+
+def mentioned_phrase(output: str, sentence: str) -> tuple[int, int, str] | None:
+    """The output's word or short phrase that the critique says the output calls someone, or None.
+
+    Example:
+        >>> out = "The poster, a 40-year-old teacher, asks for advice."
+        >>> start, end, _ = mentioned_phrase(out, "The post never says he is a teacher; he is a coach.")
+        >>> out[start:end]
+        'teacher'
+    """
+    for m in _MENTION.finditer(sentence):
+        found = _find_phrase(output, m.group("phrase"))
+        if found:
+            return (*found, m.group(0).strip())
     return None

@@ -58,3 +58,29 @@ def _merge(proposals: list[SpanProposal]) -> list[SpanProposal]:
             continue
         kept.append(proposal)
     return sorted(kept, key=lambda p: (p.start, p.end, p.polarity))
+
+
+def merge_llm(found: list[SpanProposal], llm: list[SpanProposal]) -> list[SpanProposal]:
+    """Merge the LLM pass's proposals into the other passes' ones.
+
+    Where a quote, line reference or phrase rule placed a span, it stands: an LLM proposal overlapping one
+    of those is dropped whatever its label (the rules read the critique's own words). The LLM outranks
+    the semantic pass (MiniLM similarity of whole sentences, the weakest evidence): a semantic proposal
+    overlapping a kept LLM span is dropped, so an exactly located phrase replaces a guessed sentence. An
+    LLM span where nothing else was proposed is added.
+
+    Example:
+        >>> rule = SpanProposal(0, 5, -1, 1.0, "quote-exact", "'x = 1'")
+        >>> guess = SpanProposal(10, 30, -1, 0.4, "semantic", "fine")
+        >>> llm = [SpanProposal(1, 4, 1, 1.0, "llm", "= 1"), SpanProposal(12, 20, 1, 1.0, "llm", "y")]
+        >>> [(p.start, p.end, p.polarity, p.method) for p in merge_llm([rule, guess], llm)]
+        [(0, 5, -1, 'quote-exact'), (12, 20, 1, 'llm')]
+    """
+
+    def overlaps(p: SpanProposal, others: list[SpanProposal]) -> bool:
+        return any(o.start < p.end and p.start < o.end for o in others)
+
+    ruled = [p for p in found if p.method != "semantic"]
+    kept_llm = _merge([p for p in llm if not overlaps(p, ruled)])
+    semantic = [p for p in found if p.method == "semantic" and not overlaps(p, kept_llm)]
+    return sorted(ruled + kept_llm + semantic, key=lambda p: (p.start, p.end, p.polarity))

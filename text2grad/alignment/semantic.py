@@ -18,6 +18,8 @@ from .text import _line_spans, _sentence_spans, _without_list_marker
 logger = logging.getLogger(__name__)
 
 SEMANTIC_THRESHOLD = 0.35
+# A "Minor:" sentence is a criticism of one point: its best segment is proposed on weaker similarity.
+MINOR_THRESHOLD = 0.25
 
 
 @runtime_checkable
@@ -199,7 +201,9 @@ def _code_line_bonus(sentence: str, line: str, function_names: set[str]) -> floa
         return bonus  # docstrings and comments are prose: the embedding already compares their words
     critique_words_set = {w.lower() for w in re.findall(r"[A-Za-z_]\w+", sentence)} - _STOPWORDS
     line_identifiers = {w.lower() for w in re.findall(r"[A-Za-z_]\w+", stripped)} - _STOPWORDS
-    if critique_words_set & line_identifiers:
+    # "sorting" meets "sorted", "opening" meets "open": words of four letters or more, by their first four
+    stems = {w[:4] for w in critique_words_set if len(w) >= 4}
+    if critique_words_set & line_identifiers or stems & {w[:4] for w in line_identifiers if len(w) >= 4}:
         bonus += _IDENTIFIER_BONUS
     return bonus
 
@@ -244,6 +248,7 @@ def _semantic_proposals(
     is_code: bool,
     embedder: Embedder | None,
     polarity_of: Callable[[_Clause | None, int | None], int],
+    minor: frozenset[int] | set[int] = frozenset(),
 ) -> list[SpanProposal]:
     segments = _output_segments(output, is_code=is_code)
     units = [
@@ -281,9 +286,11 @@ def _semantic_proposals(
         reverse=True,
     )
     for score, u, k in pairs:
-        if score < SEMANTIC_THRESHOLD:
+        if score < MINOR_THRESHOLD:
             break
         if u in assigned or k in taken:
+            continue
+        if score < SEMANTIC_THRESHOLD and units[u][2] not in minor:
             continue
         assigned.add(u)
         taken.add(k)

@@ -36,7 +36,15 @@ _PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
     ),
     ("percent", re.compile(rf"{_DIGITS}\s?(?:%|per ?cent\b)")),
     ("temperature", re.compile(rf"-?{_DIGITS}\s?°\s?[CF]?")),
-    ("score", re.compile(r"(?<![\w/.-])\d{1,3}[-\u2013]\d{1,3}(?![\w/.-])")),
+    # "3-1", and "7 to 2" (a vote, a match) unless a unit follows ("3 to 5 days" is a duration range)
+    (
+        "score",
+        re.compile(
+            rf"(?<![\w/.-])\d{{1,3}}(?:[-\u2013]|\s+to\s+)\d{{1,3}}(?![\w/-]|\.\d)"
+            rf"(?!\s*(?:%|°|per\b|{_UNIT_OF_TIME}|(?:working|business|calendar)\b|{_MEASURE}))",
+            re.I,
+        ),
+    ),
     ("ordinal", re.compile(r"\b\d{1,4}(?:st|nd|rd|th)(?:[- ]century)?\b", re.I)),
     (
         "duration",
@@ -52,7 +60,8 @@ _PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
     (
         "month",
         re.compile(
-            r"\b(?:january|february|march|april|may|june|july|august|september|october|november|december)\b"
+            # capitalised: "may" and "march" are verbs far more often than months
+            r"\b(?:January|February|March|April|May|June|July|August|September|October|November|December)\b"
         ),
     ),
     ("year", re.compile(r"(?<![\w.,$£€-])(?:1[0-9]|20)\d\d(?![\w%,.]\d|[\w%°-])")),
@@ -121,6 +130,12 @@ def _distance_to_shared(output: str, span: tuple[int, int], position: int, share
     return min(distances) if distances else len(output)
 
 
+def _word_before(text: str, position: int) -> str:
+    """The word right before ``position`` ("" at the start): "from", "between", "until" carry the slot."""
+    words = _WORD.findall(text[max(0, position - 40) : position].lower())
+    return words[-1] if words else ""
+
+
 def contradicted_value(output: str, sentence: str) -> tuple[int, int, str] | None:
     """The output span of the value a correcting sentence contradicts, with its evidence, or None.
 
@@ -142,7 +157,7 @@ def contradicted_value(output: str, sentence: str) -> tuple[int, int, str] | Non
     named_keys = {v.key for v in named}
     sentences = _sentence_spans(output)
     critique_words = _content_words(sentence)
-    best: tuple[tuple[int, int, int], _Value, _Value] | None = None
+    best: tuple[tuple[int, int, int, int], _Value, _Value] | None = None
     tied = False
     for value in named:
         candidates = [v for v in in_output if v.kind == value.kind and v.key not in named_keys]
@@ -152,7 +167,14 @@ def contradicted_value(output: str, sentence: str) -> tuple[int, int, str] | Non
             # a like unit first, then the sentence that echoes the critique most, then the value nearest
             # to an echoed word ("widened in 1968 and repainted in 2004" for "widened in 1971")
             distance = _distance_to_shared(output, around, candidate.start, shared)
-            score = (int(bool(value.unit) and candidate.unit == value.unit), len(shared), -distance)
+            # "open from June" corrects "open from April": the same word before both values
+            same_slot = _word_before(sentence, value.start) == _word_before(output, candidate.start) != ""
+            score = (
+                int(bool(value.unit) and candidate.unit == value.unit),
+                int(same_slot),
+                len(shared),
+                -distance,
+            )
             if best is None or score > best[0]:
                 best, tied = (score, candidate, value), False
             elif score == best[0] and candidate.start != best[1].start:

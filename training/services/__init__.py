@@ -61,6 +61,7 @@ from .suggestions import (
     alignment_proposal_decide,
     alignment_proposal_flip,
     alignment_request_create,
+    llm_pass_available,
 )
 from .versions import (
     BASE_VERSION_NAME,
@@ -90,6 +91,7 @@ __all__ = [
     "alignment_proposal_decide",
     "alignment_proposal_flip",
     "alignment_request_create",
+    "llm_pass_available",
     "base_model_reference",
     "compare_outputs_generate",
     "critic_active",

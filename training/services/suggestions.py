@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
@@ -35,6 +36,11 @@ MAX_CRITIQUE_CHARS = 20_000
 PROPOSAL_ORIGINS = {"llm": Span.Origin.LLM, "critic": Span.Origin.CRITIC}
 
 
+def llm_pass_available(project) -> bool:
+    """Whether Suggest spans may offer the LLM pass: the project's endpoint, or the site-wide one."""
+    return project.llm_aligner_enabled or bool(settings.T2G_LLM_ALIGNER_URL)
+
+
 def alignment_request_create(*, annotation, critique: str, use_llm: bool = False):
     """Queue an alignment of ``critique`` to the annotation's output; the worker fills the proposals."""
     from ..models import AlignmentRequest
@@ -44,6 +50,8 @@ def alignment_request_create(*, annotation, critique: str, use_llm: bool = False
         raise ValueError("Write a critique first: the suggestions come from what it says.")
     if len(critique) > MAX_CRITIQUE_CHARS:
         raise ValueError(f"The critique is too long to align (over {MAX_CRITIQUE_CHARS:,} characters).")
+    if use_llm and not llm_pass_available(annotation.generation.prompt.project):
+        raise ValueError("This project has no LLM endpoint: an admin sets one in the project's settings.")
     with transaction.atomic():
         request = AlignmentRequest.objects.create(annotation=annotation, critique=critique, use_llm=use_llm)
         dispatch.enqueue("training.align_critique", request.pk)

@@ -21,12 +21,13 @@ def alignment_request_run(*, request_id: int) -> None:
     if not request.claim():
         return
     try:
-        proposals = _propose(request)
+        proposals, note = _propose(request)
     except Exception as exc:
         logger.exception("Alignment request %s failed", request_id)
         request.mark_failed(f"{type(exc).__name__}: {exc}")
         return
-    lifecycle.finish(request, AlignmentRequest.Status.SUCCEEDED, proposals=proposals)
+    # A succeeded request's ``error`` is a note for the page: the LLM pass failed, the others did not.
+    lifecycle.finish(request, AlignmentRequest.Status.SUCCEEDED, proposals=proposals, error=note)
 
 
 def alignment_warm_up() -> float:
@@ -40,7 +41,28 @@ def alignment_warm_up() -> float:
     return time.perf_counter() - started
 
 
-def _propose(request: AlignmentRequest) -> list[dict]:
+def llm_aligner_for(project) -> alignment.LLMAligner | None:
+    """The project's LLM pass (its endpoint, model and key variable), else the site-wide one, else None."""
+    import os
+
+    if project.llm_aligner_enabled:
+        key_env = project.llm_aligner_key_env
+        return alignment.LLMAligner(
+            base_url=project.llm_aligner_url,
+            model=project.llm_aligner_model,
+            api_key=(os.environ.get(key_env) or None) if key_env else None,
+        )
+    if settings.T2G_LLM_ALIGNER_URL:
+        return alignment.LLMAligner(
+            base_url=settings.T2G_LLM_ALIGNER_URL,
+            api_key=settings.T2G_LLM_ALIGNER_KEY or None,
+            model=settings.T2G_LLM_ALIGNER_MODEL,
+        )
+    return None
+
+
+def _propose(request: AlignmentRequest) -> tuple[list[dict], str]:
+    """The proposals, and a note when the LLM pass was asked for but failed (the other passes still count)."""
     generation = request.annotation.generation
     project = generation.prompt.project
     # The clause classifier trains on first use; its weights are kept under var/ for the next process.
@@ -48,13 +70,18 @@ def _propose(request: AlignmentRequest) -> list[dict]:
     found = alignment.align_critique(
         generation.text, request.critique, is_code=project.is_code, embedder=alignment.default_embedder()
     )
-    if request.use_llm and settings.T2G_LLM_ALIGNER_URL:
-        aligner = alignment.LLMAligner(
-            base_url=settings.T2G_LLM_ALIGNER_URL,
-            api_key=settings.T2G_LLM_ALIGNER_KEY or None,
-            model=settings.T2G_LLM_ALIGNER_MODEL,
-        )
-        found += aligner.align(generation.text, request.critique, prompt=generation.prompt.text)
+    note = ""
+    aligner = llm_aligner_for(project) if request.use_llm else None
+    if request.use_llm and aligner is None:
+        note = "The LLM pass is not configured for this project any more; the other passes ran."
+    elif aligner is not None:
+        try:
+            llm_found = aligner.align(generation.text, request.critique, prompt=generation.prompt.text)
+        except alignment.LLMAlignerError as exc:
+            logger.warning("LLM pass of alignment request %s failed: %s", request.pk, exc)
+            note = f"The LLM pass failed, so these come from the other passes only: {exc}"[:2000]
+        else:
+            found = alignment.merge_llm(found, llm_found)
     existing = set(request.annotation.spans.values_list("start", "end"))
     proposals = []
     for proposal in sorted(found, key=lambda p: (p.start, p.end)):
@@ -72,4 +99,4 @@ def _propose(request: AlignmentRequest) -> list[dict]:
                 "state": "open",
             }
         )
-    return proposals
+    return proposals, note
