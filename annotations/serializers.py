@@ -12,7 +12,7 @@ from rest_framework import serializers
 
 from jobs.standing import standing
 
-from . import exports, privacy, safejson
+from . import exports, privacy, roles, safejson
 from .models import (
     Annotation,
     DatasetExport,
@@ -101,6 +101,18 @@ class ProjectSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = ["id", "created_at"]
+
+    # Where the project's LLM aligner runs (an internal address, the name of the worker's key variable) is
+    # the admins' business: other roles get the project without it.
+    ADMIN_ONLY = ("llm_aligner_url", "llm_aligner_model", "llm_aligner_key_env")
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        if request is None or not roles.is_admin(request.user):
+            for name in self.ADMIN_ONLY:
+                data.pop(name, None)
+        return data
 
     def create(self, validated_data):
         try:

@@ -53,7 +53,7 @@ def _api(user) -> APIClient:
     return client
 
 
-def test_project_llm_settings_are_validated_and_off_by_default(project, admin_user):
+def test_project_llm_settings_are_validated_and_off_by_default(project, admin_user, annotator):
     assert not project.llm_aligner_enabled
     client = _api(admin_user)
     url = f"/api/v1/projects/{project.pk}/"
@@ -74,6 +74,9 @@ def test_project_llm_settings_are_validated_and_off_by_default(project, admin_us
     assert response.json()["llm_aligner_key_env"] == "STUDIO_LLM_KEY"
     project.refresh_from_db()
     assert project.llm_aligner_enabled and project.llm_aligner_model == "gpt-4o"
+    # Where the LLM runs is the admins' business: an annotator's view of the project leaves it out.
+    seen = _api(annotator).get(url)
+    assert seen.status_code == 200 and not any(name.startswith("llm_aligner") for name in seen.json())
 
 
 def test_asking_for_the_llm_without_an_endpoint_is_a_400(

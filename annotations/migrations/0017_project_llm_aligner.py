@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotations', '0013_prompt_held_out'),
+        ('annotations', '0016_machine_critics'),
     ]
 
     operations = [
