@@ -13,6 +13,7 @@ from training import selectors, services
 from training.models import (
     AlignmentRequest,
     CriticPrediction,
+    CriticPredictionJob,
     CriticTrainingJob,
     CriticVersion,
     ModelVersion,
@@ -181,9 +182,8 @@ def test_activation_is_per_project_and_queues_pre_annotation(
         {"prompt": "Summarise: Ann Lee.", "output": "Ann Lee went in 2051."}
     )
     [result] = ingest.outputs_ingest(project=project, records=[record])
-    assert Outbox.objects.filter(
-        task_name="training.critic_predict", args=[first.pk, [result["generation"]]]
-    ).exists()
+    job = CriticPredictionJob.objects.get(critic_version=first, generation_ids=[result["generation"]])
+    assert Outbox.objects.filter(task_name="training.critic_predict", args=[job.pk]).exists()
 
 
 @pytest.mark.heavy
