@@ -207,6 +207,9 @@ def _worker_env(tiny_model_dir: Path, models_dir: Path) -> dict:
             "T2G_BASE_MODEL": str(tiny_model_dir),
             "T2G_MODELS_DIR": str(models_dir),
             "T2G_VAR_DIR": str(settings.VAR_DIR),
+            # The session's own key: a process with another folder would generate another development
+            # key there, and what this process signs (the playground's studio tokens) would not verify.
+            "SECRET_KEY": settings.SECRET_KEY,
             "T2G_MAX_NEW_TOKENS": "12",
             "T2G_TORCH_THREADS": "1",
             # Generation jobs take turns after every chunk when work waits (seconds, not the default 20 s
