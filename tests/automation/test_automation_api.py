@@ -148,7 +148,7 @@ def test_admin_resumes_a_failed_campaign_and_cancels_judging(api, feedback, admi
     assert client.post(f"/api/v1/evaluation-campaigns/{campaign.pk}/cancel/").status_code == 409
     resumed = client.post(f"/api/v1/evaluation-campaigns/{campaign.pk}/resume/")
     assert resumed.status_code == 200 and resumed.json()["status"] == "generating"
-    assert _queued("training.evaluation_generate", campaign.pk) == 1
+    assert _queued("training.evaluation_generate", campaign.generations.latest("created_at").pk) == 1
     EvaluationCampaign.objects.filter(pk=campaign.pk).update(status="judging")
     closed = client.post(f"/api/v1/evaluation-campaigns/{campaign.pk}/cancel/")
     assert closed.status_code == 200 and closed.json()["status"] == "closed"

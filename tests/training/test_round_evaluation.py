@@ -53,7 +53,8 @@ def test_one_click_starts_blind_pairs_against_the_parent_on_held_out_prompts(
     prompts = list(campaign.prompts.all())
     assert len(prompts) == 6 and all(p.held_out for p in prompts)  # 6 held out (< 8): all of them
     assert campaign.name == f"Round #{finished_round.pk}: v1-round vs its parent v0-base"
-    assert Outbox.objects.filter(task_name="training.evaluation_generate", args=[campaign.pk]).count() == 1
+    job = campaign.generations.get()  # a campaign generation job, queued through the outbox
+    assert Outbox.objects.filter(task_name="training.evaluation_generate", args=[job.pk]).count() == 1
 
     # A second click does not start a second campaign; the page now links the one that runs.
     client.post(action)
