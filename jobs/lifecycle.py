@@ -101,6 +101,16 @@ def request_cancel(model, pk: int, reason: str = "Cancelled before it started.")
     return bool(queued or running)
 
 
+def requeue_ended(model, pk: int) -> bool:
+    """A failed or cancelled job queued again, its error and cancel request cleared (the caller dispatches
+    its task in the same transaction). False when the job is in any other state."""
+    return bool(
+        model.objects.filter(pk=pk, status__in=[model.Status.FAILED, model.Status.CANCELLED]).update(
+            status=model.Status.QUEUED, error="", cancel_requested=False, finished_at=None
+        )
+    )
+
+
 @contextmanager
 def heartbeat(job, every_s: float | None = None) -> Iterator[threading.Event]:
     """Keep the job's ``heartbeat_at`` fresh from a background thread while the body runs (a long

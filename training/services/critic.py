@@ -160,10 +160,7 @@ def critic_job_resume(*, job: CriticTrainingJob) -> CriticTrainingJob:
     """Queue a failed or cancelled critic job again, on the snapshot it froze (the same data, config and
     parent, so the same hash); it trains from the start."""
     with transaction.atomic():
-        updated = CriticTrainingJob.objects.filter(
-            pk=job.pk, status__in=[CriticTrainingJob.Status.FAILED, CriticTrainingJob.Status.CANCELLED]
-        ).update(status=CriticTrainingJob.Status.QUEUED, error="", cancel_requested=False, finished_at=None)
-        if not updated:
+        if not lifecycle.requeue_ended(CriticTrainingJob, job.pk):
             raise ValueError("Only a failed or cancelled critic job can be resumed")
         dispatch.enqueue("training.train_critic", job.pk)
     job.refresh_from_db()

@@ -7,7 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotations.models import EVALUATION_PURPOSE, Generation, Project
-from jobs import dispatch
+from jobs import dispatch, lifecycle
 
 from ..models import GenerationJob, ModelVersion
 from .versions import model_version_bootstrap
@@ -54,10 +54,7 @@ def generation_job_resume(*, job: GenerationJob) -> GenerationJob:
     """Queue a failed or cancelled job again; it continues after the prompts whose outputs it committed
     (the worker skips ``progress_step`` of them), so nothing is sampled twice."""
     with transaction.atomic():
-        updated = GenerationJob.objects.filter(
-            pk=job.pk, status__in=[GenerationJob.Status.FAILED, GenerationJob.Status.CANCELLED]
-        ).update(status=GenerationJob.Status.QUEUED, error="", cancel_requested=False, finished_at=None)
-        if not updated:
+        if not lifecycle.requeue_ended(GenerationJob, job.pk):
             raise ValueError("Only a failed or cancelled generation job can be resumed")
         dispatch.enqueue("training.generate", job.pk)
     job.refresh_from_db()

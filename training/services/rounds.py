@@ -186,10 +186,7 @@ def round_cancel(*, training_round: TrainingRound) -> TrainingRound:
 def round_resume(*, training_round: TrainingRound) -> TrainingRound:
     """Queue a failed round again; it continues from its last checkpoint if it has one."""
     with transaction.atomic():
-        updated = TrainingRound.objects.filter(
-            pk=training_round.pk, status__in=[TrainingRound.Status.FAILED, TrainingRound.Status.CANCELLED]
-        ).update(status=TrainingRound.Status.QUEUED, error="", cancel_requested=False, finished_at=None)
-        if not updated:
+        if not lifecycle.requeue_ended(TrainingRound, training_round.pk):
             raise ValueError("Only a failed or cancelled round can be resumed")
         audit_record(action="round.resume", obj=training_round)
         training_round.refresh_from_db()
