@@ -103,6 +103,8 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> tor
 
 
 def _rms_norm(norm, hidden: torch.Tensor) -> torch.Tensor:
-    """The model's RMSNorm (weight x normalised input, computed in float32 like LlamaRMSNorm)."""
-    variance = hidden.float().pow(2).mean(-1, keepdim=True)
-    return norm.weight * (hidden.float() * torch.rsqrt(variance + norm.variance_epsilon)).to(hidden.dtype)
+    """The model's RMSNorm in one fused operation (LlamaRMSNorm's five; the same float32 values)."""
+    if hidden.dtype != torch.float32:  # LlamaRMSNorm normalises in float32, then scales in the model's dtype
+        variance = hidden.float().pow(2).mean(-1, keepdim=True)
+        return norm.weight * (hidden.float() * torch.rsqrt(variance + norm.variance_epsilon)).to(hidden.dtype)
+    return F.rms_norm(hidden, norm.weight.shape, norm.weight, norm.variance_epsilon)
