@@ -207,7 +207,10 @@ class Engine:
     prefill each), decodes one token for every running request, and returns the requests that finished
     in it. ``run`` drives steps until everything submitted is done. ``attention``: ``"grouped"`` (the
     engine's own decode kernel, default), or a transformers implementation name such as ``"sdpa"`` or
-    ``"eager"`` for comparison."""
+    ``"eager"`` for comparison. ``decoder``: ``"lean"`` (default) decodes Llama models with
+    :mod:`.llama_decode`'s step, a few tensor operations per layer (other architectures, and other
+    ``attention`` choices, use the model's forward); ``"model"`` always uses the model's forward, the
+    reference the lean step is tested against."""
 
     def __init__(
         self,
