@@ -5,6 +5,8 @@ instructions), temperature 0.6, top-p 0.95, top-k 50, at most 160 new tokens:
 
 - **engine**: ``text2grad.inference.Engine`` (continuous batching, slot KV cache), fp32, behaviour
   logprobs recorded for every token (always on).
+- **engine-model** (only when named in ``--systems``): the same engine decoding through the model's own
+  forward (``decoder="model"``), as it did before its lean step: the A/B for that step.
 - **padded**: ``text2grad.generation.sample_padded``, the studio's sampler before the engine
   (transformers' ``generate`` over left-padded batches; logits kept for the logprobs).
 - **llama.cpp**: llama-cpp-python 0.3.36 built from source in its own virtualenv (never a dependency of
