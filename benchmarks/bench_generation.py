@@ -5,6 +5,8 @@ instructions), temperature 0.6, top-p 0.95, top-k 50, at most 160 new tokens:
 
 - **engine**: ``text2grad.inference.Engine`` (continuous batching, slot KV cache), fp32, behaviour
   logprobs recorded for every token (always on).
+- **engine-model** (only when named in ``--systems``): the same engine decoding through the model's own
+  forward (``decoder="model"``), as it did before its lean step: the A/B for that step.
 - **padded**: ``text2grad.generation.sample_padded``, the studio's sampler before the engine
   (transformers' ``generate`` over left-padded batches; logits kept for the logprobs).
 - **llama.cpp**: llama-cpp-python 0.3.36 built from source in its own virtualenv (never a dependency of
@@ -182,9 +184,10 @@ def child_studio(system: str, workload: str, config: dict) -> dict:
     arrivals = _schedule(workload, len(prompts), config["gap"])
     slots = {"1": 1, "8": 8, "32": 32, "arrivals": 8}[workload]
     warm = [Request(prompt_ids=ids[0], max_new_tokens=8, temperature=TEMPERATURE, seed=0)]
-    if system == "engine":
+    if system in ("engine", "engine-model"):
         attention = "sdpa" if "sdpa" in variant else "eager" if "eager" in variant else "grouped"
-        engine = Engine(model, tokenizer, max_batch=slots, attention=attention)
+        decoder = "model" if system == "engine-model" or "model-decode" in variant else "lean"
+        engine = Engine(model, tokenizer, max_batch=slots, attention=attention, decoder=decoder)
         engine.run(warm)  # first-call costs (allocation, compile) are not the steady state
         requests = [
             Request(prompt_ids=p, max_new_tokens=config["max_new"], temperature=TEMPERATURE, top_p=TOP_P,
@@ -354,7 +357,7 @@ def drive(args) -> None:
         "max_new": args.max_new_tokens,
     }
     llama_python = args.llama_python or str(args.venv / "bin" / "python")
-    systems = ["engine", "padded"]
+    systems = ["engine", "padded"] + (["engine-model"] if "engine-model" in (args.systems or ()) else [])
     if Path(llama_python).exists() and f16.exists():
         systems += ["llama-f16-logits", "llama-f16"] + (
             ["llama-q4-logits", "llama-q4"] if q4.exists() else []
@@ -393,6 +396,15 @@ def _print_tables(results: dict, bandwidth: dict, weights: dict, args) -> None:
         for system, rows in by_system.items():
             print(f"| {workload} | {system} | {med(rows, 'tokens_per_s'):.1f} | {med(rows, 'ttft_p50_s'):.2f} | "
                   f"{med(rows, 'ttft_p95_s'):.2f} | {med(rows, 'peak_rss_mb'):.0f} |")  # fmt: skip
+    for workload, by_system in results.items():
+        for other in ("padded", "engine-model"):
+            if "engine" in by_system and other in by_system:
+                ratios = [
+                    e["tokens_per_s"] / o["tokens_per_s"]
+                    for e, o in zip(by_system["engine"], by_system[other], strict=True)
+                ]
+                print(f"workload {workload}: engine / {other} per repeat "
+                      f"{', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f}x")  # fmt: skip
     bw = bandwidth["copy_gb_per_s"] * 1e9
     print(f"\nmemory bandwidth (tensor copy, read+write): {bandwidth['copy_gb_per_s']} GB/s")
     for name, size in (("fp32 (engine)", weights["fp32_bytes"]), ("f16 (llama.cpp)", weights["f16_bytes"])):
@@ -438,7 +450,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--requests", type=int, default=16, help="requests per workload (32 for '32')")
     parser.add_argument("--workloads", nargs="+", default=["1", "8", "32", "arrivals"])
-    parser.add_argument("--systems", nargs="*", help="only these (engine, padded, llama-f16-logits, ...)")
+    parser.add_argument(
+        "--systems",
+        nargs="*",
+        help="only these (engine, padded, llama-f16-logits, ...; engine-model: the engine decoding through the "
+        "model's own forward, as before its lean step, only when named)",
+    )
     parser.add_argument("--gap", type=float, default=1.0, help="seconds between arrivals")
     parser.add_argument(
         "--threads", type=int, default=THREADS, help="torch and llama.cpp threads (1 on a busy machine)"
@@ -447,7 +464,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="8 requests, 1 repeat: checks the script")
     parser.add_argument("--variants", action="store_true", help="measure the engine's options instead")
     parser.add_argument(
-        "--variant-names", nargs="+", default=["grouped", "sdpa", "eager", "bf16-grouped", "compile-grouped"]
+        "--variant-names",
+        nargs="+",
+        default=["grouped", "model-decode", "sdpa", "eager", "bf16-grouped", "compile-grouped"],
     )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", help=argparse.SUPPRESS)

@@ -185,7 +185,9 @@ def test_a_lora_policy_samples_through_its_adapters(tiny_model_dir):
     config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     policy = get_peft_model(model, config)
     policy.eval()
-    [done] = Engine(policy, tokenizer).run([_requests(tokenizer)[1]])
+    engine = Engine(policy, tokenizer)
+    assert engine.decoder is not None  # the lean step, through the adapted projections
+    [done] = engine.run([_requests(tokenizer)[1]])
     prompt, response = done.request.prompt_ids, done.response_ids
     with torch.no_grad():
         logits = policy(input_ids=torch.tensor([prompt + response])).logits[0, len(prompt) - 1 : -1]
@@ -197,3 +199,43 @@ def test_a_lora_policy_samples_through_its_adapters(tiny_model_dir):
     assert torch.allclose(expected, torch.tensor(done.logprobs), atol=1e-4, rtol=0)
     assert not torch.allclose(without, torch.tensor(done.logprobs), atol=1e-3)  # the adapters mattered
     assert policy.config._attn_implementation != "t2g_grouped_decode"  # the policy's own attention is back
+
+
+def test_the_lean_decoding_step_matches_the_models_own_forward(tiny):
+    """The engine decodes Llama models with its own step (llama_decode); the model's forward, the
+    reference, must give the same tokens and logprobs for requests that join and leave mid-run."""
+    model, tokenizer = tiny
+    lean = Engine(model, tokenizer, max_batch=3)
+    reference = Engine(model, tokenizer, max_batch=3, decoder="model")
+    assert lean.decoder is not None and reference.decoder is None
+    fast, slow = lean.run(_requests(tokenizer)), reference.run(_requests(tokenizer))
+    assert lean.steps == reference.steps
+    for a, b in zip(fast, slow, strict=True):
+        assert a.response_ids == b.response_ids and a.finish_reason == b.finish_reason
+        assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5, rtol=0)
+
+
+def test_the_lean_step_writes_the_same_cache_as_the_model(tiny):
+    """Keys and values a lean step writes are what the model's forward would write (rotary included)."""
+    model, tokenizer = tiny
+    engines = [Engine(model, tokenizer, max_batch=2, decoder=d) for d in ("lean", "model")]
+    for engine in engines:
+        for request in _requests(tokenizer)[1:3]:
+            engine.submit(request)
+        for _ in range(3):
+            engine.step()
+    (lean, reference) = (e.cache for e in engines)
+    for layer in range(lean.layers):
+        assert torch.allclose(lean.keys[layer], reference.keys[layer], atol=1e-5)
+        assert torch.allclose(lean.values[layer], reference.values[layer], atol=1e-5)
+
+
+def test_other_architectures_decode_through_the_model(tiny):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from text2grad.inference.llama_decode import LlamaDecoder
+
+    model, _ = tiny
+    assert LlamaDecoder.for_model(model) is not None
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64, n_positions=32))
+    assert LlamaDecoder.for_model(gpt2) is None

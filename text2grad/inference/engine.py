@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from text2grad.inference.llama_decode import LlamaDecoder
+
 # The engine's decode attention: grouped-query attention as two batched matmuls, reading the cache once
 # instead of repeating the shared key/value heads as transformers' SDPA path does when a mask is given.
 # Under heavy load it measured within noise of SDPA (docs/benchmarks.md, issue 25); ``attention="sdpa"``
@@ -205,7 +207,10 @@ class Engine:
     prefill each), decodes one token for every running request, and returns the requests that finished
     in it. ``run`` drives steps until everything submitted is done. ``attention``: ``"grouped"`` (the
     engine's own decode kernel, default), or a transformers implementation name such as ``"sdpa"`` or
-    ``"eager"`` for comparison."""
+    ``"eager"`` for comparison. ``decoder``: ``"lean"`` (default) decodes Llama models with
+    :mod:`.llama_decode`'s step, a few tensor operations per layer (other architectures, and other
+    ``attention`` choices, use the model's forward); ``"model"`` always uses the model's forward, the
+    reference the lean step is tested against."""
 
     def __init__(
         self,
@@ -215,6 +220,7 @@ class Engine:
         max_batch: int = 8,
         eos_ids: Iterable[int] | None = None,
         attention: str = "grouped",
+        decoder: str = "lean",
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
@@ -224,6 +230,15 @@ class Engine:
         self.attention = GROUPED_ATTENTION if attention == "grouped" else attention
         if self.attention == GROUPED_ATTENTION:
             _register_attention()
+        if decoder not in ("lean", "model"):
+            raise ValueError("decoder must be 'lean' or 'model'")
+        # The lean step is the grouped kernel's arithmetic: other attention choices are comparisons of
+        # transformers' own implementations, so they keep the model's forward.
+        self.decoder = (
+            LlamaDecoder.for_model(model)
+            if decoder == "lean" and self.attention == GROUPED_ATTENTION
+            else None
+        )
         config = model.config
         param = next(model.parameters())
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
@@ -338,7 +353,7 @@ class Engine:
         finished = []
         for i, row in enumerate(rows):
             row.position = lengths[i]
-            self._take(row, tokens[i : i + 1], logprobs[i : i + 1])
+            self._take(row, tokens[i], logprobs[i])
             if row.completion.finish_reason:
                 finished.append(row.completion)
                 continue
@@ -353,15 +368,18 @@ class Engine:
         positions = torch.tensor([r.position for r in rows], device=self.device)
         ids = torch.tensor([[r.next_token] for r in rows], device=self.device)
         self.cache.for_decode(positions)
-        span = torch.arange(self.cache._kv_len, device=self.device)
-        mask = (span[None, :] <= positions[:, None])[:, None, None, :]
-        logits = self._forward(ids, positions[:, None], mask)[:, -1]
+        if self.decoder is not None:
+            logits = self.decoder(ids[:, 0], positions, self.cache, self.cache._kv_len)
+        else:
+            span = torch.arange(self.cache._kv_len, device=self.device)
+            mask = (span[None, :] <= positions[:, None])[:, None, None, :]
+            logits = self._forward(ids, positions[:, None], mask)[:, -1]
         tokens, logprobs = self._choose(logits, rows)
         self.steps += 1
         finished_at = []
         for index, row in enumerate(rows):
             row.position += 1
-            self._take(row, tokens[index : index + 1], logprobs[index : index + 1])
+            self._take(row, tokens[index], logprobs[index])
             if row.completion.finish_reason:
                 finished_at.append(index)
         finished = [rows[index].completion for index in finished_at]
@@ -391,9 +409,9 @@ class Engine:
         )
         return out.logits.float()
 
-    def _choose(self, logits: torch.Tensor, rows: list[_Row]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw one token per row with that row's parameters and generator; return (tokens, logprobs)."""
-        raw_logprobs = logits.log_softmax(-1)
+    def _choose(self, logits: torch.Tensor, rows: list[_Row]) -> tuple[list[int], list[float]]:
+        """Draw one token per row with that row's parameters and generator; return (tokens, logprobs) as
+        Python values (one conversion per step, not one per row)."""
         requests = [r.completion.request for r in rows]
         vocab = logits.shape[-1]
         temperature = torch.tensor([q.temperature for q in requests], device=logits.device)
@@ -411,17 +429,16 @@ class Engine:
         before = probs.cumsum(-1) - probs  # mass of the strictly more likely candidates
         probs = probs.masked_fill(before >= top_p[:, None], 0.0)
         cumulative = probs.cumsum(-1).cpu()  # the most likely candidate always survives (nothing before it)
-        picks = []
-        for index, row in enumerate(rows):
-            draw = torch.rand((), generator=row.generator) * cumulative[index, -1]
-            picks.append(min(int(torch.searchsorted(cumulative[index], draw, right=True)), keep - 1))
-        pick = torch.tensor(picks, device=logits.device)[:, None]
-        tokens = candidates.gather(-1, pick).squeeze(-1)
-        return tokens, raw_logprobs.gather(-1, tokens[:, None]).squeeze(-1)
+        # One uniform draw per row from the row's own generator, then one searchsorted for all rows.
+        draws = torch.stack([torch.rand((), generator=row.generator) for row in rows]) * cumulative[:, -1]
+        pick = torch.searchsorted(cumulative, draws[:, None], right=True).clamp_(max=keep - 1)
+        tokens = candidates.gather(-1, pick.to(logits.device))
+        # log-softmax of the raw logits at the chosen token, without writing the whole log-softmax out
+        logprobs = logits.gather(-1, tokens) - logits.logsumexp(-1, keepdim=True)
+        return tokens.squeeze(-1).tolist(), logprobs.squeeze(-1).tolist()
 
-    def _take(self, row: _Row, token: torch.Tensor, logprob: torch.Tensor) -> None:
+    def _take(self, row: _Row, token_id: int, logprob: float) -> None:
         completion, request = row.completion, row.completion.request
-        token_id = int(token.reshape(()))
         now = time.perf_counter()
         if not completion.first_token_at:
             completion.first_token_at = now
@@ -429,7 +446,7 @@ class Engine:
             self._finish(completion, "stop", now)
             return
         completion.response_ids.append(token_id)
-        completion.logprobs.append(float(logprob.reshape(())))
+        completion.logprobs.append(logprob)
         row.next_token = token_id
         if row.stop_window and self._hit_stop(completion, row.stop_window):
             self._finish(completion, "stop", now)
