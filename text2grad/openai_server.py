@@ -5,8 +5,9 @@ Routes: ``GET /v1/models``, ``GET /v1/models/<id>``, ``POST /v1/completions``, `
 (``stream`` as server-sent events ending in ``data: [DONE]``), ``GET /health``. Parameters: ``max_tokens``
 (``max_completion_tokens``), ``temperature`` (0 is greedy), ``top_p``, ``stop`` (up to 4 strings), ``seed``,
 ``n``, ``logprobs`` (the sampled tokens' log-probabilities under the raw, untempered model, the quantity
-the studio's PPO uses; no top alternatives, so ``top_logprobs`` > 0 is refused), ``stream_options.
-include_usage``. Errors are OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with the same
+the studio's PPO uses) with their most likely alternatives under the same distribution (chat:
+``top_logprobs`` 0-20 beside ``logprobs: true``; completions: ``logprobs`` 0-5, OpenAI's shapes),
+``stream_options.include_usage``. Errors are OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with the same
 status codes: 401 bad key, 404 unknown model (or one the key may not use), 400 bad parameters or a prompt
 longer than the context, 429 over the rate limit.
 
@@ -95,6 +96,7 @@ class Sampling:
     stream: bool
     include_usage: bool
     logprobs: bool
+    top_logprobs: int = 0  # alternatives per token (chat's top_logprobs, completions' logprobs)
     top_k: int | None = None
     requested_max_tokens: bool = False
 
@@ -164,20 +166,18 @@ def parse_request(body: Any, *, chat: bool, tokenizer, context_length: int, max_
         logprobs = body.get("logprobs")
         if logprobs is not None and not isinstance(logprobs, bool):
             raise ApiError(400, "'logprobs' must be a boolean", param="logprobs")
-        if _integer(body, "top_logprobs", 0, 20):
-            raise ApiError(
-                400,
-                "'top_logprobs' > 0 is not supported (only the sampled tokens' logprobs)",
-                param="top_logprobs",
-            )
-        logprobs = bool(logprobs)
+        top_logprobs = _integer(body, "top_logprobs", 0, 20)
+        if top_logprobs is not None and not logprobs:  # OpenAI's own rule
+            raise ApiError(400, "'logprobs' must be true when 'top_logprobs' is used", param="logprobs")
+        logprobs, top_logprobs = bool(logprobs), top_logprobs or 0
     else:
         prompt = body.get("prompt")
         texts = [prompt] if isinstance(prompt, str) else prompt
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
             raise ApiError(400, "'prompt' must be a non-empty string or list of strings", param="prompt")
         prompts = [list(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts]
-        logprobs = _integer(body, "logprobs", 0, 5) is not None
+        top_logprobs = _integer(body, "logprobs", 0, 5)
+        logprobs, top_logprobs = top_logprobs is not None, top_logprobs or 0
     stop = body.get("stop")
     stop = [stop] if isinstance(stop, str) else (stop or [])
     if not isinstance(stop, list) or len(stop) > MAX_STOP or not all(isinstance(s, str) and s for s in stop):
@@ -216,6 +216,7 @@ def parse_request(body: Any, *, chat: bool, tokenizer, context_length: int, max_
         stream=stream,
         include_usage=bool(stream_options.get("include_usage")),
         logprobs=logprobs,
+        top_logprobs=top_logprobs,
         top_k=_integer(body, "top_k", -1),  # vLLM's extension (extra_body); -1 or 0: off
         requested_max_tokens=requested is not None,
     )
@@ -238,6 +239,7 @@ def engine_requests(sampling: Sampling) -> list[Request]:
                     top_k=1 if greedy else sampling.top_k,
                     stop=sampling.stop,
                     seed=None if sampling.seed is None else request_seed(sampling.seed, index),
+                    top_logprobs=sampling.top_logprobs,
                     tag=index,
                 )
             )
@@ -256,7 +258,7 @@ class _Job:
 @dataclass
 class Ticket:
     """What :meth:`Scheduler.submit` hands back: events arrive on ``events`` as
-    ``("tokens", index, ids, logprobs)``, ``("done", index, completion)`` or ``("error", ApiError)``."""
+    ``("tokens", index, ids, logprobs, top_logprobs)``, ``("done", index, completion)`` or ``("error", ApiError)``."""
 
     events: queue.Queue
     jobs: list[_Job] = field(default_factory=list)
@@ -359,7 +361,15 @@ class Scheduler:
             completion = job.completion
             if len(completion.response_ids) > job.sent:
                 ids = completion.response_ids[job.sent :]
-                job.sink.put(("tokens", completion.request.tag, ids, completion.logprobs[job.sent :]))
+                job.sink.put(
+                    (
+                        "tokens",
+                        completion.request.tag,
+                        ids,
+                        completion.logprobs[job.sent :],
+                        completion.top_logprobs[job.sent :],
+                    )
+                )
                 job.sent = len(completion.response_ids)
             if completion.finish_reason:
                 job.sink.put(("done", completion.request.tag, completion))
@@ -381,13 +391,25 @@ def _token_texts(tokenizer, ids: list[int]) -> list[str]:
     return [tokenizer.decode([i]) for i in ids]
 
 
-def _logprobs_block(tokenizer, ids: list[int], logprobs: list[float], *, chat: bool, offset: int = 0):
+def _logprobs_block(tokenizer, ids: list[int], logprobs: list[float], tops: list, *, chat: bool, offset=0):
+    """OpenAI's logprobs object for these tokens: chat's ``{"content": [{token, logprob, bytes,
+    top_logprobs}]}`` or completions' ``{tokens, token_logprobs, top_logprobs, text_offset}``; ``tops`` is
+    each token's [(id, logprob)] alternatives (empty when none were asked for)."""
     tokens = _token_texts(tokenizer, ids)
+    alternatives = [
+        [(text, lp) for text, (_, lp) in zip(_token_texts(tokenizer, [i for i, _ in top]), top, strict=True)]
+        for top in tops
+    ] or [[] for _ in ids]
     if chat:
         return {
             "content": [
-                {"token": t, "logprob": lp, "bytes": list(t.encode()), "top_logprobs": []}
-                for t, lp in zip(tokens, logprobs, strict=True)
+                {
+                    "token": t,
+                    "logprob": lp,
+                    "bytes": list(t.encode()),
+                    "top_logprobs": [{"token": a, "logprob": b, "bytes": list(a.encode())} for a, b in top],
+                }
+                for t, lp, top in zip(tokens, logprobs, alternatives, strict=True)
             ],
             "refusal": None,
         }
@@ -395,7 +417,9 @@ def _logprobs_block(tokenizer, ids: list[int], logprobs: list[float], *, chat: b
     for t in tokens:
         offsets.append(at)
         at += len(t)
-    return {"tokens": tokens, "token_logprobs": logprobs, "top_logprobs": None, "text_offset": offsets}
+    # Completions key alternatives by text: two ids that decode alike keep the likelier (it comes first).
+    top_dicts = [{a: b for a, b in reversed(top)} for top in alternatives] if tops else None
+    return {"tokens": tokens, "token_logprobs": logprobs, "top_logprobs": top_dicts, "text_offset": offsets}
 
 
 class _StreamText:
@@ -575,7 +599,7 @@ class Handler(BaseHTTPRequestHandler):
         choices = []
         for index, c in enumerate(completions):
             lp = (
-                _logprobs_block(tokenizer, c.response_ids, c.logprobs, chat=chat)
+                _logprobs_block(tokenizer, c.response_ids, c.logprobs, c.top_logprobs, chat=chat)
                 if sampling.logprobs
                 else None
             )
@@ -619,6 +643,7 @@ class Handler(BaseHTTPRequestHandler):
         tokenizer = self.server.backend.tokenizer
         count = len(sampling.prompts) * sampling.n
         texts = [_StreamText(tokenizer, sampling.stop) for _ in range(count)]
+        offsets = [0] * count  # completions' text_offset continues from chunk to chunk
         done: dict[int, Completion] = {}
         base = {
             "id": rid,
@@ -649,9 +674,12 @@ class Handler(BaseHTTPRequestHandler):
                     send({"error": event[1].body()["error"]})
                     break
                 if event[0] == "tokens":
-                    _, index, ids, logprobs = event
+                    _, index, ids, logprobs, tops = event
                     delta = texts[index].add(ids)
-                    lp = _logprobs_block(tokenizer, ids, logprobs, chat=chat) if sampling.logprobs else None
+                    lp = None
+                    if sampling.logprobs:
+                        lp = _logprobs_block(tokenizer, ids, logprobs, tops, chat=chat, offset=offsets[index])
+                        offsets[index] += 0 if chat else sum(len(t) for t in lp["tokens"])
                     if delta or lp:
                         send(base | {"choices": [choice(index, delta, None, lp)]})
                 else:

@@ -55,6 +55,7 @@ class Request:
     top_k: int | None = None  # None or <= 0: no top-k filter
     stop: tuple[str, ...] = ()  # the text ends before the first of these; its tokens stay in the ids
     seed: int | None = None  # None: drawn from torch's global generator when the request is submitted
+    top_logprobs: int = 0  # also keep this many most likely (token id, raw logprob) per position
     tag: object = None  # the caller's own handle, returned untouched
 
 
@@ -63,6 +64,9 @@ class Completion:
     request: Request
     response_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)  # raw (untempered) log pi of each response token
+    # Per response token, when the request asked for them: its top_logprobs most likely alternatives
+    # under the same raw distribution, [(token id, logprob)], most likely first.
+    top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)
     text: str = ""
     finish_reason: str = ""  # "stop" (end-of-sequence token or stop string) or "length"
     submitted_at: float = 0.0  # time.perf_counter() clock
@@ -334,11 +338,11 @@ class Engine:
         mask = (segment[:, None] == segment[None, :]) & (index[None, :] <= index[:, None])
         last = sizes.cumsum(0) - 1
         logits = self._forward(ids, positions[None], mask[None, None], logits_to_keep=last)[0]
-        tokens, logprobs = self._choose(logits, rows)
+        tokens, logprobs, alternatives = self._choose(logits, rows)
         finished = []
         for i, row in enumerate(rows):
             row.position = lengths[i]
-            self._take(row, tokens[i : i + 1], logprobs[i : i + 1])
+            self._take(row, tokens[i : i + 1], logprobs[i : i + 1], alternatives[i])
             if row.completion.finish_reason:
                 finished.append(row.completion)
                 continue
@@ -356,12 +360,12 @@ class Engine:
         span = torch.arange(self.cache._kv_len, device=self.device)
         mask = (span[None, :] <= positions[:, None])[:, None, None, :]
         logits = self._forward(ids, positions[:, None], mask)[:, -1]
-        tokens, logprobs = self._choose(logits, rows)
+        tokens, logprobs, alternatives = self._choose(logits, rows)
         self.steps += 1
         finished_at = []
         for index, row in enumerate(rows):
             row.position += 1
-            self._take(row, tokens[index : index + 1], logprobs[index : index + 1])
+            self._take(row, tokens[index : index + 1], logprobs[index : index + 1], alternatives[index])
             if row.completion.finish_reason:
                 finished_at.append(index)
         finished = [rows[index].completion for index in finished_at]
@@ -391,8 +395,9 @@ class Engine:
         )
         return out.logits.float()
 
-    def _choose(self, logits: torch.Tensor, rows: list[_Row]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw one token per row with that row's parameters and generator; return (tokens, logprobs)."""
+    def _choose(self, logits: torch.Tensor, rows: list[_Row]) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """Draw one token per row with that row's parameters and generator; return (tokens, logprobs,
+        each row's top alternatives or None)."""
         raw_logprobs = logits.log_softmax(-1)
         requests = [r.completion.request for r in rows]
         vocab = logits.shape[-1]
@@ -417,9 +422,13 @@ class Engine:
             picks.append(min(int(torch.searchsorted(cumulative[index], draw, right=True)), keep - 1))
         pick = torch.tensor(picks, device=logits.device)[:, None]
         tokens = candidates.gather(-1, pick).squeeze(-1)
-        return tokens, raw_logprobs.gather(-1, tokens[:, None]).squeeze(-1)
+        return (
+            tokens,
+            raw_logprobs.gather(-1, tokens[:, None]).squeeze(-1),
+            _alternatives(raw_logprobs, requests),
+        )
 
-    def _take(self, row: _Row, token: torch.Tensor, logprob: torch.Tensor) -> None:
+    def _take(self, row: _Row, token: torch.Tensor, logprob: torch.Tensor, alternatives=None) -> None:
         completion, request = row.completion, row.completion.request
         token_id = int(token.reshape(()))
         now = time.perf_counter()
@@ -430,6 +439,8 @@ class Engine:
             return
         completion.response_ids.append(token_id)
         completion.logprobs.append(float(logprob.reshape(())))
+        if alternatives is not None:
+            completion.top_logprobs.append(alternatives)
         row.next_token = token_id
         if row.stop_window and self._hit_stop(completion, row.stop_window):
             self._finish(completion, "stop", now)
@@ -449,6 +460,21 @@ class Engine:
 
     def _attention(self):
         return _AttentionSwitch(self.model, self.attention)
+
+
+def _alternatives(raw_logprobs: torch.Tensor, requests: list[Request]) -> list:
+    """Each row's ``top_logprobs`` most likely (token id, logprob), or None where none were asked for
+    (one top-k over the rows that asked: no cost at all when none did)."""
+    wanted = [q.top_logprobs for q in requests]
+    most = min(max(wanted), raw_logprobs.shape[-1])
+    if most <= 0:
+        return [None] * len(requests)
+    values, ids = torch.topk(raw_logprobs, most, dim=-1)
+    values, ids = values.tolist(), ids.tolist()
+    return [
+        list(zip(ids[row][:k], values[row][:k], strict=True)) if k > 0 else None
+        for row, k in enumerate(wanted)
+    ]
 
 
 class _AttentionSwitch:
