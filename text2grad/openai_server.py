@@ -7,7 +7,8 @@ Routes: ``GET /v1/models``, ``GET /v1/models/<id>``, ``POST /v1/completions``, `
 ``n``, ``logprobs`` (the sampled tokens' log-probabilities under the raw, untempered model, the quantity
 the studio's PPO uses) with their most likely alternatives under the same distribution (chat:
 ``top_logprobs`` 0-20 beside ``logprobs: true``; completions: ``logprobs`` 0-5, OpenAI's shapes),
-``stream_options.include_usage``. Errors are OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with the same
+``stream_options.include_usage``. A client that disconnects cancels its request, streamed or not: its
+engine requests end at the next decoding step and free their slots. Errors are OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with the same
 status codes: 401 bad key, 404 unknown model (or one the key may not use), 400 bad parameters or a prompt
 longer than the context, 429 over the rate limit.
 
@@ -25,6 +26,8 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import select
+import socket
 import threading
 import time
 import uuid
@@ -42,6 +45,7 @@ logger = logging.getLogger(__name__)
 MAX_STOP = 4
 MAX_N = 8
 MAX_BODY_BYTES = 4 * 1024 * 1024
+DISCONNECT_POLL_S = 0.2  # how often a waiting non-streaming request checks that its client is still there
 ROLES = ("system", "user", "assistant", "developer")
 
 
@@ -64,6 +68,14 @@ class ApiError(Exception):
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class ClientGone(Exception):
+    """The client of a non-streaming request disconnected before its answer; the request was cancelled."""
+
+    def __init__(self, completions: list) -> None:
+        super().__init__("client disconnected")
+        self.completions = completions
 
 
 class Backend(Protocol):
@@ -292,6 +304,11 @@ class Scheduler:
         self._stopping.set()
         self._inbox.put(None)
         self._thread.join(timeout=10)
+
+    def requests_in_flight(self) -> int:
+        """Engine requests decoding or waiting for a slot, plus submissions not yet admitted (read from
+        any thread: a moment's snapshot)."""
+        return sum(len(jobs) for jobs in list(self._jobs.values())) + self._inbox.qsize()
 
     def _engine(self, model_key: Hashable) -> Engine:
         if model_key in self._engines:
@@ -534,7 +551,7 @@ class Handler(BaseHTTPRequestHandler):
     def _get(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
         if path == "/health":
-            self._send_json(200, {"status": "ok"})
+            self._send_json(200, {"status": "ok", "requests": self.server.scheduler.requests_in_flight()})
             return
         if path == "/v1/models":
             principal = self._principal()
@@ -580,14 +597,36 @@ class Handler(BaseHTTPRequestHandler):
         if sampling.stream:
             self._stream(ticket, sampling, chat=chat, rid=rid, created=created, record=record)
         else:
-            completions = self._wait(ticket, len(requests))
+            try:
+                completions = self._wait(ticket, len(requests))
+            except ClientGone as gone:
+                record(gone.completions)  # what was decoded before the client left is counted
+                return
             record(completions)
             self._send_json(200, self._response(completions, sampling, chat=chat, rid=rid, created=created))
 
-    def _wait(self, ticket: Ticket, count: int) -> list[Completion]:
+    def _client_gone(self) -> bool:
+        """Has the client closed its connection? (Readable with nothing to read is the peer's FIN; a
+        pipelined next request is data, so a client that is still there is never taken for gone.)"""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    def _wait(self, ticket: Ticket, count: int) -> list[Completion | None]:
+        """Every completion of a non-streaming request. A client that disconnects meanwhile cancels it:
+        its requests end at the next step, freeing their slots, and what was decoded is returned."""
         done: dict[int, Completion] = {}
         while len(done) < count:
-            event = ticket.events.get()
+            try:
+                event = ticket.events.get(timeout=DISCONNECT_POLL_S)
+            except queue.Empty:
+                if self._client_gone():
+                    ticket.cancel()
+                    self.close_connection = True
+                    raise ClientGone([job.completion for job in ticket.jobs]) from None
+                continue
             if event[0] == "error":
                 raise event[1]
             if event[0] == "done":
@@ -703,7 +742,7 @@ class Handler(BaseHTTPRequestHandler):
             send("[DONE]")
         except (BrokenPipeError, ConnectionResetError):
             ticket.cancel()
-            record([done.get(i) for i in range(count)])
+            record([job.completion for job in ticket.jobs])  # every token decoded, streamed or not
 
 
 def model_not_found(name: str) -> ApiError:

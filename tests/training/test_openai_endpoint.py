@@ -431,3 +431,59 @@ def test_bad_logprobs_parameters_are_400(endpoint, studio):
     with pytest.raises(openai.BadRequestError) as caught:
         api.completions.create(model="v0-base", prompt="Hi", max_tokens=2, logprobs=6)
     assert caught.value.body["param"] == "logprobs"
+
+
+def _in_flight(endpoint: str) -> int:
+    import httpx2 as httpx
+
+    return httpx.get(endpoint.removesuffix("/v1") + "/health").json()["requests"]
+
+
+def _post_and_hang_up(endpoint: str, secret: str, body: dict, *, read_first: bool) -> None:
+    """Send a request on a raw socket, wait until the server is decoding it (reading the first streamed
+    bytes, if asked), then close the connection: a real disconnect, as a client killed mid-answer."""
+    import json
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(endpoint)
+    data = json.dumps(body).encode()
+    head = (
+        f"POST {url.path}/completions HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: Bearer {secret}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    )
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall(head.encode() + data)
+        deadline = time.monotonic() + 30
+        while _in_flight(endpoint) == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if read_first:
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        assert _in_flight(endpoint) > 0, "the request finished before the client could hang up"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_client_that_hangs_up_cancels_its_request(endpoint, studio, stream):
+    # 8 prompts x 8 choices x 64 tokens on 8 slots: 8 waves of 64 steps, seconds of decoding.
+    total = 8 * 8 * 64
+    body = {
+        "model": "v0-base",
+        "prompt": ["Tell me"] * 8,
+        "n": 8,
+        "max_tokens": 64,
+        "seed": 1,
+        "stream": stream,
+    }
+    _post_and_hang_up(endpoint, studio["secret"], body, read_first=stream)
+    hung_up = time.monotonic()
+    while _in_flight(endpoint) and time.monotonic() - hung_up < 30:
+        time.sleep(0.02)
+    freed_after = time.monotonic() - hung_up
+    assert _in_flight(endpoint) == 0
+    key = studio["key"]
+    deadline = time.monotonic() + 10
+    while key.requests == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        key.refresh_from_db()
+    assert key.requests == 1  # what was decoded before the hang-up is counted
+    assert 0 < key.completion_tokens < total / 2, (key.completion_tokens, freed_after)
