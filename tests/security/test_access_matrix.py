@@ -234,6 +234,7 @@ API = {
     ("PATCH", "/api/v1/webhooks/{id}/"): "403 403 403 ok 403 L",
     ("DELETE", "/api/v1/webhooks/{id}/"): "403 403 403 ok 403 L",
     ("GET", "/api/v1/webhooks/{id}/deliveries/"): "403 403 403 ok 403 L",
+    ("POST", "/api/v1/webhooks/{id}/ping/"): "403 403 403 ok 403 L",
     ("POST", "/api/v1/webhook-deliveries/{id}/redeliver/"): "403 403 403 ok 403 L",
     # the span critic: researchers read versions and jobs, admins activate, roll back, launch and cancel
     ("GET", "/api/v1/critic-versions/"): "403 ok 403 ok 403 L",
