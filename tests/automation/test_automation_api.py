@@ -153,3 +153,26 @@ def test_admin_resumes_a_failed_campaign_and_cancels_judging(api, feedback, admi
     closed = client.post(f"/api/v1/evaluation-campaigns/{campaign.pk}/cancel/")
     assert closed.status_code == 200 and closed.json()["status"] == "closed"
     assert client.post(f"/api/v1/evaluation-campaigns/{campaign.pk}/resume/").status_code == 409
+
+
+def test_admin_cancels_a_campaign_while_its_outputs_are_written(api, feedback, admin_user, researcher):
+    from evaluation.models import CampaignGeneration, EvaluationCampaign
+
+    campaign = EvaluationCampaign.objects.create(name="c", project=feedback.project, status="failed")
+    client = api(admin_user)
+    assert client.post(f"/api/v1/evaluation-campaigns/{campaign.pk}/resume/").json()["status"] == "generating"
+    queued = campaign.generations.latest("created_at")
+    assert api(researcher).post(f"/api/v1/evaluation-campaigns/{campaign.pk}/cancel/").status_code == 403
+    cancelled = client.post(f"/api/v1/evaluation-campaigns/{campaign.pk}/cancel/")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "failed"  # a queued job ends at once
+    queued.refresh_from_db()
+    assert queued.status == CampaignGeneration.Status.CANCELLED
+    assert client.post(f"/api/v1/evaluation-campaigns/{campaign.pk}/cancel/").status_code == 409
+
+    client.post(f"/api/v1/evaluation-campaigns/{campaign.pk}/resume/")
+    running = campaign.generations.latest("created_at")
+    CampaignGeneration.objects.filter(pk=running.pk).update(status=CampaignGeneration.Status.RUNNING)
+    asked = client.post(f"/api/v1/evaluation-campaigns/{campaign.pk}/cancel/")
+    assert asked.status_code == 200 and asked.json()["status"] == "generating"  # stops at its next chunk
+    running.refresh_from_db()
+    assert running.cancel_requested is True and running.status == CampaignGeneration.Status.RUNNING
