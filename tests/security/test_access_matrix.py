@@ -246,6 +246,13 @@ API = {
     ("POST", "/api/v1/critic-jobs/"): "403 403 403 ok 403 L",
     ("GET", "/api/v1/critic-jobs/{id}/"): "403 ok 403 ok 403 L",
     ("POST", "/api/v1/critic-jobs/{id}/cancel/"): "403 403 403 ok 403 L",
+    # machine critics by API: admins only (configs, runs: launch, follow, cancel)
+    ("GET", "/api/v1/machine-critics/"): "403 403 403 ok 403 L",
+    ("GET", "/api/v1/machine-critics/{id}/"): "403 403 403 ok 403 L",
+    ("GET", "/api/v1/machine-critic-jobs/"): "403 403 403 ok 403 L",
+    ("POST", "/api/v1/machine-critic-jobs/"): "403 403 403 ok 403 L",
+    ("GET", "/api/v1/machine-critic-jobs/{id}/"): "403 403 403 ok 403 L",
+    ("POST", "/api/v1/machine-critic-jobs/{id}/cancel/"): "403 403 403 ok 403 L",
     # review and agreement: annotators read the verdicts on their own work only, never agreement or gold
     ("GET", "/api/v1/reviews/"): "ok ok ok ok 403 L",
     ("GET", "/api/v1/reviews/{id}/"): "ok ok ok ok 403 L",
@@ -273,6 +280,8 @@ API_IDS = {  # which object each {id} (or {generation}) is
     "generation-jobs": "job",
     "generations": "generation",
     "imports": "import",
+    "machine-critics": "machine_config",
+    "machine-critic-jobs": "machine_job",
     "model-downloads": "download",
     "model-versions": "version",
     "projects": "project",
