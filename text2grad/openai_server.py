@@ -293,6 +293,7 @@ class Scheduler:
         self._jobs: dict[Hashable, list[_Job]] = {}
         self._thread = threading.Thread(target=self._loop, name="openai-scheduler", daemon=True)
         self._stopping = threading.Event()
+        self.steps = 0  # engine steps taken, all models together (GET /health reports it)
         self._thread.start()
 
     def submit(self, model_key: Hashable, requests: list[Request]) -> Ticket:
@@ -366,6 +367,7 @@ class Scheduler:
                 )
         try:
             engine.step()
+            self.steps += 1
         except Exception as exc:
             logger.exception("A decoding step on %s failed", model_key)
             engine.cancel()
@@ -551,7 +553,10 @@ class Handler(BaseHTTPRequestHandler):
     def _get(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
         if path == "/health":
-            self._send_json(200, {"status": "ok", "requests": self.server.scheduler.requests_in_flight()})
+            scheduler = self.server.scheduler
+            self._send_json(
+                200, {"status": "ok", "requests": scheduler.requests_in_flight(), "steps": scheduler.steps}
+            )
             return
         if path == "/v1/models":
             principal = self._principal()
