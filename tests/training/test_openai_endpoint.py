@@ -487,3 +487,18 @@ def test_a_client_that_hangs_up_cancels_its_request(endpoint, studio, stream):
         key.refresh_from_db()
     assert key.requests == 1  # what was decoded before the hang-up is counted
     assert 0 < key.completion_tokens < total / 2, (key.completion_tokens, freed_after)
+
+
+def test_the_playground_sends_an_answer_exactly_as_the_model_gave_it(studio, login, researcher):
+    from django.urls import reverse
+
+    from annotations.models import Generation
+
+    answer = " leading space, as a model's first token often has\n"
+    sent = login(researcher).post(
+        reverse("playground_send"),
+        {"project": studio["alpha"].pk, "version": studio["v1-alpha"].pk, "prompt": "Hi", "text": answer,
+         "seed": 1, "temperature": 0.7},
+    )  # fmt: skip
+    assert sent.status_code == 302
+    assert Generation.objects.get(prompt__project=studio["alpha"]).text == answer
