@@ -3,7 +3,8 @@ recorded in the transaction of the change that caused it, with its task in the o
 (``jobs.dispatch.enqueue``), so a broker outage delays a delivery but never loses it.
 
 Events (``WEBHOOK_EVENTS``) are emitted by the code paths that make them true: a round's publish (or its
-failure), a version's activation, an export's completion, a campaign's close, a critic job's publish.
+failure, or its cancellation), a version's activation, an export's completion, a campaign's close, a
+critic job's publish. A ``ping`` goes to one webhook when an admin asks for it (:func:`webhook_ping`).
 
 **Delivery.** ``annotations.webhook_deliver`` (the interactive lane) makes one attempt: a POST of the
 delivery's JSON body (the same bytes every time) with
@@ -56,12 +57,16 @@ logger = logging.getLogger(__name__)
 WEBHOOK_EVENTS = {
     "round.finished": "A training round finished and published a version",
     "round.failed": "A training round failed",
+    "round.cancelled": "A training round was cancelled (at once if queued, else before its next step)",
     "version.promoted": "A model version became the active one (promotion)",
     "version.rolled_back": "An earlier model version became the active one again (rollback)",
     "export.ready": "A dataset export finished and can be downloaded",
     "campaign.finished": "An evaluation campaign closed; its results are final",
     "critic_version.ready": "A critic training job published a critic version",
 }
+# Sent to one webhook when an admin asks (the page's "Send a test ping", the API's ping action), whatever
+# it is subscribed to: a receiver's URL, signature check and answer can be tried without waiting for an event.
+PING_EVENT = "ping"
 DELIVER_TASK = "annotations.webhook_deliver"
 SIGNATURE_HEADER = "X-T2G-Signature"
 MAX_BACKOFF_S = 3600
@@ -198,19 +203,34 @@ def webhook_event_emit(*, event: str, data: dict) -> int:
     created = 0
     with transaction.atomic():
         for webhook in Webhook.objects.filter(is_active=True):
-            if event not in webhook.events:
-                continue
-            delivery = WebhookDelivery.objects.create(webhook=webhook, event=event, payload={})
-            delivery.payload = {
-                "id": f"whd_{delivery.pk}",
-                "event": event,
-                "created_at": delivery.created_at.isoformat(),
-                "data": data,
-            }
-            delivery.save(update_fields=["payload"])
-            dispatch.enqueue(DELIVER_TASK, delivery.pk)
-            created += 1
+            if event in webhook.events:
+                _delivery_create(webhook=webhook, event=event, data=data)
+                created += 1
     return created
+
+
+def _delivery_create(*, webhook: Webhook, event: str, data: dict) -> WebhookDelivery:
+    """One delivery with its body (which names the delivery's own id) and its task in the outbox."""
+    delivery = WebhookDelivery.objects.create(webhook=webhook, event=event, payload={})
+    delivery.payload = {
+        "id": f"whd_{delivery.pk}",
+        "event": event,
+        "created_at": delivery.created_at.isoformat(),
+        "data": data,
+    }
+    delivery.save(update_fields=["payload"])
+    dispatch.enqueue(DELIVER_TASK, delivery.pk)
+    return delivery
+
+
+@transaction.atomic
+def webhook_ping(*, webhook: Webhook, actor=None) -> WebhookDelivery:
+    """A ``ping`` delivery to this webhook alone (paused or not, whatever its events), signed, logged and
+    retried like any other: the way to try a receiver."""
+    data = {"webhook": {"id": webhook.pk, "url": webhook.url, "events": webhook.events}}
+    delivery = _delivery_create(webhook=webhook, event=PING_EVENT, data=data)
+    audit_record(action="webhook.ping", actor=actor, obj=webhook, details={"delivery": delivery.pk})
+    return delivery
 
 
 @transaction.atomic

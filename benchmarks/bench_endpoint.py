@@ -124,6 +124,13 @@ def tiny_model(folder: Path) -> Path:
     return folder
 
 
+def _steps(health_url: str) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(health_url, timeout=30) as response:
+        return json.loads(response.read())["steps"]
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -189,7 +196,7 @@ def run_direct(model_dir: Path, clients: int, requests: int, max_tokens: int) ->
         for i in range(clients)
         for r in range(requests)
     ]
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     outs = generation.sample(
         model,
         tokenizer,
@@ -200,7 +207,7 @@ def run_direct(model_dir: Path, clients: int, requests: int, max_tokens: int) ->
         seed=0,
         batch_size=clients,
     )
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     tokens = sum(len(o.response_ids) for group in outs for o in group)
     engine = inference.Engine(model, tokenizer, max_batch=clients)
     done = engine.run(
@@ -222,6 +229,8 @@ def run_direct(model_dir: Path, clients: int, requests: int, max_tokens: int) ->
         "completion_tokens": tokens,
         "wall_s": round(wall, 3),
         "tokens_per_s": round(tokens / wall, 2),
+        "cpu_s": round(cpu, 2),
+        "engine_steps": engine.steps,
         "engine_ttft_p50_s": round(percentile(ttfts, 0.5), 4),
         "engine_ttft_p95_s": round(percentile(ttfts, 0.95), 4),
     }
@@ -270,8 +279,19 @@ def main() -> None:
         load = os.getloadavg()[0]
         results = {"model": str(args.model), "max_tokens": args.max_tokens, "threads": args.threads,
                    "load_before": round(load, 2), "endpoint": {}, "direct": {}}  # fmt: skip
+        import psutil
+
+        server_process = psutil.Process(server.pid)
+        health = f"http://127.0.0.1:{port}/health"
         for clients in args.clients:
+            before, steps_before = server_process.cpu_times(), _steps(health)
             results["endpoint"][clients] = run_clients(base_url, clients, args.requests, args.max_tokens)
+            after = server_process.cpu_times()
+            results["endpoint"][clients]["engine_steps"] = _steps(health) - steps_before
+            # CPU seconds the server process spent (every thread: HTTP, scheduler, decoding), comparable
+            # with the direct arm's under load where wall time is not.
+            cpu = (after.user - before.user) + (after.system - before.system)
+            results["endpoint"][clients]["server_cpu_s"] = round(cpu, 2)
             print(f"endpoint {clients:>2} clients: {results['endpoint'][clients]}", flush=True)
     finally:
         server.terminate()

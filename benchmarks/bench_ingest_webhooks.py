@@ -6,7 +6,10 @@ created and dropped here), then measures:
 
 1. ``POST /api/v1/projects/{id}/outputs/`` through the full stack (key check, throttle, JSON, one
    transaction): batches of 1 and 100 records, as records per second and milliseconds per request
-   (p50/p95); the same batches sent again (idempotent replays: nothing written);
+   (p50/p95); the same batches sent again (idempotent replays: nothing written). New records are written
+   by two arms that alternate request by request in the same run: ``batched`` (the service as it is: one
+   insert per table) and ``per_record`` (the same requests through ``_ingest_each``, the record-by-record
+   path the service falls back to under a race, which was the only path before issue 26's follow-up);
 2. webhooks: the cost a promotion pays to record events for 10 subscribed webhooks (rows + outbox, in
    its transaction), and one delivery attempt to a local receiver (sign, POST, log), p50/p95.
 
@@ -51,6 +54,7 @@ def bench_ingest(requests: int) -> dict:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     url = f"/api/v1/projects/{project.pk}/outputs/"
+    arms = {"batched": ingest._ingest_batch, "per_record": ingest._ingest_each}
     results = {}
     for batch in (1, 100):
         bodies = [
@@ -69,16 +73,24 @@ def bench_ingest(requests: int) -> dict:
             for n in range(requests)
         ]
         for label, expect in (("new", 201), ("replay", 200)):
-            times = []
-            for body in bodies:
+            times: dict[str, list[float]] = {arm: [] for arm in arms}
+            for n, body in enumerate(bodies):
+                arm = list(arms)[n % 2] if label == "new" else "batched"
+                ingest._ingest_batch = arms[arm]
                 started = time.perf_counter()
                 response = client.post(url, body, format="json")
-                times.append(time.perf_counter() - started)
+                times[arm].append(time.perf_counter() - started)
                 assert response.status_code == expect, response.content[:300]
-            results[f"batch_{batch}_{label}"] = {
-                **_ms(times),
-                "records_per_s": round(batch * len(times) / sum(times), 1),
-            }
+            ingest._ingest_batch = arms["batched"]
+            for arm, values in times.items():
+                if values:
+                    key = f"batch_{batch}_{label}" + ("" if arm == "batched" else f"_{arm}")
+                    results[key] = {
+                        **_ms(values),
+                        "records_per_s": round(batch * len(values) / sum(values), 1),
+                    }
+        per_record, batched = results[f"batch_{batch}_new_per_record"], results[f"batch_{batch}_new"]
+        results[f"batch_{batch}_new_speedup_p50"] = round(per_record["p50_ms"] / batched["p50_ms"], 2)
     return results
 
 
@@ -125,6 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=40, help="requests per batch size")
     parser.add_argument("--deliveries", type=int, default=100)
+    parser.add_argument("--out", default="ingest_webhooks.json", help="file name under benchmarks/results/")
     args = parser.parse_args()
 
     import django
@@ -146,7 +159,7 @@ def main() -> None:
         }
     finally:
         teardown_databases(old, verbosity=0)
-    out = REPO / "benchmarks" / "results" / "ingest_webhooks.json"
+    out = REPO / "benchmarks" / "results" / args.out
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

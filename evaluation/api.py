@@ -66,12 +66,19 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         request=None,
-        responses={200: serializers.CampaignSerializer, 409: OpenApiResponse(description="Not being judged")},
+        responses={
+            200: serializers.CampaignSerializer,
+            409: OpenApiResponse(description="Neither generating nor being judged"),
+        },
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        """Stop judging (admins), as the page's Close: open leases lapse, the results so far stay."""
-        return self._transition(services.campaign_close)
+        """Stop the campaign (admins). While its outputs are being written, as the page's Cancel: a queued
+        generation ends at once, a running one at its next chunk, and the campaign ends failed with the
+        outputs written so far (``resume`` continues after them). While it is judged, as the page's Close:
+        open leases lapse, the results so far stay."""
+        generating = self.get_object().status == EvaluationCampaign.Status.GENERATING
+        return self._transition(services.campaign_cancel if generating else services.campaign_close)
 
     @extend_schema(
         request=None,

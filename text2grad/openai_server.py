@@ -5,8 +5,10 @@ Routes: ``GET /v1/models``, ``GET /v1/models/<id>``, ``POST /v1/completions``, `
 (``stream`` as server-sent events ending in ``data: [DONE]``), ``GET /health``. Parameters: ``max_tokens``
 (``max_completion_tokens``), ``temperature`` (0 is greedy), ``top_p``, ``stop`` (up to 4 strings), ``seed``,
 ``n``, ``logprobs`` (the sampled tokens' log-probabilities under the raw, untempered model, the quantity
-the studio's PPO uses; no top alternatives, so ``top_logprobs`` > 0 is refused), ``stream_options.
-include_usage``. Errors are OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with the same
+the studio's PPO uses) with their most likely alternatives under the same distribution (chat:
+``top_logprobs`` 0-20 beside ``logprobs: true``; completions: ``logprobs`` 0-5, OpenAI's shapes),
+``stream_options.include_usage``. A client that disconnects cancels its request, streamed or not: its
+engine requests end at the next decoding step and free their slots. Errors are OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with the same
 status codes: 401 bad key, 404 unknown model (or one the key may not use), 400 bad parameters or a prompt
 longer than the context, 429 over the rate limit.
 
@@ -24,6 +26,8 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import select
+import socket
 import threading
 import time
 import uuid
@@ -41,6 +45,7 @@ logger = logging.getLogger(__name__)
 MAX_STOP = 4
 MAX_N = 8
 MAX_BODY_BYTES = 4 * 1024 * 1024
+DISCONNECT_POLL_S = 0.2  # how often a waiting non-streaming request checks that its client is still there
 ROLES = ("system", "user", "assistant", "developer")
 
 
@@ -63,6 +68,14 @@ class ApiError(Exception):
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class ClientGone(Exception):
+    """The client of a non-streaming request disconnected before its answer; the request was cancelled."""
+
+    def __init__(self, completions: list) -> None:
+        super().__init__("client disconnected")
+        self.completions = completions
 
 
 class Backend(Protocol):
@@ -95,6 +108,7 @@ class Sampling:
     stream: bool
     include_usage: bool
     logprobs: bool
+    top_logprobs: int = 0  # alternatives per token (chat's top_logprobs, completions' logprobs)
     top_k: int | None = None
     requested_max_tokens: bool = False
 
@@ -164,20 +178,18 @@ def parse_request(body: Any, *, chat: bool, tokenizer, context_length: int, max_
         logprobs = body.get("logprobs")
         if logprobs is not None and not isinstance(logprobs, bool):
             raise ApiError(400, "'logprobs' must be a boolean", param="logprobs")
-        if _integer(body, "top_logprobs", 0, 20):
-            raise ApiError(
-                400,
-                "'top_logprobs' > 0 is not supported (only the sampled tokens' logprobs)",
-                param="top_logprobs",
-            )
-        logprobs = bool(logprobs)
+        top_logprobs = _integer(body, "top_logprobs", 0, 20)
+        if top_logprobs is not None and not logprobs:  # OpenAI's own rule
+            raise ApiError(400, "'logprobs' must be true when 'top_logprobs' is used", param="logprobs")
+        logprobs, top_logprobs = bool(logprobs), top_logprobs or 0
     else:
         prompt = body.get("prompt")
         texts = [prompt] if isinstance(prompt, str) else prompt
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
             raise ApiError(400, "'prompt' must be a non-empty string or list of strings", param="prompt")
         prompts = [list(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts]
-        logprobs = _integer(body, "logprobs", 0, 5) is not None
+        top_logprobs = _integer(body, "logprobs", 0, 5)
+        logprobs, top_logprobs = top_logprobs is not None, top_logprobs or 0
     stop = body.get("stop")
     stop = [stop] if isinstance(stop, str) else (stop or [])
     if not isinstance(stop, list) or len(stop) > MAX_STOP or not all(isinstance(s, str) and s for s in stop):
@@ -216,6 +228,7 @@ def parse_request(body: Any, *, chat: bool, tokenizer, context_length: int, max_
         stream=stream,
         include_usage=bool(stream_options.get("include_usage")),
         logprobs=logprobs,
+        top_logprobs=top_logprobs,
         top_k=_integer(body, "top_k", -1),  # vLLM's extension (extra_body); -1 or 0: off
         requested_max_tokens=requested is not None,
     )
@@ -238,6 +251,7 @@ def engine_requests(sampling: Sampling) -> list[Request]:
                     top_k=1 if greedy else sampling.top_k,
                     stop=sampling.stop,
                     seed=None if sampling.seed is None else request_seed(sampling.seed, index),
+                    top_logprobs=sampling.top_logprobs,
                     tag=index,
                 )
             )
@@ -256,7 +270,7 @@ class _Job:
 @dataclass
 class Ticket:
     """What :meth:`Scheduler.submit` hands back: events arrive on ``events`` as
-    ``("tokens", index, ids, logprobs)``, ``("done", index, completion)`` or ``("error", ApiError)``."""
+    ``("tokens", index, ids, logprobs, top_logprobs)``, ``("done", index, completion)`` or ``("error", ApiError)``."""
 
     events: queue.Queue
     jobs: list[_Job] = field(default_factory=list)
@@ -279,6 +293,7 @@ class Scheduler:
         self._jobs: dict[Hashable, list[_Job]] = {}
         self._thread = threading.Thread(target=self._loop, name="openai-scheduler", daemon=True)
         self._stopping = threading.Event()
+        self.steps = 0  # engine steps taken, all models together (GET /health reports it)
         self._thread.start()
 
     def submit(self, model_key: Hashable, requests: list[Request]) -> Ticket:
@@ -290,6 +305,11 @@ class Scheduler:
         self._stopping.set()
         self._inbox.put(None)
         self._thread.join(timeout=10)
+
+    def requests_in_flight(self) -> int:
+        """Engine requests decoding or waiting for a slot, plus submissions not yet admitted (read from
+        any thread: a moment's snapshot)."""
+        return sum(len(jobs) for jobs in list(self._jobs.values())) + self._inbox.qsize()
 
     def _engine(self, model_key: Hashable) -> Engine:
         if model_key in self._engines:
@@ -347,6 +367,7 @@ class Scheduler:
                 )
         try:
             engine.step()
+            self.steps += 1
         except Exception as exc:
             logger.exception("A decoding step on %s failed", model_key)
             engine.cancel()
@@ -359,7 +380,15 @@ class Scheduler:
             completion = job.completion
             if len(completion.response_ids) > job.sent:
                 ids = completion.response_ids[job.sent :]
-                job.sink.put(("tokens", completion.request.tag, ids, completion.logprobs[job.sent :]))
+                job.sink.put(
+                    (
+                        "tokens",
+                        completion.request.tag,
+                        ids,
+                        completion.logprobs[job.sent :],
+                        completion.top_logprobs[job.sent :],
+                    )
+                )
                 job.sent = len(completion.response_ids)
             if completion.finish_reason:
                 job.sink.put(("done", completion.request.tag, completion))
@@ -381,13 +410,25 @@ def _token_texts(tokenizer, ids: list[int]) -> list[str]:
     return [tokenizer.decode([i]) for i in ids]
 
 
-def _logprobs_block(tokenizer, ids: list[int], logprobs: list[float], *, chat: bool, offset: int = 0):
+def _logprobs_block(tokenizer, ids: list[int], logprobs: list[float], tops: list, *, chat: bool, offset=0):
+    """OpenAI's logprobs object for these tokens: chat's ``{"content": [{token, logprob, bytes,
+    top_logprobs}]}`` or completions' ``{tokens, token_logprobs, top_logprobs, text_offset}``; ``tops`` is
+    each token's [(id, logprob)] alternatives (empty when none were asked for)."""
     tokens = _token_texts(tokenizer, ids)
+    alternatives = [
+        [(text, lp) for text, (_, lp) in zip(_token_texts(tokenizer, [i for i, _ in top]), top, strict=True)]
+        for top in tops
+    ] or [[] for _ in ids]
     if chat:
         return {
             "content": [
-                {"token": t, "logprob": lp, "bytes": list(t.encode()), "top_logprobs": []}
-                for t, lp in zip(tokens, logprobs, strict=True)
+                {
+                    "token": t,
+                    "logprob": lp,
+                    "bytes": list(t.encode()),
+                    "top_logprobs": [{"token": a, "logprob": b, "bytes": list(a.encode())} for a, b in top],
+                }
+                for t, lp, top in zip(tokens, logprobs, alternatives, strict=True)
             ],
             "refusal": None,
         }
@@ -395,7 +436,9 @@ def _logprobs_block(tokenizer, ids: list[int], logprobs: list[float], *, chat: b
     for t in tokens:
         offsets.append(at)
         at += len(t)
-    return {"tokens": tokens, "token_logprobs": logprobs, "top_logprobs": None, "text_offset": offsets}
+    # Completions key alternatives by text: two ids that decode alike keep the likelier (it comes first).
+    top_dicts = [{a: b for a, b in reversed(top)} for top in alternatives] if tops else None
+    return {"tokens": tokens, "token_logprobs": logprobs, "top_logprobs": top_dicts, "text_offset": offsets}
 
 
 class _StreamText:
@@ -510,7 +553,10 @@ class Handler(BaseHTTPRequestHandler):
     def _get(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
         if path == "/health":
-            self._send_json(200, {"status": "ok"})
+            scheduler = self.server.scheduler
+            self._send_json(
+                200, {"status": "ok", "requests": scheduler.requests_in_flight(), "steps": scheduler.steps}
+            )
             return
         if path == "/v1/models":
             principal = self._principal()
@@ -556,14 +602,36 @@ class Handler(BaseHTTPRequestHandler):
         if sampling.stream:
             self._stream(ticket, sampling, chat=chat, rid=rid, created=created, record=record)
         else:
-            completions = self._wait(ticket, len(requests))
+            try:
+                completions = self._wait(ticket, len(requests))
+            except ClientGone as gone:
+                record(gone.completions)  # what was decoded before the client left is counted
+                return
             record(completions)
             self._send_json(200, self._response(completions, sampling, chat=chat, rid=rid, created=created))
 
-    def _wait(self, ticket: Ticket, count: int) -> list[Completion]:
+    def _client_gone(self) -> bool:
+        """Has the client closed its connection? (Readable with nothing to read is the peer's FIN; a
+        pipelined next request is data, so a client that is still there is never taken for gone.)"""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    def _wait(self, ticket: Ticket, count: int) -> list[Completion | None]:
+        """Every completion of a non-streaming request. A client that disconnects meanwhile cancels it:
+        its requests end at the next step, freeing their slots, and what was decoded is returned."""
         done: dict[int, Completion] = {}
         while len(done) < count:
-            event = ticket.events.get()
+            try:
+                event = ticket.events.get(timeout=DISCONNECT_POLL_S)
+            except queue.Empty:
+                if self._client_gone():
+                    ticket.cancel()
+                    self.close_connection = True
+                    raise ClientGone([job.completion for job in ticket.jobs]) from None
+                continue
             if event[0] == "error":
                 raise event[1]
             if event[0] == "done":
@@ -575,7 +643,7 @@ class Handler(BaseHTTPRequestHandler):
         choices = []
         for index, c in enumerate(completions):
             lp = (
-                _logprobs_block(tokenizer, c.response_ids, c.logprobs, chat=chat)
+                _logprobs_block(tokenizer, c.response_ids, c.logprobs, c.top_logprobs, chat=chat)
                 if sampling.logprobs
                 else None
             )
@@ -619,6 +687,7 @@ class Handler(BaseHTTPRequestHandler):
         tokenizer = self.server.backend.tokenizer
         count = len(sampling.prompts) * sampling.n
         texts = [_StreamText(tokenizer, sampling.stop) for _ in range(count)]
+        offsets = [0] * count  # completions' text_offset continues from chunk to chunk
         done: dict[int, Completion] = {}
         base = {
             "id": rid,
@@ -649,9 +718,12 @@ class Handler(BaseHTTPRequestHandler):
                     send({"error": event[1].body()["error"]})
                     break
                 if event[0] == "tokens":
-                    _, index, ids, logprobs = event
+                    _, index, ids, logprobs, tops = event
                     delta = texts[index].add(ids)
-                    lp = _logprobs_block(tokenizer, ids, logprobs, chat=chat) if sampling.logprobs else None
+                    lp = None
+                    if sampling.logprobs:
+                        lp = _logprobs_block(tokenizer, ids, logprobs, tops, chat=chat, offset=offsets[index])
+                        offsets[index] += 0 if chat else sum(len(t) for t in lp["tokens"])
                     if delta or lp:
                         send(base | {"choices": [choice(index, delta, None, lp)]})
                 else:
@@ -675,7 +747,7 @@ class Handler(BaseHTTPRequestHandler):
             send("[DONE]")
         except (BrokenPipeError, ConnectionResetError):
             ticket.cancel()
-            record([done.get(i) for i in range(count)])
+            record([job.completion for job in ticket.jobs])  # every token decoded, streamed or not
 
 
 def model_not_found(name: str) -> ApiError:

@@ -9,6 +9,7 @@ from rest_framework.routers import DefaultRouter
 from annotations import api as annotation_api
 from annotations.api import hooks as hooks_api
 from annotations.api import ingest as ingest_api
+from annotations.api import machine as machine_api
 from evaluation import api as evaluation_api
 from training import api as training_api
 from training.api import downloads as download_api
@@ -44,6 +45,8 @@ router.register("generation-jobs", training_api.GenerationJobViewSet, basename="
 router.register("critic-versions", training_api.CriticVersionViewSet, basename="api-critic-version")
 router.register("critic-jobs", training_api.CriticJobViewSet, basename="api-critic-job")
 router.register("model-downloads", download_api.ModelDownloadViewSet, basename="api-model-download")
+router.register("machine-critics", machine_api.MachineCriticConfigViewSet, basename="api-machine-critic")
+router.register("machine-critic-jobs", machine_api.MachineCriticJobViewSet, basename="api-machine-critic-job")
 router.register("webhooks", hooks_api.WebhookViewSet, basename="api-webhook")
 router.register("webhook-deliveries", hooks_api.WebhookDeliveryViewSet, basename="api-webhook-delivery")
 router.register("evaluation-campaigns", evaluation_api.CampaignViewSet, basename="api-evaluation-campaign")

@@ -232,6 +232,8 @@ class PlaygroundSendForm(forms.Form):
     project = forms.ModelChoiceField(queryset=Project.objects.filter(is_archived=False).order_by("name"))
     version = forms.ModelChoiceField(queryset=ModelVersion.objects.all(), widget=forms.HiddenInput)
     prompt = forms.CharField(widget=forms.HiddenInput, max_length=8_000)
-    text = forms.CharField(widget=forms.HiddenInput)
+    # The answer exactly as the model gave it: a leading space is a token of its own (stripping it would
+    # queue an output the model never wrote, and its critiques would align to other tokens).
+    text = forms.CharField(widget=forms.HiddenInput, strip=False)
     seed = forms.IntegerField(widget=forms.HiddenInput)
     temperature = forms.FloatField(widget=forms.HiddenInput)

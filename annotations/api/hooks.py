@@ -93,6 +93,13 @@ class WebhookViewSet(
     def perform_destroy(self, instance):
         webhooks.webhook_delete(webhook=instance, actor=self.request.user)
 
+    @extend_schema(request=None, responses={202: WebhookDeliverySerializer})
+    @action(detail=True, methods=["post"])
+    def ping(self, request, pk=None):
+        """Send this webhook a signed ``ping`` event now (paused or not, whatever its events)."""
+        delivery = webhooks.webhook_ping(webhook=self.get_object(), actor=request.user)
+        return Response(WebhookDeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
+
     @extend_schema(responses={200: WebhookDeliverySerializer(many=True)}, filters=False)
     @action(detail=True, methods=["get"])
     def deliveries(self, request, pk=None):

@@ -134,53 +134,109 @@ def ingest_record_clean(raw: object) -> tuple[IngestRecord | None, dict[str, str
     return record, {}
 
 
+@dataclass
+class _Pending:
+    """A record of the request whose key the project has not seen: to be written."""
+
+    record: IngestRecord
+    fingerprint: str
+
+
 def outputs_ingest(
     *, project: Project, records: list[IngestRecord], ingest_key: IngestKey | None = None
 ) -> list[dict]:
     """Write the records as outputs of ``project`` (all or none), reusing a prompt of the same text.
     Returns one ``{index, idempotency_key, generation, prompt, created}`` per record; raises IngestError
-    (``conflict``) when a key was used before for a different record."""
-    results: list[dict] = []
-    created_ids: list[int] = []
+    (``conflict``) when a key was used before for a different record.
+
+    A request costs a fixed number of queries, not a few per record: one read finds the keys sent before,
+    and the new records' prompts, outputs and keys are written with one insert each (``_ingest_new``)."""
     with transaction.atomic():
-        # One query finds the records sent before (a retried batch costs a read, not a read per record).
-        known = {
-            row.idempotency_key: row
-            for row in IngestedOutput.objects.select_related("generation").filter(
-                project=project, idempotency_key__in=[record.idempotency_key for record in records]
-            )
-        }
-        seen: dict[str, tuple[str, dict]] = {}
-        conflicts: dict[int, dict[str, str]] = {}
+        keys = [record.idempotency_key for record in records]
+        fingerprints = [record.fingerprint() for record in records]
+        rows = {row.idempotency_key: row for row in IngestedOutput.objects.select_related("generation")
+                .filter(project=project, idempotency_key__in=keys)}  # fmt: skip
+        first: dict[str, int] = {}  # each key's first record in the request
+        pending: dict[str, _Pending] = {}
         for index, record in enumerate(records):
-            fingerprint = record.fingerprint()
-            earlier = seen.get(record.idempotency_key)
-            if earlier is not None:  # the same key twice in one request
-                if earlier[0] != fingerprint:
-                    conflicts[index] = {"idempotency_key": "Used for a different record in this request."}
-                else:
-                    results.append({**earlier[1], "index": index, "created": False})
-                continue
-            row = known.get(record.idempotency_key)
-            created = False
-            if row is None:
-                row, created = _ingest_one(project, record, fingerprint, ingest_key)
-            if row.request_hash != fingerprint:
-                conflicts[index] = {"idempotency_key": "Already used for a different record in this project."}
-                continue
-            result = {"index": index, "idempotency_key": record.idempotency_key,
-                      "generation": row.generation_id, "prompt": row.generation.prompt_id, "created": created}  # fmt: skip
-            seen[record.idempotency_key] = (fingerprint, result)
-            results.append(result)
-            if created:
-                created_ids.append(row.generation_id)
+            if record.idempotency_key not in first:
+                first[record.idempotency_key] = index
+                if record.idempotency_key not in rows:
+                    pending[record.idempotency_key] = _Pending(record, fingerprints[index])
+        created = _ingest_new(project, list(pending.values()), ingest_key) if pending else {}
+        rows.update({key: row for key, (row, _) in created.items()})
+        results, conflicts = _ingest_results(records, fingerprints, first, rows, created)
         if conflicts:
             raise IngestError(conflicts, conflict=True)  # rolls back every record of the request
         if ingest_key is not None:
             IngestKey.objects.filter(pk=ingest_key.pk).update(last_used_at=timezone.now())
+        created_ids = [row.generation_id for row, was_created in created.values() if was_created]
         if created_ids:
             outputs_ingested.send(sender=IngestedOutput, project_id=project.pk, generation_ids=created_ids)
     return results
+
+
+def _ingest_results(records, fingerprints, first: dict[str, int], rows: dict, created: dict):
+    """(one result per record, in order; the conflicts): a record whose key the project, or an earlier
+    record of the request, holds for a different record."""
+    results: list[dict] = []
+    conflicts: dict[int, dict[str, str]] = {}
+    for index, record in enumerate(records):
+        key = record.idempotency_key
+        row, earliest = rows[key], first[key]
+        if row.request_hash != fingerprints[index]:
+            if earliest != index and row.request_hash == fingerprints[earliest]:
+                conflicts[index] = {"idempotency_key": "Used for a different record in this request."}
+            else:
+                conflicts[index] = {"idempotency_key": "Already used for a different record in this project."}
+            continue
+        was_created = earliest == index and key in created and created[key][1]
+        results.append({"index": index, "idempotency_key": key, "generation": row.generation_id,
+                        "prompt": row.generation.prompt_id, "created": was_created})  # fmt: skip
+    return results, conflicts
+
+
+def _ingest_new(project: Project, pending: list[_Pending], ingest_key) -> dict:
+    """Write the new records in three inserts (the prompts the project lacks, the outputs, the keys),
+    under a savepoint; ``{key: (IngestedOutput, created)}``. A concurrent request that took one of the
+    keys or prompts first makes the inserts fail: then each record goes its own way (``_ingest_each``),
+    which finds what the other request wrote."""
+    try:
+        with transaction.atomic():
+            return _ingest_batch(project, pending, ingest_key)
+    except IntegrityError:
+        return _ingest_each(project, pending, ingest_key)
+
+
+def _ingest_batch(project: Project, pending: list[_Pending], ingest_key) -> dict:
+    hashes = {content_hash(item.record.prompt): item.record.prompt for item in pending}
+    prompts = {p.content_hash: p for p in Prompt.objects.filter(project=project, content_hash__in=hashes)}
+    missing = [Prompt(project=project, text=text, metadata={"source": "ingest"}, content_hash=digest)
+               for digest, text in hashes.items() if digest not in prompts]  # fmt: skip
+    prompts.update({p.content_hash: p for p in Prompt.objects.bulk_create(missing)})
+    generations = []
+    for item in pending:
+        prompt = prompts[content_hash(item.record.prompt)]
+        generations.append(
+            Generation(prompt=prompt, text=item.record.output, source_model=item.record.source_model,
+                       sampling_params={"source": "ingest"}, content_hash=content_hash(prompt.text, item.record.output))
+        )  # fmt: skip
+    Generation.objects.bulk_create(generations)
+    rows = IngestedOutput.objects.bulk_create(
+        IngestedOutput(project=project, idempotency_key=item.record.idempotency_key,
+                       request_hash=item.fingerprint, generation=generation, ingest_key=ingest_key,
+                       metadata=item.record.metadata)
+        for item, generation in zip(pending, generations, strict=True)
+    )  # fmt: skip
+    return {row.idempotency_key: (row, True) for row in rows}
+
+
+def _ingest_each(project: Project, pending: list[_Pending], ingest_key) -> dict:
+    """One record at a time, each under its own savepoint (the way through a concurrent request)."""
+    return {
+        item.record.idempotency_key: _ingest_one(project, item.record, item.fingerprint, ingest_key)
+        for item in pending
+    }
 
 
 def _ingest_one(

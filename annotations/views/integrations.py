@@ -95,6 +95,10 @@ def webhook_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         webhooks.webhook_delete(webhook=webhook, actor=request.user)
         messages.success(request, "Webhook deleted.")
         return redirect("webhook_list")
+    if action == "ping":
+        delivery = webhooks.webhook_ping(webhook=webhook, actor=request.user)
+        messages.success(request, f"Ping queued as delivery {delivery.pk}; its attempts show below.")
+        return redirect("webhook_detail", pk=webhook.pk)
     if action not in ("pause", "resume"):
         raise PermissionDenied("Unknown action")
     webhooks.webhook_update(webhook=webhook, is_active=action == "resume", actor=request.user)

@@ -153,3 +153,85 @@ def test_admin_resumes_a_failed_campaign_and_cancels_judging(api, feedback, admi
     closed = client.post(f"/api/v1/evaluation-campaigns/{campaign.pk}/cancel/")
     assert closed.status_code == 200 and closed.json()["status"] == "closed"
     assert client.post(f"/api/v1/evaluation-campaigns/{campaign.pk}/resume/").status_code == 409
+
+
+def test_admin_cancels_a_campaign_while_its_outputs_are_written(api, feedback, admin_user, researcher):
+    from evaluation.models import CampaignGeneration, EvaluationCampaign
+
+    campaign = EvaluationCampaign.objects.create(name="c", project=feedback.project, status="failed")
+    client = api(admin_user)
+    assert client.post(f"/api/v1/evaluation-campaigns/{campaign.pk}/resume/").json()["status"] == "generating"
+    queued = campaign.generations.latest("created_at")
+    assert api(researcher).post(f"/api/v1/evaluation-campaigns/{campaign.pk}/cancel/").status_code == 403
+    cancelled = client.post(f"/api/v1/evaluation-campaigns/{campaign.pk}/cancel/")
+    assert (
+        cancelled.status_code == 200 and cancelled.json()["status"] == "failed"
+    )  # a queued job ends at once
+    queued.refresh_from_db()
+    assert queued.status == CampaignGeneration.Status.CANCELLED
+    assert client.post(f"/api/v1/evaluation-campaigns/{campaign.pk}/cancel/").status_code == 409
+
+    client.post(f"/api/v1/evaluation-campaigns/{campaign.pk}/resume/")
+    running = campaign.generations.latest("created_at")
+    CampaignGeneration.objects.filter(pk=running.pk).update(status=CampaignGeneration.Status.RUNNING)
+    asked = client.post(f"/api/v1/evaluation-campaigns/{campaign.pk}/cancel/")
+    assert asked.status_code == 200 and asked.json()["status"] == "generating"  # stops at its next chunk
+    running.refresh_from_db()
+    assert running.cancel_requested is True and running.status == CampaignGeneration.Status.RUNNING
+
+
+def test_admin_runs_follows_and_cancels_machine_critics(api, feedback, admin_user, researcher, annotator):
+    from annotations.models import Generation, MachineCriticJob
+    from annotations.services import machine as machine_services
+
+    config = machine_services.machine_critic_configure(project=feedback.project, name="reference")
+    other = machine_services.machine_critic_configure(project=feedback.other_project, name="unit-tests")
+    for user in (researcher, annotator):  # refused before any lookup: ids tell them nothing
+        assert api(user).get("/api/v1/machine-critics/").status_code == 403
+        assert api(user).post("/api/v1/machine-critic-jobs/", {"config": config.pk}).status_code == 403
+    client = api(admin_user)
+    listed = client.get(f"/api/v1/machine-critics/?project={feedback.project.pk}").json()["results"]
+    assert [(c["id"], c["name"], c["enabled"]) for c in listed] == [(config.pk, "reference", True)]
+
+    created = client.post("/api/v1/machine-critic-jobs/", {"config": config.pk}, format="json")
+    assert created.status_code == 201, created.content
+    job = created.json()
+    outputs = machine_services.machine_critic_outputs(feedback.project)
+    assert (job["status"], job["project"], job["outputs"], job["critic"]["name"]) == (
+        "queued", feedback.project.pk, len(outputs), "reference",
+    )  # fmt: skip
+    assert _queued("annotations.machine_critic_run", job["id"]) == 1
+    assert MachineCriticJob.objects.get(pk=job["id"]).created_by == admin_user
+    for user in (researcher, annotator):
+        assert api(user).get(f"/api/v1/machine-critic-jobs/{job['id']}/").status_code == 403
+        assert api(user).post(f"/api/v1/machine-critic-jobs/{job['id']}/cancel/").status_code == 403
+    status = client.get(f"/api/v1/machine-critic-jobs/{job['id']}/")
+    assert status.status_code == 200 and status.json()["progress_total"] == len(outputs)
+
+    # Another project's output and an id that does not exist are refused alike (nothing leaks).
+    foreign = Generation.objects.filter(prompt__project=feedback.other_project).first().pk
+    answers = [
+        client.post(
+            "/api/v1/machine-critic-jobs/", {"config": config.pk, "generation_ids": [pk]}, format="json"
+        )
+        for pk in (foreign, 10**9)
+    ]
+    assert [a.status_code for a in answers] == [400, 400] and answers[0].json() == answers[1].json()
+    only = client.post(
+        "/api/v1/machine-critic-jobs/", {"config": config.pk, "generation_ids": outputs[:1]}, format="json"
+    )
+    assert only.status_code == 201 and only.json()["outputs"] == 1
+    assert client.post("/api/v1/machine-critic-jobs/", {"config": 10**9}, format="json").json()["config"]
+    machine_services.machine_critic_configure(
+        project=feedback.other_project, name="unit-tests", enabled=False
+    )
+    disabled = client.post("/api/v1/machine-critic-jobs/", {"config": other.pk}, format="json")
+    assert disabled.status_code == 400 and "disabled" in disabled.json()["detail"][0]
+
+    cancelled = client.post(f"/api/v1/machine-critic-jobs/{job['id']}/cancel/")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    again = client.post(f"/api/v1/machine-critic-jobs/{job['id']}/cancel/")
+    assert again.status_code == 409 and "already finished" in again.json()["detail"]
+    assert client.get("/api/v1/machine-critic-jobs/999999/").status_code == 404
+    mine = client.get(f"/api/v1/machine-critic-jobs/?project={feedback.project.pk}&status=cancelled").json()
+    assert [row["id"] for row in mine["results"]] == [job["id"]]

@@ -179,3 +179,111 @@ def test_admins_create_and_revoke_keys_on_the_project_page(client, project, admi
     assert key.revoked_at is not None
     client.force_login(researcher)
     assert client.post(f"/ingest-keys/{key.pk}/revoke/").status_code == 403
+
+
+def _records(count: int, tag: str, prompts: int = 5) -> list[dict]:
+    return [
+        {"prompt": f"Prompt {n % prompts}.", "output": f"Answer {tag}-{n}.", "idempotency_key": f"{tag}-{n}",
+         "metadata": {"n": n}}
+        for n in range(count)
+    ]  # fmt: skip
+
+
+def test_a_batch_costs_the_same_queries_as_one_record(api, project, ingest_key):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from annotations.models import content_hash
+
+    _, raw = ingest_key
+    counts = []
+    for tag, count in (("one", 1), ("many", 60)):
+        with CaptureQueriesContext(connection) as queries:
+            response = _post(api, project, {"records": _records(count, tag)}, raw)
+        assert response.status_code == 201, response.content
+        counts.append(len(queries))
+    assert counts[1] == counts[0], counts  # written with one insert per table, not per record
+    generations = Generation.objects.filter(ingested__idempotency_key__startswith="many-").select_related(
+        "prompt"
+    )
+    assert generations.count() == 60 and project.prompts.count() == 5
+    for generation in generations:  # what the models' save() would have computed
+        assert generation.content_hash == content_hash(generation.prompt.text, generation.text)
+        assert generation.prompt.content_hash == content_hash(generation.prompt.text)
+        assert generation.ingested.metadata["n"] == int(generation.ingested.idempotency_key.split("-")[1])
+        assert generation.source_model == "" and generation.sampling_params == {"source": "ingest"}
+
+
+def test_a_batch_of_known_new_and_repeated_records_answers_each_in_order(api, project, ingest_key):
+    _, raw = ingest_key
+    known = _records(3, "k")
+    first = _post(api, project, {"records": known}, raw).json()["results"]
+    fresh = _records(2, "f")
+    body = {"records": [fresh[0], known[1], fresh[1], fresh[0], known[2]]}
+    response = _post(api, project, body, raw)
+    assert response.status_code == 201
+    results = response.json()["results"]
+    assert [r["index"] for r in results] == [0, 1, 2, 3, 4]
+    assert [r["created"] for r in results] == [True, False, True, False, False]
+    assert (
+        results[1]["generation"] == first[1]["generation"]
+        and results[4]["generation"] == first[2]["generation"]
+    )
+    assert results[0]["generation"] == results[3]["generation"]
+    assert response.json()["duplicates"] == 3 and Generation.objects.count() == 5
+
+    clash = {
+        "records": [
+            _records(1, "x")[0],
+            {**_records(1, "x")[0], "output": "Other."},
+            {**known[0], "output": "No."},
+        ]
+    }
+    refused = _post(api, project, clash, raw)
+    assert refused.status_code == 409
+    problems = refused.json()["records"]
+    assert "in this request" in str(problems["1"]) and "in this project" in str(problems["2"])
+    assert "0" not in problems and Generation.objects.count() == 5  # the whole request rolled back
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_racing_another_request_for_a_key_finds_its_output(project):
+    """Request A has written key "r-0" and not committed; request B sends "r-0" and "r-1": B's batch insert
+    waits on A's row, fails when A commits, and B writes record by record, answering A's output for r-0."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from annotations.services import ingest
+
+    records = [ingest.ingest_record_clean(raw)[0] for raw in _records(2, "r")]
+    written, release, answers = threading.Event(), threading.Event(), {}
+
+    def request_a():
+        try:
+            with transaction.atomic():
+                answers["a"] = ingest.outputs_ingest(project=project, records=records[:1])
+                written.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    def request_b():
+        try:
+            answers["b"] = ingest.outputs_ingest(project=project, records=records)
+        finally:
+            connection.close()
+
+    a = threading.Thread(target=request_a)
+    a.start()
+    assert written.wait(30)
+    b = threading.Thread(target=request_b)
+    b.start()
+    b.join(1.0)
+    assert b.is_alive()  # waiting on A's uncommitted key
+    release.set()
+    a.join(30)
+    b.join(30)
+    assert [r["created"] for r in answers["b"]] == [False, True]
+    assert answers["b"][0]["generation"] == answers["a"][0]["generation"]
+    assert IngestedOutput.objects.filter(project=project).count() == 2 == Generation.objects.count()

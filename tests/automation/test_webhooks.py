@@ -305,3 +305,54 @@ def test_admins_manage_webhooks_by_api(api, admin_user, researcher, versions, se
     assert client.patch(f"/api/v1/webhooks/{hook['id']}/", {"events": []}, format="json").status_code == 400
     assert client.delete(f"/api/v1/webhooks/{hook['id']}/").status_code == 204
     assert not Webhook.objects.exists()
+
+
+def test_a_ping_tries_one_receiver_from_the_page_and_the_api(client, api, admin_user, researcher):
+    with Receiver(statuses=[503]) as receiver:
+        webhook = _hook(receiver, ["export.ready"])
+        other = webhooks.webhook_create(url=receiver.url, events=["export.ready"])
+        webhooks.webhook_update(webhook=webhook, is_active=False)  # a paused webhook can still be tried
+        client.force_login(researcher)
+        assert client.post(f"/webhooks/{webhook.pk}/ping/").status_code == 403
+        assert api(researcher).post(f"/api/v1/webhooks/{webhook.pk}/ping/").status_code == 403
+        assert not WebhookDelivery.objects.exists()
+        client.force_login(admin_user)
+        assert client.post(f"/webhooks/{webhook.pk}/ping/").status_code == 302
+        [delivery] = WebhookDelivery.objects.all()
+        assert (delivery.webhook_id, delivery.event) == (webhook.pk, "ping") and not other.deliveries.exists()
+        assert Outbox.objects.filter(task_name="annotations.webhook_deliver", args=[delivery.pk]).exists()
+        assert webhooks.webhook_deliver(delivery_id=delivery.pk).startswith("retry")  # the receiver's 503
+        page = client.get(f"/webhooks/{webhook.pk}/").content.decode()
+        assert "Send a test ping" in page and "HTTP 503" in page and f"delivery-{delivery.pk}" in page
+
+        pinged = api(admin_user).post(f"/api/v1/webhooks/{webhook.pk}/ping/")
+        assert pinged.status_code == 202 and pinged.json()["event"] == "ping"
+        assert webhooks.webhook_deliver(delivery_id=pinged.json()["id"]) == "delivered"
+        assert api(admin_user).post("/api/v1/webhooks/999999/ping/").status_code == 404
+    first, second = receiver.requests
+    assert first["signature_ok"] and second["signature_ok"]
+    assert second["headers"]["X-T2G-Event"] == "ping"
+    assert second["json"]["data"]["webhook"] == {
+        "id": webhook.pk,
+        "url": receiver.url,
+        "events": ["export.ready"],
+    }
+    from audit.models import AuditEvent
+
+    assert AuditEvent.objects.filter(action="webhook.ping", object_id=str(webhook.pk)).count() == 2
+
+
+def test_a_round_cancelled_through_the_api_is_delivered(api, feedback, admin_user):
+    body = {"mode": "token", "selection": {"project_id": feedback.project.pk}, "config": {"steps": 2}}
+    client = api(admin_user)
+    with Receiver() as receiver:
+        _hook(receiver, ["round.cancelled"])
+        round_id = client.post("/api/v1/training-rounds/", body, format="json").json()["id"]
+        assert not WebhookDelivery.objects.exists()
+        assert client.post(f"/api/v1/training-rounds/{round_id}/cancel/").status_code == 200
+        delivery = WebhookDelivery.objects.get()
+        assert webhooks.webhook_deliver(delivery_id=delivery.pk) == "delivered"
+    [request] = receiver.requests
+    assert request["signature_ok"] and request["headers"]["X-T2G-Event"] == "round.cancelled"
+    assert request["json"]["data"]["round"]["id"] == round_id
+    assert request["json"]["data"]["round"]["status"] == "cancelled"

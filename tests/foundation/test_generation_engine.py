@@ -59,6 +59,35 @@ def test_logprobs_match_a_separate_forward_pass(tiny):
         assert torch.allclose(expected, torch.tensor(completion.logprobs), atol=1e-4, rtol=0)
 
 
+def test_top_logprobs_are_the_most_likely_tokens_of_a_separate_forward_pass(tiny):
+    model, tokenizer = tiny
+    requests = _requests(tokenizer)
+    for request, k in zip(requests, [3, 0, 5, 1, 20], strict=True):
+        request.top_logprobs = k
+    completions = Engine(model, tokenizer, max_batch=4).run(requests)
+    for completion in completions:
+        prompt, response = completion.request.prompt_ids, completion.response_ids
+        k = completion.request.top_logprobs
+        if k == 0:
+            assert completion.top_logprobs == []  # nothing asked, nothing kept
+            continue
+        assert len(completion.top_logprobs) == len(response)
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt + response])).logits[0, len(prompt) - 1 : -1]
+        reference = logits.float().log_softmax(-1)
+        values = reference.topk(k, dim=-1).values
+        for position, alternatives in enumerate(completion.top_logprobs):
+            ids = torch.tensor([i for i, _ in alternatives])
+            got = torch.tensor([lp for _, lp in alternatives])
+            # The k largest values, each the logprob of the id it names (ids compared through their values:
+            # a random model's near-ties may order differently in a batched forward).
+            assert torch.allclose(got, values[position], atol=1e-4, rtol=0)
+            assert torch.allclose(reference[position, ids], got, atol=1e-4, rtol=0)
+            assert len(set(ids.tolist())) == k
+            sampled = completion.logprobs[position]
+            assert sampled <= alternatives[0][1] + 1e-6  # nothing beats the most likely
+
+
 def test_top_k_one_is_greedy_whatever_the_temperature(tiny):
     model, tokenizer = tiny
     prompt = _prompts(tokenizer)[1]

@@ -234,6 +234,7 @@ API = {
     ("PATCH", "/api/v1/webhooks/{id}/"): "403 403 403 ok 403 L",
     ("DELETE", "/api/v1/webhooks/{id}/"): "403 403 403 ok 403 L",
     ("GET", "/api/v1/webhooks/{id}/deliveries/"): "403 403 403 ok 403 L",
+    ("POST", "/api/v1/webhooks/{id}/ping/"): "403 403 403 ok 403 L",
     ("POST", "/api/v1/webhook-deliveries/{id}/redeliver/"): "403 403 403 ok 403 L",
     # the span critic: researchers read versions and jobs, admins activate, roll back, launch and cancel
     ("GET", "/api/v1/critic-versions/"): "403 ok 403 ok 403 L",
@@ -245,6 +246,13 @@ API = {
     ("POST", "/api/v1/critic-jobs/"): "403 403 403 ok 403 L",
     ("GET", "/api/v1/critic-jobs/{id}/"): "403 ok 403 ok 403 L",
     ("POST", "/api/v1/critic-jobs/{id}/cancel/"): "403 403 403 ok 403 L",
+    # machine critics by API: admins only (configs, runs: launch, follow, cancel)
+    ("GET", "/api/v1/machine-critics/"): "403 403 403 ok 403 L",
+    ("GET", "/api/v1/machine-critics/{id}/"): "403 403 403 ok 403 L",
+    ("GET", "/api/v1/machine-critic-jobs/"): "403 403 403 ok 403 L",
+    ("POST", "/api/v1/machine-critic-jobs/"): "403 403 403 ok 403 L",
+    ("GET", "/api/v1/machine-critic-jobs/{id}/"): "403 403 403 ok 403 L",
+    ("POST", "/api/v1/machine-critic-jobs/{id}/cancel/"): "403 403 403 ok 403 L",
     # review and agreement: annotators read the verdicts on their own work only, never agreement or gold
     ("GET", "/api/v1/reviews/"): "ok ok ok ok 403 L",
     ("GET", "/api/v1/reviews/{id}/"): "ok ok ok ok 403 L",
@@ -272,6 +280,8 @@ API_IDS = {  # which object each {id} (or {generation}) is
     "generation-jobs": "job",
     "generations": "generation",
     "imports": "import",
+    "machine-critics": "machine_config",
+    "machine-critic-jobs": "machine_job",
     "model-downloads": "download",
     "model-versions": "version",
     "projects": "project",

@@ -352,3 +352,153 @@ def test_n_choices_and_greedy_temperature_zero(endpoint, studio):
         for _ in range(2)
     ]
     assert greedy[0] == greedy[1]  # no seed needed: temperature 0 takes the most likely token
+
+
+def _reference_first_logprobs(model_dir, prompt_ids: list[int]):
+    """The base model's log-probabilities of the first response token, by a plain transformers forward."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        return model(torch.tensor([prompt_ids])).logits[0, -1].float().log_softmax(-1)
+
+
+def test_chat_top_logprobs_streamed_and_not(endpoint, studio, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from text2grad.generation import encode_prompt
+
+    api = client(endpoint, studio["secret"])
+    messages = [{"role": "user", "content": "Name three colours."}]
+    ask = {"model": "v0-base", "messages": messages, "max_tokens": 10, "seed": 5, "logprobs": True}
+    whole = api.chat.completions.create(**ask, top_logprobs=3)
+    content = whole.choices[0].logprobs.content
+    assert len(content) == whole.usage.completion_tokens
+    for item in content:
+        alternatives = [a.logprob for a in item.top_logprobs]
+        assert len(alternatives) == 3 and alternatives == sorted(alternatives, reverse=True)
+        assert item.logprob <= alternatives[0] + 1e-6
+        assert all(a.bytes == list(a.token.encode()) for a in item.top_logprobs)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    reference = _reference_first_logprobs(tiny_model_dir, encode_prompt(tokenizer, messages))
+    values, ids = reference.topk(3)
+    got = [a.logprob for a in content[0].top_logprobs]
+    assert max(abs(a - b) for a, b in zip(got, values.tolist(), strict=True)) < 1e-4, (got, values)
+    assert content[0].top_logprobs[0].token == tokenizer.decode([int(ids[0])])
+
+    chunks = list(api.chat.completions.create(**ask, top_logprobs=3, stream=True))
+    streamed = [
+        t for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content
+    ]
+    assert [t.model_dump() for t in streamed] == [t.model_dump() for t in content]
+    plain = api.chat.completions.create(**ask)  # logprobs without alternatives: empty lists, as OpenAI's
+    assert [t.logprob for t in plain.choices[0].logprobs.content] == [t.logprob for t in content]
+    assert all(t.top_logprobs == [] for t in plain.choices[0].logprobs.content)
+
+
+def test_completion_logprobs_alternatives_and_offsets_streamed_and_not(endpoint, studio, tiny_model_dir):
+    api = client(endpoint, studio["secret"])
+    ask = {"model": "v0-base", "prompt": "The weather today", "max_tokens": 12, "seed": 11, "logprobs": 2}
+    whole = api.completions.create(**ask).choices[0]
+    lp = whole.logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) == 12
+    assert lp.text_offset == [sum(len(t) for t in lp.tokens[:i]) for i in range(12)]
+    for token_lp, alternatives in zip(lp.token_logprobs, lp.top_logprobs, strict=True):
+        assert 1 <= len(alternatives) <= 2  # two ids that decode alike share one text key
+        assert token_lp <= max(alternatives.values()) + 1e-6
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    reference = _reference_first_logprobs(tiny_model_dir, tokenizer("The weather today")["input_ids"])
+    assert abs(max(lp.top_logprobs[0].values()) - float(reference.max())) < 1e-4
+
+    chunks = list(api.completions.create(**ask, stream=True))
+    streamed = [c.choices[0].logprobs for c in chunks if c.choices and c.choices[0].logprobs]
+    assert [t for s in streamed for t in s.tokens] == lp.tokens
+    assert [t for s in streamed for t in s.text_offset] == lp.text_offset  # offsets run on across chunks
+    assert [t for s in streamed for t in s.top_logprobs] == lp.top_logprobs
+    assert [t for s in streamed for t in s.token_logprobs] == lp.token_logprobs
+
+
+def test_bad_logprobs_parameters_are_400(endpoint, studio):
+    api = client(endpoint, studio["secret"])
+    chat = {"model": "v0-base", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+    for params in ({"top_logprobs": 2}, {"logprobs": True, "top_logprobs": 21}):
+        with pytest.raises(openai.BadRequestError) as caught:
+            api.chat.completions.create(**chat, **params)
+        assert caught.value.body["param"] in ("logprobs", "top_logprobs"), params
+    with pytest.raises(openai.BadRequestError) as caught:
+        api.completions.create(model="v0-base", prompt="Hi", max_tokens=2, logprobs=6)
+    assert caught.value.body["param"] == "logprobs"
+
+
+def _in_flight(endpoint: str) -> int:
+    import httpx2 as httpx
+
+    return httpx.get(endpoint.removesuffix("/v1") + "/health").json()["requests"]
+
+
+def _post_and_hang_up(endpoint: str, secret: str, body: dict, *, read_first: bool) -> None:
+    """Send a request on a raw socket, wait until the server is decoding it (reading the first streamed
+    bytes, if asked), then close the connection: a real disconnect, as a client killed mid-answer."""
+    import json
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(endpoint)
+    data = json.dumps(body).encode()
+    head = (
+        f"POST {url.path}/completions HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: Bearer {secret}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    )
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall(head.encode() + data)
+        deadline = time.monotonic() + 30
+        while _in_flight(endpoint) == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if read_first:
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        assert _in_flight(endpoint) > 0, "the request finished before the client could hang up"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_client_that_hangs_up_cancels_its_request(endpoint, studio, stream):
+    # 8 prompts x 8 choices x 64 tokens on 8 slots: 8 waves of 64 steps, seconds of decoding.
+    total = 8 * 8 * 64
+    body = {
+        "model": "v0-base",
+        "prompt": ["Tell me"] * 8,
+        "n": 8,
+        "max_tokens": 64,
+        "seed": 1,
+        "stream": stream,
+    }
+    _post_and_hang_up(endpoint, studio["secret"], body, read_first=stream)
+    hung_up = time.monotonic()
+    while _in_flight(endpoint) and time.monotonic() - hung_up < 30:
+        time.sleep(0.02)
+    freed_after = time.monotonic() - hung_up
+    assert _in_flight(endpoint) == 0
+    key = studio["key"]
+    deadline = time.monotonic() + 10
+    while key.requests == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        key.refresh_from_db()
+    assert key.requests == 1  # what was decoded before the hang-up is counted
+    assert 0 < key.completion_tokens < total / 2, (key.completion_tokens, freed_after)
+
+
+def test_the_playground_sends_an_answer_exactly_as_the_model_gave_it(studio, login, researcher):
+    from django.urls import reverse
+
+    from annotations.models import Generation
+
+    answer = " leading space, as a model's first token often has\n"
+    sent = login(researcher).post(
+        reverse("playground_send"),
+        {"project": studio["alpha"].pk, "version": studio["v1-alpha"].pk, "prompt": "Hi", "text": answer,
+         "seed": 1, "temperature": 0.7},
+    )  # fmt: skip
+    assert sent.status_code == 302
+    assert Generation.objects.get(prompt__project=studio["alpha"]).text == answer

@@ -228,3 +228,36 @@ def test_a_rounds_failure_and_its_version_reach_the_webhooks(tiny_settings, crit
     training_round.refresh_from_db()
     assert finished["round"]["status"] == "succeeded"
     assert finished["version"]["id"] == training_round.output_version_id
+
+
+def test_a_cancelled_round_emits_round_cancelled_once_whether_queued_or_running(
+    tiny_settings, critiqued, settings
+):
+    from annotations import webhooks
+    from annotations.models import WebhookDelivery
+
+    settings.T2G_WEBHOOK_ALLOW_PRIVATE = True
+    webhooks.webhook_create(url="http://127.0.0.1:9/hook", events=["round.cancelled", "round.failed"])
+    services.model_version_bootstrap()
+    queued = services.round_launch(config=FAST)
+    services.round_cancel(training_round=queued)
+    services.round_cancel(training_round=queued)  # already ended: nothing more to tell
+    [delivery] = WebhookDelivery.objects.all()
+    assert delivery.event == "round.cancelled"
+    assert delivery.payload["data"]["round"]["id"] == queued.pk
+    assert delivery.payload["data"]["round"]["status"] == "cancelled"
+
+    running = services.round_launch(config={**FAST, "steps": 3})
+
+    def cancel_after_first(done, total, metrics):  # as the page's button does while the round runs
+        services.round_cancel(training_round=TrainingRound.objects.get(pk=running.pk))
+        assert WebhookDelivery.objects.count() == 1  # not yet: the round is still running
+
+    assert rounds.round_run(round_id=running.pk, on_update=cancel_after_first) == "cancelled"
+    latest = WebhookDelivery.objects.latest("id")
+    assert latest.event == "round.cancelled" and WebhookDelivery.objects.count() == 2
+    assert latest.payload["data"]["round"] | {"finished_at": None} == {
+        "id": running.pk, "project": running.project_id, "mode": running.mode, "status": "cancelled",
+        "snapshot_hash": running.snapshot_hash, "snapshot_size": len(running.snapshot), "finished_at": None,
+        "error": "Cancelled by a user.",
+    }  # fmt: skip

@@ -57,6 +57,7 @@ class Request:
     top_k: int | None = None  # None or <= 0: no top-k filter
     stop: tuple[str, ...] = ()  # the text ends before the first of these; its tokens stay in the ids
     seed: int | None = None  # None: drawn from torch's global generator when the request is submitted
+    top_logprobs: int = 0  # also keep this many most likely (token id, raw logprob) per position
     tag: object = None  # the caller's own handle, returned untouched
 
 
@@ -65,6 +66,9 @@ class Completion:
     request: Request
     response_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)  # raw (untempered) log pi of each response token
+    # Per response token, when the request asked for them: its top_logprobs most likely alternatives
+    # under the same raw distribution, [(token id, logprob)], most likely first.
+    top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)
     text: str = ""
     finish_reason: str = ""  # "stop" (end-of-sequence token or stop string) or "length"
     submitted_at: float = 0.0  # time.perf_counter() clock
@@ -349,11 +353,11 @@ class Engine:
         mask = (segment[:, None] == segment[None, :]) & (index[None, :] <= index[:, None])
         last = sizes.cumsum(0) - 1
         logits = self._forward(ids, positions[None], mask[None, None], logits_to_keep=last)[0]
-        tokens, logprobs = self._choose(logits, rows)
+        tokens, logprobs, alternatives = self._choose(logits, rows)
         finished = []
         for i, row in enumerate(rows):
             row.position = lengths[i]
-            self._take(row, tokens[i], logprobs[i])
+            self._take(row, tokens[i], logprobs[i], alternatives[i])
             if row.completion.finish_reason:
                 finished.append(row.completion)
                 continue
@@ -374,12 +378,12 @@ class Engine:
             span = torch.arange(self.cache._kv_len, device=self.device)
             mask = (span[None, :] <= positions[:, None])[:, None, None, :]
             logits = self._forward(ids, positions[:, None], mask)[:, -1]
-        tokens, logprobs = self._choose(logits, rows)
+        tokens, logprobs, alternatives = self._choose(logits, rows)
         self.steps += 1
         finished_at = []
         for index, row in enumerate(rows):
             row.position += 1
-            self._take(row, tokens[index], logprobs[index])
+            self._take(row, tokens[index], logprobs[index], alternatives[index])
             if row.completion.finish_reason:
                 finished_at.append(index)
         finished = [rows[index].completion for index in finished_at]
@@ -409,9 +413,9 @@ class Engine:
         )
         return out.logits.float()
 
-    def _choose(self, logits: torch.Tensor, rows: list[_Row]) -> tuple[list[int], list[float]]:
-        """Draw one token per row with that row's parameters and generator; return (tokens, logprobs) as
-        Python values (one conversion per step, not one per row)."""
+    def _choose(self, logits: torch.Tensor, rows: list[_Row]) -> tuple[list[int], list[float], list]:
+        """Draw one token per row with that row's parameters and generator; return (tokens, logprobs,
+        each row's top alternatives or None) as Python values (one conversion per step, not one per row)."""
         requests = [r.completion.request for r in rows]
         vocab = logits.shape[-1]
         temperature = torch.tensor([q.temperature for q in requests], device=logits.device)
@@ -434,10 +438,12 @@ class Engine:
         pick = torch.searchsorted(cumulative, draws[:, None], right=True).clamp_(max=keep - 1)
         tokens = candidates.gather(-1, pick.to(logits.device))
         # log-softmax of the raw logits at the chosen token, without writing the whole log-softmax out
-        logprobs = logits.gather(-1, tokens) - logits.logsumexp(-1, keepdim=True)
-        return tokens.squeeze(-1).tolist(), logprobs.squeeze(-1).tolist()
+        normaliser = logits.logsumexp(-1, keepdim=True)
+        logprobs = logits.gather(-1, tokens) - normaliser
+        alternatives = _alternatives(logits, normaliser, requests)
+        return tokens.squeeze(-1).tolist(), logprobs.squeeze(-1).tolist(), alternatives
 
-    def _take(self, row: _Row, token_id: int, logprob: float) -> None:
+    def _take(self, row: _Row, token_id: int, logprob: float, alternatives=None) -> None:
         completion, request = row.completion, row.completion.request
         now = time.perf_counter()
         if not completion.first_token_at:
@@ -447,6 +453,8 @@ class Engine:
             return
         completion.response_ids.append(token_id)
         completion.logprobs.append(logprob)
+        if alternatives is not None:
+            completion.top_logprobs.append(alternatives)
         row.next_token = token_id
         if row.stop_window and self._hit_stop(completion, row.stop_window):
             self._finish(completion, "stop", now)
@@ -466,6 +474,22 @@ class Engine:
 
     def _attention(self):
         return _AttentionSwitch(self.model, self.attention)
+
+
+def _alternatives(logits: torch.Tensor, normaliser: torch.Tensor, requests: list[Request]) -> list:
+    """Each row's ``top_logprobs`` most likely (token id, logprob), or None where none were asked for
+    (one top-k over the raw logits, normalised by the row's logsumexp: no cost at all when none asked)."""
+    wanted = [q.top_logprobs for q in requests]
+    most = min(max(wanted), logits.shape[-1])
+    if most <= 0:
+        return [None] * len(requests)
+    values, ids = torch.topk(logits, most, dim=-1)
+    values = values - normaliser
+    values, ids = values.tolist(), ids.tolist()
+    return [
+        list(zip(ids[row][:k], values[row][:k], strict=True)) if k > 0 else None
+        for row, k in enumerate(wanted)
+    ]
 
 
 class _AttentionSwitch:

@@ -29,7 +29,7 @@ from .critic import (
     on_policy_round_launch,
     on_policy_round_retry,
 )
-from .events import critic_version_ready_emit, round_failed_emit, round_finished_emit
+from .events import critic_version_ready_emit, round_cancelled_emit, round_failed_emit, round_finished_emit
 from .generation import (
     COMPARE_PROMPTS,
     compare_outputs_generate,
@@ -74,6 +74,7 @@ from .versions import (
 
 __all__ = [
     "critic_version_ready_emit",
+    "round_cancelled_emit",
     "round_failed_emit",
     "round_finished_emit",
     "BASE_VERSION_NAME",

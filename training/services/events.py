@@ -48,6 +48,12 @@ def round_failed_emit(*, training_round: TrainingRound) -> int:
     return webhook_event_emit(event="round.failed", data={"round": round_data(training_round)})
 
 
+def round_cancelled_emit(*, training_round: TrainingRound) -> int:
+    """In the transaction that makes the round CANCELLED (a queued one at once, a running one when its
+    worker stops)."""
+    return webhook_event_emit(event="round.cancelled", data={"round": round_data(training_round)})
+
+
 def version_activated_emit(*, version: ModelVersion, previous: ModelVersion | None, rollback: bool) -> int:
     data = {"version": version_data(version), "previous": version_data(previous) if previous else None}
     return webhook_event_emit(event="version.rolled_back" if rollback else "version.promoted", data=data)

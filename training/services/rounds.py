@@ -16,6 +16,7 @@ from jobs import dispatch, lifecycle
 
 from ..models import TrainingRound
 from ..selectors import round_parent_campaign
+from .events import round_cancelled_emit
 from .versions import model_version_bootstrap
 
 REVIEW_CHOICES = {
@@ -175,11 +176,17 @@ def _enqueue_round(training_round: TrainingRound) -> None:
 
 
 def round_cancel(*, training_round: TrainingRound) -> TrainingRound:
-    """Queued rounds stop at once; a running one stops before its next optimizer step."""
+    """Queued rounds stop at once (``round.cancelled`` is emitted with the change); a running one stops
+    before its next optimizer step, and its worker emits it."""
     with transaction.atomic():
+        # Locked, so the status read is the one request_cancel changes (a claim waits for us).
+        before = TrainingRound.objects.select_for_update().filter(pk=training_round.pk).values("status")
+        was_queued = [row["status"] for row in before] == [TrainingRound.Status.QUEUED]
         lifecycle.request_cancel(TrainingRound, training_round.pk)
         audit_record(action="round.cancel", obj=training_round)
-    training_round.refresh_from_db()
+        training_round.refresh_from_db()
+        if was_queued:
+            round_cancelled_emit(training_round=training_round)
     return training_round
 
 

@@ -100,7 +100,10 @@ def round_run(*, round_id: int, on_update: Callable[[int, int, dict], None] | No
         logger.warning("Round %s attempt %s lost ownership; stopping", round_id, training_round.attempts)
         return "lost"
     except Stopped:
-        lifecycle.cancelled(training_round)
+        with transaction.atomic():
+            if lifecycle.cancelled(training_round):  # this run ended it: tell the webhooks in the same commit
+                training_round.refresh_from_db()
+                services.round_cancelled_emit(training_round=training_round)
         return TrainingRound.Status.CANCELLED
     except Exception as exc:
         logger.exception("Training round %s failed", round_id)
