@@ -25,7 +25,7 @@ _POSITIVE_CUES = re.compile(
     r"\b(?:good|correct(?:ly)?|nice(?:ly)?|clear(?:ly)?|(?<!as )well|accurate(?:ly)?|great|right|spot[- ]on|"
     r"concise|idiomatic|clean|neat|helpful|useful|faithful(?:ly)?|captures?|perfect(?:ly)?|"
     r"excellent|love[sd]?|elegant|efficient|protects?|solid|appropriate|valid|true|exactly|precise(?:ly)?|"
-    r"thorough|readable|succinct|robust|handles?|good job|well done|bravo|agree|"
+    r"thorough|readable|succinct|robust|handles?|good job|well done|bravo|agree|sensible|reasonable|"
     # "fine", "works" and "like" are cues only in these constructions: "pay the fine", "Einstein's work"
     # and "errors like malformed JSON" are not praise.
     r"(?:is|are|was|looks?|seems?|reads?|'s)\s+fine|^\W*fine|(?:it|this|that|code|which)\s+works|"
@@ -95,8 +95,8 @@ def _mask_quotes(critique: str, quotes: list[_Quote]) -> str:
     chars = list(critique)
     for q in quotes:
         for k in range(q.start, q.end):
-            if not chars[k].isspace() or q.block:
-                chars[k] = "Q"
+            # a line break inside a quote (a hard-wrapped critique) ends no sentence
+            chars[k] = "Q" if not chars[k].isspace() or q.block else " "
     return "".join(chars)
 
 
