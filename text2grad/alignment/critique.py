@@ -14,7 +14,7 @@ _NEGATIVE_CUES = re.compile(
     r"bugs?|buggy|unnecessary|unneeded|needless(?:ly)?|superfluous|pointless|useless|extraneous|verbose|wordy|filler|hallucinat\w*|invent(?:s|ed|ing)?|"
     r"made[- ]up|fabricat\w*|false|misleading|crash(?:es|ed)?|broken|breaks?|inaccurate|irrelevant|"
     r"redundant|repeats?|repetitive|outdated|dangerous|slow|inefficient|quadratic|unreliable|forever|"
-    r"swallows?|hides?|misinformation|myth|odd|awkward|confusing|unclear|vague|hedg\w*|too|remove|drop|"
+    r"swallows?|hides?|misinformation|myth|odd|awkward|confusing|unclear|vague|hedg\w*|too(?=\s+\w)|remove|drop|"
     r"cut|delete|avoid|lacks?|leaves? out|omit(?:s|ted)?|swapped|reversed|contradicts?|problem\w*|"
     r"issues?|unprofessional|mutates?|shadows?|injection|ignores?|never|bad|poor(?:ly)?|worse|typo|"
     r"off[- ]by[- ]one|overflow\w*|leaks?|mistakes?|mistaken|unsupported|unfounded|nonsense|bloated|"
@@ -32,6 +32,7 @@ _POSITIVE_CUES = re.compile(
     r"(?:i|we)\s+(?:really\s+|also\s+)?like[sd]?)\b",
     re.I | re.M,
 )
+# ("too" is a cue before a word, "too long", not at a clause's end, where it means "also".)
 # Weak negative cues count half: "should" or "not" in a clause that also says "correct" usually qualifies
 # the praise rather than reversing it, but on their own they still signal a complaint.
 _WEAK_NEGATIVE = {"not", "no", "should", "doesn't", "don't", "isn't", "aren't", "wasn't", "instead", "too"}
