@@ -118,9 +118,9 @@ def test_no_dev_or_frozen_critique_leaks_into_what_the_aligner_reads():
     assert not leaks, f"{len(leaks)} leaked critiques:\n" + "\n".join(leaks)
 
 
-def _split_texts(path: Path, field: str) -> dict[str, str]:
+def _split_texts(path: Path, field: str) -> list[tuple[str, str]]:
     cases = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return {case["id"]: case[field] for case in cases}
+    return [(case["id"], case[field]) for case in cases]
 
 
 # Dev cases written before this check (issues 17 and 28) that it finds: they share a run of 12-15 words of
@@ -146,12 +146,12 @@ def test_no_dev_case_is_a_near_duplicate_of_a_frozen_case(field, n):
     correct") would match. Only dev ids are printed, so a failure shows nothing of the frozen split."""
     dev, frozen = (_split_texts(path, field) for path in SPLITS)
     frozen_grams = {k: set() for k in range(MIN_RUN, n + 1)}
-    for text in frozen.values():
+    for _, text in frozen:
         sequence = words(text)
         for k in frozen_grams:
             frozen_grams[k] |= grams(sequence, k)
     close = []
-    for case_id, text in dev.items():
+    for case_id, text in dev:
         sequence = words(text)
         k = min(n, len(sequence))
         if k >= MIN_RUN and grams(sequence, k) & frozen_grams[k] and case_id not in KNOWN_SHARED[field]:
