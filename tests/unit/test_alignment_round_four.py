@@ -130,3 +130,17 @@ def test_an_elliptical_clause_takes_the_polarity_of_the_clause_before(minilm):
     # "too" before a word is still a complaint
     found = align_critique(CANAL, '"dug by hand" is too vague.', embedder=minilm)
     assert [(p.text_in(CANAL), p.polarity) for p in found] == [("dug by hand", -1)]
+
+
+# ------------------------------------------------------------------------------- a second, unquoted point
+def test_a_pronoun_sentence_that_opens_a_new_point_is_aligned_on_its_own(minilm):
+    found = align_critique(
+        CANAL, '"dug by hand" is right. It also rightly says what the main cargo was.', embedder=minilm
+    )
+    assert [(p.text_in(CANAL), p.polarity) for p in found] == [
+        ("dug by hand", 1),
+        ("Coal was the main cargo until the\nrailway opened in 1841.", 1),
+    ]
+    # a pronoun that only goes on about the quote adds nothing
+    found = align_critique(CANAL, '"dug by hand" is right. It is a vivid detail.', embedder=minilm)
+    assert [(p.text_in(CANAL), p.polarity) for p in found] == [("dug by hand", 1)]

@@ -26,17 +26,21 @@ from .quotes import (
     _is_trivial_quote,
     _locate_quote,
     _Quote,
-    _unwrapped,
     extract_quotes,
 )
 from .references import _structural_refs
 from .semantic import Embedder, MiniLMEmbedder, _semantic_proposals, default_embedder
-from .text import _sentence_spans, _strip_span, looks_like_code
+from .text import _sentence_spans, _strip_span, _unwrapped, looks_like_code
 from .values import contradicted_role, contradicted_value
 
 DEFAULT_MIN_SCORE = 0.0
 # A sentence opening with a pronoun right after one that quoted or referenced something continues it.
 _ANAPHORA = re.compile(r"(?:it|this|that|these|those|they|which)\b", re.I)
+# ... unless it opens a new point about the output: "It also gets the date wrong", "This answer then ...".
+_NEW_POINT = re.compile(
+    r"(?:it|this|that|these|those|they)(?:\s+\w+)?\s+(?:also|then|further|additionally|moreover|again)\b",
+    re.I,
+)
 # A classifier verdict this close to 0.5 says nothing: the next wider context (sentence, critique) decides.
 POLARITY_MARGIN = 0.15
 # Cue words in the clause overrule a classifier verdict less sure than this (0.2 and 0.4 did worse on
@@ -620,7 +624,11 @@ def _semantic_pass(reading: _Reading, embedder: Embedder | None) -> list[SpanPro
         i
         for i in range(len(reading.sentences))
         if i not in hits
-        and not (i - 1 in hits and _ANAPHORA.match(reading.masked, reading.sentences[i][0]))
+        and not (
+            i - 1 in hits
+            and _ANAPHORA.match(reading.masked, reading.sentences[i][0])
+            and not _NEW_POINT.match(reading.masked, reading.sentences[i][0])
+        )
         and not (reading.sentence_scope and reading.sentence_scope[i] < SCOPE_THRESHOLD)
     ]
     if not pending:
@@ -635,7 +643,9 @@ def _semantic_pass(reading: _Reading, embedder: Embedder | None) -> list[SpanPro
         is_code=reading.is_code,
         embedder=embedder,
         polarity_of=reading.polarity_of,
-        minor=reading.minor,
+        # a sentence that opens a new point ("It also covers ...") points somewhere, like a "Minor:" one
+        minor=reading.minor
+        | {i for i in pending if _NEW_POINT.match(reading.masked, reading.sentences[i][0])},
     )
 
 

@@ -25,7 +25,7 @@ _POSITIVE_CUES = re.compile(
     r"\b(?:good|correct(?:ly)?|nice(?:ly)?|clear(?:ly)?|(?<!as )well|accurate(?:ly)?|great|right|spot[- ]on|"
     r"concise|idiomatic|clean|neat|helpful|useful|faithful(?:ly)?|captures?|perfect(?:ly)?|"
     r"excellent|love[sd]?|elegant|efficient|protects?|solid|appropriate|valid|true|exactly|precise(?:ly)?|"
-    r"thorough|readable|succinct|robust|handles?|good job|well done|bravo|agree|sensible|reasonable|"
+    r"thorough|readable|succinct|robust|handles?|good job|well done|bravo|agree|sensible|reasonable|rightly|"
     # "fine", "works" and "like" are cues only in these constructions: "pay the fine", "Einstein's work"
     # and "errors like malformed JSON" are not praise.
     r"(?:is|are|was|looks?|seems?|reads?|'s)\s+fine|^\W*fine|(?:it|this|that|code|which)\s+works|"

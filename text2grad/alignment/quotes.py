@@ -6,7 +6,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from .text import _line_spans, _normalise_with_map, _respects_boundaries, _sentence_spans
+from .text import _line_spans, _normalise_with_map, _respects_boundaries, _sentence_spans, _unwrapped
 
 MAX_OCCURRENCES = 20  # exact occurrences of one quote proposed at most
 FUZZY_THRESHOLD = 0.7
@@ -208,15 +208,6 @@ def _find_fuzzy(output: str, phrase: str) -> tuple[tuple[int, int], float] | Non
             if better or tie_longer:
                 best = ((start, end), score)
     return best
-
-
-_HARD_WRAP = re.compile(r"(?<=[^\s.!?:;])\n(?=[ \t]*[^\s\-*\u2022\d])")
-
-
-def _unwrapped(text: str) -> str:
-    """``text`` with the line breaks of a hard-wrapped paragraph turned into spaces (same offsets): a break
-    after no sentence end and before no list item or blank line."""
-    return _HARD_WRAP.sub(" ", text)
 
 
 def _find_in_order(output: str, parts: list[str]) -> list[tuple[int, int]]:
