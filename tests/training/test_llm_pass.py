@@ -1,15 +1,19 @@
 """The optional LLM pass of 'Suggest spans' (issue 28): a per-project OpenAI-compatible endpoint, a per-request
 choice on the annotate page, its spans merged with the other passes, its failures reported, not fatal.
 
-The studio serves no chat-completions endpoint of its own and no capable model runs on this machine, so the
-happy path talks over real HTTP to a separate server process (``tests/unit/openai_server.py``,
-``serve_scripted``) that speaks the protocol and answers the text the test wrote; the failure path talks to
-a real transformers model behind the same protocol (``ChatServer``), whose answer is not the JSON asked for.
+The happy path goes through the studio's own endpoint (``manage.py serve_openai`` on the test database, with
+a project-scoped API key) serving a real transformers model. No model small enough for a test answers the
+JSON the pass asks for, so that model is a tiny llama whose weights are set by hand (``chain_model_dir``):
+every layer adds nothing to the residual stream, so each next token depends on the current one only, and
+the embeddings and output head chain the chat template's last token through the answer the test wants to
+its end-of-turn token. Greedy decoding (the pass asks for temperature 0) then answers exactly that text.
+The failure path talks to a tiny random model behind a minimal protocol server (``ChatServer``), whose
+answer is not the JSON asked for.
 """
 
-import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +22,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from annotations.models import Annotation
+from tests.conftest import _worker_env
 from training.models import AlignmentRequest
 from training.worker import alignment as alignment_jobs
 
@@ -26,24 +31,79 @@ pytestmark = pytest.mark.django_db
 REPO = Path(__file__).resolve().parents[2]
 OUTPUT = "The bridge opened in 1932. It is 503 metres long. Locals call it the Coathanger."
 CRITIQUE = '"It is 503 metres long" is correct. The nickname is a nice touch.'
+# The chain model's whole answer: the LLM reads the quoted sentence the other way round from the critique
+# below (the rule's reading stands), and names the nickname sentence, which no quote names.
+CHAIN_ANSWER = '{"good_spans": ["It is 503 metres long", "Locals call it the Coathanger."]}'
+WRONG_LENGTH = '"It is 503 metres long" is wrong: it is 1,149 metres. The nickname is a nice touch.'
 
 
-@pytest.fixture
-def scripted_server(tmp_path):
-    """A chat-completions server in its own process; yields (base_url, answers file, request log)."""
-    answers, log = tmp_path / "answers.json", tmp_path / "requests.jsonl"
-    answers.write_text(json.dumps(["{}"]), encoding="utf-8")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.unit.openai_server", "--scripted", str(answers), str(log)],
-        cwd=REPO, stdout=subprocess.PIPE, text=True,
+@pytest.fixture(scope="module")
+def chain_model_dir(tmp_path_factory, base_tokenizer_dir) -> Path:
+    """A llama with SmolLM2's tokenizer that answers ``CHAIN_ANSWER`` to any chat prompt, greedily."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from text2grad.generation import encode_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(base_tokenizer_dir)
+    last = encode_prompt(tokenizer, [{"role": "user", "content": "x"}])[-1]  # "\n" after "assistant"
+    chain = [last, *tokenizer.encode(CHAIN_ANSWER, add_special_tokens=False), tokenizer.eos_token_id]
+    successors = {}
+    for token, following in zip(chain, chain[1:], strict=False):
+        assert successors.setdefault(token, following) == following, "a token with two successors"
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
     )  # fmt: skip
-    try:
-        line = process.stdout.readline()
-        assert line.startswith("port "), line
-        yield f"http://127.0.0.1:{int(line.split()[1])}/v1", answers, log
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    assert len(successors) <= config.hidden_size
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.zero_()
+        model.model.norm.weight.fill_(1.0)
+        for layer in model.model.layers:
+            layer.input_layernorm.weight.fill_(1.0)
+            layer.post_attention_layernorm.weight.fill_(1.0)
+        for axis, (token, following) in enumerate(successors.items()):
+            model.model.embed_tokens.weight[token, axis] = 1.0
+            model.lm_head.weight[following, axis] = 10.0
+    out = tmp_path_factory.mktemp("chain-llama")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def studio_endpoint(django_db_setup, django_db_blocker, chain_model_dir, tmp_path_factory):
+    """``manage.py serve_openai --port 0`` on the test database, serving the chain model as the base."""
+    with django_db_blocker.unblock():
+        env = _worker_env(chain_model_dir, tmp_path_factory.mktemp("endpoint-models"))
+    # The LLM pass asks for up to 1024 new tokens; the endpoint's default cap is 512.
+    env.update({"DEBUG": "1", "T2G_ENDPOINT_MAX_TOKENS": "1024"})
+    log_path = tmp_path_factory.mktemp("endpoint-log") / "endpoint.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "serve_openai", "--port", "0"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            url, deadline = None, time.monotonic() + 120
+            while url is None and time.monotonic() < deadline and process.poll() is None:
+                for line in log_path.read_text().splitlines():
+                    if "listening on " in line:
+                        url = line.split("listening on ", 1)[1].strip()
+                time.sleep(0.2)
+            assert url, f"serve_openai did not start:\n{log_path.read_text()[-3000:]}"
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def _api(user) -> APIClient:
@@ -95,58 +155,60 @@ def test_asking_for_the_llm_without_an_endpoint_is_a_400(
 
 
 @pytest.mark.heavy
-def test_llm_pass_from_the_page_is_merged_with_the_other_passes(
-    scripted_server, monkeypatch, project, make_generation, annotator, login
+@pytest.mark.django_db(
+    transaction=True
+)  # the endpoint process reads the key and the version from the database
+def test_llm_pass_from_the_page_goes_through_the_studio_endpoint_and_is_merged(
+    studio_endpoint, chain_model_dir, monkeypatch, project, make_generation, annotator, researcher, login
 ):
-    base_url, answers, log = scripted_server
-    project.llm_aligner_url, project.llm_aligner_model = base_url, "judge-model"
+    from audit.models import AuditEvent
+    from text2grad.generation import encode_prompt
+    from training.services import api_keys, model_version_bootstrap
+
+    base = model_version_bootstrap()
+    _key, secret = api_keys.api_key_create(user=researcher, name="aligner", projects=[project])
+    project.llm_aligner_url, project.llm_aligner_model = studio_endpoint, base.name
     project.llm_aligner_key_env = "T2G_TEST_ALIGNER_KEY"
     project.save()
-    monkeypatch.setenv("T2G_TEST_ALIGNER_KEY", "sk-local-test")
-    # The LLM reads the quoted sentence the other way (the rule's reading stands), and names the nickname
-    # sentence, which no quote names (it replaces any similarity guess there).
-    answers.write_text(
-        json.dumps(
-            ['```json\n{"critique": "x", "good_spans": ["Locals call it the Coathanger."], '
-             '"poor_spans": ["It is 503 metres long"]}\n```']
-        ),
-        encoding="utf-8",
-    )  # fmt: skip
+    monkeypatch.setenv("T2G_TEST_ALIGNER_KEY", secret)
+    prompt = "Describe the Sydney Harbour Bridge."
     annotation = Annotation.objects.create(
-        generation=make_generation(project, OUTPUT, prompt_text="Describe the Sydney Harbour Bridge."),
-        annotator=annotator,
+        generation=make_generation(project, OUTPUT, prompt_text=prompt), annotator=annotator
     )
     client = login(annotator)
     page = client.get(reverse("annotate", args=[annotation.pk])).content.decode()
     assert 'id="use-llm"' in page and "#overall-critique, #use-llm" in page
 
-    response = client.post(reverse("annotation_suggest", args=[annotation.pk]), {"critique": CRITIQUE})
-    assert response.status_code == 200
+    suggest = reverse("annotation_suggest", args=[annotation.pk])
+    assert client.post(suggest, {"critique": WRONG_LENGTH}).status_code == 200
     plain = AlignmentRequest.objects.get()
     assert plain.use_llm is False  # the choice is per request: unticked, no LLM call
     alignment_jobs.alignment_request_run(request_id=plain.pk)
-    assert not log.exists()
+    assert not AuditEvent.objects.filter(action="endpoint.completion").exists()
 
-    response = client.post(
-        reverse("annotation_suggest", args=[annotation.pk]), {"critique": CRITIQUE, "use_llm": "1"}
-    )
-    assert response.status_code == 200
+    assert client.post(suggest, {"critique": WRONG_LENGTH, "use_llm": "1"}).status_code == 200
     request = AlignmentRequest.objects.exclude(pk=plain.pk).get()
     alignment_jobs.alignment_request_run(request_id=request.pk)
     request.refresh_from_db()
     assert request.status == "succeeded" and request.error == ""
     found = [(p["text"], p["polarity"], p["method"]) for p in request.proposals]
-    assert ("It is 503 metres long", 1, "quote-exact") in found
+    assert ("It is 503 metres long", -1, "quote-exact") in found  # the quote's rule stands
     assert ("Locals call it the Coathanger.", 1, "llm") in found
-    assert not any(p["method"] == "llm" and p["polarity"] == -1 for p in request.proposals)
+    assert not any(p["method"] == "llm" and p["text"].startswith("It is") for p in request.proposals)
     assert not any(p["method"] == "semantic" and p["text"].startswith("Locals") for p in request.proposals)
 
-    (call,) = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
-    assert call["authorization"] == "Bearer sk-local-test"
-    assert call["body"]["model"] == "judge-model"
-    user_message = call["body"]["messages"][-1]["content"]
-    assert "Describe the Sydney Harbour Bridge." in user_message and OUTPUT in user_message
-    assert CRITIQUE in user_message
+    # The endpoint served it under the project's key, for the version named, on the pass's own prompt.
+    (served,) = AuditEvent.objects.filter(action="endpoint.completion")
+    assert served.details["model"] == base.name and served.details["endpoint"].endswith("chat/completions")
+    from transformers import AutoTokenizer
+
+    from text2grad.alignment import LLMAligner
+
+    sent = LLMAligner(base_url=studio_endpoint, model=base.name)._messages(OUTPUT, WRONG_LENGTH, prompt)
+    tokenizer = AutoTokenizer.from_pretrained(chain_model_dir)
+    assert served.details["prompt_tokens"] == len(encode_prompt(tokenizer, sent))
+    # the whole answer, greedily, and then the end-of-turn token, which ends it and is not counted
+    assert served.details["completion_tokens"] == len(tokenizer.encode(CHAIN_ANSWER))
     fragment = client.get(reverse("alignment_status", args=[request.pk])).content.decode()
     assert "The LLM pass ran" in fragment and "Coathanger" in fragment
 

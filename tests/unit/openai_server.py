@@ -110,67 +110,14 @@ class ChatServer:
         return Handler
 
 
-def serve_scripted(answers_path: Path, log_path: Path) -> None:
-    """Run, in this process, a chat-completions server whose assistant answers are read from a file.
-
-    For tests of the studio's own HTTP client where no capable model runs on this machine: the protocol,
-    headers and status codes are real, the answer text is what the test wrote. Each request takes the
-    next answer of the JSON list in ``answers_path`` (the last one repeats); the request body and its
-    Authorization header are appended to ``log_path`` as JSON lines. It prints ``port N`` when ready.
-    """
-
-    class Handler(BaseHTTPRequestHandler):
-        served = 0
-
-        def log_message(self, *args) -> None:
-            pass
-
-        def _send(self, status: int, payload: dict) -> None:
-            data = json.dumps(payload).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_POST(self) -> None:
-            if self.path != "/v1/chat/completions":
-                self._send(404, {"error": {"message": f"no route {self.path}"}})
-                return
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with open(log_path, "a", encoding="utf-8") as log:
-                log.write(
-                    json.dumps({"body": body, "authorization": self.headers.get("Authorization")}) + "\n"
-                )
-            answers = json.loads(answers_path.read_text(encoding="utf-8"))
-            content = answers[min(Handler.served, len(answers) - 1)]
-            Handler.served += 1
-            message = {"role": "assistant", "content": content}
-            choice = {"index": 0, "message": message, "finish_reason": "stop"}
-            self._send(
-                200,
-                {"id": f"chatcmpl-{Handler.served}", "object": "chat.completion", "created": int(time.time()),
-                 "model": body.get("model", ""), "choices": [choice]},
-            )  # fmt: skip
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    sys.stdout.write(f"port {httpd.server_address[1]}\n")
-    sys.stdout.flush()
-    httpd.serve_forever()
-
-
 def main(argv: list[str] | None = None) -> None:
-    """``--scripted ANSWERS LOG``: the scripted server; ``--model DIR``: a real model (prints ``port N``)."""
+    """``--model DIR``: serve a real model (prints ``port N``)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scripted", nargs=2, type=Path, metavar=("ANSWERS", "LOG"))
-    parser.add_argument("--model", type=Path, help="a local transformers model folder")
+    parser.add_argument("--model", type=Path, required=True, help="a local transformers model folder")
     parser.add_argument("--max-new-tokens", type=int, default=160)
     args = parser.parse_args(argv)
-    if args.scripted:
-        serve_scripted(*args.scripted)
-        return
     server = ChatServer(args.model, max_new_tokens=args.max_new_tokens)
     sys.stdout.write(f"port {server.httpd.server_address[1]}\n")
     sys.stdout.flush()

@@ -22,6 +22,8 @@ The passes, in order of trust:
      ``MAX_OCCURRENCES``): "drop the filler word 'basically'" means all three; an ordinal or, in code,
      the described line narrows it (below). Word boundaries are respected so ``"i"`` does not match
      inside ``print``.
+   * exactly up to whitespace (``quote-exact``): a quote of text the output wraps over a line break, or the
+     other way round; a replacement after "should be" is recognised this way too;
    * then fuzzily (``quote-fuzzy``): case, accents, superscripts (``λ^4`` for ``λ⁴``), backticks,
      whitespace and typographic quotes normalised (score 0.95), then with
      all whitespace removed so ``range(i+1, n)`` finds ``range(i + 1, n)`` (0.9), then the best
@@ -32,7 +34,13 @@ The passes, in order of trust:
    a backticked ``i`` is kept) are ignored: they name a character or a value, not a place.
    A quote that follows a suggestion cue ("use", "should be", "meant") is the annotator's replacement
    text, so it is only accepted if it occurs exactly. A quote ending in an ellipsis ("He also
-   mentions...") is extended to the end of its sentence (or line, for code).
+   mentions...") is extended to the end of its sentence (or line, for code), a hard-wrapped sentence
+   included; an ellipsis inside a quote ("The lantern room ... has been rebuilt", "[...]") spans the words
+   it leaves out, each part found in order within ``quotes.ELLIPSIS_MAX_GAP`` characters. A quote may run
+   over one line break of the critique (not a blank line). In prose, a quote found neither way that is not
+   a suggestion and not text the output lacks ("it never mentions 'X'", "should also say 'Y'") is a
+   paraphrase: the output sentence or clause nearest in MiniLM (plus a share of the quote's words it keeps)
+   is proposed (``semantic``) at ``PARAPHRASE_THRESHOLD`` or above.
 
 2. **Structural references** (``line-ref``, score 1.0) — "line 3", "on line 7", "(line 6)",
    "lines 3-5" / "lines 4–5" / "lines 2 to 4", "L12", "L3-L5", and ordinals: "the second sentence",
@@ -57,7 +65,8 @@ The passes, in order of trust:
    and is not aligned on its own.
 
 **Which occurrence** (``occurrences``): a quote found at several places is narrowed by what the critique
-says: an ordinal right before it ("the second 'sin(x)'") picks that occurrence; a short quote inside a
+says: a sentence, line or item its sentence names ("In the last sentence, 'the tower' ...") keeps the
+occurrences inside it; an ordinal right before it ("the second 'sin(x)'") picks that occurrence; a short quote inside a
 longer quote of the same sentence ("In 'the treaty was signed', 'signed' should be ...") is only its
 occurrences inside the longer one, which is the frame and proposes nothing (nor does the replacement after
 "should be"); in prose, the longest run of the critique's own words around the quote that occurs once in
@@ -91,9 +100,12 @@ verdict within ``POLARITY_MARGIN`` of 0.5 defers to the sentence, then to cue wo
 sentence, and only then to the critique as a whole (a critique that praises one thing and criticises
 another has no single tone); cue words that all point one way in the clause overrule a verdict within
 ``CUE_OVERRIDE_MARGIN``. An undecided clause that "but" or "however" sets against a decided clause holding
-another quote takes the other polarity ("'A' is a fun detail, but 'B' overstates it"). A sentence opening
+another quote takes the other polarity ("'A' is a fun detail, but 'B' overstates it"). A clause with
+no cue words followed by a bare verdict ("It says 'X'; that is right", "`with open(p)` closes the file;
+good") takes the verdict's polarity, and an elliptical clause (", and 'B' is too") the clause before's. A sentence opening
 with "Minor:" or "Nit:" is a criticism of one point: its best segment is proposed at the lower
-``semantic.MINOR_THRESHOLD``, and in code a backticked name that is not in the output (the fix) does not stop the
+``semantic.MINOR_THRESHOLD`` (as is a pronoun sentence that opens a new point, "It also covers ...", which
+otherwise would continue the sentence before), and in code a backticked name that is not in the output (the fix) does not stop the
 search for the line it describes. Without a
 classifier (``semantic=False`` or a non-MiniLM embedder) cue words decide as before: "wrong", "missing"
 versus "correct", "nice"; a negated positive is negative; no cue falls back to the sentence, the critique,
@@ -105,7 +117,7 @@ resolves such conflicts to the negative. The optional LLM pass (``LLMAligner``, 
 endpoint; per project in the studio) is merged by ``merge_llm``: rule-placed spans stand, LLM phrases
 replace overlapping semantic guesses and fill places no pass found.
 
-Evaluation: ``scripts/eval_alignment.py`` reports the dev set (``tests/data/alignment_dev.jsonl``, 245
+Evaluation: ``scripts/eval_alignment.py`` reports the dev set (``tests/data/alignment_dev.jsonl``, 292
 cases) and the frozen test split (``tests/data/alignment_test_frozen.jsonl``, 139 cases on 46 outputs,
 written before the issue-28 changes and never tuned on) per kind and per domain (span F1, one-to-one, IoU
 ≥ 0.5 with equal polarity, and label accuracy); the 81 original cases stay as a regression set.

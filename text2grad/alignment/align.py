@@ -30,12 +30,17 @@ from .quotes import (
 )
 from .references import _structural_refs
 from .semantic import Embedder, MiniLMEmbedder, _semantic_proposals, default_embedder
-from .text import _sentence_spans, looks_like_code
+from .text import _sentence_spans, _strip_span, _unwrapped, looks_like_code
 from .values import contradicted_role, contradicted_value
 
 DEFAULT_MIN_SCORE = 0.0
 # A sentence opening with a pronoun right after one that quoted or referenced something continues it.
 _ANAPHORA = re.compile(r"(?:it|this|that|these|those|they|which)\b", re.I)
+# ... unless it opens a new point about the output: "It also gets the date wrong", "This answer then ...".
+_NEW_POINT = re.compile(
+    r"(?:it|this|that|these|those|they)(?:\s+\w+)?\s+(?:also|then|further|additionally|moreover|again)\b",
+    re.I,
+)
 # A classifier verdict this close to 0.5 says nothing: the next wider context (sentence, critique) decides.
 POLARITY_MARGIN = 0.15
 # Cue words in the clause overrule a classifier verdict less sure than this (0.2 and 0.4 did worse on
@@ -43,6 +48,13 @@ POLARITY_MARGIN = 0.15
 CUE_OVERRIDE_MARGIN = 0.3
 # Sentences the scope classifier reads as a remark on the whole output or a suggested fix get no span.
 SCOPE_THRESHOLD = 0.5
+# A clause that leaves its verdict to the one before ("..., and 'B' is too", "so does 'C'").
+_ELLIPTICAL = re.compile(
+    r"\b(?:is|are|was|were|does|do|did|has|have)\s+(?:too|as well|also)\W*$|^\W*(?:and\s+)?so\s+(?:is|are|does|do)\b",
+    re.I,
+)
+# A clause of at most this many words after a clause with no cue words may be the verdict on it.
+VERDICT_MAX_WORDS = 4
 # "Minor: slicing copies the list", "Nit - the name is vague": a second, smaller criticism of one point.
 _MINOR = re.compile(r"\W*(?:minor|nit|nitpick|small nit|one nit|quibble)\b\s*[:\-\u2013\u2014,]", re.I)
 
@@ -115,6 +127,10 @@ class _Reading:
             return self.polarity_hint
         if sentence_index in self.minor:
             return POOR
+        index = self.clauses.index(clause) if clause is not None else 0
+        if index > 0 and _ELLIPTICAL.search(self.masked[clause.start : clause.end]):
+            # "'A' is correct, and 'B' is too": the verdict is the clause before's
+            return self.polarity_of(self.clauses[index - 1], sentence_index)
         if self.has_classifier:
             return self._classified_polarity(clause, sentence_index)
         if clause is not None:
@@ -144,7 +160,31 @@ class _Reading:
                 return POOR if p > 0.5 else GOOD
         return None
 
+    def _trailing_verdict(self, clause: _Clause) -> int | None:
+        """The polarity of a bare verdict clause ("; that is right", "; good") right after ``clause`` in its
+        sentence, when ``clause`` says nothing evaluative itself ("It says 'X'; that is right."): the
+        classifier reads such a clause by its topic alone."""
+        index = self.clauses.index(clause)
+        if index + 1 >= len(self.clauses) or infer_polarity(self.masked[clause.start : clause.end]):
+            return None
+        verdict = self.clauses[index + 1]
+        text = self.masked[verdict.start : verdict.end]
+        if (
+            verdict.sentence_index != clause.sentence_index
+            or len(re.findall(r"\w+", text)) > VERDICT_MAX_WORDS
+            or any(verdict.start <= q.start < verdict.end for q in self.quotes)
+        ):
+            return None
+        cues, p = infer_polarity(text), self.clause_p[index + 1]
+        if cues is not None and abs(p - 0.5) >= POLARITY_MARGIN and cues == (GOOD if p > 0.5 else POOR):
+            return cues
+        return None
+
     def _classified_polarity(self, clause: _Clause | None, sentence_index: int | None) -> int:
+        if clause is not None:
+            verdict = self._trailing_verdict(clause)
+            if verdict is not None:
+                return verdict
         chain = []
         if clause is not None:
             chain.append(self.clause_p[self.clauses.index(clause)])
@@ -305,6 +345,87 @@ def _narrow_nested_quotes(reading: _Reading, located: dict[int, list[Hit]]) -> N
             located[key] = []
 
 
+# "It never mentions 'X'", "should also include 'Y'": the quote is text the output lacks, not a paraphrase.
+_OMISSION_BEFORE = re.compile(
+    r"(?:\b(?:not|never|no|n't)\s+(?:\w+\s+){0,2}(?:mention|include|cover|add|say|state|explain|note)\w*|"
+    r"\b(?:missing|omits?|omitted|leaves? out|left out|lacks?|forg[eo]t\w*|without)|"
+    r"\b(?:should|could|might|needs? to|ought to)\s+(?:\w+\s+){0,2}"
+    r"(?:mention|include|cover|add|say|state|explain|note)\w*)\W*(?:\w+\W+){0,3}$",
+    re.I,
+)
+# A quote found neither exactly nor fuzzily is a paraphrase when MiniLM puts it at least this close to a
+# sentence or clause of the output, kept words counted below (on dev: paraphrases 0.59-0.98 in cosine alone,
+# a wrong unit that outscored the right one 0.57, quotes of text the output lacks 0.30-0.39).
+PARAPHRASE_THRESHOLD = 0.6
+# ... plus this much times the share of the quote's content words the unit keeps (an annotator who
+# paraphrases keeps some of the output's words: "under half the Moon's" for "less than half as strong").
+PARAPHRASE_WORD_WEIGHT = 0.2
+_STOPWORDS = frozenset(
+    re.findall(
+        r"\w+",
+        "the a an and or but of to in on at for with by from is are was were be been it its this that these "
+        "those as not no do does did you your we our they their he she his her them",
+    )
+)
+
+
+def _content_stems(text: str) -> set[str]:
+    """The first four letters of each content word: "charging" and "charge" meet, "the" and "is" do not."""
+    return {w[:4] for w in re.findall(r"[a-z]+", text.lower()) if len(w) >= 3 and w not in _STOPWORDS}
+
+
+_CLAUSE_CUT = re.compile(r"[,;:]\s+|\s+(?:but|while|whereas)\s+|\s[\u2014\u2013-]\s")
+
+
+def _output_clauses(output: str) -> list[tuple[int, int]]:
+    """The output's sentences and, for sentences of several clauses, each clause of three words or more."""
+    units = []
+    for s, e in _sentence_spans(_unwrapped(output)):
+        units.append((s, e))
+        cuts = [s, *(x for m in _CLAUSE_CUT.finditer(output, s, e) for x in (m.start(), m.end())), e]
+        for a, b in zip(cuts[::2], cuts[1::2], strict=True):
+            a, b = _strip_span(output, a, b)
+            if (a, b) != (s, e) and len(output[a:b].split()) >= 3:
+                units.append((a, b))
+    return units
+
+
+def _paraphrase_hits(reading: _Reading, quote: _Quote, similarity: Similarity | None) -> list[Hit]:
+    """The sentence or clause of a prose output that an unlocated quote paraphrases ("it says 'you can keep
+    the mug'" for "You don't need to return the mug."), or nothing: a suggestion, a quote of something
+    the output lacks, a short quote, or a sentence that points nowhere."""
+    phrase = quote.text.strip()
+    before = reading.critique[: quote.start]
+    if (
+        similarity is None
+        or len(re.findall(r"\w+", phrase)) < 3
+        or _SUGGESTION_BEFORE.search(before)
+        or _SUGGESTION_AFTER.match(reading.critique, quote.end)
+        or _OMISSION_BEFORE.search(before)
+    ):
+        return []
+    sentence_index = reading.sentence_at(quote.start)
+    scope = reading.sentence_scope
+    if scope and sentence_index is not None and scope[sentence_index] < SCOPE_THRESHOLD:
+        return []
+    units = _output_clauses(reading.output)
+    if not units:
+        return []
+    kept = _content_stems(phrase)
+    scores = [
+        cosine
+        + PARAPHRASE_WORD_WEIGHT
+        * (len(kept & _content_stems(reading.output[a:b])) / len(kept) if kept else 0)
+        for cosine, (a, b) in zip(
+            similarity(phrase, [reading.output[a:b] for a, b in units]), units, strict=True
+        )
+    ]
+    best = max(range(len(units)), key=lambda k: scores[k])
+    if scores[best] < PARAPHRASE_THRESHOLD:
+        return []
+    return [(*units[best], round(min(scores[best], 0.85), 4), "semantic")]
+
+
 _CONTEXT_WORD = re.compile(r"[\w'`-]+")
 CONTEXT_WORDS = 6  # critique words tried on each side of a quote that occurs several times in prose
 
@@ -331,6 +452,19 @@ def _enclosing_occurrence(reading: _Reading, quote: _Quote, hits: list[Hit]) -> 
     return hits
 
 
+def _inside_named_units(reading: _Reading, sentence_index: int | None, hits: list[Hit]) -> list[Hit]:
+    """The occurrences of a repeated quote inside the sentence, line or item its sentence names ("In the
+    last sentence, 'the tower' repeats the subject"); all of them when it names none or none lies there."""
+    if sentence_index is None:
+        return hits
+    s, e = reading.sentences[sentence_index]
+    units = _structural_refs(
+        reading.output, reading.masked[s:e], is_code=reading.is_code, allow_ordinals=True
+    )
+    inside = [h for h in hits if any(u[0] <= h[0] and h[1] <= u[1] for u in units)]
+    return inside or hits
+
+
 def _quote_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanProposal]:
     """Pass 1: quoted phrases, narrowed to the occurrence the critique means.
 
@@ -341,6 +475,10 @@ def _quote_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanPr
     output, critique, is_code = reading.output, reading.critique, reading.is_code
     referenced_lines = _referenced_lines(reading)
     located = {id(q): _locate_quote(output, q, critique, is_code=is_code) for q in reading.quotes}
+    if not is_code:
+        for quote in reading.quotes:
+            if not located[id(quote)] and not _is_trivial_quote(quote.text, block=quote.block):
+                located[id(quote)] = _paraphrase_hits(reading, quote, similarity)
     _narrow_nested_quotes(reading, located)
     proposals: list[SpanProposal] = []
     for quote in reading.quotes:
@@ -368,6 +506,8 @@ def _quote_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanPr
             if inside:
                 hits = [h for h in hits if h not in inside]
                 reading.sentences_with_quote_hits.add(sentence_index)
+        if len(hits) > 1:
+            hits = _inside_named_units(reading, sentence_index, hits)
         if len(hits) > 1:
             ordinal = ordinal_before(critique, quote.start)
             if ordinal is not None and abs(ordinal) <= len(hits):
@@ -401,11 +541,12 @@ def _quote_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanPr
             # a quoted sub-expression stands for its whole line, as a line number would
             widened = []
             for start, end, score, method in hits:
-                line = line_of(output, start)
-                inside = line is not None and line[0] <= start and end <= line[1]
+                line, last = line_of(output, start), line_of(output, end - 1)
+                # an expression quoted over several lines ("if n < 0: raise ...") stands for all of them
+                inside = line is not None and last is not None and line[0] <= start and end <= last[1]
                 # text quoted from a comment, docstring or string literal is evidence, not the code
                 inside = inside and not _in_comment_or_string(output, line, start)
-                widened.append((line[0], line[1], score, method) if inside else (start, end, score, method))
+                widened.append((line[0], last[1], score, method) if inside else (start, end, score, method))
             hits = widened
         for start, end, score, method in hits:
             proposals.append(
@@ -483,7 +624,11 @@ def _semantic_pass(reading: _Reading, embedder: Embedder | None) -> list[SpanPro
         i
         for i in range(len(reading.sentences))
         if i not in hits
-        and not (i - 1 in hits and _ANAPHORA.match(reading.masked, reading.sentences[i][0]))
+        and not (
+            i - 1 in hits
+            and _ANAPHORA.match(reading.masked, reading.sentences[i][0])
+            and not _NEW_POINT.match(reading.masked, reading.sentences[i][0])
+        )
         and not (reading.sentence_scope and reading.sentence_scope[i] < SCOPE_THRESHOLD)
     ]
     if not pending:
@@ -498,7 +643,9 @@ def _semantic_pass(reading: _Reading, embedder: Embedder | None) -> list[SpanPro
         is_code=reading.is_code,
         embedder=embedder,
         polarity_of=reading.polarity_of,
-        minor=reading.minor,
+        # a sentence that opens a new point ("It also covers ...") points somewhere, like a "Minor:" one
+        minor=reading.minor
+        | {i for i in pending if _NEW_POINT.match(reading.masked, reading.sentences[i][0])},
     )
 
 
@@ -548,7 +695,7 @@ def align_critique(
         output, critique, is_code=is_code, polarity_hint=polarity_hint, classifier=classifier
     )
     similarity = _line_similarity(embedder) if semantic else None
-    proposals = _quote_pass(reading, similarity if is_code else None)
+    proposals = _quote_pass(reading, similarity)
     proposals += _reference_pass(reading)
     proposals += _phrase_pass(reading, similarity)
     if semantic:

@@ -14,7 +14,7 @@ _NEGATIVE_CUES = re.compile(
     r"bugs?|buggy|unnecessary|unneeded|needless(?:ly)?|superfluous|pointless|useless|extraneous|verbose|wordy|filler|hallucinat\w*|invent(?:s|ed|ing)?|"
     r"made[- ]up|fabricat\w*|false|misleading|crash(?:es|ed)?|broken|breaks?|inaccurate|irrelevant|"
     r"redundant|repeats?|repetitive|outdated|dangerous|slow|inefficient|quadratic|unreliable|forever|"
-    r"swallows?|hides?|misinformation|myth|odd|awkward|confusing|unclear|vague|hedg\w*|too|remove|drop|"
+    r"swallows?|hides?|misinformation|myth|odd|awkward|confusing|unclear|vague|hedg\w*|too(?=\s+\w)|remove|drop|"
     r"cut|delete|avoid|lacks?|leaves? out|omit(?:s|ted)?|swapped|reversed|contradicts?|problem\w*|"
     r"issues?|unprofessional|mutates?|shadows?|injection|ignores?|never|bad|poor(?:ly)?|worse|typo|"
     r"off[- ]by[- ]one|overflow\w*|leaks?|mistakes?|mistaken|unsupported|unfounded|nonsense|bloated|"
@@ -25,13 +25,14 @@ _POSITIVE_CUES = re.compile(
     r"\b(?:good|correct(?:ly)?|nice(?:ly)?|clear(?:ly)?|(?<!as )well|accurate(?:ly)?|great|right|spot[- ]on|"
     r"concise|idiomatic|clean|neat|helpful|useful|faithful(?:ly)?|captures?|perfect(?:ly)?|"
     r"excellent|love[sd]?|elegant|efficient|protects?|solid|appropriate|valid|true|exactly|precise(?:ly)?|"
-    r"thorough|readable|succinct|robust|handles?|good job|well done|bravo|agree|"
+    r"thorough|readable|succinct|robust|handles?|good job|well done|bravo|agree|sensible|reasonable|rightly|"
     # "fine", "works" and "like" are cues only in these constructions: "pay the fine", "Einstein's work"
     # and "errors like malformed JSON" are not praise.
     r"(?:is|are|was|looks?|seems?|reads?|'s)\s+fine|^\W*fine|(?:it|this|that|code|which)\s+works|"
     r"(?:i|we)\s+(?:really\s+|also\s+)?like[sd]?)\b",
     re.I | re.M,
 )
+# ("too" is a cue before a word, "too long", not at a clause's end, where it means "also".)
 # Weak negative cues count half: "should" or "not" in a clause that also says "correct" usually qualifies
 # the praise rather than reversing it, but on their own they still signal a complaint.
 _WEAK_NEGATIVE = {"not", "no", "should", "doesn't", "don't", "isn't", "aren't", "wasn't", "instead", "too"}
@@ -95,8 +96,8 @@ def _mask_quotes(critique: str, quotes: list[_Quote]) -> str:
     chars = list(critique)
     for q in quotes:
         for k in range(q.start, q.end):
-            if not chars[k].isspace() or q.block:
-                chars[k] = "Q"
+            # a line break inside a quote (a hard-wrapped critique) ends no sentence
+            chars[k] = "Q" if not chars[k].isspace() or q.block else " "
     return "".join(chars)
 
 

@@ -6,7 +6,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from .text import _line_spans, _normalise_with_map, _respects_boundaries, _sentence_spans
+from .text import _line_spans, _normalise_with_map, _respects_boundaries, _sentence_spans, _unwrapped
 
 MAX_OCCURRENCES = 20  # exact occurrences of one quote proposed at most
 FUZZY_THRESHOLD = 0.7
@@ -24,17 +24,25 @@ class _Quote:
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.#-]*)[ \t]*\n(.*?)```|```(.+?)```", re.S)
 _BACKTICK = re.compile(r"`([^`\n]+)`")
+# A quote may run over one line break (a hard-wrapped critique), never over a blank line.
+_WRAP = r"(?:\n(?![ \t]*\n))"
 _PAIRED = (
     re.compile(r"\u201c([^\u201c\u201d]+)\u201d"),
     # A right single mark followed by a letter is an apostrophe (don’t), not the closing quote.
     re.compile(r"\u2018(.+?)\u2019(?!\w)", re.S),
     re.compile(r"\u00ab\s*([^\u00ab\u00bb]+?)\s*\u00bb"),
     re.compile(r"\u201e([^\u201c\u201d\u201e]+)[\u201c\u201d]"),
-    re.compile(r'"([^"\n]+)"'),
+    re.compile(r'"([^"\n]+(?:' + _WRAP + r'[^"\n]+)?)"'),
     # A straight single quote opens only after a non-word character and closes only before one, so the
     # apostrophes in don't / it's are not quote marks; nor is the elision in '90s. A plural possessive
     # (players') can still close a quote opened earlier in the same line: an accepted ambiguity.
-    re.compile(r"(?<!\w)'(?!\d\ds\b)(?=\S)([^'\n]*?(?:\w'\w[^'\n]*?)*)(?<=\S)'(?!\w)"),
+    re.compile(
+        r"(?<!\w)'(?!\d\ds\b)(?=\S)((?:[^'\n]|"
+        + _WRAP
+        + r")*?(?:\w'\w(?:[^'\n]|"
+        + _WRAP
+        + r")*?)*)(?<=\S)'(?!\w)"
+    ),
 )
 
 
@@ -97,6 +105,10 @@ _SUGGESTION_AFTER = re.compile(
 
 _ELLIPSIS_END = re.compile(r"\s*(?:\.\.\.|\u2026)\s*$")
 _ELLIPSIS_START = re.compile(r"^\s*(?:\.\.\.|\u2026)\s*")
+# An ellipsis inside a quote ("The lantern room ... has been rebuilt"), bracketed or not: words left out.
+_ELLIPSIS_INNER = re.compile(r"\s*\[?(?:\.\.\.|\u2026)\]?\s*")
+# The most output characters an inner ellipsis may stand for.
+ELLIPSIS_MAX_GAP = 300
 
 
 def _find_exact(output: str, phrase: str) -> list[tuple[int, int]]:
@@ -109,6 +121,22 @@ def _find_exact(output: str, phrase: str) -> list[tuple[int, int]]:
             start = output.find(phrase, end)
         else:
             start = output.find(phrase, start + 1)
+    return found
+
+
+def _find_spaced(output: str, phrase: str) -> list[tuple[int, int]]:
+    """Exact occurrences up to whitespace: a quote of text the output wraps over a line break, or the
+    reverse ("trim the flowers" for "trim the\\nflowers")."""
+    pieces = phrase.split()
+    if len(pieces) < 2:
+        return []
+    pattern = re.compile(r"\s+".join(re.escape(piece) for piece in pieces))
+    found = []
+    for m in pattern.finditer(output):
+        if _respects_boundaries(output, m.start(), m.end()):
+            found.append((m.start(), m.end()))
+        if len(found) >= MAX_OCCURRENCES:
+            break
     return found
 
 
@@ -182,9 +210,37 @@ def _find_fuzzy(output: str, phrase: str) -> tuple[tuple[int, int], float] | Non
     return best
 
 
+def _find_in_order(output: str, parts: list[str]) -> list[tuple[int, int]]:
+    """The spans from the first part to the last, each part found after the one before it within
+    ``ELLIPSIS_MAX_GAP`` characters: a quote that leaves words out with an ellipsis."""
+    found = []
+    for start, end in _find_anywhere(output, parts[0]):
+        cursor = end
+        for part in parts[1:]:
+            following = [
+                (s, e) for s, e in _find_anywhere(output, part) if cursor <= s <= cursor + ELLIPSIS_MAX_GAP
+            ]
+            if not following:
+                break
+            cursor = following[0][1]
+        else:
+            found.append((start, cursor))
+    return found
+
+
+def _find_anywhere(output: str, phrase: str) -> list[tuple[int, int]]:
+    return (
+        _find_exact(output, phrase)
+        or _find_spaced(output, phrase)
+        or _find_normalised(output, phrase, drop_spaces=False)
+        or _find_normalised(output, phrase, drop_spaces=True)
+    )
+
+
 def _extend_to_unit(output: str, start: int, end: int, *, is_code: bool, forward: bool) -> tuple[int, int]:
     """Extend a span to the end (or start) of its sentence, or line for code: an ellipsis quote."""
-    units = [s for s in _line_spans(output) if s] if is_code else _sentence_spans(output)
+    # A line break that ends no sentence (a hard-wrapped paragraph) does not end the unit in prose.
+    units = [s for s in _line_spans(output) if s] if is_code else _sentence_spans(_unwrapped(output))
     for unit_start, unit_end in units:
         if unit_start <= start < unit_end or unit_start < end <= unit_end:
             return (start, max(end, unit_end)) if forward else (min(start, unit_start), end)
@@ -211,8 +267,12 @@ def _locate_quote(
     found: list[tuple[int, int, float, str]] = []
     for candidate in candidates:
         found = [(s, e, 1.0, "quote-exact") for s, e in _find_exact(output, candidate)]
+        found = found or [(s, e, 1.0, "quote-exact") for s, e in _find_spaced(output, candidate)]
         if found:
             break
+    parts = [part for part in _ELLIPSIS_INNER.split(trimmed or phrase) if part.strip()]
+    if not found and len(parts) > 1 and not all(_is_trivial_quote(part) for part in parts):
+        found = [(s, e, 0.95, "quote-fuzzy") for s, e in _find_in_order(output, parts)]
     is_suggestion = bool(
         _SUGGESTION_BEFORE.search(critique[: quote.start]) or _SUGGESTION_AFTER.match(critique, quote.end)
     )

@@ -13,7 +13,7 @@ import numpy as np
 
 from .critique import _Clause, infer_polarity
 from .proposals import SpanProposal
-from .text import _line_spans, _sentence_spans, _without_list_marker
+from .text import _line_spans, _sentence_spans, _unwrapped, _without_list_marker
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +218,8 @@ def _code_for_embedding(line: str) -> str:
 def _output_segments(output: str, *, is_code: bool) -> list[tuple[int, int]]:
     if is_code:
         return [span for span in _line_spans(output) if span]
-    return [_without_list_marker(output, s, e) for s, e in _sentence_spans(output)]
+    # a hard-wrapped paragraph's sentences, not its lines
+    return [_without_list_marker(output, s, e) for s, e in _sentence_spans(_unwrapped(output))]
 
 
 def _semantic_units(

@@ -164,6 +164,15 @@ def _sentence_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+_HARD_WRAP = re.compile(r"(?<=[^\s.!?:;])\n(?=[ \t]*[^\s\-*\u2022\d])")
+
+
+def _unwrapped(text: str) -> str:
+    """``text`` with the line breaks of a hard-wrapped paragraph turned into spaces (same offsets): a break
+    after no sentence end and before no list item or blank line."""
+    return _HARD_WRAP.sub(" ", text)
+
+
 def _line_spans(text: str) -> list[tuple[int, int] | None]:
     """Per 1-based line (index 0 is line 1): the span without indentation/trailing blanks, or None."""
     spans: list[tuple[int, int] | None] = []
