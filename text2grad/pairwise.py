@@ -210,3 +210,29 @@ def bootstrap_mean(
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return float(values.mean()), float(low), float(high)
+
+
+def paired_scores(baseline: Sequence[float], candidate: Sequence[float], *, tie: float = 1e-6) -> dict:
+    """Two versions scored on the same prompts (e.g. a critic's mean token reward of each answer): both
+    means, the candidate's wins, losses and ties prompt by prompt (within ``tie`` counts as a tie), and the
+    sign test's two-sided p-value of wins against losses.
+
+    >>> paired_scores([0.1, 0.2, 0.0], [0.3, 0.2, -0.1])
+    {'n': 3, 'baseline_mean': 0.1, 'candidate_mean': 0.133333, 'wins': 1, 'losses': 1, 'ties': 1, 'p_value': 1.0}
+    """
+    if len(baseline) != len(candidate):
+        raise ValueError("both versions must be scored on the same prompts")
+    if not baseline:
+        raise ValueError("no scores")
+    differences = [c - b for b, c in zip(baseline, candidate, strict=True)]
+    wins = sum(d > tie for d in differences)
+    losses = sum(d < -tie for d in differences)
+    return {
+        "n": len(differences),
+        "baseline_mean": round(float(np.mean(baseline)), 6),
+        "candidate_mean": round(float(np.mean(candidate)), 6),
+        "wins": wins,
+        "losses": losses,
+        "ties": len(differences) - wins - losses,
+        "p_value": round(sign_test(wins, losses), 6),
+    }

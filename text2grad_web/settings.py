@@ -443,6 +443,7 @@ CELERY_TASK_ROUTES = {
     "jobs.*": {"queue": "interactive"},
     "training.train_critic": {"queue": "training"},
     "training.critic_predict": {"queue": "generation"},
+    "training.round_critic_score": {"queue": "generation"},
     # Machine critics run code in the sandbox or wait on an LLM endpoint for minutes: a lane of their own,
     # so they never hold up generation, training or the work a person waits for.
     "annotations.machine_critic_run": {"queue": "critics"},

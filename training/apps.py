@@ -11,6 +11,7 @@ class TrainingConfig(AppConfig):
 
         receivers.connect()
         _register_jobs()
+        _register_evaluation_jobs()
         _register_sections()
 
 
@@ -110,3 +111,21 @@ def _register_jobs() -> None:
         )
     )
     register_sweep("rewards", services.rewards_sweep_missing)
+
+
+def _register_evaluation_jobs() -> None:
+    """The round page's critic score (a job kind of its own, beside the ones above)."""
+    from jobs.registry import JobKind, register
+
+    from .models import RoundCriticScore
+
+    register(
+        JobKind(
+            RoundCriticScore,
+            "critic score of a round",
+            "training.round_critic_score",
+            on_lost="resume",  # it starts over: nothing is written before the end
+            resume_note="it scores both versions again from the start.",
+            typical_s=6.0,  # per answer, sampled and scored
+        )
+    )

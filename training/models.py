@@ -99,6 +99,11 @@ class GenerationJob(Job):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Measured speed, summed over the chunks this job sampled (model loads and turns left out): the empty
+    # queue's "when the first outputs come" is estimated from recent jobs' tokens per second.
+    tokens_generated = models.PositiveBigIntegerField(default=0)
+    outputs_timed = models.PositiveIntegerField(default=0)
+    sampling_s = models.FloatField(default=0.0)
 
     class Meta:
         ordering = ["-created_at"]
@@ -340,6 +345,26 @@ class CriticPredictionJob(Job):
 
     def __str__(self) -> str:
         return f"Critic prediction {self.pk} by {self.critic_version_id} ({self.status})"
+
+
+class RoundCriticScore(Job):
+    """The round page's second "did it help?": the project's active critic scores the round's new version
+    and its parent on the same held-out prompts (same seeds), a cheap proxy beside the blind pairs. A job
+    of the one framework on the generation lane (it samples both versions)."""
+
+    training_round = models.ForeignKey(TrainingRound, on_delete=models.CASCADE, related_name="critic_scores")
+    critic_version = models.ForeignKey(CriticVersion, on_delete=models.CASCADE, related_name="round_scores")
+    prompt_ids = models.JSONField(default=list, help_text="The prompts both versions answer.")
+    result = models.JSONField(default=dict, blank=True, help_text="Per-prompt scores and their summary.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Critic score {self.pk} of round {self.training_round_id} ({self.status})"
 
 
 class OnPolicySample(models.Model):

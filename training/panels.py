@@ -36,15 +36,16 @@ def project_generation_note(project: Project) -> str | None:
         if selectors.project_has_outputs(project.pk):
             return None  # everything generated is taken or done; "Nothing waiting" says it
         return "No outputs are being generated for this project yet: an admin starts a generation job on the project page."
-    kind = registry.kind_of(GenerationJob)
-    chunk_s = kind.typical_s * max(1, settings.T2G_GENERATION_CHUNK)  # one chunk commits its outputs together
+    chunk_s, basis = _chunk_seconds()
     total = job.progress_total or selectors.generation_job_size(job)
     version = job.model_version.name if job.model_version else "the active model"
     where = standing(job)
     if job.status == GenerationJob.Status.RUNNING:
         written = job.progress_step
         text = f"Generating {total} outputs with {version} now: {written} of {total} written"
-        text += f"; the {'first' if not written else 'next'} should arrive in {duration_words(chunk_s)}."
+        text += (
+            f"; the {'first' if not written else 'next'} should arrive in {duration_words(chunk_s)}{basis}."
+        )
     else:
         # Bulk jobs ahead give their turn after T2G_GENERATION_TURN_S, so ours starts within a turn per job
         # ahead (or sooner, when those finish first).
@@ -54,8 +55,21 @@ def project_generation_note(project: Project) -> str | None:
         text = (
             f"{total} outputs with {version} are queued for this project behind {ahead} other job"
             f"{'' if ahead == 1 else 's'} on the generation lane; the first should arrive in "
-            f"{duration_words(wait_s + chunk_s)}."
+            f"{duration_words(wait_s + chunk_s)}{basis}."
         )
     if where.lane_down:
         text += " No worker is generating right now; it goes on once one is back (admins are told)."
     return text
+
+
+def _chunk_seconds() -> tuple[float, str]:
+    """Seconds until a chunk of outputs commits (one chunk commits its outputs together), from the speed
+    recent generation jobs measured here, and the words that say where the figure comes from."""
+    outputs = max(1, settings.T2G_GENERATION_CHUNK)
+    speed = selectors.generation_speed()
+    if speed is None:
+        return registry.kind_of(
+            GenerationJob
+        ).typical_s * outputs, " (a first guess: nothing generated here yet)"
+    basis = f" (at {speed.tokens_per_s:.1f} tokens/s, as recent generation jobs here measured)"
+    return speed.seconds_per_output * outputs, basis

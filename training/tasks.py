@@ -111,6 +111,14 @@ def critic_predict(job_id: int, generation_ids: list[int] | None = None) -> int:
     return critic.critic_prediction_job_run(job_id=job_id)
 
 
+@shared_task(name="training.round_critic_score", acks_late=True, soft_time_limit=3600, time_limit=3600 + 60)
+def round_critic_score(job_id: int) -> str | None:
+    """One ``RoundCriticScore`` job (the critic's score of a round's version against its parent), by id."""
+    from .worker import round_scores
+
+    return round_scores.round_critic_score_run(job_id=job_id)
+
+
 @shared_task(name="training.build_download", acks_late=True, soft_time_limit=3600, time_limit=3600 + 60)
 def build_download(download_id: int) -> None:
     from .worker import merge

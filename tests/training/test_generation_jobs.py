@@ -13,7 +13,7 @@ from django.utils import timezone
 from annotations.exports import jobs as export_jobs
 from annotations.models import DatasetExport, Generation, Prompt
 from jobs import reaper, registry
-from training import services
+from training import selectors, services
 from training.models import GenerationJob
 from training.worker import generation as jobs
 
@@ -60,6 +60,9 @@ def test_a_requeued_generation_job_resumes_after_its_committed_outputs(
     assert (orphan.status, orphan.progress_step, orphan.progress_total) == ("succeeded", 4, 4), orphan.error
     counts = [Generation.objects.filter(prompt=p).count() for p in prompts]
     assert counts == [1, 1, 1, 1]  # the first two were not sampled again
+    # Its measured speed counts what this job sampled: the two outputs written before are not timed.
+    tokens = sum(len(g.response_token_ids) for g in Generation.objects.filter(prompt__in=prompts[2:]))
+    assert (orphan.outputs_timed, orphan.tokens_generated) == (2, tokens) and orphan.sampling_s > 0
     assert Generation.objects.filter(prompt__in=prompts[2:], source_model="test").count() == 0
 
 
@@ -164,3 +167,19 @@ def test_a_cancelled_queued_job_is_never_run(project, prompts, tiny_settings):
     jobs.generation_job_run(job_id=job.pk)
     assert GenerationJob.objects.get(pk=job.pk).status == "cancelled"
     assert not Generation.objects.filter(prompt__in=prompts).exists()
+
+
+def test_a_job_records_the_tokens_and_seconds_it_sampled(project, prompts, tiny_settings):
+    tiny_settings.T2G_GENERATION_CHUNK = 2
+    job = GenerationJob.objects.create(project=project, prompt_ids=[p.pk for p in prompts])
+    jobs.generation_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.outputs_timed == 4 == job.progress_step, job.error
+    tokens = sum(len(g.response_token_ids) for g in Generation.objects.filter(prompt__in=prompts))
+    assert (
+        job.tokens_generated == tokens > 0
+        and 0 < job.sampling_s < (job.finished_at - job.started_at).total_seconds()
+    )
+    speed = selectors.generation_speed()
+    assert speed.tokens_per_s == pytest.approx(tokens / job.sampling_s)
+    assert speed.tokens_per_output == pytest.approx(tokens / 4) and speed.jobs == 1

@@ -12,7 +12,14 @@ from django.utils import timezone
 
 from annotations import services
 from annotations.models import Annotation, DatasetExport
-from training.models import GenerationJob, ModelVersion, RoundMetric, TrainingRound
+from training.models import (
+    CriticVersion,
+    GenerationJob,
+    ModelVersion,
+    RoundCriticScore,
+    RoundMetric,
+    TrainingRound,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -59,6 +66,13 @@ def site(project, code_project, make_generation, annotator, annotator2, research
     )
     # The round page's "Did it help?" section (an evaluation against the parent) is audited too.
     TrainingRound.objects.filter(pk=training_round.pk).update(output_version=trained)
+    # ... and the active critic's finished score against the parent in it (issue 24).
+    critic = CriticVersion.objects.create(project=project, name="critic-a", base_model="tiny", is_active=True)
+    RoundCriticScore.objects.create(
+        training_round=training_round, critic_version=critic, status="succeeded", progress_step=2,
+        progress_total=2, result={"critic": "critic-a", "version": "v1-round", "parent": "v0-base", "n": 1,
+        "baseline_mean": 0.1, "candidate_mean": 0.2, "wins": 1, "losses": 0, "ties": 0, "p_value": 1.0},
+    )  # fmt: skip
     GenerationJob.objects.create(project=project, model_version=base, status="running", progress_total=4)
     export = DatasetExport.objects.create(
         kind="dpo", format="jsonl", status="failed", error="Nothing to export.", created_by=researcher

@@ -1,13 +1,15 @@
 """The annotator's queue, for a project with nothing waiting, says what is being generated for it and when
-the first outputs should come (from the job's progress, the kind's typical seconds per output and the
-generation lane's turns)."""
+the first outputs should come (from the job's progress, the generation speed recent jobs measured on this
+deployment, a first guess before any did, and the generation lane's turns)."""
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from annotations.models import Prompt
 from annotations.services import project_create
@@ -65,11 +67,12 @@ def test_an_empty_queue_says_what_is_being_generated_and_when_the_first_outputs_
     assert job.claim()
     row = _row(login(annotator).get(reverse("queue")).content.decode(), "News items")
     assert _notes(row) == [
-        "Generating 3 outputs with v0-base now: 0 of 3 written; the first should arrive in about 12 s."
+        "Generating 3 outputs with v0-base now: 0 of 3 written; the first should arrive in about 12 s "
+        "(a first guess: nothing generated here yet)."
     ]
     GenerationJob.objects.filter(pk=job.pk).update(progress_step=2, progress_total=3)
     row = _row(login(annotator).get(reverse("queue")).content.decode(), "News items")
-    assert "2 of 3 written; the next should arrive in about 12 s." in _notes(row)[0]
+    assert "2 of 3 written; the next should arrive in about 12 s (a first guess" in _notes(row)[0]
 
 
 def test_queued_behind_a_bulk_job_the_wait_is_one_turn_not_the_whole_job(
@@ -92,7 +95,7 @@ def test_queued_behind_a_bulk_job_the_wait_is_one_turn_not_the_whole_job(
     # One turn of the bulk job (20 s + a 12 s chunk), then our first chunk (12 s): not its 164 × 6 s.
     assert _notes(_row(page, "News items")) == [
         "3 outputs with v0-base are queued for this project behind 1 other job on the generation lane; "
-        "the first should arrive in about 44 s."
+        "the first should arrive in about 44 s (a first guess: nothing generated here yet)."
     ]
     assert "164 outputs with v0-base now: 0 of 164" in _notes(_row(page, "Demo project"))[0]
 
@@ -118,3 +121,33 @@ def test_the_note_escapes_a_version_name(login, annotator, news):
     services.generation_job_create(project=news, model_version=version)
     row = _row(login(annotator).get(reverse("queue")).content.decode(), "News items")
     assert "&lt;b&gt;v9&lt;/b&gt;" in row and "<b>v9</b>" not in row
+
+
+def test_the_estimate_comes_from_the_speed_recent_generation_jobs_measured(
+    login, annotator, project, news, settings
+):
+    settings.T2G_GENERATION_CHUNK = 2
+    settings.T2G_GENERATION_TURN_S = 20
+    # Two finished jobs measured 1200 tokens in 100 s over 30 outputs: 12 tokens/s, 40 tokens an output,
+    # so a chunk of 2 outputs takes 80 / 12 = 6.7 s. A job that timed nothing (from before) is left out.
+    for tokens, outputs, seconds in ((1000, 20, 80.0), (200, 10, 20.0)):
+        GenerationJob.objects.create(project=project, status="succeeded", tokens_generated=tokens,
+                                     outputs_timed=outputs, sampling_s=seconds, heartbeat_at=timezone.now())  # fmt: skip
+    GenerationJob.objects.create(project=project, status="succeeded", heartbeat_at=timezone.now())
+    job = services.generation_job_create(project=news)
+    assert job.claim()
+    row = _row(login(annotator).get(reverse("queue")).content.decode(), "News items")
+    assert _notes(row) == [
+        "Generating 3 outputs with v0-base now: 0 of 3 written; the first should arrive in about 7 s "
+        "(at 12.0 tokens/s, as recent generation jobs here measured)."
+    ]
+    # A slower machine measures slower jobs; the note follows the latest ones (the five most recent).
+    for _ in range(5):
+        GenerationJob.objects.create(project=project, status="succeeded", tokens_generated=300, outputs_timed=3,
+                                     sampling_s=100.0, heartbeat_at=timezone.now() + timedelta(seconds=5))  # fmt: skip
+    row = _row(login(annotator).get(reverse("queue")).content.decode(), "News items")
+    # 3 tokens/s and 100 tokens an output: a chunk of 2 takes 200 / 3 = 67 s.
+    assert (
+        "the first should arrive in about 67 s (at 3.0 tokens/s, as recent generation jobs here measured)."
+        in (_notes(row)[0])
+    )

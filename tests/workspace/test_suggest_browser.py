@@ -91,3 +91,42 @@ def test_flip_a_suggestion_then_accept_it(celery_worker_process, login_browser, 
     span = Span.objects.get(annotation=annotation)
     assert (OUTPUT[span.start : span.end], span.label, span.polarity) == ("made of pure gold", "good", 1)
     assert not page.errors and not page.dialogs
+
+
+DESCRIBED = (
+    "The council approved a new grant for the library. The grant pays for two new reading rooms. "
+    "The mayor said the library will open in 1850."
+)
+
+
+def test_an_unquoted_description_suggests_the_part_it_describes(
+    celery_worker_process, login_browser, annotator, make_generation
+):
+    """Issue 24: the help promises Suggest spans finds "what it describes"; a critique that quotes nothing
+    ("the part about the grant is accurate and concise") proposes the sentence about the grant, as good."""
+    project = services.project_create(name="Described project", annotations_per_output=1)
+    generation = make_generation(project, DESCRIBED, prompt_text="Summarize the council meeting.")
+    services.assignment_next(project=project, annotator=annotator)
+    annotation = Annotation.objects.get(generation=generation, annotator=annotator)
+    page = login_browser(annotator)
+    open_workspace(page, f"/annotations/{annotation.pk}/")
+    assert "what it describes" in page.inner_text("#workspace")
+
+    page.fill("#overall-critique", "The part about the grant is accurate and concise.")
+    page.click("#suggest-button")
+    suggestion = page.locator("#suggestions .suggestion[data-state='open']").first
+    suggestion.wait_for(timeout=60_000)
+    assert page.locator("#suggestions .suggestion[data-state='open']").count() == 1
+    assert suggestion.get_attribute("data-polarity") == "1"
+    assert suggestion.locator(".suggestion-label").inner_text() == "good"
+    assert page.locator("#output-text mark.hl-proposal").first.inner_text() == (
+        "The grant pays for two new reading rooms."
+    )
+    suggestion.get_by_role("button", name="Accept").click()
+    page.wait_for_selector(".span-item")
+    span = Span.objects.get(annotation=annotation)
+    assert (DESCRIBED[span.start : span.end], span.label) == (
+        "The grant pays for two new reading rooms.",
+        "good",
+    )
+    assert not page.errors and not page.dialogs

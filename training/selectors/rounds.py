@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from dataclasses import dataclass
+
+from django.db.models import F, Q, QuerySet
 
 from annotations.models import EVALUATION_PURPOSE, Generation, Project, Prompt
 from annotations.safejson import positive_id
 from evaluation.models import EvaluationCampaign
 
-from ..models import GenerationJob, ModelVersion, RoundMetric, TrainingRound
+from ..models import CriticVersion, GenerationJob, ModelVersion, RoundCriticScore, RoundMetric, TrainingRound
 
 
 def active_version() -> ModelVersion | None:
@@ -96,3 +98,52 @@ def compare_rows(project: Project, a: ModelVersion, b: ModelVersion, limit: int)
     for generation in outputs:
         by_key.setdefault((generation.prompt_id, generation.model_version_id), []).append(generation)
     return [(p, by_key.get((p.pk, a.pk), []), by_key.get((p.pk, b.pk), [])) for p in prompts]
+
+
+def round_critic_score_latest(
+    training_round: TrainingRound, critic: CriticVersion | None = None
+) -> RoundCriticScore | None:
+    """The round's latest critic score (by ``critic`` when given)."""
+    scores = training_round.critic_scores.select_related("critic_version")
+    if critic is not None:
+        scores = scores.filter(critic_version=critic)
+    return scores.order_by("-created_at", "-id").first()
+
+
+def critic_active_for(project: Project | None) -> CriticVersion | None:
+    """The project's active critic, if it has one."""
+    if project is None:
+        return None
+    return CriticVersion.objects.filter(project=project, is_active=True).first()
+
+
+SPEED_JOBS = 5  # the latest generation jobs whose measured speed the estimates use
+
+
+@dataclass(frozen=True)
+class GenerationSpeed:
+    tokens_per_s: float
+    tokens_per_output: float
+    jobs: int
+
+    @property
+    def seconds_per_output(self) -> float:
+        return self.tokens_per_output / self.tokens_per_s
+
+
+def generation_speed(limit: int = SPEED_JOBS) -> GenerationSpeed | None:
+    """Tokens per second and per output, as the latest ``limit`` generation jobs that sampled anything on
+    this deployment measured them (summed over their chunks); None before any job has."""
+    rows = list(
+        GenerationJob.objects.filter(outputs_timed__gt=0, sampling_s__gt=0, tokens_generated__gt=0)
+        .order_by(F("heartbeat_at").desc(nulls_last=True), "-id")
+        .values_list("tokens_generated", "outputs_timed", "sampling_s")[:limit]
+    )
+    if not rows:
+        return None
+    tokens = sum(row[0] for row in rows)
+    return GenerationSpeed(
+        tokens_per_s=tokens / sum(row[2] for row in rows),
+        tokens_per_output=tokens / sum(row[1] for row in rows),
+        jobs=len(rows),
+    )

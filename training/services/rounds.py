@@ -14,8 +14,8 @@ from evaluation import services as evaluation_services
 from evaluation.models import EvaluationCampaign
 from jobs import dispatch, lifecycle
 
-from ..models import TrainingRound
-from ..selectors import round_parent_campaign
+from ..models import RoundCriticScore, TrainingRound
+from ..selectors import critic_active_for, round_critic_score_latest, round_parent_campaign
 from .events import round_cancelled_emit
 from .versions import model_version_bootstrap
 
@@ -263,3 +263,44 @@ def round_evaluation_create(*, training_round: TrainingRound, created_by) -> Eva
         prompt_source=source,
         created_by=created_by,
     )
+
+
+CRITIC_SCORE_TASK = "training.round_critic_score"
+
+
+def round_critic_score_create(*, training_round: TrainingRound, created_by) -> RoundCriticScore:
+    """The round page's other "did it help?": the project's active critic scores the round's new version
+    and its parent on the same few held-out prompts (any prompts when none are held out), queued as a job
+    on the generation lane. Asking again returns the score already queued, running or done with the same
+    critic (a failed or cancelled one is asked again).
+
+    Raises ValueError when the round has no new version with a parent, or its project has no active critic.
+    """
+    version = training_round.output_version
+    if training_round.status != TrainingRound.Status.SUCCEEDED or version is None:
+        raise ValueError("Only a round that finished with a new version can be evaluated.")
+    if version.parent is None:
+        raise ValueError(f"{version.name} has no parent version to compare with.")
+    project = round_evaluation_project(training_round)
+    critic = critic_active_for(project)
+    if critic is None:
+        raise ValueError("The project has no active critic: train one on its critic page first.")
+    existing = round_critic_score_latest(training_round, critic)
+    if existing is not None and existing.status not in (RoundCriticScore.Status.FAILED, "cancelled"):
+        return existing
+    prompts = evaluation_services.held_out_prompts(project)
+    if not prompts.exists():
+        prompts = project.prompts.all()
+    prompt_ids = list(prompts.order_by("id").values_list("id", flat=True)[:ROUND_EVALUATION_PROMPTS])
+    if not prompt_ids:
+        raise ValueError(f"{project.name} has no prompts to evaluate on.")
+    with transaction.atomic():
+        job = RoundCriticScore.objects.create(
+            training_round=training_round,
+            critic_version=critic,
+            prompt_ids=prompt_ids,
+            progress_total=2 * len(prompt_ids),
+            created_by=created_by,
+        )
+        dispatch.enqueue(CRITIC_SCORE_TASK, job.pk)
+    return job

@@ -100,13 +100,35 @@ def _parent_evaluation(training_round: TrainingRound) -> dict | None:
         return None
     campaign = selectors.round_parent_campaign(version)
     evidence = evaluation_selectors.promotion_evidence(version, version.parent) if campaign else None
+    project = services.round_evaluation_project(training_round)
+    critic = selectors.critic_active_for(project)
+    score = selectors.round_critic_score_latest(training_round, critic) if critic else None
     return {
         "version": version,
         "parent": version.parent,
         "campaign": campaign,
         "verdict": evidence["reason"] if evidence and evidence["campaign"] else "",
         "prompts": services.ROUND_EVALUATION_PROMPTS,
+        "critic": critic,
+        "critic_score": score,
+        "critic_verdict": critic_verdict(score.result) if score and score.result else "",
+        "project": project,
     }
+
+
+def critic_verdict(result: dict) -> str:
+    """One sentence from a finished critic score (``training.worker.round_scores``)."""
+    version, parent = result["version"], result["parent"]
+    said = (
+        f"By {result['critic']}, {version}'s answers score {result['candidate_mean']:+.3f} (mean token reward) "
+        f"against {result['baseline_mean']:+.3f} for its parent {parent} on {result['n']} held-out prompts: "
+        f"better on {result['wins']}, worse on {result['losses']}, tied on {result['ties']} "
+        f"(sign test p = {result['p_value']:.2f})."
+    )
+    if result["p_value"] < 0.05:
+        winner = version if result["wins"] > result["losses"] else parent
+        return f"{said} The critic clearly prefers {winner}."
+    return f"{said} No clear difference by the critic's measure."
 
 
 @require_POST
@@ -142,6 +164,9 @@ def round_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
                 f"Evaluation “{campaign.name}”: its outputs are generated, then annotators judge the pairs.",
             )
             return redirect("campaign_detail", pk=campaign.pk)
+        elif action == "critic_score":
+            job = services.round_critic_score_create(training_round=training_round, created_by=request.user)
+            messages.success(request, f"{job.critic_version.name} scores both versions' answers; see below.")
         else:
             raise PermissionDenied("Unknown action")
     except ValueError as exc:

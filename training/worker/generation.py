@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from annotations.models import EVALUATION_PURPOSE, Generation, Prompt
@@ -25,7 +26,7 @@ from jobs import lifecycle, reaper
 from jobs.models import Outbox
 from text2grad import generation, model_store
 from training import services
-from training.models import CriticPredictionJob, GenerationJob
+from training.models import CriticPredictionJob, GenerationJob, RoundCriticScore
 from training.selectors import active_version
 
 from .runtime import LoadAbandoned, load_version, load_version_unless
@@ -95,12 +96,13 @@ _LANE_WORK = (
     (GenerationJob, "training.generate"),
     (CampaignGeneration, "training.evaluation_generate"),
     (CriticPredictionJob, "training.critic_predict"),
+    (RoundCriticScore, "training.round_critic_score"),
 )
 
 
 def lane_work_waiting(job: GenerationJob) -> bool:
-    """Other work is waiting for the generation lane now: a queued generation job, campaign generation or
-    critic prediction (not one held back by a retry countdown)."""
+    """Other work is waiting for the generation lane now: a queued generation job, campaign generation,
+    critic prediction or a round's critic score (not one held back by a retry countdown)."""
     held_back = {
         (task, tuple(args))
         for task, args in Outbox.objects.filter(
@@ -165,6 +167,7 @@ def _run_generation(job: GenerationJob) -> bool | _Yielded:
             return YIELDED
         chunk = prompts[start : start + batch]
         seed = params.get("seed")
+        sampling_started = time.monotonic()
         try:
             outputs = generation.sample(
                 model,
@@ -181,29 +184,49 @@ def _run_generation(job: GenerationJob) -> bool | _Yielded:
             )
         except generation.GenerationStopped:
             return False
-        with transaction.atomic():
-            if not list(_ours(job).select_for_update().values_list("pk", flat=True)):
-                return False  # lost the job while sampling: its rows would duplicate the next run's
-            written = []
-            for prompt, samples in zip(chunk, outputs, strict=True):
-                for sample in samples:
-                    generation_row = Generation(
-                        prompt=prompt,
-                        model_version=version,
-                        source_model=version.name if version else "",
-                        text=sample.text,
-                        prompt_token_ids=sample.prompt_ids,
-                        response_token_ids=sample.response_ids,
-                        behaviour_logprobs=sample.logprobs,
-                        tokenizer_fingerprint=fingerprint,
-                        # The job's purpose travels with each output (evaluation outputs stay out of queues).
-                        sampling_params=sample.params | _purpose(job),
-                        finish_reason=sample.finish_reason,
-                    )
-                    generation_row.save()
-                    written.append(generation_row.pk)
-            # Pre-annotation: the project's active critic predicts spans on the new outputs (after commit).
-            services.critic_predictions_request(project_id=job.project_id, generation_ids=written)
-            done += len(chunk) * job.per_prompt
-            job.report_progress(done)
+        done += len(chunk) * job.per_prompt
+        if not _write_chunk(job, chunk, outputs, fingerprint, time.monotonic() - sampling_started, done):
+            return False  # lost the job while sampling: its rows would duplicate the next run's
+    return True
+
+
+def _write_chunk(
+    job: GenerationJob, chunk: list[Prompt], outputs, fingerprint: str, sampling_s: float, done: int
+) -> bool:
+    """Commit a chunk's outputs with the job's progress (``done`` outputs now) and its measured speed
+    (tokens and seconds spent sampling, which the empty queue's "when the first outputs come" reads);
+    False when the job is no longer this run's."""
+    version = job.model_version
+    with transaction.atomic():
+        if not list(_ours(job).select_for_update().values_list("pk", flat=True)):
+            return False
+        written = []
+        tokens = 0
+        for prompt, samples in zip(chunk, outputs, strict=True):
+            for sample in samples:
+                generation_row = Generation(
+                    prompt=prompt,
+                    model_version=version,
+                    source_model=version.name if version else "",
+                    text=sample.text,
+                    prompt_token_ids=sample.prompt_ids,
+                    response_token_ids=sample.response_ids,
+                    behaviour_logprobs=sample.logprobs,
+                    tokenizer_fingerprint=fingerprint,
+                    # The job's purpose travels with each output (evaluation outputs stay out of queues).
+                    sampling_params=sample.params | _purpose(job),
+                    finish_reason=sample.finish_reason,
+                )
+                generation_row.save()
+                written.append(generation_row.pk)
+                tokens += len(sample.response_ids)
+        # Pre-annotation: the project's active critic predicts spans on the new outputs (after commit).
+        services.critic_predictions_request(project_id=job.project_id, generation_ids=written)
+        lifecycle.progress(
+            job,
+            done,
+            tokens_generated=F("tokens_generated") + tokens,
+            outputs_timed=F("outputs_timed") + len(written),
+            sampling_s=F("sampling_s") + sampling_s,
+        )
     return True
