@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 MAX_REPORTED_PROBLEMS = 200
 
 
-class RunLost(Exception):
+class RunLost(lifecycle.Lost):
     """The job was reaped or cancelled by someone else while this run wrote an output."""
 
 
@@ -119,16 +119,10 @@ def machine_critic_run(*, job_id: int) -> MachineCriticJob | None:
     if job is None:
         logger.info("Machine critic job %s is not queued any more; nothing to do", job_id)
         return None
-    try:
-        with lifecycle.heartbeat(job):
-            _run(job)
-    except RunLost:
-        logger.warning("Machine critic job %s was taken over while this run wrote; stopping", job_id)
+    with lifecycle.running(job, f"Machine critic job {job_id}") as run:
+        _run(job)
+    if run.lost:
         return None
-    except Exception as exc:
-        logger.exception("Machine critic job %s failed", job_id)
-        lifecycle.fail(job, f"{type(exc).__name__}: {exc}")
-        raise
     job.refresh_from_db()
     return job
 

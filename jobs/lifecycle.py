@@ -111,6 +111,32 @@ def requeue_ended(model, pk: int) -> bool:
     )
 
 
+class Lost(Exception):
+    """Raised inside a run that found its job no longer its own (the reaper requeued it, another run has
+    it): ``running`` ends the run quietly, and it writes nothing more."""
+
+
+class Run:
+    lost = False  # the body raised Lost
+
+
+@contextmanager
+def running(job, name: str) -> Iterator[Run]:
+    """The body of a claimed run, with a heartbeat. ``Lost`` raised inside ends it quietly (``run.lost``
+    is then true); any other error fails the job and is raised again, for the task's log and Celery."""
+    run = Run()
+    try:
+        with heartbeat(job):
+            yield run
+    except Lost:
+        run.lost = True
+        logger.warning("%s was taken over while this run worked on it; stopping", name)
+    except Exception as exc:
+        logger.exception("%s failed", name)
+        fail(job, f"{type(exc).__name__}: {exc}")
+        raise
+
+
 @contextmanager
 def heartbeat(job, every_s: float | None = None) -> Iterator[threading.Event]:
     """Keep the job's ``heartbeat_at`` fresh from a background thread while the body runs (a long

@@ -9,6 +9,14 @@ for a message again while its process looks alive. Here the slot is freed at onc
 is retried with the next acknowledgement; a worker that stops before then leaves the message to be
 redelivered after ``visibility_timeout`` (tasks are idempotent).
 
+A message the worker has already popped (its ``BRPOP`` answered) is written to the unacked index before
+it is handed on. Kombu lets that write's timeout escape: a broker that froze between the two ends the
+consumer's connection (a reconnect cycle of 10 s or more), and the message, off its queue and not handed
+on, waits in the index for ``visibility_timeout`` (6 hours by default). Here the message is handed on
+whatever the broker said: a frozen Redis still has the write in its socket and applies it when it
+continues, before anything the worker sends later on a new connection, so the acknowledgement then
+removes it as usual.
+
 **Filesystem** (``filesystem://``, the embedded default): kombu's filesystem transport writes a message
 file in place, so a consumer listing the folder can pick up a file its writer has not finished, and
 ``_get`` fails with a ``JSONDecodeError`` that ends the worker; consumers also claim a file by moving it
@@ -36,6 +44,7 @@ from kombu.transport import redis as kredis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str, str_to_bytes
 from kombu.utils.json import dumps, loads
+from redis import exceptions as redis_errors
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +81,19 @@ class RedisQoS(kredis.QoS):
             return
         with self._unindexed_lock:
             self._unindexed -= tags
+
+    def append(self, message, delivery_tag):
+        try:
+            super().append(message, delivery_tag)  # the unacked index, then the in-memory delivery
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+            virtual.QoS.append(self, message, delivery_tag)  # popped already: run it rather than strand it
+            logger.warning(
+                "The broker did not confirm that %s is in its unacked index (%s: %s); the worker runs it "
+                "all the same",
+                delivery_tag,
+                type(exc).__name__,
+                exc,
+            )
 
     def ack(self, delivery_tag):
         try:

@@ -45,6 +45,18 @@ def _datetime_field(label: str, help_text: str) -> forms.DateTimeField:
     )
 
 
+def _origin_field() -> forms.ChoiceField:
+    """Which annotations train, by who wrote them: the same choice for rounds and critics."""
+    return forms.ChoiceField(
+        label="Data by origin",
+        choices=list(ORIGIN_CHOICES.items()),
+        initial="people",
+        required=False,
+        help_text="Machine critics' annotations are drafts: train on them only once a reviewer accepted "
+        "them, unless you choose all.",
+    )
+
+
 PROMOTE_HELP = (
     "Make the new version active when done, if a judged evaluation campaign shows it significantly better "
     "than the active version (the gate of a manual promotion); otherwise it is saved, not promoted"
@@ -78,14 +90,7 @@ class RoundLaunchForm(forms.Form):
         required=False,  # left out: every submitted annotation, as before reviews existed
         help_text="Gold only trains on exactly the adjudicated spans (the gold annotation's rewards).",
     )
-    origin = forms.ChoiceField(
-        label="Data by origin",
-        choices=list(ORIGIN_CHOICES.items()),
-        initial="people",
-        required=False,
-        help_text="Machine critics' annotations are drafts: train on them only once a reviewer accepted "
-        "them, unless you choose all.",
-    )
+    origin = _origin_field()
     min_agreement = forms.FloatField(
         label="Minimum agreement (α)",
         required=False,
@@ -153,14 +158,7 @@ class CriticTrainForm(forms.Form):
         required=False,
         help_text="As for rounds; rejected annotations are never used and an output's gold replaces its annotators'.",
     )
-    origin = forms.ChoiceField(
-        label="Data by origin",
-        choices=list(ORIGIN_CHOICES.items()),
-        initial="people",
-        required=False,
-        help_text="Machine critics' annotations are drafts: train on them only once a reviewer accepted "
-        "them, unless you choose all.",
-    )
+    origin = _origin_field()
     min_agreement = forms.FloatField(
         label="Minimum agreement (α)", required=False, min_value=-1.0, max_value=1.0,
         help_text="Only outputs whose annotators agree at least this much (gold outputs are kept).",

@@ -211,33 +211,27 @@ def export_run(*, export_id: int) -> DatasetExport | None:
         return None
     key = f"{EXPORTS_PREFIX}/export-{export.pk}-{export.kind}.{EXTENSIONS[export.format]}"
     partial_key = f"{EXPORTS_PREFIX}/{_partial_name(export.pk, uuid.uuid4().hex)}"
-    try:
-        with lifecycle.heartbeat(export):
-            export_space_check()
-            query = exports.ExportQuery.from_dict(export.query, kind=export.kind)
-            total = exports.estimate_total(export.kind, query)
-            lifecycle.progress(export, 0, total, total_rows=total)
-            with default_store().writer(key, partial_key=partial_key) as raw:
-                sink = exports.HashingSink(raw)
-                count = exports.write_export(
-                    export.kind, export.format, query, sink, progress=_progress_reporter(export, total)
-                )
-                if not lifecycle.still_ours(export):
-                    raise ExportLost  # raised inside the writer: nothing is published at the key
-            if count == 0:
-                default_store().delete(key)
-                return _finish_empty(export, empty_reason(export.kind, query))
-    except ExportLost:
-        logger.warning("Export %s was taken over while this run wrote it; stopping", export_id)
+    with lifecycle.running(export, f"Export {export_id}") as run:
+        export_space_check()
+        query = exports.ExportQuery.from_dict(export.query, kind=export.kind)
+        total = exports.estimate_total(export.kind, query)
+        lifecycle.progress(export, 0, total, total_rows=total)
+        with default_store().writer(key, partial_key=partial_key) as raw:
+            sink = exports.HashingSink(raw)
+            count = exports.write_export(
+                export.kind, export.format, query, sink, progress=_progress_reporter(export, total)
+            )
+            if not lifecycle.still_ours(export):
+                raise ExportLost  # raised inside the writer: nothing is published at the key
+        if count == 0:
+            default_store().delete(key)
+            return _finish_empty(export, empty_reason(export.kind, query))
+    if run.lost:
         return None
-    except Exception as exc:
-        logger.exception("Export %s failed", export_id)
-        lifecycle.fail(export, f"{type(exc).__name__}: {exc}")
-        raise
     return _finish_succeeded(export, count, sink.hexdigest, key)
 
 
-class ExportLost(Exception):
+class ExportLost(lifecycle.Lost):
     """The export was reaped (this run looked dead) or cancelled while it was being written."""
 
 

@@ -197,7 +197,7 @@ def _report_from(data: dict) -> ImportReport:
     )
 
 
-class ImportLost(Exception):
+class ImportLost(lifecycle.Lost):
     """The import was reaped (this run looked dead) while it wrote a chunk."""
 
 
@@ -212,16 +212,10 @@ def prompt_import_run(*, import_id: int) -> PromptImport | None:
     if job is None:
         logger.info("Import %s is not queued any more; nothing to do", import_id)
         return None
-    try:
-        with lifecycle.heartbeat(job):
-            _import_job_rows(job)
-    except ImportLost:
-        logger.warning("Import %s was taken over while this run wrote it; stopping", import_id)
+    with lifecycle.running(job, f"Import {import_id}") as run:
+        _import_job_rows(job)
+    if run.lost:
         return None
-    except Exception as exc:
-        logger.exception("Import %s failed", import_id)
-        lifecycle.fail(job, f"{type(exc).__name__}: {exc}")
-        raise
     job.refresh_from_db()
     if job.is_finished:
         import_upload_delete(job)

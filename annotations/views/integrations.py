@@ -5,28 +5,25 @@ attempts and a button to send one again."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from .. import roles, webhooks
+from .. import webhooks
 from ..forms import IngestKeyForm, WebhookForm
 from ..models import IngestKey, Project, Webhook, WebhookDelivery
 from ..services import ingest
+from .access import admin_page
 
 DELIVERIES_SHOWN = 50
 
 
-def _require_admin(request: HttpRequest) -> None:
-    if not roles.is_admin(request.user):
-        raise PermissionDenied("Only admins manage integrations.")
+admins_only = admin_page("Only admins manage integrations.")
 
 
-@login_required
+@admins_only
 def project_integrations(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_admin(request)
     project = get_object_or_404(Project, pk=pk, is_archived=False)
     form = IngestKeyForm(request.POST or None)
     new_key, status = None, 200
@@ -47,18 +44,16 @@ def project_integrations(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@admins_only
 def ingest_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_admin(request)
     key = get_object_or_404(IngestKey, pk=pk)
     if ingest.ingest_key_revoke(key=key, revoked_by=request.user):
         messages.success(request, f"Key {key.prefix}… revoked: requests with it are refused from now on.")
     return redirect("project_integrations", pk=key.project_id)
 
 
-@login_required
+@admins_only
 def webhook_list(request: HttpRequest) -> HttpResponse:
-    _require_admin(request)
     form = WebhookForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -77,9 +72,8 @@ def webhook_list(request: HttpRequest) -> HttpResponse:
     return render(request, "annotations/webhooks.html", context, status=400 if form.errors else 200)
 
 
-@login_required
+@admins_only
 def webhook_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_admin(request)
     webhook = get_object_or_404(Webhook, pk=pk)
     deliveries = webhook.deliveries.prefetch_related("attempts")[:DELIVERIES_SHOWN]
     context = {"webhook": webhook, "deliveries": deliveries, "events": webhooks.WEBHOOK_EVENTS}
@@ -87,9 +81,8 @@ def webhook_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@admins_only
 def webhook_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    _require_admin(request)
     webhook = get_object_or_404(Webhook, pk=pk)
     if action == "delete":
         webhooks.webhook_delete(webhook=webhook, actor=request.user)
@@ -106,9 +99,8 @@ def webhook_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@admins_only
 def webhook_redeliver(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_admin(request)
     delivery = get_object_or_404(WebhookDelivery, pk=pk)
     webhooks.webhook_redeliver(delivery=delivery, actor=request.user)
     messages.success(request, f"Delivery {delivery.pk} queued again.")

@@ -5,21 +5,18 @@ queue, the agreement page)."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import roles, selectors
+from .. import selectors
 from ..forms import MachineCriticForm
 from ..models import MachineCriticConfig, MachineCriticJob, Project
 from ..services import machine as machine_services
+from .access import admin_page
 
-
-def _require_admin(request: HttpRequest) -> None:
-    if not roles.is_admin(request.user):
-        raise PermissionDenied("Only admins configure and run machine critics.")
+admins_only = admin_page("Only admins configure and run machine critics.")
 
 
 def _page(
@@ -37,18 +34,16 @@ def _page(
     return render(request, "annotations/machine_critics.html", context, status=status)
 
 
-@login_required
+@admins_only
 @require_GET
 def machine_critics(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_admin(request)
     project = get_object_or_404(Project, pk=pk)
     return _page(request, project, MachineCriticForm())
 
 
-@login_required
+@admins_only
 @require_POST
 def machine_critic_configure(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_admin(request)
     project = get_object_or_404(Project, pk=pk)
     form = MachineCriticForm(request.POST)
     if not form.is_valid():
@@ -68,10 +63,9 @@ def machine_critic_configure(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("machine_critics", pk=project.pk)
 
 
-@login_required
+@admins_only
 @require_POST
 def machine_critic_run(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_admin(request)
     config = get_object_or_404(MachineCriticConfig.objects.select_related("project"), pk=pk)
     try:
         job = machine_services.machine_critic_run_start(config=config, user=request.user)
@@ -83,10 +77,9 @@ def machine_critic_run(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("machine_critics", pk=config.project_id)
 
 
-@login_required
+@admins_only
 @require_POST
 def machine_critic_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_admin(request)
     job = get_object_or_404(MachineCriticJob, pk=pk)
     if machine_services.machine_critic_run_cancel(job=job, user=request.user):
         messages.success(request, "Cancel requested: the run stops before its next output.")

@@ -1,4 +1,4 @@
-"""A real HTTP receiver for webhook tests: http.server in a thread, checking each delivery's signature
+"""A real HTTP receiver for webhook tests: an HTTP server in a thread, checking each delivery's signature
 the way a team's receiver would (its own HMAC code, not the studio's)."""
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ import hmac
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.support.http import LocalServer, QuietHandler
 
 
-class Receiver:
+class Receiver(LocalServer):
     def __init__(self, statuses: list[int] | None = None):
         self.secret = ""
         self.statuses = list(statuses or [])  # answered in order; 200 once they run out
@@ -19,9 +20,9 @@ class Receiver:
         self.lock = threading.Lock()
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                body = self.read_body()
                 with receiver.lock:
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                     receiver.requests.append(
@@ -34,17 +35,10 @@ class Receiver:
                             "at": time.monotonic(),
                         }
                     )
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
+                self.send_body(status, b"ok")
 
-            def log_message(self, *args):  # quiet
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/t2g?team=ml"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(Handler)
+        self.url = f"{self.origin}/hooks/t2g?team=ml"
 
     def verify(self, header: str, body: bytes) -> bool:
         fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
@@ -54,11 +48,3 @@ class Receiver:
             self.secret.encode(), f"{fields['t']}.".encode() + body, hashlib.sha256
         ).hexdigest()
         return hmac.compare_digest(expected, fields["v1"])
-
-    def __enter__(self) -> Receiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()

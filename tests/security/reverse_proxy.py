@@ -5,28 +5,24 @@ request to a backend, appends the TCP peer's address to the ``X-Forwarded-For`` 
 from __future__ import annotations
 
 import http.client
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+from tests.support.http import LocalServer, QuietHandler
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 
-class ReverseProxy:
+class ReverseProxy(LocalServer):
     def __init__(self, backend_url: str):
         backend = urlsplit(backend_url)
         self.backend = (backend.hostname, backend.port)
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, *args) -> None:
-                pass
-
             def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
+                body = self.read_body() or None
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                 sent = self.headers.get("X-Forwarded-For")
                 peer = self.client_address[0]
@@ -36,28 +32,16 @@ class ReverseProxy:
                 try:
                     upstream.request(self.command, self.path, body=body, headers=headers)
                     answer = upstream.getresponse()
-                    data = answer.read()
-                    self.send_response(answer.status, answer.reason)
-                    for key, value in answer.getheaders():
-                        if key.lower() not in HOP_BY_HOP and key.lower() != "content-length":
-                            self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
+                    kept = [
+                        (key, value)
+                        for key, value in answer.getheaders()
+                        if key.lower() not in HOP_BY_HOP and key.lower() != "content-length"
+                    ]
+                    self.send_body(answer.status, answer.read(), kept)
                 finally:
                     upstream.close()
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> ReverseProxy:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
+        self.url = self.origin

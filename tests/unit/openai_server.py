@@ -10,11 +10,12 @@ import json
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tests.support.http import LocalServer, QuietHandler
 
-class ChatServer:
+
+class ChatServer(LocalServer):
     def __init__(self, model_dir: Path, *, max_new_tokens: int = 32) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -27,20 +28,8 @@ class ChatServer:
         self.requests: list[dict] = []
         self.answers: list[str] = []
         self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> ChatServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(self._handler())
+        self.base_url = f"{self.origin}/v1"
 
     def complete(self, body: dict) -> str:
         encoded = self.tokenizer.apply_chat_template(
@@ -58,39 +47,28 @@ class ChatServer:
     def _handler(self):
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def _send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode("utf-8")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 if self.path == "/v1/models":
-                    self._send(
+                    self.send_json(
                         200, {"object": "list", "data": [{"id": server.model_name, "object": "model"}]}
                     )
                 else:
-                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+                    self.send_json(404, {"error": {"message": f"no route {self.path}"}})
 
             def do_POST(self) -> None:
                 if self.path != "/v1/chat/completions":
-                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+                    self.send_json(404, {"error": {"message": f"no route {self.path}"}})
                     return
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = json.loads(self.read_body())
                 server.requests.append(body)
                 try:
                     text = server.complete(body)
                 except Exception as exc:  # a server answers 500, it does not drop the connection
-                    self._send(500, {"error": {"message": f"{type(exc).__name__}: {exc}"}})
+                    self.send_json(500, {"error": {"message": f"{type(exc).__name__}: {exc}"}})
                     return
                 server.answers.append(text)
-                self._send(
+                self.send_json(
                     200,
                     {
                         "id": f"chatcmpl-{len(server.requests)}",
@@ -119,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=160)
     args = parser.parse_args(argv)
     server = ChatServer(args.model, max_new_tokens=args.max_new_tokens)
-    sys.stdout.write(f"port {server.httpd.server_address[1]}\n")
+    sys.stdout.write(f"port {server.port}\n")
     sys.stdout.flush()
     server.httpd.serve_forever()
 

@@ -10,14 +10,13 @@ import doctest
 import importlib.util
 import json
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.support.http import LocalServer, QuietHandler
 from text2grad import alignment
 from text2grad.alignment import (
     LLMAligner,
@@ -497,7 +496,7 @@ def test_gold_f1_goals(minilm):
 
 
 # ---------------------------------------------------------------------------------------------- LLM aligner
-class _FakeChatServer:
+class _FakeChatServer(LocalServer):
     """A real HTTP server on 127.0.0.1 that answers /v1/chat/completions with canned content."""
 
     def __init__(self) -> None:
@@ -508,10 +507,9 @@ class _FakeChatServer:
         self.delay = 0.0
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length))
+                body = json.loads(self.read_body())
                 server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
                 time.sleep(server.delay)
                 if server.raw_body is not None:
@@ -520,27 +518,14 @@ class _FakeChatServer:
                     payload = json.dumps(
                         {"choices": [{"message": {"role": "assistant", "content": server.content}}]}
                     ).encode()
-                self.send_response(server.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
                 with contextlib.suppress(
                     BrokenPipeError, ConnectionResetError
-                ):  # client gave up (timeout test)
-                    self.wfile.write(payload)
+                ):  # the client gave up (timeout test)
+                    self.send_body(server.status, payload, [("Content-Type", "application/json")])
 
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
+        self.start()
+        self.base_url = f"{self.origin}/v1"
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
-class DownloadLost(Exception):
+class DownloadLost(lifecycle.Lost):
     """The build was reaped or cancelled while it ran: nothing of it is recorded."""
 
 
@@ -74,39 +74,29 @@ def download_build_run(*, download_id: int) -> ModelDownload | None:
         return None
     version = download.version
     started = time.perf_counter()
-    try:
-        with lifecycle.heartbeat(download):
-            lifecycle.progress(download, 0, 3)
-            settings.T2G_MODELS_DIR.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(prefix=".download-", dir=settings.T2G_MODELS_DIR) as scratch:
-                folder = Path(scratch) / download_folder_name(download)
-                folder.mkdir()
-                if download.kind == ModelDownload.Kind.ADAPTER:
-                    adapter_folder_write(
-                        version=version, folder=folder, base_model=download.card["base_model"]
-                    )
-                else:
-                    merged_folder_write(version=version, folder=folder)
-                lifecycle.progress(download, 1, 3)
-                figures = model_card.draw_curves(download.card.get("curves") or {}, folder)
-                text = model_card.render_model_card(
-                    download.card, library=KIND_LIBRARY[download.kind], figures=figures
-                )
-                (folder / "README.md").write_text(text, encoding="utf-8")
-                if not lifecycle.progress(download, 2, 3):
-                    raise DownloadLost
-                key = f"{DOWNLOADS_PREFIX}/{folder.name}/{download.card_hash[:16]}-{download.pk}"
-                digest = folder_publish(default_store(), folder, key)
-            size = sum(
-                entry["size"] for entry in folder_read_manifest(default_store(), key)["files"].values()
+    with lifecycle.running(download, f"Download {download_id}") as run:
+        lifecycle.progress(download, 0, 3)
+        settings.T2G_MODELS_DIR.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=settings.T2G_MODELS_DIR) as scratch:
+            folder = Path(scratch) / download_folder_name(download)
+            folder.mkdir()
+            if download.kind == ModelDownload.Kind.ADAPTER:
+                adapter_folder_write(version=version, folder=folder, base_model=download.card["base_model"])
+            else:
+                merged_folder_write(version=version, folder=folder)
+            lifecycle.progress(download, 1, 3)
+            figures = model_card.draw_curves(download.card.get("curves") or {}, folder)
+            text = model_card.render_model_card(
+                download.card, library=KIND_LIBRARY[download.kind], figures=figures
             )
-    except DownloadLost:
-        logger.warning("Download %s was taken over or cancelled while it was built; stopping", download_id)
+            (folder / "README.md").write_text(text, encoding="utf-8")
+            if not lifecycle.progress(download, 2, 3):
+                raise DownloadLost
+            key = f"{DOWNLOADS_PREFIX}/{folder.name}/{download.card_hash[:16]}-{download.pk}"
+            digest = folder_publish(default_store(), folder, key)
+        size = sum(entry["size"] for entry in folder_read_manifest(default_store(), key)["files"].values())
+    if run.lost:
         return None
-    except Exception as exc:
-        logger.exception("Download %s failed", download_id)
-        lifecycle.fail(download, f"{type(exc).__name__}: {exc}")
-        raise
     if not lifecycle.finish(
         download,
         ModelDownload.Status.SUCCEEDED,

@@ -1,0 +1,1 @@
+"""Helpers that tests import (not fixtures): ``http`` serves a test's own HTTP endpoint on this machine."""
