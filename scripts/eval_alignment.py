@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--llm-key-env", default="T2G_LLM_ALIGNER_KEY", help="the environment variable holding the API key"
     )
-    parser.add_argument("--llm-max-tokens", type=int, default=1024)
+    parser.add_argument("--llm-max-tokens", type=int, default=512)
     args = parser.parse_args(argv)
     llm = None
     if args.llm_url:

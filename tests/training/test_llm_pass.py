@@ -80,8 +80,8 @@ def studio_endpoint(django_db_setup, django_db_blocker, chain_model_dir, tmp_pat
     """``manage.py serve_openai --port 0`` on the test database, serving the chain model as the base."""
     with django_db_blocker.unblock():
         env = _worker_env(chain_model_dir, tmp_path_factory.mktemp("endpoint-models"))
-    # The LLM pass asks for up to 1024 new tokens; the endpoint's default cap is 512.
-    env.update({"DEBUG": "1", "T2G_ENDPOINT_MAX_TOKENS": "1024"})
+    # The endpoint's own defaults (its max_tokens cap included): the LLM pass must work against them.
+    env.update({"DEBUG": "1"})
     log_path = tmp_path_factory.mktemp("endpoint-log") / "endpoint.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(

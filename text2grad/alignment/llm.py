@@ -76,7 +76,7 @@ class LLMAligner:
         api_key: str | None = None,
         timeout: float = 60.0,
         temperature: float = 0.0,
-        max_tokens: int = 1024,
+        max_tokens: int = 512,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
