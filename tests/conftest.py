@@ -70,7 +70,7 @@ def django_db_setup(request, django_db_setup, django_db_blocker):
         from django.core.management import call_command
 
         with django_db_blocker.unblock():
-            call_command("flush", interactive=False, verbosity=0)
+            call_command("flush", interactive=False, verbosity=0, reset_sequences=False)
 
 
 # A test that starts the session's Celery worker must say so: `make test-inner` deselects the marker.
