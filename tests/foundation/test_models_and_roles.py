@@ -35,7 +35,7 @@ def test_a_flush_syncs_the_role_groups_once_with_every_apps_permissions():
     from django.test.utils import CaptureQueriesContext
 
     with CaptureQueriesContext(connection) as queries:
-        call_command("flush", interactive=False, verbosity=0)
+        call_command("flush", interactive=False, verbosity=0, reset_sequences=False)
     lookups = [
         q["sql"]
         for q in queries.captured_queries
