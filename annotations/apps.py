@@ -12,7 +12,7 @@ class AnnotationsConfig(AppConfig):
         from .services.agreement import refresh_on_submit
         from .signals import annotation_submitted
 
-        # After each app migrates (no sender: the training app's permissions appear after ours).
+        # After a migrate (no sender: it acts on the last app's signal, when the training app's permissions exist).
         post_migrate.connect(roles_sync, dispatch_uid="t2g_roles_sync")
         # Agreement follows every submission (and gold save) of an output, in the same process.
         annotation_submitted.connect(refresh_on_submit, dispatch_uid="t2g_agreement_on_submit")

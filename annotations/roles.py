@@ -125,9 +125,19 @@ def assign_role(user, role: str) -> None:
         del user._t2g_groups
 
 
-def roles_sync(**_kwargs) -> None:
-    """Create the role groups and give them their permissions (run after every migrate)."""
+def roles_sync(app_config=None, **_kwargs) -> None:
+    """Create the role groups and give them their permissions (run after every migrate and flush).
+
+    ``post_migrate`` is sent once per app, in the order of INSTALLED_APPS: the groups are set once, after
+    the last app's, when every app's permissions exist (a test database is flushed after each
+    transactional test, so a sync per app cost every such test a dozen)."""
+    from django.apps import apps
     from django.contrib.auth.models import Permission
+
+    if app_config is not None:
+        with_models = [config for config in apps.get_app_configs() if config.models_module is not None]
+        if app_config is not with_models[-1]:
+            return
 
     for role, codes in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.get_or_create(name=role)

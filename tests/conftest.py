@@ -61,6 +61,18 @@ def pytest_configure(config) -> None:
             cache.symlink_to(shared / "cache", target_is_directory=True)
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(request, django_db_setup, django_db_blocker):
+    """A database kept from an earlier run (``--reuse-db``) starts empty. A transactional test removes its
+    rows when it ends; a run stopped in the middle of one (Ctrl-C) left them, and every later run would
+    fail on them ("Project with this Name already exists"). Emptying the tables costs well under a second."""
+    if request.config.getoption("reuse_db", False) and not request.config.getoption("create_db", False):
+        from django.core.management import call_command
+
+        with django_db_blocker.unblock():
+            call_command("flush", interactive=False, verbosity=0, reset_sequences=False)
+
+
 # A test that starts the session's Celery worker must say so: `make test-inner` deselects the marker.
 WORKER_FIXTURES = frozenset({"celery_worker_process", "worker_env"})
 

@@ -17,3 +17,10 @@ from text2grad_web.settings import *  # noqa: F403
 # failing receiver is tried again after 1 s, then 2 s (the session worker reads these settings too).
 T2G_WEBHOOK_ALLOW_PRIVATE = True
 T2G_WEBHOOK_BACKOFF_S = 1
+
+# Passwords hash in one PBKDF2 round (tests/hashers.py): the named users cost no CPU to create or log in.
+PASSWORD_HASHERS = ["tests.hashers.OneRoundPBKDF2PasswordHasher"]
+
+# Tables are emptied by DELETE, not TRUNCATE, after each transactional test (tests/postgresql/base.py).
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
+    DATABASES["default"]["ENGINE"] = "tests.postgresql"  # noqa: F405

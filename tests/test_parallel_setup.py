@@ -6,6 +6,7 @@ import os
 from urllib.parse import urlsplit
 
 import pytest
+from django.core.management.color import no_style
 
 from tests.conftest import SESSION, xdist_broker_url
 
@@ -40,3 +41,29 @@ def test_this_worker_uses_its_own_database_broker_and_folder():
     shared = SESSION["var_dir"]
     assert (shared if worker == "gw0" else shared / f"xdist-{worker}") == settings.VAR_DIR
     assert (settings.VAR_DIR / "cache").resolve() == (shared / "cache").resolve()  # caches are shared
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_flush_after_a_transactional_test_empties_every_table(annotator, project):
+    """tests/postgresql/ deletes instead of truncating: rows that refer to each other go in one transaction,
+    and the append-only audit log (its trigger refuses DELETE) is still truncated."""
+    from django.core.management import call_command
+    from django.db import connection
+
+    from audit.models import AuditEvent
+
+    AuditEvent.objects.create(action="test.flush", actor_id=annotator.pk, actor_username=annotator.username)
+    assert connection.vendor != "postgresql" or "DELETE FROM" in " ".join(
+        connection.ops.sql_flush(no_style(), ["annotations_project"])
+    )
+    call_command("flush", interactive=False, verbosity=0, reset_sequences=False)
+    tables = connection.introspection.django_table_names(only_existing=True, include_views=False)
+    with connection.cursor() as cursor:
+        filled = {}
+        for table in tables:
+            cursor.execute(f"SELECT count(*) FROM {connection.ops.quote_name(table)}")
+            filled[table] = cursor.fetchone()[0]
+    # post_migrate puts back the content types, permissions and role groups; nothing else is left.
+    left = {t: n for t, n in filled.items() if n and not t.startswith(("django_content_type", "auth_"))}
+    assert left == {}, left
+    assert filled["auth_user"] == 0

@@ -26,6 +26,28 @@ def test_role_groups_exist_with_permissions():
     assert not any(code.startswith(("change_", "delete_")) for code in research_codes)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_flush_syncs_the_role_groups_once_with_every_apps_permissions():
+    """A test database is flushed after every transactional test: the groups are set once per flush (not
+    once per app), after the training app's permissions exist."""
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        call_command("flush", interactive=False, verbosity=0, reset_sequences=False)
+    lookups = [
+        q["sql"]
+        for q in queries.captured_queries
+        if 'FROM "auth_group"' in q["sql"] and "'researcher'" in q["sql"]
+    ]
+    assert len(lookups) == 1, lookups
+    researcher = Group.objects.get(name="researcher")
+    assert researcher.permissions.filter(
+        content_type__app_label="training", codename="view_traininground"
+    ).exists()
+
+
 def test_span_start_must_be_before_end(project, make_generation, annotator):
     generation = make_generation(project, "hello world")
     annotation = Annotation.objects.create(generation=generation, annotator=annotator)

@@ -13,6 +13,7 @@ BEFORE = [("annotations", "0013_prompt_held_out"), ("training", "0011_critic_job
 AFTER = [("annotations", "0014_tokenreward_to_training"), ("training", "0012_tokenreward_from_annotations")]
 
 
+@pytest.mark.heavy  # migrates the test database back and forth
 @pytest.mark.django_db(transaction=True)
 def test_migrating_a_database_with_token_rewards_keeps_them(annotator, project, make_generation):
     generation = make_generation(project, "The cat sat on the mat.")

@@ -58,6 +58,7 @@ SHOW_PROXIES = (
 )
 
 
+@pytest.mark.heavy  # a Django subprocess per case
 @pytest.mark.parametrize(
     "env,expected",
     [

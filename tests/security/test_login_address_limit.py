@@ -67,6 +67,7 @@ def test_the_api_counts_too_and_a_success_does_not_reset_the_count(client, accou
     assert client.get("/accounts/login/", REMOTE_ADDR=SPRAYER).status_code == 200
 
 
+@pytest.mark.heavy  # waits out the window on the wall clock
 def test_the_block_ends_when_the_window_passes_without_a_failure(client, accounts, settings):
     settings.AXES_COOLOFF_TIME = timedelta(seconds=2)
     for n in range(3):

@@ -55,6 +55,7 @@ def test_the_owner_locked_from_their_own_address_can_use_another(client, victim)
     assert _page(client, PASSWORD, OWNER_PHONE).status_code == 302
 
 
+@pytest.mark.heavy  # waits out a 6-second lock on the wall clock
 def test_retries_while_locked_do_not_restart_the_cool_off(client, victim, settings):
     settings.AXES_COOLOFF_TIME = timedelta(seconds=6)
     for _ in range(5):

@@ -40,6 +40,7 @@ def _default_profile_env(**extra) -> dict[str, str]:
     return {**env, "DJANGO_SETTINGS_MODULE": "text2grad_web.settings", **extra}
 
 
+@pytest.mark.heavy  # a Django subprocess
 def test_the_settings_default_to_the_production_profile(tmp_path):
     env = _default_profile_env(
         SECRET_KEY="test-only-" + "x" * 50, ALLOWED_HOSTS="testserver", STATIC_MANIFEST="0",
@@ -57,6 +58,7 @@ def test_the_settings_default_to_the_production_profile(tmp_path):
     assert "URLconf" not in html and "projects/" not in html  # Django's debug 404 lists every pattern
 
 
+@pytest.mark.heavy  # a Django subprocess
 def test_the_default_profile_refuses_to_start_without_a_secret(tmp_path):
     env = _default_profile_env(ALLOWED_HOSTS="testserver", T2G_VAR_DIR=str(tmp_path / "var"))
     result = subprocess.run(

@@ -79,6 +79,7 @@ def test_a_critic_trained_on_one_host_predicts_and_scores_rounds_on_others(
     assert store.list("checkpoints") == []  # the version holds the result now
 
 
+@pytest.mark.heavy  # a moto_server process
 def test_a_critic_whose_objects_changed_is_refused(tiny_settings, s3_settings, project, tmp_path):
     from training.models import CriticVersion
     from training.worker.versions import critic_publish

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.django_db
 FAST = {"learning_rate": 5e-3, "steps": 1, "batch_size": 2, "minibatch_size": 2, "ppo_epochs": 1}
 
 
+@pytest.mark.heavy  # a moto_server process
 def test_an_adapter_download_built_and_streamed_through_s3(tiny_settings, s3_settings, critiqued, researcher):
     services.model_version_bootstrap()
     training_round = services.round_launch(mode="token", config=FAST)

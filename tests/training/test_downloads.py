@@ -119,6 +119,7 @@ def _studio_logits(version) -> np.ndarray:
         return model(input_ids=torch.tensor(INPUT_IDS)).logits.float().numpy()
 
 
+@pytest.mark.heavy  # loads both downloads in a plain Python subprocess
 def test_adapter_and_merged_downloads_load_without_the_studio_and_match_its_policy(
     trained_version, researcher, tmp_path, tiny_model_dir
 ):

@@ -72,6 +72,7 @@ def test_the_value_whose_sentence_the_critique_echoes_is_chosen():
     assert texts("Built in 1901, sold in 1950.", "It was 1920.") == []
 
 
+@pytest.mark.heavy  # loads MiniLM
 def test_a_wrong_job_title_is_found_by_meaning(minilm):
     output = "The article quotes a local dentist, Dr Amal Haddad, who says waiting lists have doubled."
     found = align_critique(output, "Haddad is a pharmacist; the job given here is wrong.", embedder=minilm)
@@ -114,6 +115,7 @@ def test_a_blamed_function_name_is_a_line_of_its_body_not_its_def_line():
 
 
 # ------------------------------------------------------------------------------------ polarity and Minor
+@pytest.mark.heavy  # loads MiniLM
 def test_polarity_comes_from_the_clause_holding_each_quote(minilm):
     output = "The summit is 4,810 m high. It was first climbed in 1786 by two men from Chamonix."
     critique = 'Good that it says "first climbed in 1786". But "4,810 m" is outdated: it is 4,806 m now.'
@@ -121,12 +123,14 @@ def test_polarity_comes_from_the_clause_holding_each_quote(minilm):
     assert [(p.text_in(output), p.polarity) for p in found] == [("4,810 m", -1), ("first climbed in 1786", 1)]
 
 
+@pytest.mark.heavy  # loads MiniLM
 def test_cue_words_overrule_an_unsure_classifier(minilm):
     code = "def lines(text):\n    return text.splitlines()\n"
     found = align_critique(code, "Good use of `splitlines` rather than split on newlines.", embedder=minilm)
     assert [(p.text_in(code), p.polarity) for p in found] == [("return text.splitlines()", 1)]
 
 
+@pytest.mark.heavy  # loads MiniLM
 def test_a_minor_criticism_is_poor_and_points_somewhere(minilm):
     output = "Preheat the oven to 200 °C. Knead the dough for ten minutes. Let it rise for an hour."
     found = align_critique(
@@ -135,6 +139,7 @@ def test_a_minor_criticism_is_poor_and_points_somewhere(minilm):
     assert [(p.text_in(output), p.polarity) for p in found] == [("Knead the dough for ten minutes.", -1)]
 
 
+@pytest.mark.heavy  # loads MiniLM
 def test_a_quote_set_against_another_by_but_takes_the_other_polarity(minilm):
     output = "The lake is 12 km long. Boats can be hired at the north pier. It freezes most winters."
     critique = (
@@ -147,6 +152,7 @@ def test_a_quote_set_against_another_by_but_takes_the_other_polarity(minilm):
     ]
 
 
+@pytest.mark.heavy  # loads MiniLM
 def test_a_minor_criticism_in_code_naming_only_the_fix_finds_its_line(minilm):
     code = "def top_three(values):\n    ordered = sorted(values, reverse=True)\n    return ordered[:3]\n"
     critique = "`ordered[:3]` is right. Minor: `heapq.nlargest` would avoid sorting the whole list."
@@ -187,6 +193,7 @@ def test_not_the_noun_proposes_the_noun_not_its_sentence():
     assert texts(output, "The storage advice is fine, not vague.") == []
 
 
+@pytest.mark.heavy  # loads MiniLM
 def test_a_word_the_critique_says_the_output_calls_someone_is_the_span(minilm):
     output = "A retired firefighter, now a beekeeper, sells honey at the market. He started in 2015."
     found = align_critique(output, "Calling him a beekeeper is accurate.", embedder=minilm)
