@@ -326,21 +326,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--base-rate", action="store_true", help="only the base model on --problems held-out problems"
     )
-    parser.add_argument(
-        "--problems", type=int, default=None, help="evaluate on the first N held-out problems"
-    )
+    parser.add_argument("--problems", type=int, default=None, help="evaluate on N held-out problems only")
+    parser.add_argument("--offset", type=int, default=0, help="... starting at this one (0-based)")
     parser.add_argument("--model", type=Path, default=REPO / "var" / "models" / "base")
     parser.add_argument("--seeds", type=int, nargs="*")
     parser.add_argument("--batch-size", type=int, default=16, help="sequences decoding at once (engine)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "humaneval_rounds.json")
     args = parser.parse_args(argv)
     cfg = dict(SMOKE if args.smoke else FULL)
-    if args.base_rate:
-        cfg["arms"] = ["base"]
+    if args.base_rate:  # one seed unless --seeds says otherwise
+        cfg.update(arms=["base"], seeds=[0])
     cfg.update(batch_size=args.batch_size, seeds=args.seeds or cfg["seeds"])
     held, train = load_problems(cfg)
     if args.problems:
-        held = held[: args.problems]
+        held = held[args.offset : args.offset + args.problems]
     data = json.loads(args.out.read_text()) if args.out.exists() else {}
     data.update(protocol=__doc__.split("PROTOCOL")[1].split("    .venv")[0].strip(), config=cfg,
                 held_out=[p["task_id"] for p in held], train=[p["task_id"] for p in train], model=str(args.model))  # fmt: skip
