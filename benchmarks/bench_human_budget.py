@@ -436,7 +436,9 @@ def report(data: dict) -> dict:
         print(
             f"| {r['seed']} | {people}: {_cell(r['people_cross'])} | {critic} | {r['ratio']:.2f} | {' | '.join(ctrl)} |"
         )
-    if summary.get("rows"):
+    if not summary.get("rows"):
+        print(f"\nPARTIAL: 0 of {len(cfg['seeds'])} seeds complete; no ratio yet (finished runs below)")
+    else:
         lo, hi, cov = summary["order_statistic"]
         tag = (f"PARTIAL: {len(summary['seeds_complete'])} of {len(cfg['seeds'])} seeds, not the protocol's result"
                if summary["partial"] else "all seeds")  # fmt: skip
