@@ -183,8 +183,13 @@ def _sample(policy, tokenizer, items: list[dict], cfg: dict, seed: int):
     )
 
 
-def evaluate(policy, tokenizer, items: list[dict], cfg: dict, eval_seed: int) -> dict:
-    """Sample one response per held-out item (same seed for every run) and measure the critic and the KL."""
+def evaluate(
+    policy, tokenizer, items: list[dict], cfg: dict, eval_seed: int, keep_rows: bool = False
+) -> dict:
+    """Sample one response per held-out item (same seed for every run) and measure the critic and the KL.
+
+    Per item, ``lengths`` (response tokens) and ``bad`` (1 where the summary has an unsupported detail) are
+    kept too (a length-matched baseline needs them); ``keep_rows`` also returns the sampled rows."""
     import torch
 
     from text2grad.policy import pad_batch
@@ -204,10 +209,11 @@ def evaluate(policy, tokenizer, items: list[dict], cfg: dict, eval_seed: int) ->
                 n = len(r.response_ids)
                 kls.append(sum(r.logprobs) - float(ref[row, :n].sum()))
     bad, rewards, lengths, kept = 0, [], [], 0
-    examples = []
+    examples, bad_items = [], []
     for item, r in zip(items, rows, strict=True):
         spans, _, facts = critique(item, r.text)
         bad += facts["unsupported"] > 0
+        bad_items.append(int(facts["unsupported"] > 0))
         kept += facts["name"] and facts["n"]
         rewards.append(_sequence_reward(tokenizer, r.text, spans))
         lengths.append(len(r.response_ids))
@@ -221,6 +227,9 @@ def evaluate(policy, tokenizer, items: list[dict], cfg: dict, eval_seed: int) ->
         "fact_retention": kept / n,
         "kl": statistics.fmean(kls) if kls else 0.0,
         "examples": examples,
+        "lengths": lengths,
+        "bad": bad_items,
+        **({"rows": rows} if keep_rows else {}),
     }
 
 
@@ -321,8 +330,12 @@ def run_job(job: dict) -> dict:
                 f"kl {result['kl']:.2f} len {result['mean_length']:.1f} ({time.time() - started:.0f}s)",
                 flush=True,
             )
-            # A caller that only needs the first crossing (the human-budget benchmark) stops there.
-            if "stop_at_half_of" in job and counts_as_halved(
+            # A caller that only needs the first crossing (the human-budget benchmark) stops there:
+            # ``stop_rule`` (a picklable predicate on the evaluation) or half the base rate.
+            if job.get("stop_rule") is not None:
+                if job["stop_rule"](result):
+                    break
+            elif "stop_at_half_of" in job and counts_as_halved(
                 job["stop_at_half_of"], result, job["facts_at_least"]
             ):
                 break
