@@ -623,14 +623,21 @@ class Handler(BaseHTTPRequestHandler):
         """Every completion of a non-streaming request. A client that disconnects meanwhile cancels it:
         its requests end at the next step, freeing their slots, and what was decoded is returned."""
         done: dict[int, Completion] = {}
+        checked = time.monotonic()
         while len(done) < count:
             try:
                 event = ticket.events.get(timeout=DISCONNECT_POLL_S)
             except queue.Empty:
+                event = None
+            # Checked by the clock, not only when no event came: a ticket's own events (one per step on a
+            # fast machine) would otherwise keep a hung-up request decoding to its end.
+            if time.monotonic() - checked >= DISCONNECT_POLL_S:
+                checked = time.monotonic()
                 if self._client_gone():
                     ticket.cancel()
                     self.close_connection = True
-                    raise ClientGone([job.completion for job in ticket.jobs]) from None
+                    raise ClientGone([job.completion for job in ticket.jobs])
+            if event is None:
                 continue
             if event[0] == "error":
                 raise event[1]
