@@ -30,26 +30,27 @@ class _Stopped(Exception):
 
 def round_critic_score_run(*, job_id: int) -> str | None:
     """Claim the job (the framework's fenced claim), sample both versions and score them with a
-    heartbeat, then record the per-prompt scores and their summary. Returns the status it ended with."""
+    heartbeat, then record the per-prompt scores and their summary. Returns the status it ended with,
+    None where the job was not queued or was taken over meanwhile."""
     job = lifecycle.claim(RoundCriticScore, job_id)
     if job is None:
         logger.info("Round critic score %s is not queued any more; nothing to do", job_id)
         return None
+    with lifecycle.running(job, f"Round critic score {job_id}") as run:
+        status = _run(job)
+    return None if run.lost else status
+
+
+def _run(job: RoundCriticScore) -> str:
     try:
-        with lifecycle.heartbeat(job):
-            result = _score(job)
-            if not lifecycle.finish(job, RoundCriticScore.Status.SUCCEEDED, result=result):
-                raise _Stopped
+        result = _score(job)
     except _Stopped:
-        if lifecycle.still_ours(job):
-            lifecycle.cancelled(job, "Cancelled.")
-            return RoundCriticScore.Status.CANCELLED
-        logger.warning("Round critic score %s is no longer this run's; stopping", job_id)
-        return None
-    except Exception as exc:
-        logger.exception("Round critic score %s failed", job_id)
-        lifecycle.fail(job, f"{type(exc).__name__}: {exc}")
-        raise
+        if not lifecycle.still_ours(job):
+            raise lifecycle.Lost from None
+        lifecycle.cancelled(job, "Cancelled.")
+        return RoundCriticScore.Status.CANCELLED
+    if not lifecycle.finish(job, RoundCriticScore.Status.SUCCEEDED, result=result):
+        raise lifecycle.Lost
     return RoundCriticScore.Status.SUCCEEDED
 
 
