@@ -11,9 +11,6 @@ The failure path talks to a tiny random model behind a minimal protocol server (
 answer is not the JSON asked for.
 """
 
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +20,7 @@ from rest_framework.test import APIClient
 
 from annotations.models import Annotation
 from tests.conftest import _worker_env
+from tests.support.endpoint import serve_openai
 from training.models import AlignmentRequest
 from training.worker import alignment as alignment_jobs
 
@@ -83,27 +81,8 @@ def studio_endpoint(django_db_setup, django_db_blocker, chain_model_dir, tmp_pat
     # The endpoint's own defaults (its max_tokens cap included): the LLM pass must work against them.
     env.update({"DEBUG": "1"})
     log_path = tmp_path_factory.mktemp("endpoint-log") / "endpoint.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve_openai", "--port", "0"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            url, deadline = None, time.monotonic() + 120
-            while url is None and time.monotonic() < deadline and process.poll() is None:
-                for line in log_path.read_text().splitlines():
-                    if "listening on " in line:
-                        url = line.split("listening on ", 1)[1].strip()
-                time.sleep(0.2)
-            assert url, f"serve_openai did not start:\n{log_path.read_text()[-3000:]}"
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with serve_openai(env, log_path) as url:
+        yield url
 
 
 def _api(user) -> APIClient:

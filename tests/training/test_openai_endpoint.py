@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, _worker_env
+from tests.conftest import _worker_env
+from tests.support.endpoint import serve_openai
 
 openai = pytest.importorskip("openai")
 
@@ -43,31 +42,8 @@ def endpoint(django_db_setup, django_db_blocker, tiny_model_dir, tmp_path_factor
         env = _worker_env(tiny_model_dir, tmp_path_factory.mktemp("endpoint-models"))
     env.update({"DEBUG": "1", "T2G_ENDPOINT_MAX_TOKENS": "64", "T2G_ENDPOINT_BATCH": "8"})
     log_path = tmp_path_factory.mktemp("endpoint-log") / "endpoint.log"
-    log = open(log_path, "w")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "serve_openai", "--port", "0"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = None
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and url is None:
-        if proc.poll() is not None:
-            raise RuntimeError(f"serve_openai exited:\n{log_path.read_text()[-3000:]}")
-        for line in log_path.read_text().splitlines():
-            if "listening on " in line:
-                url = line.split("listening on ", 1)[1].strip()
-        time.sleep(0.2)
-    if url is None:
-        proc.terminate()
-        raise RuntimeError(f"serve_openai did not start:\n{log_path.read_text()[-3000:]}")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
+    with serve_openai(env, log_path) as url:
+        yield url
 
 
 @pytest.fixture
