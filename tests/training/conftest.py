@@ -71,3 +71,25 @@ def labelled(project, make_generation, annotator):
         Span.objects.create(annotation=annotation, start=0, end=7, text="Ann Lee", label="good", polarity=1)
         rows.append(generation)
     return rows
+
+
+@pytest.fixture
+def make_finished_round(project):
+    """A succeeded round of ``project`` whose new version's parent is the active base, over 12 prompts of
+    which every ``held_out_every``-th (from the first) is held out; returns the round."""
+    from annotations.models import Prompt
+    from training.models import ModelVersion, TrainingRound
+
+    def make(*, held_out_every: int) -> TrainingRound:
+        for i in range(12):
+            Prompt.objects.create(
+                project=project, text=f"Summarize item {i}.", held_out=i % held_out_every == 0
+            )
+        base = ModelVersion.objects.create(name="v0-base", is_active=True)
+        training_round = TrainingRound.objects.create(status=TrainingRound.Status.SUCCEEDED, project=project)
+        child = ModelVersion.objects.create(name="v1-round", parent=base, created_by_round=training_round)
+        TrainingRound.objects.filter(pk=training_round.pk).update(output_version=child)
+        training_round.refresh_from_db()
+        return training_round
+
+    return make

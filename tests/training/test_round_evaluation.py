@@ -18,15 +18,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def finished_round(project):
-    for i in range(12):
-        Prompt.objects.create(project=project, text=f"Summarize item {i}.", held_out=i % 2 == 0)
-    base = ModelVersion.objects.create(name="v0-base", is_active=True)
-    training_round = TrainingRound.objects.create(status=TrainingRound.Status.SUCCEEDED, project=project)
-    child = ModelVersion.objects.create(name="v1-round", parent=base, created_by_round=training_round)
-    TrainingRound.objects.filter(pk=training_round.pk).update(output_version=child)
-    training_round.refresh_from_db()
-    return training_round
+def finished_round(make_finished_round):
+    return make_finished_round(held_out_every=2)  # 6 of its 12 prompts held out
 
 
 def _page(client, training_round) -> str:
