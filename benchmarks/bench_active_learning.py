@@ -19,6 +19,31 @@ same programmatic critic): pooled token precision/recall/F1 and AUROC of the poo
 The first count is the same annotated outputs in both arms (the seed batch): it is trained once and
 reported for both.
 
+PROTOCOL 2 (issue 27; fixed before the run, stored in the result file under "protocol"; change it only with
+the reason in docs/benchmarks.md. Protocol 1 was 5 seeds, two arms, no control: results/active_learning.json)
+
+Arms, each a project of its own holding the same pool in a seeded arrival order (the seed's shuffle):
+  uncertainty   the queue in the critic's uncertainty order after the seed batch (above).
+  arrival       control: the queue in arrival order, i.e. uniform random selection (the classic baseline).
+  length        control: the same pool inserted longest output first (characters), the queue in arrival
+                order. Uncertainty summed or averaged over a response's least certain tokens can favour
+                long outputs, and long outputs carry more poor tokens: a gain that length alone buys is
+                not the critic's uncertainty.
+Floor: the all-neutral critic's poor F1 on the held-out set (no training), printed once.
+Counts: 20 / 40 / 80 annotated outputs (fixed in advance); the first 20 are the same outputs in the
+  uncertainty and arrival arms (the seed batch, trained once); the length arm's first 20 are its own.
+Seeds: 0-9 (10). Pool 160, held-out 60 (frozen: nothing trained or tuned on it), critic defaults, 2 epochs.
+Measure per seed and count: poor-label F1 (pooled over tokens) on the held-out set; the paired differences
+  uncertainty - arrival and length - arrival.
+Decision rule: uncertainty order HELPS at a count only if
+  (1) the median paired difference uncertainty - arrival over the 10 seeds is > 0 and its order-statistic
+      interval (coverage >= 0.95 where 10 seeds allow it; printed) excludes 0, and
+  (2) the length control's median paired difference is below half of uncertainty's (else length buys it).
+  Otherwise: no effect shown at that count. Every seed is reported with the median, the order-statistic
+  interval and a percentile bootstrap interval (2,000 resamples of seeds).
+Stopping rule: none (every arm runs every count); a run resumes per seed from its result file and a report
+  over fewer than 10 complete seeds says PARTIAL and is not the protocol's result.
+
 Sampled outputs share ``bench_critic_loop.py``'s cache (``var/bench/critic_loop_outputs.json``; the
 first 220 of its 260 items with the defaults: a pool of 160, a held-out set of 60). The defaults (counts
 20/40/80, 2 epochs) are sized for a shared 2-core machine; a job's own in-sample report is skipped. Needs its own PostgreSQL database:
@@ -53,7 +78,10 @@ os.environ.setdefault("T2G_TORCH_THREADS", "1")  # OpenMP threads spin against o
 from bench_critic_loop import sample_cached  # noqa: E402
 from bench_sample_efficiency import PROMPT_PREFIX, critique, make_items  # noqa: E402
 
-ARMS = ("arrival", "uncertainty")
+ARMS = ("arrival", "uncertainty", "length")
+PROTOCOL_VERSION = 2
+PROTOCOL_SEEDS = list(range(10))
+PAIRED = ("uncertainty", "length")  # each compared with arrival, seed by seed
 
 
 def summarize(paths: list[Path]) -> dict:
@@ -74,7 +102,37 @@ def summarize(paths: list[Path]) -> dict:
                 "poor_f1_per_seed": [round(p["poor_f1"], 4) for p in points],
                 "selected_poor_share_median": round(statistics.median(p["annotated_poor_share"] for p in points), 3),
             }  # fmt: skip
-    return {"config": runs[0]["config"], "medians": table, "seeds": seeds}
+    return {"config": runs[0]["config"], "medians": table, "paired": paired(seeds), "seeds": seeds}
+
+
+def paired(seeds: list[dict]) -> dict:
+    """Per count: arm - arrival poor F1 for every seed that has both, the median, its intervals, the verdict."""
+    from bench_human_budget import bootstrap_interval, order_statistic_interval
+
+    out: dict[str, dict] = {}
+    counts = sorted({int(c) for s in seeds for c in s["arms"].get("arrival", {})})
+    for count in counts:
+        row: dict = {}
+        for arm in PAIRED:
+            diffs = [
+                round(s["arms"][arm][str(count)]["poor_f1"] - s["arms"]["arrival"][str(count)]["poor_f1"], 4)
+                for s in seeds
+                if str(count) in s["arms"].get(arm, {}) and str(count) in s["arms"].get("arrival", {})
+            ]
+            if not diffs:
+                continue
+            low, high, coverage = order_statistic_interval(diffs)
+            row[arm] = {"per_seed": diffs, "median": round(statistics.median(diffs), 4),
+                        "order_statistic": [low, high, coverage],
+                        "bootstrap": list(bootstrap_interval(diffs, 2000))}  # fmt: skip
+        unc, length = row.get("uncertainty"), row.get("length")
+        if unc and length:
+            helps = (
+                unc["median"] > 0 and unc["order_statistic"][0] > 0 and length["median"] < unc["median"] / 2
+            )
+            row["verdict"] = "helps" if helps else "no effect shown"
+        out[str(count)] = row
+    return out
 
 
 def print_table(summary: dict) -> None:
@@ -92,6 +150,23 @@ def print_table(summary: dict) -> None:
         print(f"| {count} | {cell(a, 'poor_f1')} | {cell(u, 'poor_f1')} | {cell(a, 'poor_auroc')} "
               f"| {cell(u, 'poor_auroc')} | {cell(a, 'selected_poor_share_median')} / "
               f"{cell(u, 'selected_poor_share_median')} | {(a or u or {}).get('seeds')} |")  # fmt: skip
+    complete = [s for s in summary["seeds"] if s.get("complete", True)]
+    if not summary.get("paired"):
+        return
+    status = "" if len(complete) >= len(PROTOCOL_SEEDS) else f" (PARTIAL: {len(complete)} of 10 seeds)"
+    print(f"\nPaired poor-F1 differences against arrival{status}:")
+    print(
+        "| annotated | arm | per seed | median | order-statistic interval (coverage) | bootstrap 95% | verdict |"
+    )
+    print("|---:|---|---|---:|---|---|---|")
+    for count, row in summary["paired"].items():
+        for arm in PAIRED:
+            if arm in row:
+                r = row[arm]
+                low, high, cov = r["order_statistic"]
+                print(f"| {count} | {arm} | {', '.join(f'{d:+.3f}' for d in r['per_seed'])} | {r['median']:+.3f} "
+                      f"| [{low:+.3f}, {high:+.3f}] ({cov}) | [{r['bootstrap'][0]:+.3f}, {r['bootstrap'][1]:+.3f}] "
+                      f"| {row.get('verdict', '–') if arm == 'uncertainty' else ''} |")  # fmt: skip
 
 
 def main() -> None:
@@ -99,12 +174,15 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=160, help="outputs annotators can be given")
     parser.add_argument("--held-out", type=int, default=60, help="frozen held-out outputs")
     parser.add_argument("--counts", default="20,40,80", help="annotated counts to measure at")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--seeds", type=int, nargs="+", default=PROTOCOL_SEEDS,
+                        help="the protocol's seeds by default; a seed complete in --out is skipped (resume)")  # fmt: skip
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--sample-minutes", type=float, default=20.0)
     parser.add_argument("--summarize", type=Path, nargs="+", help="per-seed result files to combine")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "active_learning.json")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "benchmarks" / "results" / "active_learning_protocol.json"
+    )
     args = parser.parse_args()
 
     if args.summarize:
@@ -225,7 +303,14 @@ def main() -> None:
                                                                for r in pool_rows)},
         "seeds": [],
         "loadavg_before": os.getloadavg(),
+        "protocol": {"version": PROTOCOL_VERSION, "text": __doc__[__doc__.index("PROTOCOL 2"):]},
+        "floor_poor_f1_all_neutral": base_report["labels"]["poor"]["f1"],
     }  # fmt: skip
+    if args.out.exists():  # resume: keep the complete seeds of the same protocol, redo the others
+        previous = json.loads(args.out.read_text())
+        if previous.get("protocol", {}).get("version") == PROTOCOL_VERSION:
+            result["seeds"] = [s for s in previous["seeds"] if s.get("complete")]
+    done = {s["seed"] for s in result["seeds"]}
 
     def save() -> None:
         result["loadavg_now"] = os.getloadavg()
@@ -233,20 +318,26 @@ def main() -> None:
         args.out.write_text(json.dumps(result, indent=1))
 
     for seed in args.seeds:
+        if seed in done:
+            print(f"seed {seed}: complete in {args.out}, skipped", flush=True)
+            continue
         order = list(pool_rows)
         random.Random(seed).shuffle(order)
-        record: dict = {"seed": seed, "arms": {"arrival": {}, "uncertainty": {}}, "score_s": []}
+        record: dict = {"seed": seed, "arms": {arm: {} for arm in ARMS}, "score_s": [], "complete": False}
         result["seeds"].append(record)
 
-        # Both arms advance count by count, so a run cut short still compares them.
+        # The arms advance count by count, so a run cut short still compares them.
         unc_project, unc_rows = fill("uncertainty", order)
         services.critic_settings_update(project=unc_project, queue_order="uncertainty")
         arr_project, arr_rows = fill("arrival", order)
-        selected: dict[str, list[bool]] = {"arrival": [], "uncertainty": []}
+        # the length control: longest first, ties in the seed's order (sorted() is stable)
+        len_project, len_rows = fill("length", sorted(order, key=lambda row: -len(row["text"])))
+        selected: dict[str, list[bool]] = {arm: [] for arm in ARMS}
         for index, count in enumerate(counts):
             for arm, project, rows_by_id in (
                 ("uncertainty", unc_project, unc_rows),
                 ("arrival", arr_project, arr_rows),
+                ("length", len_project, len_rows),
             ):
                 selected[arm] += annotate_next(project, rows_by_id, count - len(selected[arm]))
                 share = round(sum(selected[arm]) / len(selected[arm]), 3)
@@ -274,6 +365,8 @@ def main() -> None:
                     record["score_s"].append(
                         {"outputs": len(unannotated), "s": round(time.perf_counter() - started, 1)}
                     )
+        record["complete"] = True
+        save()
     save()
     print_table(summarize([args.out]))
 
