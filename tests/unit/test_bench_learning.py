@@ -196,3 +196,27 @@ def test_smoke_run_on_two_problems_with_a_tiny_model(tiny_model_dir, tmp_path):
         assert len(training["updates"]) == 1 and training["update_s"] > 0
     assert data["summary"]["token"]["pass@1"]["per_seed"] == [data["runs"]["token/seed=0"]["eval"]["pass@1"]]
     assert "Decision rule" in data["protocol"] and out.exists()
+
+
+# -- active learning, protocol 2 -------------------------------------------------------------------------
+def _al_seed(seed: int, arrival: float, uncertainty: float, length: float) -> dict:
+    return {"seed": seed, "complete": True, "arms": {
+        arm: {"40": {"poor_f1": f1}} for arm, f1 in (("arrival", arrival), ("uncertainty", uncertainty),
+                                                      ("length", length))}}  # fmt: skip
+
+
+def test_active_learning_uncertainty_helps_only_when_its_interval_excludes_zero_and_length_does_not_buy_it():
+    import bench_active_learning as al
+
+    clear = [_al_seed(s, 0.40, 0.50 + 0.01 * s, 0.41) for s in range(10)]
+    assert al.paired(clear)["40"]["verdict"] == "helps"
+    assert al.paired(clear)["40"]["uncertainty"]["median"] == pytest.approx(0.145)
+
+    # the same gain, but ordering by length alone gets as much: not the critic's uncertainty
+    bought = [_al_seed(s, 0.40, 0.50 + 0.01 * s, 0.49) for s in range(10)]
+    assert al.paired(bought)["40"]["verdict"] == "no effect shown"
+
+    # a positive median whose interval reaches below zero (three seeds lose) is not shown either
+    noisy = [_al_seed(s, 0.40, 0.45 if s > 2 else 0.30, 0.40) for s in range(10)]
+    assert al.paired(noisy)["40"]["uncertainty"]["median"] > 0
+    assert al.paired(noisy)["40"]["verdict"] == "no effect shown"
