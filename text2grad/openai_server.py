@@ -8,7 +8,8 @@ Routes: ``GET /v1/models``, ``GET /v1/models/<id>``, ``POST /v1/completions``, `
 the studio's PPO uses) with their most likely alternatives under the same distribution (chat:
 ``top_logprobs`` 0-20 beside ``logprobs: true``; completions: ``logprobs`` 0-5, OpenAI's shapes),
 ``stream_options.include_usage``. A client that disconnects cancels its request, streamed or not: its
-engine requests end at the next decoding step and free their slots. Errors are OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with the same
+engine requests leave before the next decoding step, freeing their slots (one still queued is never
+prefilled). Errors are OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with the same
 status codes: 401 bad key, 404 unknown model (or one the key may not use), 400 bad parameters or a prompt
 longer than the context, 429 over the rate limit.
 
@@ -260,25 +261,25 @@ def engine_requests(sampling: Sampling) -> list[Request]:
 
 # -- the scheduler --------------------------------------------------------------------------------------
 @dataclass
-class _Job:
-    completion: Completion
-    sink: queue.Queue
-    sent: int = 0
-    cancelled: bool = False
-
-
-@dataclass
 class Ticket:
     """What :meth:`Scheduler.submit` hands back: events arrive on ``events`` as
     ``("tokens", index, ids, logprobs, top_logprobs)``, ``("done", index, completion)`` or ``("error", ApiError)``."""
 
     events: queue.Queue
     jobs: list[_Job] = field(default_factory=list)
+    cancelled: bool = False
 
     def cancel(self) -> None:
-        """The client went away: each unfinished request ends at its next token (its budget is cut)."""
-        for job in self.jobs:
-            job.cancelled = True
+        """The client went away (any thread may call this): requests not yet handed to the engine never
+        are, and the engine drops the others before its next step, waiting ones without a prefill."""
+        self.cancelled = True
+
+
+@dataclass
+class _Job:
+    completion: Completion
+    ticket: Ticket
+    sent: int = 0
 
 
 class Scheduler:
@@ -294,6 +295,7 @@ class Scheduler:
         self._thread = threading.Thread(target=self._loop, name="openai-scheduler", daemon=True)
         self._stopping = threading.Event()
         self.steps = 0  # engine steps taken, all models together (GET /health reports it)
+        self.prefilled = 0  # prompts the engines prefilled, all models together (GET /health too)
         self._thread.start()
 
     def submit(self, model_key: Hashable, requests: list[Request]) -> Ticket:
@@ -327,10 +329,12 @@ class Scheduler:
 
     def _admit(self, item) -> None:
         model_key, requests, ticket = item
+        if ticket.cancelled:  # its client left while it queued: no model load, no prefill
+            return
         try:
             engine = self._engine(model_key)
             for request in requests:
-                job = _Job(completion=engine.submit(request), sink=ticket.events)
+                job = _Job(completion=engine.submit(request), ticket=ticket)
                 ticket.jobs.append(job)
                 self._jobs.setdefault(model_key, []).append(job)
         except Exception as exc:  # a version that fails to load answers its requests, never kills the loop
@@ -355,24 +359,36 @@ class Scheduler:
             if item is None or self._stopping.is_set():
                 return
             for model_key, jobs in list(self._jobs.items()):
+                jobs = self._drop_cancelled(model_key, jobs)
                 if jobs:
                     self._step(model_key, jobs)
 
+    def _drop_cancelled(self, model_key: Hashable, jobs: list[_Job]) -> list[_Job]:
+        """The jobs whose client is still there; the engine forgets the others before it steps (a waiting
+        one is never prefilled, a running one frees its slot now)."""
+        still, cancelled = [], []
+        for job in jobs:  # one read of each flag: another thread may set it meanwhile
+            (cancelled if job.ticket.cancelled else still).append(job)
+        if not cancelled:
+            return jobs
+        self._engines[model_key].drop(job.completion for job in cancelled)
+        self._jobs[model_key] = still
+        return still
+
     def _step(self, model_key: Hashable, jobs: list[_Job]) -> None:
         engine = self._engines[model_key]
-        for job in jobs:
-            if job.cancelled:
-                job.completion.request.max_new_tokens = min(
-                    job.completion.request.max_new_tokens, len(job.completion.response_ids) + 1
-                )
         try:
+            before = engine.prefilled
             engine.step()
             self.steps += 1
+            self.prefilled += engine.prefilled - before
         except Exception as exc:
             logger.exception("A decoding step on %s failed", model_key)
             engine.cancel()
             for job in jobs:
-                job.sink.put(("error", ApiError(500, f"generation failed: {exc}", type="server_error")))
+                job.ticket.events.put(
+                    ("error", ApiError(500, f"generation failed: {exc}", type="server_error"))
+                )
             self._jobs[model_key] = []
             return
         still = []
@@ -380,7 +396,7 @@ class Scheduler:
             completion = job.completion
             if len(completion.response_ids) > job.sent:
                 ids = completion.response_ids[job.sent :]
-                job.sink.put(
+                job.ticket.events.put(
                     (
                         "tokens",
                         completion.request.tag,
@@ -391,7 +407,7 @@ class Scheduler:
                 )
                 job.sent = len(completion.response_ids)
             if completion.finish_reason:
-                job.sink.put(("done", completion.request.tag, completion))
+                job.ticket.events.put(("done", completion.request.tag, completion))
             else:
                 still.append(job)
         self._jobs[model_key] = still
@@ -555,7 +571,13 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/health":
             scheduler = self.server.scheduler
             self._send_json(
-                200, {"status": "ok", "requests": scheduler.requests_in_flight(), "steps": scheduler.steps}
+                200,
+                {
+                    "status": "ok",
+                    "requests": scheduler.requests_in_flight(),
+                    "steps": scheduler.steps,
+                    "prefilled": scheduler.prefilled,
+                },
             )
             return
         if path == "/v1/models":
@@ -621,7 +643,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _wait(self, ticket: Ticket, count: int) -> list[Completion | None]:
         """Every completion of a non-streaming request. A client that disconnects meanwhile cancels it:
-        its requests end at the next step, freeing their slots, and what was decoded is returned."""
+        its requests leave before the next step, freeing their slots, and what was decoded is returned."""
         done: dict[int, Completion] = {}
         checked = time.monotonic()
         while len(done) < count:
