@@ -24,9 +24,11 @@ request's tokens are handed to its HTTP thread through a queue as they are sampl
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import queue
+import re
 import select
 import socket
 import threading
@@ -422,39 +424,114 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
     }
 
 
-def _token_texts(tokenizer, ids: list[int]) -> list[str]:
-    return [tokenizer.decode([i]) for i in ids]
+def _byte_level_alphabet() -> dict[str, int]:
+    """The characters byte-level BPE tokenizers (GPT-2's scheme, SmolLM2's, Llama 3's) write bytes as:
+    printable Latin-1 bytes stand for themselves, every other byte takes the next code point from 256 up."""
+    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    alphabet = {chr(b): b for b in printable}
+    others = [b for b in range(256) if b not in alphabet.values()]
+    alphabet.update({chr(256 + n): b for n, b in enumerate(others)})
+    return alphabet
 
 
-def _logprobs_block(tokenizer, ids: list[int], logprobs: list[float], tops: list, *, chat: bool, offset=0):
+_BYTE_LEVEL = _byte_level_alphabet()
+_BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")  # SentencePiece's byte-fallback pieces
+
+
+class TokenPieces:
+    """Each token id's ``(text, raw bytes)`` as OpenAI's logprobs give them. A token that holds part of a
+    multi-byte character (an emoji or CJK character split over tokens) keeps its real bytes, and its text
+    writes the bytes that are not a whole character as ``\\xNN`` escapes (as OpenAI does), never as U+FFFD
+    or a lone surrogate; joining the bytes of an answer's tokens gives its UTF-8 text.
+
+    >>> TokenPieces(tokenizer)(token_id)  # doctest: +SKIP
+    ('\\xf0\\x9f', b'\\xf0\\x9f')
+    """
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self._cache: dict[int, tuple[str, bytes]] = {}  # at most the vocabulary
+
+    def __call__(self, token_id: int) -> tuple[str, bytes]:
+        piece = self._cache.get(token_id)
+        if piece is None:
+            piece = self._cache[token_id] = self._piece(token_id)
+        return piece
+
+    def _piece(self, token_id: int) -> tuple[str, bytes]:
+        text = self.tokenizer.decode([token_id])
+        if "\ufffd" not in text:  # a whole character or more: its text is its bytes
+            return text, text.encode()
+        raw = self._raw(token_id)
+        if raw is None:  # a tokenizer of another kind: what it decodes to
+            return text, text.encode()
+        return raw.decode("utf-8", errors="backslashreplace"), raw
+
+    def _raw(self, token_id: int) -> bytes | None:
+        piece = self.tokenizer.convert_ids_to_tokens(token_id)
+        if not isinstance(piece, str) or not piece:
+            return None
+        fallback = _BYTE_FALLBACK.fullmatch(piece)
+        if fallback:
+            return bytes([int(fallback.group(1), 16)])
+        if all(c in _BYTE_LEVEL for c in piece):
+            return bytes(_BYTE_LEVEL[c] for c in piece)
+        return None
+
+
+class _TextOffsets:
+    """Completions' ``text_offset``: where each token starts in the answer's text, in characters; a token
+    that ends inside a character moves the offset on only once the character is whole."""
+
+    def __init__(self) -> None:
+        self.chars = 0
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def take(self, pieces: list[bytes]) -> list[int]:
+        offsets = []
+        for raw in pieces:
+            offsets.append(self.chars)
+            self.chars += len(self._decoder.decode(raw))
+        return offsets
+
+
+def _logprobs_block(
+    pieces: TokenPieces,
+    ids: list[int],
+    logprobs: list[float],
+    tops: list,
+    *,
+    chat: bool,
+    offsets: _TextOffsets | None = None,
+) -> dict:
     """OpenAI's logprobs object for these tokens: chat's ``{"content": [{token, logprob, bytes,
     top_logprobs}]}`` or completions' ``{tokens, token_logprobs, top_logprobs, text_offset}``; ``tops`` is
-    each token's [(id, logprob)] alternatives (empty when none were asked for)."""
-    tokens = _token_texts(tokenizer, ids)
-    alternatives = [
-        [(text, lp) for text, (_, lp) in zip(_token_texts(tokenizer, [i for i, _ in top]), top, strict=True)]
-        for top in tops
-    ] or [[] for _ in ids]
+    each token's [(id, logprob)] alternatives (empty when none were asked for); ``offsets`` carries a
+    streamed answer's text offsets from chunk to chunk."""
+    tokens = [pieces(i) for i in ids]
+    alternatives = [[(*pieces(i), lp) for i, lp in top] for top in tops] or [[] for _ in ids]
     if chat:
         return {
             "content": [
                 {
-                    "token": t,
+                    "token": text,
                     "logprob": lp,
-                    "bytes": list(t.encode()),
-                    "top_logprobs": [{"token": a, "logprob": b, "bytes": list(a.encode())} for a, b in top],
+                    "bytes": list(raw),
+                    "top_logprobs": [{"token": a, "logprob": b, "bytes": list(a_raw)} for a, a_raw, b in top],
                 }
-                for t, lp, top in zip(tokens, logprobs, alternatives, strict=True)
+                for (text, raw), lp, top in zip(tokens, logprobs, alternatives, strict=True)
             ],
             "refusal": None,
         }
-    offsets, at = [], offset
-    for t in tokens:
-        offsets.append(at)
-        at += len(t)
+    text_offset = (offsets or _TextOffsets()).take([raw for _, raw in tokens])
     # Completions key alternatives by text: two ids that decode alike keep the likelier (it comes first).
-    top_dicts = [{a: b for a, b in reversed(top)} for top in alternatives] if tops else None
-    return {"tokens": tokens, "token_logprobs": logprobs, "top_logprobs": top_dicts, "text_offset": offsets}
+    top_dicts = [{a: b for a, _, b in reversed(top)} for top in alternatives] if tops else None
+    return {
+        "tokens": [text for text, _ in tokens],
+        "token_logprobs": logprobs,
+        "top_logprobs": top_dicts,
+        "text_offset": text_offset,
+    }
 
 
 class _StreamText:
@@ -494,6 +571,7 @@ class OpenAIServer(ThreadingHTTPServer):
     def __init__(self, address, backend: Backend, scheduler: Scheduler) -> None:
         super().__init__(address, Handler)
         self.backend, self.scheduler = backend, scheduler
+        self.pieces = TokenPieces(backend.tokenizer)
 
 
 def make_server(
@@ -668,11 +746,10 @@ class Handler(BaseHTTPRequestHandler):
         return [done[i] for i in range(count)]
 
     def _response(self, completions, sampling: Sampling, *, chat: bool, rid: str, created: int) -> dict:
-        tokenizer = self.server.backend.tokenizer
         choices = []
         for index, c in enumerate(completions):
             lp = (
-                _logprobs_block(tokenizer, c.response_ids, c.logprobs, c.top_logprobs, chat=chat)
+                _logprobs_block(self.server.pieces, c.response_ids, c.logprobs, c.top_logprobs, chat=chat)
                 if sampling.logprobs
                 else None
             )
@@ -716,7 +793,7 @@ class Handler(BaseHTTPRequestHandler):
         tokenizer = self.server.backend.tokenizer
         count = len(sampling.prompts) * sampling.n
         texts = [_StreamText(tokenizer, sampling.stop) for _ in range(count)]
-        offsets = [0] * count  # completions' text_offset continues from chunk to chunk
+        offsets = [_TextOffsets() for _ in range(count)]  # completions' text_offset runs on across chunks
         done: dict[int, Completion] = {}
         base = {
             "id": rid,
@@ -751,8 +828,9 @@ class Handler(BaseHTTPRequestHandler):
                     delta = texts[index].add(ids)
                     lp = None
                     if sampling.logprobs:
-                        lp = _logprobs_block(tokenizer, ids, logprobs, tops, chat=chat, offset=offsets[index])
-                        offsets[index] += 0 if chat else sum(len(t) for t in lp["tokens"])
+                        lp = _logprobs_block(
+                            self.server.pieces, ids, logprobs, tops, chat=chat, offsets=offsets[index]
+                        )
                     if delta or lp:
                         send(base | {"choices": [choice(index, delta, None, lp)]})
                 else:
@@ -796,6 +874,7 @@ __all__ = [
     "Sampling",
     "Scheduler",
     "Ticket",
+    "TokenPieces",
     "engine_requests",
     "make_server",
     "model_not_found",
