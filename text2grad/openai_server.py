@@ -298,6 +298,7 @@ class Scheduler:
         self._stopping = threading.Event()
         self.steps = 0  # engine steps taken, all models together (GET /health reports it)
         self.prefilled = 0  # prompts the engines prefilled, all models together (GET /health too)
+        self.cpu_s = 0.0  # this thread's CPU seconds after its last step (the HTTP threads' are not in it)
         self._thread.start()
 
     def submit(self, model_key: Hashable, requests: list[Request]) -> Ticket:
@@ -384,6 +385,7 @@ class Scheduler:
             engine.step()
             self.steps += 1
             self.prefilled += engine.prefilled - before
+            self.cpu_s = time.thread_time()
         except Exception as exc:
             logger.exception("A decoding step on %s failed", model_key)
             engine.cancel()
@@ -655,6 +657,7 @@ class Handler(BaseHTTPRequestHandler):
                     "requests": scheduler.requests_in_flight(),
                     "steps": scheduler.steps,
                     "prefilled": scheduler.prefilled,
+                    "scheduler_cpu_s": round(scheduler.cpu_s, 4),
                 },
             )
             return
