@@ -124,11 +124,11 @@ def tiny_model(folder: Path) -> Path:
     return folder
 
 
-def _steps(health_url: str) -> int:
+def _health(health_url: str) -> dict:
     import urllib.request
 
     with urllib.request.urlopen(health_url, timeout=30) as response:
-        return json.loads(response.read())["steps"]
+        return json.loads(response.read())
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -231,6 +231,7 @@ def run_direct(model_dir: Path, clients: int, requests: int, max_tokens: int) ->
         "tokens_per_s": round(tokens / wall, 2),
         "cpu_s": round(cpu, 2),
         "engine_steps": engine.steps,
+        "engine_prefilled": engine.prefilled,
         "engine_ttft_p50_s": round(percentile(ttfts, 0.5), 4),
         "engine_ttft_p95_s": round(percentile(ttfts, 0.95), 4),
     }
@@ -284,14 +285,20 @@ def main() -> None:
         server_process = psutil.Process(server.pid)
         health = f"http://127.0.0.1:{port}/health"
         for clients in args.clients:
-            before, steps_before = server_process.cpu_times(), _steps(health)
+            before, health_before = server_process.cpu_times(), _health(health)
             results["endpoint"][clients] = run_clients(base_url, clients, args.requests, args.max_tokens)
-            after = server_process.cpu_times()
-            results["endpoint"][clients]["engine_steps"] = _steps(health) - steps_before
+            after, health_after = server_process.cpu_times(), _health(health)
+            arm = results["endpoint"][clients]
+            arm["engine_steps"] = health_after["steps"] - health_before["steps"]
+            arm["prefilled"] = health_after["prefilled"] - health_before["prefilled"]
             # CPU seconds the server process spent (every thread: HTTP, scheduler, decoding), comparable
-            # with the direct arm's under load where wall time is not.
+            # with the direct arm's under load where wall time is not; the scheduler thread's share (engine
+            # steps, handing tokens out) against the rest (HTTP threads: JSON, detokenizing, sockets).
             cpu = (after.user - before.user) + (after.system - before.system)
-            results["endpoint"][clients]["server_cpu_s"] = round(cpu, 2)
+            arm["server_cpu_s"] = round(cpu, 2)
+            scheduler_cpu = health_after["scheduler_cpu_s"] - health_before["scheduler_cpu_s"]
+            arm["scheduler_cpu_s"] = round(scheduler_cpu, 2)
+            arm["http_and_rest_cpu_s"] = round(cpu - scheduler_cpu, 2)
             print(f"endpoint {clients:>2} clients: {results['endpoint'][clients]}", flush=True)
     finally:
         server.terminate()

@@ -8,7 +8,8 @@ Routes: ``GET /v1/models``, ``GET /v1/models/<id>``, ``POST /v1/completions``, `
 the studio's PPO uses) with their most likely alternatives under the same distribution (chat:
 ``top_logprobs`` 0-20 beside ``logprobs: true``; completions: ``logprobs`` 0-5, OpenAI's shapes),
 ``stream_options.include_usage``. A client that disconnects cancels its request, streamed or not: its
-engine requests end at the next decoding step and free their slots. Errors are OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with the same
+engine requests leave before the next decoding step, freeing their slots (one still queued is never
+prefilled). Errors are OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with the same
 status codes: 401 bad key, 404 unknown model (or one the key may not use), 400 bad parameters or a prompt
 longer than the context, 429 over the rate limit.
 
@@ -23,9 +24,11 @@ request's tokens are handed to its HTTP thread through a queue as they are sampl
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import queue
+import re
 import select
 import socket
 import threading
@@ -260,25 +263,25 @@ def engine_requests(sampling: Sampling) -> list[Request]:
 
 # -- the scheduler --------------------------------------------------------------------------------------
 @dataclass
-class _Job:
-    completion: Completion
-    sink: queue.Queue
-    sent: int = 0
-    cancelled: bool = False
-
-
-@dataclass
 class Ticket:
     """What :meth:`Scheduler.submit` hands back: events arrive on ``events`` as
     ``("tokens", index, ids, logprobs, top_logprobs)``, ``("done", index, completion)`` or ``("error", ApiError)``."""
 
     events: queue.Queue
     jobs: list[_Job] = field(default_factory=list)
+    cancelled: bool = False
 
     def cancel(self) -> None:
-        """The client went away: each unfinished request ends at its next token (its budget is cut)."""
-        for job in self.jobs:
-            job.cancelled = True
+        """The client went away (any thread may call this): requests not yet handed to the engine never
+        are, and the engine drops the others before its next step, waiting ones without a prefill."""
+        self.cancelled = True
+
+
+@dataclass
+class _Job:
+    completion: Completion
+    ticket: Ticket
+    sent: int = 0
 
 
 class Scheduler:
@@ -294,6 +297,8 @@ class Scheduler:
         self._thread = threading.Thread(target=self._loop, name="openai-scheduler", daemon=True)
         self._stopping = threading.Event()
         self.steps = 0  # engine steps taken, all models together (GET /health reports it)
+        self.prefilled = 0  # prompts the engines prefilled, all models together (GET /health too)
+        self.cpu_s = 0.0  # this thread's CPU seconds after its last step (the HTTP threads' are not in it)
         self._thread.start()
 
     def submit(self, model_key: Hashable, requests: list[Request]) -> Ticket:
@@ -327,10 +332,12 @@ class Scheduler:
 
     def _admit(self, item) -> None:
         model_key, requests, ticket = item
+        if ticket.cancelled:  # its client left while it queued: no model load, no prefill
+            return
         try:
             engine = self._engine(model_key)
             for request in requests:
-                job = _Job(completion=engine.submit(request), sink=ticket.events)
+                job = _Job(completion=engine.submit(request), ticket=ticket)
                 ticket.jobs.append(job)
                 self._jobs.setdefault(model_key, []).append(job)
         except Exception as exc:  # a version that fails to load answers its requests, never kills the loop
@@ -355,24 +362,37 @@ class Scheduler:
             if item is None or self._stopping.is_set():
                 return
             for model_key, jobs in list(self._jobs.items()):
+                jobs = self._drop_cancelled(model_key, jobs)
                 if jobs:
                     self._step(model_key, jobs)
 
+    def _drop_cancelled(self, model_key: Hashable, jobs: list[_Job]) -> list[_Job]:
+        """The jobs whose client is still there; the engine forgets the others before it steps (a waiting
+        one is never prefilled, a running one frees its slot now)."""
+        still, cancelled = [], []
+        for job in jobs:  # one read of each flag: another thread may set it meanwhile
+            (cancelled if job.ticket.cancelled else still).append(job)
+        if not cancelled:
+            return jobs
+        self._engines[model_key].drop(job.completion for job in cancelled)
+        self._jobs[model_key] = still
+        return still
+
     def _step(self, model_key: Hashable, jobs: list[_Job]) -> None:
         engine = self._engines[model_key]
-        for job in jobs:
-            if job.cancelled:
-                job.completion.request.max_new_tokens = min(
-                    job.completion.request.max_new_tokens, len(job.completion.response_ids) + 1
-                )
         try:
+            before = engine.prefilled
             engine.step()
             self.steps += 1
+            self.prefilled += engine.prefilled - before
+            self.cpu_s = time.thread_time()
         except Exception as exc:
             logger.exception("A decoding step on %s failed", model_key)
             engine.cancel()
             for job in jobs:
-                job.sink.put(("error", ApiError(500, f"generation failed: {exc}", type="server_error")))
+                job.ticket.events.put(
+                    ("error", ApiError(500, f"generation failed: {exc}", type="server_error"))
+                )
             self._jobs[model_key] = []
             return
         still = []
@@ -380,7 +400,7 @@ class Scheduler:
             completion = job.completion
             if len(completion.response_ids) > job.sent:
                 ids = completion.response_ids[job.sent :]
-                job.sink.put(
+                job.ticket.events.put(
                     (
                         "tokens",
                         completion.request.tag,
@@ -391,7 +411,7 @@ class Scheduler:
                 )
                 job.sent = len(completion.response_ids)
             if completion.finish_reason:
-                job.sink.put(("done", completion.request.tag, completion))
+                job.ticket.events.put(("done", completion.request.tag, completion))
             else:
                 still.append(job)
         self._jobs[model_key] = still
@@ -406,39 +426,114 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
     }
 
 
-def _token_texts(tokenizer, ids: list[int]) -> list[str]:
-    return [tokenizer.decode([i]) for i in ids]
+def _byte_level_alphabet() -> dict[str, int]:
+    """The characters byte-level BPE tokenizers (GPT-2's scheme, SmolLM2's, Llama 3's) write bytes as:
+    printable Latin-1 bytes stand for themselves, every other byte takes the next code point from 256 up."""
+    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    alphabet = {chr(b): b for b in printable}
+    others = [b for b in range(256) if b not in alphabet.values()]
+    alphabet.update({chr(256 + n): b for n, b in enumerate(others)})
+    return alphabet
 
 
-def _logprobs_block(tokenizer, ids: list[int], logprobs: list[float], tops: list, *, chat: bool, offset=0):
+_BYTE_LEVEL = _byte_level_alphabet()
+_BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")  # SentencePiece's byte-fallback pieces
+
+
+class TokenPieces:
+    """Each token id's ``(text, raw bytes)`` as OpenAI's logprobs give them. A token that holds part of a
+    multi-byte character (an emoji or CJK character split over tokens) keeps its real bytes, and its text
+    writes the bytes that are not a whole character as ``\\xNN`` escapes (as OpenAI does), never as U+FFFD
+    or a lone surrogate; joining the bytes of an answer's tokens gives its UTF-8 text.
+
+    >>> TokenPieces(tokenizer)(token_id)  # doctest: +SKIP
+    ('\\xf0\\x9f', b'\\xf0\\x9f')
+    """
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self._cache: dict[int, tuple[str, bytes]] = {}  # at most the vocabulary
+
+    def __call__(self, token_id: int) -> tuple[str, bytes]:
+        piece = self._cache.get(token_id)
+        if piece is None:
+            piece = self._cache[token_id] = self._piece(token_id)
+        return piece
+
+    def _piece(self, token_id: int) -> tuple[str, bytes]:
+        text = self.tokenizer.decode([token_id])
+        if "\ufffd" not in text:  # a whole character or more: its text is its bytes
+            return text, text.encode()
+        raw = self._raw(token_id)
+        if raw is None:  # a tokenizer of another kind: what it decodes to
+            return text, text.encode()
+        return raw.decode("utf-8", errors="backslashreplace"), raw
+
+    def _raw(self, token_id: int) -> bytes | None:
+        piece = self.tokenizer.convert_ids_to_tokens(token_id)
+        if not isinstance(piece, str) or not piece:
+            return None
+        fallback = _BYTE_FALLBACK.fullmatch(piece)
+        if fallback:
+            return bytes([int(fallback.group(1), 16)])
+        if all(c in _BYTE_LEVEL for c in piece):
+            return bytes(_BYTE_LEVEL[c] for c in piece)
+        return None
+
+
+class _TextOffsets:
+    """Completions' ``text_offset``: where each token starts in the answer's text, in characters; a token
+    that ends inside a character moves the offset on only once the character is whole."""
+
+    def __init__(self) -> None:
+        self.chars = 0
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def take(self, pieces: list[bytes]) -> list[int]:
+        offsets = []
+        for raw in pieces:
+            offsets.append(self.chars)
+            self.chars += len(self._decoder.decode(raw))
+        return offsets
+
+
+def _logprobs_block(
+    pieces: TokenPieces,
+    ids: list[int],
+    logprobs: list[float],
+    tops: list,
+    *,
+    chat: bool,
+    offsets: _TextOffsets | None = None,
+) -> dict:
     """OpenAI's logprobs object for these tokens: chat's ``{"content": [{token, logprob, bytes,
     top_logprobs}]}`` or completions' ``{tokens, token_logprobs, top_logprobs, text_offset}``; ``tops`` is
-    each token's [(id, logprob)] alternatives (empty when none were asked for)."""
-    tokens = _token_texts(tokenizer, ids)
-    alternatives = [
-        [(text, lp) for text, (_, lp) in zip(_token_texts(tokenizer, [i for i, _ in top]), top, strict=True)]
-        for top in tops
-    ] or [[] for _ in ids]
+    each token's [(id, logprob)] alternatives (empty when none were asked for); ``offsets`` carries a
+    streamed answer's text offsets from chunk to chunk."""
+    tokens = [pieces(i) for i in ids]
+    alternatives = [[(*pieces(i), lp) for i, lp in top] for top in tops] or [[] for _ in ids]
     if chat:
         return {
             "content": [
                 {
-                    "token": t,
+                    "token": text,
                     "logprob": lp,
-                    "bytes": list(t.encode()),
-                    "top_logprobs": [{"token": a, "logprob": b, "bytes": list(a.encode())} for a, b in top],
+                    "bytes": list(raw),
+                    "top_logprobs": [{"token": a, "logprob": b, "bytes": list(a_raw)} for a, a_raw, b in top],
                 }
-                for t, lp, top in zip(tokens, logprobs, alternatives, strict=True)
+                for (text, raw), lp, top in zip(tokens, logprobs, alternatives, strict=True)
             ],
             "refusal": None,
         }
-    offsets, at = [], offset
-    for t in tokens:
-        offsets.append(at)
-        at += len(t)
+    text_offset = (offsets or _TextOffsets()).take([raw for _, raw in tokens])
     # Completions key alternatives by text: two ids that decode alike keep the likelier (it comes first).
-    top_dicts = [{a: b for a, b in reversed(top)} for top in alternatives] if tops else None
-    return {"tokens": tokens, "token_logprobs": logprobs, "top_logprobs": top_dicts, "text_offset": offsets}
+    top_dicts = [{a: b for a, _, b in reversed(top)} for top in alternatives] if tops else None
+    return {
+        "tokens": [text for text, _ in tokens],
+        "token_logprobs": logprobs,
+        "top_logprobs": top_dicts,
+        "text_offset": text_offset,
+    }
 
 
 class _StreamText:
@@ -478,6 +573,7 @@ class OpenAIServer(ThreadingHTTPServer):
     def __init__(self, address, backend: Backend, scheduler: Scheduler) -> None:
         super().__init__(address, Handler)
         self.backend, self.scheduler = backend, scheduler
+        self.pieces = TokenPieces(backend.tokenizer)
 
 
 def make_server(
@@ -555,7 +651,14 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/health":
             scheduler = self.server.scheduler
             self._send_json(
-                200, {"status": "ok", "requests": scheduler.requests_in_flight(), "steps": scheduler.steps}
+                200,
+                {
+                    "status": "ok",
+                    "requests": scheduler.requests_in_flight(),
+                    "steps": scheduler.steps,
+                    "prefilled": scheduler.prefilled,
+                    "scheduler_cpu_s": round(scheduler.cpu_s, 4),
+                },
             )
             return
         if path == "/v1/models":
@@ -621,7 +724,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _wait(self, ticket: Ticket, count: int) -> list[Completion | None]:
         """Every completion of a non-streaming request. A client that disconnects meanwhile cancels it:
-        its requests end at the next step, freeing their slots, and what was decoded is returned."""
+        its requests leave before the next step, freeing their slots, and what was decoded is returned."""
         done: dict[int, Completion] = {}
         checked = time.monotonic()
         while len(done) < count:
@@ -646,11 +749,10 @@ class Handler(BaseHTTPRequestHandler):
         return [done[i] for i in range(count)]
 
     def _response(self, completions, sampling: Sampling, *, chat: bool, rid: str, created: int) -> dict:
-        tokenizer = self.server.backend.tokenizer
         choices = []
         for index, c in enumerate(completions):
             lp = (
-                _logprobs_block(tokenizer, c.response_ids, c.logprobs, c.top_logprobs, chat=chat)
+                _logprobs_block(self.server.pieces, c.response_ids, c.logprobs, c.top_logprobs, chat=chat)
                 if sampling.logprobs
                 else None
             )
@@ -694,7 +796,7 @@ class Handler(BaseHTTPRequestHandler):
         tokenizer = self.server.backend.tokenizer
         count = len(sampling.prompts) * sampling.n
         texts = [_StreamText(tokenizer, sampling.stop) for _ in range(count)]
-        offsets = [0] * count  # completions' text_offset continues from chunk to chunk
+        offsets = [_TextOffsets() for _ in range(count)]  # completions' text_offset runs on across chunks
         done: dict[int, Completion] = {}
         base = {
             "id": rid,
@@ -729,8 +831,9 @@ class Handler(BaseHTTPRequestHandler):
                     delta = texts[index].add(ids)
                     lp = None
                     if sampling.logprobs:
-                        lp = _logprobs_block(tokenizer, ids, logprobs, tops, chat=chat, offset=offsets[index])
-                        offsets[index] += 0 if chat else sum(len(t) for t in lp["tokens"])
+                        lp = _logprobs_block(
+                            self.server.pieces, ids, logprobs, tops, chat=chat, offsets=offsets[index]
+                        )
                     if delta or lp:
                         send(base | {"choices": [choice(index, delta, None, lp)]})
                 else:
@@ -774,6 +877,7 @@ __all__ = [
     "Sampling",
     "Scheduler",
     "Ticket",
+    "TokenPieces",
     "engine_requests",
     "make_server",
     "model_not_found",

@@ -70,7 +70,8 @@ class Completion:
     # under the same raw distribution, [(token id, logprob)], most likely first.
     top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)
     text: str = ""
-    finish_reason: str = ""  # "stop" (end-of-sequence token or stop string) or "length"
+    # "stop" (end-of-sequence token or stop string), "length", or "cancelled" (dropped by Engine.drop)
+    finish_reason: str = ""
     submitted_at: float = 0.0  # time.perf_counter() clock
     first_token_at: float = 0.0
     finished_at: float = 0.0
@@ -258,6 +259,7 @@ class Engine:
         self._waiting: deque[Completion] = deque()
         self._rows: list[_Row] = []
         self.steps = 0  # decoding steps run (prefills not counted)
+        self.prefilled = 0  # prompts prefilled (a dropped request that was still waiting is never one)
 
     # -- queue ------------------------------------------------------------------------------------------
     def submit(self, request: Request) -> Completion:
@@ -288,6 +290,28 @@ class Engine:
         """Drop every running and waiting request (their slots are free again)."""
         self._waiting.clear()
         self._rows.clear()
+
+    def drop(self, completions: Iterable[Completion]) -> None:
+        """Forget these requests now (their client went away): one still waiting is never prefilled, a
+        running one frees its slot before the next step (the last running row moves into the hole). Each
+        keeps what it decoded, with ``finish_reason`` "cancelled"; requests already finished are left."""
+        completions = list(completions)
+        gone = {id(c) for c in completions if not c.finish_reason}
+        if not gone:
+            return
+        self._waiting = deque(c for c in self._waiting if id(c) not in gone)
+        rows = self._rows
+        for index in reversed(range(len(rows))):  # highest first: the row moved in is never a dropped one
+            if id(rows[index].completion) in gone:
+                last = len(rows) - 1
+                if index != last:
+                    self.cache.move(last, index, rows[last].position)
+                    rows[index] = rows[last]
+                rows.pop()
+        now = time.perf_counter()
+        for completion in completions:
+            if id(completion) in gone:
+                completion.finish_reason, completion.finished_at = "cancelled", now
 
     def run(
         self,
@@ -336,6 +360,7 @@ class Engine:
         """One forward over the prompts packed end to end (each attends to itself only), their keys and
         values written to the next free slots; samples each one's first token. Returns those finished."""
         first_slot = len(self._rows)
+        self.prefilled += len(completions)
         rows, lengths = [], []
         for completion in completions:
             request = completion.request
