@@ -26,6 +26,7 @@ _POSITIVE_CUES = re.compile(
     r"concise|idiomatic|clean|neat|helpful|useful|faithful(?:ly)?|captures?|perfect(?:ly)?|"
     r"excellent|love[sd]?|elegant|efficient|protects?|solid|appropriate|valid|true|exactly|precise(?:ly)?|"
     r"thorough|readable|succinct|robust|handles?|good job|well done|bravo|agree|sensible|reasonable|rightly|"
+    r"key\s+(?:point|detail|fact|idea|takeaway)s?|"
     # "fine", "works" and "like" are cues only in these constructions: "pay the fine", "Einstein's work"
     # and "errors like malformed JSON" are not praise.
     r"(?:is|are|was|looks?|seems?|reads?|'s)\s+fine|^\W*fine|(?:it|this|that|code|which)\s+works|"
@@ -37,6 +38,8 @@ _POSITIVE_CUES = re.compile(
 # the praise rather than reversing it, but on their own they still signal a complaint.
 _WEAK_NEGATIVE = {"not", "no", "should", "doesn't", "don't", "isn't", "aren't", "wasn't", "instead", "too"}
 _NEGATORS = re.compile(r"\b(?:not|never|no|hardly|barely)\b|n't\b", re.I)
+# Praise words taken past what is wanted ("too precise", "overly concise") are a complaint.
+_EXCESS = re.compile(r"\b(?:too|overly|excessively)\s+$", re.I)
 
 
 def infer_polarity(text: str) -> int | None:
@@ -50,7 +53,7 @@ def infer_polarity(text: str) -> int | None:
     positive = 0.0
     for m in _POSITIVE_CUES.finditer(text):
         window = text[max(0, m.start() - 12) : m.start()]
-        if _NEGATORS.search(window):
+        if _NEGATORS.search(window) or _EXCESS.search(window):
             negative += 1.0
         else:
             positive += 1.0
@@ -73,7 +76,7 @@ def infer_polarity(text: str) -> int | None:
 
 # ------------------------------------------------------------------------------------- critique parsing
 _CLAUSE_BREAK = re.compile(
-    r",\s*(?:but|however|whereas|although|though|yet|and)\b|;\s*|\s+(?:but|however|whereas|although)\b|"
+    r",\s*(?:but|however|whereas|while|although|though|yet|and)\b|;\s*|\s+(?:but|however|whereas|although)\b|"
     r"\s[\u2014\u2013]\s|\s-\s",
     re.I,
 )
@@ -88,7 +91,8 @@ class _Clause:
     contrasted: bool = False
 
 
-_CONTRAST_WORD = re.compile(r"\W*(?:but|however|whereas|although|though|yet|still)\b", re.I)
+# ("while" only after a comma, where it sets two things against each other, not "while loading").
+_CONTRAST_WORD = re.compile(r"\W*(?:but|however|whereas|while|although|though|yet|still)\b", re.I)
 
 
 def _mask_quotes(critique: str, quotes: list[_Quote]) -> str:
