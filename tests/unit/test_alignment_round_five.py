@@ -5,8 +5,7 @@ function's body when another quote of the sentence holds a signature word."""
 from __future__ import annotations
 
 from text2grad.alignment import align_critique
-from text2grad.alignment.align import described_part
-from text2grad.alignment.critique import _split_clauses, infer_polarity
+from text2grad.alignment.critique import _split_clauses, described_part, infer_polarity
 
 from .test_alignment_round_two import texts
 
@@ -67,3 +66,26 @@ def test_a_blamed_function_is_its_body_even_when_another_quote_says_name():
     output = "def greet(name):\n    return 'Hi ' + name\n\ndef is_positive(x):\n    return x >= 0\n"
     critique = "`'Hi ' + name` is fine, but `is_positive` wrongly accepts zero."
     assert texts(output, critique) == [("return 'Hi ' + name", 1), ("return x >= 0", -1)]
+
+
+TWO_SENTENCES = (
+    "The council voted 7-2 to repave Main Street next summer, with work starting in June. A state grant of "
+    "$1.2 million covers most of the cost, and the rest comes from parking fees."
+)
+
+
+def test_an_unquoted_description_names_the_part_it_is_about(minilm):
+    """Issue 24: the sentence's verdict words ("accurate and concise") kept its similarity to the part it
+    names under the threshold; the named topic is now read on its own."""
+    first, second = (
+        TWO_SENTENCES[: TWO_SENTENCES.index(" A state")],
+        TWO_SENTENCES[TWO_SENTENCES.index("A state") :],
+    )
+    roadworks = "The part about the roadworks is accurate and concise."
+    assert texts(TWO_SENTENCES, roadworks, semantic=True, embedder=minilm) == [(first, 1)]
+    funding = "The bit about the funding is fine."
+    assert texts(TWO_SENTENCES, funding, semantic=True, embedder=minilm) == [(second, 1)]
+    # a topic the output does not talk about names nothing
+    assert (
+        texts(TWO_SENTENCES, "The part about the weather is accurate.", semantic=True, embedder=minilm) == []
+    )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .classifier import QUOTE_PLACEHOLDER, ClauseClassifier, classifier_for
-from .critique import _Clause, _mask_quotes, _split_clauses, infer_polarity
+from .critique import _Clause, _mask_quotes, _split_clauses, described_part, infer_polarity
 from .occurrences import blamed_function_lines, choose_code_occurrence, is_identifier, line_of, ordinal_before
 from .phrases import corrected_phrase, mentioned_phrase
 from .proposals import GOOD, POOR, SpanProposal, _merge
@@ -472,40 +472,8 @@ def _enclosing_occurrence(reading: _Reading, quote: _Quote, hits: list[Hit]) -> 
     return hits
 
 
-# "In the pricing paragraph, 'X' ...", "the part about the museum": words that say which part of the output
-# a remark is about, without quoting it.
-_PART_NOUN = (
-    r"(?:sentences?|paragraph|part|section|passage|bit|steps?|instructions?|rule|example|clause|bullet)"
-)
-_DESCRIBED_PART = re.compile(
-    r"\bthe\s+((?:[\w-]+\s+){0,3}?)"
-    + _PART_NOUN
-    + r"\b(?:\s+(?:about|on|with|where|that|which|for)\s+([^,;:.!?]+?)"
-    # the topic ends where the verdict on it starts ("... about the grant is accurate") or at a quote
-    + r"(?=\s+(?:is|are|was|were|seems?|looks?|reads?|sounds?|has|have|should|could|would|needs?)\b"
-    + r"|\s*Q|[,;:.!?]|$))?",
-    re.I,
-)
-_NOT_A_DESCRIPTION = frozenset(
-    {"same", "other", "next", "previous", "whole", "entire", "rest", "this", "that"}
-)
 # A described part wins only by this much (MiniLM cosine plus half the share of its words the part keeps).
 DESCRIBED_MARGIN = 0.05
-
-
-def described_part(text: str) -> str:
-    """The words of ``text`` (quotes masked) that describe a part of the output, or "".
-
-    Example:
-        >>> described_part("In the pricing paragraph, QQ is off"), described_part("The bit on the museum is fine")
-        ('pricing', 'the museum')
-    """
-    found = []
-    for m in _DESCRIBED_PART.finditer(text):
-        words = [w for w in (m.group(1) or "").split() if w.lower() not in _NOT_A_DESCRIPTION]
-        words += (m.group(2) or "").split()
-        found += [w for w in words if not re.fullmatch(r"Q+", w) and not ordinal_before(w + " ", len(w) + 1)]
-    return " ".join(found)
 
 
 def _described_occurrence(

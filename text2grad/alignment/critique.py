@@ -120,3 +120,43 @@ def _split_clauses(masked: str, start: int, end: int, sentence_index: int) -> li
     if e > s:
         clauses.append(_Clause(s, e, sentence_index, contrasted))
     return clauses
+
+
+# "In the pricing paragraph, 'X' ...", "the part about the museum": words that say which part of the output
+# a remark is about, without quoting it.
+_PART_NOUN = (
+    r"(?:sentences?|paragraph|part|section|passage|bit|steps?|instructions?|rule|example|clause|bullet)"
+)
+_DESCRIBED_PART = re.compile(
+    r"\bthe\s+((?:[\w-]+\s+){0,3}?)"
+    + _PART_NOUN
+    + r"\b(?:\s+(?:about|on|with|where|that|which|for)\s+([^,;:.!?]+?)"
+    # the topic ends where the verdict on it starts ("... about the grant is accurate") or at a quote
+    + r"(?=\s+(?:is|are|was|were|seems?|looks?|reads?|sounds?|has|have|should|could|would|needs?)\b"
+    + r"|\s*Q|[,;:.!?]|$))?",
+    re.I,
+)
+_ORDINAL = re.compile(r"first|second|third|fourth|fifth|last|final|opening|closing|\d+(?:st|nd|rd|th)", re.I)
+_NOT_A_DESCRIPTION = frozenset(
+    {"same", "other", "next", "previous", "whole", "entire", "rest", "this", "that"}
+)
+
+
+def described_part(text: str) -> str:
+    """The words of ``text`` (quotes masked) that describe a part of the output, or "".
+
+    Example:
+        >>> described_part("In the pricing paragraph, QQ is off"), described_part("The bit on the museum is fine")
+        ('pricing', 'the museum')
+    """
+    found = []
+    for m in _DESCRIBED_PART.finditer(text):
+        # "the second sentence" is an ordinal reference, not a description; "about the opening hours" is
+        words = [
+            w
+            for w in (m.group(1) or "").split()
+            if w.lower() not in _NOT_A_DESCRIPTION and not _ORDINAL.fullmatch(w)
+        ]
+        words += (m.group(2) or "").split()
+        found += [w for w in words if not re.fullmatch(r"Q+", w)]
+    return " ".join(found)
