@@ -5,7 +5,7 @@ Usage:
         [--llm-url URL --llm-model NAME [--llm-key-env VAR]]   # add the LLM pass, merged as the studio does
 
 Without ``--cases`` it reports the protocol of issues 17 and 28, each split in its own table: the dev set
-(``tests/data/alignment_dev.jsonl``, 292 cases, what the aligner may be tuned on) and the FROZEN test split
+(``tests/data/alignment_dev.jsonl``, 328 cases, what the aligner may be tuned on) and the FROZEN test split
 (``tests/data/alignment_test_frozen.jsonl``, 139 cases on 46 outputs, written for issue 28 before any change
 it asked for and never tuned on: ``--details`` never prints its cases). Kinds are ``quoted``, ``unquoted`` and ``code``; the domain (summary, qa, chat,
 code) is the second part of a case id (``dev-summary-001-quoted``) and gets its own rows. The 81 original

@@ -225,3 +225,24 @@ def test_suggest_accept_with_a_label(tiny_settings, project, make_generation, an
     request.refresh_from_db()
     stored = request.proposals[water]
     assert (stored["polarity"], stored["flipped"], stored["state"]) == (-1, True, "accepted")
+
+
+@pytest.mark.heavy
+def test_an_unquoted_description_of_a_part_suggests_that_part(
+    tiny_settings, project, make_generation, annotator
+):
+    """Issue 24: "the part about X is accurate" names the part it praises; its verdict words used to dilute
+    the sentence's similarity below the threshold on a two-sentence output, so nothing was suggested."""
+    text = (
+        "The council voted 7-2 to repave Main Street next summer, with work starting in June. A state grant "
+        "of $1.2 million covers most of the cost, and the rest comes from parking fees."
+    )
+    annotation = _draft(project, make_generation, annotator, text)
+    request = services.alignment_request_create(
+        annotation=annotation, critique="The part about the roadworks is accurate and concise."
+    )
+    alignment_jobs.alignment_request_run(request_id=request.pk)
+    request.refresh_from_db()
+    assert [(p["text"], p["polarity"]) for p in request.proposals] == [
+        ("The council voted 7-2 to repave Main Street next summer, with work starting in June.", 1)
+    ]

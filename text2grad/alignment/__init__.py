@@ -20,7 +20,8 @@ The passes, in order of trust:
 
    * exactly (``quote-exact``, score 1.0). In prose every occurrence is proposed (up to
      ``MAX_OCCURRENCES``): "drop the filler word 'basically'" means all three; an ordinal or, in code,
-     the described line narrows it (below). Word boundaries are respected so ``"i"`` does not match
+     the described line narrows it (below), and in prose the part of the output the critique describes
+     ("in the sentence about the cafe, ..."). Word boundaries are respected so ``"i"`` does not match
      inside ``print``.
    * exactly up to whitespace (``quote-exact``): a quote of text the output wraps over a line break, or the
      other way round; a replacement after "should be" is recognised this way too;

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .classifier import QUOTE_PLACEHOLDER, ClauseClassifier, classifier_for
-from .critique import _Clause, _mask_quotes, _split_clauses, infer_polarity
+from .critique import _Clause, _mask_quotes, _split_clauses, described_part, infer_polarity
 from .occurrences import blamed_function_lines, choose_code_occurrence, is_identifier, line_of, ordinal_before
 from .phrases import corrected_phrase, mentioned_phrase
 from .proposals import GOOD, POOR, SpanProposal, _merge
@@ -323,26 +323,46 @@ def _narrow_nested_quotes(reading: _Reading, located: dict[int, list[Hit]]) -> N
             for q in quotes:
                 if id(q) in suggested:
                     located[id(q)] = []
-        framing = set()
-        for inner in quotes:
-            for outer in quotes:
-                if inner is outer or not located[id(inner)] or not located[id(outer)]:
-                    continue
-                if any(h[3] != "quote-exact" for h in located[id(inner)]):
-                    continue  # a fuzzy match inside another quote is a near miss, not a pointer into it
-                inside = [
-                    h
-                    for h in located[id(inner)]
-                    if any(
-                        o[0] <= h[0] and h[1] <= o[1] and (o[0], o[1]) != (h[0], h[1])
-                        for o in located[id(outer)]
-                    )
-                ]
-                if inside:
-                    located[id(inner)] = inside
-                    framing.add(id(outer))
-        for key in framing:
-            located[key] = []
+        _drop_framing_quotes(quotes, located, _corrected_quotes(critique, quotes, suggested))
+
+
+def _corrected_quotes(critique: str, quotes: list[_Quote], suggested: set[int]) -> set[int]:
+    """Quotes the next quote replaces ("'Turn it off' should be 'Switch the modem off'"): the
+    annotator's target, not a frame for a shorter quote inside it."""
+    return {
+        id(before)
+        for before, after in zip(quotes, quotes[1:], strict=False)
+        if id(after) in suggested
+        and id(before) not in suggested
+        and _SUGGESTION_BEFORE.search(critique[before.end : after.start])
+    }
+
+
+def _drop_framing_quotes(quotes: list[_Quote], located: dict[int, list[Hit]], corrected: set[int]) -> None:
+    """A quote found inside another quote of its sentence narrows to those occurrences, and the outer
+    quote, only a frame, proposes nothing; unless the outer quote is itself corrected, when the inner
+    one only says what is wrong in it ("..., since 'it' is unclear") and proposes nothing."""
+    framing = set()
+    for inner in quotes:
+        for outer in quotes:
+            if inner is outer or not located[id(inner)] or not located[id(outer)]:
+                continue
+            if any(h[3] != "quote-exact" for h in located[id(inner)]):
+                continue  # a fuzzy match inside another quote is a near miss, not a pointer into it
+            inside = [
+                h
+                for h in located[id(inner)]
+                if any(
+                    o[0] <= h[0] and h[1] <= o[1] and (o[0], o[1]) != (h[0], h[1]) for o in located[id(outer)]
+                )
+            ]
+            if inside and id(outer) in corrected:
+                located[id(inner)] = []
+            elif inside:
+                located[id(inner)] = inside
+                framing.add(id(outer))
+    for key in framing:
+        located[key] = []
 
 
 # "It never mentions 'X'", "should also include 'Y'": the quote is text the output lacks, not a paraphrase.
@@ -452,6 +472,38 @@ def _enclosing_occurrence(reading: _Reading, quote: _Quote, hits: list[Hit]) -> 
     return hits
 
 
+# A described part wins only by this much (MiniLM cosine plus half the share of its words the part keeps).
+DESCRIBED_MARGIN = 0.05
+
+
+def _described_occurrence(
+    reading: _Reading, quote: _Quote, hits: list[Hit], similarity: Similarity | None
+) -> list[Hit]:
+    """The occurrence of a repeated prose quote inside the output sentence the critique describes ("In the
+    pricing paragraph, 'the fee' ..."); every occurrence when it describes none, or none clearly."""
+    index = reading.sentence_at(quote.start)
+    if index is None or similarity is None:
+        return hits
+    s, e = reading.sentences[index]
+    description = described_part(reading.masked[s:e])
+    if not description:
+        return hits
+    units = _sentence_spans(_unwrapped(reading.output))
+    owners = [next(((a, b) for a, b in units if a <= h[0] < b), (h[0], h[1])) for h in hits]
+    kept = _content_stems(description)
+    texts = [reading.output[a:b] for a, b in owners]
+    scores = [
+        cosine + 0.5 * (len(kept & _content_stems(text)) / len(kept) if kept else 0)
+        for cosine, text in zip(similarity(description, texts), texts, strict=True)
+    ]
+    ranked = sorted(range(len(hits)), key=lambda k: -scores[k])
+    best = [k for k in ranked if scores[k] >= scores[ranked[0]] - 1e-9]
+    runner_up = max((scores[k] for k in ranked if owners[k] != owners[ranked[0]]), default=None)
+    if runner_up is not None and scores[ranked[0]] - runner_up < DESCRIBED_MARGIN:
+        return hits
+    return [hits[k] for k in ranked if owners[k] == owners[best[0]]]
+
+
 def _inside_named_units(reading: _Reading, sentence_index: int | None, hits: list[Hit]) -> list[Hit]:
     """The occurrences of a repeated quote inside the sentence, line or item its sentence names ("In the
     last sentence, 'the tower' repeats the subject"); all of them when it names none or none lies there."""
@@ -493,7 +545,7 @@ def _quote_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanPr
             if q is not quote and reading.sentence_at(q.start) == sentence_index and located[id(q)]
         ]
         s, e = reading.sentences[sentence_index] if sentence_index is not None else (0, len(critique))
-        body = blamed_function_lines(output, phrase, critique[s:e]) if identifier and hits else []
+        body = blamed_function_lines(output, phrase, reading.masked[s:e]) if identifier and hits else []
         if identifier and sentence_index in referenced_lines:
             hits = []
         elif body:
@@ -514,6 +566,8 @@ def _quote_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanPr
                 hits = [hits[ordinal - 1 if ordinal > 0 else ordinal]]
             elif not is_code:
                 hits = _enclosing_occurrence(reading, quote, hits)
+                if len(hits) > 1:
+                    hits = _described_occurrence(reading, quote, hits, similarity)
             else:
                 hits = [
                     choose_code_occurrence(

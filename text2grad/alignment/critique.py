@@ -26,6 +26,7 @@ _POSITIVE_CUES = re.compile(
     r"concise|idiomatic|clean|neat|helpful|useful|faithful(?:ly)?|captures?|perfect(?:ly)?|"
     r"excellent|love[sd]?|elegant|efficient|protects?|solid|appropriate|valid|true|exactly|precise(?:ly)?|"
     r"thorough|readable|succinct|robust|handles?|good job|well done|bravo|agree|sensible|reasonable|rightly|"
+    r"key\s+(?:point|detail|fact|idea|takeaway)s?|"
     # "fine", "works" and "like" are cues only in these constructions: "pay the fine", "Einstein's work"
     # and "errors like malformed JSON" are not praise.
     r"(?:is|are|was|looks?|seems?|reads?|'s)\s+fine|^\W*fine|(?:it|this|that|code|which)\s+works|"
@@ -37,6 +38,8 @@ _POSITIVE_CUES = re.compile(
 # the praise rather than reversing it, but on their own they still signal a complaint.
 _WEAK_NEGATIVE = {"not", "no", "should", "doesn't", "don't", "isn't", "aren't", "wasn't", "instead", "too"}
 _NEGATORS = re.compile(r"\b(?:not|never|no|hardly|barely)\b|n't\b", re.I)
+# Praise words taken past what is wanted ("too precise", "overly concise") are a complaint.
+_EXCESS = re.compile(r"\b(?:too|overly|excessively)\s+$", re.I)
 
 
 def infer_polarity(text: str) -> int | None:
@@ -50,7 +53,7 @@ def infer_polarity(text: str) -> int | None:
     positive = 0.0
     for m in _POSITIVE_CUES.finditer(text):
         window = text[max(0, m.start() - 12) : m.start()]
-        if _NEGATORS.search(window):
+        if _NEGATORS.search(window) or _EXCESS.search(window):
             negative += 1.0
         else:
             positive += 1.0
@@ -73,7 +76,7 @@ def infer_polarity(text: str) -> int | None:
 
 # ------------------------------------------------------------------------------------- critique parsing
 _CLAUSE_BREAK = re.compile(
-    r",\s*(?:but|however|whereas|although|though|yet|and)\b|;\s*|\s+(?:but|however|whereas|although)\b|"
+    r",\s*(?:but|however|whereas|while|although|though|yet|and)\b|;\s*|\s+(?:but|however|whereas|although)\b|"
     r"\s[\u2014\u2013]\s|\s-\s",
     re.I,
 )
@@ -88,7 +91,8 @@ class _Clause:
     contrasted: bool = False
 
 
-_CONTRAST_WORD = re.compile(r"\W*(?:but|however|whereas|although|though|yet|still)\b", re.I)
+# ("while" only after a comma, where it sets two things against each other, not "while loading").
+_CONTRAST_WORD = re.compile(r"\W*(?:but|however|whereas|while|although|though|yet|still)\b", re.I)
 
 
 def _mask_quotes(critique: str, quotes: list[_Quote]) -> str:
@@ -116,3 +120,43 @@ def _split_clauses(masked: str, start: int, end: int, sentence_index: int) -> li
     if e > s:
         clauses.append(_Clause(s, e, sentence_index, contrasted))
     return clauses
+
+
+# "In the pricing paragraph, 'X' ...", "the part about the museum": words that say which part of the output
+# a remark is about, without quoting it.
+_PART_NOUN = (
+    r"(?:sentences?|paragraph|part|section|passage|bit|steps?|instructions?|rule|example|clause|bullet)"
+)
+_DESCRIBED_PART = re.compile(
+    r"\bthe\s+((?:[\w-]+\s+){0,3}?)"
+    + _PART_NOUN
+    + r"\b(?:\s+(?:about|on|with|where|that|which|for)\s+([^,;:.!?]+?)"
+    # the topic ends where the verdict on it starts ("... about the grant is accurate") or at a quote
+    + r"(?=\s+(?:is|are|was|were|seems?|looks?|reads?|sounds?|has|have|should|could|would|needs?)\b"
+    + r"|\s*Q|[,;:.!?]|$))?",
+    re.I,
+)
+_ORDINAL = re.compile(r"first|second|third|fourth|fifth|last|final|opening|closing|\d+(?:st|nd|rd|th)", re.I)
+_NOT_A_DESCRIPTION = frozenset(
+    {"same", "other", "next", "previous", "whole", "entire", "rest", "this", "that"}
+)
+
+
+def described_part(text: str) -> str:
+    """The words of ``text`` (quotes masked) that describe a part of the output, or "".
+
+    Example:
+        >>> described_part("In the pricing paragraph, QQ is off"), described_part("The bit on the museum is fine")
+        ('pricing', 'the museum')
+    """
+    found = []
+    for m in _DESCRIBED_PART.finditer(text):
+        # "the second sentence" is an ordinal reference, not a description; "about the opening hours" is
+        words = [
+            w
+            for w in (m.group(1) or "").split()
+            if w.lower() not in _NOT_A_DESCRIPTION and not _ORDINAL.fullmatch(w)
+        ]
+        words += (m.group(2) or "").split()
+        found += [w for w in words if not re.fullmatch(r"Q+", w)]
+    return " ".join(found)

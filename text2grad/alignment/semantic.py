@@ -11,7 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .critique import _Clause, infer_polarity
+from .critique import _Clause, described_part, infer_polarity
 from .proposals import SpanProposal
 from .text import _line_spans, _sentence_spans, _unwrapped, _without_list_marker
 
@@ -20,6 +20,11 @@ logger = logging.getLogger(__name__)
 SEMANTIC_THRESHOLD = 0.35
 # A "Minor:" sentence is a criticism of one point: its best segment is proposed on weaker similarity.
 MINOR_THRESHOLD = 0.25
+# A critique sentence that names the part it is about ("The part about the grant is accurate") is read by
+# that topic too: its verdict words dilute the whole sentence's similarity below SEMANTIC_THRESHOLD even
+# for the right segment. The topic alone is accepted from this cosine up (unrelated topics stay under 0.2
+# in the tests' outputs; the right segment scored 0.34-0.45 where the whole sentence scored under 0.35).
+TOPIC_THRESHOLD = 0.3
 
 
 @runtime_checkable
@@ -238,6 +243,21 @@ def _semantic_units(
     return units
 
 
+def _read_named_topics(
+    similarity: np.ndarray, unit_texts: list[str], segment_vectors: np.ndarray, embedder: Embedder
+) -> None:
+    """Raise each unit's row to its named topic's similarity to the segments, lifted so that
+    ``TOPIC_THRESHOLD`` meets ``SEMANTIC_THRESHOLD``; units that name no part keep theirs."""
+    topics = [described_part(text) for text in unit_texts]
+    named = [u for u, topic in enumerate(topics) if topic]
+    if not named:
+        return
+    topic_vectors = embedder.encode([topics[u] for u in named])
+    lift = SEMANTIC_THRESHOLD - TOPIC_THRESHOLD
+    for row, u in enumerate(named):
+        similarity[u] = np.maximum(similarity[u], topic_vectors[row] @ segment_vectors.T + lift)
+
+
 def _semantic_proposals(
     output: str,
     critique: str,
@@ -272,6 +292,8 @@ def _semantic_proposals(
     vectors = embedder.encode(unit_texts + embedded_segments)
     unit_vectors, segment_vectors = vectors[: len(units)], vectors[len(units) :]
     similarity = unit_vectors @ segment_vectors.T
+    if not is_code:
+        _read_named_topics(similarity, [masked[s:e] for s, e, _, _ in units], segment_vectors, embedder)
     if is_code:
         function_names = set(re.findall(r"^\s*def\s+(\w+)", output, re.M))
         for u, text in enumerate(unit_texts):
