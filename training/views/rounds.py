@@ -165,6 +165,11 @@ def round_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         elif action == "critic_score":
             job = services.round_critic_score_create(training_round=training_round, created_by=request.user)
             messages.success(request, f"{job.critic_version.name} scores both versions' answers; see below.")
+        elif action == "critic_score_cancel":
+            if services.round_critic_score_cancel(training_round=training_round):
+                messages.info(request, "Cancel requested: the critic's score stops and keeps nothing.")
+            else:
+                messages.info(request, "The critic's score had already finished.")
         else:
             raise PermissionDenied("Unknown action")
     except ValueError as exc:
