@@ -16,10 +16,10 @@ A run's body goes in `lifecycle.running(job, name, ended=...)`: the heartbeat ar
 `lifecycle.Lost` raised inside (the run found the job no longer its own) ends it quietly,
 `lifecycle.Stopped(reason)` (a cancel seen at a safe point) ends the job cancelled with that reason (or
 as lost, if it is no longer the run's), any other error fails the job and is raised again; `ended(job)`
-is called after this run itself ended the job failed or cancelled (campaign generation ends its campaign
-there). Every kind runs in it (exports, imports, machine critic runs, download builds, campaign
-generation, critic training and predictions, round critic scores) except rounds, whose stop also saves
-a checkpoint.
+is called in the transaction in which this run itself ended the job failed or cancelled (campaign
+generation ends its campaign there, a round tells the webhooks). Every kind runs in it: exports,
+imports, machine critic runs, download builds, generation jobs, campaign generation, critic training and
+predictions, round critic scores and training rounds.
 While a job runs, a heartbeat thread refreshes `heartbeat_at` every `T2G_JOB_HEARTBEAT_S` (5 s). The one
 reaper (`jobs/reaper.py`) finds RUNNING jobs silent for `T2G_JOB_STALE_AFTER_S` (45 s) and, per kind
 (`jobs/registry.py`, registered in each app's `AppConfig.ready`), queues them again with backoff

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -137,8 +137,8 @@ def running(job, name: str, *, ended: Callable[[object], None] | None = None) ->
     """The body of a claimed run, with a heartbeat. ``Lost`` raised inside ends it quietly (``run.lost``
     is then true); ``Stopped`` ends the job cancelled (``run.cancelled``); any other error fails the job
     and is raised again, for the task's log and Celery. ``ended(job)`` is called once this run itself
-    ended the job failed or cancelled (not when it was lost: the reaper's cleanup covers that), for what a
-    kind must undo or mark beside the job row."""
+    ended the job failed or cancelled (not when it was lost: the reaper's cleanup covers that), in the
+    transaction that ended it, for what a kind must mark or announce beside the job row."""
     run = Run()
     try:
         with heartbeat(job):
@@ -147,17 +147,21 @@ def running(job, name: str, *, ended: Callable[[object], None] | None = None) ->
         run.lost = True
         logger.warning("%s was taken over while this run worked on it; stopping", name)
     except Stopped as stop:
-        if cancelled(job, stop.reason):
-            run.cancelled = True
-            if ended is not None:
+        with transaction.atomic():  # what ``ended`` records commits with the status, or neither does
+            run.cancelled = cancelled(job, stop.reason)
+            if run.cancelled and ended is not None:
                 ended(job)
-        else:
+        if not run.cancelled:
             run.lost = True
             logger.warning("%s is no longer this run's; stopping", name)
     except Exception as exc:
         logger.exception("%s failed", name)
-        if fail(job, f"{type(exc).__name__}: {exc}") and ended is not None:
-            ended(job)
+        try:
+            with transaction.atomic():
+                if fail(job, f"{type(exc).__name__}: {exc}") and ended is not None:
+                    ended(job)
+        except Exception:  # still RUNNING: the reaper ends it once its heartbeat is stale
+            logger.exception("%s: recording its failure failed", name)
         raise
 
 

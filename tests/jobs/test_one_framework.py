@@ -300,3 +300,18 @@ def test_campaign_generation_and_critic_predictions_stop_through_the_one_wrapper
     assert critic.critic_prediction_job_run(job_id=prediction.pk) == 0
     prediction.refresh_from_db()
     assert prediction.status == "cancelled" and prediction.error.startswith("Cancelled; the predictions")
+
+
+def test_no_job_kind_keeps_a_heartbeat_of_its_own_outside_the_one_wrapper():
+    """Every run goes through ``lifecycle.running`` (heartbeat, cancel, failure, the ``ended`` hook): no
+    app module starts the heartbeat itself around a body with its own try/except."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    own = [
+        str(path.relative_to(root))
+        for app in ("annotations", "evaluation", "training", "jobs", "audit", "artifacts")
+        for path in (root / app).rglob("*.py")
+        if path.name != "lifecycle.py" and "lifecycle.heartbeat(" in path.read_text(encoding="utf-8")
+    ]
+    assert own == []
