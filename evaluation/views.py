@@ -14,6 +14,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from annotations import privacy, roles
 from annotations.models import Prompt
+from annotations.views.access import admin_page
 
 from . import chart, selectors, services
 from .forms import CampaignForm
@@ -45,10 +46,8 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@admin_page("Only admins create evaluation campaigns.")
 def campaign_create(request: HttpRequest) -> HttpResponse:
-    if not roles.is_admin(request.user):
-        raise PermissionDenied("Only admins create evaluation campaigns.")
     form = CampaignForm(request.POST)
     if form.is_valid():
         try:
@@ -108,10 +107,8 @@ def campaign_prompt(request: HttpRequest, pk: int, prompt_pk: int) -> HttpRespon
 
 
 @require_POST
-@login_required
+@admin_page("Only admins close, cancel or retry campaigns.")
 def campaign_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    if not roles.is_admin(request.user):
-        raise PermissionDenied("Only admins close, cancel or retry campaigns.")
     campaign = get_object_or_404(EvaluationCampaign, pk=pk)
     actions = {"close": (services.campaign_close, "Campaign closed."),
                "retry": (services.campaign_retry, "Generation queued again; it resumes after the written outputs."),

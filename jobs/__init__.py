@@ -12,10 +12,14 @@ generation (issue 29: `evaluation.CampaignGeneration`, `training.CriticPredictio
 `jobs.models.Job` rows; nothing runs in the background outside it, and there is one reaper. `jobs/lifecycle.py` is the only place that claims (`QUEUED → RUNNING` by
 conditional update, bumping `attempts`: the fencing token), writes progress, finishes, fails and cancels;
 every write of a run is filtered on its `attempts`, so a run the reaper gave up on can never write again.
-A run's body goes in `lifecycle.running(job, name)`: the heartbeat around it, `lifecycle.Lost` raised
-inside (the run found the job no longer its own) ends it quietly, any other error fails the job and is
-raised again (exports, imports, machine critic runs and download builds use it; rounds, campaign
-generation and critic training keep their own handling, which does more on a stop).
+A run's body goes in `lifecycle.running(job, name, ended=...)`: the heartbeat around it,
+`lifecycle.Lost` raised inside (the run found the job no longer its own) ends it quietly,
+`lifecycle.Stopped(reason)` (a cancel seen at a safe point) ends the job cancelled with that reason (or
+as lost, if it is no longer the run's), any other error fails the job and is raised again; `ended(job)`
+is called in the transaction in which this run itself ended the job failed or cancelled (campaign
+generation ends its campaign there, a round tells the webhooks). Every kind runs in it: exports,
+imports, machine critic runs, download builds, generation jobs, campaign generation, critic training and
+predictions, round critic scores and training rounds.
 While a job runs, a heartbeat thread refreshes `heartbeat_at` every `T2G_JOB_HEARTBEAT_S` (5 s). The one
 reaper (`jobs/reaper.py`) finds RUNNING jobs silent for `T2G_JOB_STALE_AFTER_S` (45 s) and, per kind
 (`jobs/registry.py`, registered in each app's `AppConfig.ready`), queues them again with backoff

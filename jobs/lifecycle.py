@@ -11,11 +11,11 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -116,14 +116,29 @@ class Lost(Exception):
     it): ``running`` ends the run quietly, and it writes nothing more."""
 
 
+class Stopped(Exception):
+    """Raised inside a run that found a cancel request at one of its safe points: ``running`` ends the job
+    cancelled with this message; if the job is no longer the run's by then, it is treated as ``Lost``."""
+
+    reason = "Cancelled by a user."
+
+    def __init__(self, reason: str | None = None) -> None:
+        super().__init__(reason or self.reason)
+        self.reason = reason or self.reason
+
+
 class Run:
-    lost = False  # the body raised Lost
+    lost = False  # the body raised Lost, or Stopped when the job was no longer its own
+    cancelled = False  # the body raised Stopped and the job ended cancelled
 
 
 @contextmanager
-def running(job, name: str) -> Iterator[Run]:
+def running(job, name: str, *, ended: Callable[[object], None] | None = None) -> Iterator[Run]:
     """The body of a claimed run, with a heartbeat. ``Lost`` raised inside ends it quietly (``run.lost``
-    is then true); any other error fails the job and is raised again, for the task's log and Celery."""
+    is then true); ``Stopped`` ends the job cancelled (``run.cancelled``); any other error fails the job
+    and is raised again, for the task's log and Celery. ``ended(job)`` is called once this run itself
+    ended the job failed or cancelled (not when it was lost: the reaper's cleanup covers that), in the
+    transaction that ended it, for what a kind must mark or announce beside the job row."""
     run = Run()
     try:
         with heartbeat(job):
@@ -131,9 +146,22 @@ def running(job, name: str) -> Iterator[Run]:
     except Lost:
         run.lost = True
         logger.warning("%s was taken over while this run worked on it; stopping", name)
+    except Stopped as stop:
+        with transaction.atomic():  # what ``ended`` records commits with the status, or neither does
+            run.cancelled = cancelled(job, stop.reason)
+            if run.cancelled and ended is not None:
+                ended(job)
+        if not run.cancelled:
+            run.lost = True
+            logger.warning("%s is no longer this run's; stopping", name)
     except Exception as exc:
         logger.exception("%s failed", name)
-        fail(job, f"{type(exc).__name__}: {exc}")
+        try:
+            with transaction.atomic():
+                if fail(job, f"{type(exc).__name__}: {exc}") and ended is not None:
+                    ended(job)
+        except Exception:  # still RUNNING: the reaper ends it once its heartbeat is stale
+            logger.exception("%s: recording its failure failed", name)
         raise
 
 

@@ -72,7 +72,7 @@ def _reap_kind(kind, cutoff, stale_after_s) -> tuple[list[int], list[int]]:
                 if kind.on_lost == "resume":
                     reason = (
                         f"{who.capitalize()} stopped {requeues + 1} times while running this {kind.label} "
-                        "(killed or out of memory). What it finished is kept; start a new one for the rest."
+                        f"(killed or out of memory). {kind.given_up_note}"
                     )
                 else:
                     reason = f"{who.capitalize()} stopped reporting (no heartbeat for {silent}). " + (

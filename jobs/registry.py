@@ -18,6 +18,8 @@ class JobKind:
     lost_message: str = "Its worker stopped (killed or out of memory). Start it again."
     max_requeues: int = 3
     resume_note: str = "it continues where it can."
+    # What a "resume" kind's job says when the reaper gives up on it (it stopped max_requeues + 1 times).
+    given_up_note: str = "What it finished is kept; start a new one for the rest."
     cleanup: Callable[[int], None] | None = None  # called with the pk after a reap (partial files)
     # Seconds one unit of progress is expected to take when nothing has been measured yet (ETA).
     typical_s: float = 30.0

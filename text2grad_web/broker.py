@@ -15,7 +15,9 @@ consumer's connection (a reconnect cycle of 10 s or more), and the message, off 
 on, waits in the index for ``visibility_timeout`` (6 hours by default). Here the message is handed on
 whatever the broker said: a frozen Redis still has the write in its socket and applies it when it
 continues, before anything the worker sends later on a new connection, so the acknowledgement then
-removes it as usual.
+removes it as usual (Redis reads the connections that became readable first first:
+tests/faults/test_broker_ack_order.py freezes a redis-server and checks that order). Were it otherwise,
+the entry would stay and the message would run once more after ``visibility_timeout``.
 
 **Filesystem** (``filesystem://``, the embedded default): kombu's filesystem transport writes a message
 file in place, so a consumer listing the folder can pick up a file its writer has not finished, and

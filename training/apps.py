@@ -126,6 +126,7 @@ def _register_evaluation_jobs() -> None:
             "training.round_critic_score",
             on_lost="resume",  # it starts over: nothing is written before the end
             resume_note="it scores both versions again from the start.",
+            given_up_note="Nothing of it was kept; score the round again.",
             typical_s=6.0,  # per answer, sampled and scored
         )
     )

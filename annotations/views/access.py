@@ -1,4 +1,6 @@
-"""Who may open a page: the admins-only gate that the integration and machine-critic pages share."""
+"""Who may open a page: the one admins-only gate of every admin page (integrations, machine critics,
+imports, training and critic actions, campaign management): tests/security/test_access_matrix.py checks
+that every page its table says only admins open goes through it."""
 
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ def admin_page(denied: str) -> Callable[[View], View]:
                 raise PermissionDenied(denied)
             return view(request, *args, **kwargs)
 
-        return login_required(admins_only)
+        gated = login_required(admins_only)
+        gated.admin_page = denied  # the mark of the one gate (kept by decorators that use functools.wraps)
+        return gated
 
     return decorate

@@ -19,6 +19,7 @@ from ..imports import jobs as import_jobs
 from ..imports.parsing import ImportFileError, detect_format
 from ..models import DatasetExport, Project, PromptImport
 from ..safejson import positive_id
+from .access import admin_page
 
 QUERY_FIELDS = (
     "project",
@@ -174,24 +175,21 @@ def export_again(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("data_export_detail", pk=again.pk)
 
 
-def _require_admin(request: HttpRequest) -> None:
-    if not roles.is_admin(request.user):
-        raise PermissionDenied("Only admins can import prompts.")
+# The import pages: admins only (anonymous visitors are sent to log in, other accounts get 403).
+importers_only = admin_page("Only admins can import prompts.")
 
 
 def _get_import_for_user(request: HttpRequest, pk: int) -> PromptImport:
-    _require_admin(request)
     return get_object_or_404(
         import_jobs.imports_visible_to(request.user).select_related("project", "created_by"), pk=pk
     )
 
 
-@login_required
+@importers_only
 @require_http_methods(["GET", "POST"])
 def prompt_import(request: HttpRequest) -> HttpResponse:
     """Small files import in the request and the page shows the report; large ones (or any with
     "background") are stored and imported by a job, and the browser goes to the job's page."""
-    _require_admin(request)
     projects = Project.objects.filter(is_archived=False).order_by("name")
     recent = import_jobs.imports_visible_to(request.user).select_related("project")[:10]
     context = {
@@ -246,7 +244,7 @@ def prompt_import(request: HttpRequest) -> HttpResponse:
     return render(request, "data/import.html", context)
 
 
-@login_required
+@importers_only
 @vary_on_headers("HX-Request")
 def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = _get_import_for_user(request, pk)
@@ -254,7 +252,7 @@ def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, template, {"job": job})
 
 
-@login_required
+@importers_only
 @require_POST
 def import_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     job = _get_import_for_user(request, pk)

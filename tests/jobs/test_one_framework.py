@@ -231,3 +231,87 @@ def test_a_prediction_message_from_before_the_upgrade_runs_as_a_job(project):
     assert critic_predict(version.pk, []) == 0  # the old arguments: a version's id and its outputs
     job = CriticPredictionJob.objects.get()
     assert job.critic_version == version and job.status == "succeeded" and job.attempts == 1
+
+
+def test_one_wrapper_ends_every_kind_cancelled_failed_or_lost_and_calls_its_ended_hook_once(project):
+    """``lifecycle.running`` is the one wrapper: ``Stopped`` ends the job cancelled with its reason, any
+    other error fails it (and is raised again), and ``ended`` is called after either, not when the run
+    was lost (the reaper's cleanup covers that) nor when it succeeded."""
+    calls: list[tuple[int, str]] = []
+
+    def ended(job) -> None:
+        calls.append((job.pk, GenerationJob.objects.get(pk=job.pk).status))
+
+    def claimed() -> GenerationJob:
+        return lifecycle.claim(GenerationJob, GenerationJob.objects.create(project=project).pk)
+
+    job = claimed()
+    with lifecycle.running(job, "cancelled", ended=ended) as run:
+        raise lifecycle.Stopped("Stopped between chunks.")
+    job.refresh_from_db()
+    assert (run.cancelled, run.lost, job.status, job.error) == (
+        True,
+        False,
+        "cancelled",
+        "Stopped between chunks.",
+    )
+    assert calls == [(job.pk, "cancelled")]
+
+    job = claimed()
+    with pytest.raises(ValueError), lifecycle.running(job, "failed", ended=ended):
+        raise ValueError("bad row")
+    job.refresh_from_db()
+    assert (job.status, job.error) == ("failed", "ValueError: bad row") and calls[-1] == (job.pk, "failed")
+
+    job = claimed()
+    _silence(GenerationJob, job.pk)
+    reaper.reap()  # requeued: a stop or an error now is a lost run's, which writes nothing
+    with lifecycle.running(job, "lost", ended=ended) as run:
+        raise lifecycle.Stopped
+    with pytest.raises(ValueError), lifecycle.running(job, "lost", ended=ended):
+        raise ValueError("too late")
+    assert run.lost and not run.cancelled and GenerationJob.objects.get(pk=job.pk).status == "queued"
+
+    job = claimed()
+    with lifecycle.running(job, "succeeded", ended=ended) as run:
+        lifecycle.finish(job, "succeeded")
+    assert not (run.lost or run.cancelled) and len(calls) == 2
+
+
+def test_campaign_generation_and_critic_predictions_stop_through_the_one_wrapper(
+    campaign, project, make_generation
+):
+    """A campaign's cancel ends its campaign through ``running``'s ``ended`` hook; a critic prediction run
+    that sees a cancel between batches ends cancelled with its reason. Both stop before any model loads."""
+    from training.worker import campaigns, critic
+
+    job = campaign.generation
+    CampaignGeneration.objects.filter(pk=job.pk).update(cancel_requested=True)
+    campaigns.campaign_generate_run(job_id=job.pk)  # stops at its first check, before any model
+    job.refresh_from_db()
+    campaign.refresh_from_db()
+    assert job.status == "cancelled" and "outputs written before are kept" in job.error
+    assert campaign.status == "failed"  # the ended hook
+
+    version = CriticVersion.objects.create(project=project, name="c1", base_model="tiny", storage_key="k")
+    output = make_generation(project, "an output")
+    prediction = services.critic_prediction_job_create(version=version, generation_ids=[output.pk])
+    CriticPredictionJob.objects.filter(pk=prediction.pk).update(cancel_requested=True)
+    assert critic.critic_prediction_job_run(job_id=prediction.pk) == 0
+    prediction.refresh_from_db()
+    assert prediction.status == "cancelled" and prediction.error.startswith("Cancelled; the predictions")
+
+
+def test_no_job_kind_keeps_a_heartbeat_of_its_own_outside_the_one_wrapper():
+    """Every run goes through ``lifecycle.running`` (heartbeat, cancel, failure, the ``ended`` hook): no
+    app module starts the heartbeat itself around a body with its own try/except."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    own = [
+        str(path.relative_to(root))
+        for app in ("annotations", "evaluation", "training", "jobs", "audit", "artifacts")
+        for path in (root / app).rglob("*.py")
+        if path.name != "lifecycle.py" and "lifecycle.heartbeat(" in path.read_text(encoding="utf-8")
+    ]
+    assert own == []

@@ -508,3 +508,26 @@ def test_campaign_prompt_names_judges_by_pseudonym(client, world, annotator, res
     assert pseudonym(annotator.pk) in page and annotator.username not in page
     client.force_login(admin_user)
     assert annotator.username in client.get(path).content.decode()
+
+
+# Admin-only pages gated elsewhere, and why: the audit log lets in whoever holds ``audit.view_auditevent``
+# (a permission, not the admin role), and ``audit`` sits below ``annotations``.
+OTHER_GATES = {"audit_event_list"}
+
+
+def test_every_admins_only_page_goes_through_the_one_gate():
+    """One gate (``annotations.views.access.admin_page``) for every page the table says only admins open:
+    anonymous visitors go to log in, every other role gets 403 (the table above checks the answers)."""
+    from django.urls import resolve
+
+    admins_only = {
+        name: path for name, (_, path, cells, *_) in HTML.items() if cells == "403 403 403 ok 403 L"
+    }
+    assert len(admins_only) >= 29
+    ungated = sorted(
+        name
+        for name, path in admins_only.items()
+        if name not in OTHER_GATES
+        and not getattr(resolve(re.sub(r"\{\w+\}", "1", path)).func, "admin_page", None)
+    )
+    assert ungated == []

@@ -129,3 +129,64 @@ def test_the_verdict_names_a_winner_only_when_the_sign_test_says_so():
     assert critic_verdict(unclear).endswith(
         "(sign test p = 0.73). No clear difference by the critic's measure."
     )
+
+
+def test_an_admin_cancels_the_score_and_the_page_says_cancelled_without_a_result(
+    login, admin_user, researcher, finished_round, critic
+):
+    client = login(admin_user)
+    client.post(reverse("round_action", args=[finished_round.pk, "critic_score"]))
+    job = RoundCriticScore.objects.get()
+    page = _page(client, finished_round)
+    cancel = reverse("round_action", args=[finished_round.pk, "critic_score_cancel"])
+    assert f'action="{cancel}"' in page and 'id="round-critic-score-cancel"' in page
+    assert 'id="round-critic-score-cancel"' not in _page(login(researcher), finished_round)
+    assert login(researcher).post(cancel).status_code == 403
+
+    response = login(admin_user).post(cancel, follow=True)
+    assert "Cancel requested: the critic&#x27;s score stops and keeps nothing." in response.content.decode()
+    job.refresh_from_db()
+    assert job.status == "cancelled" and job.result == {}
+    page = _page(client, finished_round)
+    assert 'data-status="cancelled"' in page and "The last score was cancelled" in page
+    assert 'class="round-critic-verdict"' not in page and 'hx-select="#round-critic-score"' not in page
+    assert 'id="round-critic-score-start"' in page  # asked again from here
+    response = client.post(cancel, follow=True)
+    assert "The critic&#x27;s score had already finished." in response.content.decode()
+
+
+def test_a_score_whose_worker_died_says_so_runs_again_then_is_given_up_with_a_restart(
+    login, admin_user, finished_round, critic
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs import lifecycle, reaper
+
+    client = login(admin_user)
+    client.post(reverse("round_action", args=[finished_round.pk, "critic_score"]))
+    job = RoundCriticScore.objects.get()
+
+    def worker_dies() -> None:
+        assert lifecycle.claim(RoundCriticScore, job.pk) is not None
+        RoundCriticScore.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+        reaper.reap()
+
+    worker_dies()
+    job.refresh_from_db()
+    assert job.status == "queued" and job.requeues == 1
+    page = _page(client, finished_round)
+    assert 'data-status="queued"' in page and "stopped reporting" in page
+    assert "it scores both versions again from the start" in page
+
+    RoundCriticScore.objects.filter(pk=job.pk).update(requeues=3)
+    worker_dies()
+    job.refresh_from_db()
+    assert job.status == "failed" and job.result == {}
+    page = _page(client, finished_round)
+    assert "The last score stopped: " in page and "stopped 4 times" in page
+    assert "Nothing of it was kept; score the round again." in page and "What it finished is kept" not in page
+    assert 'id="round-critic-score-start"' in page and 'class="round-critic-verdict"' not in page
+    client.post(reverse("round_action", args=[finished_round.pk, "critic_score"]))
+    assert RoundCriticScore.objects.count() == 2

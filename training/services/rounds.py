@@ -304,3 +304,14 @@ def round_critic_score_create(*, training_round: TrainingRound, created_by) -> R
         )
         dispatch.enqueue(CRITIC_SCORE_TASK, job.pk)
     return job
+
+
+def round_critic_score_cancel(*, training_round: TrainingRound) -> int:
+    """Cancel the round's unfinished critic scores: a queued one ends at once, a running one at its next
+    check (before each version's answers, and about once a second while sampling). A score records its
+    result only at the very end, so nothing of a cancelled one is kept. Returns how many were asked."""
+    unfinished = training_round.critic_scores.exclude(status__in=RoundCriticScore.FINISHED)
+    return sum(
+        lifecycle.request_cancel(RoundCriticScore, pk, reason="Cancelled before it started.")
+        for pk in unfinished.values_list("pk", flat=True)
+    )

@@ -15,7 +15,7 @@ from annotations.models import Annotation, Project
 from .. import charts, selectors, services
 from ..forms import CriticTrainForm, OnPolicyRoundForm
 from ..models import AlignmentRequest, CriticPredictionJob, CriticSettings, CriticTrainingJob, CriticVersion
-from .access import require_admin, require_viewer
+from .access import admins_only, require_viewer
 from .feedback import annotation_for
 
 
@@ -57,9 +57,8 @@ def critic_home(request: HttpRequest, project_pk: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@admins_only
 def critic_train(request: HttpRequest, project_pk: int) -> HttpResponse:
-    require_admin(request)
     project = get_object_or_404(Project, pk=project_pk)
     form = CriticTrainForm(request.POST)
     if form.is_valid():
@@ -92,9 +91,8 @@ def critic_job_status(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@admins_only
 def critic_job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    require_admin(request)
     job = get_object_or_404(CriticTrainingJob, pk=pk)
     if services.critic_job_cancel(job=job):
         messages.info(request, f"Critic job {job.pk}: cancellation requested.")
@@ -104,9 +102,8 @@ def critic_job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@admins_only
 def critic_prediction_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    require_admin(request)
     job = get_object_or_404(CriticPredictionJob.objects.select_related("critic_version"), pk=pk)
     if services.critic_prediction_job_cancel(job=job):
         messages.info(request, f"Critic prediction {job.pk}: cancellation requested.")
@@ -116,9 +113,8 @@ def critic_prediction_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@admins_only
 def critic_activate(request: HttpRequest, pk: int) -> HttpResponse:
-    require_admin(request)
     version = get_object_or_404(CriticVersion, pk=pk)
     services.critic_version_activate(version=version)
     messages.success(
@@ -128,9 +124,8 @@ def critic_activate(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@admins_only
 def critic_deactivate(request: HttpRequest, project_pk: int) -> HttpResponse:
-    require_admin(request)
     project = get_object_or_404(Project, pk=project_pk)
     services.critic_version_deactivate(project=project)
     messages.info(request, "No critic is active for this project now.")
@@ -138,9 +133,8 @@ def critic_deactivate(request: HttpRequest, project_pk: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@admins_only
 def critic_settings(request: HttpRequest, project_pk: int) -> HttpResponse:
-    require_admin(request)
     project = get_object_or_404(Project, pk=project_pk)
     try:
         services.critic_settings_update(project=project, queue_order=request.POST.get("queue_order", ""))
@@ -152,9 +146,8 @@ def critic_settings(request: HttpRequest, project_pk: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@admins_only
 def on_policy_launch(request: HttpRequest, project_pk: int) -> HttpResponse:
-    require_admin(request)
     project = get_object_or_404(Project, pk=project_pk)
     form = OnPolicyRoundForm(request.POST)
     if form.is_valid():

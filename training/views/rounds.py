@@ -23,7 +23,7 @@ from evaluation import selectors as evaluation_selectors
 from .. import charts, selectors, services
 from ..forms import RoundLaunchForm
 from ..models import GenerationJob, ModelVersion, TrainingRound
-from .access import require_admin, require_viewer
+from .access import admins_only, require_viewer
 
 
 @login_required
@@ -46,9 +46,8 @@ def training_home(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@admins_only
 def round_launch(request: HttpRequest) -> HttpResponse:
-    require_admin(request)
     form = RoundLaunchForm(request.POST)
     if form.is_valid():
         try:
@@ -132,9 +131,8 @@ def critic_verdict(result: dict) -> str:
 
 
 @require_POST
-@login_required
+@admins_only
 def round_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    require_admin(request)
     training_round = get_object_or_404(TrainingRound, pk=pk)
     try:
         if action == "cancel":
@@ -167,6 +165,11 @@ def round_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         elif action == "critic_score":
             job = services.round_critic_score_create(training_round=training_round, created_by=request.user)
             messages.success(request, f"{job.critic_version.name} scores both versions' answers; see below.")
+        elif action == "critic_score_cancel":
+            if services.round_critic_score_cancel(training_round=training_round):
+                messages.info(request, "Cancel requested: the critic's score stops and keeps nothing.")
+            else:
+                messages.info(request, "The critic's score had already finished.")
         else:
             raise PermissionDenied("Unknown action")
     except ValueError as exc:
@@ -177,9 +180,8 @@ def round_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@admins_only
 def version_activate(request: HttpRequest, pk: int) -> HttpResponse:
-    require_admin(request)
     version = get_object_or_404(ModelVersion, pk=pk)
     active = selectors.active_version()
     rollback = is_rollback(version, active)
@@ -219,9 +221,8 @@ def version_compare(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@admins_only
 def version_compare_generate(request: HttpRequest) -> HttpResponse:
-    require_admin(request)
     project_id = positive_id(request.POST.get("project"))
     if project_id is None:
         return HttpResponse("project must be a positive integer id.", status=400, content_type="text/plain")
@@ -245,9 +246,8 @@ def version_compare_generate(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@admins_only
 def generation_job_start(request: HttpRequest, project_pk: int) -> HttpResponse:
-    require_admin(request)
     project = get_object_or_404(Project, pk=project_pk)
     try:
         per_prompt = int(request.POST.get("per_prompt", "1"))
@@ -260,9 +260,8 @@ def generation_job_start(request: HttpRequest, project_pk: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@admins_only
 def generation_job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    require_admin(request)
     job = get_object_or_404(GenerationJob, pk=pk)
     cancelled = services.generation_job_cancel(job=job)
     if request.htmx:  # the job's row, now showing its final status

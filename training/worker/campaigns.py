@@ -25,40 +25,30 @@ CODE_PROMPT_PREFIX = "Complete this Python function:\n\n"
 _FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
 
 
-class _Stopped(Exception):
+class _Stopped(lifecycle.Stopped):
     """The run stops: cancel requested, or the job is no longer this run's (the reaper requeued it)."""
+
+    reason = "Cancelled by an admin; the outputs written before are kept (Retry resumes)."
 
 
 def campaign_generate_run(*, job_id: int) -> None:
     """Claim a campaign generation job (the framework's fenced claim), write the outputs chunk by chunk
-    under its fence with a heartbeat, honour cancel between chunks, and open the campaign for judging."""
+    under its fence with a heartbeat, honour cancel between chunks, and open the campaign for judging. A
+    failed or cancelled run ends the campaign too (``running``'s ``ended`` hook)."""
     job = lifecycle.claim(CampaignGeneration, job_id)
     if job is None:
         logger.info("Campaign generation %s is not queued any more; nothing to do", job_id)
         return
     campaign = EvaluationCampaign.objects.select_related("project").get(pk=job.campaign_id)
-    try:
-        with lifecycle.heartbeat(job):
-            _generate(campaign, job)
-            if campaign.project.is_code:
-                _run_code_tests(campaign, job)
-            with transaction.atomic():
-                if not lifecycle.finish(job, CampaignGeneration.Status.SUCCEEDED):
-                    raise _Stopped
-                services.campaign_outputs_ready(campaign=campaign)
-    except _Stopped:
-        if lifecycle.still_ours(job):  # a cancel request, not a lost job
-            lifecycle.cancelled(
-                job, "Cancelled by an admin; the outputs written before are kept (Retry resumes)."
-            )
-            services.campaign_generation_ended(job.pk)
-        else:
-            logger.warning("Campaign generation %s is no longer this run's; stopping", job_id)
-    except Exception as exc:
-        logger.exception("Campaign generation %s failed", job_id)
-        if lifecycle.fail(job, f"{type(exc).__name__}: {exc}"):
-            services.campaign_generation_ended(job.pk)
-        raise
+    name = f"Campaign generation {job_id}"
+    with lifecycle.running(job, name, ended=lambda ended: services.campaign_generation_ended(ended.pk)):
+        _generate(campaign, job)
+        if campaign.project.is_code:
+            _run_code_tests(campaign, job)
+        with transaction.atomic():
+            if not lifecycle.finish(job, CampaignGeneration.Status.SUCCEEDED):
+                raise lifecycle.Lost
+            services.campaign_outputs_ready(campaign=campaign)
 
 
 def _check(job: CampaignGeneration) -> None:

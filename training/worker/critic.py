@@ -40,11 +40,11 @@ from .versions import critic_fetch, critic_publish
 logger = logging.getLogger(__name__)
 
 
-class JobCancelled(Exception):
-    pass
+class JobCancelled(lifecycle.Stopped):
+    """Cancel requested between training steps: the job ends cancelled and no critic is recorded."""
 
 
-class JobLost(Exception):
+class JobLost(lifecycle.Lost):
     """The job is no longer this run's (the reaper gave up on it, or another attempt claimed it)."""
 
 
@@ -172,24 +172,21 @@ def evaluate_with_baselines(critic, train_rows: list[dict], test_rows: list[dict
 
 # -- the job -------------------------------------------------------------------------------------------------
 def critic_job_run(*, job_id: int) -> str:
+    """Claim and run a critic training job in the framework's ``running`` (heartbeat, cancel, fenced
+    record). Returns the status it ended with, "lost" when the job stopped being this run's. A failure is
+    the job's end, recorded on its row and logged, not an error of the task: it is not raised."""
     job = CriticTrainingJob.objects.select_related("project", "parent").get(pk=job_id)
     if not job.claim():
         return f"not claimed ({job.status})"
     try:
-        # The job framework's heartbeat: a worker that dies mid-training is noticed by the reaper.
-        with lifecycle.heartbeat(job):
+        with lifecycle.running(job, f"Critic job {job_id}") as run:
             _run(job)
-    except JobCancelled:
-        lifecycle.cancelled(job)
-        return CriticTrainingJob.Status.CANCELLED
-    except JobLost:
+    except Exception:
+        return CriticTrainingJob.Status.FAILED
+    if run.lost:
         logger.warning("Critic job %s is no longer this run's; its critic was not recorded", job_id)
         return "lost"
-    except Exception as exc:
-        logger.exception("Critic job %s failed", job_id)
-        job.mark_failed(f"{type(exc).__name__}: {exc}")
-        return CriticTrainingJob.Status.FAILED
-    return CriticTrainingJob.Status.SUCCEEDED
+    return CriticTrainingJob.Status.CANCELLED if run.cancelled else CriticTrainingJob.Status.SUCCEEDED
 
 
 def _run(job: CriticTrainingJob) -> None:
@@ -375,23 +372,17 @@ SCORE_BATCH = 16  # outputs scored per forward batch; cancel and the fence are c
 
 
 def critic_prediction_job_run(*, job_id: int) -> int:
-    """Claim a prediction job (the framework's fenced claim) and run it with a heartbeat; returns how many
-    predictions it wrote. A requeued job skips the outputs already predicted."""
+    """Claim a prediction job (the framework's fenced claim) and run it in the framework's ``running``;
+    returns how many predictions it wrote. A requeued job skips the outputs already predicted."""
     job = lifecycle.claim(CriticPredictionJob, job_id)
     if job is None:
         logger.info("Critic prediction job %s is not queued any more; nothing to do", job_id)
         return 0
-    try:
-        with lifecycle.heartbeat(job):
-            written, finished = _predict(job)
-    except Exception as exc:
-        logger.exception("Critic prediction job %s failed", job_id)
-        lifecycle.fail(job, f"{type(exc).__name__}: {exc}")
-        raise
-    if finished:
+    with lifecycle.running(job, f"Critic prediction job {job_id}"):
+        written, finished = _predict(job)
+        if not finished:
+            raise lifecycle.Stopped("Cancelled; the predictions written before are kept.")
         lifecycle.finish(job, CriticPredictionJob.Status.SUCCEEDED)
-    elif lifecycle.still_ours(job):
-        lifecycle.cancelled(job, "Cancelled; the predictions written before are kept.")
     return written
 
 

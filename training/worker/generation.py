@@ -44,21 +44,16 @@ def generation_job_run(*, job_id: int) -> None:
     if not job.claim():
         logger.info("Generation job %s is %s; nothing to do", job_id, job.status)
         return
-    try:
-        with lifecycle.heartbeat(job):
-            outcome = _run_generation(job)
-    except Exception as exc:
-        logger.exception("Generation job %s failed", job_id)
-        lifecycle.fail(job, f"{type(exc).__name__}: {exc}")
-        raise
-    if outcome is YIELDED:
-        if reaper.requeue(job):
-            logger.info("Generation job %s gave its turn to waiting work after %s outputs", job_id,
-                        GenerationJob.objects.get(pk=job_id).progress_step)  # fmt: skip
-    elif outcome:
-        lifecycle.finish(job, GenerationJob.Status.SUCCEEDED)
-    elif lifecycle.still_ours(job):  # stopped on a cancel request between chunks
-        lifecycle.cancelled(job, "Cancelled by a user; the outputs written before are kept.")
+    with lifecycle.running(job, f"Generation job {job_id}"):
+        outcome = _run_generation(job)
+        if outcome is YIELDED:
+            if reaper.requeue(job):
+                logger.info("Generation job %s gave its turn to waiting work after %s outputs", job_id,
+                            GenerationJob.objects.get(pk=job_id).progress_step)  # fmt: skip
+        elif outcome:
+            lifecycle.finish(job, GenerationJob.Status.SUCCEEDED)
+        else:  # stopped on a cancel request between chunks, or no longer this run's
+            raise lifecycle.Stopped("Cancelled by a user; the outputs written before are kept.")
 
 
 class _Yielded:

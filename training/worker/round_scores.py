@@ -24,34 +24,28 @@ SEED = 1234  # the same for both versions, so their answers differ only by the m
 TEMPERATURE = 0.6
 
 
-class _Stopped(Exception):
+class _Stopped(lifecycle.Stopped):
     """Cancel requested, or the job is no longer this run's (the reaper requeued it)."""
+
+    reason = "Cancelled; the answers scored before the cancel are not kept."
 
 
 def round_critic_score_run(*, job_id: int) -> str | None:
     """Claim the job (the framework's fenced claim), sample both versions and score them with a
-    heartbeat, then record the per-prompt scores and their summary. Returns the status it ended with,
-    None where the job was not queued or was taken over meanwhile."""
+    heartbeat, then record the per-prompt scores and their summary, all at the end: a cancelled or lost
+    run records no result. Returns the status it ended with, None where the job was not queued or was
+    taken over meanwhile."""
     job = lifecycle.claim(RoundCriticScore, job_id)
     if job is None:
         logger.info("Round critic score %s is not queued any more; nothing to do", job_id)
         return None
     with lifecycle.running(job, f"Round critic score {job_id}") as run:
-        status = _run(job)
-    return None if run.lost else status
-
-
-def _run(job: RoundCriticScore) -> str:
-    try:
         result = _score(job)
-    except _Stopped:
-        if not lifecycle.still_ours(job):
-            raise lifecycle.Lost from None
-        lifecycle.cancelled(job, "Cancelled.")
-        return RoundCriticScore.Status.CANCELLED
-    if not lifecycle.finish(job, RoundCriticScore.Status.SUCCEEDED, result=result):
-        raise lifecycle.Lost
-    return RoundCriticScore.Status.SUCCEEDED
+        if not lifecycle.finish(job, RoundCriticScore.Status.SUCCEEDED, result=result):
+            raise lifecycle.Lost
+    if run.lost:
+        return None
+    return RoundCriticScore.Status.CANCELLED if run.cancelled else RoundCriticScore.Status.SUCCEEDED
 
 
 def _score(job: RoundCriticScore) -> dict:

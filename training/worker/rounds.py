@@ -65,7 +65,7 @@ EXIT_CANCELLED = 3
 EXIT_LOST = 4
 
 
-class RoundLost(Exception):
+class RoundLost(lifecycle.Lost):
     """This run no longer owns the round (it was reaped as stale and resumed elsewhere): stop quietly."""
 
 
@@ -90,28 +90,30 @@ def round_run(*, round_id: int, on_update: Callable[[int, int, dict], None] | No
     # The claim bumped ``attempts``: this run's fencing token. The heartbeat thread keeps the round
     # alive through long stages (loading, rewards, one slow update); the reaper notices a dead worker.
     try:
-        with lifecycle.heartbeat(training_round):
-            # On-policy rounds sample as they train: one process (the samples would differ per rank).
-            if settings.T2G_TRAIN_PROCS > 1 and training_round.mode != TrainingRound.Mode.ON_POLICY:
-                _run_distributed(training_round, settings.T2G_TRAIN_PROCS)
-            else:
-                _run(training_round, on_update)
-    except RoundLost:
+        with lifecycle.running(training_round, f"Training round {round_id}", ended=_round_ended) as run:
+            try:
+                # On-policy rounds sample as they train: one process (the samples would differ per rank).
+                if settings.T2G_TRAIN_PROCS > 1 and training_round.mode != TrainingRound.Mode.ON_POLICY:
+                    _run_distributed(training_round, settings.T2G_TRAIN_PROCS)
+                else:
+                    _run(training_round, on_update)
+            except Stopped:  # the trainer's stop (a cancel between updates); its checkpoint is kept
+                raise lifecycle.Stopped from None
+    except Exception:
+        return TrainingRound.Status.FAILED  # recorded on the round and logged by ``running``
+    if run.lost:
         logger.warning("Round %s attempt %s lost ownership; stopping", round_id, training_round.attempts)
         return "lost"
-    except Stopped:
-        with transaction.atomic():
-            if lifecycle.cancelled(training_round):  # this run ended it: tell the webhooks in the same commit
-                training_round.refresh_from_db()
-                services.round_cancelled_emit(training_round=training_round)
-        return TrainingRound.Status.CANCELLED
-    except Exception as exc:
-        logger.exception("Training round %s failed", round_id)
-        training_round.mark_failed(f"{type(exc).__name__}: {exc}")
-        if training_round.status == TrainingRound.Status.FAILED:  # this run's failure, not a lost one
-            services.round_failed_emit(training_round=training_round)
-        return TrainingRound.Status.FAILED
-    return TrainingRound.Status.SUCCEEDED
+    return TrainingRound.Status.CANCELLED if run.cancelled else TrainingRound.Status.SUCCEEDED
+
+
+def _round_ended(training_round: TrainingRound) -> None:
+    """This run failed or cancelled the round: the webhooks hear it in the same commit."""
+    training_round.refresh_from_db()
+    if training_round.status == TrainingRound.Status.CANCELLED:
+        services.round_cancelled_emit(training_round=training_round)
+    else:
+        services.round_failed_emit(training_round=training_round)
 
 
 def _run_distributed(training_round: TrainingRound, procs: int) -> None:
