@@ -61,20 +61,38 @@ run: model migrate $(SECRET_KEY_FILE)
 # `make test` runs every test, in three sessions. The first, most of the tests, runs on TEST_PROCS
 # pytest-xdist workers, each with a database of its own (test_<name>_gw0, _gw1 ...), its own Redis database
 # for the broker (gw0 keeps the one of TEST_BROKER_URL, gwN the N-th below it) and, past gw0, its own
-# var/xdist-gwN folder (tests/conftest.py). The second runs the tests that go through the session's real
-# Celery worker, drive Chromium or load SmolLM2 in one process, with one session worker, as before.
-# The fault-injection and deployment tests run in a session of their own, with no shared session worker:
-# that worker consumes every queue of the shared broker, so it would take the deployed roles' round (and
-# publish it to its own local disk, not the test's object store), and its outbox relay would publish the
-# fault tests' rows while they hold a broker of their own down.
+# var/xdist-gwN folder (tests/conftest.py). Then two sessions run side by side, since both mostly wait
+# (on a worker, on Chromium, on processes they kill and restart). The second runs the tests that go
+# through the session's real Celery worker, drive Chromium or load SmolLM2 in one process, with one
+# session worker. The third runs the fault-injection and deployment tests with no shared session worker:
+# that worker consumes every queue of its broker, so it would take the deployed roles' round (and publish
+# it to its own local disk, not the test's object store), and its outbox relay would publish the fault
+# tests' rows while they hold a broker of their own down. So the third session has its own test database
+# (TEST_FAULTS_DATABASE_URL: test_<name>_faults), its own Redis database (TEST_FAULTS_BROKER_URL, which must
+# differ from TEST_BROKER_URL's: its worker fixture flushes it) and its own var folder (var/session-faults;
+# the models stay in var/models). Its output goes to var/log/test-faults.log, printed after the second
+# session's; `make test` fails if either session fails. Their time limits (a killed worker's group gone
+# within 15 s, a redis-server answering within 10 s) are for events that take well under a second.
 TEST_PROCS ?= 2
 TEST_ENV = DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL)
+TEST_FAULTS_DATABASE_URL ?= $(TEST_DATABASE_URL)_faults
+TEST_FAULTS_BROKER_URL ?= redis://127.0.0.1:6379/13
+FAULTS_ENV = DATABASE_URL=$(TEST_FAULTS_DATABASE_URL) CELERY_BROKER_URL=$(TEST_FAULTS_BROKER_URL) \
+  T2G_VAR_DIR=$(CURDIR)/var/session-faults T2G_MODELS_DIR=$(CURDIR)/var/models
+FAULTS_LOG = var/log/test-faults.log
 SERIAL = worker or browser or slow
 test: model browser
 	$(TEST_ENV) $(BIN)/python -m pytest -m "not ($(SERIAL)) and not faults and not deployed" -n $(TEST_PROCS) \
 	  $(PYTEST_ARGS)
-	$(TEST_ENV) $(BIN)/python -m pytest -m "($(SERIAL)) and not faults and not deployed" $(PYTEST_ARGS)
-	$(TEST_ENV) $(BIN)/python -m pytest -m "faults or deployed" $(PYTEST_ARGS)
+	@mkdir -p $(dir $(FAULTS_LOG)) var/session-faults
+	@echo "The fault and deployment tests run beside the next session; their output: $(FAULTS_LOG)"
+	@$(FAULTS_ENV) $(BIN)/python -m pytest -m "faults or deployed" -o cache_dir=var/session-faults/.pytest_cache \
+	  $(PYTEST_ARGS) > $(FAULTS_LOG) 2>&1 & faults=$$!; \
+	  $(TEST_ENV) $(BIN)/python -m pytest -m "($(SERIAL)) and not faults and not deployed" $(PYTEST_ARGS); \
+	  serial=$$?; wait $$faults; faults_status=$$?; \
+	  echo "==== the fault and deployment session ($(FAULTS_LOG)) ===="; cat $(FAULTS_LOG); \
+	  echo "worker/browser/SmolLM2 session: exit $$serial; fault/deployment session: exit $$faults_status"; \
+	  test $$serial -eq 0 && test $$faults_status -eq 0
 
 # The base model's tokenizer, prepared once (`make model` also checks the model and warms the aligner).
 var/models/base/tokenizer.json: | install $(SECRET_KEY_FILE)

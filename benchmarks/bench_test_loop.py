@@ -7,6 +7,9 @@ command twice: the first run may create the test database, the second is the loo
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/t2g_bench CELERY_BROKER_URL=redis://127.0.0.1:6379/8 \\
       .venv/bin/python benchmarks/bench_test_loop.py                 # --runs 2 --tier inner
+
+``--cpu-dir DIR`` also records each test's CPU seconds by phase (benchmarks/pytest_cpu.py, which sums
+and compares such folders by module): where a run's CPU went, and what changed between two runs.
 """
 
 from __future__ import annotations
@@ -46,10 +49,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tier", choices=sorted(TIERS), default="inner")
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--cpu-dir", type=Path, help="record each test's CPU here (benchmarks/pytest_cpu.py)")
     parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": ""}  # as `make test-inner`: bytecode is cached
     command = [sys.executable, "-m", "pytest", *TIERS[args.tier], *args.pytest_args]
+    if args.cpu_dir:
+        command += ["-p", "pytest_cpu"]
+        env.update(PYTEST_CPU_DIR=str(args.cpu_dir.resolve()), PYTHONPATH=str(REPO / "benchmarks"))
     print("command:", " ".join(command))
     for run in range(1, args.runs + 1):
         load_before = os.getloadavg()

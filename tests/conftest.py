@@ -37,8 +37,25 @@ def xdist_broker_url(url: str, worker: str) -> str:
 SESSION = {}  # what this run was given ("broker_url", "var_dir") before an xdist worker took its own
 
 
+def torch_threads() -> int:
+    """torch's intra-op threads for this test process: its share of the cores, as the studio's worker lanes
+    get theirs (``text2grad_web.celery.cap_compute_threads``). At torch's default (one thread per core) two
+    xdist workers on two cores each run two threads: every small op's threads wait for one another at a
+    barrier while the other process holds the core, spinning meanwhile, so the CPU a run costs grows with
+    the machine's load (a tiny model's generation test took 4 CPU s on a quiet machine, 30 under load).
+    ``T2G_TEST_TORCH_THREADS`` overrides it."""
+    if os.environ.get("T2G_TEST_TORCH_THREADS"):
+        return int(os.environ["T2G_TEST_TORCH_THREADS"])
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def pytest_configure(config) -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker or os.environ.get("T2G_TEST_TORCH_THREADS"):
+        import torch
+
+        torch.set_num_threads(torch_threads())
     if not worker:
         return
     from django.conf import settings
@@ -149,6 +166,11 @@ def code_project(db):
 @pytest.fixture
 def make_generation(db):
     """Create a prompt + generation with the given output text (no model involved)."""
+    return generation_maker()
+
+
+def generation_maker():
+    """``make_generation`` for fixtures of a wider scope than a test's."""
     from annotations.models import Generation, Prompt
 
     counter = {"n": 0}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import _make_user
+from tests.conftest import _make_user, torch_threads
 from tests.workspace.conftest import browser, login_browser, page  # noqa: F401  (the browser fixtures)
 
 
@@ -58,5 +58,5 @@ def tiny_settings(settings, tiny_model_dir, tmp_path):
     """Point the model store at the tiny model and a throwaway models folder."""
     settings.T2G_BASE_MODEL = str(tiny_model_dir)
     settings.T2G_MODELS_DIR = tmp_path / "models"
-    settings.T2G_TORCH_THREADS = 2
+    settings.T2G_TORCH_THREADS = torch_threads()  # this process's share (tests/conftest.py)
     return settings

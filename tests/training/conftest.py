@@ -1,5 +1,7 @@
 import pytest
 
+from tests.conftest import torch_threads
+
 
 @pytest.fixture
 def tiny_settings(settings, tiny_model_dir, tmp_path):
@@ -8,13 +10,18 @@ def tiny_settings(settings, tiny_model_dir, tmp_path):
     settings.T2G_MODELS_DIR = tmp_path / "models"
     settings.T2G_MODEL_CACHE_DIR = tmp_path / "models" / "cache"
     settings.T2G_STORAGE_URL = f"file://{tmp_path / 'store'}"
-    settings.T2G_TORCH_THREADS = 2
+    settings.T2G_TORCH_THREADS = torch_threads()  # this process's share (tests/conftest.py)
     return settings
 
 
 @pytest.fixture
 def critiqued(db, project, make_generation, annotator, annotator2):
     """Two generations, each critiqued by two annotators: a poor span and a good span per output."""
+    return critique_two_outputs(project, make_generation, (annotator, annotator2))
+
+
+def critique_two_outputs(project, make_generation, annotators) -> list:
+    """``critiqued``'s rows, for fixtures of a wider scope than a test's: [(generation, poor, good)]."""
     from django.utils import timezone
 
     from annotations.models import Annotation, Span
@@ -30,7 +37,7 @@ def critiqued(db, project, make_generation, annotator, annotator2):
     result = []
     for text, poor, good in zip(texts, poor_phrases, good_phrases, strict=True):
         generation = make_generation(project, text)
-        for user in (annotator, annotator2):
+        for user in annotators:
             annotation = Annotation.objects.create(
                 generation=generation,
                 annotator=user,

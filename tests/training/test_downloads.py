@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
-import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from rest_framework.test import APIClient
 
 from artifacts import default_store
 from audit.models import AuditEvent
-from tests.conftest import wait_for
+from tests.conftest import torch_threads
 from training import services
 from training.models import ModelDownload, TrainingRound
 from training.services import downloads
@@ -53,12 +54,72 @@ np.save(out, logits.float().numpy())
 """
 
 
+@pytest.fixture(scope="module")
+def trained_once(django_db_setup, django_db_blocker, tiny_model_dir, tmp_path_factory):
+    """One 2-step round for the module's tests, which only read its version (training it was most of
+    what each test cost). Its rows are written in a transaction that stays open while the module runs and
+    is rolled back at its end; each test runs in a savepoint inside it (pytest-django's), so what a test
+    writes is undone as before. The project and the two annotators are the ones the round trained on."""
+    from django.contrib.auth import get_user_model
+    from django.db import transaction
+    from django.test.utils import override_settings
+
+    from annotations.services import project_create
+    from tests.conftest import _make_user, generation_maker
+    from tests.training.conftest import critique_two_outputs
+
+    root = tmp_path_factory.mktemp("downloads")
+    shared = {
+        "T2G_BASE_MODEL": str(tiny_model_dir),
+        "T2G_MODELS_DIR": root / "models",
+        "T2G_MODEL_CACHE_DIR": root / "models" / "cache",
+        "T2G_STORAGE_URL": f"file://{root / 'store'}",
+        "T2G_TORCH_THREADS": torch_threads(),
+    }
+    with django_db_blocker.unblock(), override_settings(**shared), transaction.atomic():
+        project = project_create(name="Demo project", kind="summarization", annotations_per_output=2)
+        users = get_user_model()
+        annotators = (_make_user(users, "ann1", "annotator"), _make_user(users, "ann2", "annotator"))
+        critique_two_outputs(project, generation_maker(), annotators)
+        services.model_version_bootstrap()
+        training_round = services.round_launch(mode="token", config=FAST)
+        assert rounds.round_run(round_id=training_round.pk) == TrainingRound.Status.SUCCEEDED
+        version = TrainingRound.objects.get(pk=training_round.pk).output_version
+        yield SimpleNamespace(
+            settings=shared, store=root / "store", version=version.pk, project=project.pk,
+            annotators=[user.pk for user in annotators],
+        )  # fmt: skip
+        transaction.set_rollback(True)
+
+
 @pytest.fixture
-def trained_version(tiny_settings, critiqued):
-    services.model_version_bootstrap()
-    training_round = services.round_launch(mode="token", config=FAST)
-    assert rounds.round_run(round_id=training_round.pk) == TrainingRound.Status.SUCCEEDED
-    return TrainingRound.objects.get(pk=training_round.pk).output_version
+def tiny_settings(settings, trained_once, tmp_path):
+    """The module's settings with a copy of its store and an empty model cache: the downloads a test
+    builds or deletes stay in that test."""
+    shutil.copytree(trained_once.store, tmp_path / "store")
+    settings.T2G_STORAGE_URL = f"file://{tmp_path / 'store'}"
+    settings.T2G_MODELS_DIR = tmp_path / "models"
+    settings.T2G_MODEL_CACHE_DIR = tmp_path / "models" / "cache"
+    return settings
+
+
+@pytest.fixture
+def project(trained_once):
+    from annotations.models import Project
+
+    return Project.objects.get(pk=trained_once.project)
+
+
+@pytest.fixture
+def annotator(trained_once, django_user_model):
+    return django_user_model.objects.get(pk=trained_once.annotators[0])
+
+
+@pytest.fixture
+def trained_version(tiny_settings, trained_once):
+    from training.models import ModelVersion
+
+    return ModelVersion.objects.get(pk=trained_once.version)
 
 
 def _client(user) -> APIClient:
@@ -288,65 +349,6 @@ def test_the_bare_base_version_offers_only_merged_weights(trained_version, resea
     refused = client.post(f"/training/versions/{base.pk}/download/adapter/", follow=True)
     assert "no adapter" in refused.content.decode()
     assert not ModelDownload.objects.exists()
-
-
-@pytest.mark.worker
-@pytest.mark.django_db(transaction=True)
-def test_a_real_worker_builds_the_merged_download(
-    celery_worker_process, tiny_model_dir, researcher, tmp_path
-):
-    """Through the broker and a worker process: the build is queued by the request, built and published by
-    the worker, and streamed by the web side from the store the two share."""
-    import torch
-
-    from text2grad import model_store
-    from text2grad.config import TrainingConfig
-    from text2grad.policy import build_policy, save_policy
-    from training.models import ModelVersion
-    from training.worker.versions import version_publish
-
-    model, _ = model_store.load(tiny_model_dir, trainable=True)
-    policy = build_policy(model, TrainingConfig())
-    with torch.no_grad():  # a trained adapter: LoRA B away from its zero start
-        for name, parameter in policy.model.named_parameters():
-            if "lora_B" in name:
-                parameter.copy_(torch.randn_like(parameter) * 0.05)
-    save_policy(policy, tmp_path / "adapter")
-    name = f"worker-built-{uuid.uuid4().hex[:8]}"  # the worker shares the default store (var/): clean it up
-    key, digest = version_publish(source_dir=tmp_path / "adapter", name=name)
-    version = ModelVersion.objects.create(
-        name=name, base_model=str(tiny_model_dir), storage_key=key, content_hash=digest
-    )
-    try:
-        _worker_builds_and_we_compare(version, researcher, tiny_model_dir, tmp_path)
-    finally:
-        default_store().delete(key)
-        default_store().delete(f"{downloads.DOWNLOADS_PREFIX}/{name}-merged")
-
-
-def _worker_builds_and_we_compare(version, researcher, tiny_model_dir, tmp_path) -> None:
-    import torch
-
-    from text2grad import model_store
-
-    client = _client(researcher)
-    asked = client.post(f"/api/v1/model-versions/{version.pk}/downloads/", {"kind": "merged"}, format="json")
-    assert asked.status_code == 202
-    download_id = asked.json()["id"]
-
-    def built():
-        row = client.get(f"/api/v1/model-downloads/{download_id}/").json()
-        assert row["status"] not in ("failed", "cancelled"), row["error"]
-        return row["status"] == "succeeded"
-
-    wait_for(built, timeout=180, message="the worker to build the merged download")
-    merged = _fetch(client, ModelDownload.objects.get(pk=download_id), tmp_path / "m")
-    studio_model, _ = model_store.load(tiny_model_dir, tmp_path / "adapter")
-    with torch.no_grad():
-        studio = studio_model(input_ids=torch.tensor(INPUT_IDS)).logits.float().numpy()
-    difference = float(np.abs(_logits_outside("merged", merged, tmp_path) - studio).max())
-    print(f"worker-built merged download vs studio policy: max abs logit difference {difference:.3g}")  # noqa: T201
-    assert difference <= 1e-4
 
 
 def test_a_build_whose_worker_died_is_built_again_and_the_lost_run_writes_nothing(
