@@ -8,7 +8,8 @@ problems), and measures from the moment every lane is up:
 
 1. ``first_output_s``: per seeded project, seconds until its first output is written;
 2. ``round``: a 4-update round on 6 submitted annotations of a project of its own, launched once the
-   HumanEval job runs: its wall time (launch → succeeded) and how far generation got meanwhile.
+   first outputs came (or their wait ended) while a seeded generation job runs: its wall time (launch →
+   succeeded), the CPU seconds each lane spent meanwhile and how many outputs generation wrote meanwhile.
 
 ``--before`` measures the behaviour this issue replaced: no turns on the generation lane (a job runs to its
 end before the next starts) and every lane at torch's default thread count (one per core).
@@ -137,15 +138,21 @@ def first_outputs(projects: dict, started: float, timeout: float) -> dict:
     return first
 
 
-def round_while_generating(code_project, train_project, timeout: float, stack=None) -> dict:
+def round_while_generating(seeded: list, train_project, timeout: float, stack=None) -> dict:
+    """A 4-update round on ``train_project`` launched while a seeded generation job runs (after the first
+    outputs: the HumanEval job with turns; before: whichever job has the lane, often still the summaries)."""
+    from annotations.models import Generation
     from training import services
     from training.models import GenerationJob, TrainingRound
 
-    job = (
-        GenerationJob.objects.filter(project=code_project).order_by("created_at").first()
-    )  # the seed's 164-prompt job
-    wait(lambda: GenerationJob.objects.get(pk=job.pk).status != "queued", timeout, "the HumanEval job to run")
-    progress_before = GenerationJob.objects.get(pk=job.pk).progress_step
+    jobs = GenerationJob.objects.filter(project__in=seeded)
+    try:
+        wait(lambda: jobs.filter(status="running").first(), timeout, "a seeded generation job to run")
+    except TimeoutError:
+        return {"status": "not launched: no seeded generation job ran", "wall_s": None, "load": loadavg()}
+    running = jobs.filter(status="running").first()
+    outputs = Generation.objects.filter(prompt__project__in=seeded)
+    outputs_before = outputs.count()
     cpu_before = stack_cpu_s(stack.proc.pid) if stack is not None else {}
     started = time.monotonic()
     training_round = services.round_launch(selection={"project_id": train_project.pk}, config={"steps": 4})
@@ -156,14 +163,14 @@ def round_while_generating(code_project, train_project, timeout: float, stack=No
     wall = time.monotonic() - started
     cpu = cpu_delta(cpu_before, stack_cpu_s(stack.proc.pid)) if stack is not None else {}
     training_round.refresh_from_db()
-    job.refresh_from_db()
     return {
         "status": training_round.status, "error": training_round.error[:300],
         "wall_s": round(wall, 1) if training_round.is_finished else None, "waited_s": round(wall, 1),
         "updates": training_round.progress_step, "annotations": training_round.snapshot_size,
         "timings": training_round.summary.get("timings", {}),
-        "generation_outputs_meanwhile": job.progress_step - progress_before,
-        "generation_status_after": job.status, "load": loadavg(), "cpu_s": cpu,
+        "generating_when_launched": running.project.name,
+        "generation_outputs_meanwhile": outputs.count() - outputs_before,
+        "generation_after": dict(jobs.values_list("project__name", "status")), "load": loadavg(), "cpu_s": cpu,
     }  # fmt: skip
 
 
@@ -281,7 +288,7 @@ def main() -> None:
         results["first_output_s"] = first_outputs(projects, started, first_timeout)
         results["first_outputs_cpu_s"] = cpu_delta(cpu_start, stack_cpu_s(stack.proc.pid))
         if not args.skip_round:
-            results["round"] = round_while_generating(projects["HumanEval code"], train, round_timeout, stack)
+            results["round"] = round_while_generating(list(projects.values()), train, round_timeout, stack)
             print("round", results["round"], flush=True)
         results["stack_cpu_s"] = stack_cpu_s(stack.proc.pid)
         results["goals"] = goals(results)
