@@ -21,7 +21,11 @@ class JobKind:
     # What a "resume" kind's job says when the reaper gives up on it (it stopped max_requeues + 1 times).
     given_up_note: str = "What it finished is kept; start a new one for the rest."
     cleanup: Callable[[int], None] | None = None  # called with the pk after a reap (partial files)
-    # Seconds one unit of progress is expected to take when nothing has been measured yet (ETA).
+    # Seconds one unit of progress took on this deployment, from the kind's own finished work (a callable:
+    # it reads the database each time; None back while nothing is measured). Waits use it before typical_s.
+    measured_s: Callable[[], float | None] | None = None
+    # Seconds one unit of progress is expected to take when nothing has been measured yet: a first guess,
+    # and pages say so.
     typical_s: float = 30.0
     extra_filters: dict = field(default_factory=dict)
 
@@ -37,6 +41,15 @@ def register(kind: JobKind) -> None:
 def register_sweep(name: str, sweep: Callable[[], int]) -> None:
     """A periodic reconciliation (e.g. submitted annotations without token rewards): returns a count."""
     SWEEPS[name] = sweep
+
+
+def unit_seconds(kind: JobKind) -> tuple[float, bool]:
+    """Seconds one unit of ``kind``'s progress takes, and whether that was measured here (False: the kind's
+    ``typical_s``, a first guess)."""
+    measured = kind.measured_s() if kind.measured_s is not None else None
+    if measured is not None and measured > 0:
+        return measured, True
+    return kind.typical_s, False
 
 
 def kind_of(model) -> JobKind:

@@ -38,7 +38,7 @@ def _register_jobs() -> None:
     """The kinds of job this app runs, for the one reaper, the lanes and the health page."""
     from jobs.registry import JobKind, register, register_sweep
 
-    from . import services
+    from . import selectors, services
     from .models import (
         AlignmentRequest,
         CriticPredictionJob,
@@ -55,7 +55,8 @@ def _register_jobs() -> None:
             "training.generate",
             on_lost="resume",
             resume_note="it resumes after the outputs it had written.",
-            typical_s=6.0,  # per output, on a loaded CPU
+            measured_s=selectors.generation_seconds_per_output,  # recent jobs' tokens/s and tokens an output
+            typical_s=6.0,  # per output, on a loaded CPU: the first guess
         )
     )
     register(
@@ -66,7 +67,8 @@ def _register_jobs() -> None:
             on_lost="fail",
             lost_message="The active model version is unchanged. Resume the round on the Training page: "
             "it continues from its last checkpoint.",
-            typical_s=20.0,  # per PPO update
+            measured_s=selectors.round_seconds_per_update,  # finished rounds' wall time per update
+            typical_s=20.0,  # per PPO update: the first guess
             cleanup=_round_reaped,  # the webhooks hear of a round its dead worker left failed
         )
     )

@@ -4,8 +4,9 @@ the admin starts generation on the project page; the outputs arrive through the 
 annotate and submit side by side; their token rewards arrive; the admin launches a round from the Training
 page and watches it finish, and the round page offers the evaluation against its parent.
 
-The test stack is `make run`'s as far as a test allows: the session's Celery worker (every lane in one
-solo process, the tiny model, 12 new tokens) on the test broker, not the embedded one."""
+The test stack is the session's Celery worker (every lane in one solo process, the tiny model, 12 new
+tokens) on the test broker and database; test_first_hour_embedded_browser.py walks the same hour on
+`make run`'s own stack (scripts/run.sh on the embedded defaults)."""
 
 from __future__ import annotations
 

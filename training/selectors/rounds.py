@@ -147,3 +147,31 @@ def generation_speed(limit: int = SPEED_JOBS) -> GenerationSpeed | None:
         tokens_per_output=tokens / sum(row[1] for row in rows),
         jobs=len(rows),
     )
+
+
+def generation_seconds_per_output() -> float | None:
+    """Seconds an output takes to sample, as recent generation jobs here measured (None: none has)."""
+    speed = generation_speed()
+    return speed.seconds_per_output if speed is not None else None
+
+
+SPEED_ROUNDS = 5  # the latest finished rounds whose seconds per update the estimates use
+
+
+def round_seconds_per_update(limit: int = SPEED_ROUNDS) -> float | None:
+    """Wall seconds per PPO update (model load and save included, spread over the updates), as the latest
+    ``limit`` rounds that succeeded on this deployment took them; None before any has."""
+    rows = list(
+        TrainingRound.objects.filter(
+            status=TrainingRound.Status.SUCCEEDED,
+            progress_step__gt=0,
+            started_at__isnull=False,
+            finished_at__isnull=False,
+        )
+        .order_by("-finished_at", "-id")
+        .values_list("started_at", "finished_at", "progress_step")[:limit]
+    )
+    if not rows:
+        return None
+    seconds = sum((finished - started).total_seconds() for started, finished, _ in rows)
+    return max(0.0, seconds) / sum(updates for _, _, updates in rows)
