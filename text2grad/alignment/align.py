@@ -663,7 +663,7 @@ def _phrase_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanP
             found = mentioned
             at = s + reading.critique[s:e].find(mentioned[2])
             polarity = reading.polarity_of(reading.clause_at(at), index)
-        # a value or title named in a remark on the whole output ("the prompt asked for 500 words")
+        # a value or title named in a remark on the whole output ("the brief wanted 300 words")
         # corrects nothing in it
         whole = bool(reading.sentence_scope) and reading.sentence_scope[index] < SCOPE_THRESHOLD
         if not found and not whole:

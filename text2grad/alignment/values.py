@@ -4,7 +4,7 @@ A critique often corrects a number, a date, a duration or an amount without quot
 writing "not ...": it gives the right value ("The match ended 2-1"), or says which kind of value is wrong
 ("the fare stated is wrong"). The span is then the output's value of the same type that differs from the
 critique's, not its whole sentence. Types: money, percentages, temperatures, scores ("3-1"), ordinals
-("19th-century"), dates ("10 March", which "the 17th" or "April" corrects), years, weekdays and months, durations ("four days", "a week", "2 working days"), and
+("19th-century"), dates ("4 May", which "the 9th" or "June" corrects), years, weekdays and months, durations ("four days", "a week", "2 working days"), and
 counts (a number with its unit). When the output holds several values of that type, the one whose
 sentence shares the most words with the critique sentence is chosen, and in that sentence the one nearest
 to a shared word; a tie proposes nothing.
@@ -198,7 +198,7 @@ def contradicted_value(output: str, sentence: str) -> tuple[int, int, str] | Non
 def _comparable(value: _Value, candidate: _Value) -> tuple[int, int] | None:
     """The part of the output's ``candidate`` that the critique's ``value`` may correct, or None.
 
-    A value corrects one of its own type; a day ("the 17th") corrects a date's day and a month a date's
+    A value corrects one of its own type; a day ("the 9th") corrects a date's day and a month a date's
     month.
     """
     if value.kind == candidate.kind:
@@ -267,11 +267,11 @@ def contradicted_role(
 
 def restates_differently(quoted: str, remark: str) -> bool:
     """Whether ``remark`` (the critique around a quote, quotes masked) gives another value of the same type
-    and unit as one the quote holds: "'hold it for 10 seconds' - it's 30 seconds" corrects the quote,
-    whatever tone the remark has.
+    and unit as one the quote holds: "'simmer 10 minutes' (the pack says 25 minutes)" corrects the
+    quote, whatever tone the remark has.
 
     Example:
-        >>> restates_differently("hold it for 10 seconds", " - it's 30 seconds for a full reset.")
+        >>> restates_differently("simmer 10 minutes", " (the pack says 25 minutes), nice otherwise.")
         True
         >>> restates_differently("within 30 days", " is right, 30 days it is.")
         False
