@@ -60,3 +60,10 @@ def test_the_quoted_value_is_criticised_when_the_critique_gives_another(minilm):
 def test_an_unquoted_day_correction_points_at_the_date_not_the_line():
     critique = "The next meeting date is wrong, it's the 17th."
     assert texts(NOTES, critique) == [("10 March", -1)]
+
+
+def test_a_short_verdict_clause_decides_when_the_classifier_leans_its_way(minilm):
+    output = "Adults can take 400 mg of ibuprofen every six hours. Do not exceed 1,200 mg a day."
+    critique = "\u201c1,200 mg a day\u201d is the US label figure; fine for this audience."
+    found = texts(output, critique, semantic=True, embedder=minilm)
+    assert found == [("1,200 mg a day", 1)]
