@@ -3,11 +3,11 @@
 A critique often corrects a number, a date, a duration or an amount without quoting the output and without
 writing "not ...": it gives the right value ("The match ended 2-1"), or says which kind of value is wrong
 ("the fare stated is wrong"). The span is then the output's value of the same type that differs from the
-critique's, not its whole sentence. Types: money, percentages, temperatures, scores ("3-1"), ordinals ("19th-
-century"), dates ("4 May", which "the 9th" or "June" corrects), years, weekdays and months, durations ("four
-days", "a week", "2 working days"), and counts (a number with its unit). When the output holds several values
-of that type, the one whose sentence shares the most words with the critique sentence is chosen, and in that
-sentence the one nearest to a shared word; a tie proposes nothing.
+critique's, not its whole sentence. Types: money, percentages, temperatures, scores ("3-1"), ordinals
+("19th-century"), dates ("4 May", which "the 9th" or "June" corrects), years, weekdays and months, durations
+("four days", "a week", "2 working days"), and counts (a number with its unit). When the output holds several
+values of that type, the one whose sentence shares the most words with the critique sentence is chosen, and in
+that sentence the one nearest to a shared word; a tie proposes nothing.
 """
 
 from __future__ import annotations
