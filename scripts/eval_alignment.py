@@ -7,7 +7,9 @@ Usage:
 Without ``--cases`` it reports the protocol of issues 17 and 28, each split in its own table: the dev set
 (``tests/data/alignment_dev.jsonl``, 328 cases, what the aligner may be tuned on) and the FROZEN test split
 (``tests/data/alignment_test_frozen.jsonl``, 139 cases on 46 outputs, written for issue 28 before any change
-it asked for and never tuned on: ``--details`` never prints its cases). Kinds are ``quoted``, ``unquoted`` and ``code``; the domain (summary, qa, chat,
+it asked for and never tuned on: ``--details`` never prints its cases), after the blind dev batch
+(``tests/data/alignment_dev_blind.jsonl``, 72 cases on 21 outputs, written for round six before its author
+read the aligner, so its "before" figures estimate unseen critiques better than the older dev cases do). Kinds are ``quoted``, ``unquoted`` and ``code``; the domain (summary, qa, chat,
 code) is the second part of a case id (``dev-summary-001-quoted``) and gets its own rows. The 81 original
 cases (``tests/data/alignment_cases.jsonl``, kinds quoted/unquoted) stay as a regression set.
 
@@ -55,6 +57,7 @@ from text2grad.alignment import (  # noqa: E402
 
 DEFAULT_CASES = REPO / "tests" / "data" / "alignment_cases.jsonl"
 DEV_CASES = REPO / "tests" / "data" / "alignment_dev.jsonl"
+BLIND_DEV_CASES = REPO / "tests" / "data" / "alignment_dev_blind.jsonl"
 FROZEN_TEST_CASES = REPO / "tests" / "data" / "alignment_test_frozen.jsonl"
 IOU_THRESHOLD = 0.5
 
@@ -242,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         "--cases",
         type=Path,
         action="append",
-        help="a JSONL case file (repeatable); default: the dev set and the frozen test split",
+        help="a JSONL case file (repeatable); default: the dev set, the blind dev batch and the frozen test split",
     )
     parser.add_argument("--no-semantic", action="store_true", help="skip the MiniLM pass")
     parser.add_argument(
@@ -271,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             max_tokens=args.llm_max_tokens,
         )
 
-    paths = args.cases or [DEV_CASES, FROZEN_TEST_CASES]
+    paths = args.cases or [DEV_CASES, BLIND_DEV_CASES, FROZEN_TEST_CASES]
     report: dict[str, dict] = {}
     for path in paths:
         cases = load_cases(path)

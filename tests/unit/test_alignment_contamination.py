@@ -20,10 +20,13 @@ from text2grad.alignment.quotes import extract_quotes
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "text2grad" / "alignment"
-SPLITS = (
+# the blind batch (round six) is dev too: written before reading the aligner, then tuned on
+DEV_SPLITS = (
     REPO / "tests" / "data" / "alignment_dev.jsonl",
-    REPO / "tests" / "data" / "alignment_test_frozen.jsonl",
+    REPO / "tests" / "data" / "alignment_dev_blind.jsonl",
 )
+FROZEN_SPLIT = REPO / "tests" / "data" / "alignment_test_frozen.jsonl"
+SPLITS = (*DEV_SPLITS, FROZEN_SPLIT)
 NGRAM = 8
 MIN_RUN = 4
 SOURCE_SUFFIXES = {".py", ".tsv", ".txt", ".json", ".csv"}
@@ -129,7 +132,8 @@ def test_no_dev_case_is_a_near_duplicate_of_a_frozen_case(field, n):
     nearly (any ``n`` consecutive normalised words in common; a critique under ``n`` words, all of its words
     in a row). Quotes are compared as written: masked as "the phrase", every short verdict ("the phrase is
     correct") would match. Only dev ids are printed, so a failure shows nothing of the frozen split."""
-    dev, frozen = (_split_texts(path, field) for path in SPLITS)
+    dev = [case for path in DEV_SPLITS for case in _split_texts(path, field)]
+    frozen = _split_texts(FROZEN_SPLIT, field)
     frozen_grams = {k: set() for k in range(MIN_RUN, n + 1)}
     for _, text in frozen:
         sequence = words(text)

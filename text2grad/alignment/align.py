@@ -31,7 +31,7 @@ from .quotes import (
 from .references import _structural_refs
 from .semantic import Embedder, MiniLMEmbedder, _semantic_proposals, default_embedder
 from .text import _sentence_spans, _strip_span, _unwrapped, looks_like_code
-from .values import contradicted_role, contradicted_value
+from .values import contradicted_role, contradicted_value, restates_differently
 
 DEFAULT_MIN_SCORE = 0.0
 # A sentence opening with a pronoun right after one that quoted or referenced something continues it.
@@ -176,7 +176,9 @@ class _Reading:
         ):
             return None
         cues, p = infer_polarity(text), self.clause_p[index + 1]
-        if cues is not None and abs(p - 0.5) >= POLARITY_MARGIN and cues == (GOOD if p > 0.5 else POOR):
+        # the verdict's cue words decide unless the classifier is sure of the opposite ("; fine for most
+        # readers" reads 0.58: the cue word is the verdict, the rest its topic)
+        if cues is not None and (abs(p - 0.5) < POLARITY_MARGIN or cues == (GOOD if p > 0.5 else POOR)):
             return cues
         return None
 
@@ -538,13 +540,19 @@ def _quote_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanPr
         polarity = reading.polarity_of(reading.clause_at(quote.start), sentence_index)
         hits = located[id(quote)]
         phrase = quote.text.strip()
+        s, e = reading.sentences[sentence_index] if sentence_index is not None else (0, len(critique))
+        if (
+            polarity == GOOD
+            and reading.polarity_hint is None
+            and restates_differently(phrase, reading.masked[s:e])
+        ):
+            polarity = POOR  # the sentence gives another value for the quoted one: a correction
         identifier = is_code and is_identifier(phrase)
         same_sentence = [
             q
             for q in reading.quotes
             if q is not quote and reading.sentence_at(q.start) == sentence_index and located[id(q)]
         ]
-        s, e = reading.sentences[sentence_index] if sentence_index is not None else (0, len(critique))
         body = blamed_function_lines(output, phrase, reading.masked[s:e]) if identifier and hits else []
         if identifier and sentence_index in referenced_lines:
             hits = []
@@ -657,9 +665,13 @@ def _phrase_pass(reading: _Reading, similarity: Similarity | None) -> list[SpanP
             found = mentioned
             at = s + reading.critique[s:e].find(mentioned[2])
             polarity = reading.polarity_of(reading.clause_at(at), index)
-        found = found or contradicted_value(reading.output, sentence)
-        if not found and similarity is not None:
-            found = contradicted_role(reading.output, sentence, similarity)
+        # a value or title named in a remark on the whole output ("the brief wanted 300 words")
+        # corrects nothing in it
+        whole = bool(reading.sentence_scope) and reading.sentence_scope[index] < SCOPE_THRESHOLD
+        if not found and not whole:
+            found = contradicted_value(reading.output, sentence)
+            if not found and similarity is not None:
+                found = contradicted_role(reading.output, sentence, similarity)
         if found:
             start, end, evidence = found
             proposals.append(SpanProposal(start, end, polarity, 0.9, "phrase", evidence))

@@ -4,10 +4,10 @@ A critique often corrects a number, a date, a duration or an amount without quot
 writing "not ...": it gives the right value ("The match ended 2-1"), or says which kind of value is wrong
 ("the fare stated is wrong"). The span is then the output's value of the same type that differs from the
 critique's, not its whole sentence. Types: money, percentages, temperatures, scores ("3-1"), ordinals
-("19th-century"), years, weekdays and months, durations ("four days", "a week", "2 working days"), and
-counts (a number with its unit). When the output holds several values of that type, the one whose
-sentence shares the most words with the critique sentence is chosen, and in that sentence the one nearest
-to a shared word; a tie proposes nothing.
+("19th-century"), dates ("4 May", which "the 9th" or "June" corrects), years, weekdays and months, durations
+("four days", "a week", "2 working days"), and counts (a number with its unit). When the output holds several
+values of that type, the one whose sentence shares the most words with the critique sentence is chosen, and in
+that sentence the one nearest to a shared word; a tie proposes nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ _MEASURE = (
     r"litres|liters|calories|kcal)\b"
 )
 _MAGNITUDE = r"(?:\s+(?:million|billion|thousand|bn|m|k)\b)?"
+# capitalised: "may" and "march" are verbs far more often than months
+_MONTH = r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
 _PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
     (
         "money",
@@ -36,6 +38,13 @@ _PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
     ),
     ("percent", re.compile(rf"{_DIGITS}\s?(?:%|per ?cent\b)")),
     ("temperature", re.compile(rf"-?{_DIGITS}\s?°\s?[CF]?")),
+    # a day of a month, either way round ("10 March", "March 10th"): a correction names its day or month
+    (
+        "date",
+        re.compile(
+            rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}\b|\b{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?\b(?![,.]\d)"
+        ),
+    ),
     # "3-1", and "7 to 2" (a vote, a match) unless a unit follows ("3 to 5 days" is a duration range)
     (
         "score",
@@ -59,10 +68,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
     ),
     (
         "month",
-        re.compile(
-            # capitalised: "may" and "march" are verbs far more often than months
-            r"\b(?:January|February|March|April|May|June|July|August|September|October|November|December)\b"
-        ),
+        re.compile(rf"\b{_MONTH}\b"),
     ),
     ("year", re.compile(r"(?<![\w.,$£€-])(?:1[0-9]|20)\d\d(?![\w%,.]\d|[\w%°-])")),
     ("count", re.compile(rf"(?<![\w.,$£€/-]){_DIGITS}{_MAGNITUDE}(?:\s?{_MEASURE})?(?![\w%°-]|[.,/]\d)")),
@@ -160,8 +166,12 @@ def contradicted_value(output: str, sentence: str) -> tuple[int, int, str] | Non
     best: tuple[tuple[int, int, int, int], _Value, _Value] | None = None
     tied = False
     for value in named:
-        candidates = [v for v in in_output if v.kind == value.kind and v.key not in named_keys]
-        for candidate in candidates:
+        candidates = [
+            (v, span)
+            for v in in_output
+            if v.key not in named_keys and (span := _comparable(value, v)) is not None
+        ]
+        for candidate, span in candidates:
             around = next(((s, e) for s, e in sentences if s <= candidate.start < e), (0, len(output)))
             shared = critique_words & _content_words(output[around[0] : around[1]])
             # a like unit first, then the sentence that echoes the critique most, then the value nearest
@@ -176,13 +186,34 @@ def contradicted_value(output: str, sentence: str) -> tuple[int, int, str] | Non
                 -distance,
             )
             if best is None or score > best[0]:
-                best, tied = (score, candidate, value), False
-            elif score == best[0] and candidate.start != best[1].start:
+                best, tied = (score, span, value), False
+            elif score == best[0] and span[0] != best[1][0]:
                 tied = True
     if best is None or tied:
         return None
-    _, candidate, value = best
-    return candidate.start, candidate.end, value.text
+    _, span, value = best
+    return span[0], span[1], value.text
+
+
+def _comparable(value: _Value, candidate: _Value) -> tuple[int, int] | None:
+    """The part of the output's ``candidate`` that the critique's ``value`` may correct, or None.
+
+    A value corrects one of its own type; a day ("the 9th") corrects a date's day and a month a date's
+    month.
+    """
+    if value.kind == candidate.kind:
+        return candidate.start, candidate.end
+    if candidate.kind != "date":
+        return None
+    day = re.fullmatch(r"(\d{1,2})(?:st|nd|rd|th)", value.text)
+    if value.kind == "ordinal" and day and 1 <= int(day.group(1)) <= 31:
+        same_day = re.search(rf"\b0?{int(day.group(1))}(?!\d)", candidate.text)
+        return None if same_day else (candidate.start, candidate.end)
+    if value.kind == "month":
+        month = re.search(_MONTH, candidate.text)
+        if month and month.group(0) != value.text:
+            return candidate.start + month.start(), candidate.start + month.end()
+    return None
 
 
 # "the occupation stated is wrong", "his rank is incorrect": the critique says which kind of word is wrong.
@@ -232,3 +263,23 @@ def contradicted_role(
     scores = similarity(query, words)
     best = max(range(len(words)), key=lambda k: scores[k])
     return (*candidates[words[best]], verdict.group(0))
+
+
+def restates_differently(quoted: str, remark: str) -> bool:
+    """Whether ``remark`` (the critique around a quote, quotes masked) gives another value of the same type
+    and unit as one the quote holds: "'simmer 10 minutes' (the pack says 25 minutes)" corrects the
+    quote, whatever tone the remark has.
+
+    Example:
+        >>> restates_differently("simmer 10 minutes", " (the pack says 25 minutes), nice otherwise.")
+        True
+        >>> restates_differently("within 30 days", " is right, 30 days it is.")
+        False
+    """
+    quoted_values = typed_values(quoted)
+    return any(
+        mine.kind == theirs.kind and mine.unit == theirs.unit and mine.key != theirs.key
+        for mine in quoted_values
+        for theirs in typed_values(remark)
+        if theirs.key not in {v.key for v in quoted_values}
+    )
