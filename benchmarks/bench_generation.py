@@ -64,6 +64,12 @@ MAX_NEW_TOKENS = 160  # the default of --max-new-tokens
 TEMPERATURE, TOP_P, TOP_K = 0.6, 0.95, 50
 THREADS = 2
 LLAMA_FTYPE_MOSTLY_Q4_1 = 3  # llama.h's enum value
+# Only the library the Python bindings load, for this CPU: no tests, examples, tools, server, multimodal
+# library (llava/mtmd), curl or BLAS (a BLAS only serves prompt batches, and would differ between hosts).
+LLAMA_CMAKE_ARGS = (
+    "-DGGML_NATIVE=ON -DGGML_BLAS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF "
+    "-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAVA_BUILD=OFF"
+)
 
 PROMPTS = [
     "What is the capital of France?",
@@ -103,15 +109,21 @@ def setup(venv: Path, base: Path) -> None:
     src.mkdir(parents=True, exist_ok=True)
     sdist = src / f"llama_cpp_python-{LLAMA_VERSION}.tar.gz"
     if not sdist.exists():
+        # The sdist of llama-cpp-python only: ``--no-binary :all:`` would also build its build
+        # dependencies from source (CMake itself among them), which took most of the former hour.
         run(venv / "bin/pip", "download", f"llama-cpp-python=={LLAMA_VERSION}", "--no-deps",
-            "--no-binary", ":all:", "-d", src)  # fmt: skip
-    env = {**os.environ, "CMAKE_ARGS": "-DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"}
+            "--no-binary", "llama-cpp-python", "-d", src)  # fmt: skip
+    env = {
+        **os.environ,
+        "CMAKE_ARGS": LLAMA_CMAKE_ARGS,
+        "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2),
+    }
     built = (
         subprocess.run([str(venv / "bin/python"), "-c", "import llama_cpp"], capture_output=True).returncode
         == 0
     )
     if not built:
-        run(venv / "bin/pip", "install", sdist, env=env)
+        run(venv / "bin/pip", "install", "--verbose", sdist, env=env)  # verbose: the compiler's progress
     tree = src / f"llama_cpp_python-{LLAMA_VERSION}"
     if not tree.exists():
         with tarfile.open(sdist) as archive:
