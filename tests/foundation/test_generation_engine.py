@@ -268,3 +268,41 @@ def test_other_architectures_decode_through_the_model(tiny):
     assert LlamaDecoder.for_model(model) is not None
     gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64, n_positions=32))
     assert LlamaDecoder.for_model(gpt2) is None
+
+
+def test_packed_projections_give_the_same_tokens_as_torchs_linear(tiny):
+    """oneDNN's packed projections (the default) against PyTorch's F.linear: same tokens, logprobs to
+    float32 rounding, for requests that join and leave mid-run; the model is itself again afterwards."""
+    from text2grad.inference import packed
+
+    model, tokenizer = tiny
+    if not packed.available():
+        pytest.skip("this PyTorch has no oneDNN")
+    fast = Engine(model, tokenizer, max_batch=2)
+    plain = Engine(model, tokenizer, max_batch=2, packed=False)
+    assert len(fast.packed.modules) == 2 * 7 + 1  # q k v o gate up down per layer, and the head
+    for a, b in zip(fast.run(_requests(tokenizer)), plain.run(_requests(tokenizer)), strict=True):
+        assert a.response_ids == b.response_ids
+        assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5, rtol=0)
+    assert not any("forward" in m.__dict__ for m in model.modules())
+    ids = torch.tensor([_prompts(tokenizer)[1]])
+    loss = model(ids, labels=ids).loss
+    loss.backward()  # trainable outside the engine's steps
+    assert model.lm_head.weight.grad is not None
+    model.zero_grad(set_to_none=True)
+
+
+def test_a_weight_changed_in_place_is_packed_again(tiny):
+    from text2grad.inference import packed
+
+    model, _ = tiny
+    if not packed.available():
+        pytest.skip("this PyTorch has no oneDNN")
+    layer = model.model.layers[0].mlp.down_proj
+    x = torch.randn(3, layer.in_features)
+    with torch.no_grad(), packed.PackedLinears(model):
+        before = layer(x)
+        layer.weight.mul_(2.0)  # what a merged adapter or an optimizer step does
+        after = layer(x)
+        layer.weight.div_(2.0)
+    assert torch.allclose(after, 2 * before, atol=1e-5)

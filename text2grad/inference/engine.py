@@ -26,11 +26,13 @@ import hashlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 
 from text2grad.inference.llama_decode import LlamaDecoder
+from text2grad.inference.packed import PackedLinears
 
 # The engine's decode attention: grouped-query attention as two batched matmuls, reading the cache once
 # instead of repeating the shared key/value heads as transformers' SDPA path does when a mask is given.
@@ -214,7 +216,8 @@ class Engine:
     ``"eager"`` for comparison. ``decoder``: ``"lean"`` (default) decodes Llama models with
     :mod:`.llama_decode`'s step, a few tensor operations per layer (other architectures, and other
     ``attention`` choices, use the model's forward); ``"model"`` always uses the model's forward, the
-    reference the lean step is tested against."""
+    reference the lean step is tested against. ``packed``: the model's fp32 projections go through oneDNN
+    with weights prepacked when the engine is built (:mod:`.packed`); False keeps PyTorch's ``F.linear``."""
 
     def __init__(
         self,
@@ -225,6 +228,7 @@ class Engine:
         eos_ids: Iterable[int] | None = None,
         attention: str = "grouped",
         decoder: str = "lean",
+        packed: bool = True,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
@@ -255,6 +259,8 @@ class Engine:
             param.device,
         )
         self.device = param.device
+        # The projections through oneDNN with prepacked weights (packed now, not in the first step).
+        self.packed = PackedLinears(model).pack() if packed and param.device.type == "cpu" else nullcontext()
         self._waiting: deque[Completion] = deque()
         self._rows: list[_Row] = []
         self.steps = 0  # decoding steps run (prefills not counted)
@@ -316,7 +322,7 @@ class Engine:
     @torch.no_grad()
     def step(self) -> list[Completion]:
         finished: list[Completion] = []
-        with self._attention():
+        with self._attention(), self.packed:
             admitted: list[Completion] = []
             packed = 0
             while self._waiting and len(self._rows) + len(admitted) < self.max_batch:
