@@ -306,3 +306,50 @@ def test_a_weight_changed_in_place_is_packed_again(tiny):
         after = layer(x)
         layer.weight.div_(2.0)
     assert torch.allclose(after, 2 * before, atol=1e-5)
+
+
+def _full_sort_nucleus(scaled, tops, top_p):
+    """The engine's sampling distribution before its candidate set: the whole vocabulary sorted (by
+    ``topk``, as it was) when a row has no top-k filter."""
+    values, candidates = torch.topk(scaled, max(tops), dim=-1)
+    beyond = torch.arange(values.shape[-1])[None, :] >= torch.tensor(tops)[:, None]
+    probs = values.masked_fill(beyond, float("-inf")).softmax(-1)
+    before = probs.cumsum(-1) - probs
+    return probs.masked_fill(before >= top_p[:, None], 0.0), candidates
+
+
+@pytest.mark.parametrize("spread", [10.0, 0.05])  # peaked rows (nucleus among the candidates), flat rows
+def test_the_nucleus_without_top_k_is_the_full_sorts(spread):
+    from text2grad.inference import engine as engine_module
+
+    torch.manual_seed(0)
+    vocab = 49152
+    scaled = torch.randn(6, vocab) * spread
+    tops = [vocab, 50, vocab, 1, vocab, 200]
+    top_p = torch.tensor([0.95, 0.9, 0.5, 1.0, 0.99, 0.8])
+    probs, ids = engine_module.nucleus(scaled, tops, top_p)
+    reference, reference_ids = _full_sort_nucleus(scaled, tops, top_p)
+    keep = probs.shape[-1]
+    assert keep == (engine_module.NUCLEUS_CANDIDATES if spread > 1 else vocab)  # flat rows: the full sort
+    assert torch.equal(ids, reference_ids[:, :keep])
+    assert torch.allclose(probs, reference[:, :keep], atol=1e-7, rtol=1e-5)
+    assert float(reference[:, keep:].sum()) == 0.0  # nothing the candidates left out could be drawn
+    assert all(0 < int((row > 0).sum()) <= engine_module.NUCLEUS_CANDIDATES for row in probs) or keep == vocab
+
+
+def test_requests_without_top_k_draw_the_full_sorts_tokens(tiny, monkeypatch):
+    """Same seeds, requests joining and leaving: identical tokens and logprobs with the candidate set
+    and with the whole vocabulary sorted (the engine's sampling before it)."""
+    from text2grad.inference import engine as engine_module
+
+    model, tokenizer = tiny
+    requests = lambda: [  # noqa: E731
+        Request(**{**r.__dict__, "top_k": None, "temperature": t, "top_p": 0.9})
+        for r, t in zip(_requests(tokenizer), [0.02, 0.05, 1.0, 0.03, 0.02], strict=True)
+    ]
+    fast = Engine(model, tokenizer, max_batch=2).run(requests())
+    monkeypatch.setattr(engine_module, "nucleus", _full_sort_nucleus)
+    slow = Engine(model, tokenizer, max_batch=2).run(requests())
+    for a, b in zip(fast, slow, strict=True):
+        assert a.response_ids == b.response_ids
+        assert a.logprobs == b.logprobs
