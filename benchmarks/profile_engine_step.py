@@ -5,7 +5,7 @@ at once, the protocol's sampling parameters) and, for the decoding steps taken w
 splits the step into parts, timed with a clock read after each part (wall and process CPU seconds):
 
 - ``layers``: the 30 decoder layers of the lean step (projections, attention, norms, SwiGLU);
-- ``lm_head``: the final norm and the tied 49,152 x 576 head;
+- ``lm_head``: the tied 49,152 x 576 head;
 - ``choose``: sampling (temperature, top-k / top-p candidates, one draw per row, behaviour logprob);
 - ``take``: the per-row Python bookkeeping (EOS, stop strings, budget) and freeing finished slots;
 - ``other``: the rest of ``Engine.step`` (tensors of ids and positions, the loop over rows).
@@ -69,10 +69,8 @@ def _instrument(engine: Engine, clock: _Clock) -> None:
     decoder = engine.decoder
     if decoder is None:
         raise SystemExit("the engine is not using the lean step (not a Llama model?)")
-    head, norm = decoder.head, decoder.backbone.norm
-    # lm_head = the final norm + the head; the layers are the decoder call minus those.
-    head.forward = clock.wrap("lm_head", head.forward)
-    norm.forward = clock.wrap("lm_head", norm.forward)
+    # The head as the decoder sees it, wrapped (not its forward: the engine swaps that for the packed one).
+    decoder.head = clock.wrap("lm_head", decoder.head)
     decoder.__class__ = type("TimedDecoder", (decoder.__class__,), {})
     decoder.__class__.__call__ = clock.wrap("decoder", decoder.__class__.__mro__[1].__call__)
     engine._choose = clock.wrap("choose", engine._choose)
