@@ -7,6 +7,8 @@ instructions), temperature 0.6, top-p 0.95, top-k 50, at most 160 new tokens:
   logprobs recorded for every token (always on).
 - **engine-model** (only when named in ``--systems``): the same engine decoding through the model's own
   forward (``decoder="model"``), as it did before its lean step: the A/B for that step.
+- **engine-unpacked** (only when named): the engine with PyTorch's ``F.linear`` (MKL) for its projections
+  instead of oneDNN with prepacked weights (``packed=False``): the A/B for the packing.
 - **padded**: ``text2grad.generation.sample_padded``, the studio's sampler before the engine
   (transformers' ``generate`` over left-padded batches; logits kept for the logprobs).
 - **llama.cpp**: llama-cpp-python 0.3.36 built from source in its own virtualenv (never a dependency of
@@ -64,6 +66,12 @@ MAX_NEW_TOKENS = 160  # the default of --max-new-tokens
 TEMPERATURE, TOP_P, TOP_K = 0.6, 0.95, 50
 THREADS = 2
 LLAMA_FTYPE_MOSTLY_Q4_1 = 3  # llama.h's enum value
+# Only the library the Python bindings load, for this CPU: no tests, examples, tools, server, multimodal
+# library (llava/mtmd), curl or BLAS (a BLAS only serves prompt batches, and would differ between hosts).
+LLAMA_CMAKE_ARGS = (
+    "-DGGML_NATIVE=ON -DGGML_BLAS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF "
+    "-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAVA_BUILD=OFF"
+)
 
 PROMPTS = [
     "What is the capital of France?",
@@ -103,15 +111,21 @@ def setup(venv: Path, base: Path) -> None:
     src.mkdir(parents=True, exist_ok=True)
     sdist = src / f"llama_cpp_python-{LLAMA_VERSION}.tar.gz"
     if not sdist.exists():
+        # The sdist of llama-cpp-python only: ``--no-binary :all:`` would also build its build
+        # dependencies from source (CMake itself among them), which took most of the former hour.
         run(venv / "bin/pip", "download", f"llama-cpp-python=={LLAMA_VERSION}", "--no-deps",
-            "--no-binary", ":all:", "-d", src)  # fmt: skip
-    env = {**os.environ, "CMAKE_ARGS": "-DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"}
+            "--no-binary", "llama-cpp-python", "-d", src)  # fmt: skip
+    env = {
+        **os.environ,
+        "CMAKE_ARGS": LLAMA_CMAKE_ARGS,
+        "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2),
+    }
     built = (
         subprocess.run([str(venv / "bin/python"), "-c", "import llama_cpp"], capture_output=True).returncode
         == 0
     )
     if not built:
-        run(venv / "bin/pip", "install", sdist, env=env)
+        run(venv / "bin/pip", "install", "--verbose", sdist, env=env)  # verbose: the compiler's progress
     tree = src / f"llama_cpp_python-{LLAMA_VERSION}"
     if not tree.exists():
         with tarfile.open(sdist) as archive:
@@ -184,10 +198,13 @@ def child_studio(system: str, workload: str, config: dict) -> dict:
     arrivals = _schedule(workload, len(prompts), config["gap"])
     slots = {"1": 1, "8": 8, "32": 32, "arrivals": 8}[workload]
     warm = [Request(prompt_ids=ids[0], max_new_tokens=8, temperature=TEMPERATURE, seed=0)]
-    if system in ("engine", "engine-model"):
+    if system in ("engine", "engine-model", "engine-unpacked"):
         attention = "sdpa" if "sdpa" in variant else "eager" if "eager" in variant else "grouped"
         decoder = "model" if system == "engine-model" or "model-decode" in variant else "lean"
-        engine = Engine(model, tokenizer, max_batch=slots, attention=attention, decoder=decoder)
+        packed = system != "engine-unpacked" and "unpacked" not in variant
+        engine = Engine(
+            model, tokenizer, max_batch=slots, attention=attention, decoder=decoder, packed=packed
+        )
         engine.run(warm)  # first-call costs (allocation, compile) are not the steady state
         requests = [
             Request(prompt_ids=p, max_new_tokens=config["max_new"], temperature=TEMPERATURE, top_p=TOP_P,
@@ -357,7 +374,8 @@ def drive(args) -> None:
         "max_new": args.max_new_tokens,
     }
     llama_python = args.llama_python or str(args.venv / "bin" / "python")
-    systems = ["engine", "padded"] + (["engine-model"] if "engine-model" in (args.systems or ()) else [])
+    named = [s for s in ("engine-model", "engine-unpacked") if s in (args.systems or ())]
+    systems = ["engine", "padded"] + named
     if Path(llama_python).exists() and f16.exists():
         systems += ["llama-f16-logits", "llama-f16"] + (
             ["llama-q4-logits", "llama-q4"] if q4.exists() else []
@@ -397,7 +415,7 @@ def _print_tables(results: dict, bandwidth: dict, weights: dict, args) -> None:
             print(f"| {workload} | {system} | {med(rows, 'tokens_per_s'):.1f} | {med(rows, 'ttft_p50_s'):.2f} | "
                   f"{med(rows, 'ttft_p95_s'):.2f} | {med(rows, 'peak_rss_mb'):.0f} |")  # fmt: skip
     for workload, by_system in results.items():
-        for other in ("padded", "engine-model"):
+        for other in ("padded", "engine-model", "engine-unpacked"):
             if "engine" in by_system and other in by_system:
                 ratios = [
                     e["tokens_per_s"] / o["tokens_per_s"]
@@ -454,7 +472,7 @@ def main(argv: list[str] | None = None) -> None:
         "--systems",
         nargs="*",
         help="only these (engine, padded, llama-f16-logits, ...; engine-model: the engine decoding through the "
-        "model's own forward, as before its lean step, only when named)",
+        "model's own forward, as before its lean step, and engine-unpacked: F.linear instead of packed oneDNN, only when named)",
     )
     parser.add_argument("--gap", type=float, default=1.0, help="seconds between arrivals")
     parser.add_argument(
@@ -466,7 +484,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--variant-names",
         nargs="+",
-        default=["grouped", "model-decode", "sdpa", "eager", "bf16-grouped", "compile-grouped"],
+        default=["grouped", "unpacked", "model-decode", "sdpa", "eager", "bf16-grouped", "compile-grouped"],
     )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", help=argparse.SUPPRESS)

@@ -268,3 +268,88 @@ def test_other_architectures_decode_through_the_model(tiny):
     assert LlamaDecoder.for_model(model) is not None
     gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64, n_positions=32))
     assert LlamaDecoder.for_model(gpt2) is None
+
+
+def test_packed_projections_give_the_same_tokens_as_torchs_linear(tiny):
+    """oneDNN's packed projections (the default) against PyTorch's F.linear: same tokens, logprobs to
+    float32 rounding, for requests that join and leave mid-run; the model is itself again afterwards."""
+    from text2grad.inference import packed
+
+    model, tokenizer = tiny
+    if not packed.available():
+        pytest.skip("this PyTorch has no oneDNN")
+    fast = Engine(model, tokenizer, max_batch=2)
+    plain = Engine(model, tokenizer, max_batch=2, packed=False)
+    assert len(fast.packed.modules) == 2 * 7 + 1  # q k v o gate up down per layer, and the head
+    for a, b in zip(fast.run(_requests(tokenizer)), plain.run(_requests(tokenizer)), strict=True):
+        assert a.response_ids == b.response_ids
+        assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5, rtol=0)
+    assert not any("forward" in m.__dict__ for m in model.modules())
+    ids = torch.tensor([_prompts(tokenizer)[1]])
+    loss = model(ids, labels=ids).loss
+    loss.backward()  # trainable outside the engine's steps
+    assert model.lm_head.weight.grad is not None
+    model.zero_grad(set_to_none=True)
+
+
+def test_a_weight_changed_in_place_is_packed_again(tiny):
+    from text2grad.inference import packed
+
+    model, _ = tiny
+    if not packed.available():
+        pytest.skip("this PyTorch has no oneDNN")
+    layer = model.model.layers[0].mlp.down_proj
+    x = torch.randn(3, layer.in_features)
+    with torch.no_grad(), packed.PackedLinears(model):
+        before = layer(x)
+        layer.weight.mul_(2.0)  # what a merged adapter or an optimizer step does
+        after = layer(x)
+        layer.weight.div_(2.0)
+    assert torch.allclose(after, 2 * before, atol=1e-5)
+
+
+def _full_sort_nucleus(scaled, tops, top_p):
+    """The engine's sampling distribution before its candidate set: the whole vocabulary sorted (by
+    ``topk``, as it was) when a row has no top-k filter."""
+    values, candidates = torch.topk(scaled, max(tops), dim=-1)
+    beyond = torch.arange(values.shape[-1])[None, :] >= torch.tensor(tops)[:, None]
+    probs = values.masked_fill(beyond, float("-inf")).softmax(-1)
+    before = probs.cumsum(-1) - probs
+    return probs.masked_fill(before >= top_p[:, None], 0.0), candidates
+
+
+@pytest.mark.parametrize("spread", [10.0, 0.05])  # peaked rows (nucleus among the candidates), flat rows
+def test_the_nucleus_without_top_k_is_the_full_sorts(spread):
+    from text2grad.inference import engine as engine_module
+
+    torch.manual_seed(0)
+    vocab = 49152
+    scaled = torch.randn(6, vocab) * spread
+    tops = [vocab, 50, vocab, 1, vocab, 200]
+    top_p = torch.tensor([0.95, 0.9, 0.5, 1.0, 0.99, 0.8])
+    probs, ids = engine_module.nucleus(scaled, tops, top_p)
+    reference, reference_ids = _full_sort_nucleus(scaled, tops, top_p)
+    keep = probs.shape[-1]
+    assert keep == (engine_module.NUCLEUS_CANDIDATES if spread > 1 else vocab)  # flat rows: the full sort
+    assert torch.equal(ids, reference_ids[:, :keep])
+    assert torch.allclose(probs, reference[:, :keep], atol=1e-7, rtol=1e-5)
+    assert float(reference[:, keep:].sum()) == 0.0  # nothing the candidates left out could be drawn
+    assert all(0 < int((row > 0).sum()) <= engine_module.NUCLEUS_CANDIDATES for row in probs) or keep == vocab
+
+
+def test_requests_without_top_k_draw_the_full_sorts_tokens(tiny, monkeypatch):
+    """Same seeds, requests joining and leaving: identical tokens and logprobs with the candidate set
+    and with the whole vocabulary sorted (the engine's sampling before it)."""
+    from text2grad.inference import engine as engine_module
+
+    model, tokenizer = tiny
+    requests = lambda: [  # noqa: E731
+        Request(**{**r.__dict__, "top_k": None, "temperature": t, "top_p": 0.9})
+        for r, t in zip(_requests(tokenizer), [0.02, 0.05, 1.0, 0.03, 0.02], strict=True)
+    ]
+    fast = Engine(model, tokenizer, max_batch=2).run(requests())
+    monkeypatch.setattr(engine_module, "nucleus", _full_sort_nucleus)
+    slow = Engine(model, tokenizer, max_batch=2).run(requests())
+    for a, b in zip(fast, slow, strict=True):
+        assert a.response_ids == b.response_ids
+        assert a.logprobs == b.logprobs
