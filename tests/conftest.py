@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.process import stop_process
+
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-battery-9"
 
@@ -283,13 +285,7 @@ def start_worker(
 
 
 def stop_worker(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_process(proc)
     proc.log_file.close()
 
 

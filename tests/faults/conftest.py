@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from tests.conftest import REPO, start_worker, stop_worker, wait_for
+from tests.support.process import stop_process
 from tests.training.conftest import critiqued  # noqa: F401  (a fixture: submitted annotations to train on)
 
 
@@ -141,12 +142,7 @@ def web_server(fault_env, tmp_path):
 
     wait_for(up, timeout=60, message="the web server")
     yield Web(proc, url, log)
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.process import stop_process
 from tests.training.conftest import critiqued, labelled, tiny_settings  # noqa: F401 (shared fixtures)
 
 MOTO_SERVER = Path(sys.executable).with_name("moto_server")
@@ -47,12 +48,7 @@ def s3_endpoint(tmp_path_factory):
                 raise RuntimeError(f"moto_server did not start:\n{log_path.read_text()[-2000:]}") from None
             time.sleep(0.2)
     yield endpoint
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc, grace_s=10)
     log.close()
 
 

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support.process import stop_process
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -25,12 +27,7 @@ def serve_openai(env: dict, log_path: Path, *, start_timeout_s: float = 120) -> 
         try:
             yield _wait_for_url(process, log_path, start_timeout_s)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 def _wait_for_url(process: subprocess.Popen, log_path: Path, timeout_s: float) -> str:

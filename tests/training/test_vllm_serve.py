@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import base_model_dir
+from tests.support.process import stop_process
 
 
 def _missing() -> str:
@@ -123,12 +124,7 @@ def test_vllm_serves_the_adapter_download_with_enable_lora(tmp_path):
             lora = api.chat.completions.create(model=LORA_NAME, **ask)
             plain = api.chat.completions.create(model="base", **ask)
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop_process(server, grace_s=60)
     answer = lora.choices[0].message.content
     assert lora.usage.completion_tokens >= 1 and answer
     assert answer != plain.choices[0].message.content, "the adapter changed nothing: was it loaded?"
