@@ -153,6 +153,22 @@ def select_phrase(page, phrase: str, *, mouse: bool) -> None:
     page.mouse.up()
 
 
+def critique_first_word_by_keyboard(tab, text: str, critique: str) -> None:
+    """As an annotator on the keyboard: a poor span on the output's first word with ``critique``, then an
+    overall critique and a rating of 1, waiting for the autosave."""
+    words = text.split()
+    assert words, f"an empty output to annotate: {text!r}"
+    select_phrase(tab, words[0], mouse=False)
+    tab.keyboard.press("2")  # the second label: poor
+    tab.wait_for_selector("#span-popover:not([hidden])")
+    tab.keyboard.type(critique)
+    tab.keyboard.press("Control+Enter")
+    tab.wait_for_selector(".span-item")
+    with tab.expect_response(lambda response: response.url.endswith("/save/")):
+        tab.fill("#overall-critique", "Not a summary of the item: " + critique)
+        tab.locator('input[name="rating"][value="1"]').check()
+
+
 def tab_to(page, selector: str, limit: int = 60) -> int:
     """Press Tab until the focused element matches selector; the number of presses it took."""
     for presses in range(1, limit + 1):

@@ -19,7 +19,7 @@ from tests.conftest import wait_for
 from training.management.commands.seed_demo import DEMO_USERS, SUMMARY_PROJECT
 from training.models import GenerationJob, TokenReward, TrainingRound
 
-from .conftest import select_phrase
+from .conftest import critique_first_word_by_keyboard
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -57,18 +57,7 @@ def _annotate_one(tab, annotator_name: str, critique: str) -> Annotation:
     annotation_pk = int(tab.url.rstrip("/").split("/")[-1])
     annotation = Annotation.objects.select_related("generation").get(pk=annotation_pk)
     assert annotation.annotator.username == annotator_name
-    text = annotation.generation.text
-    words = text.split()
-    assert words, f"an empty output to annotate: {text!r}"
-    select_phrase(tab, words[0], mouse=False)
-    tab.keyboard.press("2")  # the second label: poor
-    tab.wait_for_selector("#span-popover:not([hidden])")
-    tab.keyboard.type(critique)
-    tab.keyboard.press("Control+Enter")
-    tab.wait_for_selector(".span-item")
-    with tab.expect_response(lambda response: response.url.endswith("/save/")):
-        tab.fill("#overall-critique", "Not a summary of the item: " + critique)
-        tab.locator('input[name="rating"][value="1"]').check()
+    critique_first_word_by_keyboard(tab, annotation.generation.text, critique)
     return annotation
 
 

@@ -21,7 +21,7 @@ import pytest
 from tests.support.stack import embedded_stack, wait_until
 from training.management.commands.seed_demo import CODE_PROJECT, DEMO_USERS, SUMMARY_PROJECT
 
-from .conftest import select_phrase
+from .conftest import critique_first_word_by_keyboard
 
 pytestmark = [pytest.mark.browser]
 
@@ -85,17 +85,7 @@ def _annotate(tab, critique: str) -> int:
     """In the open workspace: a poor span on the first word with a critique, an overall critique and a
     rating (autosaved). Returns the annotation's id."""
     tab.wait_for_selector('#workspace[data-ready="1"]')
-    words = tab.locator("#output-text").inner_text().split()
-    assert words, "an empty output to annotate"
-    select_phrase(tab, words[0], mouse=False)
-    tab.keyboard.press("2")  # the second label: poor
-    tab.wait_for_selector("#span-popover:not([hidden])")
-    tab.keyboard.type(critique)
-    tab.keyboard.press("Control+Enter")
-    tab.wait_for_selector(".span-item")
-    with tab.expect_response(lambda response: response.url.endswith("/save/")):
-        tab.fill("#overall-critique", "Not a summary of the item: " + critique)
-        tab.locator('input[name="rating"][value="1"]').check()
+    critique_first_word_by_keyboard(tab, tab.locator("#output-text").inner_text(), critique)
     return _annotation_pk(tab)
 
 
